@@ -1,0 +1,28 @@
+"""Exceptions raised by kpal.
+
+Every error about bad *data* (a corrupt or unsupported ``.kpal`` file, an image
+kpal cannot encode, an option out of range) is a :class:`KpalError`, which is a
+``ValueError`` so code that already catches ``ValueError`` keeps working.
+I/O problems stay ``OSError``; Pillow's own ``DecompressionBombError`` passes
+through unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = ["KpalError", "FormatError", "ChecksumError", "LimitError"]
+
+
+class KpalError(ValueError):
+    """Base class for every data error kpal raises."""
+
+
+class FormatError(KpalError):
+    """The bytes are not a valid ``.kpal`` file: bad magic, field value or length."""
+
+
+class ChecksumError(FormatError):
+    """The CRC-32 stored in the file does not match its contents."""
+
+
+class LimitError(FormatError):
+    """A header field is outside the limits the specification allows."""

@@ -1,0 +1,177 @@
+"""Image quality and size accounting.
+
+The size accounting is the project's yardstick: a palette image of ``N`` pixels
+and ``k`` colours needs ``k*24`` bits of palette plus ``N*b`` bits of indices
+with ``b = ceil(log2 k)`` (the *fixed-width bound*). Two tighter bounds are
+reported beside it: ``N*log2(k)`` bits (what exact radix packing approaches) and
+``N*H`` bits, ``H`` being the order-0 entropy of the labels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["mse", "psnr", "entropy_bits", "SizeReport", "size_report"]
+
+_PEAK = 255.0
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error between two uint8 arrays of the same shape, over every channel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mse(np.array([0, 0], np.uint8), np.array([3, 1], np.uint8))
+    5.0
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape:
+        msg = f"shapes differ: {a.shape} and {b.shape}"
+        raise ValueError(msg)
+    if a.size == 0:
+        msg = "cannot compare empty arrays"
+        raise ValueError(msg)
+    total = 0.0
+    flat_a = a.reshape(-1)
+    flat_b = b.reshape(-1)
+    step = 1 << 22  # bounded temporaries on very large images
+    for i in range(0, flat_a.size, step):
+        d = flat_a[i : i + step].astype(np.int32) - flat_b[i : i + step].astype(np.int32)
+        total += float(np.dot(d, d))
+    return total / a.size
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB between two uint8 images (``inf`` when equal).
+
+    ``PSNR = 10 * log10(255**2 / MSE)``, the MSE taken over all channels.
+    """
+    err = mse(a, b)
+    return math.inf if err == 0 else 10.0 * math.log10(_PEAK * _PEAK / err)
+
+
+def entropy_bits(labels: np.ndarray, k: int | None = None) -> float:
+    """Order-0 entropy of ``labels`` times their count: the ``N*H`` bound in bits."""
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=k or 0)
+    counts = counts[counts > 0].astype(np.float64)
+    n = counts.sum()
+    if n == 0:
+        return 0.0
+    return float(-(counts * np.log2(counts / n)).sum())
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    """Where the bytes of one encoded image go, against the theoretical bounds.
+
+    Attributes
+    ----------
+    k, n_pixels, bits_per_index : int
+        Palette size, pixel count and ``b = ceil(log2 k)``.
+    palette_bits, index_bits, theoretical_bits : int
+        ``k*24``, ``N*b`` and their sum (the fixed-width bound).
+    theoretical_bytes : int
+        ``ceil(theoretical_bits / 8)``.
+    log2_bound_bits : float
+        ``k*24 + N*log2(k)``.
+    entropy_bound_bits : float or None
+        ``k*24 + N*H(labels)`` when the labels were given.
+    on_disk_bytes : int
+        The real file size.
+    overhead_bytes : int or None
+        File bytes that are neither palette nor payload (header and checksum).
+    raw_bytes : int
+        ``3*N``, the image as 24-bit RGB.
+    """
+
+    k: int
+    n_pixels: int
+    bits_per_index: int
+    palette_bits: int
+    index_bits: int
+    theoretical_bits: int
+    theoretical_bytes: int
+    log2_bound_bits: float
+    entropy_bound_bits: float | None
+    on_disk_bytes: int
+    overhead_bytes: int | None
+    raw_bytes: int
+
+    @property
+    def formula(self) -> str:
+        """The fixed-width bound written out, e.g. ``16×24 + 16384×4 = 65920 bits``."""
+        return (
+            f"{self.k}×24 + {self.n_pixels}×{self.bits_per_index}"
+            f" = {self.theoretical_bits} bits"
+        )
+
+    @property
+    def ratio(self) -> float:
+        """Compression ratio against raw 24-bit RGB (``raw_bytes / on_disk_bytes``)."""
+        return self.raw_bytes / self.on_disk_bytes
+
+    @property
+    def bits_per_pixel(self) -> float:
+        """On-disk bits per pixel, everything included."""
+        return self.on_disk_bytes * 8 / self.n_pixels
+
+    def as_dict(self) -> dict:
+        """All fields and derived figures as a JSON-ready dict."""
+        out = asdict(self)
+        out.update(formula=self.formula, ratio=self.ratio, bits_per_pixel=self.bits_per_pixel)
+        return out
+
+
+def size_report(
+    k: int,
+    n_pixels: int,
+    on_disk_bytes: int,
+    *,
+    payload_bytes: int | None = None,
+    labels: np.ndarray | None = None,
+) -> SizeReport:
+    """Account for an encoded image's size against the k·24 + N·b bound.
+
+    Parameters
+    ----------
+    k : int
+        Palette size stored in the file.
+    n_pixels : int
+        ``width * height``.
+    on_disk_bytes : int
+        The file's length.
+    payload_bytes : int, optional
+        Length of the index payload; with it the overhead (header and checksum)
+        is reported.
+    labels : ndarray, optional
+        The palette indices; with them the order-0 entropy bound is reported.
+
+    Examples
+    --------
+    >>> r = size_report(16, 16384, 8234, payload_bytes=8192)
+    >>> r.formula, r.theoretical_bytes, r.overhead_bytes
+    ('16×24 + 16384×4 = 65920 bits', 8240, -6)
+    """
+    b = (k - 1).bit_length()
+    palette_bits = 24 * k
+    index_bits = n_pixels * b
+    total = palette_bits + index_bits
+    return SizeReport(
+        k=k,
+        n_pixels=n_pixels,
+        bits_per_index=b,
+        palette_bits=palette_bits,
+        index_bits=index_bits,
+        theoretical_bits=total,
+        theoretical_bytes=(total + 7) // 8,
+        log2_bound_bits=palette_bits + n_pixels * math.log2(k),
+        entropy_bound_bits=None if labels is None else palette_bits + entropy_bits(labels, k),
+        on_disk_bytes=on_disk_bytes,
+        overhead_bytes=None if payload_bytes is None else on_disk_bytes - 3 * k - payload_bytes,
+        raw_bytes=3 * n_pixels,
+    )

@@ -1,0 +1,145 @@
+"""Pillow plugin: ``Image.open("x.kpal")`` and ``im.save("x.kpal", colors=16)``.
+
+Opening reads and checks only the header and palette; the payload is read,
+checksummed and decoded on ``load()`` by :class:`KpalDecoder`, a
+``PyDecoder`` because Pillow's raw decoder only unpacks 1, 2, 4 and 8-bit
+indices with byte-aligned rows, and ``.kpal`` packs any width 0..8 without
+row padding.
+
+Save options (``im.save(path, format="KPAL", **options)``): ``colors``
+(k, 1..256), ``method``, ``init``, ``seed``, ``max_iter``, ``tol``,
+``sample``, ``packing`` ("fixed" or "radix") and ``entropy`` (bool); see
+:func:`kpal.encode`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zlib
+from typing import IO
+
+from PIL import Image, ImageFile, ImagePalette
+
+from kpal import codec, container
+from kpal import coding as codings
+
+__all__ = ["KpalImageFile", "KpalDecoder", "register", "FORMAT", "EXTENSION", "MIME"]
+
+FORMAT = "KPAL"
+EXTENSION = ".kpal"
+MIME = "image/x-kpal"
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix.startswith(container.MAGIC)
+
+
+class KpalImageFile(ImageFile.ImageFile):
+    """A ``.kpal`` image opened by Pillow (mode "P")."""
+
+    format = FORMAT
+    format_description = "kpal palette image"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        prefix = self.fp.read(container.HEADER_SIZE)
+        if not _accept(prefix):
+            msg = "not a .kpal file"
+            raise SyntaxError(msg)
+        # From here on the file claims to be .kpal: bad fields raise FormatError
+        # (a ValueError), which Pillow passes through instead of trying other formats.
+        header = container.read_header(prefix)
+        chosen = codings.get(header.coding)
+        container.check_payload_length(
+            header, chosen.payload_size(header.k, header.width, header.height))
+        _check_length_if_known(self.fp, header)
+        palette_bytes = self.fp.read(header.palette_size)
+        if len(palette_bytes) != header.palette_size:
+            msg = (f"file is truncated in the palette: {len(palette_bytes)} of "
+                   f"{header.palette_size} bytes")
+            raise container.FormatError(msg)
+
+        self._size = (header.width, header.height)
+        self._mode = "P"
+        self.palette = ImagePalette.raw("RGB", palette_bytes)
+        self.info.update(k=header.k, bits_per_index=header.bits_per_index,
+                         coding=chosen.name, version=header.version)
+        # Decoder args: the CRC of everything read so far, continued over the payload.
+        crc = zlib.crc32(prefix + palette_bytes)
+        args = (header.coding, header.k, header.payload_length, crc)
+        self.tile = [ImageFile._Tile("kpal", (0, 0, *self._size), self.fp.tell(), args)]
+
+
+def _check_length_if_known(fp: IO[bytes], header: container.Header) -> None:
+    # A 100000x100000 header on a 60-byte file must fail here, before load()
+    # allocates anything. Non-seekable streams are checked when read.
+    try:
+        here = fp.tell()
+        end = fp.seek(0, os.SEEK_END)
+        fp.seek(here)
+    except (OSError, AttributeError, ValueError):
+        return
+    container.check_file_length(header, end)
+
+
+class KpalDecoder(ImageFile.PyDecoder):
+    """Reads the payload and checksum, verifies the CRC, decodes the indices."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        assert self.fd is not None
+        coding_id, k, payload_length, crc = self.args
+        wanted = payload_length + container.CHECKSUM_SIZE
+        data = self.fd.read(wanted + 1)  # one more byte reveals trailing data
+        if len(data) != wanted:
+            what = "truncated" if len(data) < wanted else "has trailing data"
+            msg = (f"file {what}: the payload and checksum should be {wanted} bytes, "
+                   f"{'got ' + str(len(data)) if len(data) < wanted else 'found more'}")
+            raise container.FormatError(msg)
+        payload = memoryview(data)[:payload_length]
+        container.verify_checksum(zlib.crc32(payload, crc), data[payload_length:])
+        labels = codings.get(coding_id).decode(payload, k, self.state.xsize, self.state.ysize)
+        self.set_as_raw(labels.tobytes(), "P")
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    info = im.encoderinfo
+    options = {name: info[name] for name in ("method", "init", "seed", "max_iter", "tol",
+                                               "sample", "entropy") if name in info}
+    if "packing" in info:
+        options["coding"] = info["packing"]
+    if "coding" in info:
+        options["coding"] = info["coding"]
+    # All the slow work happens before the first byte is written.
+    try:
+        data = codec.encode(im, info.get("colors"), **options)
+    except (KeyboardInterrupt, SystemExit):
+        # Pillow removes a file it created when an Exception escapes, but not on
+        # an interrupt: leave no empty file behind in that case either.
+        _remove_if_empty(fp, filename)
+        raise
+    fp.write(data)
+
+
+def _remove_if_empty(fp: IO[bytes], filename: str | bytes) -> None:
+    if not filename:
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if fp.tell() == 0 and os.path.exists(filename) and os.path.getsize(filename) == 0:
+            fp.close()
+            os.remove(filename)
+
+
+def register() -> None:
+    """Register the format with Pillow: open, save, extension and MIME type.
+
+    ``import kpal`` calls it; calling it again is harmless.
+    """
+    Image.register_open(FORMAT, KpalImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)
+    Image.register_decoder("kpal", KpalDecoder)

@@ -1,0 +1,211 @@
+"""Colour quantization: choose a palette of at most ``k`` colours for some pixels.
+
+:func:`quantize` is the single entry point the codec uses. It builds the
+histogram of distinct colours, clusters it (k-means or a Gaussian mixture),
+rounds the centres to a uint8 palette and labels every pixel with its nearest
+palette colour through a lookup table over the distinct colours.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from kpal.errors import KpalError
+from kpal.quantize.histogram import color_histogram, map_pixels
+from kpal.quantize.kmeans import KMeans, fit_histogram, nearest_palette_colors, validate_params
+
+__all__ = ["METHODS", "KMeans", "Quantization", "quantize"]
+
+#: Names accepted by ``method=``.
+METHODS = ("kmeans", "gmm")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """The result of :func:`quantize`.
+
+    Attributes
+    ----------
+    palette : ndarray of shape (k_used, 3), uint8
+        Palette colours, every one used by at least one pixel; ``k_used <= k``.
+    labels : ndarray of shape (n_pixels,), uint8
+        Palette index of every pixel.
+    n_iter : int
+        Iterations run by the clustering (0 when the image was kept exactly).
+    inertia : float
+        Mean over pixels of the squared RGB distance between each pixel and
+        its palette colour (the mean squared error summed over channels).
+    n_colors : int
+        Number of distinct colours in the input.
+    method : str
+        ``"kmeans"`` or ``"gmm"``.
+    """
+
+    palette: np.ndarray
+    labels: np.ndarray
+    n_iter: int
+    inertia: float
+    n_colors: int
+    method: str
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Yield the palette, then the labels: ``palette, labels = quantize(...)``."""
+        yield self.palette
+        yield self.labels
+
+
+def quantize(
+    pixels: np.ndarray,
+    k: int,
+    *,
+    method: str = "kmeans",
+    init: str = "k-means++",
+    seed: int = 0,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    sample: float | None = None,
+) -> Quantization:
+    """Choose at most ``k`` colours for ``pixels`` and label every pixel.
+
+    Parameters
+    ----------
+    pixels : ndarray of shape (n_pixels, 3), uint8
+        RGB pixels.
+    k : int
+        Palette size, 1..256.
+    method : {"kmeans", "gmm"}, default "kmeans"
+        k-means (Lloyd's algorithm) or a Gaussian mixture fitted by EM.
+    init : {"k-means++", "random"}, default "k-means++"
+        How the clustering starts.
+    seed : int, default 0
+        Seed of every random choice: same input and seed, same result.
+    max_iter : int, default 300
+        Maximum iterations of the clustering.
+    tol : float, default 1e-4
+        Convergence tolerance (k-means: relative centre shift; GMM: gain in
+        mean log-likelihood).
+    sample : float in (0, 1], optional
+        Fit on this random fraction of the pixels, then label all of them.
+
+    Returns
+    -------
+    Quantization
+        Unpacks as ``palette, labels``.
+
+    Warns
+    -----
+    UserWarning
+        When the pixels hold ``k`` or fewer distinct colours: the palette is
+        then exactly those colours and the result is lossless.
+
+    Examples
+    --------
+    >>> pixels = np.array([[0, 0, 0], [0, 0, 2], [250, 250, 250]], dtype=np.uint8)
+    >>> palette, labels = quantize(pixels, 2)
+    >>> palette[labels].tolist()
+    [[0, 0, 1], [0, 0, 1], [250, 250, 250]]
+    """
+    _validate(pixels, k, method, init, seed, max_iter, tol, sample)
+    hist = color_histogram(pixels)
+    n_colors = len(hist)
+    if n_colors <= k:
+        warnings.warn(
+            f"the image has {n_colors} distinct colours, no more than k={k}: "
+            "the palette holds exactly those colours (lossless)",
+            UserWarning,
+            stacklevel=2,
+        )
+        labels = map_pixels(pixels, hist.colors, np.arange(n_colors, dtype=np.uint8))
+        return Quantization(hist.colors, labels, 0, 0.0, n_colors, method)
+    rng = np.random.default_rng(seed)
+    fit_hist = hist
+    if sample is not None and sample < 1:
+        fit_hist = _sample_histogram(pixels, sample, rng)
+        if len(fit_hist) <= k:
+            fit_hist = hist
+    if method == "kmeans":
+        centres, n_iter = fit_histogram(
+            fit_hist.colors, fit_hist.counts, k, init=init, rng=rng, max_iter=max_iter, tol=tol
+        )
+        palette = _to_palette(centres)
+        color_labels, distances = nearest_palette_colors(hist.colors, palette)
+    else:
+        centres, gmm_labels, n_iter = _fit_gmm(
+            fit_hist.colors, fit_hist.counts, k, seed, max_iter, tol, init
+        )
+        palette = _to_palette(centres)
+        if fit_hist is hist:
+            # Each colour keeps its most probable component, as the mixture decides.
+            color_labels = gmm_labels
+            diff = hist.colors.astype(np.int64) - palette[color_labels]
+            distances = np.einsum("nd,nd->n", diff, diff).astype(np.float64)
+        else:
+            color_labels, distances = nearest_palette_colors(hist.colors, palette)
+    # Drop palette entries no colour chose (duplicates after rounding, or a
+    # cluster that only held sampled-out colours); renumber the rest in order.
+    used = np.bincount(color_labels, minlength=palette.shape[0]) > 0
+    renumber = np.cumsum(used, dtype=np.intp) - 1
+    palette = palette[used]
+    labels = map_pixels(pixels, hist.colors, renumber[color_labels].astype(np.uint8))
+    inertia = float(distances @ hist.counts) / pixels.shape[0]
+    return Quantization(palette, labels, n_iter, inertia, n_colors, method)
+
+
+def _validate(
+    pixels: object, k: object, method: object, init: object, seed: object,
+    max_iter: object, tol: object, sample: object,
+) -> None:
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
+        dtype = getattr(pixels, "dtype", type(pixels).__name__)
+        msg = f"pixels must be a uint8 ndarray, got {dtype}"
+        raise KpalError(msg)
+    if pixels.ndim != 2 or pixels.shape[1] != 3 or pixels.shape[0] == 0:
+        msg = f"pixels must have shape (n_pixels, 3) with n_pixels >= 1, got {pixels.shape}"
+        raise KpalError(msg)
+    if method not in METHODS:
+        msg = f"method={method!r} must be one of {', '.join(map(repr, METHODS))}"
+        raise KpalError(msg)
+    if not isinstance(init, str):
+        msg = f"init={init!r} must be 'k-means++' or 'random'"
+        raise KpalError(msg)
+    try:
+        validate_params(k, init, seed, max_iter, tol)
+    except ValueError as error:
+        raise KpalError(str(error)) from None
+    if sample is not None and (
+        isinstance(sample, bool) or not isinstance(sample, numbers.Real)
+        or not 0 < sample <= 1
+    ):
+        msg = f"sample={sample!r} must be a fraction in (0, 1]"
+        raise KpalError(msg)
+
+
+def _to_palette(centres: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+
+
+def _sample_histogram(pixels: np.ndarray, fraction: float, rng: np.random.Generator):
+    n = pixels.shape[0]
+    size = max(1, int(round(fraction * n)))
+    chosen = np.sort(rng.choice(n, size=size, replace=False))
+    return color_histogram(pixels[chosen])
+
+
+def _fit_gmm(
+    colors: np.ndarray, counts: np.ndarray, k: int, seed: int, max_iter: int, tol: float,
+    init: str,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    try:
+        from kpal.quantize.gmm import quantize_histogram
+    except ImportError as error:
+        msg = f"method='gmm' is not available: {error}"
+        raise KpalError(msg) from error
+    means, color_labels, n_iter = quantize_histogram(
+        colors, counts, k, seed=seed, max_iter=max_iter, tol=tol, init=init
+    )
+    return means, np.asarray(color_labels, dtype=np.intp), int(n_iter)

@@ -1,0 +1,185 @@
+"""The kpal command line, through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kpal
+from kpal.cli import cli
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def small_jpg(tmp_path, photo):
+    path = tmp_path / "small.jpg"
+    photo.save(path, quality=95)
+    return path
+
+
+def test_encode_writes_stem_kpal_and_reports(runner, small_jpg):
+    result = runner.invoke(cli, ["encode", str(small_jpg), "-k", "16"])
+    assert result.exit_code == 0, result.output
+    out = small_jpg.with_suffix(".kpal")
+    n = 64 * 48
+    size = -(-(16 * 24 + n * 4) // 8) + 30
+    assert out.stat().st_size == size
+    text = result.output
+    assert f"16×24 + {n}×4 = {16 * 24 + n * 4} bits" in text
+    assert f"{size:,} bytes (overhead 30 bytes" in text
+    assert "PSNR" in text and " dB" in text and "iterations" in text
+    with Image.open(out) as im:
+        assert im.size == (64, 48) and im.info["k"] == 16
+
+
+def test_encode_is_deterministic_and_matches_api(runner, small_jpg, tmp_path):
+    a, b = tmp_path / "a.kpal", tmp_path / "b.kpal"
+    for path in (a, b):
+        assert runner.invoke(cli, ["encode", str(small_jpg), "-o", str(path), "-k", "8",
+                                   "--seed", "5", "-q"]).exit_code == 0
+    assert a.read_bytes() == b.read_bytes() == kpal.encode(small_jpg, 8, seed=5)
+
+
+def test_existing_output_needs_force(runner, small_jpg):
+    out = small_jpg.with_suffix(".kpal")
+    out.write_bytes(b"precious")
+    result = runner.invoke(cli, ["encode", str(small_jpg)])
+    assert result.exit_code == 2
+    assert f"kpal: error: {out}: file exists (use --force to overwrite)" in result.output
+    assert out.read_bytes() == b"precious"
+    assert runner.invoke(cli, ["encode", str(small_jpg), "--force", "-q"]).exit_code == 0
+    assert out.read_bytes()[:5] == b"\x89KPAL"
+
+
+def test_output_equal_to_input_is_refused_even_with_force(runner, tmp_path, small_jpg):
+    result = runner.invoke(cli, ["encode", str(small_jpg), "-o", str(small_jpg), "--force"])
+    assert result.exit_code == 2
+    assert "output is the input file" in result.output
+    assert small_jpg.read_bytes()[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize("k", ["0", "1", "257", "-3"])
+def test_k_out_of_range(runner, small_jpg, k):
+    result = runner.invoke(cli, ["encode", str(small_jpg), "-k", k])
+    assert result.exit_code == 2
+    assert f"k={k} must be between 2 and 256" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_k_not_a_number(runner, small_jpg):
+    result = runner.invoke(cli, ["encode", str(small_jpg), "-k", "abc"])
+    assert result.exit_code == 2
+    assert "'abc' is not a valid integer" in result.output
+
+
+def test_missing_input(runner, tmp_path):
+    result = runner.invoke(cli, ["encode", str(tmp_path / "nope.jpg")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"kpal: error: {tmp_path / 'nope.jpg'}: no such file"
+
+
+def test_not_an_image(runner, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    result = runner.invoke(cli, ["encode", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"kpal: error: {path}: not an image Pillow can read"
+    assert not (tmp_path / "notes.kpal").exists()
+
+
+def test_stdin_to_stdout(runner, small_jpg):
+    result = runner.invoke(cli, ["encode", "-", "-k", "4"], input=small_jpg.read_bytes())
+    assert result.exit_code == 0
+    assert result.stdout_bytes[:9] == b"\x89KPAL\r\n\x1a\n"
+    assert kpal.decode(result.stdout_bytes).info["k"] == 4
+
+
+def test_decode_to_png_and_bmp(runner, tmp_path, small_jpg):
+    kpal_path = tmp_path / "x.kpal"
+    kpal.save(small_jpg, kpal_path, 8)
+    expected = np.asarray(kpal.decode(kpal_path).convert("RGB"))
+    assert runner.invoke(cli, ["decode", str(kpal_path)]).exit_code == 0
+    with Image.open(tmp_path / "x.png") as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), expected)
+    assert runner.invoke(cli, ["decode", str(kpal_path), "-o", str(tmp_path / "y.bmp")]
+                         ).exit_code == 0
+    with Image.open(tmp_path / "y.bmp") as im:
+        assert im.format == "BMP"
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), expected)
+
+
+def test_decode_unknown_extension(runner, tmp_path, small_jpg):
+    kpal_path = tmp_path / "x.kpal"
+    kpal.save(small_jpg, kpal_path, 8)
+    result = runner.invoke(cli, ["decode", str(kpal_path), "-o", str(tmp_path / "y.zzz")])
+    assert result.exit_code == 2
+    assert "unknown image extension '.zzz'" in result.output
+
+
+def test_decode_corrupt_file_is_one_line_exit_1(runner, tmp_path, small_jpg):
+    kpal_path = tmp_path / "x.kpal"
+    kpal.save(small_jpg, kpal_path, 8)
+    data = bytearray(kpal_path.read_bytes())
+    data[-1] ^= 1
+    kpal_path.write_bytes(bytes(data))
+    result = runner.invoke(cli, ["decode", str(kpal_path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"kpal: error: {kpal_path}: checksum mismatch")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_info_text_and_json(runner, tmp_path, small_jpg):
+    kpal_path = tmp_path / "x.kpal"
+    kpal.save(small_jpg, kpal_path, 16)
+    result = runner.invoke(cli, ["info", str(kpal_path)])
+    assert result.exit_code == 0
+    assert "checksum       ok" in result.output
+    assert "16 colours, 4 bits per index" in result.output
+    result = runner.invoke(cli, ["info", str(kpal_path), "--json"])
+    report = json.loads(result.output)
+    assert report["header"]["k"] == 16 and report["checksum"] == "ok"
+    assert report["size"]["on_disk_bytes"] == kpal_path.stat().st_size
+
+
+def test_info_on_damaged_file_shows_header_and_fails(runner, tmp_path, small_jpg):
+    kpal_path = tmp_path / "x.kpal"
+    kpal.save(small_jpg, kpal_path, 16)
+    data = bytearray(kpal_path.read_bytes())
+    data[100] ^= 4
+    kpal_path.write_bytes(bytes(data))
+    result = runner.invoke(cli, ["info", str(kpal_path)])
+    assert result.exit_code == 1
+    assert "checksum       mismatch" in result.output
+    assert "kpal: error:" in result.output
+
+
+def test_help_on_every_command(runner):
+    for args in (["--help"], ["encode", "--help"], ["decode", "--help"], ["info", "--help"]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_sample_photo_acceptance(runner, tmp_path, rocket_path):
+    """The README's first command: a 640x427 photo at k = 16."""
+    src = tmp_path / "rocket.jpg"
+    shutil.copy(rocket_path, src)
+    result = runner.invoke(cli, ["encode", str(src), "-k", "16"])
+    assert result.exit_code == 0, result.output
+    n = 640 * 427
+    out = tmp_path / "rocket.kpal"
+    assert out.stat().st_size == -(-(16 * 24 + n * 4) // 8) + 30
+    with Image.open(src) as im:
+        original = np.asarray(im.convert("RGB"))
+    decoded = np.asarray(Image.open(out).convert("RGB"))
+    assert decoded.shape == original.shape
+    assert kpal.metrics.psnr(original, decoded) >= 29.0

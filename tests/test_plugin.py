@@ -1,0 +1,110 @@
+"""The Pillow plugin: lazy open, load, save to paths and file objects, registration."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal import plugin
+from kpal.errors import ChecksumError, FormatError
+
+from .conftest import p_image
+
+
+@pytest.fixture
+def kpal_file(tmp_path, photo):
+    path = tmp_path / "photo.kpal"
+    photo.save(path, colors=16, seed=0)
+    return path
+
+
+def test_registration():
+    assert Image.registered_extensions()[".kpal"] == "KPAL"
+    assert Image.MIME["KPAL"] == "image/x-kpal"
+    kpal.register()  # idempotent
+    assert "KPAL" in Image.SAVE and "KPAL" in Image.OPEN
+
+
+def test_open_is_lazy_and_reports_info(kpal_file, photo):
+    with Image.open(kpal_file) as im:
+        assert im.format == "KPAL" and im.mode == "P" and im.size == photo.size
+        assert im.info == {"k": 16, "bits_per_index": 4, "coding": "fixed", "version": 1}
+        assert im.tile and im.tile[0][0] == "kpal"  # nothing decoded yet
+        im.load()
+        assert not im.tile
+        assert len(im.getpalette()) == 16 * 3
+
+
+def test_save_then_open_matches_api(kpal_file, photo):
+    enc = kpal.encode(photo, 16, seed=0)
+    assert kpal_file.read_bytes() == enc
+    with Image.open(kpal_file) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")),
+                                      np.asarray(kpal.decode(enc).convert("RGB")))
+
+
+def test_save_to_file_object_and_open_from_one(photo):
+    buf = io.BytesIO()
+    photo.save(buf, format="KPAL", colors=8, seed=2, init="random")
+    assert buf.getvalue() == kpal.encode(photo, 8, seed=2, init="random")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        assert im.info["k"] == 8
+        im.load()
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 16, 17, 100, 129, 256])
+def test_p_image_saves_pixel_identical(tmp_path, k):
+    im = p_image(31, 9, k, seed=k)
+    path = tmp_path / "p.kpal"
+    im.save(path)
+    with Image.open(path) as out:
+        np.testing.assert_array_equal(np.asarray(out), np.asarray(im))
+        assert out.getpalette()[: 3 * k] == im.getpalette()[: 3 * k]
+
+
+def test_save_options_packing_and_entropy_are_passed(photo):
+    buf = io.BytesIO()
+    with pytest.raises(FormatError, match="unknown payload coding 'nope'"):
+        photo.save(buf, format="KPAL", colors=4, packing="nope")
+
+
+def test_unsupported_mode_names_the_mode(tmp_path):
+    path = tmp_path / "x.kpal"
+    with pytest.raises(ValueError, match="mode F"):
+        Image.new("F", (3, 3)).save(path)
+    assert not path.exists()  # nothing half-made left behind
+
+
+def test_not_kpal_is_not_identified(tmp_path):
+    path = tmp_path / "x.kpal"
+    Image.new("RGB", (2, 2)).save(path, format="PNG")  # a PNG with the wrong extension
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+    with pytest.raises(SyntaxError, match="not a .kpal file"):
+        plugin.KpalImageFile(io.BytesIO(b"not kpal at all, just text"))
+
+
+def test_corrupt_payload_fails_on_load_not_open(kpal_file):
+    data = bytearray(kpal_file.read_bytes())
+    data[200] ^= 0x10
+    im = Image.open(io.BytesIO(bytes(data)))
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        im.load()
+
+
+def test_truncated_file_fails_at_open(kpal_file):
+    data = kpal_file.read_bytes()
+    with pytest.raises(FormatError, match="file is truncated"):
+        Image.open(io.BytesIO(data[:-10]))
+
+
+def test_bad_header_field_is_reported_not_swallowed(kpal_file):
+    data = bytearray(kpal_file.read_bytes())
+    data[9] = 7  # version
+    with pytest.raises(FormatError, match="unsupported version 7"):
+        Image.open(io.BytesIO(bytes(data)))
