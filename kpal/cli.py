@@ -77,7 +77,7 @@ def cli() -> None:
 def _read_input(path: str) -> tuple[str, bytes]:
     """Return a display name and the bytes of IN (a file or - for stdin)."""
     if path == STDIO:
-        return "<stdin>", click.get_binary_stream("stdin").read()
+        return "<stdin>", sys.stdin.buffer.read()
     p = Path(path)
     if p.is_dir():
         raise click.UsageError(f"{path}: is a directory, expected a file")
@@ -105,9 +105,8 @@ def _check_output(src: str, out: str, force: bool) -> None:
 
 def _write_output(out: str, data: bytes, force: bool) -> None:
     if out == STDIO:
-        stream = click.get_binary_stream("stdout")
-        stream.write(data)
-        stream.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return
     from kpal.io import write_atomic
 
