@@ -5,10 +5,13 @@ one continuous bit stream across rows, the last byte zero-padded
 (spec/kpal.md, "Coding 0: fixed width").
 
 Packing is vectorized without a per-pixel loop: 8 indices of ``b`` bits are
-exactly ``b`` whole bytes, so the stream is a sequence of 8-index groups. A
-group is assembled as one 64-bit integer (``b <= 8`` so ``8*b <= 64``) and its
-low ``b`` bytes, big-endian, are the group's bytes. Work runs over bounded
-chunks of groups so memory stays proportional to the chunk, not the image.
+exactly ``b`` whole bytes, so the stream is a sequence of 8-index groups, and
+index ``j`` of every group sits at the same place: it starts in byte
+``j*b // 8`` of its group at bit offset ``j*b % 8`` and spans at most two
+bytes. Each of the 8 positions is one numpy pass over all groups through a
+16-bit window. Widths 1, 2 and 4 never straddle a byte and take shortcuts.
+Temporaries are bounded by chunks of groups; the only full-size arrays are the
+indices and the payload themselves.
 """
 
 from __future__ import annotations
@@ -46,11 +49,6 @@ def payload_size(k: int, width: int, height: int) -> int:
     return (width * height * bits_per_index(k) + 7) // 8
 
 
-def _shifts(b: int) -> np.ndarray:
-    # Index j of a group sits at bit offset 8*b - b*(j+1) from the group's LSB.
-    return (b * np.arange(7, -1, -1)).astype(np.uint64)
-
-
 def encode(labels: np.ndarray, k: int) -> bytes:
     """Pack ``labels`` (any shape, uint8, values < k) into the fixed-width stream.
 
@@ -73,20 +71,23 @@ def encode(labels: np.ndarray, k: int) -> bytes:
     if b == 8:
         return flat.tobytes()
     n = flat.size
+    if b == 1:
+        return np.packbits(flat).tobytes()
     n_groups = -(-n // 8)
-    shifts = _shifts(b)
-    out = np.empty(n_groups * b, dtype=np.uint8)
+    padded = np.zeros(n_groups * 8, dtype=np.uint8)
+    padded[:n] = flat
+    groups = padded.reshape(n_groups, 8)
+    # One extra column catches the low byte of a window that starts in the group's last byte.
+    out = np.zeros((n_groups, b + 1), dtype=np.uint8)
     for g0 in range(0, n_groups, _GROUPS_PER_CHUNK):
         g1 = min(g0 + _GROUPS_PER_CHUNK, n_groups)
-        chunk = flat[g0 * 8 : g1 * 8]
-        if chunk.size < (g1 - g0) * 8:  # last group: pad with zero indices
-            chunk = np.concatenate([chunk, np.zeros((g1 - g0) * 8 - chunk.size, np.uint8)])
-        words = np.bitwise_or.reduce(
-            chunk.reshape(-1, 8).astype(np.uint64) << shifts, axis=1
-        )
-        group_bytes = words.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - b :]
-        out[g0 * b : g1 * b] = group_bytes.reshape(-1)
-    return out[: (n * b + 7) // 8].tobytes()
+        for j in range(8):
+            first, offset = divmod(j * b, 8)
+            window = groups[g0:g1, j].astype(np.uint16)
+            window <<= np.uint16(16 - b - offset)
+            out[g0:g1, first] |= (window >> 8).astype(np.uint8)
+            out[g0:g1, first + 1] |= window.astype(np.uint8)
+    return out[:, :b].reshape(-1)[: (n * b + 7) // 8].tobytes()
 
 
 def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
@@ -125,20 +126,37 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
 
 
 def _unpack(data: np.ndarray, b: int, n: int) -> np.ndarray:
-    if b == 1:
-        return np.unpackbits(data, count=n)
+    if b in (1, 2, 4):  # indices never straddle a byte: shift whole bytes
+        per_byte = 8 // b
+        shifts = np.arange(8 - b, -1, -b, dtype=np.uint8)
+        labels = np.empty((data.size, per_byte), dtype=np.uint8)
+        mask = np.uint8((1 << b) - 1)
+        for j, shift in enumerate(shifts):
+            np.bitwise_and(data >> shift, mask, out=labels[:, j])
+        return labels.reshape(-1)[:n]
+    return _unpack_groups(data, b, n)
+
+
+def _unpack_groups(data: np.ndarray, b: int, n: int) -> np.ndarray:
+    # Index j of an 8-index group starts at bit j*b of the group's b bytes and
+    # spans at most two bytes: read that 16-bit window, shift and mask. One
+    # numpy pass per j, over all groups of a chunk at once.
     n_groups = -(-n // 8)
-    padded = data
-    if data.size < n_groups * b:
-        padded = np.concatenate([data, np.zeros(n_groups * b - data.size, np.uint8)])
-    shifts = _shifts(b)
-    mask = np.uint64((1 << b) - 1)
-    labels = np.empty(n_groups * 8, dtype=np.uint8)
-    wide = np.zeros((min(_GROUPS_PER_CHUNK, n_groups), 8), dtype=np.uint8)
+    padded = np.zeros(n_groups * b + 1, dtype=np.uint8)  # +1: the window may peek past
+    padded[: data.size] = data
+    mask = np.uint16((1 << b) - 1)
+    labels = np.empty((n_groups, 8), dtype=np.uint8)
     for g0 in range(0, n_groups, _GROUPS_PER_CHUNK):
         g1 = min(g0 + _GROUPS_PER_CHUNK, n_groups)
-        block = wide[: g1 - g0]
-        block[:, 8 - b :] = padded[g0 * b : g1 * b].reshape(-1, b)
-        words = block.view(">u8").reshape(-1, 1)
-        labels[g0 * 8 : g1 * 8] = ((words >> shifts) & mask).astype(np.uint8).reshape(-1)
-    return labels[:n]
+        count = g1 - g0
+        # Column c of `cols` is byte c of every group, plus the next group's first byte.
+        cols = padded[g0 * b : g1 * b + 1]
+        for j in range(8):
+            first, offset = divmod(j * b, 8)
+            window = cols[first : first + count * b : b].astype(np.uint16)
+            window <<= 8
+            window |= cols[first + 1 : first + 1 + count * b : b]
+            window >>= np.uint16(16 - b - offset)
+            window &= mask
+            labels[g0:g1, j] = window
+    return labels.reshape(-1)[:n]
