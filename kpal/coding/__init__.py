@@ -26,7 +26,7 @@ import numpy as np
 
 from kpal.errors import FormatError
 
-from . import fixed, radix
+from . import entropy, fixed, radix
 
 __all__ = ["Coding", "CODINGS", "BY_NAME", "get"]
 
@@ -53,6 +53,7 @@ CODINGS: dict[int, Coding] = {
     for c in (
         _from_module(fixed),
         _from_module(radix),
+        _from_module(entropy),
     )
 }
 

@@ -122,6 +122,9 @@ def encode(labels: np.ndarray, k: int) -> bytes:
     if m == 1:  # k = 1 or a power of two: the fixed-width stream, exactly
         return fixed.encode(labels, k)
     flat = np.ascontiguousarray(labels, dtype=np.uint8).reshape(-1)
+    if flat.size and int(flat.max()) >= k:  # a digit >= k would silently corrupt its group
+        msg = f"label {int(flat.max())} >= k={k}"
+        raise ValueError(msg)
     n = flat.size
     n_full = n // m
     pieces = []

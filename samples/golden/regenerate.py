@@ -38,6 +38,10 @@ GOLDEN = {
     "k2_9x1": (9, 1, 2, "fixed"),
     "k5_7x3": (7, 3, 5, "fixed"),
     "k256_16x16": (16, 16, 256, "fixed"),
+    "radix_k3_7x5": (7, 5, 3, "radix"),
+    "radix_k100_9x4": (9, 4, 100, "radix"),
+    "entropy_k5_11x7": (11, 7, 5, "entropy"),
+    "entropy_k17_70x3": (70, 3, 17, "entropy"),
 }
 
 
