@@ -13,7 +13,11 @@ contender in the same run:
 
 Then the 12 MP speed check (``--twelve-mp``): time the entropy payload coding
 adds to an encode, and the whole decode of the ``.kpal`` file to an RGB array,
-against the fixed-width file in the same run.
+against the fixed-width file in the same run; once on the pure-numpy path
+(``KPAL_PURE_NUMPY=1``) and once on the compiled one when numba is installed
+(``kpal[fast]``), which must write the same bytes. The compiled path's first
+call (numba compiling, then loading its on-disk cache) is timed separately in
+fresh processes.
 
 Last, the radix bound table: payload bits / (N·log2 k) for every k in 2..256 at
 N = 512·512, fixed width beside it.
@@ -28,14 +32,19 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import math
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -154,32 +163,92 @@ def print_size_tables(rows: list[dict]) -> None:
     print_table(summary, list(summary[0]), "Entropy coding targets")
 
 
+@contextlib.contextmanager
+def entropy_path(path: str) -> Iterator[None]:
+    """Force the entropy coding's pure-numpy path, or leave the compiled one on."""
+    before = os.environ.pop("KPAL_PURE_NUMPY", None)
+    if path == "numpy":
+        os.environ["KPAL_PURE_NUMPY"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("KPAL_PURE_NUMPY", None)
+        if before is not None:
+            os.environ["KPAL_PURE_NUMPY"] = before
+
+
+def on_path(path: str, fn: Callable[..., Any], *args: Any) -> Any:
+    with entropy_path(path):
+        return fn(*args)
+
+
+def entropy_paths() -> tuple[str, ...]:
+    """``numpy``, plus ``compiled`` when numba is installed (``kpal[fast]``)."""
+    return ("numpy", "compiled") if importlib.util.find_spec("numba") else ("numpy",)
+
+
+def first_call_seconds() -> dict[str, float]:
+    """Fresh interpreters coding a 64x64 image: numba compiling, then loading its cache.
+
+    ``NUMBA_CACHE_DIR`` points at an empty folder so the first run really compiles.
+    """
+    script = ("import time, numpy as np; from kpal.coding import entropy; "
+              "t = time.perf_counter(); "
+              "p = entropy.encode(np.arange(4096, dtype=np.uint8).reshape(64, 64) % 16, 16); "
+              "entropy.decode(p, 16, 64, 64); print(time.perf_counter() - t)")
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        env.pop("KPAL_PURE_NUMPY", None)
+        for label in ("compile (cold cache)", "load (warm cache)"):
+            done = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                  capture_output=True, text=True)
+            out[label] = float(done.stdout.split()[-1])
+    return out
+
+
+def encode_entropy_file(image: Image.Image) -> bytes:
+    return codec.encode_image(image, coding="entropy").data
+
+
 def twelve_mp(ks: list[int], repeats: int) -> None:
+    """Entropy coding on the 12 MP image: numpy path and compiled path against fixed width."""
     rgb = load_photo(corpus.TWELVE_MP)
+    paths = entropy_paths()
     rows = []
     for k in ks:
         labels, palette = indexed(rgb, k)
         kk = len(palette)
-        files = {c: codec.encode_image(labels_to_image(labels, palette), coding=c).data
-                 for c in ("fixed", "entropy")}
-        enc = interleaved_median_times(
-            {c: partial(get(c).encode, labels, kk) for c in ("fixed", "entropy")}, repeats)
-        dec = interleaved_median_times(
-            {c: partial(decode_to_rgb, files[c]) for c in ("fixed", "entropy")}, repeats)
-        rows.append({
-            "k": k, "fixed B": len(files["fixed"]), "entropy B": len(files["entropy"]),
-            "entropy bpp": round(8 * len(files["entropy"]) / labels.size, 3),
-            "fixed coding s": round(enc["fixed"][0], 2),
-            "entropy coding s": round(enc["entropy"][0], 2),
-            "entropy adds s": round(enc["entropy"][0] - enc["fixed"][0], 2),
-            "fixed decode->RGB s": round(dec["fixed"][0], 2),
-            "entropy decode->RGB s": round(dec["entropy"][0], 2),
-            "targets (adds<=2, dec<=1)": ("met" if enc["entropy"][0] - enc["fixed"][0] <= 2
-                                          and dec["entropy"][0] <= 1 else "MISSED"),
-        })
+        image = labels_to_image(labels, palette)
+        files = {"fixed": codec.encode_image(image, coding="fixed").data}
+        for path in paths:
+            files[path] = on_path(path, encode_entropy_file, image)
+        assert all(files[p] == files["numpy"] for p in paths), "paths wrote different bytes"
+        encoders = {"fixed": partial(fixed.encode, labels, kk)}
+        decoders = {"fixed": partial(decode_to_rgb, files["fixed"])}
+        for path in paths:
+            encoders[path] = partial(on_path, path, get("entropy").encode, labels, kk)
+            decoders[path] = partial(on_path, path, decode_to_rgb, files[path])
+        enc = interleaved_median_times(encoders, repeats)
+        dec = interleaved_median_times(decoders, repeats)
+        row = {"k": k, "fixed B": len(files["fixed"]), "entropy B": len(files["numpy"]),
+               "entropy bpp": round(8 * len(files["numpy"]) / labels.size, 3),
+               "fixed coding s": round(enc["fixed"][0], 2),
+               "fixed dec->RGB s": round(dec["fixed"][0], 2)}
+        for path in paths:
+            adds = enc[path][0] - enc["fixed"][0]
+            row[f"{path} adds s"] = round(adds, 2)
+            row[f"{path} dec->RGB s"] = round(dec[path][0], 2)
+            row[f"{path} (adds<=2, dec<=1)"] = (
+                "met" if adds <= 2 and dec[path][0] <= 1 else "MISSED")
+        rows.append(row)
     print_table(rows, list(rows[0]),
                 f"12 MP ({corpus.TWELVE_MP}, 4000x3000): entropy coding speed, median of "
-                f"{repeats}")
+                f"{repeats}; paths: {', '.join(paths)} (identical bytes)")
+    if "compiled" in paths:
+        first = first_call_seconds()
+        print("compiled path, first call in a fresh process (64x64 encode + decode): "
+              + ", ".join(f"{label} {seconds:.1f} s" for label, seconds in first.items()) + "\n")
 
 
 def decode_to_rgb(data: bytes) -> np.ndarray:

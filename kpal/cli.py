@@ -32,6 +32,7 @@ class KpalGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
         previous = _raise_on_sigterm()
+        previous_showwarning, warnings.showwarning = warnings.showwarning, _warn_one_line
         try:
             rv = super().main(args=args, prog_name=prog_name or "kpal",
                               complete_var=complete_var, standalone_mode=False, **extra)
@@ -44,17 +45,31 @@ class KpalGroup(click.Group):
             _fail(e.format_message(), e.exit_code)
         except (click.Abort, KeyboardInterrupt):
             _fail("interrupted", 130)
-        except (KpalError, OSError) as e:
+        except Terminated:
+            _fail("terminated", 128 + signal.SIGTERM)
+        except (KpalError, OSError, Image.DecompressionBombError) as e:
             _fail(str(e), 1)
+        except MemoryError:
+            _fail("out of memory", 1)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            warnings.showwarning = previous_showwarning
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    # e.g. Pillow's DecompressionBombWarning: one line, not Python's source-quoting two.
+    click.echo(f"kpal: warning: {message}", err=True)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so atomic writes clean up after themselves."""
+
+
 def _raise_on_sigterm():
-    # SIGTERM becomes KeyboardInterrupt so that atomic writes clean up after themselves.
+    # Not a KeyboardInterrupt: click would print a blank line for it, as after ^C.
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     try:
         return signal.signal(signal.SIGTERM, handler)
@@ -83,6 +98,8 @@ def _read_input(path: str) -> tuple[str, bytes]:
         raise click.UsageError(f"{path}: is a directory, expected a file")
     if not p.exists():
         raise click.UsageError(f"{path}: no such file")
+    if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
+        raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
     try:
         return path, p.read_bytes()
     except OSError as e:
@@ -270,7 +287,7 @@ def decode(src, out, fmt, force):
     name, data = _read_input(src)
     try:
         im = codec.decode(data)
-    except KpalError as e:
+    except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     buffer = io.BytesIO()
     try:
@@ -292,7 +309,7 @@ def info(src, as_json):
     name, data = _read_input(src)
     try:
         report = codec.inspect(data)
-    except KpalError as e:
+    except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     if as_json:
         click.echo(json.dumps({"file": name, **report}, indent=2))
@@ -318,6 +335,120 @@ def _print_info(name: str, report: dict) -> None:
                f"{_bytes(h['payload_length'])}, overhead {s['overhead_bytes']} bytes)")
     click.echo(f"  ratio          {s['ratio']:.2f}× smaller than raw 24-bit")
     click.echo(f"  checksum       {report['checksum']}")
+
+
+# ------------------------------------------------------------------ sample
+def _size_option(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        width, height = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} must be WIDTHxHEIGHT in pixels, e.g. 1200x800") \
+            from None
+    if not (50 <= width <= 10_000 and 50 <= height <= 10_000):
+        raise click.BadParameter(f"{value} must be between 50x50 and 10000x10000 pixels")
+    return width, height
+
+
+def _echo_notes(caught) -> None:
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            click.echo(f"note: {w.message}", err=True)
+
+
+@cli.command()
+@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
+@click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
+              help="Output image; its extension picks the format (PNG keeps it exact).")
+@click.option("-k", "--colors", "k", type=int, default=16, show_default=True,
+              callback=_k_option, help="Number of mixture components, 2..256.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Random seed of the fit and of the draw.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+def sample(src, out, k, seed, force):
+    """Draw a new image from the colours of IN.
+
+    Fits a Gaussian mixture of K components to IN's pixels and writes an image
+    of IN's size whose pixels are drawn independently from it: IN's colour
+    distribution without its spatial structure.
+    """
+    from kpal.quantize.gmm import sample_image
+
+    fmt = "PNG" if out == STDIO else _output_format(out)
+    _check_output(src, out, force)
+    name, data = _read_input(src)
+    rgb, _ = codec.to_rgb(_open_image(name, data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drawn = sample_image(rgb, k, seed=seed)
+    _echo_notes(caught)
+    buffer = io.BytesIO()
+    Image.fromarray(drawn, "RGB").save(buffer, format=fmt)
+    _write_output(out, buffer.getvalue(), force)
+
+
+def _output_format(out: str) -> str:
+    ext = Path(out).suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise click.UsageError(f"{out}: unknown image extension {ext!r}")
+    return fmt
+
+
+# ------------------------------------------------------------------ plot
+@cli.command()
+@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
+@click.option("--kind", required=True,
+              type=click.Choice(["compare", "palette", "scatter", "iterations", "curve"]),
+              help="compare: original beside compressed; palette: swatches; scatter: RGB "
+                   "cloud and centroids; iterations: k-means steps; curve: PSNR and size "
+                   "against k.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
+              help="Output figure (.png, .svg or .pdf).")
+@click.option("-k", "--colors", "k", type=int, default=16, show_default=True,
+              callback=_k_option, help="Number of colours (curve: ignored, k = 2..256).")
+@click.option("--method", type=click.Choice(["kmeans", "gmm"]), default="kmeans",
+              show_default=True, help="How the palette is chosen.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--size", callback=_size_option, metavar="WxH",
+              help="Figure size in pixels, e.g. 1200x800 (default depends on the kind).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+def plot(src, kind, out, k, method, seed, size, force):
+    """Draw a figure of what kpal does to image IN (needs pip install "kpal[plot]")."""
+    from kpal import plot as plots
+
+    if kind == "iterations" and method != "kmeans":
+        raise click.UsageError("--kind iterations shows k-means iterations; drop --method gmm")
+    fmt = "png" if out == STDIO else (Path(out).suffix.lower().lstrip(".") or "png")
+    if fmt not in ("png", "svg", "pdf"):
+        raise click.UsageError(f"{out}: figures are written as .png, .svg or .pdf")
+    _check_output(src, out, force)
+    name, data = _read_input(src)
+    im = _open_image(name, data)
+    rgb, _ = codec.to_rgb(im)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if kind in ("compare", "palette", "scatter"):
+                # The real encoding, so the figure shows the file kpal would write.
+                encoded = codec.encode_image(rgb, k, method=method, seed=seed,
+                                             **plots.fit_options(method))
+                sizes = {"original_bytes": len(data), "compressed_bytes": len(encoded.data)}
+                fig = getattr(plots, kind)(rgb, quantization=(encoded.palette, encoded.labels),
+                                           size=size, **(sizes if kind == "compare" else {}))
+            elif kind == "iterations":
+                fig = plots.iterations(rgb, k, seed=seed, size=size)
+            else:
+                overhead = container.HEADER_SIZE + container.CHECKSUM_SIZE
+                fig = plots.curve(rgb, method=method, seed=seed, overhead_bytes=overhead,
+                                  size=size)
+        except ImportError as e:
+            raise click.ClickException(str(e)) from None
+    _echo_notes(w for w in caught if "distinct colours" in str(w.message))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=fig.dpi)
+    _write_output(out, buffer.getvalue(), force)
 
 
 def main() -> None:

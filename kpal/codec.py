@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from kpal.quantize import quantize
 
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
+    "check_decompression_bomb",
 ]
 
 ImageSource = Image.Image | str | os.PathLike | np.ndarray
@@ -357,13 +359,44 @@ def decode_indices(data: bytes) -> tuple[container.Header, np.ndarray, np.ndarra
     ------
     FormatError
         Any invalid field, length, checksum or payload.
+    PIL.Image.DecompressionBombError
+        More than twice ``Image.MAX_IMAGE_PIXELS`` pixels.
     """
-    header, palette, payload = container.read(data)
+    # Same order of checks as the Pillow plugin, so both report the same problem.
+    header = container.read_header(data)
     chosen = codings.get(header.coding)
     container.check_payload_length(
         header, chosen.payload_size(header.k, header.width, header.height))
+    header, palette, payload = container.read(data)
+    check_decompression_bomb(header)
     labels = chosen.decode(payload, header.k, header.width, header.height)
     return header, palette, labels
+
+
+def check_decompression_bomb(header: container.Header) -> None:
+    """Apply Pillow's decompression-bomb guard to a header, before any pixel is allocated.
+
+    ``Image.open`` does this for :func:`decode`; paths that decode without
+    Pillow (:func:`decode_indices`, hence ``kpal info``) call this. A k = 1 file
+    stores no payload at all, so 33 bytes can claim 2**30 pixels: only this
+    guard stops it.
+
+    Raises
+    ------
+    PIL.Image.DecompressionBombError
+        More than twice ``Image.MAX_IMAGE_PIXELS`` pixels (above the limit
+        itself a ``DecompressionBombWarning`` is issued), as in Pillow.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    n = header.n_pixels
+    what = (f"image size ({n} pixels) exceeds limit of {{}} pixels, could be a "
+            "decompression bomb DOS attack")
+    if n > 2 * limit:
+        raise Image.DecompressionBombError(what.format(2 * limit))
+    if n > limit:
+        warnings.warn(what.format(limit), Image.DecompressionBombWarning, stacklevel=3)
 
 
 def decode(source: bytes | bytearray | memoryview | str | os.PathLike) -> Image.Image:
@@ -416,13 +449,18 @@ def inspect(data: bytes) -> dict:
     ------
     FormatError
         The header is not valid.
+    PIL.Image.DecompressionBombError
+        The header claims more than twice ``Image.MAX_IMAGE_PIXELS`` pixels
+        (checked before decoding, see :func:`check_decompression_bomb`).
     """
     header = container.read_header(data)
     start = container.HEADER_SIZE
     raw_palette = bytes(data[start : start + header.palette_size])
     labels = None
     checksum, problem = "ok", None
-    try:
+    try:  # in the order decode checks them, so both name the same problem
+        container.check_payload_length(header, codings.get(header.coding).payload_size(
+            header.k, header.width, header.height))
         container.read(data)
     except ChecksumError as e:
         checksum, problem = "mismatch", str(e)

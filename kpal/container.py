@@ -174,8 +174,8 @@ def check_payload_length(header: Header, expected: int | None) -> None:
 def check_file_length(header: Header, actual: int) -> None:
     """Reject a file whose length is not what the header implies (truncated or extended)."""
     if actual != header.file_size:
-        what = "truncated" if actual < header.file_size else "has trailing data"
-        msg = f"file is {what}: {actual} bytes, the header implies {header.file_size}"
+        what = "is truncated" if actual < header.file_size else "has trailing data"
+        msg = f"file {what}: {actual} bytes, the header implies {header.file_size}"
         raise FormatError(msg)
 
 

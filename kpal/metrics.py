@@ -41,7 +41,8 @@ def mse(a: np.ndarray, b: np.ndarray) -> float:
     flat_b = b.reshape(-1)
     step = 1 << 22  # bounded temporaries on very large images
     for i in range(0, flat_a.size, step):
-        d = flat_a[i : i + step].astype(np.int32) - flat_b[i : i + step].astype(np.int32)
+        # int64: a sum of 2**22 squares up to 255**2 overflows int32.
+        d = flat_a[i : i + step].astype(np.int64) - flat_b[i : i + step].astype(np.int64)
         total += float(np.dot(d, d))
     return total / a.size
 

@@ -86,6 +86,11 @@ def test_round_trip_spanning_several_chunks(monkeypatch):
     np.testing.assert_array_equal(radix.decode(payload, 7, 41, 37), labels)
 
 
+def test_encode_rejects_label_at_least_k():
+    with pytest.raises(ValueError, match="label 7 >= k=7"):
+        radix.encode(np.array([[0, 7]], np.uint8), 7)
+
+
 def test_k1_is_empty():
     assert radix.encode(np.zeros((3, 5), np.uint8), 1) == b""
     np.testing.assert_array_equal(radix.decode(b"", 1, 5, 3), np.zeros((3, 5), np.uint8))

@@ -25,6 +25,9 @@ The decisions go through ``_rans`` (interleaved binary rANS, many lanes).
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
+
 import numpy as np
 
 from kpal.errors import FormatError
@@ -53,6 +56,20 @@ _FLAG_LIMIT = 1 << 13
 #: Literal tree counts grow by this per literal; the uniform prior is 1 per symbol.
 _LITERAL_INC = 16
 _N_PATTERNS = 128
+
+
+def _compiled() -> ModuleType | None:
+    """The numba path (``kpal[fast]``) unless missing or ``KPAL_PURE_NUMPY=1``.
+
+    Read at every call so tests can switch paths; both write identical bytes.
+    """
+    if os.environ.get("KPAL_PURE_NUMPY") == "1":
+        return None
+    try:
+        from . import _entropy_fast
+    except ImportError:  # numba not installed: the numpy path below
+        return None
+    return _entropy_fast
 
 
 def payload_size(k: int, width: int, height: int) -> None:
@@ -260,6 +277,12 @@ def encode(labels: np.ndarray, k: int) -> bytes:
     if labels.size and int(labels.max()) >= k:
         msg = f"label {int(labels.max())} >= k={k}"
         raise ValueError(msg)
+    n_lanes = _n_lanes(width * height)
+    header = bytes([TILE_LOG2]) + n_lanes.to_bytes(2, "big")
+    fast = _compiled()
+    if fast is not None:
+        states, words = fast.encode_payload(labels, k, bits_per_index(k), TILE_LOG2, n_lanes)
+        return header + states.astype(">u4").tobytes() + words.astype(">u2").tobytes()
     model = _Model(k)
     tiles = _Tiles(width, height, TILE_LOG2)
     tiles.raster[:] = labels.reshape(-1)
@@ -294,9 +317,7 @@ def encode(labels: np.ndarray, k: int) -> bytes:
             bits.extend(bit.astype(bool))
             groups.extend([sym.size] * b)
         model.update(pattern, is_left, pattern[need_a], is_above, lit_left, lit_above, sym)
-    n_lanes = _n_lanes(width * height)
     states, words = _rans.encode(np.concatenate(probs), np.concatenate(bits), groups, n_lanes)
-    header = bytes([TILE_LOG2]) + n_lanes.to_bytes(2, "big")
     return header + states.astype(">u4").tobytes() + words.astype(">u2").tobytes()
 
 
@@ -346,6 +367,9 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
     # that covers it; clamping keeps the buffers proportional to the image, not
     # to a hostile tile_log2 (15 on a 5x5 image asked for 8 GiB).
     tile_log2 = min(tile_log2, max(_MIN_TILE_LOG2, (max(width, height) - 1).bit_length()))
+    fast = _compiled()
+    if fast is not None:
+        return fast.decode_labels(states, words, k, bits_per_index(k), width, height, tile_log2)
     coder = _rans.Decoder(states, words)
     model = _Model(k)
     tiles = _Tiles(width, height, tile_log2)

@@ -16,13 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from kpal.errors import KpalError
-from kpal.quantize.histogram import color_histogram, map_pixels
+from kpal.quantize.histogram import ColorHistogram, color_histogram, map_pixels, pack_pixels
 from kpal.quantize.kmeans import KMeans, fit_histogram, nearest_palette_colors, validate_params
 
 __all__ = ["METHODS", "KMeans", "Quantization", "quantize"]
 
 #: Names accepted by ``method=``.
 METHODS = ("kmeans", "gmm")
+
+#: Images up to this many pixels are packed once (4 bytes per pixel, 128 MiB
+#: at most) for both passes of the histogram.
+_PACK_ONCE = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,12 @@ def quantize(
     [[0, 0, 1], [0, 0, 1], [250, 250, 250]]
     """
     _validate(pixels, k, method, init, seed, max_iter, tol, sample)
-    hist = color_histogram(pixels)
+    # Packed once, the pixels serve the histogram's two passes; beyond
+    # _PACK_ONCE pixels each pass packs its own chunks instead. The packed
+    # copy is dropped before clustering, whose arrays then fit in its place.
+    source = pack_pixels(pixels) if pixels.shape[0] <= _PACK_ONCE else pixels
+    hist = color_histogram(source)
+    del source
     n_colors = len(hist)
     if n_colors <= k:
         warnings.warn(
@@ -129,11 +138,14 @@ def quantize(
         if len(fit_hist) <= k:
             fit_hist = hist
     if method == "kmeans":
-        centres, n_iter = fit_histogram(
+        state = fit_histogram(
             fit_hist.colors, fit_hist.counts, k, init=init, rng=rng, max_iter=max_iter, tol=tol
         )
-        palette = _to_palette(centres)
-        color_labels, distances = nearest_palette_colors(hist.colors, palette)
+        n_iter = state.n_iter
+        palette = _to_palette(state.centres)
+        color_labels, distances = nearest_palette_colors(
+            hist.colors, palette, state if fit_hist is hist else None
+        )
     else:
         centres, gmm_labels, n_iter = _fit_gmm(
             fit_hist.colors, fit_hist.counts, k, seed, max_iter, tol, init
@@ -152,7 +164,9 @@ def quantize(
     renumber = np.cumsum(used, dtype=np.intp) - 1
     palette = palette[used]
     labels = map_pixels(pixels, hist.colors, renumber[color_labels].astype(np.uint8))
-    inertia = float(distances @ hist.counts) / pixels.shape[0]
+    # einsum, not BLAS: reported figures must not depend on the thread count.
+    inertia = float(np.einsum("n,n->", distances, hist.counts.astype(np.float64)))
+    inertia /= pixels.shape[0]
     return Quantization(palette, labels, n_iter, inertia, n_colors, method)
 
 
@@ -189,7 +203,10 @@ def _to_palette(centres: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(centres), 0, 255).astype(np.uint8)
 
 
-def _sample_histogram(pixels: np.ndarray, fraction: float, rng: np.random.Generator):
+def _sample_histogram(
+    pixels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> ColorHistogram:
+    """Histogram of a random ``fraction`` of the pixels (drawn without replacement)."""
     n = pixels.shape[0]
     size = max(1, int(round(fraction * n)))
     chosen = np.sort(rng.choice(n, size=size, replace=False))

@@ -8,12 +8,13 @@ finds those colours, their counts and the pixel → colour mapping.
 Colours are packed into one 24-bit integer ``r << 16 | g << 8 | b``, so the
 set of colours is a table of 2**24 entries indexed directly: no sort, no
 ``np.unique`` over rows. Every pass over the pixels runs over bounded chunks,
-so the extra memory is the fixed tables (16 MiB of flags, 64 MiB of indices,
-of which only the pages of colours present are touched) plus one chunk.
+so the extra memory is one fixed table of 16 MiB (flags, then ranks) plus
+one chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "ColorHistogram",
     "color_histogram",
     "map_pixels",
+    "pack_pixels",
     "pack_rgb",
     "reduce_histogram",
     "unpack_rgb",
@@ -34,6 +36,9 @@ N_PACKED = 1 << 24
 #: Pixels per chunk: 2**18 pixels keep every temporary around 1-2 MiB, which
 #: stays in cache and bounds memory whatever the image size.
 CHUNK = 1 << 18
+#: Pixels per counting chunk: larger, so that the (n_colors,) arrays
+#: np.bincount returns are few, yet only 12 MiB of temporary indices.
+_COUNT_CHUNK = 1 << 20
 
 
 def pack_rgb(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -60,6 +65,24 @@ def pack_rgb(pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     np.left_shift(pixels[:, 0], 16, out=out, dtype=np.uint32)
     out |= np.left_shift(pixels[:, 1], 8, dtype=np.uint32)
     out |= pixels[:, 2]
+    return out
+
+
+def pack_pixels(pixels: np.ndarray) -> np.ndarray:
+    """Pack a whole image with :func:`pack_rgb`, chunk by chunk (no large temporaries).
+
+    Parameters
+    ----------
+    pixels : ndarray of shape (n_pixels, 3), uint8
+
+    Returns
+    -------
+    ndarray of shape (n_pixels,), uint32
+    """
+    out = np.empty(pixels.shape[0], dtype=np.uint32)
+    for start in range(0, pixels.shape[0], CHUNK):
+        block = pixels[start : start + CHUNK]
+        pack_rgb(block, out[start : start + block.shape[0]])
     return out
 
 
@@ -103,7 +126,9 @@ def color_histogram(pixels: np.ndarray, weights: np.ndarray | None = None) -> Co
 
     Parameters
     ----------
-    pixels : ndarray of shape (n_pixels, 3), uint8
+    pixels : ndarray of shape (n_pixels, 3), uint8, or of shape (n_pixels,), uint32
+        RGB pixels, or the same already packed by :func:`pack_rgb` (which
+        saves packing them again when several passes follow).
     weights : ndarray of shape (n_pixels,), optional
         Per-pixel weights; the histogram then sums weights instead of counting.
 
@@ -118,27 +143,43 @@ def color_histogram(pixels: np.ndarray, weights: np.ndarray | None = None) -> Co
     >>> h.colors.tolist(), h.counts.tolist()
     ([[0, 0, 9], [255, 0, 0]], [2, 1])
     """
-    n = pixels.shape[0]
-    packed_buf = np.empty(min(n, CHUNK), dtype=np.uint32)
     # Pass 1: flag every colour present. np.zeros maps lazily-zeroed pages.
     present = np.zeros(N_PACKED, dtype=np.bool_)
-    for start in range(0, n, CHUNK):
-        chunk = pixels[start : start + CHUNK]
-        present[pack_rgb(chunk, packed_buf[: chunk.shape[0]])] = True
+    for _, packed in _packed_chunks(pixels, CHUNK):
+        present[packed] = True
     packed_colors = np.flatnonzero(present).astype(np.uint32)
-    del present
-    # Pass 2: count through a packed colour -> colour index table. Only the
-    # entries of colours present are written (and read), so np.empty is safe.
-    index_of = np.empty(N_PACKED, dtype=np.int32)
-    index_of[packed_colors] = np.arange(packed_colors.size, dtype=np.int32)
+    # Pass 2: count through the index of each colour among the colours
+    # present, split as base[p >> 8] + rank[p]: ``base`` counts the colours
+    # of the blocks of 256 before p's, ``rank`` (uint8) the ones before p in
+    # its block. The rank table overwrites the flags in place (a running sum
+    # per block, 256 wrapping to 0), so no 64 MiB int32 table is needed.
+    blocks = present.view(np.uint8).reshape(-1, 256)
+    base = np.zeros(blocks.shape[0], dtype=np.int64)
+    np.cumsum(np.count_nonzero(blocks, axis=1)[:-1], out=base[1:])
+    rank = np.cumsum(blocks, axis=1, dtype=np.uint8, out=blocks).reshape(-1)
+    rank -= 1  # wraps for absent colours, which are never looked up
     n_colors = packed_colors.size
     counts = np.zeros(n_colors, dtype=np.int64 if weights is None else np.float64)
-    for start in range(0, n, CHUNK):
-        chunk = pixels[start : start + CHUNK]
-        idx = index_of[pack_rgb(chunk, packed_buf[: chunk.shape[0]])]
-        w = None if weights is None else weights[start : start + CHUNK]
-        counts += np.bincount(idx, weights=w, minlength=n_colors)
+    # Bigger chunks here: each bincount returns a full (n_colors,) array.
+    for start, packed in _packed_chunks(pixels, _COUNT_CHUNK):
+        w = None if weights is None else weights[start : start + packed.shape[0]]
+        index = base[packed >> 8]
+        index += rank[packed]
+        counts += np.bincount(index, weights=w, minlength=n_colors)
     return ColorHistogram(unpack_rgb(packed_colors), counts)
+
+
+def _packed_chunks(pixels: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, packed colours)`` for consecutive chunks of the pixels."""
+    n = pixels.shape[0]
+    if pixels.ndim == 1:
+        for start in range(0, n, chunk):
+            yield start, pixels[start : start + chunk]
+        return
+    buffer = np.empty(min(n, chunk), dtype=np.uint32)
+    for start in range(0, n, chunk):
+        block = pixels[start : start + chunk]
+        yield start, pack_rgb(block, buffer[: block.shape[0]])
 
 
 def map_pixels(pixels: np.ndarray, colors: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -149,8 +190,8 @@ def map_pixels(pixels: np.ndarray, colors: np.ndarray, values: np.ndarray) -> np
 
     Parameters
     ----------
-    pixels : ndarray of shape (n_pixels, 3), uint8
-        Every pixel colour must appear in ``colors``.
+    pixels : ndarray of shape (n_pixels, 3), uint8, or of shape (n_pixels,), uint32
+        RGB pixels or packed colours; every colour must appear in ``colors``.
     colors : ndarray of shape (n_colors, 3), uint8
         Distinct colours.
     values : ndarray of shape (n_colors,)
@@ -164,13 +205,9 @@ def map_pixels(pixels: np.ndarray, colors: np.ndarray, values: np.ndarray) -> np
     values = np.asarray(values)
     table = np.empty(N_PACKED, dtype=values.dtype)
     table[pack_rgb(colors)] = values
-    n = pixels.shape[0]
-    out = np.empty(n, dtype=values.dtype)
-    packed_buf = np.empty(min(n, CHUNK), dtype=np.uint32)
-    for start in range(0, n, CHUNK):
-        chunk = pixels[start : start + CHUNK]
-        np.take(table, pack_rgb(chunk, packed_buf[: chunk.shape[0]]),
-                out=out[start : start + chunk.shape[0]])
+    out = np.empty(pixels.shape[0], dtype=values.dtype)
+    for start, packed in _packed_chunks(pixels, CHUNK):
+        np.take(table, packed, out=out[start : start + packed.shape[0]])
     return out
 
 

@@ -75,13 +75,14 @@ def kmeans_plusplus(
     first = _weighted_pick(weights, rng.uniform(size=1) * weights.sum())[0]
     centres[0] = points[first]
     closest = squared_distances(points, centres[0])
-    potential = float(weights @ closest)
+    # einsum, not BLAS: the sums must not depend on the BLAS thread count.
+    potential = float(np.einsum("n,n->", weights, closest))
     for c in range(1, k):
         # Sample candidates proportionally to w * D(x)^2 by inverting the CDF.
         targets = rng.uniform(size=n_local_trials) * potential
         candidates = _weighted_pick(weights * closest, targets)
         trial = np.minimum(closest, squared_distances(points, points[candidates]))
-        trial_potentials = trial @ weights
+        trial_potentials = np.einsum("tn,n->t", trial, weights)
         best = int(np.argmin(trial_potentials))
         potential = float(trial_potentials[best])
         closest = trial[best]

@@ -14,13 +14,21 @@ fraction of the cost.
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
-from kpal.quantize.histogram import color_histogram
+from kpal.quantize.histogram import color_histogram, map_pixels, reduce_histogram
 from kpal.quantize.init import INITS, kmeans_plusplus, random_init
 
-__all__ = ["KMeans", "assign", "fit_histogram", "lloyd", "nearest_palette_colors"]
+__all__ = [
+    "KMeans",
+    "LloydState",
+    "assign",
+    "fit_histogram",
+    "lloyd",
+    "nearest_palette_colors",
+]
 
 #: Elements of one (rows x k) distance block: 2**18 float64 = 2 MiB per buffer,
 #: so distances never exist for more than one chunk of points.
@@ -85,7 +93,8 @@ class KMeans:
         ----------
         X : array-like of shape (n_samples, n_features)
             Points; uint8 RGB pixels of shape (n, 3) are clustered through
-            their colour histogram (same result, less work).
+            their colour histogram (the same Lloyd steps, less work), coarse
+            to fine unless ``init`` is an array (see :func:`fit_histogram`).
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of every sample (default 1).
 
@@ -101,25 +110,38 @@ class KMeans:
         if n_positive < self.k:
             msg = f"k={self.k} is more than the {n_positive} samples with positive weight"
             raise ValueError(msg)
-        if X.dtype == np.uint8 and X.shape[1] == 3:
+        pixels = X.dtype == np.uint8 and X.shape[1] == 3
+        if pixels:
             hist = color_histogram(X, None if sample_weight is None else weights)
             points, point_weights = hist.colors.astype(np.float64), hist.counts.astype(np.float64)
         else:
             points, point_weights = X.astype(np.float64), weights
-        rng = np.random.default_rng(self.seed)
         keep = point_weights > 0
         if not keep.all():
             points, point_weights = points[keep], point_weights[keep]
         if points.shape[0] < self.k:
             msg = f"k={self.k} is more than the {points.shape[0]} distinct samples"
             raise ValueError(msg)
-        centres = _initial_centres(self.init, points, point_weights, self.k, rng)
-        centres, n_iter = lloyd(points, point_weights, centres, self.max_iter, self.tol)
-        self.cluster_centers_ = centres
-        self.n_iter_ = n_iter
-        labels, distances = assign(X.astype(np.float64, copy=False), centres)
-        self.labels_ = labels
-        self.inertia_ = float(distances @ weights)
+        rng = np.random.default_rng(self.seed)
+        if pixels and isinstance(self.init, str):
+            # Colours: the coarse-to-fine path (same kind of result, much faster).
+            colors = hist.colors[keep] if not keep.all() else hist.colors
+            state = fit_histogram(colors, point_weights, self.k, init=self.init, rng=rng,
+                                  max_iter=self.max_iter, tol=self.tol)
+        else:
+            centres = _initial_centres(self.init, points, point_weights, self.k, rng)
+            state = lloyd(points, point_weights, centres, self.max_iter, self.tol)
+        self.cluster_centers_ = state.centres
+        self.n_iter_ = state.n_iter
+        if pixels:
+            # Label the pixels through their colours (zero-weight colours included).
+            labels, distances = assign(hist.colors.astype(np.float64), state.centres)
+            self.labels_ = map_pixels(X, hist.colors, labels.astype(np.uint8)).astype(np.intp)
+            self.inertia_ = _dot(distances, hist.counts)
+        else:
+            labels, distances = assign(X.astype(np.float64, copy=False), state.centres)
+            self.labels_ = labels
+            self.inertia_ = _dot(distances, weights)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -132,6 +154,11 @@ class KMeans:
             msg = (f"X has {X.shape[1]} features, the model was fitted with "
                    f"{self.cluster_centers_.shape[1]}")
             raise ValueError(msg)
+        if X.dtype == np.uint8 and X.shape[1] == 3:
+            # One search per distinct colour, then a lookup per pixel.
+            colors = color_histogram(X).colors
+            labels = assign(colors.astype(np.float64), self.cluster_centers_)[0]
+            return map_pixels(X, colors, labels.astype(np.uint8)).astype(np.intp)
         return assign(X.astype(np.float64, copy=False), self.cluster_centers_)[0]
 
     def fit_predict(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
@@ -208,14 +235,18 @@ def _initial_centres(
 def tolerance(points: np.ndarray, weights: np.ndarray, tol: float) -> float:
     """Absolute centre-shift threshold: ``tol`` times the mean weighted variance."""
     total = weights.sum()
-    mean = weights @ points / total
-    variance = weights @ (points - mean) ** 2 / total
-    return float(variance.mean() * tol)
+    mean = np.einsum("n,nd->d", weights, points) / total
+    # E[x^2] - E[x]^2 per feature, without an (n, d) temporary.
+    variance = np.einsum("n,nd,nd->d", weights, points, points) / total - mean**2
+    return float(np.maximum(variance, 0.0).mean() * tol)
 
 
-def assign(
-    points: np.ndarray, centres: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` without BLAS, whose rounding may depend on its thread count."""
+    return float(np.einsum("n,n->", a, b.astype(np.float64, copy=False)))
+
+
+def assign(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre of every point, and the squared distance to it.
 
     Parameters
@@ -226,33 +257,89 @@ def assign(
     Returns
     -------
     labels : ndarray of shape (n,), intp
+        Ties go to the lowest index.
     distances : ndarray of shape (n,), float64
-        Squared Euclidean distance to the chosen centre (ties go to the
-        lowest index).
+        Squared Euclidean distance to the chosen centre.
+    """
+    labels, nearest, _ = _nearest_two(points, centres, need_second=False, squared=True)
+    return labels, nearest
+
+
+def _nearest_two(
+    points: np.ndarray, centres: np.ndarray, need_second: bool = True, squared: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest centre, its distance and the distance to the second nearest.
+
+    Distances are Euclidean, or squared with ``squared``; with ``k == 1`` or
+    without ``need_second`` the second distance is ``inf``.
     """
     n, dim = points.shape
     k = centres.shape[0]
     labels = np.empty(n, dtype=np.intp)
-    distances = np.empty(n, dtype=np.float64)
-    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: the argmin over c needs only
-    # ||c||^2 - 2 x.c, one product per coordinate. The products are summed
-    # coordinate by coordinate with numpy (no BLAS), so the labels cannot
-    # depend on how many BLAS threads run.
+    first = np.empty(n, dtype=np.float64)
+    second = np.full(n, np.inf)
+    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: ranking the centres of one point
+    # needs only ||c||^2 / 2 - x.c, one product per coordinate. The products
+    # are summed coordinate by coordinate with numpy, not BLAS, so the labels
+    # cannot depend on how many BLAS threads run; on integer data (colours
+    # and a uint8 palette) every term is an exact float64.
     half_norms = 0.5 * np.einsum("kd,kd->k", centres, centres)
     rows = max(1, _BLOCK // k)
     block = np.empty((min(rows, n), k), dtype=np.float64)
     term = np.empty_like(block)
     for start in range(0, n, rows):
-        x = points[start : start + rows]
-        b, t = block[: x.shape[0]], term[: x.shape[0]]
+        stop = min(start + rows, n)
+        x = points[start:stop]
+        b, t = block[: stop - start], term[: stop - start]
         np.subtract(half_norms, np.multiply(x[:, 0, None], centres[:, 0], out=t), out=b)
         for d in range(1, dim):
             b -= np.multiply(x[:, d, None], centres[:, d], out=t)
         chosen = b.argmin(axis=1)
-        labels[start : start + x.shape[0]] = chosen
-        # Exact distance of the chosen centre, recomputed without cancellation.
-        distances[start : start + x.shape[0]] = ((x - centres[chosen]) ** 2).sum(axis=1)
-    return labels, distances
+        labels[start:stop] = chosen
+        # The distances themselves are recomputed from differences: the
+        # expanded form above cancels badly for points close to a centre.
+        first[start:stop] = _distance(x, centres[chosen], squared)
+        if need_second and k > 1:
+            b[np.arange(stop - start), chosen] = np.inf
+            second[start:stop] = _distance(x, centres[b.argmin(axis=1)], squared)
+    return labels, first, second
+
+
+def _distance(a: np.ndarray, b: np.ndarray, squared: bool = False) -> np.ndarray:
+    """Row-wise Euclidean (or squared) distance between two (n, d) arrays."""
+    diff = a - b
+    total = np.einsum("nd,nd->n", diff, diff)
+    return total if squared else np.sqrt(total)
+
+
+@dataclass
+class LloydState:
+    """Centres and the Hamerly bounds that let Lloyd skip settled points.
+
+    Attributes
+    ----------
+    centres : ndarray of shape (k, d), float64
+    labels : ndarray of shape (n,), intp
+        Current cluster of every point.
+    upper : ndarray of shape (n,), float64
+        Upper bound of each point's distance to its own centre.
+    lower : ndarray of shape (n,), float64
+        Lower bound of each point's distance to every other centre.
+    n_iter : int
+        Lloyd iterations (centre updates) run.
+    """
+
+    centres: np.ndarray
+    labels: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+    n_iter: int = 0
+
+
+def start_state(points: np.ndarray, centres: np.ndarray) -> LloydState:
+    """Assign every point from scratch: exact labels and tight bounds."""
+    labels, upper, lower = _nearest_two(points, centres)
+    return LloydState(centres.copy(), labels, upper, lower)
 
 
 def lloyd(
@@ -261,72 +348,319 @@ def lloyd(
     centres: np.ndarray,
     max_iter: int,
     tol: float,
-) -> tuple[np.ndarray, int]:
-    """Run Lloyd iterations from ``centres``; assumes valid input.
+    state: LloydState | None = None,
+) -> LloydState:
+    """Run Lloyd iterations; assumes valid input.
 
-    Converged when an assignment repeats the previous one exactly, or when
-    the total squared centre shift is at most ``tolerance(points, weights, tol)``.
-    A cluster that loses all its points is moved to the point farthest from
-    its centre, so ``k`` clusters stay in use.
+    Each iteration moves every centre to the weighted mean of its points,
+    then reassigns the points. Hamerly's bounds skip the points that provably
+    keep their centre: a point is only searched when its distance to its own
+    centre may exceed both half the distance from that centre to the next
+    one and the point's lower bound to the others; the search itself only
+    looks at the centres near the point's own (:class:`Neighbours`). The
+    cluster sums are updated from the points that changed cluster only.
+
+    Converged when an assignment leaves every label unchanged (the centres
+    are then a fixed point), or when the total squared centre shift is at most
+    ``tolerance(points, weights, tol)``. A cluster that loses all its points
+    takes over the point that adds most to the inertia, so ``k`` clusters stay
+    in use. The returned labels always match the returned centres.
 
     Parameters
     ----------
     points : ndarray of shape (n, d), float64
     weights : ndarray of shape (n,), float64, all > 0
-    centres : ndarray of shape (k, d), float64, k <= n
+    centres : ndarray of shape (k, d), float64, ``k <= n``
     max_iter : int
     tol : float
+    state : LloydState, optional
+        Labels and valid (possibly loose) bounds for ``centres``, e.g. carried
+        over from a coarser histogram; by default every point is assigned.
+        Its arrays are updated in place and returned.
 
     Returns
     -------
-    centres : ndarray of shape (k, d), float64
-    n_iter : int
+    LloydState
     """
-    k, dim = centres.shape
     threshold = tolerance(points, weights, tol)
-    centres = centres.copy()
-    previous = None
-    n_iter = 0
+    carried = state is not None
+    if carried:
+        state.centres = centres.copy()
+        state.n_iter = 0
+    else:
+        state = start_state(points, centres)
+    k = centres.shape[0]
+    neighbours = Neighbours(state.centres)
+    if carried:
+        _hamerly_assign(points, state, neighbours)
+    sums = _cluster_sums(points, weights, state.labels, k)
+    mass = np.bincount(state.labels, weights=weights, minlength=k)
     for iteration in range(max_iter):
-        n_iter = iteration + 1
-        labels, distances = assign(points, centres)
-        if previous is not None and np.array_equal(labels, previous):
+        state.n_iter = iteration + 1
+        if not mass.all():
+            _reseed_empty(points, weights, state, np.flatnonzero(mass == 0))
+            sums = _cluster_sums(points, weights, state.labels, k)
+            mass = np.bincount(state.labels, weights=weights, minlength=k)
+        new_centres = sums / mass[:, None]
+        shift = _distance(new_centres, state.centres)
+        state.centres = new_centres
+        neighbours.move(new_centres, shift)
+        state.upper += shift[state.labels]
+        if k > 1:
+            near_shift, far_gap = neighbours.local_bounds(shift)
+            # Centres near a point's own came at most their largest shift
+            # closer; the far ones are still beyond far_gap - upper.
+            state.lower -= near_shift[state.labels]
+            np.minimum(state.lower, far_gap[state.labels] - state.upper, out=state.lower)
+        moved, old_labels = _hamerly_assign(points, state, neighbours)
+        if moved.size:
+            # Integer weights keep the masses exact, so an emptied cluster is
+            # exactly 0.
+            w = weights[moved]
+            mass -= np.bincount(old_labels, weights=w, minlength=k)
+            mass += np.bincount(state.labels[moved], weights=w, minlength=k)
+            sums -= _cluster_sums(points[moved], w, old_labels, k)
+            sums += _cluster_sums(points[moved], w, state.labels[moved], k)
+        if moved.size == 0 or _dot(shift, shift) <= threshold:
             break
-        new_centres = _weighted_means(points, weights, labels, distances, k, dim)
-        shift = float(((new_centres - centres) ** 2).sum())
-        centres = new_centres
-        previous = labels
-        if shift <= threshold:
-            break
-    return centres, n_iter
+    return state
 
 
-def _weighted_means(
-    points: np.ndarray, weights: np.ndarray, labels: np.ndarray, distances: np.ndarray,
-    k: int, dim: int,
-) -> np.ndarray:
-    """Centroids of the clusters; an empty cluster takes over the farthest point."""
-    mass = np.bincount(labels, weights=weights, minlength=k)
-    empty = np.flatnonzero(mass == 0)
-    if empty.size:
-        labels = labels.copy()
-        # Farthest points first (weighted like the inertia they add), each
-        # from a cluster that keeps at least one other point.
-        order = np.argsort(-(distances * weights), kind="stable")
-        counts = np.bincount(labels, minlength=k)
-        taken = 0
-        for point in order:
-            if taken == empty.size:
-                break
-            if counts[labels[point]] > 1:
-                counts[labels[point]] -= 1
-                labels[point] = empty[taken]
-                taken += 1
-        mass = np.bincount(labels, weights=weights, minlength=k)
-    sums = np.empty((k, dim), dtype=np.float64)
-    for d in range(dim):
+def _cluster_sums(points: np.ndarray, weights: np.ndarray, labels: np.ndarray,
+                  k: int) -> np.ndarray:
+    """Weighted coordinate sums per cluster, ndarray of shape (k, d), float64."""
+    sums = np.empty((k, points.shape[1]), dtype=np.float64)
+    for d in range(points.shape[1]):
         sums[:, d] = np.bincount(labels, weights=weights * points[:, d], minlength=k)
-    return sums / mass[:, None]
+    return sums
+
+
+def _hamerly_assign(
+    points: np.ndarray, state: LloydState, neighbours: Neighbours
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reassign the points whose bounds do not prove their label.
+
+    Returns the indices of the points that changed cluster and their old labels.
+    """
+    centres, labels = state.centres, state.labels
+    nothing = np.empty(0, dtype=np.intp)
+    if centres.shape[0] == 1:
+        return nothing, nothing
+    bound = np.maximum(neighbours.half_gap[labels], state.lower)
+    loose = np.flatnonzero(state.upper > bound)
+    if loose.size == 0:
+        return nothing, nothing
+    old = labels[loose]
+    tight = _distance(points[loose], centres[old])
+    state.upper[loose] = tight
+    keep = tight > bound[loose]
+    loose, tight, old = loose[keep], tight[keep], old[keep]
+    if loose.size == 0:
+        return nothing, nothing
+    new_labels, first, second = neighbours.search(points[loose], old, tight)
+    labels[loose] = new_labels
+    state.upper[loose] = first
+    state.lower[loose] = second
+    changed = new_labels != old
+    return loose[changed], old[changed]
+
+
+def _reseed_empty(
+    points: np.ndarray, weights: np.ndarray, state: LloydState, empty: np.ndarray
+) -> None:
+    """Move each empty cluster onto the point adding most to the inertia.
+
+    As in scikit-learn: farthest points first (here weighted, as the inertia
+    counts them), each taken from a cluster that keeps at least one point.
+    """
+    labels = state.labels
+    # Distances are recomputed: the upper bounds may be loose.
+    cost = _distance(points, state.centres[labels], squared=True) * weights
+    order = np.argsort(-cost, kind="stable")
+    sizes = np.bincount(labels, minlength=state.centres.shape[0])
+    taken = 0
+    for point in order:
+        if taken == empty.size:
+            break
+        if sizes[labels[point]] > 1:
+            sizes[labels[point]] -= 1
+            labels[point] = empty[taken]
+            # The point will be its cluster's centre; nothing is known about
+            # the others, so force a full check next time. (The jump of the
+            # centre enters the shift, which keeps every other bound valid.)
+            state.upper[point] = 0.0
+            state.lower[point] = 0.0
+            taken += 1
+
+
+class Neighbours:
+    """Centres sorted by distance from each centre, to search few of them.
+
+    If a point ``x`` lies within ``u`` of its centre ``a``, a centre ``c``
+    with ``|a - c| > 2u`` is farther from ``x`` than ``a`` is (triangle
+    inequality), so only the centres within ``2u`` of ``a`` -- the first ones
+    of ``a``'s sorted row -- can be the nearest. With 256 centres that is
+    typically a handful, not 256.
+
+    Sorting costs a k x k argsort, so between Lloyd iterations the order is
+    kept while the centres move little: every stored gap is then lowered by
+    how far both centres may have drifted since, which keeps each test valid.
+
+    Parameters
+    ----------
+    centres : ndarray of shape (k, d), float64
+    """
+
+    def __init__(self, centres: np.ndarray) -> None:
+        self._sort(centres)
+
+    def _sort(self, centres: np.ndarray) -> None:
+        self._set_centres(centres)
+        between = np.sqrt(np.maximum(_squared_pairwise(centres), 0.0))
+        self.order = np.argsort(between, axis=1, kind="stable")
+        # Row a: gaps from centre a in increasing order (column 0: a itself).
+        self.sorted_gaps = np.take_along_axis(between, self.order, axis=1)
+        #: How far each centre moved since the sort.
+        self.drift = np.zeros(centres.shape[0])
+        self._rows = None
+
+    def move(self, centres: np.ndarray, shift: np.ndarray) -> None:
+        """Follow the centres to new positions, ``shift`` away from the old ones."""
+        self.drift += shift
+        if self.drift.max() > _RESORT_DRIFT:
+            self._sort(centres)
+        else:
+            self._set_centres(centres)
+
+    def _set_centres(self, centres: np.ndarray) -> None:
+        self.centres = centres
+        # One contiguous array per coordinate: faster to gather from.
+        self.columns = [np.ascontiguousarray(centres[:, d]) for d in range(centres.shape[1])]
+
+    def local_bounds(self, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """How the latest move can lower the distance from a centre's points to the others.
+
+        Returns, per centre ``a``: the largest ``shift`` among the
+        ``_NEAR`` centres nearest ``a`` (other than ``a``), and a lower bound
+        of the distance from ``a`` to every centre beyond those. A point of
+        ``a`` with lower bound ``l`` and upper bound ``u`` then keeps the valid
+        lower bound ``min(l - near_shift[a], far_gap[a] - u)``: unlike the
+        global largest shift, a centre moving far away costs nothing here.
+        """
+        k = self.order.shape[0]
+        near = min(_NEAR, k)
+        columns = self.order[:, :near]
+        shifts = np.where(columns == np.arange(k)[:, None], 0.0, shift[columns])
+        near_shift = shifts.max(axis=1)
+        if near >= k:
+            far_gap = np.full(k, np.inf)
+        else:
+            far_gap = self.sorted_gaps[:, near] - self.drift - self.drift.max()
+        return near_shift, far_gap
+
+    @property
+    def half_gap(self) -> np.ndarray:
+        """Lower bound of half the distance from each centre to its nearest other.
+
+        A point closer than that to its centre needs no search at all.
+        """
+        if self.sorted_gaps.shape[1] < 2:
+            return np.full(self.sorted_gaps.shape[0], np.inf)
+        slack = self.drift + self.drift.max()
+        return 0.5 * np.maximum(self.sorted_gaps[:, 1] - slack, 0.0)
+
+    def search(
+        self, points: np.ndarray, labels: np.ndarray, upper: np.ndarray, exact: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest centre of each point, its distance and a lower bound to the others.
+
+        Parameters
+        ----------
+        points : ndarray of shape (n, d), float64
+        labels : ndarray of shape (n,), intp
+            A centre near each point.
+        upper : ndarray of shape (n,), float64
+            Upper bound of each point's distance to ``centres[labels]``.
+        exact : bool
+            Integer-valued points and centres: compare squared distances as
+            exact integers and break ties towards the lowest centre index.
+
+        Returns
+        -------
+        labels : ndarray of shape (n,), intp
+        first : ndarray of shape (n,), float64
+            Distance to the nearest centre.
+        second : ndarray of shape (n,), float64
+            Lower bound of the distance to every other centre.
+        """
+        k = self.centres.shape[0]
+        n = points.shape[0]
+        # Candidates of a point: the first w centres of its centre's row, for
+        # the smallest power of two w (at least 2, for a runner-up) whose
+        # stored gap at column w exceeds 2u plus the drift since sorting (plus
+        # a margin against rounding); powers of two make few groups.
+        if self._rows is None:
+            self._widths = 2 ** np.arange(1, max(1, (k - 1).bit_length()))
+            self._widths = self._widths[self._widths < k]
+            self._rows = self.sorted_gaps[:, self._widths]
+        reach = 2 * upper + self.drift[labels] + (self.drift.max() + _MARGIN)
+        steps = np.empty(n, dtype=np.uint8)
+        chunk = max(1, _BLOCK // max(1, self._widths.size))  # bounds the (chunk, widths) test
+        for start in range(0, n, chunk):
+            part = slice(start, start + chunk)
+            steps[part] = np.count_nonzero(
+                self._rows[labels[part]] <= reach[part, None], axis=1
+            )
+        widths = np.append(self._widths, k)
+        # Group the points by width: a stable sort of small integers (radix).
+        by_width = np.argsort(steps, kind="stable")
+        ends = np.cumsum(np.bincount(steps, minlength=widths.size))
+        out_labels = np.empty(n, dtype=np.intp)
+        first = np.empty(n, dtype=np.float64)
+        second = np.empty(n, dtype=np.float64)
+        for step, width in enumerate(widths.tolist()):
+            begin = ends[step - 1] if step else 0
+            rows = max(1, _BLOCK // width)
+            for start in range(begin, ends[step], rows):
+                group = by_width[start : min(start + rows, ends[step])]
+                lab, d1, d2 = self._search_group(points[group], labels[group], upper[group],
+                                                 width, exact)
+                out_labels[group], first[group], second[group] = lab, d1, d2
+        return out_labels, first, second
+
+    def _search_group(
+        self, x: np.ndarray, labels: np.ndarray, upper: np.ndarray, width: int, exact: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        k = self.centres.shape[0]
+        candidates = self.order[labels, :width]  # (n, width)
+        squared = np.zeros(candidates.shape, dtype=np.float64)
+        for d in range(x.shape[1]):
+            diff = self.columns[d][candidates]
+            diff -= x[:, d, None]
+            diff *= diff
+            squared += diff
+        if exact:
+            # Integer distances: this key orders by distance, then by index.
+            key = squared * k + candidates
+            best = key.argmin(axis=1)
+        else:
+            best = squared.argmin(axis=1)
+        rows = np.arange(x.shape[0])
+        out_labels = candidates[rows, best]
+        first = np.sqrt(squared[rows, best])
+        squared[rows, best] = np.inf
+        second = np.sqrt(squared.min(axis=1))
+        if width < k:
+            # Centres beyond the candidates are at least gap - drift - u away.
+            beyond = (self.sorted_gaps[labels, width] - self.drift[labels]
+                      - self.drift.max() - upper)
+            np.minimum(second, beyond, out=second)
+        return out_labels, first, second
+
+
+def _squared_pairwise(centres: np.ndarray) -> np.ndarray:
+    diff = centres[:, None, :] - centres[None, :, :]
+    return np.einsum("ijd,ijd->ij", diff, diff)
 
 
 def fit_histogram(
@@ -338,8 +672,23 @@ def fit_histogram(
     rng: np.random.Generator,
     max_iter: int,
     tol: float,
-) -> tuple[np.ndarray, int]:
-    """Cluster a colour histogram into ``k`` centres; assumes valid input.
+) -> LloydState:
+    """Cluster a colour histogram into ``k`` centres, coarse to fine; assumes valid input.
+
+    Large histograms are first merged into cells of 8, 4 and 2 levels per
+    channel (:func:`reduce_histogram`). The initial centres are drawn on the
+    coarsest cells (for small ``k``, several draws that get a few iterations
+    each, the one with the lowest inertia going on: a cheap guard against a
+    poor local optimum), Lloyd runs there, and each finer level starts from
+    the bounds the coarser one proved, so only points near a cluster boundary
+    are searched again. Intermediate levels get at most ``_CELL_ITER``
+    iterations, as they only prepare the next one. The last level is the
+    exact histogram, where Lloyd runs to ``tol`` / ``max_iter`` like plain
+    Lloyd, so the result is a Lloyd fixed point of the exact colours (with
+    ``tol=0``). Only levels above ``_CONVERGE_POINTS`` points (images of
+    several megapixels) are cut to ``_POLISH_ITER`` iterations: there the
+    finest cells already brought the centres close, at a fraction of the cost
+    (on a 12 MP photo at k=256 this costs about 0.03 dB of PSNR).
 
     Parameters
     ----------
@@ -351,22 +700,101 @@ def fit_histogram(
     init : {"k-means++", "random"}
     rng : numpy.random.Generator
     max_iter : int
+        Iterations allowed at each level.
     tol : float
 
     Returns
     -------
-    centres : ndarray of shape (k, 3), float64
-    n_iter : int
-        Lloyd iterations run.
+    LloydState
+        Centres, labels of ``colors`` and bounds; ``n_iter`` sums all levels.
     """
-    points = colors.astype(np.float64)
-    weights = counts.astype(np.float64)
-    centres = _initial_centres(init, points, weights, k, rng)
-    return lloyd(points, weights, centres, max_iter, tol)
+    exact = (colors.astype(np.float64), counts.astype(np.float64), None)
+    levels = []
+    for bits in _COARSE_BITS if exact[0].shape[0] > _RESTART_POINTS else ():
+        cells = reduce_histogram(colors, counts, bits)
+        n_cells = cells[0].shape[0]
+        # A level pays off if it has room for the clusters and merges a lot.
+        if n_cells >= _COARSE_FACTOR * k and n_cells <= _COARSE_MERGE * exact[0].shape[0]:
+            levels.append(cells)
+    levels.append(exact)
+    points, weights, _ = levels[0]
+    restarts = _restarts(k, points.shape[0])
+    # With several draws, each gets a few iterations (most of the descent)
+    # and only the best one is run to convergence.
+    trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
+    best, best_inertia = None, np.inf
+    for _ in range(restarts):
+        centres = _initial_centres(init, points, weights, k, rng)
+        state = lloyd(points, weights, centres, trial_iter, tol)
+        inertia = _dot(weights, _distance(points, state.centres[state.labels], squared=True))
+        if inertia < best_inertia:
+            best, best_inertia = state, inertia
+    state, n_iter = best, best.n_iter
+    if restarts > 1 and n_iter < max_iter:
+        state = lloyd(points, weights, state.centres, max_iter - n_iter, tol, state=state)
+        n_iter += state.n_iter
+    for coarse, fine in zip(levels[:-1], levels[1:], strict=True):
+        level_iter = max_iter if fine is exact else min(max_iter, _CELL_ITER)
+        if fine[0].shape[0] > _CONVERGE_POINTS:
+            # Large levels only polish what the cells converged to: each of
+            # their iterations costs as much as many iterations on the cells.
+            level_iter = min(max_iter, _POLISH_ITER)
+        state = lloyd(fine[0], fine[1], state.centres, level_iter, tol,
+                      state=_carry(state, coarse, fine))
+        n_iter += state.n_iter
+    state.n_iter = n_iter
+    return state
+
+
+def _carry(state: LloydState, coarse: tuple, fine: tuple) -> LloydState:
+    """Bounds for the points of a finer level from the cells that hold them.
+
+    A point is at most ``r = |x - m|`` from the mean ``m`` of its coarse cell,
+    so the cell's bounds widened by ``r`` are valid for the point.
+    """
+    coarse_means, _, coarse_of_color = coarse
+    fine_means, _, fine_of_color = fine
+    if fine_of_color is None:  # the fine level is the exact histogram
+        cell = coarse_of_color
+    else:
+        cell = np.empty(fine_means.shape[0], dtype=np.intp)
+        cell[fine_of_color] = coarse_of_color
+    radius = _distance(fine_means, coarse_means[cell])
+    return LloydState(
+        state.centres,
+        state.labels[cell],
+        state.upper[cell] + radius,
+        np.maximum(state.lower[cell] - radius, 0.0),
+    )
+
+
+def _restarts(k: int, n_points: int) -> int:
+    """Initial draws compared on the first level: affordable for small k and few points."""
+    if n_points > _RESTART_POINTS or k > 64:
+        return 1
+    return 8 if k <= 16 else 4
+
+
+#: Iterations each of several initial draws gets before they are compared.
+_TRIAL_ITER = 10
+#: Several initial draws are compared only on a first level this small.
+_RESTART_POINTS = 20_000
+#: Cell sizes of the coarse levels (bits kept per channel), coarse to fine.
+_COARSE_BITS = (5, 6, 7)
+#: Iterations on an intermediate level of cells: it only prepares the next.
+_CELL_ITER = 20
+#: Levels with more points than this get at most ``_POLISH_ITER`` iterations
+#: (photos up to about 1 MP converge on their exact colours).
+_CONVERGE_POINTS = 250_000
+_POLISH_ITER = 2
+#: A level is used only if it holds at least this many points per centre ...
+_COARSE_FACTOR = 4
+#: ... and at most this fraction of the exact histogram's colours.
+_COARSE_MERGE = 0.6
 
 
 def nearest_palette_colors(
-    colors: np.ndarray, palette: np.ndarray
+    colors: np.ndarray, palette: np.ndarray, state: LloydState | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest palette entry of every colour, computed exactly.
 
@@ -374,6 +802,10 @@ def nearest_palette_colors(
     ----------
     colors : ndarray of shape (n_colors, 3), uint8
     palette : ndarray of shape (k, 3), uint8
+    state : LloydState, optional
+        The clustering that produced ``palette`` (``palette[i]`` is
+        ``state.centres[i]`` rounded): its bounds, widened by how far rounding
+        moved each centre, settle most colours without a search.
 
     Returns
     -------
@@ -382,6 +814,38 @@ def nearest_palette_colors(
     distances : ndarray of shape (n_colors,), float64
         Its squared distance (an integer value).
     """
-    # Integer-valued float64 arithmetic is exact here (every term < 2**20), so
-    # the labels are the true nearest colours whatever the platform.
-    return assign(colors.astype(np.float64), palette.astype(np.float64))
+    points = colors.astype(np.float64)
+    centres = palette.astype(np.float64)
+    if palette.shape[0] == 1 or (state is None and colors.shape[0] <= _RESTART_POINTS):
+        return assign(points, centres)
+    if state is None:
+        # No clustering to start from (a palette fitted on a sample): search
+        # the cells of 4 levels per channel fully, then carry their bounds.
+        cells = reduce_histogram(colors, np.ones(colors.shape[0]), 6)
+        state = _carry(start_state(cells[0], centres), cells, (points, None, None))
+    moved = _distance(centres, state.centres)
+    labels = state.labels.copy()
+    upper = state.upper + moved[labels]
+    top = int(np.argmax(moved))
+    runner_up = float(np.max(np.delete(moved, top)))
+    lower = state.lower - np.where(labels == top, runner_up, moved[top])
+    neighbours = Neighbours(centres)
+    half_gap = neighbours.half_gap
+    # The bounds went through float rounding: only a clear margin counts as
+    # proof, every other colour is searched exactly (integer-valued floats).
+    settled = upper + _MARGIN < np.maximum(half_gap[labels], lower)
+    search = np.flatnonzero(~settled)
+    if search.size:
+        labels[search] = neighbours.search(
+            points[search], labels[search], upper[search], exact=True
+        )[0]
+    diff = points - centres[labels]
+    return labels, np.einsum("nd,nd->n", diff, diff)
+
+
+#: Centres per row whose shifts :meth:`Neighbours.local_bounds` tracks.
+_NEAR = 32
+#: Drift (in RGB levels) after which the neighbour order is sorted again.
+_RESORT_DRIFT = 4.0
+#: Safety margin (in RGB levels) for bound tests whose result must be exact.
+_MARGIN = 1e-6

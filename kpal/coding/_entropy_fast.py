@@ -1,0 +1,420 @@
+"""Compiled entropy coding (coding id 2), used when numba is installed (``kpal[fast]``).
+
+The numpy path in ``entropy.py`` works a whole wavefront step at a time because
+Python cannot afford a loop per pixel. Under numba a loop per pixel is the
+fastest form, so this module follows spec/kpal.md §7 decision by decision:
+for every step, the pixels in coding order, then their ``F1`` decisions, their
+``F2`` decisions, and the literal bits level by level, then the model update.
+Both paths produce the same decisions with the same probabilities in the same
+order, so they write and read byte-identical payloads.
+
+Only the flag probabilities are tabulated (128 per flag, fixed during a step);
+literal probabilities depend on (L, A, node) and are computed when needed.
+
+The encoder keeps one ``uint16`` per decision (12-bit probability, the bit in
+bit 15) because rANS codes decisions last to first; the decoder keeps only the
+labels and per-step buffers. The first call compiles (``cache=True`` stores
+the machine code beside this file, so later processes load it in well under a
+second).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from kpal.errors import FormatError
+
+from . import _rans
+
+__all__ = ["encode_payload", "decode_labels"]
+
+_PROB_BITS = _rans.PROB_BITS
+_PROB_ONE = _rans.PROB_ONE
+_STATE_LOW = _rans.STATE_LOW
+_WORD_BITS = _rans.WORD_BITS
+_WORD_MASK = _rans.WORD_MASK
+_EMIT_SHIFT = 16 - _PROB_BITS + _WORD_BITS
+_BIT_FLAG = 1 << 15  # a decision is stored as p1 | bit << 15 (p1 < 2**12)
+_N_PATTERNS = 128
+_FLAG_LIMIT = 1 << 13
+_LITERAL_INC = 16
+
+# decoder outcome codes
+_OK, _TRUNCATED, _BAD_INDEX = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def _prior(k, b):
+    """Q[n]: how many symbols < k lie under heap node n of the b-level tree."""
+    prior = np.zeros(2 << b, dtype=np.int64)
+    for s in range(k):
+        prior[(1 << b) + s] = 1
+    for n in range((1 << b) - 1, 0, -1):
+        prior[n] = prior[2 * n] + prior[2 * n + 1]
+    return prior
+
+
+@njit(cache=True, nogil=True)
+def _flag_table(counts, table):
+    """12-bit probability of a 1 for every pattern of one flag model."""
+    for p in range(_N_PATTERNS):
+        c0 = counts[p, 0]
+        c1 = counts[p, 1]
+        table[p] = min(_PROB_ONE - 1, max(1, (c1 << _PROB_BITS) // (c0 + c1)))
+
+
+@njit(cache=True, nogil=True)
+def _halve_flags(counts):
+    for p in range(_N_PATTERNS):
+        if counts[p, 0] + counts[p, 1] > _FLAG_LIMIT:
+            counts[p, 0] = (counts[p, 0] + 1) >> 1
+            counts[p, 1] = (counts[p, 1] + 1) >> 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _literal_p1(by_left, by_above, prior, base_l, base_a, node):
+    # counts of node n and of its right child 2n + 1 side by side (see _update_literals)
+    at = 2 * node
+    num = by_left[base_l + at + 1] + by_above[base_a + at + 1] + prior[at + 1]
+    den = by_left[base_l + at] + by_above[base_a + at] + prior[node]
+    return min(_PROB_ONE - 1, max(1, (num << _PROB_BITS) // max(den, 1)))
+
+
+@njit(cache=True, nogil=True)
+def _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
+                   where, cells, lefts, aboves, patterns):
+    """Fill the step's raster positions, ring cells, L, A and pattern in coding order.
+
+    Neighbours come from ``ring`` (as in the numpy path): pixel (i, j) of tile
+    ``t`` on step ``s`` sits at ``ring[s % 5, t * (rows + 2) + 2 + i]``, so a
+    step reads a few hundred kilobytes in order instead of three rows of every
+    tile scattered over the image. Returns the number of pixels.
+    """
+    stride = rows + 2
+    i_first = max(0, (s - tile + 2) // 2)
+    i_last = min(s // 2, rows - 1)
+    back1 = ring[(s - 1) % 5]
+    back2 = ring[(s - 2) % 5]
+    back3 = ring[(s - 3) % 5]
+    back4 = ring[(s - 4) % 5]
+    count = 0
+    for t in range(n_tiles):
+        row0 = (t // tiles_x) * tile
+        col0 = (t % tiles_x) * tile
+        base = t * stride + 2
+        for i in range(i_first, i_last + 1):
+            j = s - 2 * i
+            row = row0 + i
+            col = col0 + j
+            if row >= height or col >= width:
+                continue
+            cell = base + i
+            above = back2[cell - 1] if i > 0 else 0  # (i-1, j)
+            left = back1[cell] if j > 0 else above  # (i, j-1)
+            if i == 0:
+                above = left
+            diag = back3[cell - 1] if i > 0 and j > 0 else above  # (i-1, j-1)
+            if i > 0 and j + 1 < tile and col + 1 < width:
+                right = back1[cell - 1]  # (i-1, j+1)
+            else:
+                right = above
+            left2 = back2[cell] if j > 1 else left  # (i, j-2)
+            above2 = back4[cell - 2] if i > 1 else above  # (i-2, j)
+            where[count] = row * width + col
+            cells[count] = cell
+            lefts[count] = left
+            aboves[count] = above
+            patterns[count] = ((left == above) | (above == diag) << 1 | (left == diag) << 2
+                               | (above == right) << 3 | (left == right) << 4
+                               | (left == left2) << 5 | (above == above2) << 6)
+            count += 1
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _update_literals(by_left, by_above, row_len, b, lit_left, lit_above, lit_sym, n_lit):
+    """Add 16 to the literal counts of every node on each literal's path (spec §7.5).
+
+    The tables store, for context value v and inner node n, the count of n at
+    ``v * row_len + 2n`` and the count of its right child 2n + 1 beside it, so a
+    probability reads one cache line per table. Counts of left children that
+    are leaves are never read, so they are not kept.
+    """
+    for q in range(n_lit):
+        leaf = lit_sym[q] | (1 << b)
+        base_l = lit_left[q] * row_len
+        base_a = lit_above[q] * row_len
+        for d in range(b):
+            at = 2 * (leaf >> (b - d))
+            by_left[base_l + at] += _LITERAL_INC
+            by_above[base_a + at] += _LITERAL_INC
+            if (leaf >> (b - d - 1)) & 1:
+                by_left[base_l + at + 1] += _LITERAL_INC
+                by_above[base_a + at + 1] += _LITERAL_INC
+
+
+@njit(cache=True, nogil=True)
+def _encode_decisions(raster, width, height, tile_log2, k, b):
+    """Every decision in decoding order, as ``p1 | bit << 15``; return (buffer, count)."""
+    tile = 1 << tile_log2
+    tiles_x = -(-width // tile)
+    n_tiles = tiles_x * -(-height // tile)
+    rows = min(tile, height)
+    n_steps = 2 * (rows - 1) + min(tile, width)
+    row_len = 2 << b
+    prior = _prior(k, b)
+    by_left = np.zeros(k * row_len, dtype=np.int64)
+    by_above = np.zeros(k * row_len, dtype=np.int64)
+    flag_l = np.ones((_N_PATTERNS, 2), dtype=np.int64)
+    flag_a = np.ones((_N_PATTERNS, 2), dtype=np.int64)
+    table_l = np.empty(_N_PATTERNS, dtype=np.int64)
+    table_a = np.empty(_N_PATTERNS, dtype=np.int64)
+    per_step = n_tiles * rows
+    ring = np.zeros((5, n_tiles * (rows + 2)), dtype=np.uint8)
+    where = np.empty(per_step, dtype=np.int64)
+    cells = np.empty(per_step, dtype=np.int32)
+    lefts = np.empty(per_step, dtype=np.uint8)
+    aboves = np.empty(per_step, dtype=np.uint8)
+    patterns = np.empty(per_step, dtype=np.uint8)
+    lit_left = np.empty(per_step, dtype=np.int64)
+    lit_above = np.empty(per_step, dtype=np.int64)
+    lit_sym = np.empty(per_step, dtype=np.int64)
+    # one F1 per pixel and a few more on average; grown when a step could overflow
+    out = np.empty(2 * width * height + 64, dtype=np.uint16)
+    g = 0
+    for s in range(n_steps):
+        n = _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
+                           where, cells, lefts, aboves, patterns)
+        here = ring[s % 5]
+        if g + n * (2 + b) > out.size:
+            bigger = np.empty(max(out.size + out.size // 2, g + n * (2 + b)), dtype=np.uint16)
+            bigger[:g] = out[:g]
+            out = bigger
+        _flag_table(flag_l, table_l)
+        _flag_table(flag_a, table_a)
+        for q in range(n):  # F1
+            x = raster[where[q]]
+            here[cells[q]] = x
+            bit = x == lefts[q]
+            out[g] = table_l[patterns[q]] | (_BIT_FLAG if bit else 0)
+            flag_l[patterns[q], 1 if bit else 0] += 2
+            g += 1
+        n_lit = 0
+        for q in range(n):  # F2, and collect the literals
+            x = here[cells[q]]
+            if x == lefts[q]:
+                continue
+            if lefts[q] != aboves[q]:
+                bit = x == aboves[q]
+                out[g] = table_a[patterns[q]] | (_BIT_FLAG if bit else 0)
+                flag_a[patterns[q], 1 if bit else 0] += 2
+                g += 1
+                if bit:
+                    continue
+            lit_left[n_lit] = lefts[q]
+            lit_above[n_lit] = aboves[q]
+            lit_sym[n_lit] = x
+            n_lit += 1
+        for level in range(b):  # literal bits, most significant first
+            for q in range(n_lit):
+                sym = lit_sym[q]
+                node = (sym | (1 << b)) >> (b - level)
+                p1 = _literal_p1(by_left, by_above, prior, lit_left[q] * row_len,
+                                 lit_above[q] * row_len, node)
+                bit = (sym >> (b - 1 - level)) & 1
+                out[g] = p1 | (_BIT_FLAG if bit else 0)
+                g += 1
+        _halve_flags(flag_l)
+        _halve_flags(flag_a)
+        _update_literals(by_left, by_above, row_len, b, lit_left, lit_above, lit_sym, n_lit)
+    return out, g
+
+
+@njit(cache=True, nogil=True)
+def _rans_encode(decisions, n, n_lanes):
+    """rANS-code decisions ``n - 1`` down to 0; return (final states, words in read order)."""
+    state = np.full(n_lanes, _STATE_LOW, dtype=np.int64)
+    emitted = np.empty(n, dtype=np.uint16)  # at most one word per decision
+    n_words = 0
+    for g in range(n - 1, -1, -1):
+        lane = g % n_lanes
+        d = np.int64(decisions[g])
+        p1 = d & (_PROB_ONE - 1)
+        if d & _BIT_FLAG:
+            freq = p1
+            cum = _PROB_ONE - p1
+        else:
+            freq = _PROB_ONE - p1
+            cum = 0
+        x = state[lane]
+        if x >= freq << _EMIT_SHIFT:
+            emitted[n_words] = x & _WORD_MASK
+            n_words += 1
+            x >>= _WORD_BITS
+        state[lane] = (x // freq << _PROB_BITS) + x % freq + cum
+    return state.astype(np.uint32), emitted[:n_words][::-1].copy()
+
+
+@njit(cache=True, nogil=True)
+def _decode(states, words, k, b, width, height, tile_log2):
+    """Decode every pixel; return (labels, outcome code, bad index, read position, states)."""
+    tile = 1 << tile_log2
+    tiles_x = -(-width // tile)
+    n_tiles = tiles_x * -(-height // tile)
+    rows = min(tile, height)
+    n_steps = 2 * (rows - 1) + min(tile, width)
+    row_len = 2 << b
+    prior = _prior(k, b)
+    by_left = np.zeros(k * row_len, dtype=np.int64)
+    by_above = np.zeros(k * row_len, dtype=np.int64)
+    flag_l = np.ones((_N_PATTERNS, 2), dtype=np.int64)
+    flag_a = np.ones((_N_PATTERNS, 2), dtype=np.int64)
+    table_l = np.empty(_N_PATTERNS, dtype=np.int64)
+    table_a = np.empty(_N_PATTERNS, dtype=np.int64)
+    per_step = n_tiles * rows
+    ring = np.zeros((5, n_tiles * (rows + 2)), dtype=np.uint8)
+    where = np.empty(per_step, dtype=np.int64)
+    cells = np.empty(per_step, dtype=np.int32)
+    lefts = np.empty(per_step, dtype=np.uint8)
+    aboves = np.empty(per_step, dtype=np.uint8)
+    patterns = np.empty(per_step, dtype=np.uint8)
+    values = np.empty(per_step, dtype=np.int16)
+    literal_of = np.empty(per_step, dtype=np.int64)  # pixel of each literal
+    lit_left = np.empty(per_step, dtype=np.int64)
+    lit_above = np.empty(per_step, dtype=np.int64)
+    lit_node = np.empty(per_step, dtype=np.int64)
+    raster = np.zeros(width * height, dtype=np.uint8)
+    state = states.astype(np.int64)
+    n_lanes = state.size
+    n_words = words.size
+    lane = 0
+    position = 0
+    for s in range(n_steps):
+        n = _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
+                           where, cells, lefts, aboves, patterns)
+        here = ring[s % 5]
+        _flag_table(flag_l, table_l)
+        _flag_table(flag_a, table_a)
+        n_lit = 0
+        for phase in range(2):  # 0: every F1, 1: every F2
+            for q in range(n):
+                if phase == 0:
+                    p1 = table_l[patterns[q]]
+                else:
+                    if values[q] >= 0:  # F1 was 1: x = L
+                        continue
+                    if lefts[q] == aboves[q]:  # no F2: a literal
+                        literal_of[n_lit] = q
+                        n_lit += 1
+                        continue
+                    p1 = table_a[patterns[q]]
+                # one rANS decision (spec §7.6) on lane `lane`
+                x = state[lane]
+                slot = x & (_PROB_ONE - 1)
+                f0 = _PROB_ONE - p1
+                if slot >= f0:
+                    bit = 1
+                    x = p1 * (x >> _PROB_BITS) + slot - f0
+                else:
+                    bit = 0
+                    x = f0 * (x >> _PROB_BITS) + slot
+                if x < _STATE_LOW:
+                    if position >= n_words:
+                        return raster, _TRUNCATED, 0, position, state
+                    x = (x << _WORD_BITS) | np.int64(words[position])
+                    position += 1
+                state[lane] = x
+                lane += 1
+                if lane == n_lanes:
+                    lane = 0
+                if phase == 0:
+                    flag_l[patterns[q], bit] += 2
+                    values[q] = lefts[q] if bit else -1
+                else:
+                    flag_a[patterns[q], bit] += 2
+                    if bit:
+                        values[q] = aboves[q]
+                    else:
+                        literal_of[n_lit] = q
+                        n_lit += 1
+        for q in range(n_lit):
+            lit_left[q] = lefts[literal_of[q]]
+            lit_above[q] = aboves[literal_of[q]]
+            lit_node[q] = 1
+        for _level in range(b):
+            for q in range(n_lit):
+                node = lit_node[q]
+                p1 = _literal_p1(by_left, by_above, prior, lit_left[q] * row_len,
+                                 lit_above[q] * row_len, node)
+                x = state[lane]
+                slot = x & (_PROB_ONE - 1)
+                f0 = _PROB_ONE - p1
+                if slot >= f0:
+                    bit = 1
+                    x = p1 * (x >> _PROB_BITS) + slot - f0
+                else:
+                    bit = 0
+                    x = f0 * (x >> _PROB_BITS) + slot
+                if x < _STATE_LOW:
+                    if position >= n_words:
+                        return raster, _TRUNCATED, 0, position, state
+                    x = (x << _WORD_BITS) | np.int64(words[position])
+                    position += 1
+                state[lane] = x
+                lane += 1
+                if lane == n_lanes:
+                    lane = 0
+                lit_node[q] = 2 * node + bit
+        worst = -1
+        for q in range(n_lit):
+            lit_node[q] -= 1 << b  # leaf -> symbol
+            worst = max(worst, lit_node[q])
+        if worst >= k:
+            return raster, _BAD_INDEX, worst, position, state
+        for q in range(n_lit):
+            values[literal_of[q]] = lit_node[q]
+        for q in range(n):
+            here[cells[q]] = values[q]
+            raster[where[q]] = values[q]
+        _halve_flags(flag_l)
+        _halve_flags(flag_a)
+        _update_literals(by_left, by_above, row_len, b, lit_left, lit_above, lit_node, n_lit)
+    return raster, _OK, 0, position, state
+
+
+def encode_payload(labels: np.ndarray, k: int, b: int, tile_log2: int,
+                   n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Code ``labels`` (uint8, shape (height, width), values < k, k >= 2).
+
+    Returns
+    -------
+    states : ndarray of shape (n_lanes,), uint32
+        The lane states the decoder starts from.
+    words : ndarray of uint16
+        Renormalization words in the order the decoder reads them.
+    """
+    height, width = labels.shape
+    raster = np.ascontiguousarray(labels, dtype=np.uint8).reshape(-1)
+    decisions, count = _encode_decisions(raster, width, height, tile_log2, k, b)
+    return _rans_encode(decisions, count, n_lanes)
+
+
+def decode_labels(states: np.ndarray, words: np.ndarray, k: int, b: int, width: int,
+                  height: int, tile_log2: int) -> np.ndarray:
+    """Decode labels of shape (height, width); raise FormatError as the numpy path does."""
+    states = np.ascontiguousarray(states, dtype=np.int64)
+    words = np.ascontiguousarray(words, dtype=np.uint16)
+    raster, outcome, bad_index, position, final = _decode(states, words, k, b, width,
+                                                           height, tile_log2)
+    if outcome == _TRUNCATED:
+        msg = "entropy payload is truncated: the coder ran out of words"
+        raise FormatError(msg)
+    if outcome == _BAD_INDEX:
+        msg = f"entropy payload decodes to index {bad_index} >= k={k}"
+        raise FormatError(msg)
+    # the same end-of-stream checks (and messages) as the numpy decoder
+    coder = _rans.Decoder(final, words)
+    coder.position = position
+    coder.check_finished()
+    return raster.reshape(height, width)

@@ -1,0 +1,625 @@
+"""Gaussian mixture models fitted by expectation–maximization (EM).
+
+A :class:`GaussianMixture` models the colours of an image as ``k`` Gaussian
+components in RGB space, each with a full 3×3 covariance. kpal uses it as a
+second way to choose a palette (each pixel goes to its most probable component,
+the palette is the component means) and to draw new pixels from an image's
+colour distribution (:meth:`GaussianMixture.sample`).
+
+How the fit works, and why:
+
+* **Histogram, not pixels.** Equal colours have equal responsibilities, so EM on
+  the unique colours weighted by their pixel counts is *exactly* EM on all
+  pixels, and a photo has 2–10× fewer unique colours than pixels.
+  :meth:`GaussianMixture.fit` builds that histogram itself when ``X`` holds
+  repeated rows.
+* **Log domain.** Densities of far-away colours underflow ``float64``; the
+  E-step works with log densities and combines components by log-sum-exp.
+* **Cholesky.** Each covariance ``Σ = L Lᵀ`` is factored; ``U = L⁻ᵀ`` gives the
+  precision ``A = U Uᵀ`` and ``log|Σ|^(-1/2) = Σᵢ log Uᵢᵢ`` without an inverse
+  or a determinant of ``Σ`` itself.
+* **One product per chunk.** ``log N(x | μ, Σ)`` is a quadratic in ``x``, so with
+  the ten features ``φ(x) = [1, x, x_i x_j]`` the log densities of a chunk under
+  all k components are one ``(n, 10) @ (10, k)`` product, and the M-step's
+  sufficient statistics (``Σ r``, ``Σ r x``, ``Σ r x xᵀ``) are another,
+  ``(w·φ)ᵀ @ resp``. The E-step of a chunk feeds the statistics straight away,
+  so the ``(n, k)`` responsibilities never exist for more than one chunk and
+  memory stays bounded whatever the image size. Colours are centred on their
+  weighted mean first, so the expanded quadratic and the covariance recovered
+  as ``E[xxᵀ] − μμᵀ`` do not lose precision.
+* **Regularized covariances.** ``reg_covar`` is added to every covariance's
+  diagonal, so a component sitting on a single colour stays positive definite.
+* **Convergence** when the mean log-likelihood improves by less than ``tol``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from kpal.quantize.histogram import color_histogram
+
+__all__ = ["GaussianMixture", "quantize_histogram", "sample_image"]
+
+_INITS = ("k-means++", "random")
+_LOG_2PI = float(np.log(2.0 * np.pi))
+_N_FEATURES = 3
+#: Upper-triangle index pairs of a 3×3 matrix: the six distinct second moments.
+_TRIU_I, _TRIU_J = np.triu_indices(_N_FEATURES)
+#: Length of the feature vector φ(x) = [1, x (3), x_i x_j for i <= j (6)].
+_N_PHI = 4 + _TRIU_I.size
+#: Elements (one chunk × k components) per temporary array: 2**18 float64 = 2 MiB,
+#: small enough to stay in cache and keep BLAS from spreading tiny products over threads.
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def _chunk_rows(k: int) -> int:
+    return max(256, _CHUNK_ELEMENTS // max(k, 1))
+
+
+def _unique_rows(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Collapse repeated rows of ``X`` into (unique rows as float64, summed weights)."""
+    if X.dtype == np.uint8:
+        hist = color_histogram(X, sample_weight)
+        return hist.colors.astype(np.float64), hist.counts.astype(np.float64)
+    rows, inverse = np.unique(X, axis=0, return_inverse=True)
+    weights = np.bincount(inverse.reshape(-1), weights=sample_weight, minlength=rows.shape[0])
+    return rows.astype(np.float64), weights.astype(np.float64)
+
+
+class GaussianMixture:
+    """Gaussian mixture with full covariances, fitted by EM on (weighted) colours.
+
+    Parameters
+    ----------
+    k : int
+        Number of components, 1..256.
+    seed : int, default 0
+        Seed of the k-means initialization and the default seed of :meth:`sample`.
+    max_iter : int, default 100
+        Maximum number of EM iterations.
+    tol : float, default 1e-3
+        Stop when the mean log-likelihood per sample improves by less than this.
+    reg_covar : float, default 1e-6
+        Added to the diagonal of every covariance (in squared 8-bit units) so a
+        component on a single colour does not become singular.
+    init : {"k-means++", "random"}, default "k-means++"
+        Initialization of the k-means run whose clusters start EM.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (k_fit,)
+        Mixing proportions, summing to 1. ``k_fit = min(k, distinct rows of X)``.
+    means_ : ndarray of shape (k_fit, 3)
+        Component means.
+    covariances_ : ndarray of shape (k_fit, 3, 3)
+        Full component covariances.
+    precisions_cholesky_ : ndarray of shape (k_fit, 3, 3)
+        Upper-triangular ``U`` with ``U @ U.T`` the inverse covariance.
+    converged_ : bool
+        Whether the likelihood improvement fell below ``tol`` within ``max_iter``.
+    n_iter_ : int
+        EM iterations run.
+    lower_bound_ : float
+        Mean log-likelihood of the training data under the final parameters.
+    lower_bounds_ : list of float
+        Mean log-likelihood at the start of each iteration, then ``lower_bound_``;
+        EM guarantees the sequence does not decrease.
+
+    Notes
+    -----
+    When ``X`` has fewer distinct rows than ``k``, ``fit`` warns and fits one
+    component per distinct row (mean = that row, covariance = ``reg_covar · I``,
+    weight = its share): the most likely mixture, reached without iterating.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(40, 5, (500, 3)), rng.normal(200, 5, (500, 3))])
+    >>> gm = GaussianMixture(2, seed=0).fit(X)
+    >>> np.sort(gm.means_[:, 0]).round(-1)
+    array([ 40., 200.])
+    """
+
+    def __init__(
+        self,
+        k: int,
+        *,
+        seed: int = 0,
+        max_iter: int = 100,
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        init: str = "k-means++",
+    ) -> None:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= 256:
+            msg = f"k={k!r} must be an integer between 1 and 256"
+            raise ValueError(msg)
+        if init not in _INITS:
+            msg = f"init={init!r} must be one of {', '.join(map(repr, _INITS))}"
+            raise ValueError(msg)
+        if int(max_iter) < 1:
+            msg = f"max_iter={max_iter} must be at least 1"
+            raise ValueError(msg)
+        if not tol >= 0:
+            msg = f"tol={tol} must be non-negative"
+            raise ValueError(msg)
+        if not reg_covar >= 0:
+            msg = f"reg_covar={reg_covar} must be non-negative"
+            raise ValueError(msg)
+        self.k = int(k)
+        self.seed = seed
+        self.max_iter = int(max_iter)
+        self.tol = float(tol)
+        self.reg_covar = float(reg_covar)
+        self.init = init
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> GaussianMixture:
+        """Fit the mixture to ``X`` by EM from a k-means initialization.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3)
+            Colours (uint8 pixels or floats).
+        sample_weight : ndarray of shape (n_samples,), optional
+            Non-negative weight of each row, e.g. pixel counts of unique colours.
+            Fitting unique colours weighted by their counts gives exactly the
+            fit on all pixels.
+
+        Returns
+        -------
+        GaussianMixture
+            ``self``, fitted.
+        """
+        X = _check_X(X)
+        weights = _check_weight(sample_weight, X.shape[0])
+        colors, counts = _unique_rows(X, weights)
+        keep = counts > 0
+        colors, counts = colors[keep], counts[keep]
+        if colors.shape[0] == 0:
+            msg = "cannot fit a mixture: every sample weight is zero"
+            raise ValueError(msg)
+        if colors.shape[0] <= self.k:
+            self._fit_one_per_colour(colors, counts)
+        else:
+            self._fit_em(colors, counts)
+        return self
+
+    def _fit_one_per_colour(self, colors: np.ndarray, counts: np.ndarray) -> None:
+        if colors.shape[0] < self.k:
+            warnings.warn(
+                f"only {colors.shape[0]} distinct colours for k={self.k}: fitting one "
+                f"component per colour",
+                UserWarning,
+                stacklevel=3,
+            )
+        m = colors.shape[0]
+        self._shift = counts @ colors / counts.sum()
+        self.weights_ = counts / counts.sum()
+        self.means_ = colors.copy()
+        self.covariances_ = np.broadcast_to(self.reg_covar * np.eye(3), (m, 3, 3)).copy()
+        self._set_precisions()
+        self.converged_ = True
+        self.n_iter_ = 0
+        self.lower_bound_ = self.score(colors, counts)
+        self.lower_bounds_ = [self.lower_bound_]
+
+    def _fit_em(self, colors: np.ndarray, counts: np.ndarray) -> None:
+        total = counts.sum()
+        self._shift = counts @ colors / total
+        centred = colors - self._shift
+
+        labels = _kmeans_labels(colors, counts, self.k, self.init, self.seed)
+        # The first M-step from the k-means clusters (one-hot responsibilities).
+        hard_stats = np.zeros((self.k, _N_PHI))
+        step = _chunk_rows(_N_PHI)
+        for start in range(0, colors.shape[0], step):
+            weighted = _features(centred[start : start + step])
+            weighted *= counts[start : start + step, None]
+            chunk_labels = labels[start : start + step]
+            for column in range(_N_PHI):
+                hard_stats[:, column] += np.bincount(
+                    chunk_labels, weights=weighted[:, column], minlength=self.k
+                )
+        self._m_step(hard_stats)
+
+        self.lower_bounds_ = []
+        self.converged_ = False
+        previous = -np.inf
+        n_iter = 0
+        for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - n_iter is reported after
+            log_likelihood, stats = self._e_step(centred, counts)
+            mean_ll = log_likelihood / total
+            self.lower_bounds_.append(mean_ll)
+            self._m_step(stats)
+            if mean_ll - previous < self.tol:
+                self.converged_ = True
+                break
+            previous = mean_ll
+        self.n_iter_ = n_iter
+        self.lower_bound_ = self.score(colors, counts)
+        self.lower_bounds_.append(self.lower_bound_)
+        if not self.converged_:
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations "
+                f"(last improvement {self.lower_bounds_[-1] - self.lower_bounds_[-2]:.3g} "
+                f">= tol={self.tol}); raise max_iter or tol",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _e_step(self, centred: np.ndarray, counts: np.ndarray) -> tuple[float, np.ndarray]:
+        """One pass: total weighted log-likelihood and the M-step's sufficient statistics.
+
+        Per chunk, ``φ(x) @ W`` gives every log density, and ``(w·φ(x))ᵀ @ resp``
+        gives ``Σ r w``, ``Σ r w x`` and ``Σ r w x xᵀ`` for every component.
+        """
+        k = self.weights_.shape[0]
+        coefficients = self._coefficients()
+        stats = np.zeros((_N_PHI, k))
+        log_likelihood = 0.0
+        step = min(_chunk_rows(k), centred.shape[0])
+        # Buffers reused by every chunk: no allocation inside the loop.
+        phi = np.empty((step, _N_PHI))
+        log_prob = np.empty((step, k))
+        resp32 = np.empty((step, k), dtype=np.float32)
+        for start in range(0, centred.shape[0], step):
+            stop = min(start + step, centred.shape[0])
+            n = stop - start
+            phi_n = _features(centred[start:stop], out=phi[:n])
+            lp = np.matmul(phi_n, coefficients, out=log_prob[:n])
+            # log-sum-exp over components, keeping exp(lp - top) as the responsibilities.
+            # exp runs in float32, several times faster than float64: its arguments are
+            # <= 0, so the relative error stays ~1e-7.
+            top = lp.max(axis=1, keepdims=True)
+            resp = np.subtract(lp, top, out=resp32[:n], casting="same_kind")
+            np.exp(resp, out=resp)
+            norm = resp.sum(axis=1, keepdims=True, dtype=np.float64)
+            w = counts[start:stop]
+            log_likelihood += float(w @ (np.log(norm[:, 0]) + top[:, 0]))
+            np.divide(resp, norm, out=lp)
+            phi_n *= w[:, None]
+            stats += phi_n.T @ lp
+        return log_likelihood, stats.T
+
+    def _m_step(self, stats: np.ndarray) -> None:
+        """Weights, means and covariances from ``Σ r w · φ(x)`` per component."""
+        resp_sum, resp_x, resp_xx = stats[:, 0], stats[:, 1:4], stats[:, 4:]
+        # A component that lost every colour keeps a tiny mass instead of dividing by 0.
+        nk = resp_sum + 10 * np.finfo(np.float64).eps
+        centred_means = resp_x / nk[:, None]
+        second = np.empty((nk.shape[0], 3, 3))
+        second[:, _TRIU_I, _TRIU_J] = resp_xx / nk[:, None]
+        second[:, _TRIU_J, _TRIU_I] = second[:, _TRIU_I, _TRIU_J]
+        covariances = second - centred_means[:, :, None] * centred_means[:, None, :]
+        covariances[:, np.arange(3), np.arange(3)] += self.reg_covar
+        self.weights_ = nk / nk.sum()
+        self.means_ = centred_means + self._shift
+        self.covariances_ = covariances
+        self._set_precisions()
+
+    def _set_precisions(self) -> None:
+        try:
+            chol = np.linalg.cholesky(self.covariances_)
+        except np.linalg.LinAlgError:
+            msg = (
+                "a component's covariance is singular (it collapsed onto a colour "
+                f"or a line); increase reg_covar (now {self.reg_covar})"
+            )
+            raise ValueError(msg) from None
+        eye = np.broadcast_to(np.eye(3), chol.shape)
+        # U = L^-T, so U U^T = (L L^T)^-1 = precision.
+        self.precisions_cholesky_ = np.linalg.solve(chol, eye).transpose(0, 2, 1)
+
+    def _coefficients(self) -> np.ndarray:
+        """The (10, k) matrix W with ``φ(x − shift) @ W = log weight_j + log N(x | μ_j, Σ_j)``.
+
+        ``log N = −½·3·log 2π + log|U| − ½ (x − μ)ᵀ A (x − μ)`` with ``A = U Uᵀ``,
+        and the quadratic form expands over ``φ = [1, x, x_i x_j (i <= j)]`` as
+        ``xᵀAx − 2 μᵀA x + μᵀAμ``, off-diagonal products counted twice. The
+        colours are centred (``shift`` is their mean), so every term stays small
+        enough for float64 to cancel exactly where a colour sits on a mean.
+        """
+        u = self.precisions_cholesky_
+        precision = u @ u.transpose(0, 2, 1)
+        means = self.means_ - self._shift
+        a_mu = np.einsum("kij,kj->ki", precision, means)
+        log_det_u = np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(self.weights_)
+        coefficients = np.empty((_N_PHI, means.shape[0]))
+        coefficients[0] = (
+            log_weights + log_det_u - 0.5 * _N_FEATURES * _LOG_2PI - 0.5 * (a_mu * means).sum(1)
+        )
+        coefficients[1:4] = a_mu.T
+        off_diagonal = np.where(_TRIU_I == _TRIU_J, 1.0, 2.0)
+        coefficients[4:] = -0.5 * off_diagonal[:, None] * precision[:, _TRIU_I, _TRIU_J].T
+        return coefficients
+
+    # ------------------------------------------------------------- inference
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "means_"):
+            msg = "this GaussianMixture is not fitted yet; call fit(X) first"
+            raise ValueError(msg)
+
+    def _chunks(self, X: np.ndarray):
+        """Yield ``(start, log weight + log density)`` over bounded chunks of ``X``."""
+        k = self.means_.shape[0]
+        step = min(_chunk_rows(k), X.shape[0])
+        coefficients = self._coefficients()
+        phi = np.empty((step, _N_PHI))
+        for start in range(0, X.shape[0], step):
+            chunk = X[start : start + step] - self._shift
+            phi_n = _features(chunk, out=phi[: chunk.shape[0]])
+            yield start, phi_n @ coefficients
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Posterior probability of each component for each row of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, k_fit)
+            Rows sum to 1.
+        """
+        self._check_fitted()
+        X = _check_X(X).astype(np.float64, copy=False)
+        out = np.empty((X.shape[0], self.means_.shape[0]))
+        for start, log_prob in self._chunks(X):
+            log_prob -= _logsumexp_rows(log_prob)[:, None]
+            np.exp(log_prob, out=out[start : start + log_prob.shape[0]])
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Index of the most probable component for each row of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), dtype intp
+        """
+        self._check_fitted()
+        X = _check_X(X).astype(np.float64, copy=False)
+        out = np.empty(X.shape[0], dtype=np.intp)
+        for start, log_prob in self._chunks(X):
+            out[start : start + log_prob.shape[0]] = log_prob.argmax(axis=1)
+        return out
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Log-likelihood ``log p(x)`` of each row of ``X`` under the mixture.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        self._check_fitted()
+        X = _check_X(X).astype(np.float64, copy=False)
+        out = np.empty(X.shape[0])
+        for start, log_prob in self._chunks(X):
+            out[start : start + log_prob.shape[0]] = _logsumexp_rows(log_prob)
+        return out
+
+    def score(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+        """Mean log-likelihood per sample (weighted by ``sample_weight`` if given).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, 3)
+        sample_weight : ndarray of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+            ``sum(w * log p(x)) / sum(w)``; with ``w`` the pixel counts of unique
+            colours this equals the mean over all pixels.
+        """
+        log_p = self.score_samples(X)
+        weights = _check_weight(sample_weight, log_p.shape[0])
+        if weights is None:
+            return float(log_p.mean())
+        return float(weights @ log_p / weights.sum())
+
+    def sample(self, n: int, *, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` independent samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples.
+        seed : int, optional
+            Random seed; defaults to the model's ``seed``.
+
+        Returns
+        -------
+        X : ndarray of shape (n, 3), float64
+            The samples, in random order (unlike scikit-learn, which groups them by
+            component), so they can be reshaped straight into an image.
+        component : ndarray of shape (n,), intp
+            The component each sample was drawn from.
+        """
+        self._check_fitted()
+        if int(n) < 0:
+            msg = f"n={n} must be non-negative"
+            raise ValueError(msg)
+        return self._draw(int(n), np.random.default_rng(self.seed if seed is None else seed))
+
+    def _draw(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        k = self.means_.shape[0]
+        component = rng.choice(k, size=n, p=self.weights_)
+        chol = np.linalg.cholesky(self.covariances_)
+        X = rng.standard_normal((n, 3))
+        # x = μ_j + L_j z: one matmul per component (k <= 256 of them), not per sample,
+        # over the samples of that component found by one sort instead of k scans.
+        order = np.argsort(component, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(component, minlength=k))])
+        for j in range(k):
+            rows = order[bounds[j] : bounds[j + 1]]
+            X[rows] = X[rows] @ chol[j].T + self.means_[j]
+        return X, component
+
+
+def quantize_histogram(
+    colors: np.ndarray,
+    counts: np.ndarray,
+    k: int,
+    *,
+    seed: int = 0,
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    init: str = "k-means++",
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fit a mixture to a colour histogram and label each colour with its likeliest component.
+
+    Parameters
+    ----------
+    colors : ndarray of shape (n_colors, 3), uint8
+        Distinct colours.
+    counts : ndarray of shape (n_colors,), int64
+        Pixel count of each colour.
+    k : int
+        Number of components.
+    seed, max_iter, tol, init
+        As in :class:`GaussianMixture`.
+
+    Returns
+    -------
+    means : ndarray of shape (k_used, 3), float64
+        Means of the components that are the most probable one for at least one
+        colour (components no colour chooses are dropped, so no palette entry is
+        wasted); ``k_used <= k``.
+    colour_labels : ndarray of shape (n_colors,), intp
+        Index into ``means`` for every colour.
+    n_iter : int
+        EM iterations run.
+
+    Notes
+    -----
+    With ``n_colors <= k`` the colours themselves are returned (no warning: the
+    caller decides how to report a lossless palette).
+    """
+    colors = np.asarray(colors)
+    if colors.shape[0] <= k:
+        return colors.astype(np.float64), np.arange(colors.shape[0], dtype=np.intp), 0
+    gm = GaussianMixture(k, seed=seed, max_iter=max_iter, tol=tol, init=init)
+    with warnings.catch_warnings():
+        # Not converging in max_iter is the caller's chosen budget for a palette, not an error.
+        warnings.simplefilter("ignore", UserWarning)
+        gm.fit(colors, sample_weight=np.asarray(counts, dtype=np.float64))
+    labels = gm.predict(colors.astype(np.float64))
+    used, colour_labels = np.unique(labels, return_inverse=True)
+    return gm.means_[used], colour_labels.reshape(-1).astype(np.intp), gm.n_iter_
+
+
+def sample_image(
+    image: np.ndarray, k: int, *, seed: int = 0, max_iter: int = 100, tol: float = 1e-3
+) -> np.ndarray:
+    """Fit a mixture to an image's colours and draw a new image of the same size from it.
+
+    Every pixel is drawn independently from the fitted mixture, so the result
+    has the colour distribution of ``image`` (which colours, how often, how they
+    vary together) without any of its spatial structure.
+
+    Parameters
+    ----------
+    image : ndarray of shape (height, width, 3), uint8
+    k : int
+        Number of mixture components.
+    seed : int, default 0
+        Seed of both the fit and the draw.
+    max_iter, tol
+        As in :class:`GaussianMixture`.
+
+    Returns
+    -------
+    ndarray of shape (height, width, 3), uint8
+        Samples rounded to the nearest integer and clipped to 0..255.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        msg = (
+            "image must be a uint8 array of shape (height, width, 3), "
+            f"got {image.dtype} {image.shape}"
+        )
+        raise ValueError(msg)
+    height, width = image.shape[:2]
+    gm = GaussianMixture(k, seed=seed, max_iter=max_iter, tol=tol).fit(image.reshape(-1, 3))
+    rng = np.random.default_rng(seed)
+    out = np.empty((height * width, 3), dtype=np.uint8)
+    # Drawn in chunks straight into the uint8 image: float samples never exist for
+    # more than one chunk, whatever the image size.
+    step = 1 << 20
+    for start in range(0, out.shape[0], step):
+        drawn, _ = gm._draw(min(step, out.shape[0] - start), rng)
+        np.rint(drawn, out=drawn)
+        np.clip(drawn, 0, 255, out=drawn)
+        out[start : start + drawn.shape[0]] = drawn
+    return out.reshape(height, width, 3)
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _features(centred: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``φ(x) = [1, x0, x1, x2, x_i x_j (i <= j)]`` for each row: shape (n, 10)."""
+    if out is None:
+        out = np.empty((centred.shape[0], _N_PHI))
+    out[:, 0] = 1.0
+    out[:, 1:4] = centred
+    np.multiply(centred[:, _TRIU_I], centred[:, _TRIU_J], out=out[:, 4:])
+    return out
+
+
+def _check_X(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != _N_FEATURES:
+        msg = f"X must have shape (n_samples, 3), got {X.shape}"
+        raise ValueError(msg)
+    if X.shape[0] == 0:
+        msg = "X has no samples"
+        raise ValueError(msg)
+    if X.dtype != np.uint8:
+        X = X.astype(np.float64, copy=False)
+        if not np.isfinite(X).all():
+            msg = "X contains NaN or infinite values"
+            raise ValueError(msg)
+    return X
+
+
+def _check_weight(sample_weight: np.ndarray | None, n: int) -> np.ndarray | None:
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,):
+        msg = f"sample_weight must have shape ({n},), got {w.shape}"
+        raise ValueError(msg)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        msg = "sample_weight must be finite and non-negative"
+        raise ValueError(msg)
+    return w
+
+
+def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    top = a.max(axis=1)
+    top[~np.isfinite(top)] = 0.0
+    return np.log(np.exp(a - top[:, None]).sum(axis=1)) + top
+
+
+def _kmeans_labels(
+    colors: np.ndarray, counts: np.ndarray, k: int, init: str, seed: int
+) -> np.ndarray:
+    # Imported here: kpal.quantize's __init__ imports this module, and kmeans
+    # may import from the package too.
+    from kpal.quantize.kmeans import KMeans
+
+    km = KMeans(k, init=init, seed=seed).fit(colors, sample_weight=counts)
+    return np.asarray(km.labels_, dtype=np.intp)

@@ -1,0 +1,319 @@
+"""Every way to run ``kpal`` on the wrong thing: one line naming the file, exit 2 or 1.
+
+Exit 2 is a usage error (the command line is wrong), exit 1 bad data or I/O.
+Also every input mode through ``kpal encode``: converted by the documented rule
+(kpal/codec.py, README "What gets stored") or rejected with the mode named.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kpal
+from kpal.cli import cli
+from kpal.errors import KpalError
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "in.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _fails(result, code: int, line: str) -> None:
+    """Exactly one output line, the expected one, and the expected exit code."""
+    assert result.output.splitlines() == [line], result.output
+    assert result.exit_code == code
+    assert isinstance(result.exception, SystemExit)  # never an escaped exception
+
+
+def _no_kpal_written(folder) -> None:
+    assert not list(folder.glob("*.kpal")) and not list(folder.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------ bad inputs
+def test_missing_input(runner, tmp_path):
+    path = tmp_path / "nope.jpg"
+    _fails(runner.invoke(cli, ["encode", str(path)]), 2, f"kpal: error: {path}: no such file")
+    for command in ("decode", "info"):
+        _fails(runner.invoke(cli, [command, str(tmp_path / "x.kpal")]), 2,
+               f"kpal: error: {tmp_path / 'x.kpal'}: no such file")
+
+
+def test_directory_as_input(runner, tmp_path):
+    for command in ("encode", "decode", "info"):
+        _fails(runner.invoke(cli, [command, str(tmp_path)]), 2,
+               f"kpal: error: {tmp_path}: is a directory, expected a file")
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_device_as_input_is_refused_not_read_forever(runner):
+    for command in ("encode", "decode", "info"):
+        _fails(runner.invoke(cli, [command, "/dev/zero"]), 2,
+               "kpal: error: /dev/zero: is a device, expected a file (use - for stdin)")
+
+
+def test_out_of_memory_is_one_line(runner, png, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr("kpal.codec.encode_image", exhausted)
+    _fails(runner.invoke(cli, ["encode", str(png)]), 1, "kpal: error: out of memory")
+
+
+def test_non_image_file(runner, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("shopping list\n")
+    _fails(runner.invoke(cli, ["encode", str(path)]), 1,
+           f"kpal: error: {path}: not an image Pillow can read")
+    _no_kpal_written(tmp_path)
+
+
+def test_empty_file(runner, tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    _fails(runner.invoke(cli, ["encode", str(path)]), 1, f"kpal: error: {path}: file is empty")
+    _fails(runner.invoke(cli, ["decode", str(path), "-o", str(tmp_path / "x.png")]), 1,
+           f"kpal: error: {path}: not a .kpal file (magic is b'', expected "
+           f"b'\\x89KPAL\\r\\n\\x1a\\n')")
+    _no_kpal_written(tmp_path)
+
+
+@pytest.mark.parametrize(("fmt", "cut", "problem"), [
+    ("PNG", 200, "cannot decode image: image file is truncated"),  # inside the pixel data
+    ("PNG", 20, "cannot decode image: Truncated File Read"),  # inside the IHDR chunk
+    ("JPEG", 300, "cannot decode image: Truncated File Read"),
+])
+def test_truncated_jpeg_and_png(runner, tmp_path, png, fmt, cut, problem):
+    buffer = io.BytesIO()
+    Image.open(png).save(buffer, fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(buffer.getvalue()[:cut])
+    _fails(runner.invoke(cli, ["encode", str(path)]), 1, f"kpal: error: {path}: {problem}")
+    _no_kpal_written(tmp_path)
+
+
+def test_zero_pixel_image(runner, tmp_path):
+    """Pillow refuses to open a 0-pixel file; the library refuses a 0-pixel image."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    path = tmp_path / "empty_ihdr.png"  # width 0, height 3
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 3, 8, 2, 0, 0, 0))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+    _fails(runner.invoke(cli, ["encode", str(path)]), 1,
+           f"kpal: error: {path}: not an image Pillow can read")
+    with pytest.raises(KpalError, match="image is 0x0: nothing to encode"):
+        kpal.encode(Image.new("RGB", (0, 0)))
+    with pytest.raises(KpalError, match="image is 5x0: nothing to encode"):
+        kpal.encode(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_zero_width_kpal_file(runner, tmp_path):
+    header = struct.pack(">9sBBBHIII", b"\x89KPAL\r\n\x1a\n", 1, 0, 0, 1, 0, 1, 0)
+    body = header + b"\0\0\0"
+    path = tmp_path / "zero.kpal"
+    path.write_bytes(body + struct.pack(">I", zlib.crc32(body)))
+    for command in ("decode", "info"):
+        _fails(runner.invoke(cli, [command, str(path)]), 1,
+               f"kpal: error: {path}: width=0 is outside 1..16777215")
+
+
+def test_one_by_one_image_is_fine(runner, tmp_path):
+    """Not an error: a 1x1 image is stored losslessly as k = 1 (33 bytes)."""
+    path = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (12, 34, 56)).save(path)
+    result = runner.invoke(cli, ["encode", str(path), "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert "note: the image has 1 distinct colours" in result.output
+    out = tmp_path / "dot.kpal"
+    assert out.stat().st_size == 33
+    assert kpal.decode(out).convert("RGB").getpixel((0, 0)) == (12, 34, 56)
+
+
+@pytest.mark.parametrize("k", ["0", "1", "257", "-3"])
+def test_k_out_of_range(runner, png, k):
+    _fails(runner.invoke(cli, ["encode", str(png), "-k", k]), 2,
+           f"kpal: error: Invalid value for '-k' / '--colors': k={k} must be between 2 and 256")
+    _no_kpal_written(png.parent)
+
+
+def test_k_not_an_integer(runner, png):
+    _fails(runner.invoke(cli, ["encode", str(png), "-k", "abc"]), 2,
+           "kpal: error: Invalid value for '-k' / '--colors': 'abc' is not a valid integer.")
+
+
+def test_stdin_that_is_not_an_image(runner, tmp_path):
+    out = tmp_path / "x.kpal"
+    _fails(runner.invoke(cli, ["encode", "-", "-o", str(out)], input=b"GIF89a but not really"),
+           1, "kpal: error: <stdin>: not an image Pillow can read")
+    _fails(runner.invoke(cli, ["encode", "-", "-o", str(out)], input=b""), 1,
+           "kpal: error: <stdin>: file is empty")
+    _fails(runner.invoke(cli, ["decode", "-", "-o", str(tmp_path / "x.png")], input=b"hello"),
+           1, "kpal: error: <stdin>: not a .kpal file (magic is b'hello', expected "
+              "b'\\x89KPAL\\r\\n\\x1a\\n')")
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ bad outputs
+def test_output_folder_is_a_file(runner, tmp_path, png):
+    """Works as root too: nothing can be created below a regular file."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("")
+    out = blocker / "out.kpal"
+    _fails(runner.invoke(cli, ["encode", str(png), "-o", str(out)]), 1,
+           f"kpal: error: {out}: cannot write: Not a directory")
+
+
+def test_output_folder_missing(runner, tmp_path, png):
+    out = tmp_path / "no" / "out.kpal"
+    _fails(runner.invoke(cli, ["encode", str(png), "-o", str(out)]), 2,
+           f"kpal: error: {out}: folder {str(out.parent)!r} does not exist")
+
+
+def _is_writable(folder: Path) -> bool:
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except PermissionError:
+        return False
+    return True
+
+
+def test_unwritable_output_folder(runner, tmp_path, png):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        # root ignores permission bits; sysfs refuses new files even to root
+        folder = next((f for f in (locked, Path("/sys")) if f.is_dir() and not _is_writable(f)),
+                      None)
+        if folder is None:
+            pytest.skip("no unwritable folder for this user")
+        out = folder / "out.kpal"
+        _fails(runner.invoke(cli, ["encode", str(png), "-o", str(out)]), 1,
+               f"kpal: error: {out}: cannot write: Permission denied")
+        assert not out.exists()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_existing_output_and_output_equal_to_input(runner, tmp_path, png):
+    out = tmp_path / "in.kpal"
+    out.write_bytes(b"keep me")
+    _fails(runner.invoke(cli, ["encode", str(png)]), 2,
+           f"kpal: error: {out}: file exists (use --force to overwrite)")
+    assert out.read_bytes() == b"keep me"
+    # The same file under another spelling is still the input.
+    other_spelling = os.path.join(str(tmp_path), ".", "in.png")
+    _fails(runner.invoke(cli, ["encode", str(png), "-o", other_spelling, "--force"]), 2,
+           f"kpal: error: {other_spelling}: output is the input file; choose another -o")
+    kpal_path = tmp_path / "x.kpal"
+    kpal.save(np.zeros((2, 2, 3), np.uint8), kpal_path)
+    _fails(runner.invoke(cli, ["decode", str(kpal_path), "-o", str(kpal_path), "--force",
+                               "--format", "PNG"]), 2,
+           f"kpal: error: {kpal_path}: output is the input file; choose another -o")
+    assert kpal.decode(kpal_path).size == (2, 2)
+
+
+def test_output_is_a_directory(runner, tmp_path, png):
+    folder = tmp_path / "out.kpal"
+    folder.mkdir()
+    _fails(runner.invoke(cli, ["encode", str(png), "-o", str(folder), "--force"]), 2,
+           f"kpal: error: {folder}: is a directory")
+
+
+# ------------------------------------------------------------------ input modes
+def _mode_image(mode: str) -> Image.Image:
+    """A 6x4 image in ``mode`` with four distinct values, fully opaque."""
+    rgb = np.array([[10, 20, 30], [200, 100, 50], [0, 0, 0], [255, 255, 255]], np.uint8)
+    rgb_im = Image.fromarray(np.repeat(rgb, 6, axis=0).reshape(4, 6, 3), "RGB")
+    if mode == "P":
+        return rgb_im.quantize(4)
+    if mode == "PA":
+        p = rgb_im.quantize(4)
+        pa = p.convert("PA")
+        pa.putpalette(p.getpalette())
+        return pa
+    if mode == "1":
+        return rgb_im.convert("L").point(lambda v: 255 * (v > 60)).convert("1")
+    return rgb_im.convert(mode)
+
+
+#: mode -> a file format that stores that mode
+CONVERTED = {"L": "PNG", "LA": "PNG", "P": "PNG", "PA": "TIFF", "RGBA": "PNG", "1": "PNG",
+             "CMYK": "TIFF", "YCbCr": "TIFF"}
+
+
+@pytest.mark.parametrize("mode", sorted(CONVERTED))
+def test_modes_that_are_converted(runner, tmp_path, mode):
+    fmt = CONVERTED[mode]
+    image = _mode_image(mode)
+    path = tmp_path / f"in.{fmt.lower()}"
+    image.save(path, fmt)
+    with Image.open(path) as check:
+        assert check.mode == mode  # the file really holds that mode
+        expected = np.asarray(check.convert("RGB"))
+    result = runner.invoke(cli, ["encode", str(path), "-k", "8", "-q"])
+    assert result.exit_code == 0, result.output
+    decoded = np.asarray(kpal.decode(tmp_path / "in.kpal").convert("RGB"))
+    np.testing.assert_array_equal(decoded, expected)  # at most 4 colours: lossless
+
+
+@pytest.mark.parametrize("mode", ["LA", "PA", "RGBA"])
+def test_transparent_pixels_are_rejected_with_the_mode_named(runner, tmp_path, mode):
+    image = _mode_image(mode)
+    alpha = np.full((4, 6), 255, np.uint8)
+    alpha[0, 0] = 0
+    image.putalpha(Image.fromarray(alpha, "L"))
+    path = tmp_path / "in.tiff"
+    image.save(path)
+    _fails(runner.invoke(cli, ["encode", str(path)]), 1,
+           f"kpal: error: {path}: mode {mode} with transparent pixels is not supported yet "
+           f"(.kpal has no alpha channel); flatten it first, e.g. im.convert('RGB')")
+    _no_kpal_written(tmp_path)
+
+
+@pytest.mark.parametrize(("mode", "fmt"), [("I;16", "PNG"), ("I", "TIFF"), ("F", "TIFF")])
+def test_wide_modes_are_rejected_with_the_mode_named(runner, tmp_path, mode, fmt):
+    path = tmp_path / f"in.{fmt.lower()}"
+    Image.new(mode, (6, 4)).save(path, fmt)
+    with Image.open(path) as check:
+        assert check.mode == mode
+    _fails(runner.invoke(cli, ["encode", str(path)]), 1,
+           f"kpal: error: {path}: mode {mode} (samples wider than 8 bits) is not supported: "
+           f"convert to 8 bits first, e.g. im.convert('L') or scale the values yourself")
+    _no_kpal_written(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "WEBP"])
+def test_multi_frame_images_are_rejected(runner, tmp_path, fmt):
+    frames = [Image.new("RGB", (5, 5), (255, 0, 0)), Image.new("RGB", (5, 5), (0, 0, 255))]
+    path = tmp_path / f"anim.{fmt.lower()}"
+    frames[0].save(path, fmt, save_all=True, append_images=frames[1:], lossless=True)
+    _fails(runner.invoke(cli, ["encode", str(path)]), 1,
+           f"kpal: error: {path}: has 2 frames; a .kpal file holds one image "
+           f"(extract a frame first)")
+    _fails(runner.invoke(cli, ["encode", "-", "-o", str(tmp_path / "a.kpal")],
+                         input=path.read_bytes()), 1,
+           "kpal: error: <stdin>: has 2 frames; a .kpal file holds one image "
+           "(extract a frame first)")
+    _no_kpal_written(tmp_path)

@@ -1,0 +1,150 @@
+"""The ``kpal sample`` and ``kpal plot`` commands, through click's CliRunner."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kpal.cli import cli
+from kpal.quantize.gmm import sample_image
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def photo_png(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    photo.save(path)
+    return path
+
+
+def test_sample_writes_an_image_of_the_input_size(runner, photo_png, photo, tmp_path):
+    out = tmp_path / "drawn.png"
+    result = runner.invoke(
+        cli, ["sample", str(photo_png), "-k", "4", "--seed", "3", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as drawn:
+        assert drawn.mode == "RGB" and drawn.size == photo.size
+        pixels = np.asarray(drawn)
+    # Exactly what the library draws: the CLI is a shell around sample_image.
+    np.testing.assert_array_equal(pixels, sample_image(np.asarray(photo), 4, seed=3))
+    # Same colour distribution, no spatial structure: means agree, neighbours do not.
+    source = np.asarray(photo).reshape(-1, 3).astype(float)
+    assert np.all(np.abs(pixels.reshape(-1, 3).mean(axis=0) - source.mean(axis=0)) < 8)
+    flat = pixels.astype(float)
+    horizontal = np.corrcoef(flat[:, :-1, 0].ravel(), flat[:, 1:, 0].ravel())[0, 1]
+    original = np.asarray(photo).astype(float)
+    original_h = np.corrcoef(original[:, :-1, 0].ravel(), original[:, 1:, 0].ravel())[0, 1]
+    assert abs(horizontal) < 0.15 < original_h
+
+
+def test_sample_is_repeatable_and_seeded(runner, photo_png, tmp_path):
+    paths = [tmp_path / name for name in ("a.png", "b.png", "c.png")]
+    for path, seed in zip(paths, ("1", "1", "2"), strict=True):
+        args = ["sample", str(photo_png), "-k", "3", "--seed", seed, "-o", str(path)]
+        assert runner.invoke(cli, args).exit_code == 0
+    a, b, c = (np.asarray(Image.open(p)) for p in paths)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_sample_single_colour_notes_it(runner, tmp_path):
+    src = tmp_path / "flat.png"
+    Image.new("RGB", (9, 7), (10, 120, 250)).save(src)
+    out = tmp_path / "out.png"
+    result = runner.invoke(cli, ["sample", str(src), "-k", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "note: only 1 distinct colours for k=4" in result.output
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), np.full((7, 9, 3), [10, 120, 250]))
+
+
+def test_sample_errors(runner, photo_png, tmp_path):
+    result = runner.invoke(cli, ["sample", str(photo_png), "-k", "4"])
+    assert result.exit_code == 2 and "Missing option '-o'" in result.output
+    result = runner.invoke(
+        cli, ["sample", str(photo_png), "-k", "1", "-o", str(tmp_path / "x.png")]
+    )
+    assert result.exit_code == 2 and "k=1 must be between 2 and 256" in result.output
+    result = runner.invoke(cli, ["sample", str(photo_png), "-o", str(tmp_path / "x.what")])
+    assert result.exit_code == 2
+    assert "kpal: error: " in result.output and "unknown image extension '.what'" in result.output
+    existing = tmp_path / "taken.png"
+    existing.write_bytes(b"keep")
+    result = runner.invoke(cli, ["sample", str(photo_png), "-o", str(existing)])
+    assert result.exit_code == 2 and "file exists (use --force to overwrite)" in result.output
+    assert existing.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("kind", ["compare", "palette", "scatter", "iterations", "curve"])
+def test_plot_each_kind(runner, photo_png, tmp_path, kind):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / f"{kind}.png"
+    args = ["plot", str(photo_png), "-k", "4", "--kind", kind, "-o", str(out), "--size", "320x240"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as figure:
+        assert figure.format == "PNG" and figure.size == (320, 240)
+        colours = np.unique(np.asarray(figure.convert("RGB")).reshape(-1, 3), axis=0)
+    assert colours.shape[0] > 20
+
+
+def test_plot_compare_reports_the_real_file_sizes(runner, photo_png, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import kpal
+    from kpal import plot as plots
+
+    captured = {}
+    original = plots.compare
+
+    def spy(*args, **kwargs):
+        captured.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "compare", spy)
+    out = tmp_path / "c.svg"
+    args = ["plot", str(photo_png), "-k", "8", "--kind", "compare", "-o", str(out)]
+    result = runner.invoke(cli, [*args, "--method", "gmm"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().lstrip().startswith("<?xml")
+    assert captured["original_bytes"] == photo_png.stat().st_size
+    expected = kpal.encode(photo_png, 8, method="gmm", max_iter=100, tol=1e-3)
+    assert captured["compressed_bytes"] == len(expected)
+
+
+def test_plot_without_matplotlib_says_what_to_install(runner, photo_png, tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    out = tmp_path / "p.png"
+    result = runner.invoke(cli, ["plot", str(photo_png), "--kind", "palette", "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(
+        'kpal: error: plots need matplotlib, which is not installed: pip install "kpal[plot]"'
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kind", "pie"], "Invalid value for '--kind'"),
+        (["--kind", "palette", "--size", "big"], "'big' must be WIDTHxHEIGHT in pixels"),
+        (["--kind", "palette", "--size", "20x20"], "must be between 50x50 and 10000x10000"),
+        (["--kind", "iterations", "--method", "gmm"], "--kind iterations shows k-means"),
+        (["--kind", "palette", "-o", "fig.jpg"], "figures are written as .png, .svg or .pdf"),
+    ],
+)
+def test_plot_usage_errors(runner, photo_png, tmp_path, args, message):
+    if "-o" not in args:
+        args = [*args, "-o", str(tmp_path / "fig.png")]
+    result = runner.invoke(cli, ["plot", str(photo_png), *args])
+    assert result.exit_code == 2
+    assert message in result.output

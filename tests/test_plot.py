@@ -1,0 +1,191 @@
+"""Tests for kpal.plot: every figure kind renders under Agg with real content."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+from PIL import Image  # noqa: E402
+
+from kpal import metrics, plot  # noqa: E402
+from kpal.quantize import quantize  # noqa: E402
+from kpal.quantize.histogram import color_histogram  # noqa: E402
+from kpal.quantize.kmeans import KMeans  # noqa: E402
+
+
+def gradient_image(height: int = 48, width: int = 64) -> np.ndarray:
+    """Smooth colour gradients plus noise: a few thousand distinct colours."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 4.0, y * 5.0, 200 - x * 2.0 + y], axis=-1)
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+IMAGE = gradient_image()
+
+
+def render(fig) -> Image.Image:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def assert_rich_picture(picture: Image.Image, size: tuple[int, int], min_colours: int):
+    assert picture.size == size
+    pixels = np.asarray(picture).reshape(-1, 3)
+    distinct = np.unique(pixels, axis=0).shape[0]
+    assert distinct >= min_colours, f"only {distinct} distinct colours: figure looks blank"
+    # Not mostly one colour: at least 10 % of the pixels differ from the most common one.
+    _, counts = np.unique(pixels, axis=0, return_counts=True)
+    assert counts.max() < 0.9 * pixels.shape[0]
+
+
+def all_texts(fig) -> list[str]:
+    texts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        texts += [ax.get_title()] + [t.get_text() for t in ax.texts]
+    if fig._suptitle is not None:
+        texts.append(fig._suptitle.get_text())
+    return texts
+
+
+def test_compare_titles_sizes_and_psnr():
+    fig = plot.compare(IMAGE, 8, size=(640, 300))
+    assert_rich_picture(render(fig), (640, 300), 200)
+    texts = all_texts(fig)
+    assert "Original" in texts and "Compressed to 8 colours" in texts
+    palette, labels = quantize(IMAGE.reshape(-1, 3), 8)
+    expected_psnr = metrics.psnr(IMAGE.reshape(-1, 3), palette[labels])
+    caption = next(t for t in texts if "PSNR" in t)
+    assert f"PSNR {expected_psnr:.2f} dB" in caption
+    assert f"{3 * IMAGE.shape[0] * IMAGE.shape[1]:,} bytes (raw 24-bit)" in caption
+    n = IMAGE.shape[0] * IMAGE.shape[1]
+    assert f"{(8 * 24 + n * 3 + 7) // 8:,} bytes" in caption
+
+
+def test_compare_uses_given_quantization_and_sizes():
+    palette = np.array([[0, 0, 0], [255, 255, 255]], dtype=np.uint8)
+    labels = (IMAGE.sum(axis=2) > 300).astype(np.uint8)
+    fig = plot.compare(
+        IMAGE, quantization=(palette, labels), original_bytes=12345, compressed_bytes=678
+    )
+    caption = next(t for t in all_texts(fig) if "PSNR" in t)
+    assert "Original: 12,345 bytes" in caption and "Compressed: 678 bytes" in caption
+    assert "Compressed to 2 colours" in all_texts(fig)
+    # The right panel shows exactly the palette image.
+    shown = fig.axes[1].get_images()[0].get_array()
+    np.testing.assert_array_equal(shown, palette[labels])
+
+
+def test_compare_default_size_follows_the_image_aspect():
+    fig = plot.compare(IMAGE, 4)
+    width, height = render(fig).size
+    assert width == 1200 and height == 600 * IMAGE.shape[0] // IMAGE.shape[1] + 110
+
+
+def test_palette_swatches_show_hex_and_shares():
+    fig = plot.palette(IMAGE, 6, size=(500, 320))
+    assert_rich_picture(render(fig), (500, 320), 6)
+    result = quantize(IMAGE.reshape(-1, 3), 6)
+    labels = [t.get_text() for t in fig.axes[0].texts]
+    assert len(labels) == 6
+    hexes = {"#{:02x}{:02x}{:02x}".format(*c) for c in result.palette}
+    assert {text.split()[0] for text in labels} == hexes
+    shares = [float(text.split()[1]) for text in labels]
+    assert shares == sorted(shares, reverse=True)
+    assert sum(shares) == pytest.approx(100, abs=0.3)
+
+
+def test_scatter_draws_pixels_and_centroids():
+    fig = plot.scatter(IMAGE, 5, n_points=1500, size=(420, 400))
+    assert_rich_picture(render(fig), (420, 400), 100)
+    ax = fig.axes[0]
+    cloud, stars = ax.collections
+    assert len(cloud.get_offsets()) == 1500
+    assert len(stars.get_offsets()) == 5
+    # Points are drawn in their own colours.
+    assert np.unique(cloud.get_facecolors()[:, :3], axis=0).shape[0] > 500
+
+
+def test_kmeans_history_ends_where_kmeans_ends():
+    pixels = IMAGE.reshape(-1, 3)
+    history = plot.kmeans_history(pixels, 6, seed=2)
+    assert len(history) >= 3
+    hist = color_histogram(pixels)
+    fitted = KMeans(6, seed=2).fit(hist.colors.astype(float), sample_weight=hist.counts)
+    np.testing.assert_allclose(history[-1], fitted.cluster_centers_, atol=1e-9)
+    assert len(history) - 1 == fitted.n_iter_
+    # The first step really moves the centroids.
+    assert np.abs(history[1] - history[0]).max() > 0.5
+
+
+def test_iterations_panels_from_init_to_convergence():
+    fig = plot.iterations(IMAGE, 6, seed=2, n_panels=6, n_points=800, size=(600, 420))
+    assert_rich_picture(render(fig), (600, 420), 100)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 6
+    assert titles[0] == "Initialization (k-means++)"
+    assert titles[-1].endswith("(converged)")
+    steps = [int(t.split()[1]) for t in titles[1:]]
+    assert steps == sorted(steps) and steps[0] == 1
+
+
+def test_panel_steps():
+    assert plot._panel_steps(4, 9) == [0, 1, 2, 3]
+    steps = plot._panel_steps(40, 9)
+    assert len(steps) == 9 and steps[:4] == [0, 1, 2, 3] and steps[-1] == 39
+
+
+def test_curve_psnr_and_size_against_k():
+    fig = plot.curve(IMAGE, ks=(2, 4, 8, 16), overhead_bytes=30, size=(500, 300))
+    assert_rich_picture(render(fig), (500, 300), 50)
+    ax = fig.axes[0]
+    psnr_line = ax.get_lines()[0]
+    size_line = fig.axes[1].get_lines()[0]
+    np.testing.assert_array_equal(psnr_line.get_xdata(), [2, 4, 8, 16])
+    psnrs = np.asarray(psnr_line.get_ydata())
+    assert np.all(np.diff(psnrs) > 0)
+    n = IMAGE.shape[0] * IMAGE.shape[1]
+    expected = [
+        ((24 * k + n * b + 7) // 8 + 30) / 1024 for k, b in [(2, 1), (4, 2), (8, 3), (16, 4)]
+    ]
+    np.testing.assert_allclose(size_line.get_ydata(), expected)
+
+
+def test_curve_stops_at_the_number_of_colours():
+    few = np.zeros((10, 10, 3), dtype=np.uint8)
+    few[:, 5:] = [200, 10, 10]
+    few[5:, :] = [10, 10, 200]
+    fig = plot.curve(few, size=(400, 300))
+    line = fig.axes[0].get_lines()[0]
+    # Three colours: k=4 keeps exactly those 3 (lossless) and larger k adds nothing.
+    np.testing.assert_array_equal(line.get_xdata(), [2, 3])
+    assert "lossless" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_pil_image_input():
+    fig = plot.palette(Image.fromarray(IMAGE).convert("P"), 4, size=(300, 200))
+    assert render(fig).size == (300, 200)
+
+
+def test_bad_image_and_size():
+    with pytest.raises(ValueError, match=r"uint8 array of shape \(height, width, 3\)"):
+        plot.palette(np.zeros((4, 4)), 2)
+    with pytest.raises(ValueError, match=r"figure size 10x10 is too small"):
+        plot.palette(IMAGE, 2, size=(10, 10))
+
+
+def test_missing_matplotlib_says_what_to_install(monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r'pip install "kpal\[plot\]"'):
+        plot.compare(IMAGE, 4)
