@@ -204,16 +204,18 @@ def encode(src, out, k, method, init, seed, sample, max_iter, tol, packing, entr
     _check_output(src, out, force)
     start = time.perf_counter()
     name, data = _read_input(src)
-    im = _open_image(name, data)
-    coding = "entropy" if entropy else packing
+    original_bytes = len(data)
+    image = _pixels_for_encoding(name, data)
+    del data  # the encoded input is no longer needed: keep the peak memory down
+    options = dict(method=method, init=init, seed=seed, max_iter=max_iter, tol=tol)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            encoded = codec.encode_image(im, k, method=method, init=init, seed=seed,
-                                         max_iter=max_iter, tol=tol, sample=sample,
-                                         coding=coding)
+            encoded = codec.encode_image(image, k, sample=sample,
+                                         coding="entropy" if entropy else packing, **options)
         except KpalError as e:
             raise click.ClickException(f"{name}: {e}") from None
+    del image
     _write_output(out, encoded.data, force)
     seconds = time.perf_counter() - start
     if quiet:
@@ -222,7 +224,26 @@ def encode(src, out, k, method, init, seed, sample, max_iter, tol, packing, entr
     for w in caught:
         if issubclass(w.category, UserWarning):
             echo(f"note: {w.message}")
-    _report_encode(echo, name, out, len(data), encoded, k, seconds, sample, im)
+    _report_encode(echo, name, out, original_bytes, encoded, k, seconds)
+    if sample is not None and encoded.method != "palette":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            full_psnr = codec.encode_image(encoded.source, k, **options).psnr()
+        echo(f"  {'sampling cost':<14} {full_psnr - encoded.psnr():+.2f} dB "
+             f"(fitting all pixels gives {full_psnr:.2f} dB)")
+
+
+def _pixels_for_encoding(name: str, data: bytes):
+    """IN's pixels as the codec takes them: an RGB array, or the "P" image itself."""
+    im = _open_image(name, data)
+    try:
+        rgb, p_image = codec.to_rgb(im)
+    except KpalError as e:
+        raise click.ClickException(f"{name}: {e}") from None
+    if p_image is not None:
+        return p_image
+    im.close()  # np.asarray copied the pixels: release Pillow's copy
+    return rgb
 
 
 def _reporter(out: str):
@@ -230,7 +251,7 @@ def _reporter(out: str):
     return (lambda s: click.echo(s, err=True)) if out == STDIO else click.echo
 
 
-def _report_encode(echo, name, out, original_bytes, encoded, k_requested, seconds, sample, im):
+def _report_encode(echo, name, out, original_bytes, encoded, k_requested, seconds):
     h = encoded.header
     r = encoded.size_report()
     psnr = encoded.psnr()
@@ -241,7 +262,8 @@ def _report_encode(echo, name, out, original_bytes, encoded, k_requested, second
                                      else "") + f", {h.bits_per_index} bits per index, {how}"),
     ]
     if encoded.n_iter is not None:
-        rows.append(("fit", f"{encoded.n_iter} iterations, inertia (MSE) {encoded.inertia:.2f}"))
+        rows.append(("fit", f"{encoded.n_iter} iterations (all coarse-to-fine levels), "
+                            f"inertia (MSE) {encoded.inertia:.2f}"))
     rows += [
         ("coding", codings.get(h.coding).name),
         ("original file", _bytes(original_bytes)),
@@ -252,11 +274,6 @@ def _report_encode(echo, name, out, original_bytes, encoded, k_requested, second
         ("ratio", f"{r.ratio:.2f}× smaller than raw, {r.bits_per_pixel:.3f} bits per pixel"),
         ("PSNR", "lossless (inf dB)" if psnr == float("inf") else f"{psnr:.2f} dB"),
     ]
-    if sample is not None:
-        full = codec.encode_image(im, k_requested, method=encoded.method, seed=0)
-        full_psnr = full.psnr()
-        rows.append(("sampling cost", f"{full_psnr - psnr:+.2f} dB vs fitting all pixels "
-                                      f"({full_psnr:.2f} dB)"))
     rows.append(("time", f"{seconds:.2f} s"))
     echo(f"{name} → {out if out != STDIO else '<stdout>'}")
     for label, value in rows:

@@ -149,6 +149,8 @@ def to_rgb(image: ImageSource) -> tuple[np.ndarray, Image.Image | None]:
         transparency), so its palette can be kept.
     """
     if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.size:
+            return np.ascontiguousarray(image), None  # already RGB: no copies through Pillow
         image = _array_to_image(image)
     elif not isinstance(image, Image.Image):
         image = open_image(image)
