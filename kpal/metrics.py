@@ -58,7 +58,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def entropy_bits(labels: np.ndarray, k: int | None = None) -> float:
     """Order-0 entropy of ``labels`` times their count: the ``N*H`` bound in bits."""
-    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=k or 0)
+    flat = np.asarray(labels).reshape(-1)
+    counts = np.zeros(max(k or 0, 1), np.int64)
+    step = 1 << 22  # bincount widens to 8 bytes per label: count in bounded chunks
+    for i in range(0, flat.size, step):
+        part = np.bincount(flat[i : i + step], minlength=counts.size)
+        if part.size > counts.size:
+            counts = np.concatenate([counts, np.zeros(part.size - counts.size, np.int64)])
+        counts[: part.size] += part
     counts = counts[counts > 0].astype(np.float64)
     n = counts.sum()
     if n == 0:
