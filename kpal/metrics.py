@@ -161,9 +161,9 @@ def size_report(
 
     Examples
     --------
-    >>> r = size_report(16, 16384, 8234, payload_bytes=8192)
+    >>> r = size_report(16, 16384, 8270, payload_bytes=8192)
     >>> r.formula, r.theoretical_bytes, r.overhead_bytes
-    ('16×24 + 16384×4 = 65920 bits', 8240, -6)
+    ('16×24 + 16384×4 = 65920 bits', 8240, 30)
     """
     b = (k - 1).bit_length()
     palette_bits = 24 * k

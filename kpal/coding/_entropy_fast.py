@@ -81,6 +81,25 @@ def _literal_p1(by_left, by_above, prior, base_l, base_a, node):
     return min(_PROB_ONE - 1, max(1, (num << _PROB_BITS) // max(den, 1)))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rans_bit(x, p1, words, position):
+    """Decode one decision from state ``x`` (spec §7.6); return (bit, new state, position).
+
+    The position comes back as -1 when a word is needed after the last one.
+    """
+    slot = x & (_PROB_ONE - 1)
+    f0 = _PROB_ONE - p1
+    bit = 1 if slot >= f0 else 0
+    # (f, c) is (p1, f0) for a 1 and (f0, 0) for a 0
+    x = (p1 if bit else f0) * (x >> _PROB_BITS) + slot - (f0 if bit else 0)
+    if x < _STATE_LOW:
+        if position >= words.size:
+            return bit, x, -1
+        x = (x << _WORD_BITS) | np.int64(words[position])
+        position += 1
+    return bit, x, position
+
+
 @njit(cache=True, nogil=True)
 def _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
                    where, cells, lefts, aboves, patterns):
@@ -297,74 +316,42 @@ def _decode(states, words, k, b, width, height, tile_log2):
         _flag_table(flag_l, table_l)
         _flag_table(flag_a, table_a)
         n_lit = 0
-        for phase in range(2):  # 0: every F1, 1: every F2
-            for q in range(n):
-                if phase == 0:
-                    p1 = table_l[patterns[q]]
-                else:
-                    if values[q] >= 0:  # F1 was 1: x = L
-                        continue
-                    if lefts[q] == aboves[q]:  # no F2: a literal
-                        literal_of[n_lit] = q
-                        n_lit += 1
-                        continue
-                    p1 = table_a[patterns[q]]
-                # one rANS decision (spec §7.6) on lane `lane`
-                x = state[lane]
-                slot = x & (_PROB_ONE - 1)
-                f0 = _PROB_ONE - p1
-                if slot >= f0:
-                    bit = 1
-                    x = p1 * (x >> _PROB_BITS) + slot - f0
-                else:
-                    bit = 0
-                    x = f0 * (x >> _PROB_BITS) + slot
-                if x < _STATE_LOW:
-                    if position >= n_words:
-                        return raster, _TRUNCATED, 0, position, state
-                    x = (x << _WORD_BITS) | np.int64(words[position])
-                    position += 1
+        for q in range(n):  # every F1
+            bit, x, position = _rans_bit(state[lane], table_l[patterns[q]], words, position)
+            if position < 0:
+                return raster, _TRUNCATED, 0, n_words, state
+            state[lane] = x
+            lane = lane + 1 if lane + 1 < n_lanes else 0
+            flag_l[patterns[q], bit] += 2
+            values[q] = lefts[q] if bit else -1
+        for q in range(n):  # every F2, and the literals in coding order
+            if values[q] >= 0:
+                continue
+            if lefts[q] != aboves[q]:
+                bit, x, position = _rans_bit(state[lane], table_a[patterns[q]], words, position)
+                if position < 0:
+                    return raster, _TRUNCATED, 0, n_words, state
                 state[lane] = x
-                lane += 1
-                if lane == n_lanes:
-                    lane = 0
-                if phase == 0:
-                    flag_l[patterns[q], bit] += 2
-                    values[q] = lefts[q] if bit else -1
-                else:
-                    flag_a[patterns[q], bit] += 2
-                    if bit:
-                        values[q] = aboves[q]
-                    else:
-                        literal_of[n_lit] = q
-                        n_lit += 1
-        for q in range(n_lit):
-            lit_left[q] = lefts[literal_of[q]]
-            lit_above[q] = aboves[literal_of[q]]
-            lit_node[q] = 1
+                lane = lane + 1 if lane + 1 < n_lanes else 0
+                flag_a[patterns[q], bit] += 2
+                if bit:
+                    values[q] = aboves[q]
+                    continue
+            literal_of[n_lit] = q
+            lit_left[n_lit] = lefts[q]
+            lit_above[n_lit] = aboves[q]
+            lit_node[n_lit] = 1
+            n_lit += 1
         for _level in range(b):
             for q in range(n_lit):
                 node = lit_node[q]
                 p1 = _literal_p1(by_left, by_above, prior, lit_left[q] * row_len,
                                  lit_above[q] * row_len, node)
-                x = state[lane]
-                slot = x & (_PROB_ONE - 1)
-                f0 = _PROB_ONE - p1
-                if slot >= f0:
-                    bit = 1
-                    x = p1 * (x >> _PROB_BITS) + slot - f0
-                else:
-                    bit = 0
-                    x = f0 * (x >> _PROB_BITS) + slot
-                if x < _STATE_LOW:
-                    if position >= n_words:
-                        return raster, _TRUNCATED, 0, position, state
-                    x = (x << _WORD_BITS) | np.int64(words[position])
-                    position += 1
+                bit, x, position = _rans_bit(state[lane], p1, words, position)
+                if position < 0:
+                    return raster, _TRUNCATED, 0, n_words, state
                 state[lane] = x
-                lane += 1
-                if lane == n_lanes:
-                    lane = 0
+                lane = lane + 1 if lane + 1 < n_lanes else 0
                 lit_node[q] = 2 * node + bit
         worst = -1
         for q in range(n_lit):
