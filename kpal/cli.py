@@ -187,10 +187,10 @@ def _bytes(n: int) -> str:
               help="Random seed; the same seed gives byte-identical files.")
 @click.option("--sample", type=float, callback=_sample_option,
               help="Fit on this fraction of the pixels (0 < F <= 1), then assign all.")
-@click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Maximum k-means (or EM) iterations.")
-@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Convergence tolerance.")
+@click.option("--max-iter", type=click.IntRange(min=1),
+              help="Maximum iterations (default 300 for k-means, 100 for EM).")
+@click.option("--tol", type=click.FloatRange(min=0),
+              help="Convergence tolerance (default 1e-4 for k-means, 1e-3 for EM).")
 @click.option("--packing", type=click.Choice(["fixed", "radix"]), default="fixed",
               show_default=True, help="Index packing: fixed ceil(log2 k) bits or exact radix.")
 @click.option("--entropy", is_flag=True, help="Entropy-code the indices (smallest files).")

@@ -244,8 +244,8 @@ def encode_image(
     method: str = "kmeans",
     init: str = "k-means++",
     seed: int = 0,
-    max_iter: int = 300,
-    tol: float = 1e-4,
+    max_iter: int | None = None,
+    tol: float | None = None,
     sample: float | None = None,
     coding: str = "fixed",
     entropy: bool = False,
@@ -305,8 +305,10 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
     init : {"k-means++", "random"}, default "k-means++"
     seed : int, default 0
         Same seed and input give byte-identical output.
-    max_iter : int, default 300
-    tol : float, default 1e-4
+    max_iter : int, optional
+        Default 300 for k-means, 100 for EM.
+    tol : float, optional
+        Default 1e-4 for k-means, 1e-3 for EM.
     sample : float, optional
         Fit on this fraction of the pixels, then assign every pixel.
     coding : {"fixed", "radix", "entropy"}, default "fixed"

@@ -7,7 +7,7 @@ indices with byte-aligned rows, and ``.kpal`` packs any width 0..8 without
 row padding.
 
 Save options (``im.save(path, format="KPAL", **options)``): ``colors``
-(k, 1..256), ``method``, ``init``, ``seed``, ``max_iter``, ``tol``,
+(or ``k``; 1..256), ``method``, ``init``, ``seed``, ``max_iter``, ``tol``,
 ``sample``, ``packing`` ("fixed" or "radix") and ``entropy`` (bool); see
 :func:`kpal.encode`.
 """
@@ -115,7 +115,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         options["coding"] = info["coding"]
     # All the slow work happens before the first byte is written.
     try:
-        data = codec.encode(im, info.get("colors"), **options)
+        data = codec.encode(im, info.get("colors", info.get("k")), **options)
     except (KeyboardInterrupt, SystemExit):
         # Pillow removes a file it created when an Exception escapes, but not on
         # an interrupt: leave no empty file behind in that case either.
