@@ -95,6 +95,10 @@ class Encoded:
 
     def psnr(self) -> float:
         """PSNR of the decoded image against the source, in dB."""
+        if self.inertia is not None:
+            # The quantizer's inertia is already the exact per-pixel squared error
+            # against the uint8 palette: no need to rebuild the decoded image.
+            return metrics.psnr_from_mse(self.inertia / 3)
         return metrics.psnr(self.source, self.palette[self.labels])
 
     def size_report(self) -> metrics.SizeReport:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["mse", "psnr", "entropy_bits", "SizeReport", "size_report"]
+__all__ = ["mse", "psnr", "psnr_from_mse", "entropy_bits", "SizeReport", "size_report"]
 
 _PEAK = 255.0
 
@@ -52,7 +52,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
     ``PSNR = 10 * log10(255**2 / MSE)``, the MSE taken over all channels.
     """
-    err = mse(a, b)
+    return psnr_from_mse(mse(a, b))
+
+
+def psnr_from_mse(err: float) -> float:
+    """PSNR in dB for a mean squared error per channel value (``inf`` for 0)."""
     return math.inf if err == 0 else 10.0 * math.log10(_PEAK * _PEAK / err)
 
 

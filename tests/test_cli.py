@@ -12,6 +12,7 @@ from PIL import Image
 
 import kpal
 from kpal.cli import cli
+from kpal.metrics import psnr
 
 
 @pytest.fixture
@@ -182,4 +183,4 @@ def test_sample_photo_acceptance(runner, tmp_path, rocket_path):
         original = np.asarray(im.convert("RGB"))
     decoded = np.asarray(Image.open(out).convert("RGB"))
     assert decoded.shape == original.shape
-    assert kpal.metrics.psnr(original, decoded) >= 29.0
+    assert psnr(original, decoded) >= 29.0

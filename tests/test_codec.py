@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import kpal
-from kpal import codec
+from kpal import codec, metrics
 from kpal.errors import FormatError, KpalError
 
 from .conftest import p_image
@@ -191,3 +191,11 @@ def test_inspect_reports_sizes_and_checksum(photo):
     bad[40] ^= 0xFF
     report = codec.inspect(bytes(bad))
     assert report["checksum"] == "mismatch" and "checksum mismatch" in report["problem"]
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+@pytest.mark.parametrize("sample", [None, 0.5])
+def test_reported_psnr_equals_psnr_of_decoded_image(photo, method, sample):
+    enc = codec.encode_image(photo, 16, method=method, sample=sample)
+    decoded = np.asarray(kpal.decode(enc.data).convert("RGB"))
+    assert enc.psnr() == pytest.approx(metrics.psnr(np.asarray(photo), decoded), abs=1e-9)
