@@ -88,7 +88,7 @@ def load_pixels(name: str) -> np.ndarray:
 
 
 def fit_kpal(pixels: np.ndarray, k: int, seed: int):
-    from kpal.quantize.gmm import GaussianMixture
+    from kpal.cluster.gmm import GaussianMixture
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a non-converged fit is reported

@@ -9,7 +9,7 @@ peak resident memory is that method's alone:
 - peak RSS of the whole child process (``ru_maxrss`` from ``os.wait4``);
 - the ratio kpal / peer of the times and the difference kpal − peer in PSNR
   (CLI peers are compared with the kpal CLI, in-process peers with the
-  in-process ``kpal.quantize.quantize``).
+  in-process ``kpal.cluster.quantize``).
 
 It ends with an acceptance summary against the targets of issue 3.
 
@@ -85,7 +85,7 @@ def _thread_env(threads: int) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 
 def _kpal_runner(rgb: np.ndarray, k: int, opts: dict[str, Any]) -> Callable[[], Any]:
-    from kpal.quantize import quantize
+    from kpal.cluster import quantize
 
     pixels = rgb.reshape(-1, 3)
 

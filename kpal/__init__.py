@@ -11,10 +11,10 @@ explicitly.
 
 from __future__ import annotations
 
+from kpal.cluster import KMeans, quantize
 from kpal.codec import decode, encode, save
 from kpal.errors import ChecksumError, FormatError, KpalError, LimitError
 from kpal.plugin import register
-from kpal.quantize import KMeans, quantize
 
 __version__ = "0.1.0"
 
@@ -37,7 +37,7 @@ __all__ = [
 def __getattr__(name: str):
     # GaussianMixture is imported on first use: most users never fit one.
     if name == "GaussianMixture":
-        from kpal.quantize.gmm import GaussianMixture
+        from kpal.cluster.gmm import GaussianMixture
 
         return GaussianMixture
     msg = f"module 'kpal' has no attribute {name!r}"

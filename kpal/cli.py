@@ -390,7 +390,7 @@ def sample(src, out, k, seed, force):
     of IN's size whose pixels are drawn independently from it: IN's colour
     distribution without its spatial structure.
     """
-    from kpal.quantize.gmm import sample_image
+    from kpal.cluster.gmm import sample_image
 
     fmt = "PNG" if out == STDIO else _output_format(out)
     _check_output(src, out, force)

@@ -38,8 +38,8 @@ from PIL import Image
 
 from kpal import coding as codings
 from kpal import container, metrics
+from kpal.cluster import quantize
 from kpal.errors import ChecksumError, FormatError, KpalError
-from kpal.quantize import quantize
 
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kpal import metrics
-from kpal.quantize import Quantization, quantize
-from kpal.quantize.histogram import color_histogram
-from kpal.quantize.init import kmeans_plusplus, random_init
-from kpal.quantize.kmeans import KMeans, tolerance
+from kpal.cluster import Quantization, quantize
+from kpal.cluster.histogram import color_histogram
+from kpal.cluster.init import kmeans_plusplus, random_init
+from kpal.cluster.kmeans import KMeans, tolerance
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -101,7 +101,7 @@ def _quantize(
 def fit_options(method: str) -> dict[str, float]:
     """Iteration budget the figures quantize with: the method's own defaults.
 
-    For ``"gmm"`` that is :class:`~kpal.quantize.gmm.GaussianMixture`'s 100
+    For ``"gmm"`` that is :class:`~kpal.cluster.gmm.GaussianMixture`'s 100
     iterations and ``tol=1e-3`` (mean log-likelihood): quantize's k-means
     defaults make EM run far longer for no visible change in a figure.
     """
@@ -155,7 +155,7 @@ def compare(
     method : {"kmeans", "gmm"}, default "kmeans"
     seed : int, default 0
     sample : float, optional
-        Fit on this fraction of the pixels (see :func:`kpal.quantize.quantize`).
+        Fit on this fraction of the pixels (see :func:`kpal.cluster.quantize`).
     quantization : (palette, labels), optional
         A palette of shape (k, 3) and labels of shape (height*width,) or
         (height, width) already computed, e.g. from the encoded file.
@@ -352,7 +352,7 @@ def kmeans_history(
 ) -> list[np.ndarray]:
     """Centroid positions from the initialization through each k-means iteration.
 
-    Runs kpal's own :class:`~kpal.quantize.kmeans.KMeans` one Lloyd step at a
+    Runs kpal's own :class:`~kpal.cluster.kmeans.KMeans` one Lloyd step at a
     time, each step starting from the previous centres, on the colour
     histogram of ``pixels``: the textbook algorithm, step for step what
     ``KMeans(k, seed=seed).fit(colours, sample_weight=counts)`` does. (On uint8
@@ -368,7 +368,7 @@ def kmeans_history(
     max_iter : int
         Most iterations recorded.
     tol : float
-        Stop as :class:`~kpal.quantize.kmeans.KMeans` does: when the total squared
+        Stop as :class:`~kpal.cluster.kmeans.KMeans` does: when the total squared
         centroid shift is at most ``tol`` times the colours' mean variance.
 
     Returns

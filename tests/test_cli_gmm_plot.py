@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from kpal.cli import cli
-from kpal.quantize.gmm import sample_image
+from kpal.cluster.gmm import sample_image
 
 
 @pytest.fixture

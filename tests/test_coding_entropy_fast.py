@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import kpal.coding
 from kpal.coding import _rans, entropy
 from kpal.errors import FormatError
 
@@ -60,6 +63,17 @@ def test_dispatch_follows_the_environment(monkeypatch):
     assert entropy._compiled() is not None
     monkeypatch.setenv("KPAL_PURE_NUMPY", "1")
     assert entropy._compiled() is None
+
+
+def test_missing_numba_falls_back_to_numpy(monkeypatch):
+    # a base install without the `fast` extra: importing numba fails
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.delitem(sys.modules, "kpal.coding._entropy_fast", raising=False)
+    monkeypatch.delattr(kpal.coding, "_entropy_fast", raising=False)
+    assert entropy._compiled() is None
+    labels = blocky(16, 9, 11, seed=1)
+    payload = entropy.encode(labels, 16)
+    np.testing.assert_array_equal(entropy.decode(payload, 16, 11, 9), labels)
 
 
 def test_spec_worked_example_compiled():

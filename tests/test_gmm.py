@@ -1,4 +1,4 @@
-"""Tests for kpal.quantize.gmm: EM, degenerate inputs, sampling statistics."""
+"""Tests for kpal.cluster.gmm: EM, degenerate inputs, sampling statistics."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from kpal.quantize import gmm as gmm_module
-from kpal.quantize.gmm import GaussianMixture, quantize_histogram
+from kpal.cluster import gmm as gmm_module
+from kpal.cluster.gmm import GaussianMixture, quantize_histogram
 
 TRUE_MEANS = np.array([[40.0, 60.0, 200.0], [200.0, 50.0, 40.0], [120.0, 210.0, 110.0]])
 TRUE_COVS = np.array(
@@ -337,7 +337,7 @@ def test_quantize_histogram_keeps_few_colours_exactly():
 
 
 def test_quantize_method_gmm_gives_a_palette():
-    from kpal.quantize import quantize
+    from kpal.cluster import quantize
 
     X, _ = draw_mixture(4_000)
     pixels = np.clip(np.rint(X), 0, 255).astype(np.uint8)

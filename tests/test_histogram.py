@@ -1,12 +1,12 @@
-"""Tests for kpal.quantize.histogram: packing, distinct colours, lookup, cells."""
+"""Tests for kpal.cluster.histogram: packing, distinct colours, lookup, cells."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kpal.quantize import histogram
-from kpal.quantize.histogram import (
+from kpal.cluster import histogram
+from kpal.cluster.histogram import (
     color_histogram,
     map_pixels,
     pack_rgb,

@@ -1,12 +1,12 @@
-"""Tests for kpal.quantize.kmeans.KMeans and its Lloyd core."""
+"""Tests for kpal.cluster.kmeans.KMeans and its Lloyd core."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kpal.quantize import KMeans
-from kpal.quantize.kmeans import Neighbours, assign, fit_histogram, nearest_palette_colors
+from kpal.cluster import KMeans
+from kpal.cluster.kmeans import Neighbours, assign, fit_histogram, nearest_palette_colors
 
 
 def clustered_pixels(n: int = 3000, seed: int = 0) -> np.ndarray:

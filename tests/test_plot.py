@@ -14,9 +14,9 @@ matplotlib.use("Agg")
 from PIL import Image  # noqa: E402
 
 from kpal import metrics, plot  # noqa: E402
-from kpal.quantize import quantize  # noqa: E402
-from kpal.quantize.histogram import color_histogram  # noqa: E402
-from kpal.quantize.kmeans import KMeans  # noqa: E402
+from kpal.cluster import quantize  # noqa: E402
+from kpal.cluster.histogram import color_histogram  # noqa: E402
+from kpal.cluster.kmeans import KMeans  # noqa: E402
 
 
 def gradient_image(height: int = 48, width: int = 64) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests for kpal.quantize.quantize: the palette and labels the codec stores."""
+"""Tests for kpal.cluster.quantize: the palette and labels the codec stores."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 import pytest
 
+from kpal.cluster import Quantization, quantize
 from kpal.errors import KpalError
-from kpal.quantize import Quantization, quantize
 
 
 def photo(size: int = 96) -> np.ndarray:
@@ -183,7 +183,7 @@ def test_invalid_pixels_are_rejected(pixels, match):
 _THREADED_RUN = """
 import hashlib, json, sys
 import numpy as np
-from kpal.quantize import quantize
+from kpal.cluster import quantize
 rng = np.random.default_rng(1)
 base = rng.integers(0, 256, size=(400, 3))
 px = np.clip(base[rng.integers(0, 400, 30000)] + rng.normal(0, 9, (30000, 3)), 0, 255)
@@ -208,7 +208,7 @@ def test_identical_output_with_one_or_two_blas_threads():
 
 
 def test_gmm_method_is_dispatched():
-    pytest.importorskip("kpal.quantize.gmm")
+    pytest.importorskip("kpal.cluster.gmm")
     px = photo(32)
     q = quantize(px, 8, method="gmm", max_iter=20)
     assert q.method == "gmm"

@@ -10,6 +10,9 @@ order, so they write and read byte-identical payloads.
 
 Only the flag probabilities are tabulated (128 per flag, fixed during a step);
 literal probabilities depend on (L, A, node) and are computed when needed.
+Neighbours are read from a ring of the last five steps (as in the numpy path)
+rather than from the image: a step then reads a small buffer in order instead
+of three rows of every tile, which made the loops about twice as fast.
 
 The encoder keeps one ``uint16`` per decision (12-bit probability, the bit in
 bit 15) because rANS codes decisions last to first; the decoder keeps only the

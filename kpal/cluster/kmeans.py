@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kpal.quantize.histogram import color_histogram, map_pixels, reduce_histogram
-from kpal.quantize.init import INITS, kmeans_plusplus, random_init
+from kpal.cluster.histogram import color_histogram, map_pixels, reduce_histogram
+from kpal.cluster.init import INITS, kmeans_plusplus, random_init
 
 __all__ = [
     "KMeans",

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels, pack_pixels
+from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors, validate_params
 from kpal.errors import KpalError
-from kpal.quantize.histogram import ColorHistogram, color_histogram, map_pixels, pack_pixels
-from kpal.quantize.kmeans import KMeans, fit_histogram, nearest_palette_colors, validate_params
 
 __all__ = ["METHODS", "KMeans", "Quantization", "quantize"]
 
@@ -224,7 +224,7 @@ def _fit_gmm(
     init: str,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     try:
-        from kpal.quantize.gmm import quantize_histogram
+        from kpal.cluster.gmm import quantize_histogram
     except ImportError as error:
         msg = f"method='gmm' is not available: {error}"
         raise KpalError(msg) from error

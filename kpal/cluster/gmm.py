@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from kpal.quantize.histogram import color_histogram
+from kpal.cluster.histogram import color_histogram
 
 __all__ = ["GaussianMixture", "quantize_histogram", "sample_image"]
 
@@ -617,9 +617,9 @@ def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
 def _kmeans_labels(
     colors: np.ndarray, counts: np.ndarray, k: int, init: str, seed: int
 ) -> np.ndarray:
-    # Imported here: kpal.quantize's __init__ imports this module, and kmeans
+    # Imported here: kpal.cluster's __init__ imports this module, and kmeans
     # may import from the package too.
-    from kpal.quantize.kmeans import KMeans
+    from kpal.cluster.kmeans import KMeans
 
     km = KMeans(k, init=init, seed=seed).fit(colors, sample_weight=counts)
     return np.asarray(km.labels_, dtype=np.intp)
