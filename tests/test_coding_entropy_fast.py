@@ -32,7 +32,8 @@ def numpy_only(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def compiled_by_default(monkeypatch):
-    monkeypatch.delenv("KPAL_PURE_NUMPY", raising=False)
+    # "0" forces the compiled path even on the small images of these tests.
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "0")
 
 
 def outcome(payload: bytes, k: int, width: int, height: int) -> object:
@@ -59,10 +60,13 @@ def check_identical(labels: np.ndarray, k: int, numpy_only) -> bytes:
     return compiled
 
 
-def test_dispatch_follows_the_environment(monkeypatch):
-    assert entropy._compiled() is not None
+def test_dispatch_follows_the_environment_and_size(monkeypatch):
+    assert entropy._compiled(1) is not None
     monkeypatch.setenv("KPAL_PURE_NUMPY", "1")
-    assert entropy._compiled() is None
+    assert entropy._compiled(1 << 24) is None
+    monkeypatch.delenv("KPAL_PURE_NUMPY")
+    assert entropy._compiled(entropy.COMPILED_MIN_PIXELS - 1) is None
+    assert entropy._compiled(entropy.COMPILED_MIN_PIXELS) is not None
 
 
 def test_missing_numba_falls_back_to_numpy(monkeypatch):
@@ -70,7 +74,7 @@ def test_missing_numba_falls_back_to_numpy(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)
     monkeypatch.delitem(sys.modules, "kpal.coding._entropy_fast", raising=False)
     monkeypatch.delattr(kpal.coding, "_entropy_fast", raising=False)
-    assert entropy._compiled() is None
+    assert entropy._compiled(1 << 24) is None
     labels = blocky(16, 9, 11, seed=1)
     payload = entropy.encode(labels, 16)
     np.testing.assert_array_equal(entropy.decode(payload, 16, 11, 9), labels)

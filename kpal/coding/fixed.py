@@ -126,7 +126,9 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
 
 
 def _unpack(data: np.ndarray, b: int, n: int) -> np.ndarray:
-    if b in (1, 2, 4):  # indices never straddle a byte: shift whole bytes
+    if b == 1:
+        return np.unpackbits(data, count=n)
+    if b in (2, 4):  # indices never straddle a byte: shift whole bytes
         per_byte = 8 // b
         shifts = np.arange(8 - b, -1, -b, dtype=np.uint8)
         labels = np.empty((data.size, per_byte), dtype=np.uint8)
