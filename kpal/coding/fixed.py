@@ -140,25 +140,25 @@ def _unpack(data: np.ndarray, b: int, n: int) -> np.ndarray:
 
 
 def _unpack_groups(data: np.ndarray, b: int, n: int) -> np.ndarray:
-    # Index j of an 8-index group starts at bit j*b of the group's b bytes and
-    # spans at most two bytes: read that 16-bit window, shift and mask. One
-    # numpy pass per j, over all groups of a chunk at once.
+    # Index j of an 8-index group starts at bit offset j*b % 8 of byte j*b // 8
+    # of its group's b bytes and spans at most two bytes. All in uint8: shifting
+    # left drops the bits of earlier indices, shifting right those of later ones.
     n_groups = -(-n // 8)
-    padded = np.zeros(n_groups * b + 1, dtype=np.uint8)  # +1: the window may peek past
+    padded = np.zeros(n_groups * b + 1, dtype=np.uint8)  # +1: the second byte may peek past
     padded[: data.size] = data
-    mask = np.uint16((1 << b) - 1)
     labels = np.empty((n_groups, 8), dtype=np.uint8)
+    part = np.empty(min(_GROUPS_PER_CHUNK, n_groups), dtype=np.uint8)
     for g0 in range(0, n_groups, _GROUPS_PER_CHUNK):
-        g1 = min(g0 + _GROUPS_PER_CHUNK, n_groups)
-        count = g1 - g0
-        # Column c of `cols` is byte c of every group, plus the next group's first byte.
-        cols = padded[g0 * b : g1 * b + 1]
+        count = min(_GROUPS_PER_CHUNK, n_groups - g0)
+        cols = padded[g0 * b : (g0 + count) * b + 1]
+        tmp = part[:count]
         for j in range(8):
             first, offset = divmod(j * b, 8)
-            window = cols[first : first + count * b : b].astype(np.uint16)
-            window <<= 8
-            window |= cols[first + 1 : first + 1 + count * b : b]
-            window >>= np.uint16(16 - b - offset)
-            window &= mask
-            labels[g0:g1, j] = window
+            out = labels[g0 : g0 + count, j]
+            np.left_shift(cols[first : first + count * b : b], offset, out=tmp)
+            np.right_shift(tmp, 8 - b, out=out)
+            if offset + b > 8:  # the low bits come from the next byte
+                np.right_shift(cols[first + 1 : first + 1 + count * b : b], 16 - b - offset,
+                               out=tmp)
+                out |= tmp
     return labels.reshape(-1)[:n]
