@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from kpal.cluster import KMeans
-from kpal.cluster.kmeans import Neighbours, assign, fit_histogram, nearest_palette_colors
+from kpal.cluster.kmeans import fit_histogram, nearest_palette_colors
+from kpal.cluster.nearest import Neighbours, assign
 
 
 def clustered_pixels(n: int = 3000, seed: int = 0) -> np.ndarray:

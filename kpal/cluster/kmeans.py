@@ -20,6 +20,7 @@ import numpy as np
 
 from kpal.cluster.histogram import color_histogram, map_pixels, reduce_histogram
 from kpal.cluster.init import INITS, kmeans_plusplus, random_init
+from kpal.cluster.nearest import _MARGIN, Neighbours, _distance, _dot, _nearest_two, assign
 
 __all__ = [
     "KMeans",
@@ -29,10 +30,6 @@ __all__ = [
     "lloyd",
     "nearest_palette_colors",
 ]
-
-#: Elements of one (rows x k) distance block: 2**18 float64 = 2 MiB per buffer,
-#: so distances never exist for more than one chunk of points.
-_BLOCK = 1 << 18
 
 
 class KMeans:
@@ -241,77 +238,6 @@ def tolerance(points: np.ndarray, weights: np.ndarray, tol: float) -> float:
     return float(np.maximum(variance, 0.0).mean() * tol)
 
 
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``a . b`` without BLAS, whose rounding may depend on its thread count."""
-    return float(np.einsum("n,n->", a, b.astype(np.float64, copy=False)))
-
-
-def assign(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre of every point, and the squared distance to it.
-
-    Parameters
-    ----------
-    points : ndarray of shape (n, d), float64
-    centres : ndarray of shape (k, d), float64
-
-    Returns
-    -------
-    labels : ndarray of shape (n,), intp
-        Ties go to the lowest index.
-    distances : ndarray of shape (n,), float64
-        Squared Euclidean distance to the chosen centre.
-    """
-    labels, nearest, _ = _nearest_two(points, centres, need_second=False, squared=True)
-    return labels, nearest
-
-
-def _nearest_two(
-    points: np.ndarray, centres: np.ndarray, need_second: bool = True, squared: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest centre, its distance and the distance to the second nearest.
-
-    Distances are Euclidean, or squared with ``squared``; with ``k == 1`` or
-    without ``need_second`` the second distance is ``inf``.
-    """
-    n, dim = points.shape
-    k = centres.shape[0]
-    labels = np.empty(n, dtype=np.intp)
-    first = np.empty(n, dtype=np.float64)
-    second = np.full(n, np.inf)
-    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: ranking the centres of one point
-    # needs only ||c||^2 / 2 - x.c, one product per coordinate. The products
-    # are summed coordinate by coordinate with numpy, not BLAS, so the labels
-    # cannot depend on how many BLAS threads run; on integer data (colours
-    # and a uint8 palette) every term is an exact float64.
-    half_norms = 0.5 * np.einsum("kd,kd->k", centres, centres)
-    rows = max(1, _BLOCK // k)
-    block = np.empty((min(rows, n), k), dtype=np.float64)
-    term = np.empty_like(block)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        x = points[start:stop]
-        b, t = block[: stop - start], term[: stop - start]
-        np.subtract(half_norms, np.multiply(x[:, 0, None], centres[:, 0], out=t), out=b)
-        for d in range(1, dim):
-            b -= np.multiply(x[:, d, None], centres[:, d], out=t)
-        chosen = b.argmin(axis=1)
-        labels[start:stop] = chosen
-        # The distances themselves are recomputed from differences: the
-        # expanded form above cancels badly for points close to a centre.
-        first[start:stop] = _distance(x, centres[chosen], squared)
-        if need_second and k > 1:
-            b[np.arange(stop - start), chosen] = np.inf
-            second[start:stop] = _distance(x, centres[b.argmin(axis=1)], squared)
-    return labels, first, second
-
-
-def _distance(a: np.ndarray, b: np.ndarray, squared: bool = False) -> np.ndarray:
-    """Row-wise Euclidean (or squared) distance between two (n, d) arrays."""
-    diff = a - b
-    total = np.einsum("nd,nd->n", diff, diff)
-    return total if squared else np.sqrt(total)
-
-
 @dataclass
 class LloydState:
     """Centres and the Hamerly bounds that let Lloyd skip settled points.
@@ -493,176 +419,6 @@ def _reseed_empty(
             taken += 1
 
 
-class Neighbours:
-    """Centres sorted by distance from each centre, to search few of them.
-
-    If a point ``x`` lies within ``u`` of its centre ``a``, a centre ``c``
-    with ``|a - c| > 2u`` is farther from ``x`` than ``a`` is (triangle
-    inequality), so only the centres within ``2u`` of ``a`` -- the first ones
-    of ``a``'s sorted row -- can be the nearest. With 256 centres that is
-    typically a handful, not 256.
-
-    Sorting costs a k x k argsort, so between Lloyd iterations the order is
-    kept while the centres move little: every stored gap is then lowered by
-    how far both centres may have drifted since, which keeps each test valid.
-
-    Parameters
-    ----------
-    centres : ndarray of shape (k, d), float64
-    """
-
-    def __init__(self, centres: np.ndarray) -> None:
-        self._sort(centres)
-
-    def _sort(self, centres: np.ndarray) -> None:
-        self._set_centres(centres)
-        between = np.sqrt(np.maximum(_squared_pairwise(centres), 0.0))
-        self.order = np.argsort(between, axis=1, kind="stable")
-        # Row a: gaps from centre a in increasing order (column 0: a itself).
-        self.sorted_gaps = np.take_along_axis(between, self.order, axis=1)
-        #: How far each centre moved since the sort.
-        self.drift = np.zeros(centres.shape[0])
-        self._rows = None
-
-    def move(self, centres: np.ndarray, shift: np.ndarray) -> None:
-        """Follow the centres to new positions, ``shift`` away from the old ones."""
-        self.drift += shift
-        if self.drift.max() > _RESORT_DRIFT:
-            self._sort(centres)
-        else:
-            self._set_centres(centres)
-
-    def _set_centres(self, centres: np.ndarray) -> None:
-        self.centres = centres
-        # One contiguous array per coordinate: faster to gather from.
-        self.columns = [np.ascontiguousarray(centres[:, d]) for d in range(centres.shape[1])]
-
-    def local_bounds(self, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """How the latest move can lower the distance from a centre's points to the others.
-
-        Returns, per centre ``a``: the largest ``shift`` among the
-        ``_NEAR`` centres nearest ``a`` (other than ``a``), and a lower bound
-        of the distance from ``a`` to every centre beyond those. A point of
-        ``a`` with lower bound ``l`` and upper bound ``u`` then keeps the valid
-        lower bound ``min(l - near_shift[a], far_gap[a] - u)``: unlike the
-        global largest shift, a centre moving far away costs nothing here.
-        """
-        k = self.order.shape[0]
-        near = min(_NEAR, k)
-        columns = self.order[:, :near]
-        shifts = np.where(columns == np.arange(k)[:, None], 0.0, shift[columns])
-        near_shift = shifts.max(axis=1)
-        if near >= k:
-            far_gap = np.full(k, np.inf)
-        else:
-            far_gap = self.sorted_gaps[:, near] - self.drift - self.drift.max()
-        return near_shift, far_gap
-
-    @property
-    def half_gap(self) -> np.ndarray:
-        """Lower bound of half the distance from each centre to its nearest other.
-
-        A point closer than that to its centre needs no search at all.
-        """
-        if self.sorted_gaps.shape[1] < 2:
-            return np.full(self.sorted_gaps.shape[0], np.inf)
-        slack = self.drift + self.drift.max()
-        return 0.5 * np.maximum(self.sorted_gaps[:, 1] - slack, 0.0)
-
-    def search(
-        self, points: np.ndarray, labels: np.ndarray, upper: np.ndarray, exact: bool = False
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Nearest centre of each point, its distance and a lower bound to the others.
-
-        Parameters
-        ----------
-        points : ndarray of shape (n, d), float64
-        labels : ndarray of shape (n,), intp
-            A centre near each point.
-        upper : ndarray of shape (n,), float64
-            Upper bound of each point's distance to ``centres[labels]``.
-        exact : bool
-            Integer-valued points and centres: compare squared distances as
-            exact integers and break ties towards the lowest centre index.
-
-        Returns
-        -------
-        labels : ndarray of shape (n,), intp
-        first : ndarray of shape (n,), float64
-            Distance to the nearest centre.
-        second : ndarray of shape (n,), float64
-            Lower bound of the distance to every other centre.
-        """
-        k = self.centres.shape[0]
-        n = points.shape[0]
-        # Candidates of a point: the first w centres of its centre's row, for
-        # the smallest power of two w (at least 2, for a runner-up) whose
-        # stored gap at column w exceeds 2u plus the drift since sorting (plus
-        # a margin against rounding); powers of two make few groups.
-        if self._rows is None:
-            self._widths = 2 ** np.arange(1, max(1, (k - 1).bit_length()))
-            self._widths = self._widths[self._widths < k]
-            self._rows = self.sorted_gaps[:, self._widths]
-        reach = 2 * upper + self.drift[labels] + (self.drift.max() + _MARGIN)
-        steps = np.empty(n, dtype=np.uint8)
-        chunk = max(1, _BLOCK // max(1, self._widths.size))  # bounds the (chunk, widths) test
-        for start in range(0, n, chunk):
-            part = slice(start, start + chunk)
-            steps[part] = np.count_nonzero(
-                self._rows[labels[part]] <= reach[part, None], axis=1
-            )
-        widths = np.append(self._widths, k)
-        # Group the points by width: a stable sort of small integers (radix).
-        by_width = np.argsort(steps, kind="stable")
-        ends = np.cumsum(np.bincount(steps, minlength=widths.size))
-        out_labels = np.empty(n, dtype=np.intp)
-        first = np.empty(n, dtype=np.float64)
-        second = np.empty(n, dtype=np.float64)
-        for step, width in enumerate(widths.tolist()):
-            begin = ends[step - 1] if step else 0
-            rows = max(1, _BLOCK // width)
-            for start in range(begin, ends[step], rows):
-                group = by_width[start : min(start + rows, ends[step])]
-                lab, d1, d2 = self._search_group(points[group], labels[group], upper[group],
-                                                 width, exact)
-                out_labels[group], first[group], second[group] = lab, d1, d2
-        return out_labels, first, second
-
-    def _search_group(
-        self, x: np.ndarray, labels: np.ndarray, upper: np.ndarray, width: int, exact: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        k = self.centres.shape[0]
-        candidates = self.order[labels, :width]  # (n, width)
-        squared = np.zeros(candidates.shape, dtype=np.float64)
-        for d in range(x.shape[1]):
-            diff = self.columns[d][candidates]
-            diff -= x[:, d, None]
-            diff *= diff
-            squared += diff
-        if exact:
-            # Integer distances: this key orders by distance, then by index.
-            key = squared * k + candidates
-            best = key.argmin(axis=1)
-        else:
-            best = squared.argmin(axis=1)
-        rows = np.arange(x.shape[0])
-        out_labels = candidates[rows, best]
-        first = np.sqrt(squared[rows, best])
-        squared[rows, best] = np.inf
-        second = np.sqrt(squared.min(axis=1))
-        if width < k:
-            # Centres beyond the candidates are at least gap - drift - u away.
-            beyond = (self.sorted_gaps[labels, width] - self.drift[labels]
-                      - self.drift.max() - upper)
-            np.minimum(second, beyond, out=second)
-        return out_labels, first, second
-
-
-def _squared_pairwise(centres: np.ndarray) -> np.ndarray:
-    diff = centres[:, None, :] - centres[None, :, :]
-    return np.einsum("ijd,ijd->ij", diff, diff)
-
-
 def fit_histogram(
     colors: np.ndarray,
     counts: np.ndarray,
@@ -842,10 +598,3 @@ def nearest_palette_colors(
     diff = points - centres[labels]
     return labels, np.einsum("nd,nd->n", diff, diff)
 
-
-#: Centres per row whose shifts :meth:`Neighbours.local_bounds` tracks.
-_NEAR = 32
-#: Drift (in RGB levels) after which the neighbour order is sorted again.
-_RESORT_DRIFT = 4.0
-#: Safety margin (in RGB levels) for bound tests whose result must be exact.
-_MARGIN = 1e-6
