@@ -121,13 +121,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     with Image.open(path) as im:
         _reject_multiframe(im, str(path))
         im.load()
-        return im.copy() if im.mode != "P" else _copy_p(im)
-
-
-def _copy_p(im: Image.Image) -> Image.Image:
-    out = im.copy()
-    out.info = dict(im.info)
-    return out
+        return im.copy()  # keeps info (e.g. transparency) and the palette
 
 
 def _reject_multiframe(im: Image.Image, name: str) -> None:

@@ -27,7 +27,6 @@ __all__ = [
     "read_header",
     "write",
     "read",
-    "file_size",
 ]
 
 # §2 Header ---------------------------------------------------------------
@@ -95,7 +94,7 @@ class Header:
                   payload_length: int) -> Header:
         """Build a validated header for writing."""
         header = cls(coding=coding, k=k, width=width, height=height,
-                     payload_length=payload_length, bits_per_index=bits_for(k) if 1 <= k else 0)
+                     payload_length=payload_length, bits_per_index=bits_for(k))
         header.validate()
         return header
 
@@ -151,11 +150,6 @@ class Header:
         if self.height > MAX_PIXELS // self.width:
             msg = f"{self.width}x{self.height} is more than {MAX_PIXELS} pixels"
             raise LimitError(msg)
-
-
-def file_size(k: int, n_pixels: int, payload_length: int) -> int:
-    """Total file length for ``k`` colours and a payload of ``payload_length`` bytes."""
-    return OVERHEAD + 3 * k + payload_length
 
 
 def read_header(data: bytes) -> Header:
