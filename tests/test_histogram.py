@@ -29,9 +29,12 @@ def test_pack_and_unpack_are_inverse():
     np.testing.assert_array_equal(unpack_rgb(packed), px)
 
 
-def test_histogram_matches_numpy_unique(monkeypatch):
+@pytest.mark.parametrize("path", ["sort", "table"])
+def test_histogram_matches_numpy_unique(monkeypatch, path):
     # A small chunk size makes the chunk boundaries part of the test.
     monkeypatch.setattr(histogram, "CHUNK", 1000)
+    if path == "table":
+        monkeypatch.setattr(histogram, "SORT_PIXELS", 0)
     px = random_pixels(10_007, 300)
     hist = color_histogram(px)
     expected, counts = np.unique(px, axis=0, return_counts=True)
@@ -49,10 +52,37 @@ def test_histogram_weights_sum_per_colour():
     assert hist.counts.tolist() == [0.75, 2.0]
 
 
-def test_single_pixel_histogram():
+@pytest.mark.parametrize("path", ["sort", "table"])
+def test_single_pixel_histogram(monkeypatch, path):
+    if path == "table":
+        monkeypatch.setattr(histogram, "SORT_PIXELS", 0)
     hist = color_histogram(np.array([[9, 8, 7]], dtype=np.uint8))
     assert hist.colors.tolist() == [[9, 8, 7]]
     assert hist.counts.tolist() == [1]
+
+
+def test_sort_and_table_paths_agree_at_the_extremes(monkeypatch):
+    # Black and white (packed 0 and 2**24 - 1) first and last, runs of one
+    # pixel and of many, pixels in no particular order.
+    rng = np.random.default_rng(7)
+    px = np.concatenate([random_pixels(5000, 2000, seed=5),
+                         np.array([[0, 0, 0], [255, 255, 255]] * 3, dtype=np.uint8)])
+    px = px[rng.permutation(px.shape[0])]
+    by_sort = color_histogram(px)
+    monkeypatch.setattr(histogram, "SORT_PIXELS", 0)
+    by_table = color_histogram(px)
+    np.testing.assert_array_equal(by_sort.colors, by_table.colors)
+    np.testing.assert_array_equal(by_sort.counts, by_table.counts)
+    assert by_sort.colors[0].tolist() == [0, 0, 0] and by_sort.counts[0] == 3
+    assert by_sort.colors[-1].tolist() == [255, 255, 255] and by_sort.counts[-1] == 3
+
+
+def test_packed_input_is_not_modified():
+    px = random_pixels(500, 60, seed=6)
+    packed = histogram.pack_pixels(px)
+    before = packed.copy()
+    color_histogram(packed)
+    np.testing.assert_array_equal(packed, before)
 
 
 def test_map_pixels_looks_up_each_pixel(monkeypatch):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels, pack_pixels
+from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors, validate_params
 from kpal.errors import KpalError
 
@@ -25,10 +25,6 @@ __all__ = ["METHODS", "KMeans", "Quantization", "quantize"]
 METHODS = ("kmeans", "gmm")
 #: (max_iter, tol) when the caller gives none: EM converges in far fewer, costlier steps.
 DEFAULTS = {"kmeans": (300, 1e-4), "gmm": (100, 1e-3)}
-
-#: Images up to this many pixels are packed once (4 bytes per pixel, 128 MiB
-#: at most) for both passes of the histogram.
-_PACK_ONCE = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -121,12 +117,7 @@ def quantize(
     max_iter = default_iter if max_iter is None else max_iter
     tol = default_tol if tol is None else tol
     _validate(pixels, k, method, init, seed, max_iter, tol, sample)
-    # Packed once, the pixels serve the histogram's two passes; beyond
-    # _PACK_ONCE pixels each pass packs its own chunks instead. The packed
-    # copy is dropped before clustering, whose arrays then fit in its place.
-    source = pack_pixels(pixels) if pixels.shape[0] <= _PACK_ONCE else pixels
-    hist = color_histogram(source)
-    del source
+    hist = color_histogram(pixels)
     n_colors = len(hist)
     if n_colors <= k:
         warnings.warn(

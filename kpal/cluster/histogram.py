@@ -5,11 +5,13 @@ on its *distinct* colours, each weighted by how many pixels have it: a 12 MP
 photo has about 1 M distinct colours, a 0.25 MP one about 0.1 M. This module
 finds those colours, their counts and the pixel → colour mapping.
 
-Colours are packed into one 24-bit integer ``r << 16 | g << 8 | b``, so the
-set of colours is a table of 2**24 entries indexed directly: no sort, no
-``np.unique`` over rows. Every pass over the pixels runs over bounded chunks,
-so the extra memory is one fixed table of 16 MiB (flags, then ranks) plus
-one chunk.
+Colours are packed into one 24-bit integer ``r << 16 | g << 8 | b``. Up to
+``SORT_PIXELS`` pixels, the packed colours are sorted (numpy's vectorized
+sort of 32-bit integers takes about 0.1 s for 12 M pixels) and the runs of
+equal values are the colours and their counts. Larger images, and weighted
+pixels, go through a table of 2**24 entries indexed directly, in bounded
+chunks, so the extra memory is one fixed table of 16 MiB (flags, then ranks)
+plus one chunk whatever the image size.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ N_PACKED = 1 << 24
 #: Pixels per chunk: 2**18 pixels keep every temporary around 1-2 MiB, which
 #: stays in cache and bounds memory whatever the image size.
 CHUNK = 1 << 18
+#: Images up to this many pixels are counted by sorting a packed copy (4
+#: bytes per pixel, 128 MiB at most); beyond, through the 2**24 table.
+SORT_PIXELS = 1 << 25
 #: Pixels per counting chunk: larger, so that the (n_colors,) arrays
 #: np.bincount returns are few, yet only 12 MiB of temporary indices.
 _COUNT_CHUNK = 1 << 20
@@ -143,6 +148,9 @@ def color_histogram(pixels: np.ndarray, weights: np.ndarray | None = None) -> Co
     >>> h.colors.tolist(), h.counts.tolist()
     ([[0, 0, 9], [255, 0, 0]], [2, 1])
     """
+    if weights is None and pixels.shape[0] <= SORT_PIXELS:
+        packed = pixels.copy() if pixels.ndim == 1 else pack_pixels(pixels)
+        return _sorted_histogram(packed)
     # Pass 1: flag every colour present. np.zeros maps lazily-zeroed pages.
     present = np.zeros(N_PACKED, dtype=np.bool_)
     for _, packed in _packed_chunks(pixels, CHUNK):
@@ -167,6 +175,18 @@ def color_histogram(pixels: np.ndarray, weights: np.ndarray | None = None) -> Co
         index += rank[packed]
         counts += np.bincount(index, weights=w, minlength=n_colors)
     return ColorHistogram(unpack_rgb(packed_colors), counts)
+
+
+def _sorted_histogram(packed: np.ndarray) -> ColorHistogram:
+    """Histogram of packed colours by sorting them; ``packed`` is sorted in place."""
+    packed.sort()
+    first = np.empty(packed.shape[0], dtype=np.bool_)
+    first[:1] = True
+    np.not_equal(packed[1:], packed[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    del first
+    counts = np.diff(starts, append=packed.shape[0]).astype(np.int64, copy=False)
+    return ColorHistogram(unpack_rgb(packed[starts]), counts)
 
 
 def _packed_chunks(pixels: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
