@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -89,19 +90,32 @@ def cli() -> None:
 
 
 # ------------------------------------------------------------------ helpers
-def _read_input(path: str) -> tuple[str, bytes]:
-    """Return a display name and the bytes of IN (a file or - for stdin)."""
-    if path == STDIO:
-        return "<stdin>", sys.stdin.buffer.read()
-    p = Path(path)
-    if p.is_dir():
-        raise click.UsageError(f"{path}: is a directory, expected a file")
-    if not p.exists():
-        raise click.UsageError(f"{path}: no such file")
-    if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
-        raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
+def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
+    """Return a display name and the bytes of IN (a file or - for stdin).
+
+    With ``kpal``, the header is read and checked first, so a file that is
+    not a .kpal file (or has an impossible header) is refused before the
+    rest of it is read.
+    """
+    name = "<stdin>" if path == STDIO else path
+    if path != STDIO:
+        p = Path(path)
+        if p.is_dir():
+            raise click.UsageError(f"{path}: is a directory, expected a file")
+        if not p.exists():
+            raise click.UsageError(f"{path}: no such file")
+        if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
+            raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
     try:
-        return path, p.read_bytes()
+        source = nullcontext(sys.stdin.buffer) if path == STDIO else open(path, "rb")  # noqa: SIM115
+        with source as f:
+            head = f.read(container.HEADER_SIZE) if kpal else b""
+            if kpal:
+                try:
+                    container.read_header(head)
+                except KpalError as e:
+                    raise click.ClickException(f"{name}: {e}") from None
+            return name, head + f.read()
     except OSError as e:
         raise click.ClickException(f"{path}: cannot read: {e.strerror or e}") from None
 
@@ -301,7 +315,7 @@ def decode(src, out, fmt, force):
             if fmt is None:
                 raise click.UsageError(f"{out}: unknown image extension {ext!r}; use --format")
     _check_output(src, out, force)
-    name, data = _read_input(src)
+    name, data = _read_input(src, kpal=True)
     try:
         im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
@@ -323,7 +337,7 @@ def decode(src, out, fmt, force):
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
 def info(src, as_json):
     """Show a .kpal file's header, palette, size accounting and checksum status."""
-    name, data = _read_input(src)
+    name, data = _read_input(src, kpal=True)
     try:
         report = codec.inspect(data)
     except (KpalError, Image.DecompressionBombError) as e:

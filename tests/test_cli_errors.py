@@ -70,6 +70,40 @@ def test_device_as_input_is_refused_not_read_forever(runner):
                "kpal: error: /dev/zero: is a device, expected a file (use - for stdin)")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_non_kpal_input_is_refused_after_its_header(tmp_path, command):
+    # A pipe that never ends: only reading the header first can answer.
+    import subprocess
+    import sys
+    import threading
+
+    fifo = tmp_path / "endless.kpal"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def feed():
+        with open(fifo, "wb") as f:
+            f.write(b"GIF89a" + b"\0" * 64)
+            f.flush()
+            done.wait(30)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    args = [sys.executable, "-m", "kpal.cli", command, str(fifo)]
+    if command == "decode":
+        args += ["-o", str(tmp_path / "out.png")]
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    finally:
+        done.set()
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"kpal: error: {fifo}: not a .kpal file (magic is b'GIF89a\\x00\\x00\\x00', "
+        "expected b'\\x89KPAL\\r\\n\\x1a\\n')"
+    ]
+
+
 def test_out_of_memory_is_one_line(runner, png, monkeypatch):
     def exhausted(*args, **kwargs):
         raise MemoryError
