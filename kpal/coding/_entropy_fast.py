@@ -104,6 +104,79 @@ def _rans_bit(x, p1, words, position):
 
 
 @njit(cache=True, nogil=True)
+def _geometry(width, height, tile_log2):
+    """Tile layout of a ``width`` x ``height`` image (spec §7.2).
+
+    Returns
+    -------
+    tile, tiles_x, n_tiles, rows, n_steps : int
+        Tile side, tiles per tile row, tile count, pixel rows per tile and
+        number of wavefront steps.
+    """
+    tile = 1 << tile_log2
+    tiles_x = -(-width // tile)
+    n_tiles = tiles_x * -(-height // tile)
+    rows = min(tile, height)
+    n_steps = 2 * (rows - 1) + min(tile, width)
+    return tile, tiles_x, n_tiles, rows, n_steps
+
+
+@njit(cache=True, nogil=True)
+def _models(k, b):
+    """Initial model state (spec §7.5) for ``k`` symbols and ``b`` literal bits.
+
+    Returns
+    -------
+    row_len : int
+        Length of one context row in the literal tables (see ``_update_literals``).
+    prior : ndarray
+        ``_prior(k, b)``.
+    by_left, by_above : ndarray
+        Literal counts by left and by above neighbour, all zero.
+    flag_l, flag_a : ndarray of shape (128, 2)
+        ``F1`` and ``F2`` counts per pattern, all one.
+    table_l, table_a : ndarray of shape (128,)
+        Buffers for the per-step flag probabilities (filled by ``_flag_table``).
+    """
+    row_len = 2 << b
+    prior = _prior(k, b)
+    by_left = np.zeros(k * row_len, dtype=np.int64)
+    by_above = np.zeros(k * row_len, dtype=np.int64)
+    flag_l = np.ones((_N_PATTERNS, 2), dtype=np.int64)
+    flag_a = np.ones((_N_PATTERNS, 2), dtype=np.int64)
+    table_l = np.empty(_N_PATTERNS, dtype=np.int64)
+    table_a = np.empty(_N_PATTERNS, dtype=np.int64)
+    return row_len, prior, by_left, by_above, flag_l, flag_a, table_l, table_a
+
+
+@njit(cache=True, nogil=True)
+def _step_buffers(n_tiles, rows):
+    """Neighbour ring and per-step buffers, sized for the largest step.
+
+    Returns
+    -------
+    ring : ndarray of shape (5, n_tiles * (rows + 2)), uint8
+        The last five steps' pixels, all zero (see ``_step_contexts``).
+    where, cells, lefts, aboves, patterns : ndarray
+        Filled by ``_step_contexts``.
+    lit_left, lit_above, lit_value : ndarray of int64
+        Per literal: its L and A contexts and its symbol (or tree node while
+        decoding).
+    """
+    per_step = n_tiles * rows
+    ring = np.zeros((5, n_tiles * (rows + 2)), dtype=np.uint8)
+    where = np.empty(per_step, dtype=np.int64)
+    cells = np.empty(per_step, dtype=np.int32)
+    lefts = np.empty(per_step, dtype=np.uint8)
+    aboves = np.empty(per_step, dtype=np.uint8)
+    patterns = np.empty(per_step, dtype=np.uint8)
+    lit_left = np.empty(per_step, dtype=np.int64)
+    lit_above = np.empty(per_step, dtype=np.int64)
+    lit_value = np.empty(per_step, dtype=np.int64)
+    return ring, where, cells, lefts, aboves, patterns, lit_left, lit_above, lit_value
+
+
+@njit(cache=True, nogil=True)
 def _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
                    where, cells, lefts, aboves, patterns):
     """Fill the step's raster positions, ring cells, L, A and pattern in coding order.
@@ -179,29 +252,10 @@ def _update_literals(by_left, by_above, row_len, b, lit_left, lit_above, lit_sym
 @njit(cache=True, nogil=True)
 def _encode_decisions(raster, width, height, tile_log2, k, b):
     """Every decision in decoding order, as ``p1 | bit << 15``; return (buffer, count)."""
-    tile = 1 << tile_log2
-    tiles_x = -(-width // tile)
-    n_tiles = tiles_x * -(-height // tile)
-    rows = min(tile, height)
-    n_steps = 2 * (rows - 1) + min(tile, width)
-    row_len = 2 << b
-    prior = _prior(k, b)
-    by_left = np.zeros(k * row_len, dtype=np.int64)
-    by_above = np.zeros(k * row_len, dtype=np.int64)
-    flag_l = np.ones((_N_PATTERNS, 2), dtype=np.int64)
-    flag_a = np.ones((_N_PATTERNS, 2), dtype=np.int64)
-    table_l = np.empty(_N_PATTERNS, dtype=np.int64)
-    table_a = np.empty(_N_PATTERNS, dtype=np.int64)
-    per_step = n_tiles * rows
-    ring = np.zeros((5, n_tiles * (rows + 2)), dtype=np.uint8)
-    where = np.empty(per_step, dtype=np.int64)
-    cells = np.empty(per_step, dtype=np.int32)
-    lefts = np.empty(per_step, dtype=np.uint8)
-    aboves = np.empty(per_step, dtype=np.uint8)
-    patterns = np.empty(per_step, dtype=np.uint8)
-    lit_left = np.empty(per_step, dtype=np.int64)
-    lit_above = np.empty(per_step, dtype=np.int64)
-    lit_sym = np.empty(per_step, dtype=np.int64)
+    tile, tiles_x, n_tiles, rows, n_steps = _geometry(width, height, tile_log2)
+    row_len, prior, by_left, by_above, flag_l, flag_a, table_l, table_a = _models(k, b)
+    (ring, where, cells, lefts, aboves, patterns,
+     lit_left, lit_above, lit_sym) = _step_buffers(n_tiles, rows)
     # one F1 per pixel and a few more on average; grown when a step could overflow
     out = np.empty(2 * width * height + 64, dtype=np.uint16)
     g = 0
@@ -281,31 +335,13 @@ def _rans_encode(decisions, n, n_lanes):
 @njit(cache=True, nogil=True)
 def _decode(states, words, k, b, width, height, tile_log2):
     """Decode every pixel; return (labels, outcome code, bad index, read position, states)."""
-    tile = 1 << tile_log2
-    tiles_x = -(-width // tile)
-    n_tiles = tiles_x * -(-height // tile)
-    rows = min(tile, height)
-    n_steps = 2 * (rows - 1) + min(tile, width)
-    row_len = 2 << b
-    prior = _prior(k, b)
-    by_left = np.zeros(k * row_len, dtype=np.int64)
-    by_above = np.zeros(k * row_len, dtype=np.int64)
-    flag_l = np.ones((_N_PATTERNS, 2), dtype=np.int64)
-    flag_a = np.ones((_N_PATTERNS, 2), dtype=np.int64)
-    table_l = np.empty(_N_PATTERNS, dtype=np.int64)
-    table_a = np.empty(_N_PATTERNS, dtype=np.int64)
+    tile, tiles_x, n_tiles, rows, n_steps = _geometry(width, height, tile_log2)
+    row_len, prior, by_left, by_above, flag_l, flag_a, table_l, table_a = _models(k, b)
+    (ring, where, cells, lefts, aboves, patterns,
+     lit_left, lit_above, lit_node) = _step_buffers(n_tiles, rows)
     per_step = n_tiles * rows
-    ring = np.zeros((5, n_tiles * (rows + 2)), dtype=np.uint8)
-    where = np.empty(per_step, dtype=np.int64)
-    cells = np.empty(per_step, dtype=np.int32)
-    lefts = np.empty(per_step, dtype=np.uint8)
-    aboves = np.empty(per_step, dtype=np.uint8)
-    patterns = np.empty(per_step, dtype=np.uint8)
     values = np.empty(per_step, dtype=np.int16)
     literal_of = np.empty(per_step, dtype=np.int64)  # pixel of each literal
-    lit_left = np.empty(per_step, dtype=np.int64)
-    lit_above = np.empty(per_step, dtype=np.int64)
-    lit_node = np.empty(per_step, dtype=np.int64)
     raster = np.zeros(width * height, dtype=np.uint8)
     state = states.astype(np.int64)
     n_lanes = state.size
