@@ -24,6 +24,10 @@ _BLOCK = 1 << 18
 #: Centres per row whose shifts :meth:`Neighbours.local_bounds` tracks.
 _NEAR = 32
 
+#: Candidate lists up to this long are scanned row by row in
+#: :meth:`Neighbours._search_group`; longer ones are reduced with argmin.
+_SCAN_WIDTH = 16
+
 #: Drift (in RGB levels) after which the neighbour order is sorted again.
 _RESORT_DRIFT = 4.0
 
@@ -95,8 +99,13 @@ def _nearest_two(
 def _distance(a: np.ndarray, b: np.ndarray, squared: bool = False) -> np.ndarray:
     """Row-wise Euclidean (or squared) distance between two (n, d) arrays."""
     diff = a - b
-    total = np.einsum("nd,nd->n", diff, diff)
-    return total if squared else np.sqrt(total)
+    diff *= diff
+    # Coordinate by coordinate, in order: several times faster than einsum
+    # or sum(axis=1) over rows of 3.
+    total = diff[:, 0].copy()
+    for d in range(1, diff.shape[1]):
+        total += diff[:, d]
+    return total if squared else np.sqrt(total, out=total)
 
 
 class Neighbours:
@@ -124,6 +133,8 @@ class Neighbours:
         self._set_centres(centres)
         between = np.sqrt(np.maximum(_squared_pairwise(centres), 0.0))
         self.order = np.argsort(between, axis=1, kind="stable")
+        #: ``order`` transposed: row j holds the j-th nearest centre of every centre.
+        self.ranked = np.ascontiguousarray(self.order.T)
         # Row a: gaps from centre a in increasing order (column 0: a itself).
         self.sorted_gaps = np.take_along_axis(between, self.order, axis=1)
         #: How far each centre moved since the sort.
@@ -208,15 +219,14 @@ class Neighbours:
         if self._rows is None:
             self._widths = 2 ** np.arange(1, max(1, (k - 1).bit_length()))
             self._widths = self._widths[self._widths < k]
-            self._rows = self.sorted_gaps[:, self._widths]
+            # One contiguous array per width: gathers and compares run elementwise.
+            self._rows = [np.ascontiguousarray(self.sorted_gaps[:, w]) for w in self._widths]
         reach = 2 * upper + self.drift[labels] + (self.drift.max() + _MARGIN)
-        steps = np.empty(n, dtype=np.uint8)
-        chunk = max(1, _BLOCK // max(1, self._widths.size))  # bounds the (chunk, widths) test
-        for start in range(0, n, chunk):
-            part = slice(start, start + chunk)
-            steps[part] = np.count_nonzero(
-                self._rows[labels[part]] <= reach[part, None], axis=1
-            )
+        # The gaps grow along a row, so the step is the number of widths whose
+        # gap is within reach.
+        steps = np.zeros(n, dtype=np.uint8)
+        for gaps in self._rows:
+            steps += gaps[labels] <= reach
         widths = np.append(self._widths, k)
         # Group the points by width: a stable sort of small integers (radix).
         by_width = np.argsort(steps, kind="stable")
@@ -238,24 +248,44 @@ class Neighbours:
         self, x: np.ndarray, labels: np.ndarray, upper: np.ndarray, width: int, exact: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = self.centres.shape[0]
-        candidates = self.order[labels, :width]  # (n, width)
-        squared = np.zeros(candidates.shape, dtype=np.float64)
-        for d in range(x.shape[1]):
+        n = x.shape[0]
+        # One row per candidate, one column per point: every step below is an
+        # elementwise operation over whole rows.
+        candidates = self.ranked[:width, labels]  # (width, n)
+        squared = None
+        for d, coordinate in enumerate(np.ascontiguousarray(x.T)):
             diff = self.columns[d][candidates]
-            diff -= x[:, d, None]
+            diff -= coordinate
             diff *= diff
-            squared += diff
-        if exact:
-            # Integer distances: this key orders by distance, then by index.
-            key = squared * k + candidates
-            best = key.argmin(axis=1)
+            if squared is None:
+                squared = diff
+            else:
+                squared += diff
+        # Integer distances (exact): this key orders by distance, then by
+        # index. Otherwise the first candidate at the least distance wins.
+        key = squared * k + candidates if exact else squared
+        columns = np.arange(n)
+        if width <= _SCAN_WIDTH:
+            # Few candidates: one pass over the rows keeps the best and the
+            # least of the others (faster than reducing along short rows).
+            rank = np.zeros(n, dtype=np.intp)
+            best_key = key[0].copy()
+            best = squared[0].copy()
+            second = np.full(n, np.inf)
+            for j in range(1, width):
+                better = key[j] < best_key
+                np.minimum(second, np.where(better, best, squared[j]), out=second)
+                rank[better] = j
+                np.copyto(best_key, key[j], where=better)
+                np.copyto(best, squared[j], where=better)
         else:
-            best = squared.argmin(axis=1)
-        rows = np.arange(x.shape[0])
-        out_labels = candidates[rows, best]
-        first = np.sqrt(squared[rows, best])
-        squared[rows, best] = np.inf
-        second = np.sqrt(squared.min(axis=1))
+            rank = key.argmin(axis=0)
+            best = squared[rank, columns]
+            squared[rank, columns] = np.inf
+            second = squared.min(axis=0)
+        out_labels = candidates[rank, columns]
+        first = np.sqrt(best)
+        second = np.sqrt(second)
         if width < k:
             # Centres beyond the candidates are at least gap - drift - u away.
             beyond = (self.sorted_gaps[labels, width] - self.drift[labels]
@@ -265,5 +295,10 @@ class Neighbours:
 
 
 def _squared_pairwise(centres: np.ndarray) -> np.ndarray:
-    diff = centres[:, None, :] - centres[None, :, :]
-    return np.einsum("ijd,ijd->ij", diff, diff)
+    """Squared distances between all centres, ndarray of shape (k, k)."""
+    total = np.zeros((centres.shape[0], centres.shape[0]))
+    for column in centres.T:
+        diff = column[:, None] - column
+        diff *= diff
+        total += diff
+    return total
