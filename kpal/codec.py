@@ -39,6 +39,7 @@ from PIL import Image
 from kpal import coding as codings
 from kpal import container, metrics
 from kpal.cluster import quantize
+from kpal.cluster.histogram import pack_rgb
 from kpal.errors import ChecksumError, FormatError, KpalError
 
 __all__ = [
@@ -268,9 +269,11 @@ def encode_image(
     n_iter = inertia = None
     if p_image is not None:
         palette, labels = _own_palette(p_image)
-    if p_image is not None and (k is None or len(np.unique(labels)) <= k):
+        used = np.flatnonzero(np.bincount(labels.reshape(-1), minlength=len(palette)))
+    if p_image is not None and (k is None or used.size <= k):
         used_method = "palette"
-        n_colors = len(np.unique(pixels.view(np.dtype((np.void, 3)))))
+        # Distinct colours of the image: those of the palette entries in use.
+        n_colors = len(np.unique(pack_rgb(palette[used])))
     else:
         result = quantize(pixels, DEFAULT_K if k is None else int(k), method=method,
                           init=init, seed=seed, max_iter=max_iter, tol=tol, sample=sample)

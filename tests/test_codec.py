@@ -96,6 +96,16 @@ def test_p_image_keeps_own_palette_and_indices():
     np.testing.assert_array_equal(enc.labels, np.asarray(im))
 
 
+def test_p_image_counts_distinct_colours_not_palette_entries():
+    # Entries 0 and 2 share a colour, entry 3 is never used: 2 distinct colours.
+    labels = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
+    im = Image.fromarray(labels, "P")
+    im.putpalette([10, 20, 30, 200, 100, 0, 10, 20, 30, 1, 2, 3])
+    enc = codec.encode_image(im)
+    assert enc.method == "palette" and enc.header.k == 3
+    assert enc.n_colors == 2 == len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0))
+
+
 def test_p_image_with_more_colours_than_k_is_requantized():
     im = p_image(20, 20, 50, seed=2)
     enc = codec.encode_image(im, 8)
