@@ -261,7 +261,8 @@ def test_existing_output_and_output_equal_to_input(runner, tmp_path, png):
     _fails(runner.invoke(cli, ["encode", str(png), "-o", other_spelling, "--force"]), 2,
            f"kpal: error: {other_spelling}: output is the input file; choose another -o")
     kpal_path = tmp_path / "x.kpal"
-    kpal.save(np.zeros((2, 2, 3), np.uint8), kpal_path)
+    with pytest.warns(UserWarning, match="1 distinct colours"):
+        kpal.save(np.zeros((2, 2, 3), np.uint8), kpal_path)
     _fails(runner.invoke(cli, ["decode", str(kpal_path), "-o", str(kpal_path), "--force",
                                "--format", "PNG"]), 2,
            f"kpal: error: {kpal_path}: output is the input file; choose another -o")

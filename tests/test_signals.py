@@ -157,7 +157,8 @@ def test_full_disk_keeps_the_earlier_file(tmp_path, small_png, full_disk):
 
 def test_full_disk_on_decode(tmp_path, full_disk):
     src = tmp_path / "x.kpal"
-    src.write_bytes(kpal.encode(np.zeros((2, 2, 3), np.uint8)))
+    with pytest.warns(UserWarning, match="1 distinct colours"):
+        src.write_bytes(kpal.encode(np.zeros((2, 2, 3), np.uint8)))
     out = tmp_path / "x.png"
     result = CliRunner().invoke(cli, ["decode", str(src), "-o", str(out)])
     assert result.exit_code == 1
