@@ -254,35 +254,38 @@ class GaussianMixture:
     def _e_step(self, centred: np.ndarray, counts: np.ndarray) -> tuple[float, np.ndarray]:
         """One pass: total weighted log-likelihood and the M-step's sufficient statistics.
 
-        Per chunk, ``φ(x) @ W`` gives every log density, and ``(w·φ(x))ᵀ @ resp``
+        Per chunk, ``Wᵀ φ(x)`` gives every log density, and ``w·φ(x) @ respᵀ``
         gives ``Σ r w``, ``Σ r w x`` and ``Σ r w x xᵀ`` for every component.
+        Everything is laid out one row per component (or feature) and one
+        column per colour, so the reductions over components run elementwise
+        along whole rows instead of along rows of k.
         """
         k = self.weights_.shape[0]
-        coefficients = self._coefficients()
+        coefficients = np.ascontiguousarray(self._coefficients().T)  # (k, features)
         stats = np.zeros((_N_PHI, k))
         log_likelihood = 0.0
         step = min(_chunk_rows(k), centred.shape[0])
         # Buffers reused by every chunk: no allocation inside the loop.
-        phi = np.empty((step, _N_PHI))
-        log_prob = np.empty((step, k))
-        resp32 = np.empty((step, k), dtype=np.float32)
+        phi = np.empty((_N_PHI, step))
+        log_prob = np.empty((k, step))
+        resp32 = np.empty((k, step), dtype=np.float32)
         for start in range(0, centred.shape[0], step):
             stop = min(start + step, centred.shape[0])
             n = stop - start
-            phi_n = _features(centred[start:stop], out=phi[:n])
-            lp = np.matmul(phi_n, coefficients, out=log_prob[:n])
+            phi_n = _features_by_row(centred[start:stop], out=phi[:, :n])
+            lp = np.matmul(coefficients, phi_n, out=log_prob[:, :n])
             # log-sum-exp over components, keeping exp(lp - top) as the responsibilities.
             # exp runs in float32, several times faster than float64: its arguments are
             # <= 0, so the relative error stays ~1e-7.
-            top = lp.max(axis=1, keepdims=True)
-            resp = np.subtract(lp, top, out=resp32[:n], casting="same_kind")
+            top = lp.max(axis=0)
+            resp = np.subtract(lp, top, out=resp32[:, :n], casting="same_kind")
             np.exp(resp, out=resp)
-            norm = resp.sum(axis=1, keepdims=True, dtype=np.float64)
+            norm = resp.sum(axis=0, dtype=np.float64)
             w = counts[start:stop]
-            log_likelihood += float(w @ (np.log(norm[:, 0]) + top[:, 0]))
+            log_likelihood += float(w @ (np.log(norm) + top))
             np.divide(resp, norm, out=lp)
-            phi_n *= w[:, None]
-            stats += phi_n.T @ lp
+            phi_n *= w
+            stats += phi_n @ lp.T
         return log_likelihood, stats.T
 
     def _m_step(self, stats: np.ndarray) -> None:
@@ -576,6 +579,14 @@ def _features(centred: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     out[:, 0] = 1.0
     out[:, 1:4] = centred
     np.multiply(centred[:, _TRIU_I], centred[:, _TRIU_J], out=out[:, 4:])
+    return out
+
+
+def _features_by_row(centred: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`_features` transposed: shape (10, n), one feature per row."""
+    out[0] = 1.0
+    out[1:4] = centred.T
+    np.multiply(centred.T[_TRIU_I], centred.T[_TRIU_J], out=out[4:])
     return out
 
 
