@@ -248,8 +248,12 @@ def encode(src, out, k, method, init, seed, sample, max_iter, tol, packing, entr
 
 
 def _pixels_for_encoding(name: str, data: bytes):
-    """IN's pixels as the codec takes them: an RGB array, or the "P" image itself."""
+    """IN's pixels as the codec takes them: an RGB array, or the palette image itself."""
     im = _open_image(name, data)
+    if im.mode in ("P", "PA"):
+        # The codec applies the mode rules and keeps the palette; converting
+        # here too would expand the pixels to RGB twice.
+        return im
     try:
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
