@@ -632,5 +632,8 @@ def _kmeans_labels(
     # may import from the package too.
     from kpal.cluster.kmeans import KMeans
 
+    if colors.min() >= 0 and colors.max() <= 255 and np.array_equal(colors, np.rint(colors)):
+        # 8-bit colours: k-means takes its coarse-to-fine path, as for a palette.
+        colors = colors.astype(np.uint8)
     km = KMeans(k, init=init, seed=seed).fit(colors, sample_weight=counts)
     return np.asarray(km.labels_, dtype=np.intp)
