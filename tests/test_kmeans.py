@@ -53,6 +53,16 @@ def test_weighted_unique_colours_equal_expanded_pixels():
         assert on_pixels.n_iter_ == on_histogram.n_iter_
 
 
+def test_zero_weight_pixels_are_labelled_with_their_nearest_centre():
+    px = clustered_pixels(seed=5)
+    weights = np.ones(px.shape[0])
+    weights[::7] = 0  # left out of the fit, yet labelled like every pixel
+    km = KMeans(4, seed=0).fit(px, sample_weight=weights)
+    d = ((px[:, None, :].astype(float) - km.cluster_centers_[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(km.labels_, d.argmin(axis=1))
+    assert km.inertia_ == pytest.approx((d.min(axis=1) * weights).sum(), rel=1e-12)
+
+
 def test_float_weighted_equals_repeated_rows():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(40, 2))

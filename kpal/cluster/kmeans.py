@@ -131,8 +131,14 @@ class KMeans:
         self.cluster_centers_ = state.centres
         self.n_iter_ = state.n_iter
         if pixels:
-            # Label the pixels through their colours (zero-weight colours included).
-            labels, distances = assign(hist.colors.astype(np.float64), state.centres)
+            # Label the pixels through their colours. Lloyd's labels match its
+            # centres; only zero-weight colours, left out of the fit, need a search.
+            labels = np.empty(len(hist), dtype=np.intp)
+            labels[keep] = state.labels
+            if not keep.all():
+                labels[~keep] = assign(hist.colors[~keep].astype(np.float64), state.centres)[0]
+            distances = _distance(hist.colors.astype(np.float64), state.centres[labels],
+                                  squared=True)
             self.labels_ = map_pixels(X, hist.colors, labels.astype(np.uint8)).astype(np.intp)
             self.inertia_ = _dot(distances, hist.counts)
         else:
