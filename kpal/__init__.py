@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from kpal.cluster import KMeans, quantize
 from kpal.codec import decode, encode, save
-from kpal.errors import ChecksumError, FormatError, KpalError, LimitError
+from kpal.errors import ChecksumError, FormatError, KpalError, LimitError, OptionError
+from kpal.options import EncodeOptions
 from kpal.plugin import register
 
 __version__ = "0.1.0"
@@ -22,11 +23,13 @@ __all__ = [
     "encode",
     "decode",
     "save",
+    "EncodeOptions",
     "quantize",
     "KMeans",
     "GaussianMixture",
     "register",
     "KpalError",
+    "OptionError",
     "FormatError",
     "ChecksumError",
     "LimitError",

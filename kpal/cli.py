@@ -7,80 +7,33 @@ error: ...``, with exit code 2 for usage errors and 1 for bad data or I/O.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import os
-import signal
+import math
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import click
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from kpal import codec, container
-from kpal import coding as codings
-from kpal.errors import KpalError
-
-STDIO = "-"
-
-
-class KpalGroup(click.Group):
-    """A click group that reports every error as a single line, never a traceback."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
-             **extra):
-        previous = _raise_on_sigterm()
-        previous_showwarning, warnings.showwarning = warnings.showwarning, _warn_one_line
-        try:
-            rv = super().main(args=args, prog_name=prog_name or "kpal",
-                              complete_var=complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as e:
-            click.echo(e.ctx.get_help(), err=True)
-            sys.exit(2)
-        except click.UsageError as e:
-            _fail(e.format_message(), 2)
-        except click.ClickException as e:
-            _fail(e.format_message(), e.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            _fail("interrupted", 130)
-        except Terminated:
-            _fail("terminated", 128 + signal.SIGTERM)
-        except (KpalError, OSError, Image.DecompressionBombError) as e:
-            _fail(str(e), 1)
-        except MemoryError:
-            _fail("out of memory", 1)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            warnings.showwarning = previous_showwarning
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
-    # e.g. Pillow's DecompressionBombWarning: one line, not Python's source-quoting two.
-    click.echo(f"kpal: warning: {message}", err=True)
-
-
-class Terminated(BaseException):
-    """SIGTERM arrived: unwinds like Ctrl-C, so atomic writes clean up after themselves."""
-
-
-def _raise_on_sigterm():
-    # Not a KeyboardInterrupt: click would print a blank line for it, as after ^C.
-    def handler(signum, frame):
-        raise Terminated
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (some test runners)
-        return signal.getsignal(signal.SIGTERM)
-
-
-def _fail(message: str, code: int):
-    click.echo(f"kpal: error: {message}", err=True)
-    sys.exit(code)
+from kpal import batch, codec, container, options
+from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below use
+    STDIO,
+    KpalGroup,
+    Terminated,
+    _check_output,
+    _fail,
+    _open_image,
+    _raise_on_sigterm,
+    _read_input,
+    _warn_one_line,
+    _write_output,
+    encode_image_file,
+)
+from kpal.errors import KpalError, OptionError
 
 
 @click.group(cls=KpalGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,178 +43,328 @@ def cli() -> None:
 
 
 # ------------------------------------------------------------------ helpers
-def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
-    """Return a display name and the bytes of IN (a file or - for stdin).
-
-    With ``kpal``, the header is read and checked first, so a file that is
-    not a .kpal file (or has an impossible header) is refused before the
-    rest of it is read.
-    """
-    name = "<stdin>" if path == STDIO else path
-    if path != STDIO:
-        p = Path(path)
-        if p.is_dir():
-            raise click.UsageError(f"{path}: is a directory, expected a file")
-        if not p.exists():
-            raise click.UsageError(f"{path}: no such file")
-        if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
-            raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
-    try:
-        source = nullcontext(sys.stdin.buffer) if path == STDIO else open(path, "rb")  # noqa: SIM115
-        with source as f:
-            head = f.read(container.HEADER_SIZE) if kpal else b""
-            if kpal:
-                try:
-                    container.read_header(head)
-                except KpalError as e:
-                    raise click.ClickException(f"{name}: {e}") from None
-            return name, head + f.read()
-    except OSError as e:
-        raise click.ClickException(f"{path}: cannot read: {e.strerror or e}") from None
-
-
-def _check_output(src: str, out: str, force: bool) -> None:
-    if out == STDIO:
-        return
-    target = Path(out)
-    if src != STDIO and target.exists() and os.path.samefile(src, target):
-        raise click.UsageError(f"{out}: output is the input file; choose another -o")
-    if target.exists() and not force:
-        raise click.UsageError(f"{out}: file exists (use --force to overwrite)")
-    if target.is_dir():
-        raise click.UsageError(f"{out}: is a directory")
-    if not target.parent.exists():
-        raise click.UsageError(f"{out}: folder {str(target.parent)!r} does not exist")
-
-
-def _write_output(out: str, data: bytes, force: bool) -> None:
-    if out == STDIO:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    from kpal.io import write_atomic
-
-    try:
-        write_atomic(out, data, force=force)
-    except FileExistsError as e:
-        raise click.UsageError(str(e)) from None
-    except OSError as e:
-        raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
-
-
-def _open_image(name: str, data: bytes) -> Image.Image:
-    if not data:
-        raise click.ClickException(f"{name}: file is empty")
-    try:
-        im = Image.open(io.BytesIO(data))
-        frames = getattr(im, "n_frames", 1)
-        if frames > 1:
-            raise KpalError(f"has {frames} frames; a .kpal file holds one image "
-                            "(extract a frame first)")
-        im.load()
-    except UnidentifiedImageError:
-        raise click.ClickException(f"{name}: not an image Pillow can read") from None
-    except KpalError as e:
-        raise click.ClickException(f"{name}: {e}") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise click.ClickException(f"{name}: cannot decode image: {e}") from None
-    except Image.DecompressionBombError as e:
-        raise click.ClickException(f"{name}: {e}") from None
-    return im
-
-
-def _k_option(ctx, param, value):
-    if value is not None and not 2 <= value <= 256:
-        raise click.BadParameter(f"k={value} must be between 2 and 256")
-    return value
-
-
-def _sample_option(ctx, param, value):
-    if value is not None and not 0 < value <= 1:
-        raise click.BadParameter(f"{value} must be in (0, 1]")
-    return value
-
-
 def _bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
+def _ratio(ratio: float) -> str:
+    """Raw 24-bit size against the file, said the right way round for tiny images."""
+    if ratio >= 1:
+        return f"{ratio:.2f}× smaller than raw 24-bit"
+    return f"{1 / ratio:.2f}× larger than raw 24-bit (header and checksum outweigh the pixels)"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+# ------------------------------------------------------------------ options
+def option_flags(*names: str):
+    """Declare encode options as command-line flags, from :data:`kpal.options.SPECS`.
+
+    Every flag is read as text and checked by :func:`encode_options`, so the
+    command line gives the same messages, ranges and defaults as the API.
+    """
+    def decorate(command):
+        for name in reversed(names):
+            spec = options.SPECS[name]
+            default = "" if spec.default is None else f" [default: {spec.default}]"
+            command = click.option(*spec.flags, name, default=None, metavar=spec.metavar,
+                                   help=spec.help + default)(command)
+        return command
+
+    return decorate
+
+
+def encode_options(values: dict, *, coding_flags: dict | None = None) -> options.EncodeOptions:
+    """Build the options of a command from its flag values, or fail with exit code 2.
+
+    Parameters
+    ----------
+    values : dict
+        Option name to the flag's text (``None`` when not given).
+    coding_flags : dict, optional
+        Every flag that chooses the payload coding (``--coding``, ``--packing``,
+        ``--entropy``) and the coding it asks for, ``None`` when not given:
+        giving two is a usage error, not a silent choice.
+    """
+    given = {flag: value for flag, value in (coding_flags or {}).items() if value is not None}
+    if len(given) > 1:
+        raise click.UsageError(f"{' and '.join(given)} both choose the payload coding; give one")
+    if given:
+        values = {**values, "coding": next(iter(given.values()))}
+    values = {name: value for name, value in values.items() if value is not None}
+    for name, value in values.items():
+        try:
+            options.check(name, value)
+        except OptionError as e:
+            flags = "/".join(options.SPECS[name].flags)
+            raise click.UsageError(f"{flags}: {e}") from None
+    return options.EncodeOptions.from_keywords(values)
+
+
+# ------------------------------------------------------------------ many files
+def _batch_flags(command):
+    """The flags every command that takes many files shares."""
+    flags = [
+        click.option("-r", "--recursive", is_flag=True,
+                     help="Take the files of sub-folders too (and let ** span folders)."),
+        click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+                     help="Worker processes for several files (default: the number of "
+                          "cores)."),
+        click.option("--ext", metavar="EXT",
+                     help="Extension of the outputs written beside their inputs (or in "
+                          "-o's folder), replacing the input's, e.g. .kpal or -k16.kpal."),
+        click.option("--skip-existing", is_flag=True,
+                     help="Leave inputs whose output exists alone (resumes a batch)."),
+        click.option("--dask", metavar="ADDRESS",
+                     help="Run the files on this Dask scheduler (e.g. tcp://host:8786); "
+                          "paths must be reachable from its workers (pip install "
+                          "\"kpal[dask]\")."),
+    ]
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def _is_batch(srcs: tuple, out: str | None, ext: str | None) -> bool:
+    """Several inputs, a pattern, --ext, a URL, or a folder with -o: the many-files path.
+
+    One file (with or without -o) keeps the single-file behaviour and report.
+    """
+    if len(srcs) > 1 or ext is not None:
+        return True
+    src = srcs[0]
+    if src == STDIO:
+        return False
+    if batch.is_url(src) or (out is not None and batch.is_url(out)):
+        return True  # URLs (fsspec) go through the batch path; -o URL names a folder
+    return batch.is_glob(src) or (out is not None and Path(src).is_dir())
+
+
+def _check_batch_output(srcs: tuple, out: str | None) -> None:
+    if STDIO in srcs:
+        raise click.UsageError("- (standard input) cannot be one of several inputs")
+    if out is None:
+        return
+    if out == STDIO:
+        raise click.UsageError("-o -: several outputs cannot all go to standard output")
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise click.UsageError(f"{out}: with several inputs, -o names a folder; this is a file")
+
+
+def _plan(kind: str, srcs: tuple, out: str | None, **how) -> list:
+    try:
+        return batch.plan(kind, srcs, out, **how)
+    except batch.BatchError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _skip(out: str, skip_existing: bool, quiet: bool) -> bool:
+    """--skip-existing with one file: say so and do nothing when OUT exists."""
+    if not skip_existing or out == STDIO or not Path(out).exists():
+        return False
+    if not quiet:
+        click.echo(f"{out}: exists, skipped")
+    return True
+
+
+def _refuse_existing(planned: list, force: bool, skip_existing: bool) -> None:
+    """Before any work: an existing output needs --force or --skip-existing."""
+    if force or skip_existing:
+        return
+    existing = [job.output for job in planned if batch.exists(job.output)]
+    if existing:
+        more = f" and {_plural(len(existing) - 1, 'other')}" if len(existing) > 1 else ""
+        raise click.UsageError(f"{existing[0]}{more}: file exists (use --force to overwrite or "
+                               f"--skip-existing to resume)")
+
+
+def _connect(address: str):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise click.UsageError('--dask needs Dask: pip install "kpal[dask]"') from None
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise click.ClickException(f"{address}: cannot reach the Dask scheduler: {e}") \
+            from None
+
+
+def _progress_text(seen: list, started: float):
+    def show(result) -> str | None:
+        if result is None:
+            return None
+        bytes_in = sum(r.bytes_in for r in seen)
+        bytes_out = sum(r.bytes_out for r in seen)
+        rate = len(seen) / max(time.perf_counter() - started, 1e-9)
+        return f"{_short(bytes_in)} → {_short(bytes_out)}, {rate:.1f} images/s"
+
+    return show
+
+
+def _short(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} kB"
+
+
+def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool,
+               skip_existing: bool, on_result=None) -> None:
+    """Run the files, showing progress on a terminal; print errors, notes and a summary.
+
+    Exits with code 1 when any file failed.
+    """
+    if verb != "described":
+        _refuse_existing(planned, force, skip_existing)
+    started = time.perf_counter()
+    client = _connect(dask) if dask else None
+    seen: list = []
+    bar_on = not quiet and sys.stderr is not None and sys.stderr.isatty()
+    bar = click.progressbar(length=len(planned), label=f"kpal: {len(planned)} files",
+                            file=sys.stderr, show_eta=True, show_pos=True,
+                            item_show_func=_progress_text(seen, started)) \
+        if bar_on else contextlib.nullcontext()
+
+    def say(line: str) -> None:
+        click.echo(("\r\x1b[K" if bar_on else "") + line, err=True)
+
+    try:
+        results = batch.run(planned, jobs, client=client, skip_existing=skip_existing)
+        with contextlib.closing(results), bar:
+            for result in results:
+                seen.append(result)
+                if result.error is not None:
+                    say(f"kpal: error: {result.error}")
+                elif not quiet:
+                    for note in result.notes:
+                        say(f"kpal: warning: {result.path}: {note}")
+                if on_result is not None:
+                    on_result(result)
+                if bar_on:
+                    bar.update(1, result)
+    finally:
+        if client is not None:
+            client.close()
+    summary = batch.summarize(seen)
+    if not quiet and verb != "described":
+        _print_summary(summary, verb, time.perf_counter() - started)
+    if summary.failed:
+        click.get_current_context().exit(1)
+
+
+def _print_summary(s, verb: str, seconds: float) -> None:
+    parts = [f"{s.done:,} {verb}"]
+    if s.skipped:
+        parts.append(f"{s.skipped:,} skipped (output exists)")
+    if s.failed:
+        parts.append(f"{s.failed:,} failed")
+    rows = [("bytes in", _bytes(s.bytes_in))]
+    ratio = ""
+    if s.bytes_out and verb == "encoded":
+        factor = s.bytes_in / s.bytes_out
+        ratio = (f" ({factor:.2f}× smaller than the inputs)" if factor >= 1
+                 else f" ({1 / factor:.2f}× larger than the inputs)")
+    rows.append(("bytes out", _bytes(s.bytes_out) + ratio))
+    if verb == "encoded" and (s.mean_psnr is not None or s.lossless):
+        mean = "-" if s.mean_psnr is None else f"{s.mean_psnr:.2f} dB"
+        lossless = f" ({s.lossless:,} more lossless)" if s.lossless else ""
+        rows.append(("mean PSNR", mean + lossless))
+    if s.slowest is not None:
+        rows.append(("slowest", f"{s.slowest.path} ({s.slowest.seconds:.2f} s)"))
+    rate = s.done / seconds if seconds > 0 else 0.0
+    rows.append(("time", f"{seconds:.2f} s, {rate:.1f} images/s"))
+    for error in s.errors:
+        rows.append(("failed", error))
+    click.echo(f"{_plural(s.files, 'file')}: {', '.join(parts)}")
+    for label, value in rows:
+        click.echo(f"  {label:<14} {value}")
+
+
 # ------------------------------------------------------------------ encode
 @cli.command()
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("srcs", metavar="IN...", nargs=-1, required=True,
+                type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", type=click.Path(allow_dash=True),
-              help="Output file; default: IN with the extension .kpal (stdout when IN is -).")
-@click.option("-k", "--colors", "k", type=int, callback=_k_option,
-              help="Number of colours, 2..256 (default 16; a P image keeps its own palette).")
-@click.option("--method", type=click.Choice(["kmeans", "gmm"]), default="kmeans",
-              show_default=True, help="How the palette is chosen.")
-@click.option("--init", type=click.Choice(["k-means++", "random"]), default="k-means++",
-              show_default=True, help="How k-means chooses its starting centres.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed; the same seed gives byte-identical files.")
-@click.option("--sample", type=float, callback=_sample_option,
-              help="Fit on this fraction of the pixels (0 < F <= 1), then assign all.")
-@click.option("--max-iter", type=click.IntRange(min=1),
-              help="Maximum iterations (default 300 for k-means, 100 for EM).")
-@click.option("--tol", type=click.FloatRange(min=0),
-              help="Convergence tolerance (default 1e-4 for k-means, 1e-3 for EM).")
-@click.option("--packing", type=click.Choice(["fixed", "radix"]), default="fixed",
-              show_default=True, help="Index packing: fixed ceil(log2 k) bits or exact radix.")
-@click.option("--entropy", is_flag=True, help="Entropy-code the indices (smallest files).")
+              help="Output file; default: IN with the extension .kpal (stdout when IN is -). "
+                   "With several inputs, a folder or a pattern: the folder of the outputs, "
+                   "which mirror the inputs' tree (default: beside each input).")
+@option_flags("k", "method", "init", "seed", "sample", "max_iter", "tol", "coding")
+@click.option("--packing", type=click.Choice(["fixed", "radix"]),
+              help="Shorthand for --coding fixed|radix.")
+@click.option("--entropy", is_flag=True, default=None, help="Shorthand for --coding entropy.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def encode(src, out, k, method, init, seed, sample, max_iter, tol, packing, entropy, force,
-           quiet):
-    """Compress image IN to a .kpal file and report its size against the bound."""
+@_batch_flags
+def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip_existing,
+           dask, **values):
+    """Compress images to .kpal files and report their size against the bound.
+
+    IN is an image file, or several files, folders (with -r, their
+    sub-folders too) and glob patterns ('photos/*.jpg'): those are encoded in
+    parallel, each with the same options, with a progress bar and a summary.
+    """
+    start = time.perf_counter()
+    opts = encode_options(values, coding_flags={"--coding": values.pop("coding"),
+                                                "--packing": packing,
+                                                "--entropy": "entropy" if entropy else None})
+    if _is_batch(srcs, out, ext):
+        _check_batch_output(srcs, out)
+        planned = _plan("encode", srcs, out, ext=ext or ".kpal", recursive=recursive,
+                        wanted=batch.image_file, options=opts, force=force)
+        _run_batch(planned, "encoded", jobs=jobs, dask=dask, quiet=quiet, force=force,
+                   skip_existing=skip_existing)
+        return
+    src = srcs[0]
     if out is None:
         out = STDIO if src == STDIO else str(Path(src).with_suffix(".kpal"))
+    if _skip(out, skip_existing, quiet):
+        return
     _check_output(src, out, force)
-    start = time.perf_counter()
     name, data = _read_input(src)
     original_bytes = len(data)
-    image = _pixels_for_encoding(name, data)
+    image, orientation = _pixels_for_encoding(name, data)
     del data  # the encoded input is no longer needed: keep the peak memory down
-    options = dict(method=method, init=init, seed=seed, max_iter=max_iter, tol=tol)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            encoded = codec.encode_image(image, k, sample=sample,
-                                         coding="entropy" if entropy else packing, **options)
+            encoded = codec.encode_image(image, options=opts)
         except KpalError as e:
             raise click.ClickException(f"{name}: {e}") from None
     del image
     _write_output(out, encoded.data, force)
-    seconds = time.perf_counter() - start
     if quiet:
         return
     echo = _reporter(out)
     for w in caught:
         if issubclass(w.category, UserWarning):
             echo(f"note: {w.message}")
-    _report_encode(echo, name, out, original_bytes, encoded, k, seconds)
-    if sample is not None and encoded.method != "palette":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            full_psnr = codec.encode_image(encoded.source, k, **options).psnr()
-        echo(f"  {'sampling cost':<14} {full_psnr - encoded.psnr():+.2f} dB "
-             f"(fitting all pixels gives {full_psnr:.2f} dB)")
+    rows = _report_rows(encoded, original_bytes, orientation)
+    rows.append(("time", f"{time.perf_counter() - start:.2f} s"))
+    echo(f"{name} → {out if out != STDIO else '<stdout>'}")
+    for label, value in rows:
+        echo(f"  {label:<14} {value}")
 
 
 def _pixels_for_encoding(name: str, data: bytes):
-    """IN's pixels as the codec takes them: an RGB array, or the palette image itself."""
+    """IN's pixels as the codec takes them, upright, and the EXIF orientation applied.
+
+    The pixels are an RGB array, or the palette image itself.
+    """
     im = _open_image(name, data)
-    if im.mode in ("P", "PA"):
-        # The codec applies the mode rules and keeps the palette; converting
-        # here too would expand the pixels to RGB twice.
-        return im
     try:
+        im, orientation = codec.upright(im)
+        if im.mode in ("P", "PA"):
+            # The codec applies the mode rules and keeps the palette; converting
+            # here too would expand the pixels to RGB twice.
+            return im, orientation
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     if p_image is not None:
-        return p_image
+        return p_image, orientation
     im.close()  # np.asarray copied the pixels: release Pillow's copy
-    return rgb
+    return rgb, orientation
 
 
 def _reporter(out: str):
@@ -269,45 +372,102 @@ def _reporter(out: str):
     return (lambda s: click.echo(s, err=True)) if out == STDIO else click.echo
 
 
-def _report_encode(echo, name, out, original_bytes, encoded, k_requested, seconds):
-    h = encoded.header
+_TURNS = {2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "transposed",
+          6: "rotated 90° clockwise", 7: "transversed", 8: "rotated 90° anticlockwise"}
+
+
+def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) -> list:
+    """The encode report, as (label, value) rows."""
+    h, opts = encoded.header, encoded.options
     r = encoded.size_report()
-    psnr = encoded.psnr()
     how = {"palette": "own palette kept (lossless)"}.get(encoded.method, encoded.method)
-    rows = [
-        ("pixels", f"{h.width}×{h.height} = {h.n_pixels:,}"),
-        ("colours", f"k = {h.k}" + (f" (asked {k_requested})" if k_requested not in (None, h.k)
-                                     else "") + f", {h.bits_per_index} bits per index, {how}"),
-    ]
+    asked = "" if opts.k in (None, h.k) else f" (asked {opts.k})"
+    rows = [("pixels", f"{h.width}×{h.height} = {h.n_pixels:,}")]
+    if orientation != 1:
+        rows.append(("orientation", f"EXIF orientation {orientation} applied: "
+                                    f"{_TURNS[orientation]}, stored upright"))
+    rows.append(("colours", f"k = {h.k}{asked}, {_plural(h.bits_per_index, 'bit')} per index, "
+                            f"{how}"))
     if encoded.n_iter is not None:
-        rows.append(("fit", f"{encoded.n_iter} iterations (all coarse-to-fine levels), "
-                            f"inertia (MSE) {encoded.inertia:.2f}"))
+        steps = (f"{_plural(encoded.n_iter, 'iteration')} (all coarse-to-fine levels)"
+                 if encoded.method == "kmeans" else f"{_plural(encoded.n_iter, 'EM iteration')}")
+        rows.append(("fit", f"{steps}, MSE {encoded.mse:.2f} per channel"))
+        if opts.sample is not None and opts.sample < 1:
+            fitted = max(1, round(opts.sample * h.n_pixels))
+            rows.append(("sample", f"fitted on {opts.sample:.0%} of the pixels ({fitted:,}), "
+                                   f"then every pixel assigned"))
+    coding = r.coding
+    rows.append(("coding", {"fixed": "fixed (ceil(log2 k) bits per index)",
+                            "radix": "radix (groups of indices as base-k numbers)",
+                            "entropy": "entropy (context model + rANS)"}[coding]))
     rows += [
-        ("coding", codings.get(h.coding).name),
         ("original file", _bytes(original_bytes)),
         ("raw 24-bit", _bytes(r.raw_bytes)),
-        ("theoretical", f"{r.formula} = {_bytes(r.theoretical_bytes)}"),
-        ("on disk", f"{_bytes(r.on_disk_bytes)} (overhead {r.overhead_bytes} bytes: header "
-                    f"{container.HEADER_SIZE} + checksum {container.CHECKSUM_SIZE})"),
-        ("ratio", f"{r.ratio:.2f}× smaller than raw, {r.bits_per_pixel:.3f} bits per pixel"),
+    ]
+    layout = (f"header {container.HEADER_SIZE} + palette {3 * h.k:,} + payload "
+              f"{h.payload_length:,} + checksum {container.CHECKSUM_SIZE} bytes")
+    if coding == "fixed":
+        rows += [
+            ("theoretical", f"{r.formula} = {_bytes(r.theoretical_bytes)}"),
+            ("on disk", f"{_bytes(r.on_disk_bytes)} (overhead {r.overhead_bytes} bytes: header "
+                        f"{container.HEADER_SIZE} + checksum {container.CHECKSUM_SIZE})"),
+        ]
+    else:
+        rows += [
+            ("fixed width", f"{r.formula} = {_bytes(r.theoretical_bytes)} (the textbook size)"),
+            ("log2 k", f"{h.k}×24 + {h.n_pixels}×log2({h.k}) = "
+                       f"{_bytes(math.ceil(r.log2_bound_bits / 8))}"),
+        ]
+        if r.order0_entropy_bits is not None:
+            rows.append(("order-0", f"{h.k}×24 + {h.n_pixels}×H0 = "
+                                    f"{_bytes(math.ceil(r.order0_entropy_bits / 8))} (each "
+                                    f"index coded alone; context models go below it)"))
+        fixed_file = r.theoretical_bytes + container.OVERHEAD
+        rows += [
+            ("on disk", f"{_bytes(r.on_disk_bytes)}, {r.on_disk_bytes / fixed_file:.3f}× the "
+                        f"fixed-width file"),
+            ("layout", layout),
+        ]
+    psnr = encoded.psnr()
+    rows += [
+        ("ratio", f"{_ratio(r.ratio)}, {r.bits_per_pixel:.3f} bits per pixel"),
         ("PSNR", "lossless (inf dB)" if psnr == float("inf") else f"{psnr:.2f} dB"),
     ]
-    rows.append(("time", f"{seconds:.2f} s"))
-    echo(f"{name} → {out if out != STDIO else '<stdout>'}")
-    for label, value in rows:
-        echo(f"  {label:<14} {value}")
+    return rows
 
 
 # ------------------------------------------------------------------ decode
 @cli.command()
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("srcs", metavar="IN...", nargs=-1, required=True,
+                type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", type=click.Path(allow_dash=True),
-              help="Output image; its extension picks the format (default: IN as .png).")
+              help="Output image; its extension picks the format (default: IN as .png). "
+                   "With several inputs, a folder or a pattern: the folder of the outputs.")
 @click.option("--format", "fmt", help="Output format when OUT is - or has no known extension "
-                                      "(e.g. PNG, BMP, TIFF).")
+                                      "(e.g. PNG, BMP, TIFF); with several files, the format "
+                                      "of every output (default PNG).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-def decode(src, out, fmt, force):
-    """Decode a .kpal file IN to any image format Pillow writes."""
+@click.option("-q", "--quiet", is_flag=True, help="Print no progress or summary for several "
+                                                  "files.")
+@_batch_flags
+def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, dask):
+    """Decode .kpal files to any image format Pillow writes.
+
+    IN is a .kpal file, or several files, folders (their .kpal files; with
+    -r, sub-folders too) and glob patterns, decoded in parallel.
+    """
+    if _is_batch(srcs, out, ext):
+        _check_batch_output(srcs, out)
+        try:
+            fmt, ext = batch.output_format(fmt, ext)
+        except batch.BatchError as e:
+            raise click.UsageError(str(e)) from None
+        planned = _plan("decode", srcs, out, ext=ext, recursive=recursive,
+                        wanted=batch.kpal_file, fmt=fmt, force=force)
+        _run_batch(planned, "decoded", jobs=jobs, dask=dask, quiet=quiet, force=force,
+                   skip_existing=skip_existing)
+        return
+    src = srcs[0]
     if out is None:
         out = STDIO if src == STDIO else str(Path(src).with_suffix(".png"))
     if fmt is None:
@@ -318,33 +478,66 @@ def decode(src, out, fmt, force):
             fmt = Image.registered_extensions().get(ext)
             if fmt is None:
                 raise click.UsageError(f"{out}: unknown image extension {ext!r}; use --format")
+    if _skip(out, skip_existing, quiet):
+        return
     _check_output(src, out, force)
     name, data = _read_input(src, kpal=True)
     try:
         im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
-    buffer = io.BytesIO()
-    try:
-        im.save(buffer, format=fmt)
-    except (OSError, ValueError):  # the format has no palette mode (e.g. JPEG)
-        buffer = io.BytesIO()
-        im.convert("RGB").save(buffer, format=fmt)
-    except KeyError:
-        raise click.UsageError(f"unknown output format {fmt!r}") from None
-    _write_output(out, buffer.getvalue(), force)
+    _write_output(out, encode_image_file(im, fmt, out), force)
 
 
 # ------------------------------------------------------------------ info
 @cli.command()
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
-@click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
-def info(src, as_json):
-    """Show a .kpal file's header, palette, size accounting and checksum status."""
-    name, data = _read_input(src, kpal=True)
+@click.argument("srcs", metavar="IN...", nargs=-1, required=True,
+                type=click.Path(dir_okay=True, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the fields as JSON (one line per file with several files).")
+@click.option("-r", "--recursive", is_flag=True,
+              help="Describe the .kpal files of a folder and its sub-folders.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N", default=1,
+              show_default=True, help="Worker processes for several files.")
+@click.option("--dask", metavar="ADDRESS", help="Run the files on this Dask scheduler.")
+def info(srcs, as_json, recursive, jobs, dask):
+    """Show .kpal files' header, palette, size accounting and checksum status.
+
+    A damaged file is still described, with what is wrong; the exit code is
+    then 1. With --json the same goes to stdout as JSON, with a "problem" field.
+    IN is a file, or several files, glob patterns and (with -r) folders: each
+    is described in turn, as JSON lines with --json.
+    """
+    if len(srcs) > 1 or batch.is_glob(srcs[0]) or batch.is_url(srcs[0]) or recursive:
+        _check_batch_output(srcs, None)
+        planned = _plan("info", srcs, None, ext="", recursive=recursive,
+                        wanted=batch.kpal_file)
+
+        def show(result) -> None:
+            if result.report is None:
+                return
+            if as_json:
+                click.echo(json.dumps(result.report))
+            elif "header" in result.report:
+                _print_info(result.path, result.report)
+
+        _run_batch(planned, "described", jobs=jobs, dask=dask, quiet=True, force=False,
+                   skip_existing=False, on_result=show)
+        return
+    src = srcs[0]
     try:
+        name, data = _read_input(src, kpal=True)
         report = codec.inspect(data)
+    except click.UsageError:
+        raise
+    except click.ClickException as e:  # not a .kpal header: still say so in the JSON
+        if as_json:
+            click.echo(json.dumps({"file": "<stdin>" if src == STDIO else src,
+                                   "problem": e.format_message()}, indent=2))
+        raise
     except (KpalError, Image.DecompressionBombError) as e:
+        if as_json:
+            click.echo(json.dumps({"file": name, "problem": str(e)}, indent=2))
         raise click.ClickException(f"{name}: {e}") from None
     if as_json:
         click.echo(json.dumps({"file": name, **report}, indent=2))
@@ -356,20 +549,35 @@ def info(src, as_json):
 
 def _print_info(name: str, report: dict) -> None:
     h, s = report["header"], report["size"]
+    n = h["width"] * h["height"]
+    rows = [
+        ("version", h["version"]),
+        ("size", f"{h['width']}×{h['height']} = {_plural(n, 'pixel')}"),
+        ("k", f"{_plural(h['k'], 'colour')}, {_plural(h['bits_per_index'], 'bit')} per index"),
+        ("coding", report["coding"]),
+        ("palette", " ".join(report["palette"])),
+    ]
+    if s is None:  # truncated or extended: there is no file to account for
+        what = "short" if report["file_bytes"] < report["expected_bytes"] else "long"
+        rows.append(("on disk", f"{_bytes(report['file_bytes'])}, but the header implies "
+                                f"{_bytes(report['expected_bytes'])} (the file is too {what})"))
+    else:
+        rows += [
+            ("fixed width", f"{s['formula']} = {_bytes(s['theoretical_bytes'])}"),
+            ("log2 k", f"{_bytes(math.ceil(s['log2_bound_bits'] / 8))}"),
+        ]
+        if s["order0_entropy_bits"] is not None:
+            rows.append(("order-0", f"{_bytes(math.ceil(s['order0_entropy_bits'] / 8))} (each "
+                                    f"index coded alone; context models go below it)"))
+        rows += [
+            ("on disk", f"{_bytes(s['on_disk_bytes'])} (payload {_bytes(h['payload_length'])}, "
+                        f"overhead {s['overhead_bytes']} bytes)"),
+            ("ratio", _ratio(s["ratio"])),
+        ]
+    rows.append(("checksum", report["checksum"]))
     click.echo(name)
-    click.echo(f"  version        {h['version']}")
-    click.echo(f"  size           {h['width']}×{h['height']} = {s['n_pixels']:,} pixels")
-    click.echo(f"  k              {h['k']} colours, {h['bits_per_index']} bits per index")
-    click.echo(f"  coding         {report['coding']}")
-    click.echo(f"  palette        {' '.join(report['palette'])}")
-    click.echo(f"  fixed bound    {s['formula']} = {_bytes(s['theoretical_bytes'])}")
-    click.echo(f"  log2 k bound   {s['log2_bound_bits'] / 8:,.0f} bytes")
-    if s["entropy_bound_bits"] is not None:
-        click.echo(f"  entropy bound  {s['entropy_bound_bits'] / 8:,.0f} bytes (order 0)")
-    click.echo(f"  on disk        {_bytes(s['on_disk_bytes'])} (payload "
-               f"{_bytes(h['payload_length'])}, overhead {s['overhead_bytes']} bytes)")
-    click.echo(f"  ratio          {s['ratio']:.2f}× smaller than raw 24-bit")
-    click.echo(f"  checksum       {report['checksum']}")
+    for label, value in rows:
+        click.echo(f"  {label:<14} {value}")
 
 
 # ------------------------------------------------------------------ sample
@@ -396,12 +604,9 @@ def _echo_notes(caught) -> None:
 @click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
               help="Output image; its extension picks the format (PNG keeps it exact).")
-@click.option("-k", "--colors", "k", type=int, default=16, show_default=True,
-              callback=_k_option, help="Number of mixture components, 2..256.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Random seed of the fit and of the draw.")
+@option_flags("k", "seed")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-def sample(src, out, k, seed, force):
+def sample(src, out, force, **values):
     """Draw a new image from the colours of IN.
 
     Fits a Gaussian mixture of K components to IN's pixels and writes an image
@@ -410,6 +615,8 @@ def sample(src, out, k, seed, force):
     """
     from kpal.cluster.gmm import sample_image
 
+    opts = encode_options(values)
+    k, seed = opts.k or options.DEFAULT_K, opts.seed
     fmt = "PNG" if out == STDIO else _output_format(out)
     _check_output(src, out, force)
     name, data = _read_input(src)
@@ -418,9 +625,7 @@ def sample(src, out, k, seed, force):
         warnings.simplefilter("always")
         drawn = sample_image(rgb, k, seed=seed)
     _echo_notes(caught)
-    buffer = io.BytesIO()
-    Image.fromarray(drawn, "RGB").save(buffer, format=fmt)
-    _write_output(out, buffer.getvalue(), force)
+    _write_output(out, encode_image_file(Image.fromarray(drawn, "RGB"), fmt, out), force)
 
 
 def _output_format(out: str) -> str:
@@ -441,19 +646,15 @@ def _output_format(out: str) -> str:
                    "against k.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
               help="Output figure (.png, .svg or .pdf).")
-@click.option("-k", "--colors", "k", type=int, default=16, show_default=True,
-              callback=_k_option, help="Number of colours (curve: ignored, k = 2..256).")
-@click.option("--method", type=click.Choice(["kmeans", "gmm"]), default="kmeans",
-              show_default=True, help="How the palette is chosen.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@option_flags("k", "method", "seed")
 @click.option("--size", callback=_size_option, metavar="WxH",
               help="Figure size in pixels, e.g. 1200x800 (default depends on the kind).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-def plot(src, kind, out, k, method, seed, size, force):
+def plot(src, kind, out, size, force, **values):
     """Draw a figure of what kpal does to image IN (needs pip install "kpal[plot]")."""
-    from kpal import plot as plots
-
-    if kind == "iterations" and method != "kmeans":
+    opts = encode_options(values)
+    k = opts.k or options.DEFAULT_K
+    if kind == "iterations" and opts.method != "kmeans":
         raise click.UsageError("--kind iterations shows k-means iterations; drop --method gmm")
     fmt = "png" if out == STDIO else (Path(out).suffix.lower().lstrip(".") or "png")
     if fmt not in ("png", "svg", "pdf"):
@@ -461,29 +662,55 @@ def plot(src, kind, out, k, method, seed, size, force):
     _check_output(src, out, force)
     name, data = _read_input(src)
     im = _open_image(name, data)
-    rgb, _ = codec.to_rgb(im)
+    try:
+        rgb, _ = codec.to_rgb(im)
+    except KpalError as e:
+        raise click.ClickException(f"{name}: {e}") from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            from kpal import plot as plots
+
             if kind in ("compare", "palette", "scatter"):
                 # The real encoding, so the figure shows the file kpal would write.
-                encoded = codec.encode_image(rgb, k, method=method, seed=seed,
-                                             **plots.fit_options(method))
+                encoded = codec.encode_image(rgb, options=opts)
                 sizes = {"original_bytes": len(data), "compressed_bytes": len(encoded.data)}
                 fig = getattr(plots, kind)(rgb, quantization=(encoded.palette, encoded.labels),
                                            size=size, **(sizes if kind == "compare" else {}))
             elif kind == "iterations":
-                fig = plots.iterations(rgb, k, seed=seed, size=size)
+                fig = plots.iterations(rgb, k, seed=opts.seed, size=size)
             else:
-                overhead = container.HEADER_SIZE + container.CHECKSUM_SIZE
-                fig = plots.curve(rgb, method=method, seed=seed, overhead_bytes=overhead,
-                                  size=size)
+                fig = plots.curve(rgb, method=opts.method, seed=opts.seed,
+                                  overhead_bytes=container.OVERHEAD, size=size)
         except ImportError as e:
             raise click.ClickException(str(e)) from None
-    _echo_notes(w for w in caught if "distinct colours" in str(w.message))
+        except ValueError as e:  # KpalError, or a figure size that cannot hold the figure
+            raise click.ClickException(f"{name}: {e}") from None
+    _echo_notes(w for w in caught if "distinct colour" in str(w.message))
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=fig.dpi)
     _write_output(out, buffer.getvalue(), force)
+
+
+# ------------------------------------------------------------------ view
+@cli.command()
+@click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
+              help="Write the page here (replacing it); default: a new temporary folder.")
+@click.option("--no-open", is_flag=True, help="Write the page without opening a browser.")
+def view(src, out, no_open):
+    """Show .kpal file IN in the web browser.
+
+    Writes one self-contained HTML page (the viewer, the decoder and the file,
+    nothing to fetch) and prints its path.
+    """
+    from kpal import view as viewer
+
+    try:
+        page = viewer.view(src, open_browser=not no_open, output=out)
+    except KpalError as e:
+        raise click.ClickException(f"{src}: {e}") from None
+    click.echo(page)
 
 
 def main() -> None:

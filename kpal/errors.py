@@ -9,11 +9,19 @@ through unchanged.
 
 from __future__ import annotations
 
-__all__ = ["KpalError", "FormatError", "ChecksumError", "LimitError"]
+__all__ = ["KpalError", "OptionError", "FormatError", "ChecksumError", "LimitError"]
 
 
 class KpalError(ValueError):
     """Base class for every data error kpal raises."""
+
+
+class OptionError(KpalError):
+    """An encode option is unknown, of the wrong type or out of range.
+
+    Raised before any input is read or any work is done; the message names the
+    option, the value given and what is accepted.
+    """
 
 
 class FormatError(KpalError):

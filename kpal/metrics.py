@@ -4,7 +4,10 @@ The size accounting is the project's yardstick: a palette image of ``N`` pixels
 and ``k`` colours needs ``k*24`` bits of palette plus ``N*b`` bits of indices
 with ``b = ceil(log2 k)`` (the *fixed-width bound*). Two tighter bounds are
 reported beside it: ``N*log2(k)`` bits (what exact radix packing approaches) and
-``N*H`` bits, ``H`` being the order-0 entropy of the labels.
+``N*H`` bits, ``H`` being the order-0 entropy of the labels. ``N*H`` is the
+least a coder that sees each index alone (no context) can reach; a coder with a
+context model, such as coding 2, goes below it on real images, so it is a
+reference point, not a bound.
 """
 
 from __future__ import annotations
@@ -90,15 +93,21 @@ class SizeReport:
     theoretical_bytes : int
         ``ceil(theoretical_bits / 8)``.
     log2_bound_bits : float
-        ``k*24 + N*log2(k)``.
-    entropy_bound_bits : float or None
-        ``k*24 + N*H(labels)`` when the labels were given.
+        ``k*24 + N*log2(k)``: the least any coding that stores each index
+        alone, without context, in whole symbols of ``log2(k)`` bits can reach.
+    order0_entropy_bits : float or None
+        ``k*24 + N*H(labels)`` when the labels were given, ``H`` the order-0
+        entropy of the labels. Context-modelling codings can go below it.
     on_disk_bytes : int
         The real file size.
     overhead_bytes : int or None
         File bytes that are neither palette nor payload (header and checksum).
     raw_bytes : int
         ``3*N``, the image as 24-bit RGB.
+    coding : str or None
+        The file's payload coding, when known.
+    payload_bytes : int or None
+        The length of the index payload, when known.
     """
 
     k: int
@@ -109,10 +118,12 @@ class SizeReport:
     theoretical_bits: int
     theoretical_bytes: int
     log2_bound_bits: float
-    entropy_bound_bits: float | None
+    order0_entropy_bits: float | None
     on_disk_bytes: int
     overhead_bytes: int | None
     raw_bytes: int
+    coding: str | None = None
+    payload_bytes: int | None = None
 
     @property
     def formula(self) -> str:
@@ -146,6 +157,7 @@ def size_report(
     *,
     payload_bytes: int | None = None,
     labels: np.ndarray | None = None,
+    coding: str | None = None,
 ) -> SizeReport:
     """Account for an encoded image's size against the k·24 + N·b bound.
 
@@ -161,7 +173,9 @@ def size_report(
         Length of the index payload; with it the overhead (header and checksum)
         is reported.
     labels : ndarray, optional
-        The palette indices; with them the order-0 entropy bound is reported.
+        The palette indices; with them the order-0 entropy is reported.
+    coding : str, optional
+        The payload coding's name, kept for the report.
 
     Examples
     --------
@@ -182,8 +196,10 @@ def size_report(
         theoretical_bits=total,
         theoretical_bytes=(total + 7) // 8,
         log2_bound_bits=palette_bits + n_pixels * math.log2(k),
-        entropy_bound_bits=None if labels is None else palette_bits + entropy_bits(labels, k),
+        order0_entropy_bits=None if labels is None else palette_bits + entropy_bits(labels, k),
         on_disk_bytes=on_disk_bytes,
         overhead_bytes=None if payload_bytes is None else on_disk_bytes - 3 * k - payload_bytes,
         raw_bytes=3 * n_pixels,
+        coding=coding,
+        payload_bytes=payload_bytes,
     )

@@ -15,11 +15,19 @@ matplotlib is an optional extra (``pip install "kpal[plot]"``) and is only
 imported when a figure is drawn. Figures are built with
 :class:`matplotlib.figure.Figure` directly, not ``pyplot``: no global state, no
 GUI backend, safe in scripts, servers and tests.
+
+Every figure lays itself out for the size asked for (matplotlib's constrained
+layout, fonts scaled with the figure, long titles wrapped), and refuses sizes
+below a minimum per kind (:data:`MIN_SIZES`) with a :class:`~kpal.errors.KpalError`.
+Images far from square (1×100000) are shown stretched to at most 4:1, nearest
+neighbour, so they stay visible; a figure with nothing to show (an image of one
+colour has no k-means iterations) says so in words.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,12 +39,14 @@ from kpal.cluster import Quantization, quantize
 from kpal.cluster.histogram import color_histogram
 from kpal.cluster.init import kmeans_plusplus, random_init
 from kpal.cluster.kmeans import KMeans, tolerance
+from kpal.errors import KpalError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = [
     "KINDS",
+    "MIN_SIZES",
     "MISSING_MATPLOTLIB",
     "compare",
     "curve",
@@ -62,6 +72,23 @@ _DEFAULT_SIZES = {
     "iterations": (1200, 900),
     "curve": (900, 560),
 }
+#: Smallest figure of each kind, in pixels (width, height): below it titles and
+#: labels no longer fit without overlapping at a legible font size.
+MIN_SIZES = {
+    "compare": (240, 160),
+    "palette": (160, 120),
+    "scatter": (240, 200),
+    "iterations": (240, 180),
+    "curve": (280, 200),
+}
+#: Images are shown at most this many times longer than wide (or wide than long),
+#: so a 1×100000 image is a visible strip, not a line thinner than a pixel.
+_MAX_ASPECT = 4.0
+#: Smallest font drawn, in points.
+_MIN_FONT = 5.0
+#: Average width of a character as a fraction of the font size (DejaVu Sans is
+#: about 0.55; a little more, so that wrapped lines surely fit).
+_CHAR_WIDTH = 0.62
 
 
 def _figure(kind: str, size: tuple[int, int] | None) -> Figure:
@@ -70,10 +97,92 @@ def _figure(kind: str, size: tuple[int, int] | None) -> Figure:
     except ImportError as error:
         raise ImportError(MISSING_MATPLOTLIB) from error
     width, height = size or _DEFAULT_SIZES[kind]
-    if width < 50 or height < 50:
-        msg = f"figure size {width}x{height} is too small (at least 50x50 pixels)"
-        raise ValueError(msg)
-    return Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI)
+    min_width, min_height = MIN_SIZES[kind]
+    if width < min_width or height < min_height:
+        msg = (
+            f"figure size {width}x{height} is too small for a {kind} figure "
+            f"(at least {min_width}x{min_height} pixels)"
+        )
+        raise KpalError(msg)
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, layout="constrained")
+    pad = 4 / 72 * min(1.0, _scale(fig, kind))  # inches
+    fig.get_layout_engine().set(w_pad=pad, h_pad=pad, wspace=0.02, hspace=0.02)
+    return fig
+
+
+def _scale(fig: Figure, kind: str) -> float:
+    """Font scale of a figure: 1 at the kind's default size, smaller or larger with it.
+
+    The square root of the size ratio: text shrinks slower than the figure, so
+    a small figure still has legible labels.
+    """
+    width, height = fig.get_size_inches() * _DPI
+    default_width, default_height = _DEFAULT_SIZES[kind]
+    ratio = min(width / default_width, height / default_height)
+    return min(1.6, max(0.4, math.sqrt(ratio)))
+
+
+def _font(points: float, scale: float) -> float:
+    return max(_MIN_FONT, points * scale)
+
+
+def _wrap(pieces: Sequence[str], fontsize: float, width_px: float, sep: str = "    ") -> str:
+    """Join ``pieces`` with ``sep``, breaking lines between pieces to fit ``width_px``.
+
+    A piece longer than a whole line is itself wrapped at spaces.
+    """
+    per_line = max(6, int(width_px / (_CHAR_WIDTH * fontsize * _DPI / 72)))
+    lines: list[str] = []
+    for piece in pieces:
+        for part in textwrap.wrap(piece, per_line) or [""]:
+            if lines and len(lines[-1]) + len(sep) + len(part) <= per_line:
+                lines[-1] += sep + part
+            else:
+                lines.append(part)
+    return "\n".join(lines)
+
+
+def _shown_ratio(height: int, width: int) -> float:
+    """Height over width of an image as displayed: its own, kept within 1:4 and 4:1."""
+    return min(_MAX_ASPECT, max(1 / _MAX_ASPECT, height / width))
+
+
+def _show_image(ax, picture: np.ndarray) -> bool:
+    """Draw an image, nearest neighbour, stretched if too thin to see; True if stretched."""
+    height, width = picture.shape[:2]
+    shown = _shown_ratio(height, width)
+    ax.imshow(picture, interpolation="nearest", aspect=shown * width / height)
+    ax.set_axis_off()
+    return not math.isclose(shown, height / width)
+
+
+def _no_content(
+    fig: Figure, kind: str, title: str, message: str, colours: np.ndarray | None = None
+) -> Figure:
+    """A figure whose kind has nothing to show: the title, why in words, and ``colours``.
+
+    ``colours`` (shape (n, 3), uint8), if given, are drawn as a row of swatches
+    below the message.
+    """
+    scale = _scale(fig, kind)
+    width_px = fig.get_size_inches()[0] * _DPI
+    title_font = _font(13, scale)
+    fig.suptitle(_wrap(title.split(" "), title_font, width_px - 12, " "), fontsize=title_font)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.set_axis_off()
+    font = _font(12, scale)
+    text_y = 0.5 if colours is None else 0.8
+    ax.text(0.5, text_y, _wrap(message.split(" "), font, 0.9 * width_px, " "), ha="center",
+            va="center", fontsize=font, transform=ax.transAxes)
+    if colours is not None:
+        n = len(colours)
+        # Swatches in the lower half of the axes, at most as tall as they are wide.
+        ax.set_xlim(0, max(n, 3))
+        ax.set_ylim(0, 2)
+        for i, colour in enumerate(colours):
+            ax.add_patch(_rectangle((i + 0.05 + (max(n, 3) - n) / 2, 0.1), 0.9, 1.0,
+                                    colour / 255.0, edge="0.4"))
+    return fig
 
 
 def _rgb_array(image: Any) -> np.ndarray:
@@ -165,21 +274,30 @@ def compare(
         Size of the ``.kpal`` file; default: the ``k·24 + N·b`` bits of
         palette and fixed-width indices.
     size : (int, int), optional
-        Figure size in pixels (width, height).
+        Figure size in pixels (width, height), at least ``MIN_SIZES[kind]``;
+        fonts scale with it.
 
     Returns
     -------
     matplotlib.figure.Figure
         Panels titled "Original" and "Compressed to K colours", the sizes and
         the PSNR in the caption.
+
+    Raises
+    ------
+    KpalError
+        If ``size`` is below ``MIN_SIZES["compare"]`` (every kind does the same).
     """
     rgb = _rgb_array(image)
     height, width = rgb.shape[:2]
     if size is None:
         # Two images side by side at this width, plus room for titles and caption.
         panel_width = _DEFAULT_SIZES["compare"][0] // 2
-        size = (2 * panel_width, min(1600, int(panel_width * height / width) + 110))
+        panel_height = int(panel_width * _shown_ratio(height, width))
+        size = (2 * panel_width, min(1600, max(MIN_SIZES["compare"][1], panel_height + 110)))
     fig = _figure("compare", size)
+    scale = _scale(fig, "compare")
+    fig_width = fig.get_size_inches()[0] * _DPI
     if quantization is None:
         quantization = _quantize(rgb, k, method, seed, sample)
     colours, labels = quantization
@@ -198,25 +316,23 @@ def compare(
         compressed_text = f"{compressed_bytes:,} bytes"
     psnr_text = "lossless" if math.isinf(quality) else f"PSNR {quality:.2f} dB"
 
+    title_font = _font(13, scale)
     for index, (picture, title) in enumerate(
         [(rgb, "Original"), (compressed, f"Compressed to {k_used} colours")]
     ):
         ax = fig.add_subplot(1, 2, index + 1)
-        ax.imshow(picture, interpolation="nearest")
-        ax.set_title(title, fontsize=13)
-        ax.set_axis_off()
-    fig_height = fig.get_size_inches()[1] * _DPI
-    fig.text(
-        0.5,
-        20 / fig_height,
-        f"Original: {original_text}    Compressed: {compressed_text}    "
-        f"{3 * n_pixels / compressed_bytes:.1f}× smaller than raw    {psnr_text}",
-        ha="center",
-        fontsize=11,
-    )
-    fig.subplots_adjust(
-        left=0.01, right=0.99, top=1 - 40 / fig_height, bottom=60 / fig_height, wspace=0.03
-    )
+        if _show_image(ax, picture) and index == 0:
+            title = f"{title} ({width}×{height}, stretched)"
+        ax.set_title(_wrap(title.split(" "), title_font, fig_width / 2 - 12, " "),
+                     fontsize=title_font)
+    caption_font = _font(11, scale)
+    pieces = [
+        f"Original: {original_text}",
+        f"Compressed: {compressed_text}",
+        f"{3 * n_pixels / compressed_bytes:.1f}× smaller than raw",
+        psnr_text,
+    ]
+    fig.supxlabel(_wrap(pieces, caption_font, fig_width - 12), fontsize=caption_font)
     return fig
 
 
@@ -249,21 +365,35 @@ def palette(
     share = np.bincount(labels.reshape(-1), minlength=len(colours)) / labels.size
     order = np.argsort(-share, kind="stable")
     n = len(colours)
-    # A grid about as wide as the figure's aspect asks for.
-    fig_w, fig_h = fig.get_size_inches()
-    columns = max(1, min(n, math.ceil(math.sqrt(n * fig_w / fig_h))))
+    scale = _scale(fig, "palette")
+    fig_w, fig_h = fig.get_size_inches() * _DPI
+    title_font = _font(13, scale)
+    title = _wrap(f"Palette: {n} colours, by share of pixels".split(" "), title_font,
+                  fig_w - 12, " ")
+    fig.suptitle(title, fontsize=title_font)
+    # The swatch area: the figure below the title (an estimate made before layout).
+    area_w = fig_w - 12
+    area_h = fig_h - 12 - (title.count("\n") + 1) * 1.4 * title_font * _DPI / 72
+    # A grid about as wide as the area's aspect asks for.
+    columns = max(1, min(n, math.ceil(math.sqrt(n * area_w / max(area_h, 1.0)))))
     rows = math.ceil(n / columns)
-    ax = fig.add_axes((0.01, 0.01, 0.98, 0.9))
+    ax = fig.add_subplot(1, 1, 1)
     ax.set_xlim(0, columns)
     ax.set_ylim(rows, 0)
     ax.set_axis_off()
-    font = max(4.0, min(12.0, 70.0 / columns))
+    # Two monospace lines of at most 7 characters must fit inside a swatch; when
+    # even the smallest font does not, the swatches go without labels.
+    swatch_w, swatch_h = 0.92 * area_w / columns, 0.92 * area_h / rows
+    font = min(12.0 * max(scale, 1.0), 0.8 * swatch_w / (7 * 0.6) * 72 / _DPI,
+               0.75 * swatch_h / (2 * 1.25) * 72 / _DPI)
     for slot, j in enumerate(order):
         row, column = divmod(slot, columns)
         colour = colours[j]
         ax.add_patch(
             _rectangle((column + 0.04, row + 0.04), 0.92, 0.92, colour / 255.0, edge="0.6")
         )
+        if font < _MIN_FONT:
+            continue
         ax.text(
             column + 0.5,
             row + 0.5,
@@ -274,7 +404,6 @@ def palette(
             color=_text_colour(colour),
             family="monospace",
         )
-    fig.suptitle(f"Palette: {n} colours, by share of pixels", fontsize=13)
     return fig
 
 
@@ -317,24 +446,36 @@ def scatter(
         quantization = _quantize(rgb, k, method, seed, sample)
     colours = np.asarray(next(iter(quantization)))
     points = _sample_rows(rgb.reshape(-1, 3), n_points, seed)
+    scale = _scale(fig, "scatter")
     ax = fig.add_subplot(projection="3d")
-    ax.scatter(*points.T, c=points / 255.0, s=4, alpha=0.6, depthshade=False, linewidths=0)
+    if scale < 0.8:
+        # A small figure: shrink the cube a little so the axis labels stay inside.
+        ax.set_box_aspect(None, zoom=0.85)
+    ax.scatter(*points.T, c=points / 255.0, s=4 * min(1.0, scale), alpha=0.6,
+               depthshade=False, linewidths=0)
     ax.scatter(
         *colours.T,
         c=colours / 255.0,
         marker="*",
-        s=420,
+        s=420 * min(1.0, scale) ** 2,
         edgecolors="black",
         linewidths=1.0,
         depthshade=False,
     )
+    font = _font(10, scale)
+    # Fewer ticks on a small figure, so their labels do not run into each other.
+    ticks = (0, 64, 128, 192, 255) if scale >= 0.8 else (0, 128, 255)
     for axis, name in zip("xyz", ("red", "green", "blue"), strict=True):
         getattr(ax, f"set_{axis}lim")(0, 255)
-        getattr(ax, f"set_{axis}label")(name)
-    ax.set_title(
+        getattr(ax, f"set_{axis}ticks")(ticks)
+        getattr(ax, f"set_{axis}label")(name, fontsize=font, labelpad=0)
+    ax.tick_params(labelsize=_font(8, scale), pad=0)
+    title_font = _font(12, scale)
+    title = (
         f"{len(points):,} pixels in RGB space and the {len(colours)} palette colours (stars)"
     )
-    fig.subplots_adjust(left=0.0, right=0.95, top=0.93, bottom=0.03)
+    width_px = fig.get_size_inches()[0] * _DPI
+    fig.suptitle(_wrap(title.split(" "), title_font, width_px - 12, " "), fontsize=title_font)
     return fig
 
 
@@ -401,8 +542,11 @@ def _panel_steps(n_steps: int, n_panels: int) -> list[int]:
     """Which recorded steps get a panel: the first few, then spread out, always the last."""
     if n_steps <= n_panels:
         return list(range(n_steps))
-    early = list(range(n_panels // 2))
-    spread = np.linspace(early[-1] + 1, n_steps - 1, n_panels - len(early))
+    if n_panels == 1:
+        return [n_steps - 1]
+    early = list(range(max(1, n_panels // 2)))
+    n_spread = n_panels - len(early)
+    spread = np.linspace(early[-1] + 1, n_steps - 1, n_spread) if n_spread > 1 else [n_steps - 1]
     return early + [int(round(s)) for s in spread]
 
 
@@ -423,7 +567,9 @@ def iterations(
     to the last). Each shows the sampled pixels and the centroids (stars, in
     their own colour) with the path each centroid has travelled so far, in
     the plane of the two main directions of the colour cloud (its first two
-    principal components), where the pixels spread the most.
+    principal components), where the pixels spread the most. An image with no
+    more than ``k`` distinct colours has no iterations: the figure says so and
+    shows those colours.
 
     Parameters
     ----------
@@ -441,25 +587,45 @@ def iterations(
     """
     fig = _figure("iterations", size)
     pixels = _rgb_array(image).reshape(-1, 3)
+    hist = color_histogram(pixels)
+    n_colours = len(hist)
+    scale = _scale(fig, "iterations")
+    if n_colours <= k:
+        noun = "colour" if n_colours == 1 else "colours"
+        return _no_content(
+            fig,
+            "iterations",
+            f"k-means with k = {k}: no iterations",
+            f"The image has {n_colours} distinct {noun}, no more than k = {k}: each colour "
+            "is its own centroid from the start, so k-means has nothing to move.",
+            colours=hist.colors,
+        )
     history = kmeans_history(pixels, k, init=init, seed=seed, max_iter=max_iter)
     cloud = _sample_rows(pixels, n_points, seed).astype(np.float64)
     centre, axes = _principal_plane(cloud)
     cloud_2d = (cloud - centre) @ axes
     paths = np.stack([(h - centre) @ axes for h in history])  # (steps, k, 2)
-    steps = _panel_steps(len(history), n_panels)
+    # As many panels as fit with about 110×100 pixels each.
+    fig_w, fig_h = fig.get_size_inches() * _DPI
+    fit_panels = max(1, int(fig_w // 110)) * max(1, int((fig_h - 40 * scale) // 100))
+    steps = _panel_steps(len(history), max(1, min(n_panels, fit_panels)))
     columns = math.ceil(math.sqrt(len(steps)))
     rows = math.ceil(len(steps) / columns)
     low = np.minimum(cloud_2d.min(axis=0), paths.reshape(-1, 2).min(axis=0))
     high = np.maximum(cloud_2d.max(axis=0), paths.reshape(-1, 2).max(axis=0))
-    margin = 0.05 * (high - low)
+    margin = np.maximum(0.05 * (high - low), 1.0)
     last = len(history) - 1
+    title_font = _font(10, scale)
+    panel_w = fig_w / columns - 8
+    star = 160 * min(1.0, scale) ** 2
     for panel, step in enumerate(steps):
         ax = fig.add_subplot(rows, columns, panel + 1)
         ax.scatter(*cloud_2d.T, c=cloud / 255.0, s=2, alpha=0.5, linewidths=0)
         for j in range(paths.shape[1]):
             ax.plot(*paths[: step + 1, j].T, color="0.25", linewidth=0.8)
         current = np.clip(history[step], 0, 255) / 255.0
-        ax.scatter(*paths[step].T, c=current, marker="*", s=160, edgecolors="black", linewidths=0.7)
+        ax.scatter(*paths[step].T, c=current, marker="*", s=star, edgecolors="black",
+                   linewidths=0.7)
         ax.set_xlim(low[0] - margin[0], high[0] + margin[0])
         ax.set_ylim(low[1] - margin[1], high[1] + margin[1])
         ax.set_xticks([])
@@ -470,20 +636,28 @@ def iterations(
             title = f"Iteration {step} (converged)" if step < max_iter else f"Iteration {step}"
         else:
             title = f"Iteration {step}"
-        ax.set_title(title, fontsize=10)
+        ax.set_title(_wrap(title.split(" "), title_font, panel_w, " "), fontsize=title_font)
+    suptitle_font = _font(12, scale)
     fig.suptitle(
-        f"k-means with k = {paths.shape[1]}: centroids after each iteration "
-        "(pixels projected on their two main directions)",
-        fontsize=12,
+        _wrap(
+            [f"k-means with k = {paths.shape[1]}: centroids after each iteration",
+             "(pixels projected on their two main directions)"],
+            suptitle_font,
+            fig_w - 12,
+            " ",
+        ),
+        fontsize=suptitle_font,
     )
-    fig.subplots_adjust(left=0.02, right=0.98, top=0.91, bottom=0.02, wspace=0.06, hspace=0.15)
     return fig
 
 
 def _principal_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and the two leading principal directions (3, 2) of a point cloud."""
     centre = points.mean(axis=0)
-    _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
+    centred = points - centre
+    # The SVD of the 3×3 scatter matrix: the same directions as the SVD of the
+    # points, and always three of them, even for one or two points.
+    _, _, vt = np.linalg.svd(np.einsum("ni,nj->ij", centred, centred))
     return centre, vt[:2].T
 
 
@@ -520,12 +694,13 @@ def curve(
         ``size_of(quantization, width, height) -> bytes`` for another coding;
         replaces the formula above.
     size : (int, int), optional
-        Figure size in pixels.
+        Figure size in pixels, as in :func:`compare`.
 
     Returns
     -------
     matplotlib.figure.Figure
-        PSNR (dB, left axis) and size (KiB, right axis) against k on a log2 axis.
+        PSNR (dB, left axis) and size (KiB, or bytes under 1 KiB, right axis)
+        against k on a log2 axis.
     """
     fig = _figure("curve", size)
     rgb = _rgb_array(image)
@@ -555,33 +730,60 @@ def curve(
     ceiling = (max(finite) + 6) if finite else 60.0
     plotted = [p if math.isfinite(p) else ceiling for p in psnrs]
 
+    scale = _scale(fig, "curve")
+    font = _font(10, scale)
+    small = _font(8, scale)
+    fig_w = fig.get_size_inches()[0] * _DPI
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(used_ks, plotted, "o-", color="tab:blue", label="PSNR")
+    ax.plot(used_ks, plotted, "o-", color="tab:blue", label="PSNR",
+            markersize=6 * min(1.0, scale))
+    # A value label above each point, as long as neighbours leave room for it.
+    room = (fig_w - 120 * scale) / max(len(used_ks), 1)
     for k, p, shown in zip(used_ks, psnrs, plotted, strict=True):
+        label = "lossless" if math.isinf(p) else f"{p:.1f}"
+        if len(label) * _CHAR_WIDTH * small * _DPI / 72 > 0.9 * room:
+            continue
         ax.annotate(
-            "lossless" if math.isinf(p) else f"{p:.1f}",
+            label,
             (k, shown),
             textcoords="offset points",
-            xytext=(0, 7),
+            xytext=(0, 5),
             ha="center",
-            fontsize=8,
+            fontsize=small,
             color="tab:blue",
+            # Readable where the size line crosses it.
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none",
+                  "alpha": 0.75},
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(used_ks, [str(k) for k in used_ks])
-    ax.set_xlabel("k (palette colours)")
-    ax.set_ylabel("PSNR (dB)", color="tab:blue")
+    ax.minorticks_off()
+    ax.set_xlabel("k (palette colours)", fontsize=font)
+    ax.set_ylabel("PSNR (dB)", color="tab:blue", fontsize=font)
+    ax.tick_params(labelsize=small)
     ax.grid(True, alpha=0.3)
+    # Headroom above the highest point for its label.
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top + 0.12 * (top - bottom))
     right = ax.twinx()
-    kib = np.array(sizes) / 1024
-    right.plot(used_ks, kib, "s--", color="tab:red", label="file size")
-    right.set_ylabel("file size (KiB)", color="tab:red")
-    right.set_ylim(0, kib.max() * 1.15)
-    raw = 3 * n_pixels / 1024
-    ax.set_title(
-        f"Quality against size, {width}×{height} image ({method}); raw 24-bit is {raw:,.0f} KiB"
-    )
+    # KiB, or bytes for files under 1 KiB (a tiny image would read 0.00 KiB).
+    unit, divisor = ("KiB", 1024) if max(sizes) >= 1024 else ("bytes", 1)
+    shown_sizes = np.array(sizes) / divisor
+    right.plot(used_ks, shown_sizes, "s--", color="tab:red", label="file size",
+               markersize=6 * min(1.0, scale))
+    right.set_ylabel(f"file size ({unit})", color="tab:red", fontsize=font)
+    right.tick_params(labelsize=small)
+    right.set_ylim(0, shown_sizes.max() * 1.15)
+    raw = 3 * n_pixels
+    raw_text = f"{raw / 1024:,.0f} KiB" if raw >= 10 * 1024 else f"{raw:,} bytes"
+    title_font = _font(12, scale)
+    pieces = [f"Quality against size, {width}×{height} image ({method});",
+              f"raw 24-bit is {raw_text}"]
+    if len(used_ks) == 1 and math.isinf(psnrs[0]):
+        # A single point: say why there is no curve.
+        noun = "colour" if used_ks[0] == 1 else "colours"
+        pieces.append(f"{used_ks[0]} {noun}: lossless from k = {used_ks[0]}")
+    ax.set_title(_wrap(pieces, title_font, fig_w - 20, " "), fontsize=title_font)
     lines = ax.get_lines()[:1] + right.get_lines()[:1]
-    ax.legend(lines, [line.get_label() for line in lines], loc="lower right")
-    fig.subplots_adjust(left=0.09, right=0.9, top=0.9, bottom=0.11)
+    ax.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=small)
     return fig

@@ -6,10 +6,13 @@ checksummed and decoded on ``load()`` by :class:`KpalDecoder`, a
 indices with byte-aligned rows, and ``.kpal`` packs any width 0..8 without
 row padding.
 
-Save options (``im.save(path, format="KPAL", **options)``): ``colors``
-(or ``k``; 1..256), ``method``, ``init``, ``seed``, ``max_iter``, ``tol``,
-``sample``, ``packing`` ("fixed" or "radix") and ``entropy`` (bool); see
-:func:`kpal.encode`.
+Save options (``im.save(path, format="KPAL", **options)``) are the fields of
+:class:`kpal.options.EncodeOptions` (``k``, ``method``, ``init``, ``seed``,
+``max_iter``, ``tol``, ``sample``, ``coding``), with ``colors`` accepted for
+``k`` as in Pillow's ``Image.quantize(colors=)``; see :func:`kpal.encode`. An
+unknown keyword is an error naming it, though Pillow itself passes unknown
+keywords to every plugin silently, so ``colours=8`` never quietly gives the
+default 16 colours.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from PIL import Image, ImageFile, ImagePalette
 
 from kpal import codec, container
 from kpal import coding as codings
+from kpal.options import EncodeOptions
 
 __all__ = ["KpalImageFile", "KpalDecoder", "register", "FORMAT", "EXTENSION", "MIME"]
 
@@ -49,11 +53,7 @@ class KpalImageFile(ImageFile.ImageFile):
             raise SyntaxError(msg)
         # From here on the file claims to be .kpal: bad fields raise FormatError
         # (a ValueError), which Pillow passes through instead of trying other formats.
-        header = container.read_header(prefix)
-        chosen = codings.get(header.coding)
-        container.check_payload_length(
-            header, chosen.payload_size(header.k, header.width, header.height))
-        _check_length_if_known(self.fp, header)
+        header, chosen = codec.read_header(prefix, file_size=_file_size(self.fp))
         palette_bytes = self.fp.read(header.palette_size)
         if len(palette_bytes) != header.palette_size:
             msg = (f"file is truncated in the palette: {len(palette_bytes)} of "
@@ -71,16 +71,16 @@ class KpalImageFile(ImageFile.ImageFile):
         self.tile = [ImageFile._Tile("kpal", (0, 0, *self._size), self.fp.tell(), args)]
 
 
-def _check_length_if_known(fp: IO[bytes], header: container.Header) -> None:
-    # A 100000x100000 header on a 60-byte file must fail here, before load()
+def _file_size(fp: IO[bytes]) -> int | None:
+    # A 100000x100000 header on a 60-byte file must fail in _open, before load()
     # allocates anything. Non-seekable streams are checked when read.
     try:
         here = fp.tell()
         end = fp.seek(0, os.SEEK_END)
         fp.seek(here)
     except (OSError, AttributeError, ValueError):
-        return
-    container.check_file_length(header, end)
+        return None
+    return end
 
 
 class KpalDecoder(ImageFile.PyDecoder):
@@ -105,17 +105,16 @@ class KpalDecoder(ImageFile.PyDecoder):
         return -1, 0
 
 
+#: ``im.save`` keywords that name an option differently: Pillow's ``colors``.
+SAVE_ALIASES = {"colors": "k"}
+
+
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    info = im.encoderinfo
-    options = {name: info[name] for name in ("method", "init", "seed", "max_iter", "tol",
-                                               "sample", "entropy") if name in info}
-    if "packing" in info:
-        options["coding"] = info["packing"]
-    if "coding" in info:
-        options["coding"] = info["coding"]
-    # All the slow work happens before the first byte is written.
+    # Every option is checked, and all the slow work done, before the first
+    # byte is written; an error leaves Pillow to remove the file it created.
     try:
-        data = codec.encode(im, info.get("colors", info.get("k")), **options)
+        options = EncodeOptions.from_keywords(im.encoderinfo, aliases=SAVE_ALIASES)
+        data = codec.encode(im, options=options)
     except (KeyboardInterrupt, SystemExit):
         # Pillow removes a file it created when an Exception escapes, but not on
         # an interrupt: leave no empty file behind in that case either.

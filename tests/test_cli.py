@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kpal
+from kpal import codec
 from kpal.cli import cli
 from kpal.metrics import psnr
 
@@ -68,18 +70,18 @@ def test_output_equal_to_input_is_refused_even_with_force(runner, tmp_path, smal
     assert small_jpg.read_bytes()[:2] == b"\xff\xd8"
 
 
-@pytest.mark.parametrize("k", ["0", "1", "257", "-3"])
+@pytest.mark.parametrize("k", ["0", "257", "-3"])
 def test_k_out_of_range(runner, small_jpg, k):
     result = runner.invoke(cli, ["encode", str(small_jpg), "-k", k])
     assert result.exit_code == 2
-    assert f"k={k} must be between 2 and 256" in result.output
-    assert "Traceback" not in result.output
+    message = f"-k/--colors: k={k} must be an integer between 1 and 256"
+    assert result.output == f"kpal: error: {message}\n"
 
 
 def test_k_not_a_number(runner, small_jpg):
     result = runner.invoke(cli, ["encode", str(small_jpg), "-k", "abc"])
     assert result.exit_code == 2
-    assert "'abc' is not a valid integer" in result.output
+    assert "k='abc' must be an integer between 1 and 256" in result.output
 
 
 def test_missing_input(runner, tmp_path):
@@ -184,3 +186,122 @@ def test_sample_photo_acceptance(runner, tmp_path, rocket_path):
     decoded = np.asarray(Image.open(out).convert("RGB"))
     assert decoded.shape == original.shape
     assert psnr(original, decoded) >= 29.0
+
+
+# ------------------------------------------------------------------ report wording
+def _report(runner, path, *args):
+    result = runner.invoke(cli, ["encode", str(path), "-o", str(path.with_suffix(".kpal")),
+                                 "--force", *args])
+    assert result.exit_code == 0, result.output
+    return dict(
+        (line[2:16].strip(), line[17:]) for line in result.output.splitlines()
+        if line.startswith("  ")
+    )
+
+
+def test_report_mse_is_the_per_channel_mse_the_psnr_uses(runner, small_jpg):
+    rows = _report(runner, small_jpg, "-k", "8")
+    mse = float(rows["fit"].split("MSE ")[1].split(" per channel")[0])
+    psnr = float(rows["PSNR"].split(" dB")[0])
+    assert psnr == pytest.approx(10 * math.log10(255**2 / mse), abs=0.01)
+    assert "inertia" not in rows["fit"]
+
+
+def test_report_says_1_bit_and_gmm_has_no_coarse_levels(runner, small_jpg):
+    rows = _report(runner, small_jpg, "-k", "2", "--method", "gmm")
+    assert "k = 2, 1 bit per index" in rows["colours"]
+    assert "EM iteration" in rows["fit"] and "coarse-to-fine" not in rows["fit"]
+
+
+@pytest.mark.parametrize("coding", ["radix", "entropy"])
+def test_report_of_smaller_codings_does_not_claim_the_fixed_size(runner, small_jpg, coding):
+    rows = _report(runner, small_jpg, "-k", "5", "--coding", coding)
+    assert "theoretical" not in rows and "overhead 30 bytes" not in rows["on disk"]
+    size = small_jpg.with_suffix(".kpal").stat().st_size
+    assert rows["on disk"].startswith(f"{size:,} bytes, ")
+    fixed = rows["fixed width"]
+    assert fixed.endswith("(the textbook size)")
+    assert "context models go below it" in rows["order-0"]
+
+
+def test_report_time_covers_one_fit_when_sampling(runner, small_jpg, monkeypatch):
+    calls = []
+    real = codec.quantize
+    monkeypatch.setattr(codec, "quantize", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    rows = _report(runner, small_jpg, "-k", "8", "--sample", "0.5")
+    assert len(calls) == 1 and calls[0]["sample"] == 0.5
+    assert rows["sample"].startswith("fitted on 50% of the pixels")
+    assert "sampling cost" not in rows
+
+
+def test_report_says_when_exif_orientation_was_applied(runner, tmp_path, photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    photo.save(path, exif=exif)
+    rows = _report(runner, path, "-k", "8")
+    assert rows["orientation"] == ("EXIF orientation 6 applied: rotated 90° clockwise, "
+                                   "stored upright")
+    assert kpal.decode(path.with_suffix(".kpal")).size == (photo.height, photo.width)
+
+
+def test_info_of_a_truncated_file_says_so(runner, small_jpg, tmp_path):
+    data = kpal.encode(small_jpg, 16)
+    path = tmp_path / "cut.kpal"
+    path.write_bytes(data[:200])
+    result = runner.invoke(cli, ["info", str(path)])
+    assert result.exit_code == 1
+    assert (f"on disk        200 bytes, but the header implies {len(data):,} bytes (the file "
+            "is too short)") in result.output
+    assert "overhead" not in result.output and "ratio" not in result.output
+    assert result.output.splitlines()[-1] == (f"kpal: error: {path}: file is truncated: 200 "
+                                              f"bytes, the header implies {len(data)}")
+
+
+def test_info_json_on_bad_files_still_prints_json(runner, small_jpg, tmp_path):
+    data = kpal.encode(small_jpg, 16)
+    cut = tmp_path / "cut.kpal"
+    cut.write_bytes(data[:200])
+    junk = tmp_path / "junk.kpal"
+    junk.write_bytes(b"hello")
+    for path, problem in ((cut, "file is truncated"), (junk, "not a .kpal file")):
+        result = runner.invoke(cli, ["info", "--json", str(path)])
+        assert result.exit_code == 1
+        out = result.stdout  # click < 8.2 mixes stderr in: the JSON comes first
+        report = json.loads(out[: out.rindex("}") + 1])
+        assert report["file"] == str(path) and problem in report["problem"]
+
+
+def test_info_calls_the_order0_figure_what_it_is(runner, small_jpg, tmp_path):
+    path = tmp_path / "e.kpal"
+    path.write_bytes(kpal.encode(small_jpg, 16, coding="entropy"))
+    result = runner.invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0
+    assert "entropy bound" not in result.output and "order-0" in result.output
+
+
+# ------------------------------------------------------------------ view
+def test_view_writes_one_page_and_opens_it(tmp_path, monkeypatch):
+    from kpal import view as viewer_module
+
+    from .conftest import GOLDEN
+
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda url: opened.append(url) or True)
+    src = GOLDEN / "k5_7x3.kpal"
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(cli, ["view", str(src), "-o", str(out)])
+    assert result.exit_code == 0 and result.output == f"{out}\n"
+    assert opened == [out.resolve().as_uri()]
+    assert out.read_text(encoding="utf-8") == viewer_module.to_html(src)
+    result = CliRunner().invoke(cli, ["view", str(src), "--no-open", "-o", str(out)])
+    assert result.exit_code == 0 and len(opened) == 1
+
+
+def test_view_of_a_file_that_is_not_kpal_is_one_error_line(tmp_path):
+    bad = tmp_path / "x.kpal"
+    bad.write_bytes(b"GIF89a" + bytes(40))
+    result = CliRunner().invoke(cli, ["view", str(bad), "--no-open"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"kpal: error: {bad}: not a .kpal file")
+    assert len(result.output.splitlines()) == 1

@@ -178,22 +178,22 @@ def test_one_by_one_image_is_fine(runner, tmp_path):
     Image.new("RGB", (1, 1), (12, 34, 56)).save(path)
     result = runner.invoke(cli, ["encode", str(path), "-k", "2"])
     assert result.exit_code == 0, result.output
-    assert "note: the image has 1 distinct colours" in result.output
+    assert "note: the image has 1 distinct colour, no more" in result.output
     out = tmp_path / "dot.kpal"
     assert out.stat().st_size == 33
     assert kpal.decode(out).convert("RGB").getpixel((0, 0)) == (12, 34, 56)
 
 
-@pytest.mark.parametrize("k", ["0", "1", "257", "-3"])
+@pytest.mark.parametrize("k", ["0", "257", "-3"])
 def test_k_out_of_range(runner, png, k):
     _fails(runner.invoke(cli, ["encode", str(png), "-k", k]), 2,
-           f"kpal: error: Invalid value for '-k' / '--colors': k={k} must be between 2 and 256")
+           f"kpal: error: -k/--colors: k={k} must be an integer between 1 and 256")
     _no_kpal_written(png.parent)
 
 
 def test_k_not_an_integer(runner, png):
     _fails(runner.invoke(cli, ["encode", str(png), "-k", "abc"]), 2,
-           "kpal: error: Invalid value for '-k' / '--colors': 'abc' is not a valid integer.")
+           "kpal: error: -k/--colors: k='abc' must be an integer between 1 and 256")
 
 
 def test_stdin_that_is_not_an_image(runner, tmp_path):
@@ -261,7 +261,7 @@ def test_existing_output_and_output_equal_to_input(runner, tmp_path, png):
     _fails(runner.invoke(cli, ["encode", str(png), "-o", other_spelling, "--force"]), 2,
            f"kpal: error: {other_spelling}: output is the input file; choose another -o")
     kpal_path = tmp_path / "x.kpal"
-    with pytest.warns(UserWarning, match="1 distinct colours"):
+    with pytest.warns(UserWarning, match="1 distinct colour,"):
         kpal.save(np.zeros((2, 2, 3), np.uint8), kpal_path)
     _fails(runner.invoke(cli, ["decode", str(kpal_path), "-o", str(kpal_path), "--force",
                                "--format", "PNG"]), 2,
@@ -352,3 +352,28 @@ def test_multi_frame_images_are_rejected(runner, tmp_path, fmt):
            "kpal: error: <stdin>: has 2 frames; a .kpal file holds one image "
            "(extract a frame first)")
     _no_kpal_written(tmp_path)
+
+
+# ------------------------------------------------------------------ closed standard streams
+_LAUNCH = "import sys, _kpal_launcher; sys.argv[0] = 'kpal'; sys.exit(_kpal_launcher.main())"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX shell redirections")
+def test_closed_stdin_is_one_line_not_a_traceback(tmp_path, png):
+    import subprocess
+    import sys
+
+    out = tmp_path / "x.kpal"
+    for command in ("encode", "decode", "info"):
+        args = [command, "-"] + (["-o", str(out)] if command != "info" else [])
+        done = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", sys.executable, "-c", _LAUNCH,
+                               *args], capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stderr) == (
+            1, "kpal: error: <stdin>: cannot read: standard input is closed\n"), command
+    assert not out.exists()
+    # A closed stdin is no obstacle when IN is a file: the output is not opened as fd 0.
+    done = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", sys.executable, "-c", _LAUNCH,
+                           "encode", str(png), "-o", str(out), "-q"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert out.read_bytes() == kpal.encode(png)

@@ -62,7 +62,7 @@ def test_sample_single_colour_notes_it(runner, tmp_path):
     out = tmp_path / "out.png"
     result = runner.invoke(cli, ["sample", str(src), "-k", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "note: only 1 distinct colours for k=4" in result.output
+    assert "note: only 1 distinct colour for k=4" in result.output
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.full((7, 9, 3), [10, 120, 250]))
 
 
@@ -70,9 +70,10 @@ def test_sample_errors(runner, photo_png, tmp_path):
     result = runner.invoke(cli, ["sample", str(photo_png), "-k", "4"])
     assert result.exit_code == 2 and "Missing option '-o'" in result.output
     result = runner.invoke(
-        cli, ["sample", str(photo_png), "-k", "1", "-o", str(tmp_path / "x.png")]
+        cli, ["sample", str(photo_png), "-k", "0", "-o", str(tmp_path / "x.png")]
     )
-    assert result.exit_code == 2 and "k=1 must be between 2 and 256" in result.output
+    assert result.exit_code == 2
+    assert "-k/--colors: k=0 must be an integer between 1 and 256" in result.output
     result = runner.invoke(cli, ["sample", str(photo_png), "-o", str(tmp_path / "x.what")])
     assert result.exit_code == 2
     assert "kpal: error: " in result.output and "unknown image extension '.what'" in result.output
@@ -148,3 +149,38 @@ def test_plot_usage_errors(runner, photo_png, tmp_path, args, message):
     result = runner.invoke(cli, ["plot", str(photo_png), *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def write_png(path, array):
+    Image.fromarray(array, "RGB").save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["compare", "palette", "scatter", "iterations", "curve"])
+@pytest.mark.parametrize("shape", [(1, 1), (20_000, 1), (1, 20_000)])
+def test_plot_odd_shapes(runner, tmp_path, kind, shape):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    src = write_png(tmp_path / "odd.png", image)
+    out = tmp_path / "figure.png"
+    result = runner.invoke(cli, ["plot", str(src), "--kind", kind, "-k", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as figure:
+        assert figure.format == "PNG"
+        colours = np.unique(np.asarray(figure.convert("RGB")).reshape(-1, 3), axis=0)
+    assert colours.shape[0] > 2
+
+
+def test_plot_too_small_size_is_a_one_line_error(runner, photo_png, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "small.png"
+    args = ["plot", str(photo_png), "--kind", "compare", "-o", str(out), "--size", "100x60"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kpal: error: ")
+    assert lines[0].endswith(
+        "figure size 100x60 is too small for a compare figure (at least 240x160 pixels)"
+    )
+    assert not out.exists()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 import kpal
 from kpal import codec, metrics
-from kpal.errors import FormatError, KpalError
+from kpal.errors import FormatError, KpalError, OptionError
 
 from .conftest import p_image
 
@@ -102,8 +103,13 @@ def test_p_image_counts_distinct_colours_not_palette_entries():
     im = Image.fromarray(labels, "P")
     im.putpalette([10, 20, 30, 200, 100, 0, 10, 20, 30, 1, 2, 3])
     enc = codec.encode_image(im)
-    assert enc.method == "palette" and enc.header.k == 3
+    # Stored as its 2 distinct colours, in the order of their first entry.
+    assert enc.method == "palette" and enc.header.k == 2 and enc.header.bits_per_index == 1
     assert enc.n_colors == 2 == len(np.unique(np.asarray(im.convert("RGB")).reshape(-1, 3), axis=0))
+    assert enc.palette.tolist() == [[10, 20, 30], [200, 100, 0]]
+    np.testing.assert_array_equal(enc.labels, [[0, 1, 0], [0, 1, 0]])
+    decoded = kpal.decode(enc.data).convert("RGB")
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(im.convert("RGB")))
 
 
 def test_p_image_with_more_colours_than_k_is_requantized():
@@ -163,9 +169,10 @@ def test_bad_k(k, photo):
         kpal.encode(photo, k)
 
 
-def test_unknown_coding_is_rejected(photo):
-    with pytest.raises(FormatError, match="unknown payload coding 'zip'"):
+def test_unknown_coding_is_an_option_error_not_a_format_error(photo):
+    with pytest.raises(OptionError, match="coding='zip' must be one of 'fixed', 'radix'") as e:
         kpal.encode(photo, 4, coding="zip")
+    assert not isinstance(e.value, FormatError)  # FormatError means corrupt bytes
 
 
 def test_decode_errors_are_kpal_errors(tmp_path):
@@ -209,3 +216,161 @@ def test_reported_psnr_equals_psnr_of_decoded_image(photo, method, sample):
     enc = codec.encode_image(photo, 16, method=method, sample=sample)
     decoded = np.asarray(kpal.decode(enc.data).convert("RGB"))
     assert enc.psnr() == pytest.approx(metrics.psnr(np.asarray(photo), decoded), abs=1e-9)
+
+
+# ---------------------------------------------------------------- everyday inputs
+def test_p_image_stores_only_the_entries_it_uses():
+    labels = np.zeros((4, 6), np.uint8)
+    labels[:, 3:] = 200  # entries 0 and 200 of a 256-entry palette
+    im = Image.fromarray(labels, "P")
+    palette = np.arange(768, dtype=np.int64) % 251
+    im.putpalette(palette.astype(np.uint8).tolist())
+    for k in (2, None):
+        enc = codec.encode_image(im, k)
+        assert enc.header.k == 2 and enc.header.bits_per_index == 1, k
+        assert len(enc.data) == _expected_size(2, 24)
+        np.testing.assert_array_equal(np.asarray(kpal.decode(enc.data).convert("RGB")),
+                                      np.asarray(im.convert("RGB")))
+
+
+def _oriented_png(orientation: int) -> tuple[bytes, Image.Image]:
+    """A 5x3 PNG whose EXIF says how to turn it, and the upright image."""
+    rgb = np.arange(5 * 3 * 3, dtype=np.uint8).reshape(3, 5, 3) * 5
+    im = Image.fromarray(rgb, "RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", exif=exif)
+    with Image.open(io.BytesIO(buf.getvalue())) as opened:
+        upright = ImageOps.exif_transpose(opened)
+    return buf.getvalue(), upright
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied(orientation, tmp_path):
+    data, upright = _oriented_png(orientation)
+    path = tmp_path / "phone.png"
+    path.write_bytes(data)
+    assert upright.size == ((3, 5) if orientation in (6, 8) else (5, 3))
+    with Image.open(path) as opened:
+        pil = opened.copy()
+    for source in (path, data, io.BytesIO(data), pil):
+        with pytest.warns(UserWarning, match="15 distinct colours"):
+            enc = codec.encode_image(source, 256)
+        assert enc.orientation == orientation
+        out = kpal.decode(enc.data)
+        assert out.size == upright.size
+        np.testing.assert_array_equal(np.asarray(out.convert("RGB")), np.asarray(upright))
+
+
+def test_no_orientation_means_nothing_turned(photo):
+    assert codec.encode_image(photo, 4).orientation == 1
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_colour_key_transparency_is_refused_like_rgba(mode):
+    im = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, "L").convert(mode)
+    key = (20, 20, 20) if mode == "RGB" else 20
+    im.info["transparency"] = key
+    with pytest.raises(KpalError, match=rf"mode {mode} with a transparent colour .* is not "
+                                        r"supported yet \(.kpal has no alpha channel\); flatten"):
+        kpal.encode(im, 4)
+    # Through a PNG file with a tRNS chunk, too.
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", transparency=key)
+    with pytest.raises(KpalError, match="transparent colour"):
+        kpal.encode(buf.getvalue(), 4)
+    im.info["transparency"] = (1, 2, 3) if mode == "RGB" else 7  # matches no pixel
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert kpal.decode(kpal.encode(im, 16)).size == im.size
+
+
+def test_rgba_and_colour_key_give_the_same_message():
+    rgba = Image.new("RGBA", (2, 2), (1, 2, 3, 0))
+    with pytest.raises(KpalError) as e:
+        kpal.encode(rgba)
+    assert str(e.value).endswith("is not supported yet (.kpal has no alpha channel); flatten "
+                                 "it first, e.g. im.convert('RGB')")
+
+
+def test_encode_accepts_encoded_bytes_and_file_objects(rocket_path):
+    data = rocket_path.read_bytes()
+    expected = kpal.encode(rocket_path, 8, max_iter=5)
+    assert kpal.encode(data, 8, max_iter=5) == expected
+    assert kpal.encode(bytearray(data), 8, max_iter=5) == expected
+    with open(rocket_path, "rb") as fp:
+        assert kpal.encode(fp, 8, max_iter=5) == expected
+    with pytest.raises(KpalError, match="empty"):
+        kpal.encode(b"", 8)
+    with pytest.raises(OSError):  # PIL.UnidentifiedImageError
+        kpal.encode(b"definitely not an image", 8)
+
+
+def test_decode_accepts_file_objects(tmp_path, photo):
+    path = tmp_path / "x.kpal"
+    path.write_bytes(kpal.encode(photo, 4))
+    with open(path, "rb") as fp:
+        im = kpal.decode(fp)
+    np.testing.assert_array_equal(np.asarray(im), np.asarray(kpal.decode(path)))
+    with open(path, "rb") as fp:
+        assert kpal.decode(io.BytesIO(fp.read())).size == photo.size
+    with open(path, encoding="latin-1") as fp, pytest.raises(TypeError, match="text mode"):
+        kpal.decode(fp)
+    with pytest.raises(TypeError, match="got int"):
+        kpal.decode(42)
+
+
+def test_decode_refuses_a_bad_header_before_reading_the_rest():
+    class Endless(io.RawIOBase):
+        reads = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            self.reads += 1
+            b[:] = b"x" * len(b)
+            return len(b)
+
+    stream = Endless()
+    with pytest.raises(FormatError, match="not a .kpal file"):
+        kpal.decode(stream)
+    assert stream.reads == 1
+
+
+def test_one_header_reader_names_the_same_problem_everywhere(photo):
+    data = bytearray(kpal.encode(photo, 4))
+    data[22:26] = (1).to_bytes(4, "big")  # payload_length lies
+    data = bytes(data)
+    messages = set()
+    for read in (lambda: codec.decode_indices(data), lambda: kpal.decode(data),
+                 lambda: Image.open(io.BytesIO(data)).load()):
+        with pytest.raises(FormatError) as e:
+            read()
+        messages.add(str(e.value))
+    assert len(messages) == 1 and "payload_length=1" in messages.pop()
+    assert "payload_length=1" in codec.inspect(data)["problem"]
+
+
+def test_inspect_of_a_truncated_file_has_no_size_accounting(photo):
+    data = kpal.encode(photo, 16)
+    report = codec.inspect(data[:100])
+    assert report["size"] is None
+    assert report["file_bytes"] == 100 and report["expected_bytes"] == len(data)
+    assert "truncated" in report["problem"]
+
+
+def test_single_colour_warning_is_singular():
+    with pytest.warns(UserWarning, match="has 1 distinct colour, no more than k=4"):
+        kpal.encode(np.zeros((2, 2, 3), np.uint8), 4)
+
+
+def test_p_image_with_unused_transparent_entries_encodes_without_pillow_warnings():
+    im = p_image(6, 5, 4, seed=1)
+    im.info["transparency"] = bytes([255, 255, 255, 255, 0])  # entry 4: transparent, unused
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc = codec.encode_image(im)
+    assert enc.header.k == 4
+    np.testing.assert_array_equal(enc.labels, np.asarray(im))

@@ -248,8 +248,8 @@ def test_lowered_bomb_limit_is_honoured_everywhere(monkeypatch):
     result = CliRunner().invoke(cli, ["info", "-"], input=data)
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        "kpal: error: <stdin>: image size (256 pixels) exceeds limit of 200 pixels, "
-        "could be a decompression bomb DOS attack"]
+        "kpal: error: <stdin>: Image size (256 pixels) exceeds limit of 200 pixels, "
+        "could be decompression bomb DOS attack."]
     result = CliRunner().invoke(cli, ["decode", "-"], input=data)
     assert result.exit_code == 1
     assert result.output.startswith("kpal: error: <stdin>: Image size (256 pixels) exceeds")
@@ -266,8 +266,8 @@ def test_between_the_limit_and_twice_it_is_a_warning(monkeypatch):
         result = CliRunner().invoke(cli, ["info", "-"], input=K256)
     assert result.exit_code == 0
     assert result.output.splitlines()[0] == (
-        "kpal: warning: image size (256 pixels) exceeds limit of 200 pixels, could be a "
-        "decompression bomb DOS attack")
+        "kpal: warning: Image size (256 pixels) exceeds limit of 200 pixels, could be "
+        "decompression bomb DOS attack.")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # guard disabled, as in Pillow

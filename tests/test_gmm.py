@@ -175,7 +175,7 @@ def test_same_seed_same_fit():
 
 def test_single_colour_image():
     pixels = np.tile(np.array([[12, 200, 99]], dtype=np.uint8), (500, 1))
-    with pytest.warns(UserWarning, match="only 1 distinct colours for k=4"):
+    with pytest.warns(UserWarning, match="only 1 distinct colour for k=4"):
         gm = GaussianMixture(4).fit(pixels)
     np.testing.assert_array_equal(gm.weights_, [1.0])
     np.testing.assert_array_equal(gm.means_, [[12, 200, 99]])
@@ -219,8 +219,8 @@ def test_not_converging_warns():
         ({"k": 300}, r"k=300 must be an integer between 1 and 256"),
         ({"k": 2.5}, r"k=2.5 must be an integer between 1 and 256"),
         ({"k": 2, "init": "kmeans"}, r"init='kmeans' must be one of 'k-means\+\+', 'random'"),
-        ({"k": 2, "max_iter": 0}, r"max_iter=0 must be at least 1"),
-        ({"k": 2, "tol": -1}, r"tol=-1 must be non-negative"),
+        ({"k": 2, "max_iter": 0}, r"max_iter=0 must be an integer between 1 and "),
+        ({"k": 2, "tol": -1}, r"tol=-1 must be a finite number >= 0"),
         ({"k": 2, "reg_covar": -1e-3}, r"reg_covar=-0.001 must be non-negative"),
     ],
 )
@@ -349,3 +349,187 @@ def test_quantize_method_gmm_gives_a_palette():
         result.palette[order], TRUE_MEANS[np.argsort(TRUE_MEANS[:, 0])], atol=1.5
     )
     assert result.labels.shape == (4_000,) and result.labels.max() == 2
+
+
+# ------------------------------------------------------------------ BLAS threads
+
+
+def many_colours(n: int = 30_000, seed: int = 5) -> np.ndarray:
+    """n pixels with thousands of distinct colours: enough for BLAS to split the products."""
+    X, _ = draw_mixture(n, seed)
+    return np.clip(np.rint(X), 0, 255).astype(np.uint8)
+
+
+def test_fit_is_the_same_bytes_with_one_or_two_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    pixels = many_colours()
+    results = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+            gm = GaussianMixture(16, seed=0).fit(pixels)
+            labels = gm.predict(pixels)
+            drawn, _ = gm.sample(20_000)
+        results.append([gm.means_, gm.covariances_, gm.weights_, labels, drawn])
+    for one, two in zip(*results, strict=True):
+        assert one.tobytes() == two.tobytes()
+
+
+def test_blas_runs_on_one_thread_inside_every_entry(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+
+    def blas_threads():
+        infos = threadpoolctl.threadpool_info()
+        seen.append(max((i["num_threads"] for i in infos if i["user_api"] == "blas"), default=1))
+
+    def spy(function):
+        def recorded(*args, **kwargs):
+            blas_threads()
+            return function(*args, **kwargs)
+
+        return recorded
+
+    monkeypatch.setattr(gmm_module, "_features", spy(gmm_module._features))
+    monkeypatch.setattr(gmm_module, "_features_by_row", spy(gmm_module._features_by_row))
+    monkeypatch.setattr(GaussianMixture, "_draw", spy(GaussianMixture._draw))
+    pixels = many_colours(3_000)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        gm = GaussianMixture(4, seed=0).fit(pixels)
+        gm.predict(pixels)
+        gm.predict_proba(pixels)
+        gm.score(pixels)
+        gm.sample(10)
+        quantize_histogram(*np.unique(pixels, axis=0, return_counts=True), 4)
+        gmm_module.sample_image(pixels.reshape(50, 60, 3), 3)
+        outside = threadpoolctl.threadpool_info()
+    assert len(seen) > 10 and set(seen) == {1}
+    # The limit ends with the call: the caller's setting is back.
+    assert all(i["num_threads"] == 2 for i in outside if i["user_api"] == "blas")
+
+
+# ------------------------------------------------------------------ input validation
+
+FITTED = GaussianMixture(2, seed=0).fit(draw_mixture(500)[0])
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda X: GaussianMixture(2).fit(X), "X"),
+        (lambda X: FITTED.predict(X), "X"),
+        (lambda X: FITTED.predict_proba(X), "X"),
+        (lambda X: FITTED.score_samples(X), "X"),
+        (lambda X: FITTED.score(X), "X"),
+        (lambda X: quantize_histogram(X, np.ones(len(X)), 1), "colors"),
+    ],
+    ids=["fit", "predict", "predict_proba", "score_samples", "score", "quantize_histogram"],
+)
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        (np.nan, r"contains NaN or infinite values \({name}\[1\] = \[1.0, nan, 3.0\]\)"),
+        (np.inf, r"contains NaN or infinite values \({name}\[1\] = \[1.0, inf, 3.0\]\)"),
+        (-np.inf, r"contains NaN or infinite values"),
+        (1e200, r"values must be at most 1e\+100 in magnitude.*{name}\[1\] = \[1.0, 1e\+200"),
+    ],
+    ids=["nan", "inf", "-inf", "1e200"],
+)
+def test_non_finite_or_huge_values_are_refused_by_every_entry(call, match, bad, problem):
+    X = np.array([[1.0, 2.0, 3.0], [1.0, bad, 3.0], [7.0, 8.0, 9.0]])
+    with pytest.raises(ValueError, match=f"^{match} " + problem.format(name=match)):
+        call(X)
+
+
+@pytest.mark.parametrize("dtype", [object, str, complex, bool])
+def test_non_numeric_values_are_refused(dtype):
+    X = np.ones((4, 3)).astype(dtype)
+    with pytest.raises(ValueError, match=r"X must hold integer or float numbers, got dtype"):
+        GaussianMixture(2).fit(X)
+    with pytest.raises(ValueError, match=r"X must hold integer or float numbers, got dtype"):
+        FITTED.predict(X)
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        ([1.0, np.nan, 1.0], r"sample_weight must be finite and non-negative: "
+                             r"sample_weight\[1\] = nan"),
+        ([1.0, 1.0, np.inf], r"sample_weight must be finite and non-negative: "
+                             r"sample_weight\[2\] = inf"),
+        ([1.0, -2.0, 1.0], r"sample_weight must be finite and non-negative: "
+                           r"sample_weight\[1\] = -2.0"),
+        ([1e308, 1e308, 1e308], r"sample_weight sums to more than float64 holds"),
+        ([0.0, 0.0, 0.0], r"sample_weight sums to zero"),
+        (["a", "b", "c"], r"sample_weight must hold integer or float numbers"),
+    ],
+)
+def test_bad_weights_are_refused_by_fit_and_score(weights, match):
+    X = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    with pytest.raises(ValueError, match=match):
+        GaussianMixture(2).fit(X, sample_weight=np.array(weights))
+    with pytest.raises(ValueError, match=match):
+        FITTED.score(X, sample_weight=np.array(weights))
+    counts_match = match.replace("sample_weight", "counts")
+    with pytest.raises(ValueError, match=counts_match):
+        quantize_histogram(X.astype(np.uint8), np.array(weights), 2)
+
+
+def test_weights_whose_sum_overflows_raise_before_any_work(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(gmm_module, "_unique_rows", fail)
+    pixels = photo_pixels()
+    with pytest.raises(ValueError, match=r"sample_weight sums to more than float64 holds"):
+        GaussianMixture(2).fit(pixels, sample_weight=np.full(len(pixels), 1e308))
+
+
+@pytest.mark.parametrize("scale", [1e300, 2.0**40, 0.5, 1e-300])
+def test_only_weight_ratios_matter(scale):
+    # Large weights used to overflow the k-means start (AttributeError); tiny ones were
+    # swamped by the empty-component guard and every mean collapsed onto one.
+    pixels = photo_pixels()
+    plain = GaussianMixture(5, seed=1).fit(pixels)
+    scaled = GaussianMixture(5, seed=1).fit(pixels, sample_weight=np.full(len(pixels), scale))
+    np.testing.assert_allclose(scaled.means_, plain.means_, rtol=1e-9)
+    np.testing.assert_allclose(scaled.covariances_, plain.covariances_, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n": -1}, r"n=-1 must be a non-negative integer"),
+        ({"n": 2.5}, r"n=2.5 must be a non-negative integer"),
+        ({"n": float("nan")}, r"n=nan must be a non-negative integer"),
+        ({"n": True}, r"n=True must be a non-negative integer"),
+        ({"n": 3, "seed": -1}, r"seed=-1 must be a non-negative integer"),
+        ({"n": 3, "seed": "a"}, r"seed='a' must be a non-negative integer"),
+    ],
+)
+def test_bad_sample_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FITTED.sample(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "match"),
+    [
+        (np.zeros((0, 4, 3), np.uint8), {}, r"image has no pixels \(shape \(0, 4, 3\)\)"),
+        (np.zeros((4, 4, 3)), {}, r"image must be a uint8 array"),
+        (np.zeros((4, 4, 3), np.uint8), {"seed": -3}, r"seed=-3 must be a non-negative"),
+        (np.zeros((4, 4, 3), np.uint8), {"k": 0}, r"k=0 must be an integer between 1 and 256"),
+    ],
+)
+def test_bad_sample_image_arguments(image, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        gmm_module.sample_image(image, **{"k": 2, **kwargs})
+
+
+def test_quantize_histogram_checks_k_and_shapes():
+    colors = np.array([[1, 2, 3], [4, 5, 6]], np.uint8)
+    with pytest.raises(ValueError, match=r"k=0 must be an integer between 1 and 256"):
+        quantize_histogram(colors, np.ones(2), 0)
+    with pytest.raises(ValueError, match=r"counts must have shape \(2,\), got \(3,\)"):
+        quantize_histogram(colors, np.ones(3), 4)
+    with pytest.raises(ValueError, match=r"colors must have shape \(n_samples, 3\)"):
+        quantize_histogram(colors[:, :2], np.ones(2), 4)

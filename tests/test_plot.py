@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from kpal import metrics, plot  # noqa: E402
 from kpal.cluster import quantize  # noqa: E402
 from kpal.cluster.histogram import color_histogram  # noqa: E402
 from kpal.cluster.kmeans import KMeans  # noqa: E402
+from kpal.errors import KpalError  # noqa: E402
 
 
 def gradient_image(height: int = 48, width: int = 64) -> np.ndarray:
@@ -52,9 +54,49 @@ def all_texts(fig) -> list[str]:
     texts = [t.get_text() for t in fig.texts]
     for ax in fig.axes:
         texts += [ax.get_title()] + [t.get_text() for t in ax.texts]
-    if fig._suptitle is not None:
-        texts.append(fig._suptitle.get_text())
+    for label in (fig._suptitle, fig._supxlabel):
+        if label is not None:
+            texts.append(label.get_text())
     return texts
+
+
+def drawn_text_boxes(fig) -> list[tuple[str, object]]:
+    """(text, window bbox) of every non-empty text the figure actually draws."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    tick_texts, shown = set(), []
+    for ax in fig.axes:
+        axes = [getattr(ax, name) for name in ("xaxis", "yaxis", "zaxis") if hasattr(ax, name)]
+        for axis in axes:
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                tick_texts.update({id(tick.label1), id(tick.label2)})
+            if not (ax.axison and axis.get_visible()):
+                tick_texts.add(id(axis.label))
+                continue
+            # Only the ticks inside the view are drawn.
+            for tick in axis._update_ticks():
+                shown += [label for label in (tick.label1, tick.label2) if label.get_visible()]
+    shown += [t for t in fig.findobj(Text) if id(t) not in tick_texts and t.get_visible()]
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in shown if t.get_text().strip()]
+
+
+def assert_texts_fit(fig):
+    """No two drawn texts overlap and every one lies inside the figure."""
+    boxes = drawn_text_boxes(fig)
+    assert boxes, "the figure draws no text at all"
+    width, height = fig.bbox.width, fig.bbox.height
+    for text, box in boxes:
+        assert box.x0 >= -1 and box.y0 >= -1, f"{text!r} sticks out: {box.bounds}"
+        assert box.x1 <= width + 1 and box.y1 <= height + 1, f"{text!r} sticks out: {box.bounds}"
+    for i, (text_a, a) in enumerate(boxes):
+        for text_b, b in boxes[i + 1 :]:
+            overlap_w = min(a.x1, b.x1) - max(a.x0, b.x0)
+            overlap_h = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert overlap_w <= 0.5 or overlap_h <= 0.5, f"{text_a!r} overlaps {text_b!r}"
 
 
 def test_compare_titles_sizes_and_psnr():
@@ -179,7 +221,7 @@ def test_pil_image_input():
 def test_bad_image_and_size():
     with pytest.raises(ValueError, match=r"uint8 array of shape \(height, width, 3\)"):
         plot.palette(np.zeros((4, 4)), 2)
-    with pytest.raises(ValueError, match=r"figure size 10x10 is too small"):
+    with pytest.raises(KpalError, match=r"figure size 10x10 is too small"):
         plot.palette(IMAGE, 2, size=(10, 10))
 
 
@@ -189,3 +231,111 @@ def test_missing_matplotlib_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r'pip install "kpal\[plot\]"'):
         plot.compare(IMAGE, 4)
+
+
+# ------------------------------------------------------------------ layout and odd shapes
+
+
+def ramp_image(height: int, width: int, n_colours: int = 48) -> np.ndarray:
+    """A strip of ``n_colours`` hues repeated along the image: thin shapes stay cheap to fit."""
+    t = np.linspace(0, 2 * np.pi, n_colours, endpoint=False)
+    hues = np.stack([127 + 120 * np.sin(t), 127 + 120 * np.sin(t + 2), 127 + 120 * np.sin(t + 4)])
+    ramp = np.rint(hues.T).astype(np.uint8)
+    index = np.arange(height * width) * n_colours // (height * width)
+    return ramp[index].reshape(height, width, 3)
+
+
+def two_colours() -> np.ndarray:
+    image = np.zeros((30, 40, 3), dtype=np.uint8)
+    image[:, 20:] = [240, 200, 20]
+    return image
+
+
+ODD_IMAGES = {
+    "1x1": np.array([[[200, 40, 40]]], dtype=np.uint8),
+    "1x100000": ramp_image(100_000, 1),
+    "100000x1": ramp_image(1, 100_000),
+    "two colours": two_colours(),
+}
+
+
+def draw(kind: str, image: np.ndarray, size=None, k: int = 4):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # fewer colours than k
+        if kind == "curve":
+            return plot.curve(image, ks=(2, 4, 8), size=size)
+        return getattr(plot, kind)(image, k, size=size)
+
+
+@pytest.mark.parametrize("kind", plot.KINDS)
+@pytest.mark.parametrize("size", [None, (300, 200), "minimum", (1800, 1400)])
+def test_every_kind_lays_out_at_every_size(kind, size):
+    size = plot.MIN_SIZES[kind] if size == "minimum" else size
+    fig = draw(kind, IMAGE, size)
+    picture = render(fig)
+    if size is not None:
+        assert picture.size == size
+    assert_texts_fit(fig)
+
+
+@pytest.mark.parametrize("kind", plot.KINDS)
+@pytest.mark.parametrize("name", list(ODD_IMAGES))
+def test_every_kind_draws_odd_shapes_and_few_colours(kind, name):
+    fig = draw(kind, ODD_IMAGES[name])
+    picture = np.asarray(render(fig))
+    assert picture.shape[0] >= plot.MIN_SIZES[kind][1]
+    assert_texts_fit(fig)
+    # Something beyond text is drawn: a coloured pixel (text is black, white or blue).
+    assert (np.ptp(picture.astype(int), axis=2) > 60).any()
+
+
+@pytest.mark.parametrize("name", ["1x100000", "100000x1"])
+def test_thin_images_are_visible(name):
+    image = ODD_IMAGES[name]
+    fig = plot.compare(image, 4)
+    picture = np.asarray(render(fig)).astype(int)
+    height = picture.shape[0]
+    for ax in fig.axes:
+        box = ax.get_window_extent()
+        area = picture[height - int(box.y1) : height - int(box.y0), int(box.x0) : int(box.x1)]
+        drawn = (np.abs(area - 255).sum(axis=2) > 30).mean()
+        assert drawn > 0.9, f"only {drawn:.0%} of the image panel is drawn"
+        # Shown stretched to at most 4:1, not as a line one pixel thick.
+        assert 0.24 <= box.height / box.width <= 4.1 or 0.24 <= box.width / box.height <= 4.1
+    assert "stretched" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("image", [ODD_IMAGES["1x1"], two_colours()])
+def test_iterations_says_when_there_is_nothing_to_show(image):
+    fig = plot.iterations(image, 4)
+    texts = " ".join(all_texts(fig))
+    assert "no iterations" in texts and "nothing to move" in texts
+    n = len(np.unique(image.reshape(-1, 3), axis=0))
+    assert f"{n} distinct colour" in texts
+
+
+@pytest.mark.parametrize("kind", plot.KINDS)
+def test_too_small_sizes_name_the_minimum(kind):
+    width, height = plot.MIN_SIZES[kind]
+    message = rf"too small for a {kind} figure \(at least {width}x{height} pixels\)"
+    with pytest.raises(KpalError, match=message):
+        draw(kind, IMAGE, (width - 1, height))
+    with pytest.raises(KpalError, match=message):
+        draw(kind, IMAGE, (width, height - 1))
+
+
+def test_small_figures_use_smaller_fonts():
+    small, large = plot.palette(IMAGE, 4, size=(300, 200)), plot.palette(IMAGE, 4)
+    assert small._suptitle.get_fontsize() < large._suptitle.get_fontsize()
+
+
+def test_curve_of_a_tiny_image_counts_bytes():
+    fig = plot.curve(ODD_IMAGES["1x1"], size=(400, 300))
+    assert fig.axes[1].get_ylabel() == "file size (bytes)"
+    title = fig.axes[0].get_title().replace("\n", " ")
+    assert "raw 24-bit is 3 bytes" in title and "1 colour: lossless from k = 1" in title
+
+
+def test_curve_of_two_colours_says_why_it_is_one_point():
+    fig = plot.curve(two_colours(), size=(400, 300))
+    assert "2 colours: lossless from k = 2" in fig.axes[0].get_title().replace("\n", " ")

@@ -10,7 +10,7 @@ from PIL import Image
 
 import kpal
 from kpal import plugin
-from kpal.errors import ChecksumError, FormatError
+from kpal.errors import ChecksumError, FormatError, OptionError
 
 from .conftest import p_image
 
@@ -67,10 +67,30 @@ def test_p_image_saves_pixel_identical(tmp_path, k):
         assert out.getpalette()[: 3 * k] == im.getpalette()[: 3 * k]
 
 
-def test_save_options_packing_and_entropy_are_passed(photo):
+def test_save_options_are_the_api_options_with_colors_for_k(photo):
     buf = io.BytesIO()
-    with pytest.raises(FormatError, match="unknown payload coding 'nope'"):
-        photo.save(buf, format="KPAL", colors=4, packing="nope")
+    photo.save(buf, format="KPAL", colors=4, coding="radix", seed=2)
+    assert buf.getvalue() == kpal.encode(photo, k=4, coding="radix", seed=2)
+    buf = io.BytesIO()
+    photo.save(buf, format="KPAL", k=4)
+    assert buf.getvalue() == kpal.encode(photo, k=4)
+
+
+@pytest.mark.parametrize(("keywords", "match"), [
+    ({"colours": 8}, r"unknown option 'colours' \(kpal calls it k\); accepted: k, method"),
+    ({"packing": "radix"}, r"unknown option 'packing' \(kpal calls it coding\)"),
+    ({"entropy": True}, r"unknown option 'entropy' \(kpal calls it coding='entropy'\)"),
+    ({"optimize": True}, r"unknown option 'optimize'; accepted: .*colors"),
+    ({"coding": "nope"}, r"coding='nope' must be one of 'fixed', 'radix', 'entropy'"),
+    ({"colors": 4, "k": 8}, r"colors=4 and k=8 both set k: give one"),
+    ({"colors": 300}, r"k=300 must be an integer between 1 and 256"),
+])
+def test_bad_save_options_are_option_errors_and_leave_no_file(photo, tmp_path, keywords,
+                                                              match):
+    path = tmp_path / "x.kpal"
+    with pytest.raises(OptionError, match=match):
+        photo.save(path, **keywords)
+    assert not path.exists()
 
 
 def test_unsupported_mode_names_the_mode(tmp_path):

@@ -154,8 +154,8 @@ def test_quality_at_least_scikit_learn(k):
         ({"k": 300}, r"k=300 must be an integer between 1 and 256"),
         ({"k": 4, "method": "median"}, r"method='median' must be one of 'kmeans', 'gmm'"),
         ({"k": 4, "init": "wu"}, r"init='wu' must be one of"),
-        ({"k": 4, "seed": -3}, r"seed=-3 must be a non-negative integer"),
-        ({"k": 4, "max_iter": 0}, r"max_iter=0 must be an integer >= 1"),
+        ({"k": 4, "seed": -3}, r"seed=-3 must be an integer between 0 and "),
+        ({"k": 4, "max_iter": 0}, r"max_iter=0 must be an integer between 1 and "),
         ({"k": 4, "tol": -0.5}, r"tol=-0.5 must be a finite number >= 0"),
         ({"k": 4, "sample": 0.0}, r"sample=0.0 must be a fraction in \(0, 1\]"),
         ({"k": 4, "sample": 1.5}, r"sample=1.5 must be a fraction in \(0, 1\]"),
@@ -208,7 +208,7 @@ def test_identical_output_with_one_or_two_blas_threads():
 
 
 def test_gmm_method_is_dispatched():
-    pytest.importorskip("kpal.cluster.gmm")
+    import kpal.cluster.gmm  # noqa: F401 - a broken module must fail here, never skip
     px = photo(32)
     q = quantize(px, 8, method="gmm", max_iter=20)
     assert q.method == "gmm"

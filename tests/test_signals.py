@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,7 +158,7 @@ def test_full_disk_keeps_the_earlier_file(tmp_path, small_png, full_disk):
 
 def test_full_disk_on_decode(tmp_path, full_disk):
     src = tmp_path / "x.kpal"
-    with pytest.warns(UserWarning, match="1 distinct colours"):
+    with pytest.warns(UserWarning, match="1 distinct colour,"):
         src.write_bytes(kpal.encode(np.zeros((2, 2, 3), np.uint8)))
     out = tmp_path / "x.png"
     result = CliRunner().invoke(cli, ["decode", str(src), "-o", str(out)])
@@ -207,3 +208,164 @@ def test_pillow_save_interrupted_leaves_no_new_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         Image.new("RGB", (4, 4)).save(out)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ the console script's launcher
+#: The launcher as the console script runs it, saying READY once it is imported
+#: (its handlers are installed on import): from then on every signal is kpal's.
+LAUNCHER = textwrap.dedent("""
+    import sys
+    import _kpal_launcher
+    sys.stderr.write("READY\\n")
+    sys.stderr.flush()
+    sys.argv = ["kpal", *sys.argv[1:]]
+    sys.exit(_kpal_launcher.main())
+""")
+
+#: signal -> (exit code, the whole of stderr)
+SIGNALLED = {
+    signal.SIGINT: (130, "\nkpal: error: interrupted\n"),  # a new line after the terminal's ^C
+    signal.SIGTERM: (143, "kpal: error: terminated\n"),
+    signal.SIGHUP: (129, "kpal: error: hangup\n"),
+}
+SIGNAL_IDS = ["SIGINT", "SIGTERM", "SIGHUP"]
+DELAYS = [0, 0.02, 0.05, 0.1, 0.3]  # importing numpy and Pillow, then clustering
+
+
+def _launch(script: str, *args, **popen) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, **popen)
+    assert proc.stderr.readline() == "READY\n"
+    return proc
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("delay", DELAYS)
+@pytest.mark.parametrize("signum", list(SIGNALLED), ids=SIGNAL_IDS)
+def test_signal_during_start_up_or_encode_is_one_line(tmp_path, big_png, signum, delay):
+    out = tmp_path / "out.kpal"
+    proc = _launch(LAUNCHER, "encode", big_png, "-o", out, "-k", "256")
+    time.sleep(delay)
+    assert proc.poll() is None, "finished before the signal"
+    proc.send_signal(signum)
+    assert _finish(proc) == SIGNALLED[signum]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("delay", DELAYS)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_installed_console_script_never_shows_a_traceback(tmp_path, big_png, signum, delay):
+    """The real ``kpal`` script. Before Python runs the launcher the signal's default
+    action ends it silently (-signum here, 128 + signum in a shell); after, kpal's line."""
+    script = Path(sys.executable).with_name("kpal")
+    if not script.exists():
+        pytest.skip("the kpal console script is not installed beside this Python")
+    out = tmp_path / "out.kpal"
+    proc = subprocess.Popen([script, "encode", big_png, "-o", out, "-k", "256"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    time.sleep(delay)
+    proc.send_signal(signum)
+    code, err = _finish(proc)
+    assert (code, err) in [SIGNALLED[signum], (-signum, "")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_console_script_points_at_the_launcher():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "kpal"]
+    assert script.value == "_kpal_launcher:main"
+
+
+def test_sighup_mid_write_removes_the_temporary_file(tmp_path, big_png):
+    """SIGHUP (the terminal closed) cleans up like SIGTERM: earlier file intact, no temp."""
+    out = tmp_path / "out.kpal"
+    out.write_bytes(b"an earlier file")
+    code, err = _interrupt(big_png, out, "write", signal.SIGHUP)
+    assert (code, err) == SIGNALLED[signal.SIGHUP]
+    assert out.read_bytes() == b"an earlier file"
+    assert _leftovers(tmp_path) == []
+
+
+#: The launcher, with the signal sent to itself at a chosen point after the output
+#: file was renamed into place.
+AFTER_RENAME = textwrap.dedent("""
+    import os, signal, sys
+    import _kpal_launcher
+    import kpal.io, kpal.cliio
+
+    where, signum = sys.argv[1], int(sys.argv[2])
+    if where == "rename":  # inside write_atomic, right after os.replace
+        real_replace = os.replace
+        def replace(*args):
+            real_replace(*args)
+            os.kill(os.getpid(), signum)
+        kpal.io.os.replace = replace
+    else:  # the command is over and its handlers are gone; the launcher's are back
+        real_restore = kpal.cliio._restore_signals
+        def restore(previous):
+            real_restore(previous)
+            os.kill(os.getpid(), signum)
+        kpal.cliio._restore_signals = restore
+    sys.argv = ["kpal", *sys.argv[3:]]
+    sys.exit(_kpal_launcher.main())
+""")
+
+
+@pytest.mark.parametrize("where", ["rename", "exit"])
+@pytest.mark.parametrize("signum", list(SIGNALLED), ids=SIGNAL_IDS)
+def test_signal_after_the_rename_exits_128_plus_signum_with_the_file_complete(
+        tmp_path, big_png, signum, where):
+    """The rule: a signal is always 128 + signum; the file, renamed already, is complete."""
+    src = big_png.with_name("crop.png")
+    out = tmp_path / "out.kpal"
+    out.write_bytes(b"an earlier file")
+    done = subprocess.run([sys.executable, "-c", AFTER_RENAME, where, str(int(signum)), "encode",
+                           src, "-o", out, "-k", "8", "--force", "-q"],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == SIGNALLED[signum]
+    assert out.read_bytes() == kpal.encode(src, 8)
+    assert _leftovers(tmp_path) == []
+
+
+def test_ignored_sighup_stays_ignored(tmp_path, big_png):
+    """Under ``nohup`` SIGHUP is ignored on purpose: kpal keeps going and finishes."""
+    src = big_png.with_name("crop.png")
+    out = tmp_path / "out.kpal"
+    proc = _launch(RUNNER, "quantize", "encode", src, "-o", out, "-k", "8", "-q",
+                   preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    proc.send_signal(signal.SIGHUP)
+    assert _finish(proc) == (0, "")
+    assert out.read_bytes() == kpal.encode(src, 8)
+
+
+def test_a_signal_swallowed_by_a_library_still_ends_kpal(tmp_path, monkeypatch):
+    """A library fallback that catches the signal's exception (an import failing because
+    of it, say) must not turn the signal into success."""
+    from kpal import codec
+
+    real = codec.upright
+
+    def swallowing(image):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here
+        except BaseException:  # noqa: BLE001, S110 - what a careless fallback does
+            pass
+        return real(image)
+
+    monkeypatch.setattr(codec, "upright", swallowing)
+    src = tmp_path / "in.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(src)
+    result = CliRunner().invoke(cli, ["encode", str(src), "-o", str(tmp_path / "o.kpal")])
+    assert result.exit_code == 128 + signal.SIGTERM
+    assert result.output.splitlines()[-1] == "kpal: error: terminated"

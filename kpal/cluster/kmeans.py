@@ -13,14 +13,15 @@ fraction of the cost.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from kpal import options
 from kpal.cluster.histogram import color_histogram, map_pixels, reduce_histogram
 from kpal.cluster.init import INITS, kmeans_plusplus, random_init
 from kpal.cluster.nearest import _MARGIN, Neighbours, _distance, _dot, _nearest_two, assign
+from kpal.errors import OptionError
 
 __all__ = [
     "KMeans",
@@ -170,27 +171,16 @@ class KMeans:
 
 
 def validate_params(k: object, init: object, seed: object, max_iter: object, tol: object) -> None:
-    """Raise ValueError naming the value if any k-means parameter is invalid."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= 256:
-        msg = f"k={k!r} must be an integer between 1 and 256"
-        raise ValueError(msg)
-    if isinstance(init, str):
-        if init not in INITS:
-            msg = f"init={init!r} must be one of {', '.join(map(repr, INITS))} or an array"
-            raise ValueError(msg)
-    elif not isinstance(init, np.ndarray):
+    """Raise ValueError naming the value if any k-means parameter is invalid.
+
+    The ranges and messages are those of :mod:`kpal.options`, shared by every
+    way into kpal; ``init`` may also be an array of starting centres here.
+    """
+    for name, value in (("k", k), ("seed", seed), ("max_iter", max_iter), ("tol", tol)):
+        options.SPECS[name].checker(value)  # None is not a value here: no method default
+    if not isinstance(init, np.ndarray) and init not in INITS:
         msg = f"init={init!r} must be one of {', '.join(map(repr, INITS))} or an array"
-        raise ValueError(msg)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        msg = f"seed={seed!r} must be a non-negative integer"
-        raise ValueError(msg)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        msg = f"max_iter={max_iter!r} must be an integer >= 1"
-        raise ValueError(msg)
-    if (isinstance(tol, bool) or not isinstance(tol, numbers.Real)
-            or not np.isfinite(tol) or tol < 0):
-        msg = f"tol={tol!r} must be a finite number >= 0"
-        raise ValueError(msg)
+        raise OptionError(msg)
 
 
 def _check_points(X: object) -> np.ndarray:
@@ -434,6 +424,7 @@ def fit_histogram(
     rng: np.random.Generator,
     max_iter: int,
     tol: float,
+    polish: bool = False,
 ) -> LloydState:
     """Cluster a colour histogram into ``k`` centres, coarse to fine; assumes valid input.
 
@@ -464,6 +455,12 @@ def fit_histogram(
     max_iter : int
         Iterations allowed at each level.
     tol : float
+    polish : bool, default False
+        Give every level above ``_RESTART_POINTS`` points only
+        ``_POLISH_ITER`` iterations, whatever its size (as levels above
+        ``_CONVERGE_POINTS`` always get): for the histogram of a random sample
+        of the pixels, itself an approximation, so that fitting a sample costs
+        less than fitting every pixel (bench/bench_sample.py).
 
     Returns
     -------
@@ -497,7 +494,8 @@ def fit_histogram(
         n_iter += state.n_iter
     for coarse, fine in zip(levels[:-1], levels[1:], strict=True):
         level_iter = max_iter if fine is exact else min(max_iter, _CELL_ITER)
-        if fine[0].shape[0] > _CONVERGE_POINTS:
+        large = fine[0].shape[0] > (_RESTART_POINTS if polish else _CONVERGE_POINTS)
+        if large:
             # Large levels only polish what the cells converged to: each of
             # their iterations costs as much as many iterations on the cells.
             level_iter = min(max_iter, _POLISH_ITER)

@@ -12,7 +12,12 @@ Only the flag probabilities are tabulated (128 per flag, fixed during a step);
 literal probabilities depend on (L, A, node) and are computed when needed.
 Neighbours are read from a ring of the last five steps (as in the numpy path)
 rather than from the image: a step then reads a small buffer in order instead
-of three rows of every tile, which made the loops about twice as fast.
+of three rows of every tile, which made the loops about twice as fast. When
+the ring would cost more than a tenth of a byte per pixel (1.9 with 4x4 tiles,
+5 on a 1-pixel-wide image) the image is read instead, where those neighbours
+are close together. Buffers are sized by the largest step, and a step visits
+only tile rows and columns that can hold pixels, so memory and time follow the
+pixels, not the tile size.
 
 The encoder keeps one ``uint16`` per decision (12-bit probability, the bit in
 bit 15) because rANS codes decisions last to first; the decoder keeps only the
@@ -42,6 +47,9 @@ _BIT_FLAG = 1 << 15  # a decision is stored as p1 | bit << 15 (p1 < 2**12)
 _N_PATTERNS = 128
 _FLAG_LIMIT = 1 << 13
 _LITERAL_INC = 16
+#: The ring of recent steps is kept only while it costs at most one byte per
+#: this many pixels (as in entropy.py).
+_RING_PIXELS_PER_BYTE = 10
 
 # decoder outcome codes
 _OK, _TRUNCATED, _BAD_INDEX = 0, 1, 2
@@ -85,10 +93,12 @@ def _literal_p1(by_left, by_above, prior, base_l, base_a, node):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _rans_bit(x, p1, words, position):
+def _rans_bit(x, p1, word_bytes, position):
     """Decode one decision from state ``x`` (spec §7.6); return (bit, new state, position).
 
-    The position comes back as -1 when a word is needed after the last one.
+    ``word_bytes`` are the payload's words as stored (big-endian), so no copy
+    of them is made. The position comes back as -1 when a word is needed after
+    the last one.
     """
     slot = x & (_PROB_ONE - 1)
     f0 = _PROB_ONE - p1
@@ -96,9 +106,10 @@ def _rans_bit(x, p1, words, position):
     # (f, c) is (p1, f0) for a 1 and (f0, 0) for a 0
     x = (p1 if bit else f0) * (x >> _PROB_BITS) + slot - (f0 if bit else 0)
     if x < _STATE_LOW:
-        if position >= words.size:
+        if 2 * position >= word_bytes.size:
             return bit, x, -1
-        x = (x << _WORD_BITS) | np.int64(words[position])
+        word = np.int64(word_bytes[2 * position]) << 8 | np.int64(word_bytes[2 * position + 1])
+        x = (x << _WORD_BITS) | word
         position += 1
     return bit, x, position
 
@@ -109,16 +120,23 @@ def _geometry(width, height, tile_log2):
 
     Returns
     -------
-    tile, tiles_x, n_tiles, rows, n_steps : int
-        Tile side, tiles per tile row, tile count, pixel rows per tile and
-        number of wavefront steps.
+    tile, tiles_x, n_tiles, rows, cols, n_steps, per_step : int
+        Tile side, tiles per tile row, tile count, pixel rows and columns of a
+        tile that can hold pixels, number of wavefront steps, and the most
+        pixels one step can hold (at most ``ceil(cols / 2)`` per tile).
+    use_ring : bool
+        Whether neighbours come from a ring of the last five steps (5 * (rows + 2)
+        bytes per tile) rather than from the raster: only while the ring is small.
     """
     tile = 1 << tile_log2
     tiles_x = -(-width // tile)
     n_tiles = tiles_x * -(-height // tile)
     rows = min(tile, height)
-    n_steps = 2 * (rows - 1) + min(tile, width)
-    return tile, tiles_x, n_tiles, rows, n_steps
+    cols = min(tile, width)
+    n_steps = 2 * (rows - 1) + cols
+    per_step = n_tiles * min(rows, (cols + 1) // 2)
+    use_ring = _RING_PIXELS_PER_BYTE * 5 * n_tiles * (rows + 2) <= width * height
+    return tile, tiles_x, n_tiles, rows, cols, n_steps, per_step, use_ring
 
 
 @njit(cache=True, nogil=True)
@@ -150,45 +168,58 @@ def _models(k, b):
 
 
 @njit(cache=True, nogil=True)
-def _step_buffers(n_tiles, rows):
+def _step_buffers(n_tiles, rows, use_ring, per_step):
     """Neighbour ring and per-step buffers, sized for the largest step.
+
+    A step holds at most ``per_step`` pixels: an eighth of the image with 4x4
+    tiles, so every buffer here is one or two bytes per pixel of a step.
 
     Returns
     -------
     ring : ndarray of shape (5, n_tiles * (rows + 2)), uint8
-        The last five steps' pixels, all zero (see ``_step_contexts``).
-    where, cells, lefts, aboves, patterns : ndarray
+        The last five steps' pixels, all zero (see ``_step_contexts``); a
+        (5, 1) placeholder without ``use_ring``.
+    lefts, aboves, patterns : ndarray of uint8
         Filled by ``_step_contexts``.
-    lit_left, lit_above, lit_value : ndarray of int64
-        Per literal: its L and A contexts and its symbol (or tree node while
-        decoding).
+    values : ndarray of int16
+        The step's labels in coding order (-1: a literal not decoded yet).
+    lit_left, lit_above, lit_value : ndarray
+        Per literal: its L and A contexts (uint8) and its symbol, or tree node
+        while decoding (int16).
     """
-    per_step = n_tiles * rows
-    ring = np.zeros((5, n_tiles * (rows + 2)), dtype=np.uint8)
-    where = np.empty(per_step, dtype=np.int64)
-    cells = np.empty(per_step, dtype=np.int32)
+    if use_ring:
+        ring = np.zeros((5, n_tiles * (rows + 2)), dtype=np.uint8)
+    else:
+        ring = np.zeros((5, 1), dtype=np.uint8)
     lefts = np.empty(per_step, dtype=np.uint8)
     aboves = np.empty(per_step, dtype=np.uint8)
     patterns = np.empty(per_step, dtype=np.uint8)
-    lit_left = np.empty(per_step, dtype=np.int64)
-    lit_above = np.empty(per_step, dtype=np.int64)
-    lit_value = np.empty(per_step, dtype=np.int64)
-    return ring, where, cells, lefts, aboves, patterns, lit_left, lit_above, lit_value
+    values = np.empty(per_step, dtype=np.int16)
+    lit_left = np.empty(per_step, dtype=np.uint8)
+    lit_above = np.empty(per_step, dtype=np.uint8)
+    lit_value = np.empty(per_step, dtype=np.int16)
+    return ring, lefts, aboves, patterns, values, lit_left, lit_above, lit_value
 
 
 @njit(cache=True, nogil=True)
-def _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
-                   where, cells, lefts, aboves, patterns):
-    """Fill the step's raster positions, ring cells, L, A and pattern in coding order.
+def _step_contexts(ring, use_ring, raster, load, n_tiles, tiles_x, tile, rows, cols, width,
+                   height, s, lefts, aboves, patterns, values):
+    """Fill the step's L, A and pattern in coding order; return the number of pixels.
 
-    Neighbours come from ``ring`` (as in the numpy path): pixel (i, j) of tile
-    ``t`` on step ``s`` sits at ``ring[s % 5, t * (rows + 2) + 2 + i]``, so a
-    step reads a few hundred kilobytes in order instead of three rows of every
-    tile scattered over the image. Returns the number of pixels.
+    Only rows ``i < rows`` and columns ``j < cols`` that can hold pixels are
+    visited. With ``use_ring`` neighbours come from ``ring`` (as in the numpy
+    path): pixel (i, j) of tile ``t`` on step ``s`` sits at
+    ``ring[s % 5, t * (rows + 2) + 2 + i]``, so a step reads a few hundred
+    kilobytes in order instead of three rows of every tile scattered over the
+    image. Otherwise (4x4 tiles, where the ring would cost 1.9 bytes per
+    pixel, or a 1-pixel-wide image, 5 bytes) they come from the raster, where
+    they are close together. With ``load`` (encoding) the step's labels are
+    read from ``raster`` into ``values`` and the ring.
     """
     stride = rows + 2
-    i_first = max(0, (s - tile + 2) // 2)
+    i_first = max(0, (s - cols + 2) // 2)
     i_last = min(s // 2, rows - 1)
+    here = ring[s % 5]
     back1 = ring[(s - 1) % 5]
     back2 = ring[(s - 2) % 5]
     back3 = ring[(s - 3) % 5]
@@ -204,20 +235,32 @@ def _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
             col = col0 + j
             if row >= height or col >= width:
                 continue
-            cell = base + i
-            above = back2[cell - 1] if i > 0 else 0  # (i-1, j)
-            left = back1[cell] if j > 0 else above  # (i, j-1)
-            if i == 0:
-                above = left
-            diag = back3[cell - 1] if i > 0 and j > 0 else above  # (i-1, j-1)
-            if i > 0 and j + 1 < tile and col + 1 < width:
-                right = back1[cell - 1]  # (i-1, j+1)
+            has_right = i > 0 and j + 1 < tile and col + 1 < width
+            if use_ring:
+                cell = base + i
+                above = back2[cell - 1] if i > 0 else 0  # (i-1, j)
+                left = back1[cell] if j > 0 else above  # (i, j-1)
+                if i == 0:
+                    above = left
+                diag = back3[cell - 1] if i > 0 and j > 0 else above  # (i-1, j-1)
+                right = back1[cell - 1] if has_right else above  # (i-1, j+1)
+                left2 = back2[cell] if j > 1 else left  # (i, j-2)
+                above2 = back4[cell - 2] if i > 1 else above  # (i-2, j)
             else:
-                right = above
-            left2 = back2[cell] if j > 1 else left  # (i, j-2)
-            above2 = back4[cell - 2] if i > 1 else above  # (i-2, j)
-            where[count] = row * width + col
-            cells[count] = cell
+                at = row * width + col
+                above = raster[at - width] if i > 0 else 0
+                left = raster[at - 1] if j > 0 else above
+                if i == 0:
+                    above = left
+                diag = raster[at - width - 1] if i > 0 and j > 0 else above
+                right = raster[at - width + 1] if has_right else above
+                left2 = raster[at - 2] if j > 1 else left
+                above2 = raster[at - 2 * width] if i > 1 else above
+            if load:
+                x = raster[row * width + col]
+                values[count] = x
+                if use_ring:
+                    here[base + i] = x
             lefts[count] = left
             aboves[count] = above
             patterns[count] = ((left == above) | (above == diag) << 1 | (left == diag) << 2
@@ -225,6 +268,29 @@ def _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
                                | (left == left2) << 5 | (above == above2) << 6)
             count += 1
     return count
+
+
+@njit(cache=True, nogil=True)
+def _store_step(ring, use_ring, raster, n_tiles, tiles_x, tile, rows, cols, width, height, s,
+                values):
+    """Decoder: put the step's labels (coding order) into the raster and the ring."""
+    stride = rows + 2
+    i_first = max(0, (s - cols + 2) // 2)
+    i_last = min(s // 2, rows - 1)
+    here = ring[s % 5]
+    count = 0
+    for t in range(n_tiles):
+        row0 = (t // tiles_x) * tile
+        col0 = (t % tiles_x) * tile
+        for i in range(i_first, i_last + 1):
+            row = row0 + i
+            col = col0 + s - 2 * i
+            if row >= height or col >= width:
+                continue
+            raster[row * width + col] = values[count]
+            if use_ring:
+                here[t * stride + 2 + i] = values[count]
+            count += 1
 
 
 @njit(cache=True, nogil=True)
@@ -252,17 +318,17 @@ def _update_literals(by_left, by_above, row_len, b, lit_left, lit_above, lit_sym
 @njit(cache=True, nogil=True)
 def _encode_decisions(raster, width, height, tile_log2, k, b):
     """Every decision in decoding order, as ``p1 | bit << 15``; return (buffer, count)."""
-    tile, tiles_x, n_tiles, rows, n_steps = _geometry(width, height, tile_log2)
+    (tile, tiles_x, n_tiles, rows, cols, n_steps, per_step,
+     use_ring) = _geometry(width, height, tile_log2)
     row_len, prior, by_left, by_above, flag_l, flag_a, table_l, table_a = _models(k, b)
-    (ring, where, cells, lefts, aboves, patterns,
-     lit_left, lit_above, lit_sym) = _step_buffers(n_tiles, rows)
+    (ring, lefts, aboves, patterns, values,
+     lit_left, lit_above, lit_sym) = _step_buffers(n_tiles, rows, use_ring, per_step)
     # one F1 per pixel and a few more on average; grown when a step could overflow
     out = np.empty(2 * width * height + 64, dtype=np.uint16)
     g = 0
     for s in range(n_steps):
-        n = _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
-                           where, cells, lefts, aboves, patterns)
-        here = ring[s % 5]
+        n = _step_contexts(ring, use_ring, raster, True, n_tiles, tiles_x, tile, rows, cols,
+                           width, height, s, lefts, aboves, patterns, values)
         if g + n * (2 + b) > out.size:
             bigger = np.empty(max(out.size + out.size // 2, g + n * (2 + b)), dtype=np.uint16)
             bigger[:g] = out[:g]
@@ -270,15 +336,13 @@ def _encode_decisions(raster, width, height, tile_log2, k, b):
         _flag_table(flag_l, table_l)
         _flag_table(flag_a, table_a)
         for q in range(n):  # F1
-            x = raster[where[q]]
-            here[cells[q]] = x
-            bit = x == lefts[q]
+            bit = values[q] == lefts[q]
             out[g] = table_l[patterns[q]] | (_BIT_FLAG if bit else 0)
             flag_l[patterns[q], 1 if bit else 0] += 2
             g += 1
         n_lit = 0
         for q in range(n):  # F2, and collect the literals
-            x = here[cells[q]]
+            x = values[q]
             if x == lefts[q]:
                 continue
             if lefts[q] != aboves[q]:
@@ -294,10 +358,10 @@ def _encode_decisions(raster, width, height, tile_log2, k, b):
             n_lit += 1
         for level in range(b):  # literal bits, most significant first
             for q in range(n_lit):
-                sym = lit_sym[q]
+                sym = np.int64(lit_sym[q])
                 node = (sym | (1 << b)) >> (b - level)
-                p1 = _literal_p1(by_left, by_above, prior, lit_left[q] * row_len,
-                                 lit_above[q] * row_len, node)
+                p1 = _literal_p1(by_left, by_above, prior, np.int64(lit_left[q]) * row_len,
+                                 np.int64(lit_above[q]) * row_len, node)
                 bit = (sym >> (b - 1 - level)) & 1
                 out[g] = p1 | (_BIT_FLAG if bit else 0)
                 g += 1
@@ -333,41 +397,40 @@ def _rans_encode(decisions, n, n_lanes):
 
 
 @njit(cache=True, nogil=True)
-def _decode(states, words, k, b, width, height, tile_log2):
+def _decode(states, word_bytes, k, b, width, height, tile_log2):
     """Decode every pixel; return (labels, outcome code, bad index, read position, states)."""
-    tile, tiles_x, n_tiles, rows, n_steps = _geometry(width, height, tile_log2)
+    (tile, tiles_x, n_tiles, rows, cols, n_steps, per_step,
+     use_ring) = _geometry(width, height, tile_log2)
     row_len, prior, by_left, by_above, flag_l, flag_a, table_l, table_a = _models(k, b)
-    (ring, where, cells, lefts, aboves, patterns,
-     lit_left, lit_above, lit_node) = _step_buffers(n_tiles, rows)
-    per_step = n_tiles * rows
-    values = np.empty(per_step, dtype=np.int16)
-    literal_of = np.empty(per_step, dtype=np.int64)  # pixel of each literal
+    (ring, lefts, aboves, patterns, values,
+     lit_left, lit_above, lit_node) = _step_buffers(n_tiles, rows, use_ring, per_step)
     raster = np.zeros(width * height, dtype=np.uint8)
     state = states.astype(np.int64)
     n_lanes = state.size
-    n_words = words.size
+    n_words = word_bytes.size // 2
     lane = 0
     position = 0
     for s in range(n_steps):
-        n = _step_contexts(ring, n_tiles, tiles_x, tile, rows, width, height, s,
-                           where, cells, lefts, aboves, patterns)
-        here = ring[s % 5]
+        n = _step_contexts(ring, use_ring, raster, False, n_tiles, tiles_x, tile, rows, cols,
+                           width, height, s, lefts, aboves, patterns, values)
         _flag_table(flag_l, table_l)
         _flag_table(flag_a, table_a)
-        n_lit = 0
         for q in range(n):  # every F1
-            bit, x, position = _rans_bit(state[lane], table_l[patterns[q]], words, position)
+            bit, x, position = _rans_bit(state[lane], table_l[patterns[q]], word_bytes,
+                                         position)
             if position < 0:
                 return raster, _TRUNCATED, 0, n_words, state
             state[lane] = x
             lane = lane + 1 if lane + 1 < n_lanes else 0
             flag_l[patterns[q], bit] += 2
             values[q] = lefts[q] if bit else -1
+        n_lit = 0
         for q in range(n):  # every F2, and the literals in coding order
             if values[q] >= 0:
                 continue
             if lefts[q] != aboves[q]:
-                bit, x, position = _rans_bit(state[lane], table_a[patterns[q]], words, position)
+                bit, x, position = _rans_bit(state[lane], table_a[patterns[q]], word_bytes,
+                                             position)
                 if position < 0:
                     return raster, _TRUNCATED, 0, n_words, state
                 state[lane] = x
@@ -376,17 +439,16 @@ def _decode(states, words, k, b, width, height, tile_log2):
                 if bit:
                     values[q] = aboves[q]
                     continue
-            literal_of[n_lit] = q
-            lit_left[n_lit] = lefts[q]
+            lit_left[n_lit] = lefts[q]  # values[q] stays -1 until the literal is known
             lit_above[n_lit] = aboves[q]
             lit_node[n_lit] = 1
             n_lit += 1
         for _level in range(b):
             for q in range(n_lit):
-                node = lit_node[q]
-                p1 = _literal_p1(by_left, by_above, prior, lit_left[q] * row_len,
-                                 lit_above[q] * row_len, node)
-                bit, x, position = _rans_bit(state[lane], p1, words, position)
+                node = np.int64(lit_node[q])
+                p1 = _literal_p1(by_left, by_above, prior, np.int64(lit_left[q]) * row_len,
+                                 np.int64(lit_above[q]) * row_len, node)
+                bit, x, position = _rans_bit(state[lane], p1, word_bytes, position)
                 if position < 0:
                     return raster, _TRUNCATED, 0, n_words, state
                 state[lane] = x
@@ -395,14 +457,16 @@ def _decode(states, words, k, b, width, height, tile_log2):
         worst = -1
         for q in range(n_lit):
             lit_node[q] -= 1 << b  # leaf -> symbol
-            worst = max(worst, lit_node[q])
+            worst = max(worst, np.int64(lit_node[q]))
         if worst >= k:
             return raster, _BAD_INDEX, worst, position, state
-        for q in range(n_lit):
-            values[literal_of[q]] = lit_node[q]
-        for q in range(n):
-            here[cells[q]] = values[q]
-            raster[where[q]] = values[q]
+        m = 0
+        for q in range(n):  # the literals, in coding order, fill the pixels still open
+            if values[q] < 0:
+                values[q] = lit_node[m]
+                m += 1
+        _store_step(ring, use_ring, raster, n_tiles, tiles_x, tile, rows, cols, width, height,
+                    s, values)
         _halve_flags(flag_l)
         _halve_flags(flag_a)
         _update_literals(by_left, by_above, row_len, b, lit_left, lit_above, lit_node, n_lit)
@@ -430,8 +494,9 @@ def decode_labels(states: np.ndarray, words: np.ndarray, k: int, b: int, width: 
                   height: int, tile_log2: int) -> np.ndarray:
     """Decode labels of shape (height, width); raise FormatError as the numpy path does."""
     states = np.ascontiguousarray(states, dtype=np.int64)
-    words = np.ascontiguousarray(words, dtype=np.uint16)
-    raster, outcome, bad_index, position, final = _decode(states, words, k, b, width,
+    # the words as stored, big-endian, read two bytes at a time: no copy of the payload
+    word_bytes = np.ascontiguousarray(words, dtype=">u2").view(np.uint8)
+    raster, outcome, bad_index, position, final = _decode(states, word_bytes, k, b, width,
                                                            height, tile_log2)
     if outcome == _TRUNCATED:
         msg = "entropy payload is truncated: the coder ran out of words"

@@ -95,7 +95,8 @@ class Decoder:
 
     def __init__(self, states: np.ndarray, words: np.ndarray) -> None:
         self.state = states.astype(np.int64)
-        self.words = words.astype(np.int64)
+        # read as stored (a view of the payload); only the words of a round are widened
+        self.words = words
         self.n_lanes = states.size
         self.position = 0  # next word to read
         self.lane = 0  # lane of the next decision

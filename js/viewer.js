@@ -1,0 +1,245 @@
+// The .kpal viewer: open or drop files, draw them on a canvas, show what `kpal info`
+// shows (header, size accounting, palette). Decoding is js/kpal.js; this file is only
+// the page around it.
+import * as kpal from './kpal.js';
+
+const ZOOMS = [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  input: $('file-input'),
+  drop: $('drop-overlay'),
+  stage: $('stage'),
+  canvas: $('canvas'),
+  empty: $('empty'),
+  files: $('files'),
+  name: $('file-name'),
+  info: $('info'),
+  palette: $('palette'),
+  paletteTitle: $('palette-title'),
+  error: $('error'),
+  zoomOut: $('zoom-out'),
+  zoomIn: $('zoom-in'),
+  zoomFit: $('zoom-fit'),
+  zoomLabel: $('zoom-label'),
+  status: $('status'),
+};
+
+/** Opened files: {name, size, image?, error?, millis}. */
+const opened = [];
+let current = -1;
+let zoom = 1;
+let fitted = true;
+
+const plural = (n, word) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
+const bytes = (n) => plural(n, 'byte');
+const hexColour = (p, i) => '#' + [p[3 * i], p[3 * i + 1], p[3 * i + 2]]
+  .map((v) => v.toString(16).padStart(2, '0')).join('');
+
+/**
+ * Decode one file's bytes and add it to the list.
+ * @param {string} name
+ * @param {Uint8Array} data
+ */
+export function openBytes(name, data) {
+  const entry = { name, size: data.length };
+  const start = performance.now();
+  try {
+    entry.image = kpal.decode(data);
+  } catch (e) {
+    entry.error = e instanceof kpal.KpalError ? e.message : `${e.name}: ${e.message}`;
+    try {
+      entry.header = kpal.readHeader(data); // a readable header is still shown
+    } catch {
+      entry.header = null;
+    }
+  }
+  entry.millis = performance.now() - start;
+  opened.push(entry);
+  select(opened.length - 1);
+  return entry;
+}
+
+async function openFiles(fileList) {
+  for (const file of fileList) {
+    openBytes(file.name, new Uint8Array(await file.arrayBuffer()));
+  }
+}
+
+function select(index) {
+  current = index;
+  fitted = true;
+  render();
+}
+
+function render() {
+  renderList();
+  const entry = opened[current];
+  els.empty.hidden = Boolean(entry);
+  els.canvas.hidden = !entry?.image;
+  els.name.textContent = entry ? entry.name : '';
+  els.error.hidden = !entry?.error;
+  els.error.textContent = entry?.error ? `kpal: error: ${entry.name}: ${entry.error}` : '';
+  renderInfo(entry);
+  renderPalette(entry);
+  if (entry?.image) {
+    const { image } = entry;
+    els.canvas.width = image.width;
+    els.canvas.height = image.height;
+    els.canvas.getContext('2d').putImageData(image.toImageData(), 0, 0);
+    if (fitted) zoom = fitZoom(image);
+    applyZoom();
+    els.status.textContent = `decoded in ${entry.millis.toFixed(1)} ms`;
+  } else {
+    els.status.textContent = entry ? 'not decoded' : '';
+  }
+  document.body.classList.toggle('has-image', Boolean(entry?.image));
+}
+
+function renderList() {
+  els.files.replaceChildren(...opened.map((entry, i) => {
+    const item = document.createElement('button');
+    item.type = 'button';
+    item.className = 'file' + (i === current ? ' current' : '') + (entry.error ? ' bad' : '');
+    item.textContent = entry.name;
+    item.title = entry.error ?? `${entry.image.width}×${entry.image.height}, k=${entry.image.k}`;
+    item.addEventListener('click', () => select(i));
+    return item;
+  }));
+}
+
+function row(label, value) {
+  const tr = document.createElement('tr');
+  const th = document.createElement('th');
+  const td = document.createElement('td');
+  th.textContent = label;
+  td.textContent = value;
+  tr.append(th, td);
+  return tr;
+}
+
+function renderInfo(entry) {
+  const rows = [];
+  const h = entry?.image ?? entry?.header;
+  if (h) {
+    const n = h.width * h.height;
+    rows.push(row('version', String(h.version)));
+    rows.push(row('size', `${h.width}×${h.height} = ${plural(n, 'pixel')}`));
+    rows.push(row('k', `${plural(h.k, 'colour')}, ${plural(h.bitsPerIndex, 'bit')} per index`));
+    rows.push(row('coding', h.codingName));
+  }
+  if (entry?.image) {
+    const s = entry.image.sizeReport();
+    rows.push(row('fixed width', `${s.formula} = ${bytes(s.theoreticalBytes)}`));
+    rows.push(row('log2 k', bytes(Math.ceil(s.log2BoundBits / 8))));
+    rows.push(row('order-0', `${bytes(Math.ceil(s.order0EntropyBits / 8))} (each index coded alone)`));
+    rows.push(row('on disk', `${bytes(s.onDiskBytes)} (payload ${bytes(s.payloadBytes)}, overhead ${
+      s.overheadBytes} bytes)`));
+    rows.push(row('ratio', `${s.ratio.toFixed(2)}× smaller than raw 24-bit`));
+    rows.push(row('checksum', 'ok'));
+  } else if (entry) {
+    rows.push(row('on disk', bytes(entry.size)));
+  }
+  els.info.replaceChildren(...rows);
+}
+
+function renderPalette(entry) {
+  const image = entry?.image;
+  els.paletteTitle.hidden = !image;
+  if (!image) {
+    els.palette.replaceChildren();
+    return;
+  }
+  const counts = new Float64Array(image.k);
+  for (const v of image.indices) counts[v]++;
+  const n = image.indices.length;
+  els.palette.replaceChildren(...Array.from({ length: image.k }, (_, i) => {
+    const swatch = document.createElement('span');
+    const colour = hexColour(image.palette, i);
+    swatch.className = 'swatch';
+    swatch.style.background = colour;
+    swatch.title = `${i}: ${colour}, ${(100 * counts[i] / n).toFixed(2)} % of the pixels`;
+    return swatch;
+  }));
+}
+
+function fitZoom(image) {
+  const room = Math.min((els.stage.clientWidth - 32) / image.width,
+    (els.stage.clientHeight - 32) / image.height);
+  let best = ZOOMS[0];
+  for (const z of ZOOMS) if (z <= room) best = z;
+  return best;
+}
+
+function applyZoom() {
+  const entry = opened[current];
+  if (!entry?.image) return;
+  els.canvas.style.width = `${entry.image.width * zoom}px`;
+  els.canvas.style.height = `${entry.image.height * zoom}px`;
+  els.zoomLabel.textContent = zoom >= 1 ? `${zoom}×` : `1/${1 / zoom}×`;
+}
+
+function stepZoom(direction) {
+  const at = ZOOMS.indexOf(zoom);
+  const next = at < 0 ? ZOOMS.findIndex((z) => z > zoom) : at + direction;
+  zoom = ZOOMS[Math.max(0, Math.min(ZOOMS.length - 1, next))];
+  fitted = false;
+  applyZoom();
+}
+
+// ------------------------------------------------------------------ wiring
+els.input.addEventListener('change', async () => {
+  await openFiles(els.input.files);
+  els.input.value = '';
+});
+els.zoomIn.addEventListener('click', () => stepZoom(1));
+els.zoomOut.addEventListener('click', () => stepZoom(-1));
+els.zoomFit.addEventListener('click', () => {
+  fitted = true;
+  const entry = opened[current];
+  if (entry?.image) zoom = fitZoom(entry.image);
+  applyZoom();
+});
+document.addEventListener('keydown', (e) => {
+  if (e.target instanceof HTMLInputElement) return;
+  if (e.key === '+' || e.key === '=') stepZoom(1);
+  else if (e.key === '-') stepZoom(-1);
+  else if (e.key === '0') els.zoomFit.click();
+});
+els.stage.addEventListener('wheel', (e) => {
+  if (!e.ctrlKey) return;
+  e.preventDefault();
+  stepZoom(e.deltaY < 0 ? 1 : -1);
+}, { passive: false });
+
+let dragDepth = 0;
+document.addEventListener('dragenter', (e) => {
+  e.preventDefault();
+  dragDepth++;
+  els.drop.hidden = false;
+});
+document.addEventListener('dragleave', () => {
+  if (--dragDepth <= 0) {
+    dragDepth = 0;
+    els.drop.hidden = true;
+  }
+});
+document.addEventListener('dragover', (e) => e.preventDefault());
+document.addEventListener('drop', async (e) => {
+  e.preventDefault();
+  dragDepth = 0;
+  els.drop.hidden = true;
+  await openFiles(e.dataTransfer.files);
+});
+
+// A page written by `kpal view` carries its file inline, base64.
+const embedded = document.getElementById('kpal-embedded');
+if (embedded) {
+  const text = atob(embedded.textContent.trim());
+  const data = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) data[i] = text.charCodeAt(i);
+  openBytes(embedded.dataset.name || 'image.kpal', data);
+}
+window.kpalViewer = { openBytes, kpal };
+document.documentElement.dataset.ready = 'true';
+render();

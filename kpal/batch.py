@@ -1,0 +1,1034 @@
+"""Many files at once: a local process pool or Dask futures, one small record per file.
+
+``kpal encode DIR -o OUT``, ``kpal decode ...`` and ``kpal info ...`` with
+several inputs run here. The work is split into one task per file; a task
+reads its input, does the work and writes its output itself
+(:func:`kpal.io.write_atomic`), and sends back only a small :class:`Result`.
+So whatever the number of files:
+
+- memory stays bounded: tasks are submitted lazily, at most two per worker in
+  flight, and a worker holds one image at a time;
+- the output bytes do not depend on the number of workers: each file is
+  encoded independently with the same :class:`~kpal.options.EncodeOptions`,
+  exactly as ``kpal encode FILE`` encodes it;
+- one bad file does not stop the batch: its record carries a one-line
+  ``error`` naming the file, and the other files go on;
+- on Ctrl-C the parent cancels what has not started and waits for the images
+  in progress (at most one per worker, which ignore SIGINT): every output is
+  complete or absent, and no temporary file is left. SIGTERM or SIGHUP make
+  a worker abandon its image (its temporary file removed) and leave; a worker
+  whose batch process was killed outright leaves the same way.
+
+With a Dask ``client`` the same tasks run as Dask futures: tasks receive paths
+and options and return records, so nothing but those crosses the scheduler;
+the paths must be reachable from the workers (a shared filesystem). Dask is
+imported only on that path.
+
+Inputs (:func:`collect`) are files, folders (their image files; with
+``recursive``, every level below) and glob patterns (``photos/*.jpg``; ``**``
+with ``recursive``). An output mirrors its input's place below the folder or
+the fixed part of the pattern it was found through, under ``out_dir``; with no
+``out_dir`` it goes beside its input with the extension ``ext``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import glob
+import io
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from kpal import codec
+from kpal.errors import KpalError
+from kpal.io import write_atomic
+from kpal.options import EncodeOptions
+
+__all__ = ["Result", "Job", "BatchError", "Summary", "collect", "plan", "run", "run_job",
+           "encode_many", "decode_many", "info_many", "summarize", "default_jobs", "is_glob",
+           "image_file", "kpal_file", "output_format", "is_url", "exists"]
+
+#: Tasks in flight per worker: one running, one queued so the worker never waits.
+IN_FLIGHT_PER_WORKER = 2
+#: Environment variables that size the thread pools of BLAS, OpenMP and numba: set to 1
+#: in workers, which are already one per core.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "NUMBA_NUM_THREADS")
+_MAGIC = ("*", "?", "[")
+
+
+class BatchError(ValueError):
+    """The batch cannot start: no input matched, two inputs map to one output, ...
+
+    Raised before any file is read or written.
+    """
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one file of a batch.
+
+    Attributes
+    ----------
+    path : str
+        The input file.
+    output : str or None
+        The output file (``None`` for ``info``).
+    bytes_in : int
+        Size of the input file (0 when it could not be read).
+    bytes_out : int
+        Size of the output written (0 when none was).
+    k : int or None
+        Colours in the palette, when known.
+    psnr : float or None
+        PSNR of the encoded image against its source in dB (``inf`` when
+        lossless); ``None`` for decode and info.
+    seconds : float
+        Time the task took, reading and writing included.
+    error : str or None
+        One line, ``FILE: problem``, when the file failed; else ``None``.
+    skipped : bool
+        The output existed and the batch was asked to skip existing outputs.
+    notes : tuple of str
+        Warnings the encode raised (e.g. fewer distinct colours than k).
+    report : dict or None
+        For ``info``: the fields ``kpal info --json`` prints for the file.
+    """
+
+    path: str
+    output: str | None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    k: int | None = None
+    psnr: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    skipped: bool = False
+    notes: tuple[str, ...] = ()
+    report: dict | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def ok(self) -> bool:
+        """True unless the file failed."""
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file's task: small and picklable, so it can travel to any worker.
+
+    Attributes
+    ----------
+    kind : {"encode", "decode", "info"}
+    path : str
+        The input file.
+    output : str or None
+        Where to write (``None`` for ``info``).
+    options : EncodeOptions or None
+        The encode options (encode only).
+    fmt : str or None
+        The Pillow format to write (decode only), e.g. "PNG".
+    force : bool
+        Replace an existing output.
+    """
+
+    kind: str
+    path: str
+    output: str | None
+    options: EncodeOptions | None = None
+    fmt: str | None = None
+    force: bool = False
+
+
+# ------------------------------------------------------------------ inputs
+def is_glob(path: str) -> bool:
+    """True when ``path`` is a glob pattern rather than a path that exists."""
+    if is_url(path):
+        return any(c in path.split("://", 1)[1] for c in _MAGIC)
+    return any(c in path for c in _MAGIC) and not os.path.lexists(path)
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """True for an fsspec URL (``s3://bucket/photos``, ``file:///data``), not a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def _filesystem(url: str):
+    """The fsspec filesystem of ``url`` and the path inside it."""
+    try:
+        import fsspec
+    except ImportError:
+        msg = f"{url}: URLs need fsspec (pip install fsspec)"
+        raise BatchError(msg) from None
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as e:  # an unknown protocol, or its package missing
+        msg = f"{url}: {e}"
+        raise BatchError(msg) from None
+
+
+def exists(path: str) -> bool:
+    """Whether a file (or link) is at ``path``, a local path or an fsspec URL."""
+    if is_url(path):
+        fs, inner = _filesystem(path)
+        return bool(fs.exists(inner))
+    return os.path.lexists(path)
+
+
+def default_jobs() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _fixed_part(pattern: str) -> Path:
+    """The leading folders of a glob pattern, before the first one with a wildcard."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if any(c in part for c in _MAGIC):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _walk(folder: Path, recursive: bool, wanted: Callable[[Path], bool],
+          skip: Path | None) -> Iterator[Path]:
+    """The wanted files of ``folder`` (hidden ones left out), sorted, level by level."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue  # hidden files, and the temporary files of writes in progress
+        path = Path(entry.path)
+        if entry.is_dir():
+            if recursive and (skip is None or not _same(path, skip)):
+                yield from _walk(path, recursive, wanted, skip)
+        elif entry.is_file() and wanted(path):
+            yield path
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def collect(paths: Iterable[str], *, recursive: bool = False,
+            wanted: Callable[[Path], bool] | None = None,
+            skip: str | os.PathLike | None = None) -> list[tuple[Path | str, Path]]:
+    """The input files named by ``paths``, each with its place in the output tree.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        Files (taken whatever their extension), folders (their files that
+        ``wanted`` accepts; every level below with ``recursive``) and glob
+        patterns (``*``, ``?``, ``[...]``; ``**`` spans folders with
+        ``recursive``); any of them may be an fsspec URL
+        (``s3://bucket/photos/``) when fsspec is installed.
+    recursive : bool, default False
+    wanted : callable, optional
+        Which files of a folder or a pattern to take (default: all).
+    skip : path, optional
+        A folder never entered (the output folder, when it is inside an input).
+
+    Returns
+    -------
+    list of (Path or str, Path)
+        Each input file (a URL stays a string) and its path relative to the folder (or the fixed
+        part of the pattern) it was found through; a file named directly is
+        relative to its own folder. Duplicates are dropped.
+
+    Raises
+    ------
+    BatchError
+        A path does not exist, or a pattern matches nothing.
+    """
+    wanted = wanted or (lambda p: True)
+    skip_path = Path(skip) if skip is not None else None
+    found: list[tuple[Path, Path]] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, base: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append((path, path.relative_to(base)))
+
+    for text in paths:
+        path = Path(text)
+        if is_url(text):
+            for url, relative in _collect_url(text, recursive, wanted):
+                if url not in seen:
+                    seen.add(url)
+                    found.append((url, relative))
+            continue
+        if is_glob(text):
+            base = _fixed_part(text)
+            matches = sorted(glob.glob(text, recursive=recursive))
+            files = []
+            for match in map(Path, matches):
+                if match.is_dir():
+                    files += [(f, base) for f in _walk(match, recursive, wanted, skip_path)]
+                elif match.is_file() and wanted(match) and not match.name.startswith("."):
+                    files.append((match, base))
+            if not files:
+                msg = f"{text}: no file matches"
+                raise BatchError(msg)
+            for f, b in files:
+                add(f, b)
+        elif path.is_dir():
+            for f in _walk(path, recursive, wanted, skip_path):
+                add(f, path)
+        elif path.exists():
+            add(path, path.parent)
+        else:
+            msg = f"{text}: no such file"
+            raise BatchError(msg)
+    return found
+
+
+def _collect_url(url: str, recursive: bool,
+                 wanted: Callable[[Path], bool]) -> list[tuple[str, PurePosixPath]]:
+    """:func:`collect` for one fsspec URL: (URL of each file, its relative path)."""
+    fs, root = _filesystem(url)
+    root = root.rstrip("/") or "/"
+    if is_glob(url):
+        parts = PurePosixPath(root).parts
+        fixed = []
+        for part in parts[:-1]:
+            if any(c in part for c in _MAGIC):
+                break
+            fixed.append(part)
+        base = PurePosixPath(*fixed) if fixed else PurePosixPath("/")
+        spelled = url.split("/")
+        base_url = "/".join(spelled[:next(i for i, part in enumerate(spelled)
+                                          if any(c in part for c in _MAGIC))])
+        candidates = []
+        for match in sorted(fs.glob(root)):
+            if fs.isdir(match):
+                candidates += fs.find(match, maxdepth=None if recursive else 1)
+            else:
+                candidates.append(match)
+        if not candidates:
+            msg = f"{url}: no file matches"
+            raise BatchError(msg)
+    elif fs.isdir(root):
+        base, base_url = PurePosixPath(root), url.rstrip("/")
+        candidates = fs.find(root, maxdepth=None if recursive else 1)
+    elif fs.exists(root):
+        return [(url, PurePosixPath(PurePosixPath(root).name))]
+    else:
+        msg = f"{url}: no such file"
+        raise BatchError(msg)
+    found = []
+    for name in sorted(candidates):
+        relative = PurePosixPath(name).relative_to(base)
+        if any(part.startswith(".") for part in relative.parts) or not wanted(Path(name)):
+            continue
+        found.append((f"{base_url}/{relative.as_posix()}", relative))  # as the user spelled it
+    return found
+
+
+def _output_path(src: str, relative: PurePosixPath | Path, out_dir, ext: str) -> str:
+    """Where the output of ``src`` goes: its place below ``out_dir``, or beside it."""
+    if out_dir is None:
+        where = src
+    elif is_url(os.fspath(out_dir)):
+        where = f"{os.fspath(out_dir).rstrip('/')}/{PurePosixPath(relative).as_posix()}"
+    else:
+        where = str(Path(out_dir) / relative)
+    if is_url(where):
+        head, _, name = where.rpartition("/")
+        return f"{head}/{PurePosixPath(name).stem}{ext}"
+    where_path = Path(where)
+    return str(where_path.with_name(where_path.stem + ext))
+
+
+def _identity(path: str) -> str:
+    return path if is_url(path) else str(Path(path).resolve())
+
+
+def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
+         ext: str, recursive: bool = False, wanted: Callable[[Path], bool] | None = None,
+         options: EncodeOptions | None = None, fmt: str | None = None,
+         force: bool = False) -> list[Job]:
+    """One :class:`Job` per input file, with its output path decided.
+
+    Parameters
+    ----------
+    kind : {"encode", "decode", "info"}
+    paths : iterable of str
+        See :func:`collect`.
+    out_dir : path or None
+        The output tree's root; ``None`` writes each output beside its input.
+    ext : str
+        The outputs' extension (``.kpal``), or a suffix replacing the input's
+        (``-k16.kpal``).
+    recursive, wanted
+        See :func:`collect`.
+    options : EncodeOptions, optional
+    fmt : str, optional
+        The Pillow format of decoded images.
+    force : bool, default False
+
+    Raises
+    ------
+    BatchError
+        No input, an output that is its own input, or two inputs with one output.
+    """
+    paths = list(paths)
+    if out_dir is not None and is_url(os.fspath(out_dir)):
+        _filesystem(os.fspath(out_dir))  # an unknown protocol fails now, not per file
+    files = collect(paths, recursive=recursive, wanted=wanted,
+                    skip=None if out_dir is None or is_url(os.fspath(out_dir)) else out_dir)
+    if not files:
+        hint = "" if recursive else " (-r takes sub-folders too)"
+        msg = f"{', '.join(paths)}: no input file found{hint}"
+        raise BatchError(msg)
+    jobs: list[Job] = []
+    outputs: dict[str, str] = {}
+    for src, relative in files:
+        src = str(src)
+        out = None
+        if kind != "info":
+            out = _output_path(src, relative, out_dir, ext)
+            if _identity(out) == _identity(src):
+                msg = f"{out}: output is the input file; choose another extension or folder"
+                raise BatchError(msg)
+            other = outputs.get(_identity(out))
+            if other is not None:
+                msg = f"{other} and {src} would both be written to {out}"
+                raise BatchError(msg)
+            outputs[_identity(out)] = src
+        jobs.append(Job(kind, src, out, options=options, fmt=fmt, force=force))
+    return jobs
+
+
+# ------------------------------------------------------------------ one file
+def run_job(job: Job) -> Result:
+    """Do one file's work and return its record; never raises for a bad file.
+
+    This is what runs in a worker process or as a Dask task.
+    """
+    start = time.perf_counter()
+    try:
+        fields = _WORK[job.kind](job)
+    except MemoryError:
+        fields = {"error": f"{job.path}: out of memory"}
+    except _InfoProblem as e:
+        fields = {"error": str(e), "bytes_in": e.bytes_in, "report": e.report}
+    except _Failure as e:
+        fields = {"error": str(e), "bytes_in": e.bytes_in}
+    except Exception as e:  # noqa: BLE001 - one file's unexpected failure must not end the batch
+        fields = {"error": f"{job.path}: {type(e).__name__}: {e}"}
+    return Result(path=job.path, output=job.output, seconds=time.perf_counter() - start,
+                  **fields)
+
+
+class _Failure(Exception):
+    """One file failed: the message is its one-line error."""
+
+    def __init__(self, message: str, bytes_in: int = 0) -> None:
+        super().__init__(message)
+        self.bytes_in = bytes_in
+
+
+def _read(path: str) -> bytes:
+    try:
+        if is_url(path):
+            fs, inner = _filesystem(path)
+            return fs.cat_file(inner)
+        with open(path, "rb") as f:
+            return f.read()
+    except BatchError as e:
+        raise _Failure(str(e)) from None
+    except OSError as e:
+        raise _Failure(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _write(job: Job, data: bytes) -> None:
+    if is_url(job.output):
+        _write_url(job, data)
+        return
+    out = Path(job.output)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, data, force=job.force)
+    except FileExistsError as e:
+        if _holds(out, data):
+            return  # a retried task (its worker died after writing): already done
+        raise _Failure(str(e)) from None
+    except OSError as e:
+        raise _Failure(f"{out}: cannot write: {e.strerror or e}") from None
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at ``path`` holds exactly ``data``."""
+    try:
+        return path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _write_url(job: Job, data: bytes) -> None:
+    """Write an fsspec URL: a temporary name beside it, then moved into place."""
+    from uuid import uuid4
+
+    url = job.output
+    try:
+        fs, target = _filesystem(url)
+        if fs.exists(target):
+            if not job.force:
+                if fs.cat_file(target) == data:
+                    return  # a retried task, already done
+                raise _Failure(f"{url}: file exists (use --force to overwrite)")
+        folder, _, name = target.rpartition("/")
+        if folder:
+            fs.makedirs(folder, exist_ok=True)
+        temporary = f"{folder}/.{name}.{uuid4().hex[:8]}.tmp"
+        try:
+            fs.pipe_file(temporary, data)
+            fs.mv(temporary, target)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.rm(temporary)
+            raise
+    except BatchError as e:
+        raise _Failure(str(e)) from None
+    except OSError as e:
+        raise _Failure(f"{url}: cannot write: {e.strerror or e}") from None
+
+
+def _encode(job: Job) -> dict:
+    data = _read(job.path)
+    size = len(data)
+    if not data:
+        raise _Failure(f"{job.path}: file is empty")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            encoded = codec.encode_image(data, options=job.options)
+        except UnidentifiedImageError:
+            raise _Failure(f"{job.path}: not an image Pillow can read", size) from None
+        except (KpalError, Image.DecompressionBombError) as e:
+            raise _Failure(f"{job.path}: {_strip_name(e, job.path)}", size) from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise _Failure(f"{job.path}: cannot decode image: {e}", size) from None
+    del data
+    _write(job, encoded.data)
+    notes = tuple(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    return {"bytes_in": size, "bytes_out": len(encoded.data), "k": encoded.header.k,
+            "psnr": encoded.psnr(), "notes": notes}
+
+
+def _strip_name(error: Exception, path: str) -> str:
+    # codec names an opened image "image" (or its path): the record names the file itself.
+    text = str(error)
+    for prefix in ("image: ", f"{path}: "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
+def _decode(job: Job) -> dict:
+    data = _read(job.path)
+    size = len(data)
+    try:
+        im = codec.decode(data)
+    except (KpalError, Image.DecompressionBombError) as e:
+        raise _Failure(f"{job.path}: {e}", size) from None
+    k = im.info.get("k")
+    image_bytes = _save_image(im, job.fmt or "PNG", job.output)
+    _write(job, image_bytes)
+    return {"bytes_in": size, "bytes_out": len(image_bytes), "k": k}
+
+
+def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
+    """``im`` in Pillow format ``fmt``; as RGB when the format takes no palette image."""
+    failure = None
+    for candidate in (im, None):
+        buffer = io.BytesIO()
+        try:
+            (candidate or im.convert("RGB")).save(buffer, format=fmt)
+            return buffer.getvalue()
+        except (OSError, ValueError, KeyError) as e:
+            failure = " ".join(str(e).split()) or type(e).__name__
+    raise _Failure(f"{out}: cannot write a {im.width}x{im.height} image as {fmt.upper()}: "
+                   f"{failure}")
+
+
+def _info(job: Job) -> dict:
+    try:
+        data = _read(job.path)
+    except _Failure as e:  # still one JSON line for the file
+        raise _InfoProblem(job.path, 0, {"file": job.path,
+                                         "problem": str(e).removeprefix(f"{job.path}: ")}) \
+            from None
+    size = len(data)
+    try:
+        report = codec.inspect(data)
+    except (KpalError, Image.DecompressionBombError) as e:
+        problem = str(e)
+        raise _InfoProblem(job.path, size, {"file": job.path, "problem": problem}) from None
+    fields = {"bytes_in": size, "k": report["header"]["k"],
+              "report": {"file": job.path, **report}}
+    if report["problem"]:
+        fields["error"] = f"{job.path}: {report['problem']}"
+    return fields
+
+
+class _InfoProblem(_Failure):
+    """A file ``info`` cannot describe at all: its record still carries a report."""
+
+    def __init__(self, path: str, bytes_in: int, report: dict) -> None:
+        super().__init__(f"{path}: {report['problem']}", bytes_in)
+        self.report = report
+
+
+_WORK = {"encode": _encode, "decode": _decode, "info": _info}
+
+
+# ------------------------------------------------------------------ running many
+#: In a worker: the signal that asked it to stop (0: none), and whether a task is running.
+_stopping = 0
+_in_task = False
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM or SIGHUP in a worker: unwind the task in progress, then leave.
+
+    Unwinding lets a write in progress remove its temporary file; an idle
+    worker has nothing to clean up and leaves at once.
+    """
+    global _stopping
+    _stopping = _stopping or signum
+    if not _in_task:
+        os._exit(128 + signum)
+    raise SystemExit(128 + signum)
+
+
+def _worker_task(job: Job) -> Result:
+    """:func:`run_job` as a worker process runs it: a stop signal ends the process after it."""
+    global _in_task
+    _in_task = True
+    try:
+        if _stopping:
+            raise SystemExit(128 + _stopping)
+        return run_job(job)
+    finally:
+        _in_task = False
+        if _stopping:  # the pool would keep this worker waiting for work that never comes
+            os._exit(128 + _stopping)
+
+
+_thread_limits: Any = None
+
+
+def _init_worker(batch_pid: int) -> None:
+    """Set up a worker process: Ctrl-C is the parent's business, one thread per worker."""
+    global _thread_limits, _stopping, _in_task
+    _stopping, _in_task = 0, False
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminated)
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    with contextlib.suppress(ImportError):  # numpy's BLAS is loaded already: limit it now
+        from threadpoolctl import threadpool_limits
+
+        _thread_limits = threadpool_limits(1)
+    threading.Thread(target=_watch_batch, args=(batch_pid,), daemon=True,
+                     name="kpal-watch-batch").start()
+
+
+def _watch_batch(batch_pid: int) -> None:
+    """Stop this worker (as SIGTERM would) once the batch's process is gone.
+
+    A batch killed outright (SIGKILL, out of memory) cannot shut its pool
+    down; its workers would otherwise wait for work forever (and, started by
+    a fork server, keep that server alive too).
+    """
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(batch_pid, 0)
+        except OSError:  # gone (or the number reused by another user's process)
+            break
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """Start child processes with one BLAS/OpenMP thread, before they import numpy."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _context():
+    """The start method of worker processes: forkserver where there is one, else spawn."""
+    import multiprocessing
+
+    # Never fork: a forked child inherits the parent's threads' locks (and BLAS state).
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["kpal.batch"])  # numpy and kpal imported once
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _lost(job: Job, error: BaseException) -> Result:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return Result(path=job.path, output=job.output, error=f"{job.path}: {text}")
+
+
+def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
+    if workers == 1 or len(todo) == 1:
+        for job in todo:  # in this process: Ctrl-C unwinds the write in progress
+            yield run_job(job)
+        return
+    waiting = iter(todo)
+    with _single_threaded_children():
+        executor = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                          mp_context=_context(), initializer=_init_worker,
+                                          initargs=(os.getpid(),))
+        in_flight: dict[cf.Future, Job] = {}
+
+        def submit_next() -> Result | None:
+            job = next(waiting, None)
+            if job is None:
+                return None
+            try:
+                in_flight[executor.submit(_worker_task, job)] = job
+            except cf.process.BrokenProcessPool as e:
+                return _lost(job, e)
+            return None
+
+        try:
+            for _ in range(workers * IN_FLIGHT_PER_WORKER):
+                lost = submit_next()
+                if lost is not None:
+                    yield lost
+            while in_flight:
+                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    job = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except cf.process.BrokenProcessPool as e:
+                        result = _lost(job, e)
+                    lost = submit_next()
+                    yield result
+                    if lost is not None:
+                        yield lost
+        except BaseException:
+            # Ctrl-C, SIGTERM, or the caller stopped: start nothing more, let the images
+            # in progress finish (workers ignore SIGINT), so every output is whole or absent.
+            for future in in_flight:
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
+        executor.shutdown(wait=True)
+
+
+def _task_key(job: Job, index: int, token: str) -> str:
+    return f"kpal-{job.kind}-{Path(job.path).name}-{token}-{index}"
+
+
+def _run_dask(todo: list[Job], client) -> Iterator[Result]:
+    from uuid import uuid4
+
+    from distributed import as_completed
+
+    token = uuid4().hex[:12]
+    threads = sum(client.nthreads().values()) or 1
+    waiting = enumerate(todo)
+    in_flight: dict[Any, Job] = {}
+    tracker = as_completed([])
+
+    def submit_next() -> None:
+        index, job = next(waiting, (None, None))
+        if job is None:
+            return
+        # Paths and options go out, a small Result comes back: no pixels through the scheduler.
+        future = client.submit(run_job, job, key=_task_key(job, index, token), pure=False)
+        in_flight[future] = job
+        tracker.add(future)
+
+    try:
+        for _ in range(threads * IN_FLIGHT_PER_WORKER):
+            submit_next()
+        for future in tracker:
+            job = in_flight.pop(future)
+            try:
+                result = future.result()
+            except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: this file failed
+                result = _lost(job, e)
+            future.release()
+            submit_next()
+            yield result
+    except BaseException:
+        client.cancel(list(in_flight))
+        raise
+
+
+def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
+        skip_existing: bool = False) -> Iterator[Result]:
+    """Run jobs in a local process pool or on a Dask cluster; yield each file's record.
+
+    Parameters
+    ----------
+    jobs : iterable of Job
+        See :func:`plan`.
+    workers : int, optional
+        Worker processes (default: the number of cores); 1 runs in this process.
+        Ignored with ``client``.
+    client : distributed.Client, optional
+        Run each file as a Dask task on this client's cluster.
+    skip_existing : bool, default False
+        A job whose output exists is not run; its record says ``skipped``.
+
+    Yields
+    ------
+    Result
+        One per job, in the order they finish (skipped ones first).
+    """
+    todo = []
+    for job in jobs:
+        if skip_existing and job.output is not None and exists(job.output):
+            yield Result(path=job.path, output=job.output, skipped=True)
+        else:
+            todo.append(job)
+    if not todo:
+        return
+    if client is not None:
+        yield from _run_dask(todo, client)
+    else:
+        yield from _run_local(todo, workers or default_jobs())
+
+
+def _check_workers(jobs: int | None) -> None:
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        msg = f"jobs={jobs!r} must be a positive integer"
+        raise BatchError(msg)
+
+
+def _as_list(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return [os.fspath(p) for p in paths]
+
+
+def image_file(path: Path) -> bool:
+    """Whether a file found in a folder is an image to encode: Pillow reads its extension."""
+    Image.init()
+    ext = path.suffix.lower()
+    return ext != ".kpal" and ext in Image.registered_extensions()
+
+
+def kpal_file(path: Path) -> bool:
+    """Whether a file found in a folder is a ``.kpal`` file."""
+    return path.suffix.lower() == ".kpal"
+
+
+def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool = False,
+                skip_existing: bool = False, force: bool = False, client=None,
+                options: EncodeOptions | None = None, ext: str = ".kpal",
+                **option_keywords) -> Iterator[Result]:
+    """Encode many images, each independently, in parallel; yield one record per file.
+
+    Parameters
+    ----------
+    paths : str, path or iterable of them
+        Files, folders and glob patterns (see :func:`collect`); a folder
+        contributes the files whose extension Pillow reads.
+    out_dir : path, optional
+        Root of the output tree, which mirrors the inputs' tree (created as
+        needed). Default: each output beside its input.
+    jobs : int, optional
+        Worker processes (default: the number of cores).
+    recursive : bool, default False
+        Descend into sub-folders (and let ``**`` span folders in patterns).
+    skip_existing : bool, default False
+        Leave files whose output exists alone (to resume a batch).
+    force : bool, default False
+        Replace existing outputs; otherwise such a file fails, unless it
+        already holds exactly the bytes it would get (so a task retried after
+        its worker died succeeds).
+    client : distributed.Client, optional
+        Run the files as tasks on a Dask cluster; paths must be reachable
+        from its workers.
+    options : EncodeOptions, optional
+        The encode options of every file, with ``option_keywords`` on top.
+    ext : str, default ".kpal"
+        The outputs' extension, or a suffix replacing the input's extension.
+    **option_keywords
+        Encode options by name (``k=64``, ``seed=3``, ...; see :func:`kpal.encode`).
+
+    Returns
+    -------
+    iterator of Result
+        One record per input file, in the order they finish. Options and
+        inputs are checked when this is called, before any file is read.
+
+    Raises
+    ------
+    OptionError
+        An unknown or invalid encode option.
+    BatchError
+        No input file, a missing path, or two inputs with the same output.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from PIL import Image
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(folder / "a.png")
+    >>> [(r.k, r.error) for r in encode_many(folder, folder / "out", jobs=1, k=4)]
+    [(4, None)]
+    >>> sorted(p.name for p in (folder / "out").iterdir())
+    ['a.kpal']
+    """
+    opts = codec.encode_options(None, options, option_keywords)
+    _check_workers(jobs)
+    planned = plan("encode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
+                   wanted=image_file, options=opts, force=force)
+    return run(planned, jobs, client=client, skip_existing=skip_existing)
+
+
+def decode_many(paths, out_dir=None, jobs: int | None = None, *, fmt: str = "PNG",
+                ext: str | None = None, recursive: bool = False, skip_existing: bool = False,
+                force: bool = False, client=None) -> Iterator[Result]:
+    """Decode many ``.kpal`` files to image files; yield one record per file.
+
+    Parameters are those of :func:`encode_many`, with ``fmt`` the Pillow
+    format to write (default PNG) and ``ext`` defaulting to the format's
+    usual extension (``.png``). Folders contribute their ``.kpal`` files.
+    """
+    _check_workers(jobs)
+    fmt, ext = output_format(fmt, ext)
+    planned = plan("decode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
+                   wanted=kpal_file, fmt=fmt, force=force)
+    return run(planned, jobs, client=client, skip_existing=skip_existing)
+
+
+def info_many(paths, jobs: int | None = None, *, recursive: bool = False,
+              client=None) -> Iterator[Result]:
+    """Describe many ``.kpal`` files; yield one record per file, its ``report`` filled in.
+
+    Parameters are those of :func:`encode_many`. A file that cannot be
+    described still has a report, ``{"file": ..., "problem": ...}``.
+    """
+    _check_workers(jobs)
+    planned = plan("info", _as_list(paths), None, ext="", recursive=recursive,
+                   wanted=kpal_file)
+    return run(planned, jobs, client=client)
+
+
+def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
+    """The Pillow format and the extension of decoded images, from either or both.
+
+    Raises
+    ------
+    BatchError
+        An unknown format, or an extension Pillow does not know and no format.
+    """
+    Image.init()
+    known = Image.registered_extensions()
+    if fmt is None:
+        suffix = Path(f"x{ext or '.png'}").suffix.lower()
+        fmt = known.get(suffix)
+        if fmt is None:
+            msg = f"unknown image extension {suffix!r}; use --format"
+            raise BatchError(msg)
+    fmt = fmt.upper()
+    if fmt not in Image.SAVE:
+        msg = f"unknown output format {fmt!r}"
+        raise BatchError(msg)
+    if ext is None:
+        usual = [e for e, f in known.items() if f == fmt]
+        ext = f".{fmt.lower()}" if f".{fmt.lower()}" in usual else (usual or [".img"])[0]
+    return fmt, ext
+
+
+# ------------------------------------------------------------------ summary
+@dataclass(frozen=True)
+class Summary:
+    """Totals of a batch.
+
+    Attributes
+    ----------
+    files, done, skipped, failed : int
+        Records seen; of them written, skipped and failed.
+    bytes_in, bytes_out : int
+        Totals over the files written.
+    mean_psnr : float or None
+        Mean PSNR in dB over the lossy encodes (None when there were none).
+    lossless : int
+        Encodes that were lossless.
+    slowest : Result or None
+        The file that took longest.
+    errors : tuple of str
+        The failures' one-line errors.
+    """
+
+    files: int
+    done: int
+    skipped: int
+    failed: int
+    bytes_in: int
+    bytes_out: int
+    mean_psnr: float | None
+    lossless: int
+    slowest: Result | None
+    errors: tuple[str, ...]
+
+
+def summarize(results: Iterable[Result]) -> Summary:
+    """Add up a batch's records.
+
+    Examples
+    --------
+    >>> s = summarize([Result("a.png", "a.kpal", 100, 40, 16, 30.0, 0.2),
+    ...                Result("b.png", "b.kpal", error="b.png: file is empty")])
+    >>> s.done, s.failed, s.bytes_in, s.mean_psnr
+    (1, 1, 100, 30.0)
+    """
+    results = list(results)
+    written = [r for r in results if r.ok and not r.skipped]
+    lossy = [r.psnr for r in written if r.psnr is not None and math.isfinite(r.psnr)]
+    return Summary(
+        files=len(results), done=len(written), skipped=sum(r.skipped for r in results),
+        failed=sum(not r.ok for r in results),
+        bytes_in=sum(r.bytes_in for r in written), bytes_out=sum(r.bytes_out for r in written),
+        mean_psnr=sum(lossy) / len(lossy) if lossy else None,
+        lossless=sum(r.psnr == math.inf for r in written),
+        slowest=max(written, key=lambda r: r.seconds, default=None),
+        errors=tuple(r.error for r in results if not r.ok),
+    )

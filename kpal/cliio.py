@@ -1,0 +1,490 @@
+"""The command line's plumbing: standard streams, output files, signals, one-line errors.
+
+:mod:`kpal.cli` declares the commands; this module is what makes them behave
+like Unix tools:
+
+- every failure is one line on stderr, ``kpal: error: ...``: exit 2 for a
+  usage error, 1 for bad data or I/O, 128 + the signal number after SIGINT
+  (130), SIGHUP (129) or SIGTERM (143), whenever the signal arrives (the
+  output file is then absent, untouched or complete, never partial);
+- every warning is one line, ``kpal: warning: ...``, shown once;
+- output goes through :func:`kpal.io.write_atomic` (devices and pipes straight
+  through), stdout is written until every byte is out, and a reader that
+  stops early (``kpal info x.kpal | head -1``) ends kpal quietly with
+  141 (128 + SIGPIPE), as it ends ``cat``;
+- a closed stdin or stdout is an error when kpal needs it, not a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import sys
+import tempfile
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import click
+from PIL import Image, UnidentifiedImageError
+
+from kpal import codec, container
+from kpal.errors import KpalError
+from kpal.io import check_destination, is_stream_target, write_all, write_atomic
+
+__all__ = ["STDIO", "KpalGroup", "Terminated", "encode_image_file"]
+
+STDIO = "-"
+
+#: The signals that end kpal cleanly, and the word its error line uses for each.
+SIGNAL_WORDS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+if hasattr(signal, "SIGHUP"):  # not on Windows
+    SIGNAL_WORDS[signal.SIGHUP] = "hangup"
+
+#: Exit code when the reader of stdout went away: what a shell reports for a
+#: process killed by SIGPIPE (13), e.g. ``cat`` in ``cat big | head -1``.
+BROKEN_PIPE_EXIT = 128 + 13
+
+
+class KpalGroup(click.Group):
+    """A click group that reports every error as a single line, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        reserve_standard_fds()
+        _signal_received.clear()
+        previous = _raise_on_sigterm()
+        previous_showwarning, warnings.showwarning = warnings.showwarning, _warn_one_line
+        _shown_warnings.clear()
+        closed_stdout = sys.stdout is None
+        if closed_stdout:
+            sys.stdout = _closed_stdout()
+        try:
+            rv = super().main(args=args, prog_name=prog_name or "kpal",
+                              complete_var=complete_var, standalone_mode=False, **extra)
+            _flush_stdout()
+            if _signal_received:
+                # A library swallowed the signal's exception (e.g. an import failing
+                # because of it, inside a fallback): the signal still decides the exit.
+                _fail("", 1)
+        except click.exceptions.NoArgsIsHelpError as e:
+            click.echo(e.ctx.get_help(), err=True)
+            sys.exit(2)
+        except click.UsageError as e:
+            _fail(e.format_message(), 2)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted", 128 + signal.SIGINT)
+        except Terminated as e:
+            _fail(SIGNAL_WORDS[e.signum], 128 + e.signum)
+        except _ReaderGone:
+            _silence_stdout()
+            sys.exit(BROKEN_PIPE_EXIT)
+        except (KpalError, OSError, Image.DecompressionBombError) as e:
+            _fail(str(e), 1)
+        except MemoryError:
+            _fail("out of memory", 1)
+        except Exception:
+            # A signal's exception raised inside a library may come out as another
+            # one (numpy turns it into an ImportError): still the signal's outcome.
+            if not _signal_received:
+                raise
+            _fail("", 1)
+        finally:
+            _restore_signals(previous)
+            warnings.showwarning = previous_showwarning
+            if closed_stdout:
+                sys.stdout = None
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        # click swallows EPIPE and returns as if all went well: take it first.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _ReaderGone from None
+
+
+class _ReaderGone(BaseException):
+    """The reader of stdout went away: not an Exception, so click lets it pass."""
+
+
+# ------------------------------------------------------------------ warnings
+_shown_warnings: set = set()
+
+
+def _warn_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as one ``kpal: warning:`` line, and each warning only once.
+
+    Pillow's and kpal's decompression-bomb warnings word the same fact
+    differently: that category is shown once whatever its text.
+    """
+    text = " ".join(str(message).split())
+    key = category if issubclass(category, Image.DecompressionBombWarning) else (category, text)
+    if key in _shown_warnings:
+        return
+    _shown_warnings.add(key)
+    click.echo(f"kpal: warning: {text}", err=True)
+
+
+# ------------------------------------------------------------------ signals
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so atomic writes clean up after themselves.
+
+    Parameters
+    ----------
+    signum : int
+        The signal's number; the exit code is 128 + signum.
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_on_sigterm() -> dict:
+    """Make SIGINT, SIGTERM and SIGHUP raise; return the handlers they replace.
+
+    SIGINT raises KeyboardInterrupt (click prints a blank line after the
+    terminal's ^C), the others :class:`Terminated`. Only the first signal
+    raises: later ones are ignored, so the clean-up it triggers cannot itself
+    be interrupted. A signal the parent ignored stays ignored (``nohup``, a
+    shell's background jobs).
+    """
+    def handler(signum, frame):
+        _signal_received.append(signum)
+        _mute(previous)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    previous: dict = {}
+    for signum in SIGNAL_WORDS:
+        try:
+            if signal.getsignal(signum) is signal.SIG_IGN:
+                continue
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread (some test runners)
+            return previous
+    return previous
+
+
+#: The signal that raised during the current command (at most one: then muted).
+_signal_received: list[int] = []
+
+
+def _mute(signums) -> None:
+    for signum in signums:
+        with contextlib.suppress(ValueError):
+            signal.signal(signum, _ignore)
+
+
+def _ignore(signum, frame) -> None:
+    """A second signal while the first one's clean-up runs: already on the way out."""
+
+
+def _restore_signals(previous: dict) -> None:
+    for signum, handler in previous.items():
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _fail(message: str, code: int):
+    """Print the error line and exit; after a signal, whatever the error, the signal's."""
+    if _signal_received:
+        signum = _signal_received[0]
+        message, code = SIGNAL_WORDS[signum], 128 + signum
+    click.echo(f"kpal: error: {message}", err=True)
+    sys.exit(code)
+
+
+# ------------------------------------------------------------------ standard streams
+def reserve_standard_fds() -> None:
+    """Open ``/dev/null`` on any of descriptors 0, 1 and 2 that is closed.
+
+    Otherwise the next file kpal opens would get that number, and anything
+    writing to "stdout" or "stderr" at the C level would write into it.
+    Python has already set ``sys.stdin``/``sys.stdout``/``sys.stderr`` to None
+    for a closed descriptor, so kpal still knows it was closed.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:  # a lower descriptor was free after all
+                os.dup2(null, fd)
+                os.close(null)
+
+
+class _ClosedOutput(io.RawIOBase):
+    """Stands in for a closed stdout: writing to it fails instead of vanishing."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if not len(data):
+            return 0
+        raise click.ClickException("<stdout>: cannot write: standard output is closed")
+
+
+def _closed_stdout() -> io.TextIOWrapper:
+    return io.TextIOWrapper(_ClosedOutput(), encoding="utf-8", write_through=True)
+
+
+def _flush_stdout() -> None:
+    # Text still buffered would otherwise fail at interpreter exit, as a warning.
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise _ReaderGone from None
+    except OSError as e:
+        _silence_stdout()
+        raise click.ClickException(f"<stdout>: cannot write: {e.strerror or e}") from None
+
+
+def _silence_stdout() -> None:
+    """Point descriptor 1 at /dev/null, so exiting flushes nothing into a broken pipe.
+
+    This is the remedy of Python's documentation ("Note on SIGPIPE"): without
+    it the interpreter prints "Exception ignored ... BrokenPipeError" at exit.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fd = sys.stdout.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+
+
+# ------------------------------------------------------------------ input
+def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
+    """Return a display name and the bytes of IN (a file or - for stdin).
+
+    With ``kpal``, the header is read and checked first, so a file that is
+    not a .kpal file (or has an impossible header) is refused before the
+    rest of it is read.
+    """
+    name = "<stdin>" if path == STDIO else path
+    if path != STDIO:
+        p = Path(path)
+        if p.is_dir():
+            raise click.UsageError(f"{path}: is a directory, expected a file")
+        if not p.exists():
+            raise click.UsageError(f"{path}: no such file")
+        if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
+            raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
+    elif sys.stdin is None:
+        raise click.ClickException("<stdin>: cannot read: standard input is closed")
+    try:
+        source = nullcontext(sys.stdin.buffer) if path == STDIO else open(path, "rb")  # noqa: SIM115
+        with source as f:
+            head = f.read(container.HEADER_SIZE) if kpal else b""
+            if kpal:
+                try:
+                    codec.read_header(head)  # the one header reader, first checks first
+                except KpalError as e:
+                    raise click.ClickException(f"{name}: {e}") from None
+            return name, head + f.read()
+    except OSError as e:
+        raise click.ClickException(f"{name}: cannot read: {e.strerror or e}") from None
+
+
+def _open_image(name: str, data: bytes) -> Image.Image:
+    if not data:
+        raise click.ClickException(f"{name}: file is empty")
+    try:
+        im = Image.open(io.BytesIO(data))
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise KpalError(f"has {frames} frames; a .kpal file holds one image "
+                            "(extract a frame first)")
+        im.load()
+    except UnidentifiedImageError:
+        raise click.ClickException(f"{name}: not an image Pillow can read") from None
+    except KpalError as e:
+        raise click.ClickException(f"{name}: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise click.ClickException(f"{name}: cannot decode image: {e}") from None
+    except Image.DecompressionBombError as e:
+        raise click.ClickException(f"{name}: {e}") from None
+    return im
+
+
+# ------------------------------------------------------------------ output
+def _check_output(src: str, out: str, force: bool) -> None:
+    """Refuse an output that would overwrite the input, or a file, without --force.
+
+    A device or a named pipe (``-o /dev/null``) is not "a file that exists":
+    it is written straight through and needs no --force.
+    """
+    if out == STDIO:
+        return
+    target = Path(out)
+    if src != STDIO and target.exists() and os.path.samefile(src, target):
+        raise click.UsageError(f"{out}: output is the input file; choose another -o")
+    if is_stream_target(target):
+        return
+    if target.exists() and not force:
+        raise click.UsageError(f"{out}: file exists (use --force to overwrite)")
+    if target.is_dir():
+        raise click.UsageError(f"{out}: is a directory")
+    if not target.parent.exists():
+        raise click.UsageError(f"{out}: folder {str(target.parent)!r} does not exist")
+    try:  # before a long fit, not after it
+        check_destination(target, force=force)
+    except FileExistsError as e:
+        raise click.UsageError(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+
+
+def _write_output(out: str, data: bytes, force: bool) -> None:
+    """Write OUT: a file atomically (devices and pipes straight through), or all of stdout."""
+    if out == STDIO:
+        _write_stdout(data)
+        return
+    try:
+        write_atomic(out, data, force=force)
+    except FileExistsError as e:
+        raise click.UsageError(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+
+
+def _write_stdout(data: bytes) -> None:
+    stream = sys.stdout
+    try:
+        stream.flush()  # anything printed earlier goes first
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: in-memory
+            fd = None
+        if fd is None:
+            _write_all_to_stream(stream.buffer, data)
+            stream.buffer.flush()
+        else:
+            write_all(fd, data)
+    except BrokenPipeError:
+        raise _ReaderGone from None
+    except OSError as e:
+        _silence_stdout()  # nothing more can reach it; do not fail again at exit
+        raise click.ClickException(f"<stdout>: cannot write: {e.strerror or e}") from None
+
+
+def _write_all_to_stream(binary, data: bytes) -> None:
+    # A raw (unbuffered) stream may take part of the buffer and say how much.
+    view = memoryview(data)
+    while view:
+        written = binary.write(view)
+        if written is None:  # non-blocking and full: nothing taken
+            continue
+        if written == 0:
+            raise OSError(5, "nothing written")
+        view = view[written:]
+
+
+def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
+    """Return ``im`` encoded as Pillow format ``fmt``, or a one-line error naming OUT.
+
+    A palette image goes to a format without palettes (JPEG) as RGB. Any
+    failure of the format's encoder (an image too wide or tall for GIF, TGA,
+    PCX, ICO, WebP, ...) becomes ``OUT: cannot write a WxH image as FORMAT:
+    reason``; nothing is written, as the caller writes only what this returns.
+
+    Parameters
+    ----------
+    im : PIL.Image.Image
+        The image to encode.
+    fmt : str
+        A Pillow format name, e.g. "PNG".
+    out : str
+        The output path (``-`` for stdout), for the message only.
+
+    Returns
+    -------
+    bytes
+        The encoded file.
+
+    Raises
+    ------
+    click.UsageError
+        Pillow cannot write ``fmt`` at all.
+    click.ClickException
+        The format's encoder failed on this image.
+    """
+    Image.init()
+    if fmt.upper() not in Image.SAVE:
+        raise click.UsageError(f"unknown output format {fmt!r}")
+    failures = []
+    attempts = [lambda: im] if im.mode == "RGB" else [lambda: im, lambda: im.convert("RGB")]
+    for attempt in attempts:
+        data, problem = _save_to_bytes(attempt, fmt)
+        if data is not None:
+            return data
+        failures.append(problem)
+    # One attempt may only have failed on the mode ("cannot write mode P as JPEG",
+    # "cannot write mode RGB as Palm"): the other one's reason is the real one.
+    reason = next((text for text in reversed(failures) if "mode" not in text.lower()),
+                  failures[-1])
+    where = "<stdout>" if out == STDIO else out
+    raise click.ClickException(f"{where}: cannot write a {im.width}x{im.height} image as "
+                               f"{fmt.upper()}: {reason}")
+
+
+def _save_to_bytes(make_image, fmt: str) -> tuple[bytes | None, str | None]:
+    """Run Pillow's encoder for ``fmt``; return (bytes, None) or (None, one-line reason).
+
+    What C libraries print on descriptor 2 meanwhile (libjpeg: "Maximum
+    supported image dimension is 65500 pixels") is caught: it becomes the
+    reason of the failure, or a one-line warning after a success, never a
+    stray line of its own.
+    """
+    buffer = io.BytesIO()
+    problem = None
+    with _c_level_stderr() as said, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            make_image().save(buffer, format=fmt)
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any encoder failure is reported
+            problem = " ".join(str(e).split()) or type(e).__name__
+        c_text = said()
+    for w in caught:  # shown now that descriptor 2 is back
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if problem is not None:
+        return None, c_text or problem
+    if c_text:
+        warnings.warn(c_text, stacklevel=3)
+    return buffer.getvalue(), None
+
+
+@contextlib.contextmanager
+def _c_level_stderr():
+    """Redirect descriptor 2 to a temporary file; yield a function reading it as one line."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 to redirect
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile() as capture:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lambda: "; ".join(line.strip() for line in _read_back(capture).splitlines()
+                                    if line.strip())
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _read_back(capture) -> str:
+    capture.seek(0)
+    return capture.read().decode("utf-8", "replace")

@@ -1,0 +1,348 @@
+"""Every encode option in one place: its name, default, range and message.
+
+:class:`EncodeOptions` is the single source of truth for the options of an
+encode. The three ways in are thin mappings onto it, so adding an option is
+one entry in :data:`SPECS` and one field of :class:`EncodeOptions`:
+
+==================  =========================================================
+surface             names
+==================  =========================================================
+Python API          the field names: ``kpal.encode(im, k=16, coding="radix")``
+``im.save(...)``    the field names, and ``colors`` for ``k`` as in Pillow's
+                    ``Image.quantize(colors=)``
+command line        ``-k/--colors``, ``--method``, ``--init``, ``--seed``,
+                    ``--max-iter``, ``--tol``, ``--sample``, ``--coding``;
+                    ``--packing radix`` and ``--entropy`` are shorthands for
+                    ``--coding`` (giving two of them is a usage error)
+==================  =========================================================
+
+An unknown name is an error naming it and the accepted ones, never silently
+ignored. Every value is checked when the options are built, before any input
+is read or any work is done.
+
+This module imports nothing from kpal but its errors, so every layer (the
+clustering included) can check its parameters with the same messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kpal.errors import OptionError
+
+__all__ = [
+    "EncodeOptions",
+    "Spec",
+    "SPECS",
+    "METHODS",
+    "INITS",
+    "CODINGS",
+    "METHOD_DEFAULTS",
+    "DEFAULT_K",
+    "MAX_K",
+    "check",
+]
+
+#: Palette size when none is given (a "P" image then keeps its own palette).
+DEFAULT_K = 16
+#: The format stores 1..256 colours (spec/kpal.md §2).
+MAX_K = 256
+METHODS = ("kmeans", "gmm")
+INITS = ("k-means++", "random")
+#: Payload codings by name, as ``kpal.coding`` registers them (spec/kpal.md §5–7).
+CODINGS = ("fixed", "radix", "entropy")
+#: (max_iter, tol) when none is given: EM converges in far fewer, costlier steps.
+METHOD_DEFAULTS = {"kmeans": (300, 1e-4), "gmm": (100, 1e-3)}
+#: Seeds are drawn into numpy's generators, which take any non-negative integer;
+#: the bound keeps them printable and storable as u64.
+MAX_SEED = (1 << 64) - 1
+#: An iteration budget no fit needs; past it a typo (an extra zero or two) runs for hours.
+MAX_ITER = 1_000_000
+
+
+# ------------------------------------------------------------------ checks
+def _describe(value: object) -> str:
+    return repr(value)
+
+
+def _integer(name: str, low: int, high: int) -> Callable[[object], int]:
+    def check_int(value: object) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip(), 10)
+            except ValueError:
+                pass
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                or not low <= value <= high):
+            msg = f"{name}={_describe(value)} must be an integer between {low} and {high}"
+            raise OptionError(msg)
+        return int(value)
+
+    return check_int
+
+
+def _real(name: str, low: float, high: float, *, open_low: bool) -> Callable[[object], float]:
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+    if math.isinf(high):
+        interval = f"{'>' if open_low else '>='} {low:g}"
+
+    def check_real(value: object) -> float:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+                if number.is_integer() and "." not in value and "e" not in value.lower():
+                    number = int(number)  # echo "0" as 0, not 0.0
+            except (ValueError, OverflowError):
+                number = value
+        ok = (not isinstance(number, bool) and isinstance(number, numbers.Real)
+              and math.isfinite(number)
+              and (low < number if open_low else low <= number) and number <= high)
+        if not ok:
+            what = "a fraction in" if not math.isinf(high) else "a finite number"
+            msg = f"{name}={_describe(number)} must be {what} {interval}"
+            raise OptionError(msg)
+        return float(number)
+
+    return check_real
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check_choice(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
+            msg = f"{name}={_describe(value)} must be one of {', '.join(map(repr, choices))}"
+            raise OptionError(msg)
+        return value
+
+    return check_choice
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One encode option: what it is called, what it takes and what it means.
+
+    Attributes
+    ----------
+    name : str
+        The keyword in the Python API and ``im.save``.
+    default : object
+        Value when the option is not given (``None``: decided later, see help).
+    help : str
+        One sentence for ``--help`` and the docs.
+    flags : tuple of str
+        Command-line spellings, e.g. ``("-k", "--colors")``.
+    metavar : str
+        Placeholder shown in ``--help``.
+    checker : callable
+        Takes a value (or the text of a command-line flag), returns it
+        normalized or raises :class:`~kpal.errors.OptionError`.
+    choices : tuple of str
+        The accepted values of a choice option, else empty.
+    """
+
+    name: str
+    default: Any
+    help: str
+    flags: tuple[str, ...]
+    metavar: str
+    checker: Callable[[object], Any]
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: object) -> Any:
+        """Return ``value`` normalized, ``None`` kept for options that default later."""
+        if value is None and self.default is None:
+            return None
+        return self.checker(value)
+
+
+#: Every encode option, in the order ``--help`` lists them.
+SPECS: dict[str, Spec] = {
+    spec.name: spec
+    for spec in (
+        Spec("k", None, "Number of colours, 1..256 (default 16; a P image keeps its own "
+             "palette unless it uses more colours than K).", ("-k", "--colors"), "K",
+             _integer("k", 1, MAX_K)),
+        Spec("method", "kmeans", "How the palette is chosen: kmeans or gmm (a Gaussian "
+             "mixture fitted by EM).", ("--method",), "|".join(METHODS),
+             _choice("method", METHODS), METHODS),
+        Spec("init", "k-means++", "How the clustering chooses its starting centres.",
+             ("--init",), "|".join(INITS), _choice("init", INITS), INITS),
+        Spec("seed", 0, "Random seed; the same input and seed give byte-identical files.",
+             ("--seed",), "N", _integer("seed", 0, MAX_SEED)),
+        Spec("max_iter", None, "Maximum iterations (default 300 for kmeans, 100 for gmm).",
+             ("--max-iter",), "N", _integer("max_iter", 1, MAX_ITER)),
+        Spec("tol", None, "Convergence tolerance (default 1e-4 for kmeans, 1e-3 for gmm).",
+             ("--tol",), "X", _real("tol", 0.0, math.inf, open_low=False)),
+        Spec("sample", None, "Fit on this fraction of the pixels (0 < F <= 1), then assign "
+             "every pixel to the nearest palette colour.", ("--sample",), "F",
+             _real("sample", 0.0, 1.0, open_low=True)),
+        Spec("coding", "fixed", "Index payload: fixed (ceil(log2 k) bits each), radix "
+             "(exact log2 k packing) or entropy (context model + rANS, smallest).",
+             ("--coding",), "|".join(CODINGS), _choice("coding", CODINGS), CODINGS),
+    )
+}
+
+#: Names people reach for, and what kpal calls them (used in the unknown-option message).
+_HINTS = {
+    "colors": "k", "colours": "k", "n_colors": "k", "n_colours": "k", "palette_size": "k",
+    "packing": "coding", "entropy": "coding='entropy'", "random_state": "seed",
+    "n_iter": "max_iter", "iterations": "max_iter",
+}
+
+
+def check(name: str, value: object) -> Any:
+    """Check one option's value; return it normalized.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SPECS`.
+    value : object
+
+    Raises
+    ------
+    OptionError
+        The value is of the wrong type or out of range; the message names the
+        option, the value and the accepted range.
+
+    Examples
+    --------
+    >>> check("k", 16)
+    16
+    >>> check("k", 300)
+    Traceback (most recent call last):
+    ...
+    kpal.errors.OptionError: k=300 must be an integer between 1 and 256
+    """
+    return SPECS[name].check(value)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """The options of one encode, validated when built (see :data:`SPECS`).
+
+    Parameters
+    ----------
+    k : int, optional
+        Number of colours, 1..256. Default: 16, or a "P" image's own palette.
+    method : {"kmeans", "gmm"}, default "kmeans"
+    init : {"k-means++", "random"}, default "k-means++"
+    seed : int, default 0
+    max_iter : int, optional
+        Default 300 for k-means, 100 for EM (see :attr:`iterations`).
+    tol : float, optional
+        Default 1e-4 for k-means, 1e-3 for EM (see :attr:`tolerance`).
+    sample : float in (0, 1], optional
+        Fit on this fraction of the pixels, then assign every pixel.
+    coding : {"fixed", "radix", "entropy"}, default "fixed"
+
+    Raises
+    ------
+    OptionError
+        Any value of the wrong type or out of range.
+
+    Examples
+    --------
+    >>> EncodeOptions(k=8, coding="radix").iterations
+    300
+    >>> EncodeOptions.from_keywords({"colours": 8})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    kpal.errors.OptionError: unknown option 'colours' (kpal calls it k); accepted: k, method, ...
+    """
+
+    k: int | None = None
+    method: str = "kmeans"
+    init: str = "k-means++"
+    seed: int = 0
+    max_iter: int | None = None
+    tol: float | None = None
+    sample: float | None = None
+    coding: str = "fixed"
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = SPECS[field.name].check(getattr(self, field.name))
+            object.__setattr__(self, field.name, value)
+
+    # ---------------------------------------------------------- derived values
+    @property
+    def iterations(self) -> int:
+        """``max_iter``, or the method's default when it was not given."""
+        return METHOD_DEFAULTS[self.method][0] if self.max_iter is None else self.max_iter
+
+    @property
+    def tolerance(self) -> float:
+        """``tol``, or the method's default when it was not given."""
+        return METHOD_DEFAULTS[self.method][1] if self.tol is None else self.tol
+
+    def replace(self, **changes: Any) -> EncodeOptions:
+        """A copy with some options changed (validated like the constructor)."""
+        _reject_unknown(changes, names())
+        return dataclasses.replace(self, **changes)
+
+    # ---------------------------------------------------------- the surfaces
+    @classmethod
+    def from_keywords(cls, keywords: Mapping[str, Any], *,
+                      aliases: Mapping[str, str] | None = None) -> EncodeOptions:
+        """Build options from keyword arguments, rejecting unknown names.
+
+        Parameters
+        ----------
+        keywords : mapping of str to object
+            Option names (or ``aliases``) to values; ``None`` values count as
+            not given.
+        aliases : mapping of str to str, optional
+            Extra accepted names and the option each stands for (``im.save``
+            accepts ``colors`` for ``k``). Giving an option under two names
+            is an error.
+
+        Raises
+        ------
+        OptionError
+            An unknown name, an option given twice, or a bad value.
+        """
+        aliases = dict(aliases or {})
+        _reject_unknown(keywords, (*names(), *aliases))
+        values: dict[str, Any] = {}
+        given_as: dict[str, str] = {}
+        for key, value in keywords.items():
+            if value is None:
+                continue
+            name = aliases.get(key, key)
+            if name in values and values[name] != value:
+                msg = (f"{given_as[name]}={values[name]!r} and {key}={value!r} both set "
+                       f"{name}: give one")
+                raise OptionError(msg)
+            values[name] = value
+            given_as[name] = key
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every option and its value (``None`` where the default applies later)."""
+        return dataclasses.asdict(self)
+
+
+def names() -> tuple[str, ...]:
+    """The option names, in :data:`SPECS` order."""
+    return tuple(SPECS)
+
+
+def _reject_unknown(keywords: Iterable[str], accepted: Iterable[str]) -> None:
+    accepted = tuple(accepted)
+    for key in keywords:
+        if key in accepted:
+            continue
+        hint = _HINTS.get(key)
+        if hint is None:
+            close = difflib.get_close_matches(str(key), accepted, n=1)
+            hint = close[0] if close else None
+        hint_text = f" (kpal calls it {hint})" if hint else ""
+        msg = f"unknown option {key!r}{hint_text}; accepted: {', '.join(accepted)}"
+        raise OptionError(msg)

@@ -1,0 +1,213 @@
+"""A ``.kpal`` file in a web browser: one self-contained HTML page.
+
+The page is the JavaScript viewer of ``js/`` (``viewer.html``, ``viewer.css``,
+``viewer.js`` and the decoder ``kpal.js``) with everything inlined: the style sheet,
+the decoder (an import map sends ``./kpal.js`` to a ``data:`` URL, so the viewer's own
+``import`` works without fetching anything), the viewer's script and, when a file is
+given, the file's bytes as base64. Browsers refuse to load module files from
+``file://``; an inlined page has none to load, so it opens from anywhere.
+
+``js/viewer.html`` itself is such a page without a file: its inlined regions are
+written by :func:`update_viewer` (``python -m kpal.view --update-viewer``) and
+checked by the tests, so the sources in ``js/`` stay the only ones edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import os
+import re
+import sys
+import tempfile
+import webbrowser
+from pathlib import Path
+from typing import IO
+
+from kpal import codec
+
+__all__ = ["JS_DIR", "to_html", "view", "update_viewer"]
+
+#: The viewer's sources: installed beside this module as ``kpal/_js`` (package data of
+#: a wheel), or js/ of a source checkout (kpal installed with ``pip install -e``).
+JS_DIR = next((folder for folder in (Path(__file__).resolve().parent / "_js",
+                                     Path(__file__).resolve().parent.parent / "js")
+               if (folder / "kpal.js").is_file()), Path(__file__).resolve().parent.parent / "js")
+#: ``<!-- inline NAME -->`` ... ``<!-- /inline NAME -->`` in viewer.html.
+_REGION = re.compile(
+    r"(<!-- inline (?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /inline (?P=name) -->)", re.S)
+_BASE64_LINE = 76
+
+
+def _asset(name: str) -> str:
+    path = JS_DIR / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = f"{path}: the viewer's files are missing (a broken kpal install?)"
+        raise FileNotFoundError(msg) from None
+
+
+def _script_body(text: str, name: str) -> str:
+    # Inside <script> only "</script" (any case) ends the element early.
+    if re.search(r"</script", text, re.I):
+        msg = f"{name} contains '</script', which cannot be inlined in a page"
+        raise ValueError(msg)
+    return text
+
+
+def _base64_lines(data: bytes) -> str:
+    text = base64.b64encode(data).decode("ascii")
+    return "\n".join(text[i : i + _BASE64_LINE] for i in range(0, len(text), _BASE64_LINE))
+
+
+def _region(name: str, data: bytes | None, file_name: str) -> str:
+    if name == "viewer.css":
+        return f"<style>\n{_script_body(_asset(name), name)}</style>\n"
+    if name == "kpal.js":
+        url = "data:text/javascript;base64," + base64.b64encode(
+            _asset(name).encode("utf-8")).decode("ascii")
+        imports = json.dumps({"imports": {"./kpal.js": url}})
+        return f'<script type="importmap">\n{imports}\n</script>\n'
+    if name == "viewer.js":
+        return f'<script type="module">\n{_script_body(_asset(name), name)}</script>\n'
+    if name == "file":
+        if data is None:
+            return ""
+        return (f'<script type="application/octet-stream" id="kpal-embedded" '
+                f'data-name="{html.escape(file_name)}">\n{_base64_lines(data)}\n</script>\n')
+    msg = f"viewer.html: unknown inline region {name!r}"
+    raise ValueError(msg)
+
+
+def _fill(template: str, data: bytes | None, file_name: str) -> str:
+    return _REGION.sub(lambda m: m.group(1) + _region(m.group("name"), data, file_name)
+                       + m.group(4), template)
+
+
+def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[bytes] | None = None,
+            *, name: str | None = None) -> str:
+    """Build one self-contained HTML page that shows a ``.kpal`` file.
+
+    The page needs no network and no other file: the viewer, the decoder and the
+    file are all inside it. A file whose header is valid but whose checksum or
+    payload is not still gets a page, which shows the problem.
+
+    Parameters
+    ----------
+    source : bytes, path, binary file object or None
+        The ``.kpal`` file; None for the empty viewer (``js/viewer.html``).
+    name : str, optional
+        The name the page shows; default the path's name, else ``"image.kpal"``.
+
+    Returns
+    -------
+    str
+        The HTML page.
+
+    Raises
+    ------
+    FormatError
+        ``source`` is not a ``.kpal`` file or its header is invalid.
+    OSError
+        The path cannot be read, or the viewer's files are missing.
+
+    Examples
+    --------
+    >>> page = to_html()  # the empty viewer, as js/viewer.html
+    >>> '<canvas id="canvas"' in page and "data:text/javascript;base64," in page
+    True
+    """
+    data = None
+    if source is not None:
+        if name is None:
+            name = Path(source).name if isinstance(source, (str, os.PathLike)) else "image.kpal"
+        data = codec.read_bytes(source)
+    return _fill(_asset("viewer.html"), data, name or "image.kpal")
+
+
+def view(path: str | os.PathLike, open_browser: bool = True,
+         output: str | os.PathLike | None = None) -> Path:
+    """Write the page of :func:`to_html` for a file and open it in the web browser.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The ``.kpal`` file.
+    open_browser : bool, default True
+        Open the page with :mod:`webbrowser`.
+    output : str or PathLike, optional
+        Where to write the page (replaced if it exists); default a new temporary
+        folder, ``NAME.html`` inside it.
+
+    Returns
+    -------
+    Path
+        The page written.
+
+    Raises
+    ------
+    FormatError
+        Not a ``.kpal`` file, or its header is invalid.
+    OSError
+        The file cannot be read or the page cannot be written.
+    """
+    from kpal.io import write_atomic
+
+    source = Path(path)
+    page = to_html(source).encode("utf-8")
+    if output is None:
+        target = Path(tempfile.mkdtemp(prefix="kpal-view-")) / f"{source.stem}.html"
+    else:
+        target = Path(output)
+    write_atomic(target, page, force=True)
+    if open_browser:
+        webbrowser.open(target.resolve().as_uri())
+    return target
+
+
+def update_viewer(check: bool = False) -> bool:
+    """Rewrite the inlined regions of ``js/viewer.html`` from the sources beside it.
+
+    Parameters
+    ----------
+    check : bool, default False
+        Only compare; write nothing.
+
+    Returns
+    -------
+    bool
+        True when the file was already up to date.
+    """
+    path = JS_DIR / "viewer.html"
+    current = path.read_text(encoding="utf-8")
+    wanted = to_html()
+    if current != wanted and not check:
+        path.write_text(wanted, encoding="utf-8")
+    return current == wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kpal.view FILE`` or ``python -m kpal.view --update-viewer [--check]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", help="A .kpal file to open in the browser.")
+    parser.add_argument("--update-viewer", action="store_true",
+                        help="Rewrite the inlined regions of js/viewer.html.")
+    parser.add_argument("--check", action="store_true",
+                        help="With --update-viewer: exit 1 if it is out of date, write nothing.")
+    args = parser.parse_args(argv)
+    if args.update_viewer:
+        fresh = update_viewer(check=args.check)
+        print("js/viewer.html is up to date" if fresh else
+              ("js/viewer.html is out of date" if args.check else "js/viewer.html updated"))
+        return 1 if args.check and not fresh else 0
+    if not args.file:
+        parser.error("give a .kpal file or --update-viewer")
+    print(view(args.file))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,573 @@
+"""Many files at once: ``kpal encode/decode/info PATH...`` and :mod:`kpal.batch`.
+
+The images are a few tens of pixels wide, so a batch takes well under a
+second per worker; progress bars are off (CliRunner's streams are not
+terminals).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kpal
+from kpal import batch
+from kpal.cli import cli
+from kpal.errors import OptionError
+
+#: The installed command, started the way the console script starts it.
+KPAL = [sys.executable, "-c",
+        "import sys, _kpal_launcher; sys.argv[0] = 'kpal'; sys.exit(_kpal_launcher.main())"]
+
+GOOD = ["a.png", "b.jpg", "sub/c.png", "sub/deeper/d.png"]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def tree(tmp_path, photo):
+    """photos/: four small images in three levels, a broken PNG, and files to ignore."""
+    root = tmp_path / "photos"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    for i, name in enumerate(GOOD):
+        crop = photo.crop((i * 4, i * 3, i * 4 + 36, i * 3 + 28))
+        crop.save(root / name, **({"quality": 95} if name.endswith(".jpg") else {}))
+    (root / "sub" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    (root / "notes.txt").write_text("not an image")
+    photo.crop((0, 0, 8, 8)).save(root / ".hidden.png")
+    return root
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def _kpal(names) -> list[str]:
+    return sorted(str(Path(n).with_suffix(".kpal").as_posix()) for n in names)
+
+
+def _temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+# ------------------------------------------------------------------ encode, the CLI
+def test_folder_tree_is_mirrored_and_the_bad_file_reported(runner, tree, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["encode", str(tree), "-r", "-o", str(out), "-k", "8",
+                                 "-j", "1"])
+    assert result.exit_code == 1, result.output
+    assert _files(out) == _kpal(GOOD)
+    bad = tree / "sub" / "bad.png"
+    assert result.stderr.splitlines() == [f"kpal: error: {bad}: not an image Pillow can read"]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "5 files: 4 encoded, 1 failed"
+    assert f"  failed         {bad}: not an image Pillow can read" in lines
+    assert any(line.startswith("  mean PSNR") and line.endswith(" dB") for line in lines)
+    assert any(line.startswith("  slowest ") for line in lines)
+    bytes_in = sum((tree / n).stat().st_size for n in GOOD)
+    bytes_out = sum((out / n).stat().st_size for n in _kpal(GOOD))
+    assert f"  bytes in       {bytes_in:,} bytes" in lines
+    assert any(line.startswith(f"  bytes out      {bytes_out:,} bytes (") for line in lines)
+    with Image.open(out / "sub" / "deeper" / "d.kpal") as im:
+        assert im.size == (36, 28) and im.info["k"] == 8
+
+
+def test_without_recursive_only_the_folders_own_files(runner, tree, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["encode", str(tree), "-o", str(out), "-k", "4", "-q"])
+    assert (result.exit_code, result.output) == (0, "")
+    assert _files(out) == ["a.kpal", "b.kpal"]
+
+
+def test_outputs_identical_whatever_the_jobs_and_to_single_file_encodes(runner, tree, tmp_path):
+    args = ["-r", "-k", "8", "--seed", "3", "--coding", "radix", "-q"]
+    for jobs in ("1", "2"):
+        result = runner.invoke(cli, ["encode", str(tree), "-o", str(tmp_path / jobs),
+                                     "-j", jobs, *args])
+        assert result.exit_code == 1
+    single = tmp_path / "single"
+    for name in GOOD:
+        target = single / Path(name).with_suffix(".kpal")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = runner.invoke(cli, ["encode", str(tree / name), "-o", str(target), "-k", "8",
+                                     "--seed", "3", "--coding", "radix", "-q"])
+        assert result.exit_code == 0, result.output
+    for name in _kpal(GOOD):
+        data = (single / name).read_bytes()
+        assert (tmp_path / "1" / name).read_bytes() == data
+        assert (tmp_path / "2" / name).read_bytes() == data
+
+
+def test_skip_existing_resumes_and_existing_outputs_need_a_flag(runner, tree, tmp_path):
+    out = tmp_path / "out"
+    args = ["encode", str(tree), "-r", "-o", str(out), "-k", "8", "-j", "1"]
+    assert runner.invoke(cli, args).exit_code == 1
+    expected = (out / "sub" / "c.kpal").read_bytes()
+    (out / "sub" / "c.kpal").unlink()                 # as if the batch had been interrupted
+    (out / "a.kpal").write_bytes(b"kept as it is")
+
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 2
+    assert refused.stderr == (f"kpal: error: {out / 'a.kpal'} and 2 others: file exists (use "
+                              f"--force to overwrite or --skip-existing to resume)\n")
+
+    resumed = runner.invoke(cli, [*args, "--skip-existing"])
+    assert resumed.exit_code == 1  # the broken file is tried again, and fails again
+    assert resumed.stdout.splitlines()[0] == ("5 files: 1 encoded, 3 skipped (output exists), "
+                                              "1 failed")
+    assert (out / "sub" / "c.kpal").read_bytes() == expected
+    assert (out / "a.kpal").read_bytes() == b"kept as it is"
+
+    forced = runner.invoke(cli, [*args, "--force", "-q"])
+    assert forced.exit_code == 1
+    assert (out / "a.kpal").read_bytes()[:5] == b"\x89KPAL"
+
+
+def test_ext_writes_beside_the_inputs(runner, tree):
+    result = runner.invoke(cli, ["encode", str(tree), "-r", "--ext", "-k4.kpal", "-k", "4",
+                                 "-q"])
+    assert result.exit_code == 1
+    written = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*-k4.kpal"))
+    assert written == sorted(n.rsplit(".", 1)[0] + "-k4.kpal" for n in GOOD)
+    assert (tree / "a-k4.kpal").read_bytes() == kpal.encode(tree / "a.png", 4)
+
+
+def test_glob_patterns_mirror_below_their_fixed_part(runner, tree, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["encode", str(tree / "*.png"), "-o", str(out), "-k", "4",
+                                 "-q"])
+    assert result.exit_code == 0, result.output
+    assert _files(out) == ["a.kpal"]  # not .hidden.png, not the sub-folders
+    out2 = tmp_path / "out2"
+    result = runner.invoke(cli, ["encode", str(tree / "**" / "[cd].png"), "-r", "-o",
+                                 str(out2), "-k", "4", "-q"])
+    assert result.exit_code == 0, result.output
+    assert _files(out2) == ["sub/c.kpal", "sub/deeper/d.kpal"]
+
+
+def test_a_pattern_matching_nothing_is_a_usage_error(runner, tree, tmp_path):
+    result = runner.invoke(cli, ["encode", str(tree / "*.webp"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr == f"kpal: error: {tree / '*.webp'}: no file matches\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_several_inputs_need_a_folder_not_a_file(runner, tree, tmp_path):
+    target = tmp_path / "one.kpal"
+    target.write_bytes(b"")
+    result = runner.invoke(cli, ["encode", str(tree / "a.png"), str(tree / "b.jpg"), "-o",
+                                 str(target)])
+    assert result.exit_code == 2
+    assert result.stderr == (f"kpal: error: {target}: with several inputs, -o names a folder; "
+                             f"this is a file\n")
+
+
+def test_one_file_keeps_the_single_file_report(runner, tree, tmp_path):
+    out = tmp_path / "one.kpal"
+    result = runner.invoke(cli, ["encode", str(tree / "a.png"), "-o", str(out), "-k", "8"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0] == f"{tree / 'a.png'} → {out}"
+
+
+# ------------------------------------------------------------------ decode and info
+@pytest.fixture
+def encoded(runner, tree, tmp_path):
+    out = tmp_path / "enc"
+    assert runner.invoke(cli, ["encode", str(tree), "-r", "-o", str(out), "-k", "8",
+                               "-q"]).exit_code == 1
+    return out
+
+
+def test_decode_batch(runner, encoded, tmp_path):
+    out = tmp_path / "dec"
+    result = runner.invoke(cli, ["decode", str(encoded), "-r", "-o", str(out), "--format",
+                                 "png", "-j", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "4 files: 4 decoded"
+    assert _files(out) == sorted(str(Path(n).with_suffix(".png").as_posix()) for n in GOOD)
+    for name in _kpal(GOOD):
+        with Image.open(out / Path(name).with_suffix(".png")) as png:
+            assert png.format == "PNG"
+            decoded = np.asarray(png.convert("RGB"))
+        expected = np.asarray(kpal.decode(encoded / name).convert("RGB"))
+        assert np.array_equal(decoded, expected)
+
+
+def test_decode_batch_reports_a_corrupt_file(runner, encoded, tmp_path):
+    broken = encoded / "sub" / "c.kpal"
+    data = bytearray(broken.read_bytes())
+    data[-1] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    result = runner.invoke(cli, ["decode", str(encoded), "-r", "-o", str(tmp_path / "dec"),
+                                 "-q", "-j", "1"])
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"kpal: error: {broken}: ") and "checksum" in line
+    assert _files(tmp_path / "dec") == ["a.png", "b.png", "sub/deeper/d.png"]
+
+
+def test_info_batch_json_lines(runner, encoded):
+    (encoded / "sub" / "junk.kpal").write_bytes(b"hello, not a kpal file at all..")
+    result = runner.invoke(cli, ["info", str(encoded), "-r", "--json"])
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    junk = str(encoded / "sub" / "junk.kpal")
+    assert sorted(r["file"] for r in records) == sorted(
+        [str(encoded / n) for n in _kpal(GOOD)] + [junk])
+    for record in records:
+        if record["file"] == junk:
+            assert record["problem"].startswith("not a .kpal file")
+        else:
+            assert record["problem"] is None and record["header"]["k"] == 8
+    assert result.stderr.splitlines() == [
+        f"kpal: error: {junk}: " + next(r["problem"] for r in records if r["file"] == junk)]
+
+
+def test_info_batch_text_with_a_pattern(runner, encoded):
+    result = runner.invoke(cli, ["info", str(encoded / "*.kpal")])
+    assert result.exit_code == 0, result.output
+    names = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert sorted(names) == [str(encoded / "a.kpal"), str(encoded / "b.kpal")]
+
+
+# ------------------------------------------------------------------ the API
+def test_encode_many_records(tree, tmp_path):
+    out = tmp_path / "out"
+    results = {Path(r.path).name: r for r in batch.encode_many(tree, out, jobs=1,
+                                                               recursive=True, k=8)}
+    assert sorted(results) == ["a.png", "b.jpg", "bad.png", "c.png", "d.png"]
+    good = results["c.png"]
+    assert good.output == str(out / "sub" / "c.kpal") and good.error is None
+    assert good.bytes_in == (tree / "sub" / "c.png").stat().st_size
+    assert good.bytes_out == (out / "sub" / "c.kpal").stat().st_size
+    assert good.k == 8 and 10 < good.psnr < 60 and good.seconds > 0
+    bad = results["bad.png"]
+    assert bad.error == f"{tree / 'sub' / 'bad.png'}: not an image Pillow can read"
+    assert bad.bytes_out == 0 and not (out / "sub" / "bad.kpal").exists()
+
+
+def test_encode_many_checks_options_and_inputs_before_any_work(tree, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(OptionError, match="k=0 must be an integer between 1 and 256"):
+        batch.encode_many(tree, out, k=0)
+    with pytest.raises(OptionError, match="unknown option 'colours'"):
+        batch.encode_many(tree, out, colours=8)
+    with pytest.raises(batch.BatchError, match="nothing.png: no such file"):
+        batch.encode_many([tree / "a.png", tree / "nothing.png"], out)
+    (tree / "a.jpg").write_bytes((tree / "b.jpg").read_bytes())
+    with pytest.raises(batch.BatchError, match="would both be written to .*a.kpal"):
+        batch.encode_many(tree, out)
+    assert not out.exists()
+
+
+def test_encode_many_same_bytes_as_the_api_and_options_object(tree, tmp_path):
+    opts = kpal.options.EncodeOptions(k=6, seed=2)
+    results = list(batch.encode_many([tree / "a.png", tree / "b.jpg"], tmp_path / "o",
+                                     jobs=1, options=opts, coding="entropy"))
+    assert all(r.ok for r in results)
+    assert (tmp_path / "o" / "a.kpal").read_bytes() == kpal.encode(tree / "a.png", 6, seed=2,
+                                                                   coding="entropy")
+
+
+class _CountingPool(cf.ThreadPoolExecutor):
+    """Stands in for the process pool: counts the tasks submitted and not yet finished."""
+
+    outstanding = 0
+    most = 0
+    lock = threading.Lock()
+
+    def __init__(self, max_workers, mp_context=None, initializer=None, initargs=()):
+        super().__init__(max_workers=max_workers)
+
+    def submit(self, fn, *args):
+        cls = type(self)
+        with cls.lock:
+            cls.outstanding += 1
+            cls.most = max(cls.most, cls.outstanding)
+
+        def counted():
+            time.sleep(0.01)
+            try:
+                return fn(*args)
+            finally:
+                with cls.lock:
+                    cls.outstanding -= 1
+
+        return super().submit(counted)
+
+
+def test_tasks_are_submitted_lazily_a_few_per_worker(tmp_path, photo, monkeypatch):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(16):
+        photo.crop((i, i, i + 12, i + 10)).save(folder / f"{i:02}.png")
+    monkeypatch.setattr(batch.cf, "ProcessPoolExecutor", _CountingPool)
+    seen = list(batch.encode_many(folder, tmp_path / "out", jobs=2, k=4))
+    assert len(seen) == 16 and all(r.ok for r in seen)
+    assert _CountingPool.most <= 2 * batch.IN_FLIGHT_PER_WORKER
+    assert len(_files(tmp_path / "out")) == 16
+
+
+def test_summary_adds_up():
+    s = batch.summarize([
+        batch.Result("a.png", "a.kpal", 100, 40, 16, 30.0, 0.5),
+        batch.Result("b.png", "b.kpal", 300, 60, 4, 20.0, 1.5),
+        batch.Result("c.png", "c.kpal", 50, 10, 2, float("inf"), 0.1),
+        batch.Result("d.png", "d.kpal", skipped=True),
+        batch.Result("e.png", "e.kpal", 7, error="e.png: file is empty"),
+    ])
+    assert (s.files, s.done, s.skipped, s.failed) == (5, 3, 1, 1)
+    assert (s.bytes_in, s.bytes_out, s.mean_psnr, s.lossless) == (450, 110, 25.0, 1)
+    assert s.slowest.path == "b.png" and s.errors == ("e.png: file is empty",)
+
+
+# ------------------------------------------------------------------ Ctrl-C
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(("signum", "word"), [(signal.SIGINT, "interrupted"),
+                                              (signal.SIGTERM, "terminated")],
+                         ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_batch_leaves_no_partial_or_temporary_file(tmp_path, signum, word):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it), or SIGTERM."""
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(24):  # k = 256 on noise: a fraction of a second each
+        Image.fromarray(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)).save(
+            folder / f"{i:02}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*KPAL, "encode", str(folder), "-o", str(out), "-k", "256",
+                             "-j", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and any(out.glob("*.kpal"))):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no output after 60 s"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signum, err
+    assert err.splitlines()[-1] == f"kpal: error: {word}"
+    written = sorted(out.glob("*.kpal"))
+    assert 0 < len(written) < 24, "the batch was not stopped midway"
+    assert _temporaries(tmp_path) == [] and sorted(p.name for p in out.iterdir()) == [
+        p.name for p in written]
+    for path in written:  # complete files, exactly what a full encode writes
+        assert path.read_bytes() == kpal.encode(folder / f"{path.stem}.png", 256)
+
+
+def test_an_output_already_holding_the_same_bytes_counts_as_written(tree, tmp_path):
+    """A task run twice (its worker died after writing) succeeds the second time."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.kpal").write_bytes(kpal.encode(tree / "a.png", 4))
+    (out / "b.kpal").write_bytes(b"something else")
+    results = {Path(r.path).name: r for r in batch.encode_many(
+        [tree / "a.png", tree / "b.jpg"], out, jobs=1, k=4)}
+    assert results["a.png"].ok and results["a.png"].bytes_out == (out / "a.kpal").stat().st_size
+    assert results["b.jpg"].error == f"{out / 'b.kpal'}: file exists (use --force to overwrite)"
+    assert (out / "b.kpal").read_bytes() == b"something else"
+
+
+# ------------------------------------------------------------------ Dask stays optional
+def test_the_base_install_never_imports_dask():
+    code = ("import sys, kpal, kpal.cli, kpal.batch; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+
+
+def test_dask_flag_without_dask_installed_is_a_clear_error(runner, tree, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    result = runner.invoke(cli, ["encode", str(tree), "-o", str(tmp_path / "o"), "--dask",
+                                 "tcp://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert result.stderr == 'kpal: error: --dask needs Dask: pip install "kpal[dask]"\n'
+    assert not (tmp_path / "o").exists()
+
+
+def test_warnings_become_one_line_per_file(runner, tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    two = np.zeros((10, 12, 3), np.uint8)
+    two[:, 6:] = (200, 30, 30)
+    Image.fromarray(two).save(folder / "two.png")
+    result = runner.invoke(cli, ["encode", str(folder), "-o", str(tmp_path / "o"), "-k", "8"])
+    assert result.exit_code == 0, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"kpal: warning: {folder / 'two.png'}: ") and "distinct" in line
+    assert "lossless" in result.stdout  # "mean PSNR - (1 more lossless)"
+    [record] = batch.encode_many(folder, tmp_path / "api", jobs=1, k=8)
+    assert record.psnr == float("inf") and len(record.notes) == 1 and record.notes[0] in line
+    quiet = runner.invoke(cli, ["encode", str(folder), "-o", str(tmp_path / "q"), "-k", "8",
+                                "-q"])
+    assert (quiet.exit_code, quiet.output) == (0, "")
+
+
+def test_a_folder_without_images_is_a_usage_error(runner, tmp_path):
+    (tmp_path / "empty" / "deep").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "empty" / "deep" / "x.png")
+    result = runner.invoke(cli, ["encode", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr == (f"kpal: error: {tmp_path / 'empty'}: no input file found "
+                             f"(-r takes sub-folders too)\n")
+
+
+def test_info_batch_unreadable_file_still_gets_its_json_line(runner, encoded, monkeypatch):
+    locked = encoded / "a.kpal"
+
+    def refusing_open(path, mode="r", *args, **kwargs):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied")
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "open", refusing_open, raising=False)  # as root chmod would not
+    result = runner.invoke(cli, ["info", str(locked), str(encoded / "b.kpal"), "--json"])
+    assert result.exit_code == 1
+    records = {r["file"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records[str(locked)] == {"file": str(locked),
+                                    "problem": "cannot read: Permission denied"}
+    assert records[str(encoded / "b.kpal")]["problem"] is None
+    assert result.stderr == f"kpal: error: {locked}: cannot read: Permission denied\n"
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info()]
+
+
+def test_workers_run_one_blas_thread_each():
+    pytest.importorskip("threadpoolctl")
+    with cf.ProcessPoolExecutor(1, mp_context=batch._context(),
+                                initializer=batch._init_worker, initargs=(os.getpid(),)) as pool:
+        threads = pool.submit(_blas_threads).result(timeout=60)
+    assert threads and set(threads) == {1}
+
+
+def test_skip_existing_with_one_file(runner, tree, tmp_path):
+    out = tmp_path / "one.kpal"
+    out.write_bytes(b"earlier")
+    result = runner.invoke(cli, ["encode", str(tree / "a.png"), "-o", str(out),
+                                 "--skip-existing"])
+    assert (result.exit_code, result.stdout) == (0, f"{out}: exists, skipped\n")
+    assert out.read_bytes() == b"earlier"
+    fresh = tmp_path / "fresh.kpal"
+    result = runner.invoke(cli, ["encode", str(tree / "a.png"), "-o", str(fresh),
+                                 "--skip-existing", "-k", "4", "-q"])
+    assert result.exit_code == 0 and fresh.read_bytes() == kpal.encode(tree / "a.png", 4)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_workers_stop_when_the_batch_is_killed_outright(tmp_path):
+    """SIGKILL cannot be caught: the workers notice their parent is gone and leave."""
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    rng = np.random.default_rng(6)
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)).save(
+            folder / f"{i:02}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*KPAL, "encode", str(folder), "-o", str(out), "-k", "256",
+                             "-j", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out.exists() and any(out.glob("*.kpal"))):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.kill()  # the main process only
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)  # is anything of the batch still running?
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("worker processes outlived the batch by 20 s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert _temporaries(tmp_path) == []
+
+
+# ------------------------------------------------------------------ fsspec URLs
+def test_fsspec_urls_in_and_out(tree, tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")
+    for name in [*GOOD, "sub/bad.png"]:
+        memory.pipe_file(f"/batch-in/{name}", (tree / name).read_bytes())
+    try:
+        results = list(batch.encode_many("memory://batch-in", "memory://batch-out", jobs=1,
+                                         recursive=True, k=8))
+        errors = [r.error for r in results if r.error]
+        assert errors == ["memory://batch-in/sub/bad.png: not an image Pillow can read"]
+        for name in GOOD:
+            stored = memory.cat_file(f"/batch-out/{Path(name).with_suffix('.kpal')}")
+            assert stored == kpal.encode(tree / name, 8)
+        assert not [p for p in memory.find("/batch-out") if p.endswith(".tmp")]
+        again = list(batch.encode_many("memory://batch-in/*.png", "memory://batch-out",
+                                       jobs=1, skip_existing=True, k=8))
+        assert [(r.path, r.skipped) for r in again] == [("memory://batch-in/a.png", True)]
+    finally:
+        memory.rm("/batch-in", recursive=True)
+        memory.rm("/batch-out", recursive=True)
+
+
+def test_file_urls_through_worker_processes_match_plain_paths(runner, tree, tmp_path):
+    pytest.importorskip("fsspec")
+    result = runner.invoke(cli, ["encode", f"file://{tree}", "-r", "-o",
+                                 f"file://{tmp_path / 'url'}", "-k", "8", "-j", "2", "-q"])
+    assert result.exit_code == 1
+    bad = f"file://{tree}/sub/bad.png"
+    assert result.stderr == f"kpal: error: {bad}: not an image Pillow can read\n"
+    plain = tmp_path / "plain"
+    list(batch.encode_many(tree, plain, jobs=1, recursive=True, k=8))
+    assert {n: (tmp_path / "url" / n).read_bytes() for n in _kpal(GOOD)} == {
+        n: (plain / n).read_bytes() for n in _kpal(GOOD)}
+    assert _temporaries(tmp_path) == []
+
+
+def test_decode_and_info_with_file_urls(runner, encoded, tmp_path):
+    pytest.importorskip("fsspec")
+    result = runner.invoke(cli, ["decode", f"file://{encoded}", "-r", "-o",
+                                 f"file://{tmp_path / 'dec'}", "-j", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "dec") == sorted(
+        str(Path(n).with_suffix(".png").as_posix()) for n in GOOD)
+    result = runner.invoke(cli, ["info", f"file://{encoded}/*.kpal", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(json.loads(line)["file"] for line in result.stdout.splitlines()) == [
+        f"file://{encoded}/a.kpal", f"file://{encoded}/b.kpal"]
+
+
+def test_unknown_url_protocol_is_a_usage_error(runner, tree, tmp_path):
+    pytest.importorskip("fsspec")
+    result = runner.invoke(cli, ["encode", str(tree), "-o", "nosuchprotocol://x/out"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("kpal: error: nosuchprotocol://x/out: ")
+    assert len(result.stderr.splitlines()) == 1

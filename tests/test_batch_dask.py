@@ -1,0 +1,110 @@
+"""Batches on a Dask cluster: same bytes as the local batch, and a lost worker loses nothing.
+
+Needs the ``dask`` extra (``pip install "kpal[dask]"``); each test starts its
+own two-process ``LocalCluster``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kpal import batch
+from kpal.cli import cli
+
+distributed = pytest.importorskip("distributed")
+
+NAMES = ["a.png", "b.png", "c.png", "sub/d.png", "sub/e.png", "sub/f.jpg"]
+
+
+@pytest.fixture
+def tree(tmp_path, photo):
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    for i, name in enumerate(NAMES):
+        photo.crop((i * 3, i * 2, i * 3 + 32, i * 2 + 24)).save(root / name)
+    (root / "sub" / "bad.png").write_bytes(b"no image here")
+    return root
+
+
+@pytest.fixture
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.CRITICAL) \
+            as cluster, distributed.Client(cluster) as connected:
+        yield connected
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dask_batch_matches_the_local_batch(tree, tmp_path, client):
+    local = list(batch.encode_many(tree, tmp_path / "local", jobs=1, recursive=True, k=8))
+    remote = list(batch.encode_many(tree, tmp_path / "dask", recursive=True, k=8,
+                                    client=client))
+    assert _outputs(tmp_path / "dask") == _outputs(tmp_path / "local")
+    assert len(_outputs(tmp_path / "dask")) == len(NAMES)
+    assert sorted((r.path, r.error, r.bytes_out, r.k) for r in remote) == sorted(
+        (r.path, r.error, r.bytes_out, r.k) for r in local)
+
+    # The command line, through the scheduler's address.
+    result = CliRunner().invoke(cli, ["encode", str(tree), "-r", "-o", str(tmp_path / "cli"),
+                                      "-k", "8", "--dask", client.scheduler.address])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == "7 files: 6 encoded, 1 failed"
+    assert result.stderr.splitlines() == [
+        f"kpal: error: {tree / 'sub' / 'bad.png'}: not an image Pillow can read"]
+    assert _outputs(tmp_path / "cli") == _outputs(tmp_path / "local")
+
+    # fsspec URLs: the workers open them themselves.
+    pytest.importorskip("fsspec")
+    by_url = list(batch.encode_many(f"file://{tree}", f"file://{tmp_path / 'url'}",
+                                    recursive=True, k=8, client=client))
+    assert len(by_url) == len(NAMES) + 1
+    assert _outputs(tmp_path / "url") == _outputs(tmp_path / "local")
+
+
+class _DieOnce(distributed.WorkerPlugin):
+    """In every worker: the first task for one file kills its own worker process.
+
+    A marker file, shared by all workers, says the kill has happened.
+    """
+
+    def __init__(self, name: str, marker: str) -> None:
+        self.name, self.marker = name, marker
+
+    def setup(self, worker) -> None:
+        from kpal import batch as worker_batch
+
+        real = worker_batch._WORK["encode"]
+        name, marker = self.name, self.marker
+
+        def encode_or_die(job):
+            if job.path.endswith(name) and not os.path.exists(marker):
+                Path(marker).touch()
+                os._exit(1)  # the worker process dies mid-task, as if killed
+            return real(job)
+
+        worker_batch._WORK["encode"] = encode_or_die
+
+
+def test_a_worker_killed_mid_batch_is_retried_and_nothing_is_lost(tree, tmp_path, client):
+    expected = tmp_path / "local"
+    list(batch.encode_many(tree, expected, jobs=1, recursive=True, k=8))
+    marker = tmp_path / "killed"
+    client.register_plugin(_DieOnce("c.png", str(marker)))
+    results = list(batch.encode_many(tree, tmp_path / "dask", recursive=True, k=8,
+                                     client=client))
+    assert marker.exists(), "no worker was killed"
+    paths = sorted(r.path for r in results)
+    assert paths == sorted(str(tree / n) for n in [*NAMES, "sub/bad.png"])  # once each
+    bad = tree / "sub" / "bad.png"
+    assert [(r.path, r.error) for r in results if not r.ok] == [
+        (str(bad), f"{bad}: not an image Pillow can read")]
+    assert _outputs(tmp_path / "dask") == _outputs(expected)
