@@ -86,3 +86,11 @@ def photo() -> Image.Image:
 @pytest.fixture
 def rocket_path() -> Path:
     return SAMPLES / "rocket.jpg"
+
+
+@pytest.fixture
+def runner():
+    """click's CliRunner, for the command-line tests."""
+    from click.testing import CliRunner
+
+    return CliRunner()

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import kpal
@@ -33,11 +32,6 @@ KPAL = [sys.executable, "-c",
         "import sys, _kpal_launcher; sys.argv[0] = 'kpal'; sys.exit(_kpal_launcher.main())"]
 
 GOOD = ["a.png", "b.jpg", "sub/c.png", "sub/deeper/d.png"]
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture

@@ -18,11 +18,6 @@ from kpal.metrics import psnr
 
 
 @pytest.fixture
-def runner():
-    return CliRunner()
-
-
-@pytest.fixture
 def small_jpg(tmp_path, photo):
     path = tmp_path / "small.jpg"
     photo.save(path, quality=95)

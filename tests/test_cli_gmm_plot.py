@@ -6,16 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from kpal.cli import cli
 from kpal.cluster.gmm import sample_image
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture

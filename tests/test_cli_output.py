@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import kpal
@@ -36,11 +35,6 @@ def _env(unbuffered: bool) -> dict:
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture
