@@ -1,4 +1,4 @@
-// Types of kpal.js, the .kpal decoder (spec/kpal.md, format version 1).
+// Types of kpal.js, the .kpal decoder (spec/kpal.md, format versions 1 and 2).
 
 /** What decode() and readHeader() accept: a whole file (or, for readHeader, its start). */
 export type KpalSource = Uint8Array | ArrayBuffer | ArrayBufferView;
@@ -6,9 +6,17 @@ export type KpalSource = Uint8Array | ArrayBuffer | ArrayBufferView;
 /** The signature `89 4B 50 41 4C 0D 0A 1A 0A`. */
 export const MAGIC: Uint8Array;
 export const VERSION: 1;
+export const VERSION_2: 2;
 export const HEADER_SIZE: 26;
+export const HEADER_SIZE_V2: 31;
 export const CHECKSUM_SIZE: 4;
 export const OVERHEAD: 30;
+/** flags bit 0: RGBA palette entries. */
+export const FLAG_ALPHA: 1;
+/** Largest metadata_length (spec §2.1). */
+export const MAX_METADATA: 16777216;
+/** Metadata block types this module understands (spec §3.2). */
+export const KNOWN_BLOCKS: readonly string[];
 export const MAX_K: 256;
 export const MAX_SIDE: 16777215;
 export const MAX_PIXELS: 1073741824;
@@ -40,6 +48,24 @@ export interface Header {
   payloadLength: number;
   /** The file length the header implies. */
   fileSize: number;
+  /** Version 2 flags; 0 in version 1. */
+  flags: number;
+  /** Palette entries carry alpha (flags bit 0). */
+  alpha: boolean;
+  /** Bytes per palette entry: 3 or 4. */
+  channels: 3 | 4;
+  /** Bytes of metadata blocks; 0 in version 1. */
+  metadataLength: number;
+  /** Offsets in the file: header length (26 or 31), metadata and payload start. */
+  headerSize: number;
+  metadataOffset: number;
+  payloadOffset: number;
+}
+
+/** One metadata block (spec §3.2). */
+export interface MetadataBlock {
+  type: string;
+  data: Uint8Array;
 }
 
 export interface DecodeOptions {
@@ -55,7 +81,7 @@ export interface SizeReport {
   bitsPerIndex: number;
   paletteBits: number;
   indexBits: number;
-  /** k*24 + N*b, the fixed-width bound. */
+  /** k*24 + N*b (k*32 with alpha), the fixed-width bound. */
   theoreticalBits: number;
   theoreticalBytes: number;
   /** k*24 + N*log2(k). */
@@ -73,8 +99,16 @@ export interface SizeReport {
 }
 
 /** A decoded image. */
-export class KpalImage implements Header {
+export class KpalImage {
   version: number;
+  flags: number;
+  alpha: boolean;
+  channels: 3 | 4;
+  metadataLength: number;
+  /** Every metadata block in file order, unknown skippable ones included. */
+  metadata: MetadataBlock[];
+  /** The iccp block's ICC profile, or null (the palette is then sRGB). */
+  iccProfile: Uint8Array | null;
   coding: 0 | 1 | 2;
   codingName: 'fixed' | 'radix' | 'entropy';
   bitsPerIndex: number;
@@ -83,11 +117,11 @@ export class KpalImage implements Header {
   height: number;
   payloadLength: number;
   fileSize: number;
-  /** R, G, B of each palette entry: 3*k bytes. */
+  /** R, G, B (and A when alpha) of each palette entry: channels*k bytes. */
   palette: Uint8Array;
   /** Palette index of each pixel, row-major: width*height bytes. */
   indices: Uint8Array;
-  /** The pixels as RGBA, alpha 255. */
+  /** The pixels as RGBA: the palette's straight alpha, or 255. */
   toRGBA(): Uint8ClampedArray;
   /** The pixels as an ImageData (browsers, Deno with a canvas). */
   toImageData(): ImageData;
@@ -98,6 +132,8 @@ export class KpalImage implements Header {
 export function decode(source: KpalSource, options?: DecodeOptions): KpalImage;
 /** Check the header (and, with fileSize, the file length) without decoding. */
 export function readHeader(source: KpalSource, options?: { fileSize?: number }): Header;
+/** Split and check the metadata blocks of a file whose header is valid. */
+export function readMetadata(data: Uint8Array, header: Header): MetadataBlock[];
 /** CRC-32 (zlib / PNG). */
 export function crc32(bytes: Uint8Array): number;
 /** ceil(log2 k), 0 for k = 1. */

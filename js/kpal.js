@@ -1,11 +1,12 @@
-// kpal.js: a decoder for .kpal palette images (spec/kpal.md, format version 1).
+// kpal.js: a decoder for .kpal palette images (spec/kpal.md, format versions 1 and 2).
 //
 // One ES module, no dependencies, no build step: it runs as is in browsers, Node >= 18
 // and Deno. It is a second implementation of the specification, checked against the
 // same golden and corrupt files as the Python reference reader, and it accepts and
 // rejects exactly the files that reader does, checking in the same order:
 //
-//   header fields -> payload length -> file length -> pixel limit -> checksum -> payload
+//   header fields -> payload length -> file length -> metadata blocks -> pixel limit
+//   -> checksum -> payload
 //
 // Every integer here stays below 2**53, so plain numbers are exact (spec §7 asks for at
 // least 48 bits): rANS states are below 2**32 and use 32-bit unsigned arithmetic, radix
@@ -20,15 +21,25 @@
 // ------------------------------------------------------------------ §2 header
 /** Signature, like PNG's: high bit, "KPAL", CR-LF, DOS EOF, LF. */
 export const MAGIC = Uint8Array.of(0x89, 0x4b, 0x50, 0x41, 0x4c, 0x0d, 0x0a, 0x1a, 0x0a);
-/** The format version this module reads. */
+/** The base format version: RGB palette, no metadata. */
 export const VERSION = 1;
+/** §2.1: the version with RGBA palettes and metadata blocks. */
+export const VERSION_2 = 2;
 /** magic 9, version u8, coding u8, bits_per_index u8, k u16, width u32, height u32,
  *  payload_length u32: all big-endian. */
 export const HEADER_SIZE = 26;
+/** §2.1: version 2 adds flags u8 and metadata_length u32 after the 26 bytes. */
+export const HEADER_SIZE_V2 = 31;
 /** §4: CRC-32 of everything before it, u32 big-endian. */
 export const CHECKSUM_SIZE = 4;
-/** Bytes that are neither palette nor payload. */
+/** Bytes that are neither palette nor payload (version 1). */
 export const OVERHEAD = HEADER_SIZE + CHECKSUM_SIZE;
+/** flags bit 0: palette entries are R, G, B, A. */
+export const FLAG_ALPHA = 0x01;
+/** §2.1: the metadata is held in memory whole; ICC profiles in use are a few MiB. */
+export const MAX_METADATA = 2 ** 24;
+/** §3.2: metadata block types this module understands. */
+export const KNOWN_BLOCKS = Object.freeze(['iccp']);
 export const MAX_K = 256;
 /** No real image is wider or taller. */
 export const MAX_SIDE = 2 ** 24 - 1;
@@ -196,7 +207,10 @@ export function payloadSize(coding, k, width, height) {
  * @throws {FormatError | LimitError}
  */
 export function readHeader(source, { fileSize } = {}) {
-  const data = asBytes(source);
+  return readHeaderChecked(asBytes(source), fileSize);
+}
+
+function readHeaderChecked(data, fileSize) {
   let magicOk = data.length >= MAGIC.length;
   for (let i = 0; magicOk && i < MAGIC.length; i++) magicOk = data[i] === MAGIC[i];
   if (!magicOk) {
@@ -214,8 +228,19 @@ export function readHeader(source, { fileSize } = {}) {
   const width = view.getUint32(14);
   const height = view.getUint32(18);
   const payloadLength = view.getUint32(22);
-  if (version !== VERSION) {
-    throw new FormatError(`unsupported version ${version} (this reader knows version ${VERSION})`);
+  let flags = 0;
+  let metadataLength = 0;
+  if (version === VERSION_2) {
+    if (data.length < HEADER_SIZE_V2) {
+      throw new FormatError(`truncated header: ${data.length} of ${HEADER_SIZE_V2} bytes (version 2)`);
+    }
+    const extension = new DataView(data.buffer, data.byteOffset + HEADER_SIZE, 5);
+    flags = extension.getUint8(0);
+    metadataLength = extension.getUint32(1);
+  }
+  if (version !== VERSION && version !== VERSION_2) {
+    throw new FormatError(`unsupported version ${version} (this reader knows versions ${VERSION
+    } and ${VERSION_2})`);
   }
   if (!(coding in CODINGS)) {
     const known = Object.entries(CODINGS).map(([id, name]) => `${id} (${name})`).join(', ');
@@ -235,20 +260,101 @@ export function readHeader(source, { fileSize } = {}) {
   if (height > Math.floor(MAX_PIXELS / width)) {
     throw new LimitError(`${width}x${height} is more than ${MAX_PIXELS} pixels`);
   }
+  if (flags & ~FLAG_ALPHA) {
+    throw new FormatError(`flags=0x${hex2(flags)} has reserved bits set (0x${hex2(flags & ~FLAG_ALPHA)
+    }); this reader knows bit 0 (alpha)`);
+  }
+  if (metadataLength > MAX_METADATA) {
+    throw new LimitError(`metadata_length=${metadataLength} is over the limit of ${MAX_METADATA}`);
+  }
   const expected = payloadSize(coding, k, width, height);
   if (expected !== null && payloadLength !== expected) {
     throw new FormatError(`payload_length=${payloadLength} but a ${width}x${height} image at k=${
       k} with coding ${coding} needs ${expected}`);
   }
-  const size = OVERHEAD + 3 * k + payloadLength;
+  const headerSize = version === VERSION ? HEADER_SIZE : HEADER_SIZE_V2;
+  const channels = flags & FLAG_ALPHA ? 4 : 3;
+  const metadataOffset = headerSize + channels * k;
+  const payloadOffset = metadataOffset + metadataLength;
+  const size = payloadOffset + payloadLength + CHECKSUM_SIZE;
   if (fileSize !== undefined && fileSize !== size) {
     const what = fileSize < size ? 'is truncated' : 'has trailing data';
     throw new FormatError(`file ${what}: ${fileSize} bytes, the header implies ${size}`);
   }
   return {
     version, coding, codingName: CODINGS[coding], bitsPerIndex, k, width, height,
-    payloadLength, fileSize: size,
+    payloadLength, fileSize: size, flags, alpha: channels === 4, channels, metadataLength,
+    headerSize, metadataOffset, payloadOffset,
   };
+}
+
+const hex2 = (v) => v.toString(16).padStart(2, '0');
+
+// ------------------------------------------------------------------ §3.2 metadata blocks
+const isLetter = (v) => (v >= 0x41 && v <= 0x5a) || (v >= 0x61 && v <= 0x7a);
+
+function checkIcc(data, where) {
+  if (data.length < 128) {
+    throw new FormatError(`iccp block at byte ${where} holds ${data.length} bytes, less than an ICC profile header (128)`);
+  }
+  const size = new DataView(data.buffer, data.byteOffset, 4).getUint32(0);
+  if (size !== data.length) {
+    throw new FormatError(`iccp block at byte ${where}: the profile says ${size} bytes, the block holds ${data.length}`);
+  }
+  const signature = data.subarray(36, 40);
+  if (String.fromCharCode(...signature) !== 'acsp') {
+    throw new FormatError(`iccp block at byte ${where}: no ICC signature b'acsp' at offset 36 (found ${
+      pyBytes(signature)})`);
+  }
+  const space = data.subarray(16, 20);
+  if (String.fromCharCode(...space) !== 'RGB ') {
+    throw new FormatError(`iccp block at byte ${where}: the profile's colour space is ${pyBytes(space)
+    }, a palette needs b'RGB '`);
+  }
+}
+
+/**
+ * Split and check the metadata blocks of a file whose header and length are valid
+ * (spec §3.2): every block, in file order, the unknown skippable ones included.
+ * @param {Uint8Array} data the whole file
+ * @param {{metadataOffset: number, metadataLength: number}} header
+ * @returns {{type: string, data: Uint8Array}[]}
+ * @throws {FormatError}
+ */
+export function readMetadata(data, header) {
+  const start = header.metadataOffset;
+  const end = start + header.metadataLength;
+  const blocks = [];
+  let pos = start;
+  while (pos < end) {
+    const left = end - pos;
+    if (left < 8) {
+      throw new FormatError(`metadata is truncated at byte ${pos}: ${left} bytes left, a block needs 8 for its type and length`);
+    }
+    const raw = data.subarray(pos, pos + 4);
+    if (!raw.every(isLetter)) {
+      throw new FormatError(`metadata block type ${pyBytes(raw)} is not four ASCII letters`);
+    }
+    const type = String.fromCharCode(...raw);
+    const length = new DataView(data.buffer, data.byteOffset + pos + 4, 4).getUint32(0);
+    if (length > left - 8) {
+      throw new FormatError(`metadata block '${type}' at byte ${pos} claims length=${length}, only ${
+        left - 8} bytes remain in metadata_length=${header.metadataLength}`);
+    }
+    if (!KNOWN_BLOCKS.includes(type) && raw[0] <= 0x5a) {
+      throw new FormatError(`unknown metadata block '${type}' at byte ${pos}: an upper-case first letter means readers must understand it`);
+    }
+    const body = data.slice(pos + 8, pos + 8 + length);
+    if (type === 'iccp') {
+      if (blocks.some((b) => b.type === 'iccp')) {
+        throw new FormatError(`second iccp block at byte ${pos} (a file holds at most one profile)`);
+      }
+      checkIcc(body, pos);
+    }
+    blocks.push({ type, data: body });
+    pos += 8 + length;
+  }
+  return blocks;
 }
 
 function checkPixelLimit(header, maxPixels) {
@@ -265,7 +371,7 @@ const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /** A decoded .kpal image: header fields, palette and one index per pixel. */
 export class KpalImage {
-  constructor(header, palette, indices) {
+  constructor(header, palette, indices, metadata = []) {
     /** @type {number} */ this.width = header.width;
     /** @type {number} */ this.height = header.height;
     /** @type {number} */ this.k = header.k;
@@ -275,14 +381,24 @@ export class KpalImage {
     /** @type {number} */ this.version = header.version;
     /** @type {number} */ this.payloadLength = header.payloadLength;
     /** @type {number} */ this.fileSize = header.fileSize;
-    /** R, G, B of each palette entry: 3*k bytes. @type {Uint8Array} */
+    /** flags (version 2; 0 in version 1). @type {number} */ this.flags = header.flags;
+    /** Whether palette entries carry alpha. @type {boolean} */ this.alpha = header.alpha;
+    /** Bytes per palette entry: 3 (RGB) or 4 (RGBA). @type {number} */
+    this.channels = header.channels;
+    /** @type {number} */ this.metadataLength = header.metadataLength;
+    /** R, G, B (and A when alpha) of each palette entry: channels*k bytes. @type {Uint8Array} */
     this.palette = palette;
+    /** Metadata blocks in file order (spec §3.2). @type {{type: string, data: Uint8Array}[]} */
+    this.metadata = metadata;
+    /** The ICC profile of an iccp block, or null (then the palette is sRGB). */
+    this.iccProfile = metadata.find((b) => b.type === 'iccp')?.data ?? null;
     /** Palette index of each pixel, row-major: width*height bytes. @type {Uint8Array} */
     this.indices = indices;
   }
 
   /**
-   * The pixels as RGBA, 4 bytes per pixel, alpha 255 (what ImageData holds).
+   * The pixels as RGBA, 4 bytes per pixel, straight alpha (what ImageData holds): the
+   * palette's alpha, or 255 for an RGB palette.
    * @returns {Uint8ClampedArray}
    */
   toRGBA() {
@@ -291,9 +407,11 @@ export class KpalImage {
     // one 32-bit word per palette entry, written whole (Int32: no boxing of values >= 2**31)
     const lut = new Int32Array(256);
     const p = this.palette;
+    const c = this.channels;
     for (let i = 0; i < this.k; i++) {
-      const [r, g, b] = [p[3 * i], p[3 * i + 1], p[3 * i + 2]];
-      lut[i] = LITTLE_ENDIAN ? 0xff000000 | (b << 16) | (g << 8) | r : (r << 24) | (g << 16) | (b << 8) | 0xff;
+      const [r, g, b] = [p[c * i], p[c * i + 1], p[c * i + 2]];
+      const a = c === 4 ? p[c * i + 3] : 0xff;
+      lut[i] = LITTLE_ENDIAN ? (a << 24) | (b << 16) | (g << 8) | r : (r << 24) | (g << 16) | (b << 8) | a;
     }
     const words = new Int32Array(out.buffer);
     const indices = this.indices;
@@ -335,7 +453,8 @@ export class KpalImage {
   sizeReport() {
     const n = this.width * this.height;
     const b = this.bitsPerIndex;
-    const paletteBits = 24 * this.k;
+    const entryBits = 8 * this.channels; // 24, or 32 with alpha
+    const paletteBits = entryBits * this.k;
     const indexBits = n * b;
     const counts = new Float64Array(256);
     const indices = this.indices;
@@ -355,10 +474,10 @@ export class KpalImage {
       order0EntropyBits: paletteBits + h,
       onDiskBytes: onDisk,
       payloadBytes: this.payloadLength,
-      overheadBytes: onDisk - 3 * this.k - this.payloadLength,
-      rawBytes: 3 * n,
-      ratio: (3 * n) / onDisk,
-      formula: `${this.k}×24 + ${n}×${b} = ${paletteBits + indexBits} bits`,
+      overheadBytes: onDisk - this.channels * this.k - this.payloadLength,
+      rawBytes: this.channels * n,
+      ratio: (this.channels * n) / onDisk,
+      formula: `${this.k}×${entryBits} + ${n}×${b} = ${paletteBits + indexBits} bits`,
     };
   }
 }
@@ -380,7 +499,8 @@ export class KpalImage {
  */
 export function decode(source, { maxPixels = DEFAULT_MAX_PIXELS } = {}) {
   const data = asBytes(source);
-  const header = readHeader(data, { fileSize: data.length });
+  const header = readHeaderChecked(data, data.length);
+  const metadata = readMetadata(data, header);
   checkPixelLimit(header, maxPixels);
   const bodyEnd = data.length - CHECKSUM_SIZE;
   const stored = new DataView(data.buffer, data.byteOffset + bodyEnd, 4).getUint32(0);
@@ -389,14 +509,14 @@ export function decode(source, { maxPixels = DEFAULT_MAX_PIXELS } = {}) {
     throw new ChecksumError(`checksum mismatch: stored 0x${stored.toString(16).padStart(8, '0')
     }, computed 0x${computed.toString(16).padStart(8, '0')}`);
   }
-  const palette = data.slice(HEADER_SIZE, HEADER_SIZE + 3 * header.k);
-  const payload = data.subarray(HEADER_SIZE + 3 * header.k, bodyEnd);
+  const palette = data.slice(header.headerSize, header.metadataOffset);
+  const payload = data.subarray(header.payloadOffset, bodyEnd);
   const { k, width, height } = header;
   let indices;
   if (header.coding === 0) indices = decodeFixed(payload, k, width * height);
   else if (header.coding === 1) indices = decodeRadix(payload, k, width * height);
   else indices = decodeEntropy(payload, k, width, height);
-  return new KpalImage(header, palette, indices);
+  return new KpalImage(header, palette, indices, metadata);
 }
 
 // ------------------------------------------------------------------ §5 fixed width

@@ -33,7 +33,8 @@ let fitted = true;
 
 const plural = (n, word) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
 const bytes = (n) => plural(n, 'byte');
-const hexColour = (p, i) => '#' + [p[3 * i], p[3 * i + 1], p[3 * i + 2]]
+// #rrggbb, or #rrggbbaa for an RGBA palette (c = 4 bytes per entry)
+const hexColour = (p, i, c = 3) => '#' + Array.from(p.subarray(c * i, c * i + c))
   .map((v) => v.toString(16).padStart(2, '0')).join('');
 
 /**
@@ -127,6 +128,11 @@ function renderInfo(entry) {
     rows.push(row('size', `${h.width}×${h.height} = ${plural(n, 'pixel')}`));
     rows.push(row('k', `${plural(h.k, 'colour')}, ${plural(h.bitsPerIndex, 'bit')} per index`));
     rows.push(row('coding', h.codingName));
+    if (h.version === 2) rows.push(row('alpha', h.alpha ? 'RGBA palette (32-bit entries)' : 'none'));
+  }
+  if (entry?.image?.metadata.length) {
+    rows.push(row('metadata', entry.image.metadata.map((b) => `${b.type} ${bytes(b.data.length)}${
+      b.type === 'iccp' ? ' (ICC profile)' : ''}`).join(', ')));
   }
   if (entry?.image) {
     const s = entry.image.sizeReport();
@@ -135,7 +141,7 @@ function renderInfo(entry) {
     rows.push(row('order-0', `${bytes(Math.ceil(s.order0EntropyBits / 8))} (each index coded alone)`));
     rows.push(row('on disk', `${bytes(s.onDiskBytes)} (payload ${bytes(s.payloadBytes)}, overhead ${
       s.overheadBytes} bytes)`));
-    rows.push(row('ratio', `${s.ratio.toFixed(2)}× smaller than raw 24-bit`));
+    rows.push(row('ratio', `${s.ratio.toFixed(2)}× smaller than raw ${8 * entry.image.channels}-bit`));
     rows.push(row('checksum', 'ok'));
   } else if (entry) {
     rows.push(row('on disk', bytes(entry.size)));
@@ -155,9 +161,11 @@ function renderPalette(entry) {
   const n = image.indices.length;
   els.palette.replaceChildren(...Array.from({ length: image.k }, (_, i) => {
     const swatch = document.createElement('span');
-    const colour = hexColour(image.palette, i);
+    const colour = hexColour(image.palette, i, image.channels);
     swatch.className = 'swatch';
-    swatch.style.background = colour;
+    // with alpha, the colour over a checkerboard, as the image itself is shown
+    swatch.style.background = image.alpha ? `linear-gradient(${colour}, ${colour}), `
+      + 'repeating-conic-gradient(#ccc 0 25%, #fff 0 50%) 0 0 / 8px 8px' : colour;
     swatch.title = `${i}: ${colour}, ${(100 * counts[i] / n).toFixed(2)} % of the pixels`;
     return swatch;
   }));

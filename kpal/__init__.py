@@ -27,22 +27,37 @@ __all__ = [
     "quantize",
     "KMeans",
     "GaussianMixture",
+    "choose_k",
+    "fit_palette",
+    "load_palette",
+    "save_palette",
     "register",
     "KpalError",
     "OptionError",
     "FormatError",
     "ChecksumError",
     "LimitError",
+    "QualityError",
     "__version__",
 ]
 
 
-def __getattr__(name: str):
-    # GaussianMixture is imported on first use: most users never fit one.
-    if name == "GaussianMixture":
-        from kpal.cluster.gmm import GaussianMixture
+#: Imported on first use (most users need none of them): name -> module.
+_LAZY = {
+    "GaussianMixture": "kpal.cluster.gmm",
+    "choose_k": "kpal.choose",
+    "QualityError": "kpal.choose",
+    "fit_palette": "kpal.palettes",
+    "load_palette": "kpal.palettes",
+    "save_palette": "kpal.palettes",
+}
 
-        return GaussianMixture
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     msg = f"module 'kpal' has no attribute {name!r}"
     raise AttributeError(msg)
 

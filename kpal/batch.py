@@ -557,6 +557,7 @@ def _decode(job: Job) -> dict:
     except (KpalError, Image.DecompressionBombError) as e:
         raise _Failure(f"{job.path}: {e}", size) from None
     k = im.info.get("k")
+    im, _ = codec.for_format(im, job.fmt or "PNG")  # white under transparency for JPEG & co
     image_bytes = _save_image(im, job.fmt or "PNG", job.output)
     _write(job, image_bytes)
     return {"bytes_in": size, "bytes_out": len(image_bytes), "k": k}

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 from PIL import Image
 
 from kpal import batch, codec, container, options
@@ -47,11 +48,12 @@ def _bytes(n: int) -> str:
     return f"{n:,} bytes"
 
 
-def _ratio(ratio: float) -> str:
-    """Raw 24-bit size against the file, said the right way round for tiny images."""
+def _ratio(ratio: float, bits: int = 24) -> str:
+    """Raw 24-bit (32-bit with alpha) size against the file, the right way round."""
     if ratio >= 1:
-        return f"{ratio:.2f}× smaller than raw 24-bit"
-    return f"{1 / ratio:.2f}× larger than raw 24-bit (header and checksum outweigh the pixels)"
+        return f"{ratio:.2f}× smaller than raw {bits}-bit"
+    return (f"{1 / ratio:.2f}× larger than raw {bits}-bit (header and checksum outweigh the "
+            "pixels)")
 
 
 def _plural(n: int, word: str) -> str:
@@ -100,7 +102,20 @@ def encode_options(values: dict, *, coding_flags: dict | None = None) -> options
         except OptionError as e:
             flags = "/".join(options.SPECS[name].flags)
             raise click.UsageError(f"{flags}: {e}") from None
-    return options.EncodeOptions.from_keywords(values)
+    try:
+        return options.EncodeOptions.from_keywords(values)
+    except OptionError as e:  # options that exclude each other: a usage error too
+        raise click.UsageError(str(e)) from None
+
+
+def _checked(name: str, value: object):
+    """A flag's value checked by the option's own checker (usage error when bad)."""
+    if value is None:
+        return None
+    try:
+        return options.check(name, value)
+    except OptionError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 # ------------------------------------------------------------------ many files
@@ -289,15 +304,20 @@ def _print_summary(s, verb: str, seconds: float) -> None:
               help="Output file; default: IN with the extension .kpal (stdout when IN is -). "
                    "With several inputs, a folder or a pattern: the folder of the outputs, "
                    "which mirror the inputs' tree (default: beside each input).")
-@option_flags("k", "method", "init", "seed", "sample", "max_iter", "tol", "coding")
+@option_flags("k", "method", "init", "seed", "sample", "max_iter", "tol", "coding", "dither",
+              "dither_strength", "space", "palette", "quality", "max_size", "background")
 @click.option("--packing", type=click.Choice(["fixed", "radix"]),
               help="Shorthand for --coding fixed|radix.")
 @click.option("--entropy", is_flag=True, default=None, help="Shorthand for --coding entropy.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("--ssimulacra2/--no-ssimulacra2", "ssim", default=None,
+              help="Report the perceptual SSIMULACRA2 score beside PSNR (needs kpal[metrics]; "
+                   "about 3 s per megapixel). Default: when installed and the image is at "
+                   "most 0.5 MP.")
 @_batch_flags
 def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip_existing,
-           dask, **values):
+           dask, ssim, **values):
     """Compress images to .kpal files and report their size against the bound.
 
     IN is an image file, or several files, folders (with -r, their
@@ -323,14 +343,17 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     _check_output(src, out, force)
     name, data = _read_input(src)
     original_bytes = len(data)
-    image, orientation = _pixels_for_encoding(name, data)
+    image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background)
     del data  # the encoded input is no longer needed: keep the peak memory down
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            encoded = codec.encode_image(image, options=opts)
+            encoded = codec.encode_image(image, options=opts, icc_profile=icc_profile)
         except KpalError as e:
-            raise click.ClickException(f"{name}: {e}") from None
+            error = click.ClickException(f"{name}: {e}")
+            if _target_missed(e):
+                error.exit_code = QUALITY_EXIT
+            raise error from None
     del image
     _write_output(out, encoded.data, force)
     if quiet:
@@ -340,31 +363,37 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
         if issubclass(w.category, UserWarning):
             echo(f"note: {w.message}")
     rows = _report_rows(encoded, original_bytes, orientation)
+    rows += _ssimulacra2_rows(encoded, ssim)
     rows.append(("time", f"{time.perf_counter() - start:.2f} s"))
     echo(f"{name} → {out if out != STDIO else '<stdout>'}")
     for label, value in rows:
         echo(f"  {label:<14} {value}")
 
 
-def _pixels_for_encoding(name: str, data: bytes):
-    """IN's pixels as the codec takes them, upright, and the EXIF orientation applied.
+def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None):
+    """IN's pixels as the codec takes them, the EXIF orientation applied, and its ICC profile.
 
-    The pixels are an RGB array, or the palette image itself.
+    The pixels are an RGB or RGBA array, or the palette image itself; with
+    ``background``, transparency flattened onto it.
     """
     im = _open_image(name, data)
+    icc_profile = im.info.get("icc_profile")
     try:
         im, orientation = codec.upright(im)
+        if background is not None and (im.mode in ("RGBA", "LA", "PA", "RGBa", "La")
+                                       or "transparency" in im.info):
+            return np.asarray(codec.flatten(im, background)), orientation, icc_profile
         if im.mode in ("P", "PA"):
             # The codec applies the mode rules and keeps the palette; converting
             # here too would expand the pixels to RGB twice.
-            return im, orientation
+            return im, orientation, icc_profile
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     if p_image is not None:
-        return p_image, orientation
+        return p_image, orientation, icc_profile
     im.close()  # np.asarray copied the pixels: release Pillow's copy
-    return rgb, orientation
+    return rgb, orientation, icc_profile
 
 
 def _reporter(out: str):
@@ -374,6 +403,63 @@ def _reporter(out: str):
 
 _TURNS = {2: "mirrored", 3: "rotated 180°", 4: "flipped", 5: "transposed",
           6: "rotated 90° clockwise", 7: "transversed", 8: "rotated 90° anticlockwise"}
+
+
+#: Exit status when --quality or --max-size cannot be met (as pngquant's --quality).
+QUALITY_EXIT = 99
+
+
+def _target_missed(error: Exception) -> bool:
+    choose = sys.modules.get("kpal.choose")  # imported only when a target was given
+    return choose is not None and isinstance(error, choose.QualityError)
+
+
+def _choice_text(choice, opts: options.EncodeOptions) -> str:
+    """How ``--quality`` or ``--max-size`` chose k, with the neighbours it measured."""
+    def point(p) -> str:
+        parts = [f"k = {p.k}"]
+        if p.psnr is not None:
+            parts.append("lossless" if p.psnr == float("inf") else f"{p.psnr:.2f} dB")
+        if p.size is not None:
+            parts.append(_bytes(p.size))
+        return " ".join(parts)
+
+    if opts.quality is not None:
+        low, high = opts.quality
+        target = f"{high:g} dB" if low == high else f"{high:g} dB, accepting {low:g}"
+        text = f"k = {choice.k}: smallest k reaching {target}"
+    else:
+        text = f"k = {choice.k}: largest k whose file fits {_bytes(opts.max_size)}"
+    neighbours = [point(p) for p in choice.neighbours() if p is not None]
+    measured = f"; {len(choice.curve)} k measured"
+    return text + (f" (neighbours: {', '.join(neighbours)})" if neighbours else "") + measured
+
+
+#: Largest image whose SSIMULACRA2 the report computes unasked (the metric is numpy:
+#: about 3 s and 0.5 GB per megapixel).
+SSIM_AUTO_PIXELS = 500_000
+
+
+def _ssimulacra2_rows(encoded: codec.Encoded, wanted: bool | None) -> list:
+    """The SSIMULACRA2 row: computed when asked, or by default on small images."""
+    import importlib.util
+
+    if wanted is False or encoded.source.shape[-1] != 3:
+        return []
+    if importlib.util.find_spec("ssimulacra2") is None:
+        if wanted:
+            raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
+        return []
+    h = encoded.header
+    if wanted is None and h.n_pixels > SSIM_AUTO_PIXELS:
+        return []
+    if min(h.width, h.height) < 8:
+        return [("SSIMULACRA2", "- (the metric needs at least 8×8 pixels)")]
+    from kpal.metrics import ssimulacra2
+
+    score = ssimulacra2(encoded.source, encoded.palette[encoded.labels])
+    return [("SSIMULACRA2", f"{score:.2f} (perceptual; 100 = identical, ~90 visually "
+                            "lossless)")]
 
 
 def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) -> list:
@@ -388,6 +474,13 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
                                     f"{_TURNS[orientation]}, stored upright"))
     rows.append(("colours", f"k = {h.k}{asked}, {_plural(h.bits_per_index, 'bit')} per index, "
                             f"{how}"))
+    if h.alpha:
+        rows.append(("alpha", "RGBA palette (32 bits per entry): the image has transparency"))
+    if h.metadata_length:
+        rows.append(("metadata", f"ICC profile kept ({_bytes(h.metadata_length)} with its "
+                                 "block header)"))
+    if encoded.choice is not None:
+        rows.append(("chosen", _choice_text(encoded.choice, opts)))
     if encoded.n_iter is not None:
         steps = (f"{_plural(encoded.n_iter, 'iteration')} (all coarse-to-fine levels)"
                  if encoded.method == "kmeans" else f"{_plural(encoded.n_iter, 'EM iteration')}")
@@ -396,30 +489,40 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
             fitted = max(1, round(opts.sample * h.n_pixels))
             rows.append(("sample", f"fitted on {opts.sample:.0%} of the pixels ({fitted:,}), "
                                    f"then every pixel assigned"))
+    if opts.space != "rgb" and encoded.n_iter is not None:
+        rows.append(("space", f"{opts.space} (clustered there; palette stored as 8-bit sRGB)"))
+    if opts.dither != "none" and opts.dither_strength > 0 and encoded.method != "palette" \
+            and not (encoded.n_iter == 0):
+        name = {"fs": "Floyd-Steinberg error diffusion (serpentine)",
+                "ordered": "ordered (blue-noise threshold map)"}[opts.dither]
+        strength = "" if opts.dither_strength == 1 else f", strength {opts.dither_strength:g}"
+        rows.append(("dither", f"{name}{strength}"))
     coding = r.coding
     rows.append(("coding", {"fixed": "fixed (ceil(log2 k) bits per index)",
                             "radix": "radix (groups of indices as base-k numbers)",
                             "entropy": "entropy (context model + rANS)"}[coding]))
     rows += [
         ("original file", _bytes(original_bytes)),
-        ("raw 24-bit", _bytes(r.raw_bytes)),
+        (f"raw {r.entry_bits}-bit", _bytes(r.raw_bytes)),
     ]
-    layout = (f"header {container.HEADER_SIZE} + palette {3 * h.k:,} + payload "
+    metadata = f" + metadata {h.metadata_length:,}" if h.metadata_length else ""
+    layout = (f"header {h.header_size} + palette {h.palette_size:,}{metadata} + payload "
               f"{h.payload_length:,} + checksum {container.CHECKSUM_SIZE} bytes")
+    overhead = f"header {h.header_size}{metadata} + checksum {container.CHECKSUM_SIZE}"
     if coding == "fixed":
         rows += [
             ("theoretical", f"{r.formula} = {_bytes(r.theoretical_bytes)}"),
-            ("on disk", f"{_bytes(r.on_disk_bytes)} (overhead {r.overhead_bytes} bytes: header "
-                        f"{container.HEADER_SIZE} + checksum {container.CHECKSUM_SIZE})"),
+            ("on disk", f"{_bytes(r.on_disk_bytes)} (overhead {r.overhead_bytes} bytes: "
+                        f"{overhead})"),
         ]
     else:
         rows += [
             ("fixed width", f"{r.formula} = {_bytes(r.theoretical_bytes)} (the textbook size)"),
-            ("log2 k", f"{h.k}×24 + {h.n_pixels}×log2({h.k}) = "
+            ("log2 k", f"{h.k}×{r.entry_bits} + {h.n_pixels}×log2({h.k}) = "
                        f"{_bytes(math.ceil(r.log2_bound_bits / 8))}"),
         ]
         if r.order0_entropy_bits is not None:
-            rows.append(("order-0", f"{h.k}×24 + {h.n_pixels}×H0 = "
+            rows.append(("order-0", f"{h.k}×{r.entry_bits} + {h.n_pixels}×H0 = "
                                     f"{_bytes(math.ceil(r.order0_entropy_bits / 8))} (each "
                                     f"index coded alone; context models go below it)"))
         fixed_file = r.theoretical_bytes + container.OVERHEAD
@@ -430,8 +533,9 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
         ]
     psnr = encoded.psnr()
     rows += [
-        ("ratio", f"{_ratio(r.ratio)}, {r.bits_per_pixel:.3f} bits per pixel"),
-        ("PSNR", "lossless (inf dB)" if psnr == float("inf") else f"{psnr:.2f} dB"),
+        ("ratio", f"{_ratio(r.ratio, r.entry_bits)}, {r.bits_per_pixel:.3f} bits per pixel"),
+        ("PSNR", ("lossless (inf dB)" if psnr == float("inf") else f"{psnr:.2f} dB")
+                 + (" (composites over black and white)" if h.alpha else "")),
     ]
     return rows
 
@@ -449,8 +553,12 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no progress or summary for several "
                                                   "files.")
+@click.option("--background", metavar="COLOR", callback=lambda ctx, param, value: _checked(
+    "background", value), help="Flatten transparency onto this colour (#rrggbb, a name or "
+                               "r,g,b); formats without alpha (JPEG, BMP) get white otherwise.")
 @_batch_flags
-def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, dask):
+def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, dask,
+           background):
     """Decode .kpal files to any image format Pillow writes.
 
     IN is a .kpal file, or several files, folders (their .kpal files; with
@@ -486,7 +594,10 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
+    im, note = codec.for_format(im, fmt, background)
     _write_output(out, encode_image_file(im, fmt, out), force)
+    if note and not quiet:
+        click.echo(f"note: {name}: {note}", err=True)
 
 
 # ------------------------------------------------------------------ info
@@ -557,6 +668,11 @@ def _print_info(name: str, report: dict) -> None:
         ("coding", report["coding"]),
         ("palette", " ".join(report["palette"])),
     ]
+    if report.get("alpha"):
+        rows.insert(3, ("alpha", "RGBA palette (32 bits per entry)"))
+    for block in report.get("metadata") or ():
+        known = "" if block.get("known", True) else ", unknown to this reader: skipped"
+        rows.append(("metadata", f"{block['type']} {_bytes(block['bytes'])}{known}"))
     if s is None:  # truncated or extended: there is no file to account for
         what = "short" if report["file_bytes"] < report["expected_bytes"] else "long"
         rows.append(("on disk", f"{_bytes(report['file_bytes'])}, but the header implies "
@@ -572,7 +688,7 @@ def _print_info(name: str, report: dict) -> None:
         rows += [
             ("on disk", f"{_bytes(s['on_disk_bytes'])} (payload {_bytes(h['payload_length'])}, "
                         f"overhead {s['overhead_bytes']} bytes)"),
-            ("ratio", _ratio(s["ratio"])),
+            ("ratio", _ratio(s["ratio"], 32 if report.get("alpha") else 24)),
         ]
     rows.append(("checksum", report["checksum"]))
     click.echo(name)
@@ -628,6 +744,83 @@ def sample(src, out, force, **values):
     _write_output(out, encode_image_file(Image.fromarray(drawn, "RGB"), fmt, out), force)
 
 
+@cli.command(name="palette")
+@click.argument("srcs", metavar="IMAGES...", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
+              help="Palette file; its extension picks the format: .gpl (GIMP), .act (Adobe), "
+                   ".png or .gif (a palette image), .kpal, or .txt/.hex (hex colours).")
+@option_flags("k", "method", "init", "seed", "max_iter", "tol")
+@click.option("-w", "--weight", "weights", multiple=True, metavar="W",
+              help="Weight of each image, in the order given (default 1 each); repeat it "
+                   "once per image.")
+@click.option("-r", "--recursive", is_flag=True, help="Take the images in sub-folders too.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def palette_command(srcs, out, weights, recursive, force, quiet, **values):
+    """Fit one palette of K colours to many images, for encode --palette.
+
+    IMAGES are files, folders (with -r, their sub-folders too) and glob
+    patterns. Their colour histograms are merged (memory follows the number
+    of distinct colours, not of images) and clustered once, so every image
+    encoded with ``kpal encode IMG --palette FILE`` shares the same colours.
+    """
+    from kpal.palettes import fit_palette, save_palette
+
+    opts = encode_options(values)
+    paths = [str(path) for path, _ in batch.collect(srcs, recursive=recursive,
+                                                   wanted=batch.image_file)]
+    if not paths:
+        raise click.UsageError(f"no image files in {' '.join(srcs)}")
+    if weights and len(weights) != len(paths):
+        raise click.UsageError(f"{len(weights)} --weight values for {len(paths)} images: give "
+                               "one per image, or none")
+    try:
+        given = [float(w) for w in weights] or None
+    except ValueError:
+        raise click.UsageError(f"--weight: {weights} must be numbers") from None
+    if given is not None and (min(given) < 0 or not all(math.isfinite(w) for w in given)
+                              or sum(given) == 0):
+        raise click.UsageError("--weight: weights must be finite, >= 0, not all 0")
+    for path in paths:
+        _check_output(path, out, force)
+
+    def images():  # one image in memory at a time
+        for path in paths:
+            name, data = _read_input(path)
+            pixels = _pixels_for_encoding(name, data)[0]
+            if isinstance(pixels, Image.Image):
+                pixels = np.asarray(pixels.convert("RGBA"))
+            if pixels.shape[-1] == 4:  # the colours that show: transparent pixels have none
+                pixels = pixels[..., :3][pixels[..., 3] > 0]
+            yield pixels
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            colours = fit_palette(images(), options.DEFAULT_K if opts.k is None else opts.k,
+                                  weights=given, method=opts.method, init=opts.init,
+                                  seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol)
+        except KpalError as e:
+            raise click.ClickException(str(e)) from None
+    if out == STDIO:
+        click.echo("\n".join(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in colours.tolist()))
+    else:
+        try:
+            save_palette(colours, out, force=force)
+        except KpalError as e:
+            raise click.ClickException(f"{out}: {e}") from None
+    if not quiet:
+        _echo_notes(caught)
+        click.echo(f"{len(colours)} colours from {_plural(len(paths), 'image')} → "
+                   f"{out if out != STDIO else '<stdout>'}", err=out == STDIO)
+
+
+def _dither_title(opts: options.EncodeOptions) -> str:
+    name = {"fs": "Floyd-Steinberg", "ordered": "ordered"}[opts.dither]
+    strength = "" if opts.dither_strength == 1 else f" {opts.dither_strength:g}"
+    return f"dithered ({name}{strength})"
+
+
 def _output_format(out: str) -> str:
     ext = Path(out).suffix.lower()
     fmt = Image.registered_extensions().get(ext)
@@ -646,7 +839,7 @@ def _output_format(out: str) -> str:
                    "against k.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
               help="Output figure (.png, .svg or .pdf).")
-@option_flags("k", "method", "seed")
+@option_flags("k", "method", "seed", "dither", "dither_strength", "space")
 @click.option("--size", callback=_size_option, metavar="WxH",
               help="Figure size in pixels, e.g. 1200x800 (default depends on the kind).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
@@ -666,6 +859,9 @@ def plot(src, kind, out, size, force, **values):
         rgb, _ = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
+    if rgb.shape[-1] == 4:
+        click.echo(f"note: {name} has transparency; the figures show it over white", err=True)
+        rgb = np.asarray(codec.flatten(Image.fromarray(rgb, "RGBA"), (255, 255, 255)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -673,12 +869,28 @@ def plot(src, kind, out, size, force, **values):
 
             if kind in ("compare", "palette", "scatter"):
                 # The real encoding, so the figure shows the file kpal would write.
-                encoded = codec.encode_image(rgb, options=opts)
-                sizes = {"original_bytes": len(data), "compressed_bytes": len(encoded.data)}
+                plain = opts.replace(dither="none") if kind == "compare" else opts
+                encoded = codec.encode_image(rgb, options=plain)
+                extra = {}
+                if kind == "compare":
+                    extra = {"original_bytes": len(data),
+                             "compressed_bytes": len(encoded.data)}
+                    if opts.dither != "none" and opts.dither_strength > 0:
+                        # Dithered beside undithered, on the same palette fit.
+                        dithered = codec.encode_image(rgb, options=opts)
+                        extra.update(dithered=(dithered.palette, dithered.labels),
+                                     dithered_title=_dither_title(opts))
                 fig = getattr(plots, kind)(rgb, quantization=(encoded.palette, encoded.labels),
-                                           size=size, **(sizes if kind == "compare" else {}))
+                                           size=size, **extra)
             elif kind == "iterations":
                 fig = plots.iterations(rgb, k, seed=opts.seed, size=size)
+            elif opts.method == "kmeans":
+                # One histogram, warm starts from k to k: every point exact, no full refit.
+                from kpal.choose import measure_curve
+
+                points = measure_curve(rgb, plots.CURVE_KS, seed=opts.seed)
+                fig = plots.curve(rgb, points=[(p.k, p.psnr, p.size) for p in points],
+                                  size=size)
             else:
                 fig = plots.curve(rgb, method=opts.method, seed=opts.seed,
                                   overhead_bytes=container.OVERHEAD, size=size)

@@ -284,7 +284,7 @@ def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
     try:
         source = nullcontext(sys.stdin.buffer) if path == STDIO else open(path, "rb")  # noqa: SIM115
         with source as f:
-            head = f.read(container.HEADER_SIZE) if kpal else b""
+            head = f.read(container.MAX_HEADER_SIZE) if kpal else b""
             if kpal:
                 try:
                     codec.read_header(head)  # the one header reader, first checks first

@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ from kpal.errors import OptionError
 
 __all__ = [
     "EncodeOptions",
+    "DITHERS",
+    "SPACES",
     "Spec",
     "SPECS",
     "METHODS",
@@ -57,6 +60,14 @@ METHODS = ("kmeans", "gmm")
 INITS = ("k-means++", "random")
 #: Payload codings by name, as ``kpal.coding`` registers them (spec/kpal.md §5–7).
 CODINGS = ("fixed", "radix", "entropy")
+#: How pixels are mapped to the palette (:mod:`kpal.cluster.remap`).
+DITHERS = ("none", "fs", "ordered")
+#: Where the clustering measures colour distances.
+SPACES = ("rgb", "oklab")
+#: Quality targets are PSNR in dB; 100 dB is beyond any 8-bit error but zero.
+MAX_QUALITY = 100.0
+#: A size budget beyond any file the format can hold (65535 x 65535 x 8 bits).
+MAX_SIZE_LIMIT = 1 << 40
 #: (max_iter, tol) when none is given: EM converges in far fewer, costlier steps.
 METHOD_DEFAULTS = {"kmeans": (300, 1e-4), "gmm": (100, 1e-3)}
 #: Seeds are drawn into numpy's generators, which take any non-negative integer;
@@ -123,6 +134,104 @@ def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
     return check_choice
 
 
+def _quality(value: object) -> tuple[float, float]:
+    """``"MIN-MAX"``, ``"MAX"``, a number or a (min, max) pair, in PSNR dB."""
+    text = value
+    if isinstance(value, str):
+        parts = value.strip().split("-")
+        if len(parts) == 2 and parts[0].strip() == "":  # "-5": a negative number
+            parts = [value.strip()]
+        try:
+            value = tuple(float(part) for part in parts)
+        except ValueError:
+            value = text
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = (value,)
+    ok = (isinstance(value, (tuple, list)) and len(value) in (1, 2)
+          and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                  and math.isfinite(v) and 0 < v <= MAX_QUALITY for v in value))
+    if ok and len(value) == 2 and value[0] > value[1]:
+        msg = f"quality={_describe(text)}: MIN {value[0]:g} is above MAX {value[1]:g}"
+        raise OptionError(msg)
+    if not ok:
+        msg = (f"quality={_describe(text)} must be MAX or MIN-MAX, PSNR in dB between 0 and "
+               f"{MAX_QUALITY:g} (e.g. 35-40)")
+        raise OptionError(msg)
+    low, high = (float(value[0]), float(value[-1]))
+    return (low, high)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+               "mib": 1024**2}
+
+
+def _max_size(value: object) -> int:
+    """Bytes: an integer, or text with a unit (``50000``, ``50k``, ``1.5MiB``)."""
+    number = value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = _SIZE_UNITS.get(text[len(digits):].strip())
+        try:
+            amount = float(digits)
+            if unit is not None and math.isfinite(amount) and (amount * unit).is_integer():
+                number = int(amount * unit)
+        except ValueError:
+            pass
+    if (isinstance(number, bool) or not isinstance(number, numbers.Integral)
+            or not 1 <= number <= MAX_SIZE_LIMIT):
+        msg = (f"max_size={_describe(value)} must be a number of bytes, e.g. 50000, 50k or "
+               "2MiB")
+        raise OptionError(msg)
+    return int(number)
+
+
+def _palette(value: object) -> str | tuple[tuple[int, int, int], ...]:
+    """A palette file's path (read when the encode starts), or the colours themselves."""
+    if isinstance(value, (str, os.PathLike)):
+        path = os.fspath(value)
+        if isinstance(path, str) and path:
+            return path
+    else:
+        try:
+            colours = tuple(tuple(int(c) for c in row) for row in value)  # type: ignore[union-attr]
+            ok = all(len(row) == 3 for row in colours) and all(
+                0 <= c <= 255 for row in colours for c in row)
+            if ok and 1 <= len(colours) <= MAX_K:
+                return colours
+        except (TypeError, ValueError):
+            pass
+    msg = (f"palette={_describe(value) if not hasattr(value, 'shape') else 'array'} must be a "
+           f"palette file or 1..{MAX_K} RGB colours of three integers in 0..255")
+    raise OptionError(msg)
+
+
+def _colour(value: object) -> tuple[int, int, int]:
+    """A background colour: ``#rrggbb``, a CSS name, ``r,g,b`` or a triple."""
+    from PIL import ImageColor
+
+    rgb = None
+    if isinstance(value, str):
+        text = value.strip()
+        if "," in text and not text.startswith(("rgb", "hsl", "hsv")):
+            text = f"rgb({text})"
+        try:
+            rgb = ImageColor.getrgb(text)
+        except ValueError:
+            rgb = None
+        if rgb is not None and (len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb)):
+            rgb = None  # "300,0,0" or a colour with alpha: a background is opaque
+    elif isinstance(value, (tuple, list)) and len(value) == 3:
+        if all(isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c <= 255
+               for c in value):
+            rgb = tuple(int(c) for c in value)
+    if rgb is None:
+        msg = (f"background={_describe(value)} must be a colour: #rrggbb, a name such as "
+               "white, or r,g,b with each 0..255")
+        raise OptionError(msg)
+    return rgb  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Spec:
     """One encode option: what it is called, what it takes and what it means.
@@ -185,6 +294,24 @@ SPECS: dict[str, Spec] = {
         Spec("coding", "fixed", "Index payload: fixed (ceil(log2 k) bits each), radix "
              "(exact log2 k packing) or entropy (context model + rANS, smallest).",
              ("--coding",), "|".join(CODINGS), _choice("coding", CODINGS), CODINGS),
+        Spec("dither", "none", "Map pixels to the palette by nearest colour (none), "
+             "Floyd-Steinberg error diffusion (fs) or a blue-noise threshold map (ordered).",
+             ("--dither",), "|".join(DITHERS), _choice("dither", DITHERS), DITHERS),
+        Spec("dither_strength", 1.0, "Fraction of the dithering applied, 0..1 (0 = none).",
+             ("--dither-strength",), "F", _real("dither_strength", 0.0, 1.0, open_low=False)),
+        Spec("space", "rgb", "Colour space of the clustering: rgb (PSNR-optimal, the "
+             "textbook k-means) or oklab (perceptual).", ("--space",), "|".join(SPACES),
+             _choice("space", SPACES), SPACES),
+        Spec("palette", None, "Map onto this palette instead of fitting one: a .kpal, "
+             ".gpl, .act, PNG-8/GIF or hex-colour text file.", ("--palette",), "FILE",
+             _palette),
+        Spec("quality", None, "Choose the smallest k whose PSNR reaches MAX dB, accepting "
+             "down to MIN; exit 99 (no file) if k=256 cannot reach MIN.", ("--quality",),
+             "MIN-MAX", _quality),
+        Spec("max_size", None, "Choose the largest k whose file fits in this many bytes "
+             "(50000, 50k, 2MiB).", ("--max-size",), "BYTES", _max_size),
+        Spec("background", None, "Flatten transparency onto this colour (#rrggbb, a name "
+             "or r,g,b) for an opaque result.", ("--background",), "COLOR", _colour),
     )
 }
 
@@ -241,6 +368,19 @@ class EncodeOptions:
     sample : float in (0, 1], optional
         Fit on this fraction of the pixels, then assign every pixel.
     coding : {"fixed", "radix", "entropy"}, default "fixed"
+    dither : {"none", "fs", "ordered"}, default "none"
+        Nearest colour, Floyd--Steinberg error diffusion, or ordered (blue noise).
+    dither_strength : float in [0, 1], default 1.0
+    space : {"rgb", "oklab"}, default "rgb"
+        Where the clustering measures distances; the palette is stored as sRGB.
+    palette : path or sequence of (r, g, b), optional
+        Map onto this palette instead of fitting one.
+    quality : (min, max) PSNR in dB, optional
+        Choose the smallest k reaching ``max`` (accepting down to ``min``).
+    max_size : int, optional
+        Choose the largest k whose file fits in this many bytes.
+    background : (r, g, b), optional
+        Flatten transparency onto this colour.
 
     Raises
     ------
@@ -265,11 +405,38 @@ class EncodeOptions:
     tol: float | None = None
     sample: float | None = None
     coding: str = "fixed"
+    dither: str = "none"
+    dither_strength: float = 1.0
+    space: str = "rgb"
+    palette: str | tuple[tuple[int, int, int], ...] | None = None
+    quality: tuple[float, float] | None = None
+    max_size: int | None = None
+    background: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = SPECS[field.name].check(getattr(self, field.name))
             object.__setattr__(self, field.name, value)
+        # What decides the palette: k, a target (quality or max_size) or a given palette.
+        chosen = [name for name in ("k", "quality", "max_size", "palette")
+                  if getattr(self, name) is not None]
+        if len(chosen) > 1:
+            msg = f"{' and '.join(chosen)} both decide the palette; give one"
+            raise OptionError(msg)
+        fitted_otherwise = [f"{name}={getattr(self, name)!r}" for name, usual in
+                            (("method", "kmeans"), ("space", "rgb"), ("sample", None))
+                            if getattr(self, name) != usual]
+        if chosen and chosen[0] in ("quality", "max_size") and fitted_otherwise:
+            msg = (f"{chosen[0]} chooses k with k-means in RGB on every pixel; "
+                   f"{', '.join(fitted_otherwise)} cannot be combined with it")
+            raise OptionError(msg)
+        if chosen == ["max_size"] and self.dither != "none" and self.dither_strength > 0:
+            msg = (f"max_size measures the undithered file, and dither={self.dither!r} changes "
+                   "its size: drop one")
+            raise OptionError(msg)
+        if chosen == ["palette"] and (self.method, self.sample) != ("kmeans", None):
+            msg = "palette maps onto given colours: method and sample have nothing to fit"
+            raise OptionError(msg)
 
     # ---------------------------------------------------------- derived values
     @property

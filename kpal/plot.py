@@ -253,8 +253,10 @@ def compare(
     original_bytes: int | None = None,
     compressed_bytes: int | None = None,
     size: tuple[int, int] | None = None,
+    dithered: tuple[np.ndarray, np.ndarray] | None = None,
+    dithered_title: str = "dithered",
 ) -> Figure:
-    """The original and the compressed image side by side.
+    """The original and the compressed image side by side (and a dithered one).
 
     Parameters
     ----------
@@ -276,6 +278,12 @@ def compare(
     size : (int, int), optional
         Figure size in pixels (width, height), at least ``MIN_SIZES[kind]``;
         fonts scale with it.
+    dithered : (palette, labels), optional
+        The same image dithered onto a palette: shown as a third panel, and
+        the caption gives PSNR and (with the ``ssimulacra2`` package, on images
+        up to 2 MP) SSIMULACRA2 of both compressed images.
+    dithered_title : str, default "dithered"
+        How the third panel's title names the dithering.
 
     Returns
     -------
@@ -290,11 +298,13 @@ def compare(
     """
     rgb = _rgb_array(image)
     height, width = rgb.shape[:2]
+    n_panels = 2 if dithered is None else 3
     if size is None:
-        # Two images side by side at this width, plus room for titles and caption.
+        # The images side by side at this width, plus room for titles and caption.
         panel_width = _DEFAULT_SIZES["compare"][0] // 2
         panel_height = int(panel_width * _shown_ratio(height, width))
-        size = (2 * panel_width, min(1600, max(MIN_SIZES["compare"][1], panel_height + 110)))
+        size = (n_panels * panel_width,
+                min(1600, max(MIN_SIZES["compare"][1], panel_height + 110)))
     fig = _figure("compare", size)
     scale = _scale(fig, "compare")
     fig_width = fig.get_size_inches()[0] * _DPI
@@ -317,23 +327,46 @@ def compare(
     psnr_text = "lossless" if math.isinf(quality) else f"PSNR {quality:.2f} dB"
 
     title_font = _font(13, scale)
-    for index, (picture, title) in enumerate(
-        [(rgb, "Original"), (compressed, f"Compressed to {k_used} colours")]
-    ):
-        ax = fig.add_subplot(1, 2, index + 1)
-        if _show_image(ax, picture) and index == 0:
-            title = f"{title} ({width}×{height}, stretched)"
-        ax.set_title(_wrap(title.split(" "), title_font, fig_width / 2 - 12, " "),
-                     fontsize=title_font)
-    caption_font = _font(11, scale)
+    panels = [(rgb, "Original"), (compressed, f"Compressed to {k_used} colours")]
     pieces = [
         f"Original: {original_text}",
         f"Compressed: {compressed_text}",
         f"{3 * n_pixels / compressed_bytes:.1f}× smaller than raw",
         psnr_text,
     ]
+    if dithered is not None:
+        d_colours, d_labels = dithered
+        d_image = np.asarray(d_colours)[np.asarray(d_labels).reshape(height, width)]
+        panels = [(rgb, "Original"), (compressed, f"{k_used} colours, not dithered"),
+                  (d_image, f"{len(d_colours)} colours, {dithered_title}")]
+        pieces = [f"Original: {original_text}",
+                  f"not dithered: {_scores(rgb, compressed)}",
+                  f"{dithered_title}: {_scores(rgb, d_image)}"]
+    for index, (picture, title) in enumerate(panels):
+        ax = fig.add_subplot(1, n_panels, index + 1)
+        if _show_image(ax, picture) and index == 0:
+            title = f"{title} ({width}×{height}, stretched)"
+        ax.set_title(_wrap(title.split(" "), title_font, fig_width / n_panels - 12, " "),
+                     fontsize=title_font)
+    caption_font = _font(11, scale)
     fig.supxlabel(_wrap(pieces, caption_font, fig_width - 12), fontsize=caption_font)
     return fig
+
+
+def _scores(original: np.ndarray, compressed: np.ndarray) -> str:
+    """PSNR, and SSIMULACRA2 when the package is installed and the image is small enough."""
+    quality = metrics.psnr(original, compressed)
+    text = "lossless" if math.isinf(quality) else f"PSNR {quality:.2f} dB"
+    height, width = original.shape[:2]
+    if min(height, width) >= 8 and height * width <= _SSIM_MAX_PIXELS:
+        score = metrics.ssimulacra2(original, compressed)
+        if score is not None:
+            text += f", SSIMULACRA2 {score:.1f}"
+    return text
+
+
+#: SSIMULACRA2 (numpy, about 3 s per megapixel) is left out of figures above this size.
+_SSIM_MAX_PIXELS = 2_000_000
 
 
 # ------------------------------------------------------------------ palette
@@ -677,6 +710,7 @@ def curve(
     overhead_bytes: int = 0,
     size_of: Callable[[Quantization, int, int], int] | None = None,
     size: tuple[int, int] | None = None,
+    points: Sequence[tuple[int, float, int]] | None = None,
 ) -> Figure:
     """PSNR and file size against k: the trade-off a user chooses from.
 
@@ -695,6 +729,9 @@ def curve(
         replaces the formula above.
     size : (int, int), optional
         Figure size in pixels, as in :func:`compare`.
+    points : sequence of (k, psnr, bytes), optional
+        Points already measured (e.g. :func:`kpal.choose.measure_curve`, or a
+        :class:`kpal.choose.Choice`'s ``curve``): drawn as given, nothing fitted.
 
     Returns
     -------
@@ -711,7 +748,11 @@ def curve(
         msg = f"ks={list(ks)} must be values between 1 and 256"
         raise ValueError(msg)
     used_ks, psnrs, sizes = [], [], []
-    for k in ks:
+    for k, psnr, nbytes in points or ():
+        used_ks.append(int(k))
+        psnrs.append(float(psnr))
+        sizes.append(int(nbytes))
+    for k in ks if points is None else ():
         with warnings.catch_warnings():
             # Few colours, lossless: the curve shows it as its PSNR ceiling.
             warnings.simplefilter("ignore", UserWarning)

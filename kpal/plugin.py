@@ -6,6 +6,13 @@ checksummed and decoded on ``load()`` by :class:`KpalDecoder`, a
 indices with byte-aligned rows, and ``.kpal`` packs any width 0..8 without
 row padding.
 
+A version 2 file (spec/kpal.md §2.1) with an RGBA palette opens as "P" with a
+palette of mode "RGBA", as Pillow's PNG reader gives a palette image with
+alpha, so ``convert("RGBA")`` gives the pixels back; when exactly one entry is
+transparent and every other opaque, ``info["transparency"]`` is its index as
+well. An ``iccp`` metadata block becomes ``info["icc_profile"]``; metadata
+blocks are read and checked in ``_open``, before any pixel.
+
 Save options (``im.save(path, format="KPAL", **options)``) are the fields of
 :class:`kpal.options.EncodeOptions` (``k``, ``method``, ``init``, ``seed``,
 ``max_iter``, ``tol``, ``sample``, ``coding``), with ``colors`` accepted for
@@ -51,24 +58,57 @@ class KpalImageFile(ImageFile.ImageFile):
         if not _accept(prefix):
             msg = "not a .kpal file"
             raise SyntaxError(msg)
+        # Version 2 has 5 more header bytes (spec §2.1).
+        prefix += self.fp.read(container.header_size(prefix) - len(prefix))
         # From here on the file claims to be .kpal: bad fields raise FormatError
         # (a ValueError), which Pillow passes through instead of trying other formats.
         header, chosen = codec.read_header(prefix, file_size=_file_size(self.fp))
-        palette_bytes = self.fp.read(header.palette_size)
-        if len(palette_bytes) != header.palette_size:
-            msg = (f"file is truncated in the palette: {len(palette_bytes)} of "
-                   f"{header.palette_size} bytes")
-            raise container.FormatError(msg)
+        palette_bytes = _read_exactly(self.fp, header.palette_size, "palette")
+        # metadata_length is at most container.MAX_METADATA and, on a seekable
+        # file, already checked against the file's length.
+        metadata_bytes = _read_exactly(self.fp, header.metadata_length, "metadata")
+        metadata = container.parse_metadata(metadata_bytes, header.metadata_offset)
 
         self._size = (header.width, header.height)
         self._mode = "P"
-        self.palette = ImagePalette.raw("RGB", palette_bytes)
         self.info.update(k=header.k, bits_per_index=header.bits_per_index,
                          coding=chosen.name, version=header.version)
+        if header.alpha:
+            self.palette = ImagePalette.ImagePalette("RGBA", palette_bytes)
+            self.palette.dirty = 1
+            transparent = _transparent_index(palette_bytes[3::4])
+            if transparent is not None:
+                self.info["transparency"] = transparent
+        else:
+            self.palette = ImagePalette.raw("RGB", palette_bytes)
+        for name, body in metadata:
+            if name == container.ICC_BLOCK:
+                self.info["icc_profile"] = body
         # Decoder args: the CRC of everything read so far, continued over the payload.
-        crc = zlib.crc32(prefix + palette_bytes)
+        crc = zlib.crc32(prefix + palette_bytes + metadata_bytes)
         args = (header.coding, header.k, header.payload_length, crc)
         self.tile = [ImageFile._Tile("kpal", (0, 0, *self._size), self.fp.tell(), args)]
+
+
+def _read_exactly(fp: IO[bytes], size: int, part: str) -> bytes:
+    data = fp.read(size) if size else b""
+    if len(data) != size:
+        msg = f"file is truncated in the {part}: {len(data)} of {size} bytes"
+        raise container.FormatError(msg)
+    return data
+
+
+def _transparent_index(alpha: bytes) -> int | None:
+    """``info["transparency"]`` for the simple case of Pillow's PNG reader.
+
+    The index of the only fully transparent entry when every other entry is
+    opaque (GIF-style); otherwise None, the alpha being in the RGBA palette
+    only (``info["transparency"]`` as bytes makes Pillow warn on every
+    conversion to RGB).
+    """
+    if alpha.count(0) == 1 and alpha.count(255) == len(alpha) - 1:
+        return alpha.index(0)
+    return None
 
 
 def _file_size(fp: IO[bytes]) -> int | None:
@@ -113,8 +153,11 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     # Every option is checked, and all the slow work done, before the first
     # byte is written; an error leaves Pillow to remove the file it created.
     try:
-        options = EncodeOptions.from_keywords(im.encoderinfo, aliases=SAVE_ALIASES)
-        data = codec.encode(im, options=options)
+        keywords = dict(im.encoderinfo)
+        # As Pillow's PNG plugin: an icc_profile keyword, else the image's own profile.
+        icc_profile = keywords.pop("icc_profile", None) or im.info.get("icc_profile")
+        options = EncodeOptions.from_keywords(keywords, aliases=SAVE_ALIASES)
+        data = codec.encode_image(im, options=options, icc_profile=icc_profile).data
     except (KeyboardInterrupt, SystemExit):
         # Pillow removes a file it created when an Exception escapes, but not on
         # an interrupt: leave no empty file behind in that case either.

@@ -60,11 +60,16 @@ CORRUPT = ROOT / "tests" / "corrupt"
 #: Exceptions a reader of untrusted bytes may see (spec/kpal.md §9).
 DOCUMENTED = (KpalError, Image.DecompressionBombError)
 
-# Header field offsets and struct formats (spec/kpal.md §2), for targeted patches.
+# Header field offsets and struct formats (spec/kpal.md §2, §2.1), for targeted patches;
+# the last two exist in version 2 only (on a version 1 file they patch the palette).
 FIELDS = {
     "version": (9, ">B"), "coding": (10, ">B"), "bits_per_index": (11, ">B"),
     "k": (12, ">H"), "width": (14, ">I"), "height": (18, ">I"), "payload_length": (22, ">I"),
+    "flags": (26, ">B"), "metadata_length": (27, ">I"),
 }
+#: Metadata block types to insert (spec §3.2): known, skippable, must-understand, invalid.
+BLOCK_TYPES = [b"iccp", b"xtra", b"exif", b"Xtra", b"ICCP", b"ic1p", b"\0\0\0\0"]
+ICC = GOLDEN / "srgb.icc"
 #: Values at and around every limit of the specification.
 INTERESTING = {
     ">B": [0, 1, 2, 3, 7, 8, 9, 0x7F, 0x80, 0xFF],
@@ -88,8 +93,24 @@ def _p_image(width: int, height: int, k: int, seed: int) -> Image.Image:
     return im
 
 
+def _version_2_file(width: int, height: int, k: int, seed: int, coding: str) -> bytes:
+    """An RGBA file, with an ICC profile and a skippable block every other seed."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, size=(height, width), dtype=np.uint8)
+    palette = rng.integers(0, 256, (k, 4), dtype=np.uint8)
+    palette[0, 3] = 0
+    metadata = [("iccp", ICC.read_bytes()), ("xtra", b"x" * seed)] if seed % 2 else []
+    chosen = codings.get(coding)
+    payload = chosen.encode(labels, k)
+    header = container.Header.for_image(
+        coding=chosen.id, k=k, width=width, height=height, payload_length=len(payload),
+        alpha=True, metadata_length=len(container.pack_metadata(metadata)))
+    return container.write(header, palette, payload, metadata=metadata)
+
+
 def seed_corpus() -> list[bytes]:
-    """Golden files, regression files and small files in every registered coding."""
+    """Golden files, regression files and small files in every registered coding,
+    version 1 and version 2 (RGBA palettes, metadata blocks)."""
     files = [p.read_bytes() for p in sorted(GOLDEN.glob("*.kpal"))]
     files += [p.read_bytes() for p in sorted(CORRUPT.glob("*.kpal"))]
     shapes = [(1, 1, 1), (3, 2, 2), (7, 3, 3), (5, 5, 5), (9, 4, 16), (6, 6, 17), (16, 3, 200),
@@ -100,6 +121,8 @@ def seed_corpus() -> list[bytes]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 files.append(kpal.encode(im, coding=name))
+        for seed, (w, h, k) in enumerate(shapes[:4]):
+            files.append(_version_2_file(w, h, k, seed, name))
     return files
 
 
@@ -123,7 +146,7 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, bool]:
     """Apply one to four random mutations; return the result and whether its CRC was redone."""
     out = bytearray(data)
     for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(9)
+        op = rng.randrange(10)
         n = len(out)
         if op == 0 and n:  # flip one bit
             i = rng.randrange(n)
@@ -148,10 +171,25 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, bool]:
             i, j = rng.randrange(n), rng.randrange(n)
             block = out[i : i + rng.randint(1, 32)]
             out[j : j + len(block)] = block
-        elif op == 8 and len(out) >= container.HEADER_SIZE:  # make the lengths agree again
-            length = max(0, len(out) - container.HEADER_SIZE - 4
-                         - 3 * struct.unpack_from(">H", out, 12)[0])
+        elif op == 8 and len(out) >= container.header_size(out):  # make the lengths agree
+            size, channels, metadata = container.header_size(out), 3, 0
+            if size == container.HEADER_SIZE_V2:
+                channels = 4 if out[26] & container.FLAG_ALPHA else 3
+                metadata = struct.unpack_from(">I", out, 27)[0]
+            length = max(0, len(out) - size - 4 - metadata
+                         - channels * struct.unpack_from(">H", out, 12)[0])
             out = bytearray(patch_field(bytes(out), "payload_length", length))
+        elif op == 9 and container.header_size(out) == container.HEADER_SIZE_V2 \
+                and len(out) >= container.HEADER_SIZE_V2:  # a metadata block, lengths kept
+            start = container.HEADER_SIZE_V2 + (4 if out[26] & 1 else 3) * struct.unpack_from(
+                ">H", out, 12)[0]
+            data = rng.choice([b"", rng.randbytes(rng.randint(1, 40)), ICC.read_bytes()])
+            claimed = rng.choice([len(data), len(data), len(data) + 1, max(0, len(data) - 1),
+                                  (1 << 32) - 1])
+            block = rng.choice(BLOCK_TYPES) + struct.pack(">I", claimed) + data
+            out[start:start] = block
+            metadata = struct.unpack_from(">I", out, 27)[0] + len(block)
+            out = bytearray(patch_field(bytes(out), "metadata_length", metadata & 0xFFFFFFFF))
     fixed = rng.random() < 0.5
     result = with_checksum(bytes(out)) if fixed else bytes(out)
     return result, fixed
@@ -214,9 +252,9 @@ def check(data: bytes, *, must_reject: bool = False) -> str:
         raise Crash("a file changed without a new checksum was decoded")
     a, b = np.asarray(decoded), np.asarray(opened)
     if a.shape != b.shape or not np.array_equal(a, b) or (
-        decoded.getpalette() != opened.getpalette()
-    ):
-        raise Crash("kpal.decode and Image.open disagree on the pixels or palette")
+        decoded.getpalette("RGBA") != opened.getpalette("RGBA")
+    ) or decoded.info != opened.info:
+        raise Crash("kpal.decode and Image.open disagree on the pixels, palette or info")
     header = container.read_header(data)
     if decoded.size != (header.width, header.height) or decoded.mode != "P":
         raise Crash(f"decoded {decoded.mode} {decoded.size} for header {header}")

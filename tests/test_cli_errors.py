@@ -308,17 +308,23 @@ def test_modes_that_are_converted(runner, tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode", ["LA", "PA", "RGBA"])
-def test_transparent_pixels_are_rejected_with_the_mode_named(runner, tmp_path, mode):
+def test_transparent_pixels_are_kept(runner, tmp_path, mode):
     image = _mode_image(mode)
     alpha = np.full((4, 6), 255, np.uint8)
     alpha[0, 0] = 0
     image.putalpha(Image.fromarray(alpha, "L"))
     path = tmp_path / "in.tiff"
     image.save(path)
-    _fails(runner.invoke(cli, ["encode", str(path)]), 1,
-           f"kpal: error: {path}: mode {mode} with transparent pixels is not supported yet "
-           f"(.kpal has no alpha channel); flatten it first, e.g. im.convert('RGB')")
-    _no_kpal_written(tmp_path)
+    result = runner.invoke(cli, ["encode", str(path), "-q"])
+    assert result.exit_code == 0, result.output
+    decoded = np.asarray(kpal.decode(tmp_path / "in.kpal").convert("RGBA"))
+    np.testing.assert_array_equal(decoded[..., 3], alpha)
+    result = runner.invoke(cli, ["decode", str(tmp_path / "in.kpal"), "-o",
+                                 str(tmp_path / "out.bmp")])
+    assert result.exit_code == 0, result.output
+    assert "BMP has no transparency: flattened onto white" in result.output
+    with Image.open(tmp_path / "out.bmp") as bmp:
+        assert bmp.mode == "RGB" and bmp.getpixel((0, 0)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize(("mode", "fmt"), [("I;16", "PNG"), ("I", "TIFF"), ("F", "TIFF")])

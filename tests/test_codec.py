@@ -129,12 +129,17 @@ def test_grey_and_1_bit_images_are_lossless_when_few_levels():
     np.testing.assert_array_equal(np.asarray(out), np.asarray(bw.convert("RGB")))
 
 
-def test_opaque_rgba_drops_alpha_and_transparent_is_rejected(photo):
+def test_opaque_rgba_drops_alpha_and_transparent_keeps_it(photo):
     rgba = photo.convert("RGBA")
-    assert kpal.encode(rgba, 8) == kpal.encode(photo, 8)
+    assert kpal.encode(rgba, 8) == kpal.encode(photo, 8)  # opaque: version 1, as RGB
     rgba.putpixel((0, 0), (1, 2, 3, 0))
-    with pytest.raises(KpalError, match="mode RGBA with transparent pixels is not supported"):
-        kpal.encode(rgba, 8)
+    data = kpal.encode(rgba, 8)
+    header = kpal.container.read(data)[0]
+    assert (header.version, header.alpha) == (2, True)
+    out = np.asarray(kpal.decode(data).convert("RGBA"))
+    alpha = np.asarray(rgba)[..., 3]
+    np.testing.assert_array_equal(out[..., 3], alpha)  # the mask exactly
+    assert out[0, 0].tolist() == [0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("mode", ["I;16", "I", "F"])
@@ -268,30 +273,56 @@ def test_no_orientation_means_nothing_turned(photo):
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
-def test_colour_key_transparency_is_refused_like_rgba(mode):
+def test_colour_key_transparency_becomes_alpha(mode):
     im = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, "L").convert(mode)
     key = (20, 20, 20) if mode == "RGB" else 20
     im.info["transparency"] = key
-    with pytest.raises(KpalError, match=rf"mode {mode} with a transparent colour .* is not "
-                                        r"supported yet \(.kpal has no alpha channel\); flatten"):
-        kpal.encode(im, 4)
-    # Through a PNG file with a tRNS chunk, too.
+    expected = np.full((3, 4), 255, np.uint8)
+    expected[0, 1] = 0  # the one pixel of value 20
+    # In memory and through a PNG file with a tRNS chunk.
     buf = io.BytesIO()
     im.save(buf, format="PNG", transparency=key)
-    with pytest.raises(KpalError, match="transparent colour"):
-        kpal.encode(buf.getvalue(), 4)
-    im.info["transparency"] = (1, 2, 3) if mode == "RGB" else 7  # matches no pixel
+    for source in (im, buf.getvalue()):
+        with pytest.warns(UserWarning, match="12 distinct RGBA colours"):
+            data = kpal.encode(source, 16)
+        out = np.asarray(kpal.decode(data).convert("RGBA"))
+        np.testing.assert_array_equal(out[..., 3], expected)
+    im.info["transparency"] = (1, 2, 3) if mode == "RGB" else 7  # matches no pixel: opaque
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        assert kpal.decode(kpal.encode(im, 16)).size == im.size
+        assert kpal.container.read(kpal.encode(im, 16))[0].version == 1
 
 
-def test_rgba_and_colour_key_give_the_same_message():
-    rgba = Image.new("RGBA", (2, 2), (1, 2, 3, 0))
-    with pytest.raises(KpalError) as e:
-        kpal.encode(rgba)
-    assert str(e.value).endswith("is not supported yet (.kpal has no alpha channel); flatten "
-                                 "it first, e.g. im.convert('RGB')")
+def test_fully_transparent_image_is_one_transparent_entry():
+    rgba = Image.new("RGBA", (3, 2), (1, 2, 3, 0))
+    with pytest.warns(UserWarning, match="1 distinct RGBA colour"):
+        encoded = codec.encode_image(rgba)
+    assert encoded.palette.tolist() == [[0, 0, 0, 0]] and encoded.lossless
+
+
+def test_background_flattens_transparency():
+    rgba = Image.new("RGBA", (2, 1), (255, 0, 0, 0))
+    rgba.putpixel((1, 0), (0, 0, 255, 128))
+    with pytest.warns(UserWarning, match="2 distinct colours"):
+        data = kpal.encode(rgba, background="#00ff00")
+    assert kpal.container.read(data)[0].version == 1
+    out = kpal.decode(data).convert("RGB")
+    assert [out.getpixel((0, 0)), out.getpixel((1, 0))] == [(0, 255, 0), (0, 127, 128)]
+
+
+def test_icc_profile_round_trips(photo):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tagged = photo.copy()
+    tagged.info["icc_profile"] = icc
+    data = kpal.encode(tagged, 8)
+    assert kpal.decode(data).info["icc_profile"] == icc
+    assert kpal.encode(photo, 8, ) != data  # the profile is stored (version 2) ...
+    assert kpal.decode(kpal.encode(photo, 8)).info.get("icc_profile") is None  # ... only if given
+    buf = io.BytesIO()
+    photo.save(buf, "KPAL", k=8, icc_profile=icc)  # as for PNG: the keyword, too
+    assert buf.getvalue() == data
 
 
 def test_encode_accepts_encoded_bytes_and_file_objects(rocket_path):

@@ -64,24 +64,40 @@ def _radix_file() -> bytes:
     return kpal.encode(p_image(7, 3, 5, seed=3), coding="radix")
 
 
+class _Pipe(io.RawIOBase):
+    """A stream that cannot seek or tell its length, like a pipe."""
+
+    def __init__(self, payload: bytes) -> None:
+        self._inner = io.BytesIO(payload)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._inner.readinto(buffer)
+
+
 # ------------------------------------------------------------------ truncation
 @pytest.mark.parametrize(
     ("name", "cut"),
     [(p.name, cut) for p in SMALL_GOLDEN for cut in range(p.stat().st_size)],
 )
+
 def test_truncation_at_every_offset(name, cut):
-    data = (GOLDEN / name).read_bytes()[:cut]
+    whole = (GOLDEN / name).read_bytes()
+    data = whole[:cut]
+    header_size = container.header_size(whole)  # 26, or 31 in version 2
     if cut < MAGIC_LEN:
         match = "not a .kpal file"
         with pytest.raises(UnidentifiedImageError):  # Pillow: "not this format"
             _open_load(data)
     else:
-        match = "truncated header" if cut < container.HEADER_SIZE else "file is truncated"
+        match = "truncated header" if cut < header_size else "file is truncated"
         with pytest.raises(FormatError, match=match):
             _open_load(data)
     with pytest.raises(FormatError, match=match):
         kpal.decode(data)
-    if cut < container.HEADER_SIZE:
+    if cut < header_size:
         with pytest.raises(FormatError, match=match):
             codec.inspect(data)
     else:  # a readable header is shown, with the problem (kpal info then exits 1)
@@ -112,21 +128,11 @@ def test_truncated_payload_from_an_unseekable_stream_fails_on_load():
     """Pillow buffers a stream without seek(); the length check still applies."""
     data = (GOLDEN / "k5_7x3.kpal").read_bytes()
 
-    class Pipe(io.RawIOBase):
-        def __init__(self, payload: bytes) -> None:
-            self._inner = io.BytesIO(payload)
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer) -> int:
-            return self._inner.readinto(buffer)
-
-    with Image.open(io.BufferedReader(Pipe(data))) as im:
+    with Image.open(io.BufferedReader(_Pipe(data))) as im:
         im.load()
         assert np.asarray(im).shape == (3, 7)
     with pytest.raises(FormatError, match="file is truncated"), \
-            Image.open(io.BufferedReader(Pipe(data[:-5]))) as im:
+            Image.open(io.BufferedReader(_Pipe(data[:-5]))) as im:
         im.load()
 
 
@@ -150,13 +156,28 @@ def test_real_pipe_is_readable():
 # ------------------------------------------------------------------ patched headers
 K5 = (GOLDEN / "k5_7x3.kpal").read_bytes()
 K256 = (GOLDEN / "k256_16x16.kpal").read_bytes()
+RGBA = (GOLDEN / "rgba_k4_5x3.kpal").read_bytes()
+ICC = (GOLDEN / "icc_k5_7x3.kpal").read_bytes()
 
 
 @pytest.mark.parametrize(
     ("base", "field", "value", "error", "match"),
     [
-        (K5, "version", 0, FormatError, r"unsupported version 0 \(this reader knows version 1\)"),
-        (K5, "version", 2, FormatError, "unsupported version 2"),
+        (K5, "version", 0, FormatError,
+         r"unsupported version 0 \(this reader knows versions 1 and 2\)"),
+        (K5, "version", 3, FormatError, "unsupported version 3"),
+        # a version 1 file relabelled 2: its first palette byte (0xdc) is read as flags
+        (K5, "version", 2, FormatError, r"flags=0xdc has reserved bits set \(0xdc\)"),
+        (RGBA, "version", 1, FormatError, "file has trailing data: 55 bytes, the header "
+                                          "implies 46"),
+        (RGBA, "flags", 0x02, FormatError, r"flags=0x02 has reserved bits set \(0x02\)"),
+        (RGBA, "flags", 0x00, FormatError, "file has trailing data: 55 bytes, the header "
+                                           "implies 51"),
+        (RGBA, "metadata_length", 1, FormatError, "file is truncated: 55 bytes, the header "
+                                                  "implies 56"),
+        (RGBA, "metadata_length", (1 << 24) + 1, LimitError,
+         "metadata_length=16777217 is over the limit of 16777216"),
+        (RGBA, "metadata_length", 0xFFFFFFFF, LimitError, "metadata_length=4294967295"),
         (K5, "version", 255, FormatError, "unsupported version 255"),
         (K5, "coding", 3, FormatError, r"unknown payload coding 3 \(known: 0 \(fixed\)"),
         (K5, "coding", 255, FormatError, "unknown payload coding 255"),
@@ -276,17 +297,32 @@ def test_between_the_limit_and_twice_it_is_a_warning(monkeypatch):
 
 
 # ------------------------------------------------------------------ integrity
-@pytest.mark.parametrize("source", ["k5_7x3", "k17_5x5", "k1_4x3", "radix"])
+def _rgba_with_block() -> bytes:
+    """A small RGBA file with one skippable metadata block (flips reach every field)."""
+    palette = np.array([[0, 0, 0, 0], [200, 10, 20, 255], [5, 6, 7, 90]], np.uint8)
+    labels = np.array([[0, 1, 2, 1, 0], [2, 2, 1, 0, 1]], np.uint8)
+    payload = kpal.coding.get("fixed").encode(labels, 3)
+    header = container.Header.for_image(coding=0, k=3, width=5, height=2,
+                                        payload_length=len(payload), alpha=True,
+                                        metadata_length=12)
+    return container.write(header, palette, payload, metadata={"xtra": b"abcd"})
+
+
+@pytest.mark.parametrize("source", ["k5_7x3", "k17_5x5", "k1_4x3", "radix", "rgba_k4_5x3",
+                                    "rgba_block"])
 def test_every_single_bit_flip_is_rejected(source):
-    data = _radix_file() if source == "radix" else (GOLDEN / f"{source}.kpal").read_bytes()
+    data = {"radix": _radix_file, "rgba_block": _rgba_with_block}.get(
+        source, lambda: (GOLDEN / f"{source}.kpal").read_bytes())()
     pixels = np.asarray(kpal.decode(data))
+    # header fields and metadata blocks are checked before the CRC
+    checked_first = container.read_header(data).payload_offset
     for bit in range(8 * len(data)):
         flipped = bytearray(data)
         flipped[bit // 8] ^= 0x80 >> (bit % 8)
         flipped = bytes(flipped)
         with pytest.raises(FormatError) as caught:  # ChecksumError is a FormatError
             kpal.decode(flipped)
-        if bit >= 8 * container.HEADER_SIZE:  # header fields are checked before the CRC
+        if bit >= 8 * checked_first:
             assert isinstance(caught.value, ChecksumError), (bit, caught.value)
         check(flipped, must_reject=True)  # every reader refuses, nothing else escapes
     assert np.array_equal(np.asarray(kpal.decode(data)), pixels)
@@ -320,8 +356,24 @@ REGRESSIONS = {
     "pixels_over_2p30.kpal": (LimitError, "65536x16385 is more than 1073741824 pixels"),
     "trailing_data.kpal": (FormatError, "file has trailing data: 54 bytes"),
     "version0.kpal": (FormatError, "unsupported version 0"),
-    "version2.kpal": (FormatError, "unsupported version 2"),
+    "version2.kpal": (FormatError, r"flags=0xdc has reserved bits set \(0xdc\)"),
     "width0.kpal": (LimitError, "width=0 is outside 1..16777215"),
+    "rgba_version1.kpal": (FormatError, "file has trailing data: 55 bytes, the header "
+                                        "implies 46"),
+    "flags_reserved.kpal": (FormatError, r"flags=0x03 has reserved bits set \(0x02\)"),
+    "metadata_truncated.kpal": (FormatError, "file is truncated: 346 bytes, the header "
+                                             "implies 654"),
+    "metadata_length_beyond_file.kpal": (FormatError, "file is truncated: 55 bytes, the "
+                                                      "header implies 16777271"),
+    "metadata_length_over_limit.kpal": (LimitError, "metadata_length=16777217 is over the "
+                                                    "limit of 16777216"),
+    "metadata_block_beyond.kpal": (FormatError, "metadata block 'iccp' at byte 46 claims "
+                                                "length=589, only 588 bytes remain"),
+    "metadata_unknown_must_understand.kpal": (FormatError, "unknown metadata block 'Iccp' at "
+                                                           "byte 46: an upper-case first"),
+    "icc_not_rgb.kpal": (FormatError, "iccp block at byte 46: the profile's colour space is "
+                                      "b'GRAY'"),
+    "metadata_checksum_wrong.kpal": (ChecksumError, "checksum mismatch: stored 0x3fb59999"),
 }
 
 
@@ -403,6 +455,43 @@ def test_missing_and_unreadable_paths_are_os_errors(tmp_path):
         kpal.decode(tmp_path / "missing.kpal")
     with pytest.raises(IsADirectoryError):
         kpal.decode(tmp_path)
+
+
+# ------------------------------------------------------------------ version 2 metadata
+def test_metadata_claim_on_a_tiny_file_fails_without_allocating():
+    """A 16 MiB metadata_length on a 55-byte file is refused by its length, not by reading."""
+    data = with_checksum(patch_field(RGBA, "metadata_length", 1 << 24))
+    tracemalloc.start()
+    try:
+        _every_reader_rejects(data, FormatError, "file is truncated: 55 bytes, the header "
+                                                 "implies 16777271")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_truncated_metadata_fails_in_open_even_without_the_file_length():
+    """Image.open buffers an unseekable stream and checks the file length; the plugin's
+    own read of the metadata, used when no length is known, stops at the end too."""
+
+    with Image.open(io.BufferedReader(_Pipe(ICC))) as im:
+        im.load()
+        assert im.info["icc_profile"] == (GOLDEN / "srgb.icc").read_bytes()
+    with pytest.raises(FormatError, match="file is truncated: 346 bytes, the header implies 654"):
+        Image.open(io.BufferedReader(_Pipe(ICC[:31 + 15 + 300])))
+    with pytest.raises(FormatError, match="file is truncated in the metadata: 300 of 596 bytes"):
+        kpal.plugin.KpalImageFile(io.BufferedReader(_Pipe(ICC[:31 + 15 + 300])))
+
+
+def test_bad_metadata_is_reported_by_kpal_info():
+    data = (CORRUPT / "metadata_unknown_must_understand.kpal").read_bytes()
+    report = codec.inspect(data)
+    assert report["problem"].startswith("unknown metadata block 'Iccp'")
+    assert report["checksum"] == "not checked" and report["metadata"] is None
+    good = codec.inspect(ICC)
+    assert good["problem"] is None and good["metadata"] == [
+        {"type": "iccp", "bytes": 588, "known": True}]
 
 
 def test_crc_is_zlib_crc32_of_everything_before_it():

@@ -25,6 +25,7 @@ IMPORT_NAMES = {
     "numba": "numba",
     "dask": "distributed",
     "playwright": "playwright",
+    "ssimulacra2": "ssimulacra2",
 }
 
 

@@ -74,15 +74,17 @@ def _labels(width: int, height: int, k: int, seed: int) -> np.ndarray:
     return labels
 
 
-def _write(labels: np.ndarray, palette: np.ndarray, coding: str) -> bytes:
-    """A file with exactly this palette (k = its length) and these indices."""
+def _write(labels: np.ndarray, palette: np.ndarray, coding: str, metadata=()) -> bytes:
+    """A file with exactly this palette (k = its length, RGBA when it has 4 columns),
+    these indices and metadata blocks (version 2 when either is there)."""
     chosen = codings.get(coding)
     k = len(palette)
     payload = chosen.encode(labels, k)
     height, width = labels.shape
-    header = container.Header.for_image(coding=chosen.id, k=k, width=width, height=height,
-                                        payload_length=len(payload))
-    return container.write(header, palette, payload)
+    header = container.Header.for_image(
+        coding=chosen.id, k=k, width=width, height=height, payload_length=len(payload),
+        alpha=palette.shape[1] == 4, metadata_length=len(container.pack_metadata(metadata)))
+    return container.write(header, palette, payload, metadata=metadata)
 
 
 def _verdict(data: bytes) -> tuple[str, tuple[np.ndarray, np.ndarray] | None]:
@@ -135,6 +137,18 @@ def _matrix() -> list[tuple[str, bytes]]:
     for coding in sorted(codings.BY_NAME):
         files.append((f"photo_{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}_k{PHOTO_K}_{coding}",
                       _write(labels, palette, coding)))
+    # version 2 (spec §2.1, §3.2): RGBA palettes, an ICC profile, blocks to skip
+    icc = (GOLDEN / "srgb.icc").read_bytes()
+    for k in (1, 2, 5, 17, 256):
+        rgba = np.random.default_rng(k + 1).integers(0, 256, (k, 4), dtype=np.uint8)
+        rgba[0, 3] = 0
+        labels = _labels(13, 7, k, seed=k)
+        for coding in sorted(codings.BY_NAME):
+            files.append((f"rgba_k{k}_13x7_{coding}", _write(labels, rgba, coding)))
+            files.append((f"rgba_icc_k{k}_13x7_{coding}", _write(
+                labels, rgba, coding, [("xtra", b"skip"), ("iccp", icc), ("zzzz", b"")])))
+            files.append((f"rgb_icc_k{k}_13x7_{coding}", _write(
+                labels, rgba[:, :3], coding, {"iccp": icc})))
     return files
 
 
@@ -204,7 +218,8 @@ def _entropy_payload(labels: np.ndarray, k: int, tile_log2: int, lanes: int) -> 
 def _patched_headers() -> list[tuple[str, bytes]]:
     """The patched fields of tests/test_corrupt.py, and every field at its limits."""
     files = []
-    for base in ("k5_7x3", "k256_16x16", "radix_k3_7x5", "entropy_k5_11x7"):
+    for base in ("k5_7x3", "k256_16x16", "radix_k3_7x5", "entropy_k5_11x7", "rgba_k4_5x3",
+                 "icc_k5_7x3"):
         data = (GOLDEN / f"{base}.kpal").read_bytes()
         for field, (_, fmt) in FIELDS.items():
             limits = {">B": [0, 1, 2, 3, 4, 7, 8, 9, 255], ">H": [0, 1, 4, 255, 256, 257, 65535],
@@ -257,7 +272,7 @@ def _truncations_and_flips() -> list[tuple[str, bytes]]:
         files += [(f"{name}_cut_{cut}", data[:cut]) for cut in range(26, len(data))]
     flips = [(p.stem, p.read_bytes()) for p in sorted(GOLDEN.glob("*.kpal"))
              if p.stem in ("k5_7x3", "k17_5x5", "k1_4x3", "entropy_k5_11x7", "radix_k3_7x5",
-                           "radix_k100_9x4")]
+                           "radix_k100_9x4", "rgba_k4_5x3", "rgba_key_k3_4x2")]
     for name, data in [*flips, ("radix", _radix_file())]:
         for bit in range(8 * len(data)):
             flipped = bytearray(data)

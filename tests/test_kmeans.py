@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from kpal.cluster import KMeans
-from kpal.cluster.kmeans import fit_histogram, nearest_palette_colors
+from kpal.cluster.histogram import cell_sums
+from kpal.cluster.kmeans import fit_histogram, lloyd, nearest_palette_colors
 from kpal.cluster.nearest import Neighbours, assign
 
 
@@ -226,3 +227,53 @@ def test_palette_assignment_without_a_clustering_is_exact():
     d = ((colors[:, None, :].astype(np.int64) - palette[None]) ** 2).sum(axis=2)
     np.testing.assert_array_equal(distances, d.min(axis=1))
     np.testing.assert_array_equal(labels, d.argmin(axis=1))
+
+
+def test_float_neighbour_search_breaks_ties_towards_the_lowest_index():
+    # Point 0 is equidistant from centres 0 and 2 and starts at 2, whose sorted
+    # row lists 2 before 0: the label is still 0, the lowest index.
+    centres = np.array([[0.0, 0.0, 0.0], [100.0, 100.0, 100.0], [10.0, 0.0, 0.0]])
+    points = np.array([[5.0, 3.0, 0.0], [5.0, 3.0, 0.0]])
+    start = np.array([2, 0])
+    upper = np.array([10.0, 10.0])
+    labels, first, _ = Neighbours(centres).search(points, start, upper, exact=False)
+    assert labels.tolist() == [0, 0]
+    assert first.tolist() == [np.sqrt(34.0)] * 2
+
+
+def test_lloyd_labels_are_the_exact_nearest_centres_with_lowest_index_ties():
+    # Integer points halfway between integer centres: every iteration has ties.
+    rng = np.random.default_rng(5)
+    colors, counts = many_colour_histogram(seed=12)
+    state = fit_histogram(colors, counts, 40, init="k-means++", rng=rng, max_iter=30, tol=0.0)
+    points = colors.astype(np.float64)
+    diff = points[:, None, :] - state.centres[None]
+    d = diff[..., 0] ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2
+    np.testing.assert_array_equal(state.labels, d.argmin(axis=1))
+
+
+def test_lloyd_on_cells_moves_centres_to_the_exact_mean_of_their_colours():
+    # Cells carry the integer sums of their colours: a centre is the exact
+    # quotient sum / mass, not a sum of rounded cell means.
+    colors, counts = many_colour_histogram(seed=13)
+    means, weights, sums, _ = cell_sums(colors, counts, 5)
+    start = means[:: max(1, len(means) // 9)][:9].copy()
+    first = assign(means, start)[0]
+    state = lloyd(means, weights, start, 1, 0.0, point_sums=sums)
+    for c in range(9):
+        expected = sums[first == c].sum(axis=0) / weights[first == c].sum()
+        assert state.centres[c].tobytes() == expected.tobytes()
+
+
+def test_kmeans_plusplus_on_uint8_colours_equals_float64():
+    # The compiled path hands uint8 colours to the shared initialisation:
+    # distances between two colours must not wrap around in uint8.
+    from kpal.cluster.init import kmeans_plusplus, squared_distances
+
+    colors = np.array([[0, 255, 255], [255, 0, 0], [255, 255, 0], [0, 255, 0]], dtype=np.uint8)
+    assert squared_distances(colors, colors[1]).tolist() == [3 * 255**2, 0, 255**2, 2 * 255**2]
+    weights = np.ones(4)
+    for seed in range(20):
+        a = kmeans_plusplus(colors, weights, 2, np.random.default_rng(seed))
+        b = kmeans_plusplus(colors.astype(np.float64), weights, 2, np.random.default_rng(seed))
+        assert a.tobytes() == b.tobytes()

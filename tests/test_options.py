@@ -38,13 +38,36 @@ BAD_VALUES = [
     ("sample", 0, "sample=0 must be a fraction in (0, 1]"),
     ("sample", 1.5, "sample=1.5 must be a fraction in (0, 1]"),
     ("coding", "zip", "coding='zip' must be one of 'fixed', 'radix', 'entropy'"),
+    ("dither", "floyd", "dither='floyd' must be one of 'none', 'fs', 'ordered'"),
+    ("dither_strength", 1.5, "dither_strength=1.5 must be a fraction in [0, 1]"),
+    ("space", "lab", "space='lab' must be one of 'rgb', 'oklab'"),
+    ("quality", "40-35", "quality='40-35': MIN 40 is above MAX 35"),
+    ("quality", "high", "quality='high' must be MAX or MIN-MAX, PSNR in dB between 0 and 100 "
+                        "(e.g. 35-40)"),
+    ("quality", 0, "quality=0 must be MAX or MIN-MAX, PSNR in dB between 0 and 100 (e.g. 35-40)"),
+    ("max_size", "0", "max_size='0' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
+    ("max_size", "12 parsecs", "max_size='12 parsecs' must be a number of bytes, e.g. 50000, "
+                               "50k or 2MiB"),
+    ("palette", [[1, 2]], "palette=[[1, 2]] must be a palette file or 1..256 RGB colours of "
+                          "three integers in 0..255"),
+    ("palette", [[0, 0, 256]], "palette=[[0, 0, 256]] must be a palette file or 1..256 RGB "
+                               "colours of three integers in 0..255"),
+    ("background", "mauve-ish", "background='mauve-ish' must be a colour: #rrggbb, a name such "
+                                "as white, or r,g,b with each 0..255"),
+    ("background", "300,0,0", "background='300,0,0' must be a colour: #rrggbb, a name such "
+                              "as white, or r,g,b with each 0..255"),
+    ("background", "#ff000080", "background='#ff000080' must be a colour: #rrggbb, a name "
+                                "such as white, or r,g,b with each 0..255"),
 ]
 
 
 def test_defaults_and_method_dependent_iterations():
     opts = EncodeOptions()
     assert opts.as_dict() == {"k": None, "method": "kmeans", "init": "k-means++", "seed": 0,
-                              "max_iter": None, "tol": None, "sample": None, "coding": "fixed"}
+                              "max_iter": None, "tol": None, "sample": None, "coding": "fixed",
+                              "dither": "none", "dither_strength": 1.0, "space": "rgb",
+                              "palette": None, "quality": None, "max_size": None,
+                              "background": None}
     assert (opts.iterations, opts.tolerance) == (300, 1e-4)
     gmm = EncodeOptions(method="gmm")
     assert (gmm.iterations, gmm.tolerance) == (100, 1e-3)
@@ -70,7 +93,7 @@ def test_every_surface_gives_the_same_message(name, value, message, tmp_path):
     with pytest.raises(OptionError) as from_save:
         Image.new("RGB", (2, 2)).save(tmp_path / "x.kpal", **{name: value})
     assert str(from_save.value) == message
-    if name != "coding":
+    if name in ("k", "method", "init", "seed", "max_iter", "tol", "sample"):
         with pytest.raises(OptionError) as from_quantize:
             quantize(PIXELS, **{"k": 4, name: value})
         assert str(from_quantize.value) == message
@@ -241,3 +264,30 @@ def test_unwritable_destination_fails_before_the_fit(tmp_path, jpeg, monkeypatch
     with pytest.raises(FileExistsError):
         kpal.save(jpeg, jpeg, 8)
     assert calls == []  # no fit ran
+
+
+@pytest.mark.parametrize(("name", "text", "value"), [
+    ("quality", "35-40", (35.0, 40.0)),
+    ("quality", "38", (38.0, 38.0)),
+    ("quality", (30, 45.5), (30.0, 45.5)),
+    ("max_size", "50000", 50000),
+    ("max_size", "50k", 50000),
+    ("max_size", "2MiB", 2 * 1024 * 1024),
+    ("max_size", "1.5kb", 1500),
+    ("background", "#102030", (16, 32, 48)),
+    ("background", "white", (255, 255, 255)),
+    ("background", "1, 2, 3", (1, 2, 3)),
+    ("palette", "shared.gpl", "shared.gpl"),
+    ("palette", np.array([[1, 2, 3], [4, 5, 6]], np.uint8), ((1, 2, 3), (4, 5, 6))),
+    ("dither_strength", "0.5", 0.5),
+])
+def test_new_option_values_are_normalized(name, text, value):
+    assert options.check(name, text) == value
+
+
+@pytest.mark.parametrize("pair", [("k", 8, "quality", "35-40"), ("k", 8, "palette", "p.gpl"),
+                                  ("quality", 40, "max_size", 9000)])
+def test_one_way_to_decide_the_palette(pair):
+    first, a, second, b = pair
+    with pytest.raises(OptionError, match=f"{first} and {second} both decide the palette"):
+        EncodeOptions(**{first: a, second: b})

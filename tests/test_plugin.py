@@ -12,7 +12,7 @@ import kpal
 from kpal import plugin
 from kpal.errors import ChecksumError, FormatError, OptionError
 
-from .conftest import p_image
+from .conftest import GOLDEN, p_image
 
 
 @pytest.fixture
@@ -128,3 +128,33 @@ def test_bad_header_field_is_reported_not_swallowed(kpal_file):
     data[9] = 7  # version
     with pytest.raises(FormatError, match="unsupported version 7"):
         Image.open(io.BytesIO(bytes(data)))
+
+
+# ------------------------------------------------------------------ version 2 (spec §2.1)
+def test_open_rgba_with_icc_profile_sets_palette_mode_and_info():
+    path = GOLDEN / "rgba_icc_extra_radix_k5_6x4.kpal"
+    with Image.open(path) as im:
+        assert im.tile and im.tile[0][0] == "kpal"  # the metadata is read, pixels are not
+        assert im.info == {"k": 5, "bits_per_index": 3, "coding": "radix", "version": 2,
+                           "icc_profile": (GOLDEN / "srgb.icc").read_bytes()}
+        im.load()
+        assert im.palette.mode == "RGBA"
+        alpha = np.asarray(im.convert("RGBA"))[..., 3]
+        np.testing.assert_array_equal(alpha, np.array([0, 255, 200, 255, 255])[np.asarray(im)])
+
+
+def test_gif_style_palette_gets_the_transparency_index():
+    with Image.open(GOLDEN / "rgba_key_k3_4x2.kpal") as im:
+        assert im.info["transparency"] == 1
+        rgba = np.asarray(im.convert("RGBA"))
+        np.testing.assert_array_equal(rgba[..., 3] == 0, np.asarray(im) == 1)
+        # as for a PNG with a one-entry tRNS, convert("RGB") is silent and opaque
+        assert np.asarray(im.convert("RGB")).shape == (2, 4, 3)
+
+
+def test_rgba_file_from_a_file_object_matches_the_path():
+    path = GOLDEN / "rgba_entropy_k17_9x7.kpal"
+    with open(path, "rb") as f, Image.open(f) as from_file, Image.open(path) as from_path:
+        assert from_file.tobytes() == from_path.tobytes()
+        assert from_file.getpalette("RGBA") == from_path.getpalette("RGBA")
+        assert "transparency" not in from_file.info  # alpha 0..255: in the palette only

@@ -1,7 +1,8 @@
 """The README's command and Python blocks run as written, so the README cannot drift.
 
 Every ```sh block runs line by line in a fresh folder that holds the sample photo as
-``photo.jpg`` (and as ``samples/rocket.jpg``, which the first block names), with the
+``photo.jpg`` (and as ``samples/rocket.jpg``, which the first block names) and the
+transparent sample icon as ``logo.png``, with the
 installed ``kpal`` console script first on PATH. A reader pasting the blocks one after the
 other into one folder also meets the files earlier blocks wrote: every command that writes
 such a file runs again with that file in place. The ```python blocks run in order in one
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 CI_SCRIPT = ROOT / ".ci" / "run"
 SAMPLE = ROOT / "samples" / "rocket.jpg"
+LOGO = ROOT / "samples" / "logo.png"
 VENV_BIN = Path(sys.executable).parent
 
 #: Commands that install or set up an environment: a test cannot create one per run.
@@ -119,9 +121,11 @@ def written_files(command: str) -> list[str]:
 
 
 def fresh_folder(path: Path) -> Path:
-    """A folder with the sample photo as photo.jpg and as samples/rocket.jpg."""
+    """A folder with the sample photo as photo.jpg and as samples/rocket.jpg, and the
+    transparent sample icon as logo.png."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SAMPLE, path / "photo.jpg")
+    shutil.copyfile(LOGO, path / "logo.png")
     (path / "samples").mkdir(exist_ok=True)
     shutil.copyfile(SAMPLE, path / "samples" / "rocket.jpg")
     return path

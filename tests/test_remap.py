@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kpal.cluster import remap as remap_module
-from kpal.cluster.remap import BAND_ROWS, DITHERS, blue_noise, palette_spacing, remap
+from kpal.cluster.remap import BAND_ROWS, DITHERS, blue_noise, dither_image, palette_spacing, remap
 from kpal.errors import KpalError
 
 GREYS = np.array([[60, 60, 60], [160, 160, 160]], dtype=np.uint8)
@@ -36,44 +36,46 @@ def _reference_fs(pixels: np.ndarray, palette: np.ndarray, strength: float,
                   weights: np.ndarray | None = None) -> np.ndarray:
     """Textbook serpentine Floyd--Steinberg, one pixel at a time (small images only).
 
-    The arithmetic is written in the same order as the module's (pixel plus
-    the error from above, then the error from the left; the same scoring of
-    palette colours), so the labels must match exactly.
+    Written from the module's documented fixed point (1/64ths of a level,
+    shares ``(error * weight16 * strength256 + 2048) >> 12``, weights in
+    256ths), not from its code, so the labels must match exactly.
     """
     height, width = pixels.shape[:2]
-    colours = palette.astype(np.float64)
-    channels = tuple(np.ascontiguousarray(column) for column in colours.T)
-    half_norms = 0.5 * (colours * colours).sum(axis=1)
-    cap = (0.5 * palette_spacing(palette)) ** 2
-    w = np.ones((height, width)) if weights is None else weights
+    colours = palette.astype(np.int64) * 64
+    s = int(round(strength * 256))
+    cap = int(np.floor((0.5 * palette_spacing(palette) * 64) ** 2))
+    w = np.full((height, width), 256, dtype=np.int64) if weights is None else weights
+
+    def share(error, sixteenths):
+        return (error * (sixteenths * s) + 2048) >> 12
+
+    def receive(error, weight):
+        return (weight * error + 128) >> 8
+
     labels = np.empty((height, width), dtype=np.intp)
-    below = np.zeros((width, 3))
+    below = np.zeros((width, 3), dtype=np.int64)
     for y in range(height):
         step = 1 if y % 2 == 0 else -1
-        base = pixels[y].astype(np.float64) + w[y][:, None] * below
-        errors = np.zeros((width, 3))
+        errors = np.zeros((width, 3), dtype=np.int64)
         carry = None
         for x in range(width) if step == 1 else range(width - 1, -1, -1):
-            value = base[x].copy() if carry is None else base[x] + w[y, x] * carry
-            value = np.minimum(np.maximum(value, 0.0), 255.0)
-            best = int(remap_module._nearest_rows(value[None], channels, half_norms)[0])
+            value = pixels[y, x].astype(np.int64) * 64 + receive(below[x], w[y, x])
+            if carry is not None:
+                value = value + receive(carry, w[y, x])
+            value = np.clip(value, 0, 255 * 64)
+            best = int((((value - colours) ** 2).sum(axis=1)).argmin())
             error = value - colours[best]
-            if error[0] * error[0] + error[1] * error[1] + error[2] * error[2] > cap:
-                error = error * 0.75
+            if int((error * error).sum()) > cap:
+                error = (3 * error + 2) >> 2
             labels[y, x] = best
             errors[x] = error
-            carry = error * (7 / 16 * strength)
-        below = errors * (5 / 16 * strength)
-        ahead = np.zeros((width, 3))
-        behind = np.zeros((width, 3))
-        if step == 1:
-            ahead[:-1] = errors[1:]
-            behind[1:] = errors[:-1]
-        else:
-            ahead[1:] = errors[:-1]
-            behind[:-1] = errors[1:]
-        below = below + (3 / 16 * strength) * ahead
-        below = below + (1 / 16 * strength) * behind
+            carry = share(error, 7)
+        below = share(errors, 5)
+        for x in range(width):
+            if 0 <= x + step < width:
+                below[x] += share(errors[x + step], 3)
+            if 0 <= x - step < width:
+                below[x] += share(errors[x - step], 1)
     return labels
 
 
@@ -100,14 +102,14 @@ def test_none_breaks_equidistant_ties_towards_lowest_index():
     assert remap(pixels, palette).tolist() == [[0, 0]]
 
 
-def test_nearest_rows_matches_brute_force_on_integer_values():
+def test_nearest_fixed_matches_brute_force_on_integer_values():
     palette = _palette(40, seed=3)
+    palette[7] = palette[30]  # a duplicate: the lower index must win
     values = _image(16, 16, seed=4).reshape(-1, 3)
-    colours = palette.astype(np.float64)
-    channels = tuple(np.ascontiguousarray(column) for column in colours.T)
-    half_norms = 0.5 * (colours * colours).sum(axis=1)
-    got = remap_module._nearest_rows(values.astype(np.float64), channels, half_norms)
+    values[0] = palette[30]
+    got = remap_module._nearest_fixed(values.astype(np.int64) * 64, palette.astype(np.int64) * 64)
     np.testing.assert_array_equal(got, _brute_nearest(values[None], palette)[0])
+    assert got[0] == 7
 
 
 # -- every mode --------------------------------------------------------------
@@ -242,12 +244,12 @@ def test_fs_bands_hide_their_seams_on_a_flat_image():
 
 def test_adaptive_weights_are_one_on_flat_images_and_low_at_edges():
     flat = np.full((9, 9, 3), 100, dtype=np.uint8)
-    assert np.all(remap_module._contrast_weights(flat, GREYS) == 1.0)
+    assert np.all(remap_module._contrast_weights(flat, GREYS) == 256)
     edge = flat.copy()
     edge[:, 5:] = 255
     weights = remap_module._contrast_weights(edge, GREYS)
-    assert weights.min() >= 0.0 and weights.max() <= 1.0
-    assert np.all(weights[:, 3:7] < 1.0) and np.all(weights[:, :2] == 1.0)
+    assert weights.dtype == np.int32 and weights.min() >= 0 and weights.max() <= 256
+    assert np.all(weights[:, 3:7] < 256) and np.all(weights[:, :2] == 256)
 
 
 def test_adaptive_equals_plain_fs_on_a_flat_image():
@@ -260,7 +262,7 @@ def test_adaptive_matches_textbook_with_the_contrast_weights():
     pixels = _image(BAND_ROWS, 29, seed=10)
     palette = _palette(7, seed=10)
     weights = remap_module._contrast_weights(pixels, palette)
-    assert weights.min() < 1.0
+    assert weights.min() < 256
     np.testing.assert_array_equal(remap(pixels, palette, dither="fs", adaptive=True),
                                   _reference_fs(pixels, palette, 1.0, weights))
 
@@ -327,6 +329,7 @@ def test_palette_spacing():
         ({"strength": "1"}, r"strength='1' must be a number between 0 and 1"),
         ({"seed": -1}, r"seed=-1 must be an integer >= 0"),
         ({"adaptive": 1}, r"adaptive=1 must be True or False"),
+        ({"space": "lab"}, r"space='lab' must be one of rgb, oklab"),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs, message):
@@ -377,3 +380,194 @@ def test_labels_do_not_depend_on_thread_count_and_numba_is_not_imported():
         outputs.append(run.stdout.split())
     assert outputs[0] == outputs[1]
     assert outputs[0][1] == "False"
+
+
+# -- compiled path -----------------------------------------------------------
+
+
+def _both_paths(monkeypatch, pixels, palette, **kwargs):
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "1")
+    slow = remap(pixels, palette, **kwargs)
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "0")
+    fast = [remap(pixels, palette, threads=threads, **kwargs) for threads in (1, 2, 3)]
+    return slow, fast
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_compiled_labels_equal_numpy_labels_on_random_inputs(monkeypatch, case):
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(100 + case)
+    height, width = (int(v) for v in rng.integers(1, 3 * BAND_ROWS + 9, 2))
+    k = int(rng.choice([2, 3, 9, 16, 64, 200, 256]))
+    pixels = (_image(height, width, seed=case) if case % 2
+              else rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    palette = rng.integers(0, 256, (k, 3), dtype=np.uint8)
+    palette[-1] = palette[0]  # a duplicate: ties must go to the same index on both paths
+    for kwargs in ({}, {"dither": "ordered", "seed": case},
+                   {"dither": "fs", "strength": float(rng.uniform(0.05, 1))},
+                   {"dither": "fs", "adaptive": True},
+                   {"dither": "fs", "adaptive": True, "strength": 0.5},
+                   {"space": "oklab"}, {"dither": "ordered", "space": "oklab"},
+                   {"dither": "fs", "space": "oklab"},
+                   {"dither": "fs", "space": "oklab", "adaptive": True}):
+        slow, fast = _both_paths(monkeypatch, pixels, palette, **kwargs)
+        for labels in fast:
+            np.testing.assert_array_equal(labels, slow, err_msg=str(kwargs))
+
+
+def test_compiled_contrast_weights_equal_numpy(monkeypatch):
+    pytest.importorskip("numba")
+    pixels = _image(37, 45, seed=21)
+    pixels[:, 20:] = 255
+    palette = np.array([[v, v, v] for v in range(0, 256, 4)], dtype=np.uint8)
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "1")
+    slow = remap_module._contrast_weights(pixels, palette)
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "0")
+    fast = remap_module._contrast_weights(pixels, palette)
+    assert fast.dtype == slow.dtype == np.int32
+    np.testing.assert_array_equal(fast, slow)
+    assert slow.min() == 0 and slow.max() == 256
+
+
+def test_compiled_grid_lists_hold_the_nearest_colour_of_every_cell_corner():
+    fast = pytest.importorskip("kpal.cluster._remap_fast")
+    palette = _palette(256, seed=22)
+    colours, offsets, lists = fast._grid(palette)
+    assert np.all(np.diff(offsets) >= 1)
+    corners = np.array([[r, g, b] for r in (0, 7, 8, 255) for g in (0, 100, 255)
+                        for b in (3, 200, 255)], dtype=np.uint8)
+    expected = _brute_nearest(corners[None], palette)[0]
+    for colour, nearest in zip(corners, expected, strict=True):
+        cell = ((int(colour[0]) >> 3) * 32 + (int(colour[1]) >> 3)) * 32 + (int(colour[2]) >> 3)
+        candidates = lists[offsets[cell]:offsets[cell + 1]]
+        assert nearest in candidates and np.all(np.diff(candidates.astype(int)) > 0)
+
+
+@pytest.mark.parametrize("k", [2, 16, 256])
+def test_oklab_table_equals_on_both_paths_and_holds_the_oklab_nearest(monkeypatch, k):
+    from kpal.cluster.perceptual import oklab_from_srgb8
+
+    palette = _palette(k, seed=40 + k)
+    palette[-1] = palette[0]
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "1")
+    table = remap_module.oklab_table(palette)
+    assert table.shape == (65**3,) and table.dtype == np.uint8
+    levels = np.minimum(np.arange(65) * 4, 255)
+    rng = np.random.default_rng(k)
+    cells = rng.integers(0, 65, (300, 3))
+    colours = levels[cells].astype(np.uint8)
+    diff = oklab_from_srgb8(colours)[:, None] - oklab_from_srgb8(palette)[None]
+    want = (diff * diff).sum(axis=2).argmin(axis=1)
+    got = table[(cells[:, 0] * 65 + cells[:, 1]) * 65 + cells[:, 2]]
+    np.testing.assert_array_equal(got, want)
+    assert not np.any(table == k - 1)  # the duplicate never wins over index 0
+    if pytest.importorskip("numba"):
+        monkeypatch.setenv("KPAL_PURE_NUMPY", "0")
+        np.testing.assert_array_equal(remap_module.oklab_table(palette), table)
+
+
+def test_oklab_space_changes_the_choices_and_none_is_the_exact_oklab_nearest():
+    from kpal.cluster.perceptual import oklab_from_srgb8
+
+    pixels = _image(40, 48, seed=41)
+    palette = _palette(24, seed=41)
+    labels = remap(pixels, palette, space="oklab")
+    diff = oklab_from_srgb8(pixels.reshape(-1, 3))[:, None] - oklab_from_srgb8(palette)[None]
+    np.testing.assert_array_equal(labels.reshape(-1), (diff * diff).sum(axis=2).argmin(axis=1))
+    assert not np.array_equal(labels, remap(pixels, palette))
+    for dither in ("fs", "ordered"):
+        assert not np.array_equal(remap(pixels, palette, dither=dither, space="oklab"),
+                                  remap(pixels, palette, dither=dither))
+
+
+def test_oklab_fs_reads_the_table_at_the_rounded_value():
+    # One pixel: no error received, so its label is the table entry of its colour.
+    palette = _palette(30, seed=42)
+    table = remap_module.oklab_table(palette)
+    for colour in ([0, 0, 0], [130, 7, 255], [254, 255, 253], [3, 129, 200]):
+        pixel = np.array([[colour]], dtype=np.uint8)
+        cells = (np.array(colour) * 64 + 128) >> 8
+        want = table[(cells[0] * 65 + cells[1]) * 65 + cells[2]]
+        assert remap(pixel, palette, dither="fs", space="oklab")[0, 0] == want
+
+
+def test_bad_threads_are_rejected():
+    with pytest.raises(KpalError, match=r"threads=0 must be an integer >= 1"):
+        remap(_image(4, 4), GREYS, threads=0)
+
+
+# -- dither_image ------------------------------------------------------------
+
+
+def test_dither_image_without_refine_keeps_the_palette_and_equals_remap():
+    pixels = _image(30, 40, seed=30)
+    palette = _palette(8, seed=30)
+    for dither in ("fs", "ordered"):
+        got_palette, labels = dither_image(pixels, palette, dither=dither)
+        np.testing.assert_array_equal(got_palette, palette)
+        np.testing.assert_array_equal(labels, remap(pixels, palette, dither=dither))
+
+
+def test_dither_image_refits_each_entry_to_the_mean_of_its_pixels_then_dithers_again():
+    pixels = _image(30, 40, seed=31)
+    palette = _palette(6, seed=31)
+    first = remap(pixels, palette, dither="fs")
+    refitted, labels = dither_image(pixels, palette, dither="fs", refine=True)
+    for index in range(palette.shape[0]):
+        chosen = pixels[first == index]
+        if chosen.size:
+            np.testing.assert_array_equal(refitted[index],
+                                          np.rint(chosen.mean(axis=0)).astype(np.uint8))
+        else:
+            np.testing.assert_array_equal(refitted[index], palette[index])
+    assert not np.array_equal(refitted, palette)
+    np.testing.assert_array_equal(labels, remap(pixels, refitted, dither="fs"))
+
+
+def test_dither_image_refit_in_oklab_takes_the_oklab_mean():
+    from kpal.cluster.perceptual import oklab_from_srgb8, srgb8_from_oklab
+
+    pixels = _image(24, 32, seed=33)
+    palette = _palette(5, seed=33)
+    first = remap(pixels, palette, dither="ordered", space="oklab")
+    refitted, labels = dither_image(pixels, palette, dither="ordered", space="oklab",
+                                    refine=True)
+    for index in np.unique(first):
+        lab = oklab_from_srgb8(pixels[first == index]).mean(axis=0, keepdims=True)
+        np.testing.assert_array_equal(refitted[index], srgb8_from_oklab(lab)[0])
+    np.testing.assert_array_equal(labels,
+                                  remap(pixels, refitted, dither="ordered", space="oklab"))
+
+
+def test_dither_image_none_rgb_is_remap_and_oklab_is_the_perceptual_labels():
+    from kpal.cluster.perceptual import quantize_perceptual
+
+    pixels = _image(20, 30, seed=32)
+    palette = _palette(12, seed=32)
+    got_palette, labels = dither_image(pixels, palette, dither="none")
+    np.testing.assert_array_equal(got_palette, palette)
+    np.testing.assert_array_equal(labels, remap(pixels, palette))
+    fitted = quantize_perceptual(pixels.reshape(-1, 3), 12, space="oklab")
+    got_palette, labels = dither_image(pixels, fitted.palette, dither="none", space="oklab")
+    np.testing.assert_array_equal(got_palette, fitted.palette)
+    np.testing.assert_array_equal(labels.reshape(-1), fitted.labels)
+
+
+def test_dither_image_refit_lowers_the_error_of_a_poor_palette():
+    pixels = np.full((32, 32, 3), 100, dtype=np.uint8)
+    pixels[:, 16:] = 180
+    palette = np.array([[20, 20, 20], [240, 240, 240]], dtype=np.uint8)
+    refitted, labels = dither_image(pixels, palette, dither="ordered", refine=True)
+    _, plain = dither_image(pixels, palette, dither="ordered")
+    err = np.abs(refitted[labels].astype(int) - pixels).mean()
+    assert err < np.abs(palette[plain].astype(int) - pixels).mean()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"space": "lab"}, r"space='lab' must be one of rgb, oklab"),
+    ({"refine": 1}, r"refine=1 must be True or False"),
+    ({"dither": "x"}, r"dither='x' must be one of none, fs, ordered"),
+])
+def test_dither_image_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(KpalError, match=message):
+        dither_image(_image(4, 4), GREYS, **kwargs)

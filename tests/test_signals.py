@@ -192,10 +192,10 @@ def test_interrupt_inside_write_atomic_removes_the_temporary_file(tmp_path, monk
 # ------------------------------------------------------------------ Image.save(path)
 def test_pillow_save_failure_leaves_no_new_file(tmp_path):
     """Encoding happens before the first byte: a rejected image leaves no file."""
-    transparent = Image.new("RGBA", (4, 4), (1, 2, 3, 0))
+    wide = Image.new("I;16", (4, 4))
     out = tmp_path / "t.kpal"
-    with pytest.raises(kpal.KpalError, match="transparent pixels"):
-        transparent.save(out)
+    with pytest.raises(kpal.KpalError, match="samples wider than 8 bits"):
+        wide.save(out)
     assert not out.exists()
 
 
@@ -203,7 +203,7 @@ def test_pillow_save_interrupted_leaves_no_new_file(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(kpal.plugin.codec, "encode", interrupted)
+    monkeypatch.setattr(kpal.plugin.codec, "encode_image", interrupted)
     out = tmp_path / "t.kpal"
     with pytest.raises(KeyboardInterrupt):
         Image.new("RGB", (4, 4)).save(out)

@@ -1,6 +1,7 @@
 // The golden files of samples/golden/ (spec §10) decode to exactly the expected
 // header, palette and indices, and the worked examples of the spec hold.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -13,15 +14,19 @@ const NAMES = readdirSync(GOLDEN).filter((f) => f.endsWith('.kpal')).map((f) => 
 function expected(name) {
   const lines = readFileSync(`${GOLDEN}${name}.expected.txt`, 'utf8').trimEnd().split('\n');
   const fields = {};
+  const metadata = [];
   let i = 0;
   for (; lines[i] !== 'indices'; i++) {
     const [key, ...rest] = lines[i].split(' ');
-    fields[key] = rest.join(' ');
+    if (key === 'metadata') metadata.push(rest.join(' '));
+    else fields[key] = rest.join(' ');
   }
-  const palette = Uint8Array.from(
-    fields.palette.split(' ').flatMap((c) => [0, 2, 4].map((j) => parseInt(c.slice(j, j + 2), 16))));
+  // rrggbb, or rrggbbaa for an RGBA palette (version 2)
+  const palette = Uint8Array.from(fields.palette.split(' ').flatMap(
+    (c) => Array.from({ length: c.length / 2 }, (_, j) => parseInt(c.slice(2 * j, 2 * j + 2), 16))));
+  const channels = fields.palette.split(' ')[0].length / 2;
   const indices = Uint8Array.from(lines.slice(i + 1).flatMap((row) => row.trim().split(/\s+/).map(Number)));
-  return { fields, palette, indices };
+  return { fields, palette, channels, indices, metadata };
 }
 
 test('there are golden files in every coding', () => {
@@ -31,7 +36,7 @@ test('there are golden files in every coding', () => {
 
 for (const name of NAMES) {
   test(`golden ${name} decodes to the expected header, palette and indices`, () => {
-    const { fields, palette, indices } = expected(name);
+    const { fields, palette, channels, indices, metadata } = expected(name);
     const data = readFileSync(`${GOLDEN}${name}.kpal`);
     assert.equal(data.length, Number(fields.file_size));
     const image = kpal.decode(data);
@@ -42,14 +47,19 @@ for (const name of NAMES) {
     assert.equal(image.width, Number(fields.width));
     assert.equal(image.height, Number(fields.height));
     assert.equal(image.payloadLength, Number(fields.payload_length));
+    assert.equal(image.flags, Number(fields.flags ?? 0));
+    assert.equal(image.metadataLength, Number(fields.metadata_length ?? 0));
+    assert.equal(image.channels, channels);
     assert.deepEqual(image.palette, palette);
     assert.deepEqual(image.indices, indices);
+    assert.deepEqual(image.metadata.map((b) => `${b.type} ${b.data.length} ${
+      createHash('sha256').update(b.data).digest('hex')}`), metadata);
     const rgba = image.toRGBA();
     assert.equal(rgba.length, 4 * indices.length);
     for (let p = 0; p < indices.length; p++) {
-      const c = indices[p];
+      const c = channels * indices[p];
       assert.deepEqual([...rgba.subarray(4 * p, 4 * p + 4)],
-        [palette[3 * c], palette[3 * c + 1], palette[3 * c + 2], 255], `pixel ${p}`);
+        [palette[c], palette[c + 1], palette[c + 2], channels === 4 ? palette[c + 3] : 255], `pixel ${p}`);
     }
   });
 }
@@ -74,6 +84,29 @@ test('a view into a larger buffer decodes, and the image does not alias the inpu
   view.fill(0);
   assert.deepEqual(image.indices, before);
   assert.equal(image.palette.buffer === big.buffer || image.indices.buffer === big.buffer, false);
+});
+
+test('version 2 golden files: RGBA palettes, an ICC profile and a skipped block', () => {
+  const versions = new Set(NAMES.map((n) => kpal.readHeader(readFileSync(`${GOLDEN}${n}.kpal`)).version));
+  assert.deepEqual([...versions].sort(), [1, 2]);
+  const image = kpal.decode(readFileSync(`${GOLDEN}rgba_icc_extra_radix_k5_6x4.kpal`));
+  assert.equal(image.alpha, true);
+  assert.deepEqual(image.iccProfile, new Uint8Array(readFileSync(`${GOLDEN}srgb.icc`)));
+  assert.deepEqual(image.metadata.map((b) => b.type), ['iccp', 'xtra']);
+  assert.equal(kpal.decode(readFileSync(`${GOLDEN}k5_7x3.kpal`)).iccProfile, null);
+});
+
+test('spec §3.3 worked example: a 44-byte RGBA file, and one with a block to skip', () => {
+  const hexBytes = (h) => Uint8Array.from(h.match(/../g).map((b) => parseInt(b, 16)));
+  const plain = kpal.decode(hexBytes('894b50414c0d0a1a0a020001000200000003000000010000000101000000000000'
+    + '0000ff0000ffa0c5b992f9'));
+  assert.deepEqual([...plain.toRGBA()], [255, 0, 0, 255, 0, 0, 0, 0, 255, 0, 0, 255]);
+  assert.equal(plain.sizeReport().formula, '2×32 + 3×1 = 67 bits');
+  assert.equal(plain.fileSize, Math.ceil(67 / 8) + 35);
+  const skipped = kpal.decode(hexBytes('894b50414c0d0a1a0a0200010002000000030000000100000001010000000a00'
+    + '000000ff0000ff78747261000000026869a0ed373e7c'));
+  assert.deepEqual(skipped.indices, plain.indices);
+  assert.deepEqual(skipped.metadata.map((b) => [b.type, [...b.data]]), [['xtra', [0x68, 0x69]]]);
 });
 
 test('crc32 is the zlib / PNG CRC-32', () => {

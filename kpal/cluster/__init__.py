@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kpal import options
+from kpal import _jit, options
 from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors
 from kpal.errors import KpalError
@@ -23,6 +23,13 @@ __all__ = ["METHODS", "KMeans", "Quantization", "quantize"]
 
 #: Names accepted by ``method=``.
 METHODS = options.METHODS
+
+#: In a process where numba is not loaded yet, the compiled k-means kernels are
+#: used from this many pixels on: starting numba (about 1.7 s) costs as much as
+#: the kernels save below about 15 MP (bench/bench_speed.py). Once numba is
+#: loaded (a batch, a library user, the compiled entropy coder) they are used
+#: from ``kpal._jit.MIN_PIXELS`` on.
+COMPILED_COLD_PIXELS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,12 @@ def quantize(
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
                                  tol=tol, sample=sample)
     k, max_iter, tol = opts.k, opts.iterations, opts.tolerance
-    hist = color_histogram(pixels)
+    # Compiled loops for large images when kpal[fast] is installed: the same output.
+    kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
+                        cold_min_pixels=COMPILED_COLD_PIXELS)
+    hist = kernels.color_histogram(pixels) if kernels is not None else None
+    if hist is None:
+        hist = color_histogram(pixels)
     n_colors = len(hist)
     if n_colors <= k:
         warnings.warn(
@@ -126,7 +138,7 @@ def quantize(
             UserWarning,
             stacklevel=2,
         )
-        labels = map_pixels(pixels, hist.colors, np.arange(n_colors, dtype=np.uint8))
+        labels = _map(kernels, pixels, hist.colors, np.arange(n_colors, dtype=np.uint8))
         return Quantization(hist.colors, labels, 0, 0.0, n_colors, method)
     rng = np.random.default_rng(seed)
     fit_hist = hist
@@ -137,13 +149,14 @@ def quantize(
     if method == "kmeans":
         state = fit_histogram(
             fit_hist.colors, fit_hist.counts, k, init=init, rng=rng, max_iter=max_iter, tol=tol,
-            polish=fit_hist is not hist,
+            polish=fit_hist is not hist, kernels=kernels,
         )
         n_iter = state.n_iter
         palette = _to_palette(state.centres)
         color_labels, distances = nearest_palette_colors(
-            hist.colors, palette, state if fit_hist is hist else None
+            hist.colors, palette, state if fit_hist is hist else None, kernels
         )
+        del state, fit_hist  # labels and bounds of every colour: not needed any more
     else:
         centres, gmm_labels, n_iter = _fit_gmm(
             fit_hist.colors, fit_hist.counts, k, seed, max_iter, tol, init
@@ -155,17 +168,27 @@ def quantize(
             diff = hist.colors.astype(np.int64) - palette[color_labels]
             distances = np.einsum("nd,nd->n", diff, diff).astype(np.float64)
         else:
-            color_labels, distances = nearest_palette_colors(hist.colors, palette)
+            color_labels, distances = nearest_palette_colors(hist.colors, palette,
+                                                             kernels=kernels)
     # Drop palette entries no colour chose (duplicates after rounding, or a
     # cluster that only held sampled-out colours); renumber the rest in order.
     used = np.bincount(color_labels, minlength=palette.shape[0]) > 0
     renumber = np.cumsum(used, dtype=np.intp) - 1
     palette = palette[used]
-    labels = map_pixels(pixels, hist.colors, renumber[color_labels].astype(np.uint8))
+    values = renumber[color_labels].astype(np.uint8)
     # einsum, not BLAS: reported figures must not depend on the thread count.
     inertia = float(np.einsum("n,n->", distances, hist.counts.astype(np.float64)))
     inertia /= pixels.shape[0]
+    del color_labels, distances  # 16 bytes per colour, before the per-pixel labels exist
+    labels = _map(kernels, pixels, hist.colors, values)
     return Quantization(palette, labels, n_iter, inertia, n_colors, method)
+
+
+def _map(kernels, pixels: np.ndarray, colors: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """:func:`map_pixels`, compiled when ``kernels`` is given."""
+    if kernels is not None:
+        return kernels.map_pixels(pixels, colors, values)
+    return map_pixels(pixels, colors, values)
 
 
 def _check_pixels(pixels: object) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 __all__ = [
     "N_PACKED",
     "ColorHistogram",
+    "cell_sums",
     "color_histogram",
     "map_pixels",
     "pack_pixels",
@@ -257,6 +258,24 @@ def reduce_histogram(
     cell_of_color : ndarray of shape (n_colors,), intp
         Index of the cell holding each colour.
     """
+    means, weights, _, cell_of_color = cell_sums(colors, counts, bits)
+    return means, weights, cell_of_color.astype(np.intp)
+
+
+def cell_sums(
+    colors: np.ndarray, counts: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`reduce_histogram`, plus the exact colour sum of every cell.
+
+    Returns
+    -------
+    means, weights : as :func:`reduce_histogram`
+    sums : ndarray of shape (n_cells, 3), float64
+        Sum of count times colour over each cell: integers (exact in float64
+        below 2**53, i.e. for any image under 2**45 pixels), which is what
+        lets k-means sums be exact in any order.
+    cell_of_color : ndarray of shape (n_colors,), int32
+    """
     shift = 8 - bits
     q = colors >> shift
     key = (q[:, 0].astype(np.int64) << (2 * bits)) | (q[:, 1].astype(np.int64) << bits) | q[:, 2]
@@ -264,16 +283,16 @@ def reduce_histogram(
     occupied = np.zeros(n_keys, dtype=np.bool_)
     occupied[key] = True
     cell_keys = np.flatnonzero(occupied)
-    cell_index = np.empty(n_keys, dtype=np.intp)
-    cell_index[cell_keys] = np.arange(cell_keys.size)
+    cell_index = np.empty(n_keys, dtype=np.int32)  # bits <= 8: under 2**24 cells
+    cell_index[cell_keys] = np.arange(cell_keys.size, dtype=np.int32)
     cell_of_color = cell_index[key]
     n_cells = cell_keys.size
     w = counts.astype(np.float64)
     weights = np.bincount(cell_of_color, weights=w, minlength=n_cells)
-    means = np.empty((n_cells, 3), dtype=np.float64)
+    sums = np.empty((n_cells, 3), dtype=np.float64)
     for channel in range(3):
-        means[:, channel] = np.bincount(
+        sums[:, channel] = np.bincount(
             cell_of_color, weights=w * colors[:, channel], minlength=n_cells
         )
-    means /= weights[:, None]
-    return means, weights, cell_of_color
+    means = sums / weights[:, None]
+    return means, weights, sums, cell_of_color

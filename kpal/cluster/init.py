@@ -20,8 +20,8 @@ def squared_distances(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    points : ndarray of shape (n, d), float64
-    centre : ndarray of shape (d,) or (m, d), float64
+    points : ndarray of shape (n, d), float64 (or uint8 colours)
+    centre : ndarray of shape (d,) or (m, d), float64 (or uint8 colours)
 
     Returns
     -------
@@ -29,7 +29,8 @@ def squared_distances(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
         Computed per coordinate as ``sum((x - c)**2)`` without BLAS, so the
         result does not depend on the number of BLAS threads.
     """
-    centres = np.atleast_2d(centre)
+    # float64 centres: uint8 colours minus uint8 colours would wrap around.
+    centres = np.atleast_2d(np.asarray(centre, dtype=np.float64))
     out = np.zeros((centres.shape[0], points.shape[0]), dtype=np.float64)
     diff = np.empty_like(out)
     for dim in range(points.shape[1]):

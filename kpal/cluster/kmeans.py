@@ -13,12 +13,14 @@ fraction of the cost.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
 from kpal import options
-from kpal.cluster.histogram import color_histogram, map_pixels, reduce_histogram
+from kpal.cluster.histogram import cell_sums, color_histogram, map_pixels, reduce_histogram
 from kpal.cluster.init import INITS, kmeans_plusplus, random_init
 from kpal.cluster.nearest import _MARGIN, Neighbours, _distance, _dot, _nearest_two, assign
 from kpal.errors import OptionError
@@ -226,11 +228,25 @@ def _initial_centres(
 
 
 def tolerance(points: np.ndarray, weights: np.ndarray, tol: float) -> float:
-    """Absolute centre-shift threshold: ``tol`` times the mean weighted variance."""
+    """Absolute centre-shift threshold: ``tol`` times the mean weighted variance.
+
+    ``points`` may be float64 or uint8 colours: each block is copied into the
+    same float64 buffer first, so the sums (and the threshold, which decides
+    when Lloyd stops) are the same bit for bit either way.
+    """
     total = weights.sum()
-    mean = np.einsum("n,nd->d", weights, points) / total
-    # E[x^2] - E[x]^2 per feature, without an (n, d) temporary.
-    variance = np.einsum("n,nd,nd->d", weights, points, points) / total - mean**2
+    first = np.zeros(points.shape[1])
+    second = np.zeros(points.shape[1])
+    block = np.empty((min(points.shape[0], _ASSIGN_BLOCK), points.shape[1]))
+    for start in range(0, points.shape[0], _ASSIGN_BLOCK):
+        x = block[: min(_ASSIGN_BLOCK, points.shape[0] - start)]
+        np.copyto(x, points[start : start + x.shape[0]])
+        w = weights[start : start + x.shape[0]]
+        first += np.einsum("n,nd->d", w, x)
+        # E[x^2] - E[x]^2 per feature, without an (n, d) temporary.
+        second += np.einsum("n,nd,nd->d", w, x, x)
+    mean = first / total
+    variance = second / total - mean**2
     return float(np.maximum(variance, 0.0).mean() * tol)
 
 
@@ -271,6 +287,8 @@ def lloyd(
     max_iter: int,
     tol: float,
     state: LloydState | None = None,
+    point_sums: np.ndarray | None = None,
+    kernels: ModuleType | None = None,
 ) -> LloydState:
     """Run Lloyd iterations; assumes valid input.
 
@@ -299,6 +317,16 @@ def lloyd(
         Labels and valid (possibly loose) bounds for ``centres``, e.g. carried
         over from a coarser histogram; by default every point is assigned.
         Its arrays are updated in place and returned.
+    point_sums : ndarray of shape (n, d), float64, optional
+        ``weights * points`` exactly (default: that product, computed when
+        needed; exact for integer points and weights). Cells of a
+        coarse histogram pass the integer sums of their colours, of which
+        their means are rounded quotients: with integer sums and weights the
+        cluster sums and masses are exact integers in any order of addition,
+        so the centres are the same however the points are visited.
+    kernels : module, optional
+        ``kpal.cluster._kmeans_fast`` (from :func:`kpal._jit.load`) to assign
+        the points with compiled loops: the same labels, so the same result.
 
     Returns
     -------
@@ -314,19 +342,71 @@ def lloyd(
     k = centres.shape[0]
     neighbours = Neighbours(state.centres)
     if carried:
-        _hamerly_assign(points, state, neighbours)
-    sums = _cluster_sums(points, weights, state.labels, k)
+        _assign_step(points, state, neighbours, None, kernels)
+    sums = _cluster_sums(points, weights, point_sums, state.labels, k, kernels)
     mass = np.bincount(state.labels, weights=weights, minlength=k)
     for iteration in range(max_iter):
         state.n_iter = iteration + 1
         if not mass.all():
             _reseed_empty(points, weights, state, np.flatnonzero(mass == 0))
-            sums = _cluster_sums(points, weights, state.labels, k)
+            sums = _cluster_sums(points, weights, point_sums, state.labels, k, kernels)
             mass = np.bincount(state.labels, weights=weights, minlength=k)
         new_centres = sums / mass[:, None]
         shift = _distance(new_centres, state.centres)
         state.centres = new_centres
         neighbours.move(new_centres, shift)
+        moved, old_labels = _assign_step(points, state, neighbours, shift, kernels)
+        if moved.size:
+            # Integer weights keep the masses exact, so an emptied cluster is
+            # exactly 0.
+            w = weights[moved]
+            mass -= np.bincount(old_labels, weights=w, minlength=k)
+            mass += np.bincount(state.labels[moved], weights=w, minlength=k)
+            moved_points = points[moved]
+            moved_sums = None if point_sums is None else point_sums[moved]
+            sums -= _cluster_sums(moved_points, w, moved_sums, old_labels, k)
+            sums += _cluster_sums(moved_points, w, moved_sums, state.labels[moved], k)
+        if moved.size == 0 or _dot(shift, shift) <= threshold:
+            break
+    return state
+
+
+def _cluster_sums(points: np.ndarray, weights: np.ndarray, point_sums: np.ndarray | None,
+                  labels: np.ndarray, k: int,
+                  kernels: ModuleType | None = None) -> np.ndarray:
+    """Sums of ``point_sums`` (default ``weights * points``) per cluster, shape (k, d)."""
+    if kernels is not None and point_sums is None:
+        return kernels.cluster_sums(points, weights, labels, k)
+    sums = np.empty((k, points.shape[1]), dtype=np.float64)
+    for d in range(points.shape[1]):
+        w = weights * points[:, d] if point_sums is None else point_sums[:, d]
+        sums[:, d] = np.bincount(labels, weights=w, minlength=k)
+    return sums
+
+
+def _assign_step(
+    points: np.ndarray, state: LloydState, neighbours: Neighbours, shift: np.ndarray | None,
+    kernels: ModuleType | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move the bounds by the centres' ``shift`` (if given), then reassign the points.
+
+    Returns the indices of the points that changed cluster and their old labels.
+    """
+    k = state.centres.shape[0]
+    if kernels is not None and k > 1:
+        update = shift is not None
+        if update:
+            near_shift, far_gap = neighbours.local_bounds(shift)
+        else:
+            shift = near_shift = far_gap = np.zeros(k)
+        previous = np.empty(points.shape[0], dtype=np.int32)  # k <= 256
+        kernels.hamerly_step(
+            points, state.centres, state.labels, state.upper, state.lower, update, shift,
+            near_shift, far_gap, neighbours.half_gap, neighbours.order, neighbours.sorted_gaps,
+            neighbours.drift, float(neighbours.drift.max()), _MARGIN, previous)
+        moved = np.flatnonzero(previous >= 0)
+        return moved, previous[moved]
+    if shift is not None:
         state.upper += shift[state.labels]
         if k > 1:
             near_shift, far_gap = neighbours.local_bounds(shift)
@@ -334,27 +414,7 @@ def lloyd(
             # closer; the far ones are still beyond far_gap - upper.
             state.lower -= near_shift[state.labels]
             np.minimum(state.lower, far_gap[state.labels] - state.upper, out=state.lower)
-        moved, old_labels = _hamerly_assign(points, state, neighbours)
-        if moved.size:
-            # Integer weights keep the masses exact, so an emptied cluster is
-            # exactly 0.
-            w = weights[moved]
-            mass -= np.bincount(old_labels, weights=w, minlength=k)
-            mass += np.bincount(state.labels[moved], weights=w, minlength=k)
-            sums -= _cluster_sums(points[moved], w, old_labels, k)
-            sums += _cluster_sums(points[moved], w, state.labels[moved], k)
-        if moved.size == 0 or _dot(shift, shift) <= threshold:
-            break
-    return state
-
-
-def _cluster_sums(points: np.ndarray, weights: np.ndarray, labels: np.ndarray,
-                  k: int) -> np.ndarray:
-    """Weighted coordinate sums per cluster, ndarray of shape (k, d), float64."""
-    sums = np.empty((k, points.shape[1]), dtype=np.float64)
-    for d in range(points.shape[1]):
-        sums[:, d] = np.bincount(labels, weights=weights * points[:, d], minlength=k)
-    return sums
+    return _hamerly_assign(points, state, neighbours)
 
 
 def _hamerly_assign(
@@ -362,13 +422,38 @@ def _hamerly_assign(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reassign the points whose bounds do not prove their label.
 
-    Returns the indices of the points that changed cluster and their old labels.
+    Returns the indices of the points that changed cluster and their old
+    labels. Works on blocks of ``_ASSIGN_BLOCK`` points, so its temporaries
+    stay small whatever the number of points.
     """
+    nothing = np.empty(0, dtype=np.intp)
+    if state.centres.shape[0] == 1:
+        return nothing, nothing
+    moved, old = [nothing], [nothing]
+    for start in range(0, points.shape[0], _ASSIGN_BLOCK):
+        block = slice(start, start + _ASSIGN_BLOCK)
+        part = LloydState(state.centres, state.labels[block], state.upper[block],
+                          state.lower[block])
+        block_moved, block_old = _hamerly_assign_block(points[block], part, neighbours)
+        moved.append(block_moved + start)
+        old.append(block_old)
+    return np.concatenate(moved), np.concatenate(old)
+
+
+#: Points per block of :func:`_hamerly_assign`.
+_ASSIGN_BLOCK = 1 << 18
+
+
+def _hamerly_assign_block(
+    points: np.ndarray, state: LloydState, neighbours: Neighbours
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_hamerly_assign` on one block; ``state`` holds views into the whole state."""
     centres, labels = state.centres, state.labels
     nothing = np.empty(0, dtype=np.intp)
-    if centres.shape[0] == 1:
-        return nothing, nothing
     bound = np.maximum(neighbours.half_gap[labels], state.lower)
+    # Only a clear margin proves a label (see kpal.cluster.nearest): then no
+    # other centre is as near, and the label is the exact nearest.
+    bound -= _MARGIN
     loose = np.flatnonzero(state.upper > bound)
     if loose.size == 0:
         return nothing, nothing
@@ -425,6 +510,7 @@ def fit_histogram(
     max_iter: int,
     tol: float,
     polish: bool = False,
+    kernels: ModuleType | None = None,
 ) -> LloydState:
     """Cluster a colour histogram into ``k`` centres, coarse to fine; assumes valid input.
 
@@ -461,22 +547,17 @@ def fit_histogram(
         ``_CONVERGE_POINTS`` always get): for the histogram of a random sample
         of the pixels, itself an approximation, so that fitting a sample costs
         less than fitting every pixel (bench/bench_sample.py).
+    kernels : module, optional
+        Compiled kernels (see :func:`lloyd`); the result is the same.
 
     Returns
     -------
     LloydState
         Centres, labels of ``colors`` and bounds; ``n_iter`` sums all levels.
     """
-    exact = (colors.astype(np.float64), counts.astype(np.float64), None)
-    levels = []
-    for bits in _COARSE_BITS if exact[0].shape[0] > _RESTART_POINTS else ():
-        cells = reduce_histogram(colors, counts, bits)
-        n_cells = cells[0].shape[0]
-        # A level pays off if it has room for the clusters and merges a lot.
-        if n_cells >= _COARSE_FACTOR * k and n_cells <= _COARSE_MERGE * exact[0].shape[0]:
-            levels.append(cells)
-    levels.append(exact)
-    points, weights, _ = levels[0]
+    levels = _levels(colors, counts, k, kernels)
+    coarse = next(levels)
+    points, weights, _, point_sums = coarse
     restarts = _restarts(k, points.shape[0])
     # With several draws, each gets a few iterations (most of the descent)
     # and only the best one is run to convergence.
@@ -484,42 +565,80 @@ def fit_histogram(
     best, best_inertia = None, np.inf
     for _ in range(restarts):
         centres = _initial_centres(init, points, weights, k, rng)
-        state = lloyd(points, weights, centres, trial_iter, tol)
+        state = lloyd(points, weights, centres, trial_iter, tol, point_sums=point_sums,
+                      kernels=kernels)
         inertia = _dot(weights, _distance(points, state.centres[state.labels], squared=True))
         if inertia < best_inertia:
             best, best_inertia = state, inertia
     state, n_iter = best, best.n_iter
     if restarts > 1 and n_iter < max_iter:
-        state = lloyd(points, weights, state.centres, max_iter - n_iter, tol, state=state)
+        state = lloyd(points, weights, state.centres, max_iter - n_iter, tol, state=state,
+                      point_sums=point_sums, kernels=kernels)
         n_iter += state.n_iter
-    for coarse, fine in zip(levels[:-1], levels[1:], strict=True):
-        level_iter = max_iter if fine is exact else min(max_iter, _CELL_ITER)
+    del points, weights, point_sums
+    # Levels are made one at a time: only two are ever held (memory).
+    for fine in levels:
+        level_iter = max_iter if fine[2] is None else min(max_iter, _CELL_ITER)
         large = fine[0].shape[0] > (_RESTART_POINTS if polish else _CONVERGE_POINTS)
         if large:
             # Large levels only polish what the cells converged to: each of
             # their iterations costs as much as many iterations on the cells.
             level_iter = min(max_iter, _POLISH_ITER)
-        state = lloyd(fine[0], fine[1], state.centres, level_iter, tol,
-                      state=_carry(state, coarse, fine))
+        carried = _carry(state, coarse, fine, kernels)
+        state = coarse = None  # the coarse level is not needed any more (memory)
+        state = lloyd(fine[0], fine[1], carried.centres, level_iter, tol, state=carried,
+                      point_sums=fine[3], kernels=kernels)
         n_iter += state.n_iter
+        coarse = fine
     state.n_iter = n_iter
     return state
 
 
-def _carry(state: LloydState, coarse: tuple, fine: tuple) -> LloydState:
+def _levels(
+    colors: np.ndarray, counts: np.ndarray, k: int, kernels: ModuleType | None
+) -> Iterator[tuple]:
+    """Yield the levels of :func:`fit_histogram`, coarse to fine, each made when asked for.
+
+    A level is ``(points, weights, cell of each colour, exact point sums)``;
+    the last one is the exact histogram, with ``None`` for the cells and for
+    the sums (``weights * points`` is exact there, and not storing it saves
+    24 bytes per colour).
+    """
+    n_colors = colors.shape[0]
+    reduce = cell_sums if kernels is None else kernels.cell_sums
+    for bits in _COARSE_BITS if n_colors > _RESTART_POINTS else ():
+        means, cell_weights, sums, cell_of_color = reduce(colors, counts, bits)
+        # A level pays off if it has room for the clusters and merges a lot.
+        if means.shape[0] >= _COARSE_FACTOR * k and means.shape[0] <= _COARSE_MERGE * n_colors:
+            yield means, cell_weights, cell_of_color, sums
+        del means, cell_weights, sums, cell_of_color
+    # The compiled kernels read uint8 colours as they are (x - c is the same
+    # float64 either way): 24 bytes per colour fewer than float64 points.
+    points = colors if kernels is not None else colors.astype(np.float64)
+    yield points, counts.astype(np.float64), None, None
+
+
+def _carry(state: LloydState, coarse: tuple, fine: tuple,
+           kernels: ModuleType | None = None) -> LloydState:
     """Bounds for the points of a finer level from the cells that hold them.
 
     A point is at most ``r = |x - m|`` from the mean ``m`` of its coarse cell,
     so the cell's bounds widened by ``r`` are valid for the point.
     """
-    coarse_means, _, coarse_of_color = coarse
-    fine_means, _, fine_of_color = fine
+    coarse_means, coarse_of_color = coarse[0], coarse[2]
+    fine_means, fine_of_color = fine[0], fine[2]
     if fine_of_color is None:  # the fine level is the exact histogram
         cell = coarse_of_color
     else:
         cell = np.empty(fine_means.shape[0], dtype=np.intp)
         cell[fine_of_color] = coarse_of_color
-    radius = _distance(fine_means, coarse_means[cell])
+    if kernels is not None:
+        return LloydState(state.centres, *kernels.carry(
+            state.labels, state.upper, state.lower, coarse_means, cell, fine_means))
+    radius = np.empty(fine_means.shape[0])
+    for start in range(0, radius.shape[0], _ASSIGN_BLOCK):  # bounded temporaries
+        stop = start + _ASSIGN_BLOCK
+        radius[start:stop] = _distance(fine_means[start:stop], coarse_means[cell[start:stop]])
     return LloydState(
         state.centres,
         state.labels[cell],
@@ -554,7 +673,8 @@ _COARSE_MERGE = 0.6
 
 
 def nearest_palette_colors(
-    colors: np.ndarray, palette: np.ndarray, state: LloydState | None = None
+    colors: np.ndarray, palette: np.ndarray, state: LloydState | None = None,
+    kernels: ModuleType | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest palette entry of every colour, computed exactly.
 
@@ -566,6 +686,9 @@ def nearest_palette_colors(
         The clustering that produced ``palette`` (``palette[i]`` is
         ``state.centres[i]`` rounded): its bounds, widened by how far rounding
         moved each centre, settle most colours without a search.
+    kernels : module, optional
+        Compiled kernels (``kpal.cluster._kmeans_fast``): an exact integer
+        search from the clustering's labels, with the same result.
 
     Returns
     -------
@@ -574,8 +697,15 @@ def nearest_palette_colors(
     distances : ndarray of shape (n_colors,), float64
         Its squared distance (an integer value).
     """
-    points = colors.astype(np.float64)
     centres = palette.astype(np.float64)
+    if kernels is not None and palette.shape[0] > 1:
+        if state is not None:
+            hint = state.labels
+        else:
+            cells = reduce_histogram(colors, np.ones(colors.shape[0]), 6)
+            hint = assign(cells[0], centres)[0][cells[2]]
+        return kernels.nearest_palette(colors, palette, hint)
+    points = colors.astype(np.float64)
     if palette.shape[0] == 1 or (state is None and colors.shape[0] <= _RESTART_POINTS):
         return assign(points, centres)
     if state is None:
@@ -584,21 +714,37 @@ def nearest_palette_colors(
         cells = reduce_histogram(colors, np.ones(colors.shape[0]), 6)
         state = _carry(start_state(cells[0], centres), cells, (points, None, None))
     moved = _distance(centres, state.centres)
-    labels = state.labels.copy()
-    upper = state.upper + moved[labels]
     top = int(np.argmax(moved))
     runner_up = float(np.max(np.delete(moved, top)))
-    lower = state.lower - np.where(labels == top, runner_up, moved[top])
     neighbours = Neighbours(centres)
     half_gap = neighbours.half_gap
-    # The bounds went through float rounding: only a clear margin counts as
-    # proof, every other colour is searched exactly (integer-valued floats).
-    settled = upper + _MARGIN < np.maximum(half_gap[labels], lower)
-    search = np.flatnonzero(~settled)
-    if search.size:
-        labels[search] = neighbours.search(
-            points[search], labels[search], upper[search], exact=True
-        )[0]
-    diff = points - centres[labels]
-    return labels, np.einsum("nd,nd->n", diff, diff)
+    labels = state.labels.copy()
+    # Colours are independent: blocks keep every temporary small.
+    for start in range(0, colors.shape[0], _ASSIGN_BLOCK):
+        block = slice(start, start + _ASSIGN_BLOCK)
+        block_labels = labels[block]  # a view: searched labels are written through it
+        upper = state.upper[block] + moved[block_labels]
+        lower = state.lower[block] - np.where(block_labels == top, runner_up, moved[top])
+        # The bounds went through float rounding: only a clear margin counts as
+        # proof, every other colour is searched exactly (integer-valued floats).
+        settled = upper + _MARGIN < np.maximum(half_gap[block_labels], lower)
+        search = np.flatnonzero(~settled)
+        if search.size:
+            block_labels[search] = neighbours.search(
+                points[block][search], block_labels[search], upper[search], exact=True
+            )[0]
+    del points
+    return labels, _palette_distances(colors, palette, labels)
+
+
+def _palette_distances(colors: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Squared distance from each colour to its palette entry, exact, in bounded blocks."""
+    out = np.empty(colors.shape[0], dtype=np.float64)
+    entries = palette.astype(np.int32)
+    for start in range(0, colors.shape[0], _ASSIGN_BLOCK):
+        stop = start + _ASSIGN_BLOCK
+        diff = colors[start:stop].astype(np.int32) - entries[labels[start:stop]]
+        diff *= diff
+        out[start:stop] = diff.sum(axis=1)
+    return out
 

@@ -4,8 +4,14 @@ Exact nearest and second-nearest centre searches over bounded blocks of
 points (:func:`assign`, :func:`_nearest_two`), and :class:`Neighbours`, the
 per-centre lists of nearby centres that let Lloyd's algorithm and the final
 palette assignment compare a point with a few candidates instead of all k.
-Every sum is taken with numpy, never BLAS, so no label depends on the number
-of BLAS threads.
+
+Every label is defined exactly, whatever shortcut finds it: the nearest
+centre is the one with the least ``squared_distance`` -- the float64 sum
+``(x0 - c0)**2 + (x1 - c1)**2 + (x2 - c2)**2`` taken in that order -- and
+ties go to the lowest centre index. Bounds only ever skip a centre that is
+farther by more than ``_MARGIN`` (far above any rounding of the bounds), so
+a compiled kernel that prunes differently finds the same labels, and no
+label depends on the number of threads (no BLAS anywhere).
 """
 
 from __future__ import annotations
@@ -69,12 +75,9 @@ def _nearest_two(
     labels = np.empty(n, dtype=np.intp)
     first = np.empty(n, dtype=np.float64)
     second = np.full(n, np.inf)
-    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: ranking the centres of one point
-    # needs only ||c||^2 / 2 - x.c, one product per coordinate. The products
-    # are summed coordinate by coordinate with numpy, not BLAS, so the labels
-    # cannot depend on how many BLAS threads run; on integer data (colours
-    # and a uint8 palette) every term is an exact float64.
-    half_norms = 0.5 * np.einsum("kd,kd->k", centres, centres)
+    # Distances straight from the differences, coordinate by coordinate: the
+    # expanded form ||x||^2 - 2 x.c + ||c||^2 is cheaper but rounds
+    # differently, and the labels must be the argmin of exactly this sum.
     rows = max(1, _BLOCK // k)
     block = np.empty((min(rows, n), k), dtype=np.float64)
     term = np.empty_like(block)
@@ -82,17 +85,22 @@ def _nearest_two(
         stop = min(start + rows, n)
         x = points[start:stop]
         b, t = block[: stop - start], term[: stop - start]
-        np.subtract(half_norms, np.multiply(x[:, 0, None], centres[:, 0], out=t), out=b)
+        np.subtract(x[:, 0, None], centres[:, 0], out=b)
+        b *= b
         for d in range(1, dim):
-            b -= np.multiply(x[:, d, None], centres[:, d], out=t)
-        chosen = b.argmin(axis=1)
+            np.subtract(x[:, d, None], centres[:, d], out=t)
+            t *= t
+            b += t
+        chosen = b.argmin(axis=1)  # the first least: ties go to the lowest index
         labels[start:stop] = chosen
-        # The distances themselves are recomputed from differences: the
-        # expanded form above cancels badly for points close to a centre.
-        first[start:stop] = _distance(x, centres[chosen], squared)
+        picked = np.arange(stop - start)
+        first[start:stop] = b[picked, chosen]
         if need_second and k > 1:
-            b[np.arange(stop - start), chosen] = np.inf
-            second[start:stop] = _distance(x, centres[b.argmin(axis=1)], squared)
+            b[picked, chosen] = np.inf
+            second[start:stop] = b.min(axis=1)
+    if not squared:
+        np.sqrt(first, out=first)
+        np.sqrt(second, out=second)
     return labels, first, second
 
 
@@ -199,8 +207,9 @@ class Neighbours:
         upper : ndarray of shape (n,), float64
             Upper bound of each point's distance to ``centres[labels]``.
         exact : bool
-            Integer-valued points and centres: compare squared distances as
-            exact integers and break ties towards the lowest centre index.
+            Integer-valued points and centres: one integer key orders by
+            distance, then index (faster). Either way ties go to the lowest
+            centre index.
 
         Returns
         -------
@@ -261,25 +270,30 @@ class Neighbours:
                 squared = diff
             else:
                 squared += diff
-        # Integer distances (exact): this key orders by distance, then by
-        # index. Otherwise the first candidate at the least distance wins.
-        key = squared * k + candidates if exact else squared
+        # Least distance, ties to the lowest centre index (not the first
+        # candidate: the row order is not the index order). On integer data
+        # (exact) one key orders by distance, then by index.
         columns = np.arange(n)
         if width <= _SCAN_WIDTH:
             # Few candidates: one pass over the rows keeps the best and the
             # least of the others (faster than reducing along short rows).
             rank = np.zeros(n, dtype=np.intp)
-            best_key = key[0].copy()
             best = squared[0].copy()
+            best_label = candidates[0].copy()
             second = np.full(n, np.inf)
             for j in range(1, width):
-                better = key[j] < best_key
-                np.minimum(second, np.where(better, best, squared[j]), out=second)
+                row, label = squared[j], candidates[j]
+                better = (row < best) | ((row == best) & (label < best_label))
+                np.minimum(second, np.where(better, best, row), out=second)
                 rank[better] = j
-                np.copyto(best_key, key[j], where=better)
-                np.copyto(best, squared[j], where=better)
+                np.copyto(best, row, where=better)
+                np.copyto(best_label, label, where=better)
         else:
-            rank = key.argmin(axis=0)
+            if exact:
+                rank = (squared * k + candidates).argmin(axis=0)
+            else:
+                least = squared.min(axis=0)
+                rank = np.where(squared == least, candidates, k).argmin(axis=0)
             best = squared[rank, columns]
             squared[rank, columns] = np.inf
             second = squared.min(axis=0)

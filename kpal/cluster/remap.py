@@ -7,13 +7,14 @@ the arguments):
 ``"none"``
     The exact nearest palette colour (squared RGB distance, ties to the
     lowest index), computed once per distinct colour and spread to the pixels
-    through a lookup table (:mod:`kpal.cluster.histogram`).
+    through a lookup table (:mod:`kpal.cluster.histogram`); the compiled path
+    finds the same index per pixel.
 ``"ordered"``
     A threshold map of blue noise (void-and-cluster, 64 x 64, generated once
     from a fixed integer hash) offsets every channel before the exact
     nearest-colour mapping. The offset's amplitude follows the palette's
     spacing (the mean distance from each palette colour to its nearest other
-    one) times ``strength``. Vectorized over the whole image.
+    one) times ``strength``.
 ``"fs"``
     Floyd--Steinberg error diffusion in serpentine order (even rows left to
     right, odd rows right to left), the error scaled by ``strength``; an
@@ -22,45 +23,75 @@ the arguments):
     drag a streak of wrong colours behind it. With ``adaptive=True`` the
     error a pixel receives is further scaled by a map of the image's local
     contrast: full diffusion in smooth regions, little at edges and in noisy
-    texture, where the quantization error is masked anyway and dithering
-    only adds noise (the idea of libimagequant's "dithering map").
+    texture (the idea of libimagequant's "dithering map").
 
-Error diffusion is sequential: in serpentine order a row cannot start before
-the row above it has finished, so its critical path is every pixel of the
-image, one after another. numpy needs whole arrays per step, so the image is
-cut into horizontal bands of :data:`BAND_ROWS` rows that are diffused side by
-side, one pixel of every band per step: ``(BAND_ROWS + WARMUP_ROWS) * width``
-steps whatever the height. Each band first runs :data:`WARMUP_ROWS` rows of
-the band above it without keeping their labels, so its first row receives an
-error field like the one a single pass would bring, and no seam shows. The
-first band, and so an image of at most ``BAND_ROWS`` rows, is exactly the
-textbook single pass; later bands differ from it only in that the error they
-start from was diffused over the few rows just above them.
+:func:`dither_image` wraps :func:`remap` for the encoder: it can refit the
+palette to the dithered pixels (as pngquant does) and, for ``"none"`` with an
+Oklab palette, measures the nearest colour in Oklab.
+
+Error diffusion is computed in fixed point: values and errors in 1/64ths of a
+level, every share of an error rounded on its own (``(error * weight *
+strength256 + 2048) >> 12``), the nearest colour by exact integer distance.
+Integer sums do not depend on their order, which is what lets two very
+different implementations give the same labels bit for bit:
+
+- the compiled path (:mod:`kpal.cluster._remap_fast`, numba, used when it
+  is installed and the image has at least :data:`COMPILED_MIN_PIXELS`
+  pixels) walks the pixels one by one and finds the nearest colour among the
+  few candidates of a grid cell;
+- the numpy path needs whole arrays per step, so the image is cut into
+  horizontal bands of :data:`BAND_ROWS` rows that are diffused side by side,
+  one pixel of every band per step.
+
+Both follow the same banded order: each band after the first starts
+:data:`WARMUP_ROWS` rows above its own, from a field of blue noise, and
+discards those rows' labels, so its first row receives an error field like
+the one a single pass would bring and no seam shows. The first band, and so
+an image of at most ``BAND_ROWS`` rows, is exactly the textbook single pass.
+Bands are independent, so the compiled path may share them among threads
+(``threads=``) with the same labels.
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from types import ModuleType
 
 import numpy as np
 
+from kpal import _jit
 from kpal.cluster.histogram import color_histogram, map_pixels
 from kpal.cluster.kmeans import nearest_palette_colors
 from kpal.errors import KpalError
 
-__all__ = ["DITHERS", "BAND_ROWS", "WARMUP_ROWS", "blue_noise", "palette_spacing", "remap"]
+__all__ = ["DITHERS", "BAND_ROWS", "WARMUP_ROWS", "blue_noise", "dither_image", "palette_spacing",
+           "remap"]
 
 #: Names accepted by ``dither=``.
 DITHERS = ("none", "fs", "ordered")
 
 #: Rows per band of the banded error diffusion (even: bands keep the row parity).
-BAND_ROWS = 4
+BAND_ROWS = 16
 #: Rows of the band above that each band diffuses first, labels discarded (even).
-WARMUP_ROWS = 2
+WARMUP_ROWS = 4
 
+#: Fixed point of the error diffusion: values and errors in 1/64ths of a level.
+_FRAC_BITS = 6
+_ONE = 1 << _FRAC_BITS
+_TOP = 255 * _ONE
+#: ``strength`` is applied in 1/256ths.
+_STRENGTH_BITS = 8
 #: Floyd--Steinberg weights, in sixteenths: ahead in the row, then the row
-#: below behind, under and ahead (ahead = the scan direction).
-_AHEAD, _BELOW_BEHIND, _BELOW, _BELOW_AHEAD = 7 / 16, 3 / 16, 5 / 16, 1 / 16
+#: below behind, under and ahead (ahead = the scan direction). A share of an
+#: error is ``(error * weight * strength256 + half) >> 12``, rounded half up.
+_AHEAD, _BELOW_BEHIND, _BELOW, _BELOW_AHEAD = 7, 3, 5, 1
+_SHARE_BITS = 4 + _STRENGTH_BITS
+_SHARE_HALF = 1 << (_SHARE_BITS - 1)
+#: Adaptive map: weights in 256ths.
+_WEIGHT_BITS = 8
+_WEIGHT_ONE = 1 << _WEIGHT_BITS
+_WEIGHT_HALF = 1 << (_WEIGHT_BITS - 1)
 
 #: Side of the blue-noise threshold map.
 _NOISE_SIDE = 64
@@ -89,10 +120,28 @@ _EDGE_RANGE = 4.0
 #: does the same): a pixel far from every palette colour, at an edge or in a
 #: saturated region, would otherwise push a streak of wrong colours ahead of it.
 _CAP_FRACTION = 0.5
-_CAP_SCALE = 0.75
+#: The shortening, 3/4 in fixed point: ``(3 * error + 2) >> 2``.
+_CAP_NUM, _CAP_BITS, _CAP_HALF = 3, 2, 2
 
-#: Luma weights (ITU-R BT.601) for the contrast map.
-_LUMA = (0.299, 0.587, 0.114)
+#: Luma weights (ITU-R BT.601) for the contrast map, in 256ths.
+_LUMA = (77, 150, 29)
+
+#: Oklab table for dithering: 65 levels per channel, one every 4 levels;
+#: a fixed-point value reads cell ``(v + 128) >> 8``.
+_LUT_SIDE = 65
+_LUT_SHIFT = 8
+_LUT_HALF = 1 << (_LUT_SHIFT - 1)
+
+#: Names accepted by ``space=`` (as kpal.cluster.perceptual.SPACES).
+_SPACES = ("rgb", "oklab")
+
+#: Images with fewer pixels than this use the numpy path (numba's import would
+#: cost more than it saves); ``KPAL_PURE_NUMPY=0`` forces the compiled path.
+COMPILED_MIN_PIXELS = 1 << 16
+#: ... and while numba is not started yet in this process: starting it costs
+#: about 1.7 s, which the numpy diffusion (about 5 s per megapixel) repays
+#: from a quarter of a megapixel.
+COLD_MIN_PIXELS = 1 << 18
 
 
 def remap(
@@ -103,6 +152,8 @@ def remap(
     strength: float = 1.0,
     seed: int = 0,
     adaptive: bool = False,
+    threads: int = 1,
+    space: str = "rgb",
 ) -> np.ndarray:
     """Palette index of every pixel: the nearest colour, or dithered.
 
@@ -126,6 +177,14 @@ def remap(
     adaptive : bool, default False
         ``"fs"`` only: scale the diffused error by a map of local contrast
         (full in smooth regions, little at edges and in texture).
+    threads : int, default 1
+        Threads the compiled path may use (bands and rows are independent,
+        so the labels are the same for every value).
+    space : {"rgb", "oklab"}, default "rgb"
+        Where "nearest" is measured. ``"oklab"``: exactly for ``"none"``;
+        for ``"fs"`` and ``"ordered"`` through a table of the nearest palette
+        colour of every colour on a grid of 4 levels per channel (the value
+        rounded to it), while the diffused error stays in RGB.
 
     Returns
     -------
@@ -147,12 +206,203 @@ def remap(
     [[1, 0, 1, 0], [0, 1, 0, 1]]
     """
     _check(pixels_hw3, palette, dither, strength, seed, adaptive)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        msg = f"threads={threads!r} must be an integer >= 1"
+        raise KpalError(msg)
+    if space not in _SPACES:
+        msg = f"space={space!r} must be one of {', '.join(_SPACES)}"
+        raise KpalError(msg)
+    oklab = space == "oklab" and palette.shape[0] > 1
     if dither == "none" or strength == 0 or palette.shape[0] == 1:
-        return _nearest(pixels_hw3, palette)
+        if oklab:
+            return _nearest_oklab(pixels_hw3, palette)
+        return _nearest(pixels_hw3, palette, int(threads))
+    lut = oklab_table(palette) if oklab else None
     if dither == "ordered":
-        return _ordered(pixels_hw3, palette, float(strength), int(seed))
+        return _ordered(pixels_hw3, palette, float(strength), int(seed), int(threads), lut)
     weights = _contrast_weights(pixels_hw3, palette) if adaptive else None
-    return _diffuse(pixels_hw3, palette, float(strength), weights)
+    return _diffuse(pixels_hw3, palette, float(strength), weights, threads=int(threads), lut=lut)
+
+
+def oklab_table(palette: np.ndarray) -> np.ndarray:
+    """Nearest palette colour in Oklab of every colour of a grid of 4 levels per channel.
+
+    The grid has 65 levels per channel (0, 4, ..., 252, 255); a fixed-point
+    value ``v`` (1/64ths of a level) reads entry ``(v + 128) >> 8`` of each
+    channel. Computed once per palette in numpy for both paths, so they read
+    the same table.
+
+    Parameters
+    ----------
+    palette : ndarray of shape (k, 3), uint8
+
+    Returns
+    -------
+    ndarray of shape (65 ** 3,), uint8
+        Index ``(r * 65 + g) * 65 + b`` of grid levels ``r, g, b``.
+    """
+    from kpal.cluster.perceptual import oklab_from_srgb8
+
+    points = _lut_points()
+    centres = oklab_from_srgb8(palette)
+    fast = _compiled(_LUT_SIDE**3)
+    if fast is not None:
+        return fast.oklab_table(points, centres)
+    out = np.empty(points.shape[0], dtype=np.uint8)
+    chunk = max(1, (1 << 20) // palette.shape[0])
+    for start in range(0, points.shape[0], chunk):
+        part = points[start:start + chunk]
+        # (p0 - c0)^2 + (p1 - c1)^2 + (p2 - c2)^2, in this order, as the compiled path.
+        diff = part[:, 0, None] - centres[:, 0]
+        score = diff * diff
+        for channel in (1, 2):
+            np.subtract(part[:, channel, None], centres[:, channel], out=diff)
+            diff *= diff
+            score += diff
+        out[start:start + chunk] = score.argmin(axis=1)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _lut_points() -> np.ndarray:
+    """Oklab of the table's grid colours, shape (65 ** 3, 3), computed once; read-only."""
+    from kpal.cluster.perceptual import oklab_from_srgb8
+
+    levels = np.minimum(np.arange(_LUT_SIDE) * 4, 255)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    points = np.ascontiguousarray(oklab_from_srgb8(grid))
+    points.flags.writeable = False
+    return points
+
+
+def _lut_index(values: np.ndarray) -> np.ndarray:
+    """Table index of fixed-point values, shape (..., 3) int64 -> (...,)."""
+    cells = (values + _LUT_HALF) >> _LUT_SHIFT
+    return (cells[..., 0] * _LUT_SIDE + cells[..., 1]) * _LUT_SIDE + cells[..., 2]
+
+
+def dither_image(
+    pixels_hw3: np.ndarray,
+    palette: np.ndarray,
+    *,
+    dither: str = "fs",
+    strength: float = 1.0,
+    seed: int = 0,
+    space: str = "rgb",
+    refine: bool = False,
+    adaptive: bool = False,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of an image for a fitted palette, dithered, with the palette refitted to them.
+
+    A palette fitted without dithering is the mean of the colours nearest to
+    each entry; once dithered, each entry also stands in for mixtures with
+    its neighbours. As pngquant does, ``refine=True`` dithers once, moves each
+    palette entry to the mean of the original pixels that chose it, and
+    dithers again with the moved palette.
+
+    Parameters
+    ----------
+    pixels_hw3 : ndarray of shape (height, width, 3), uint8
+    palette : ndarray of shape (k, 3), uint8
+    dither : {"none", "fs", "ordered"}, default "fs"
+        As :func:`remap`. ``"none"`` never refits (the palette of
+        :func:`kpal.cluster.quantize` already is the mean of its pixels).
+    strength : float in [0, 1], default 1.0
+    seed : int, default 0
+    space : {"rgb", "oklab"}, default "rgb"
+        Where the nearest colour is measured (as :func:`remap`; for
+        ``"none"`` in Oklab these are the labels
+        :func:`kpal.cluster.perceptual.quantize_perceptual` gives) and where
+        the refitted means are taken. Diffused errors add up in RGB.
+    refine : bool, default False
+        Refit the palette to the dithered pixels. ``False`` keeps the palette
+        exactly as given (a palette chosen by the user); on the benchmark
+        photos the refit lowered SSIMULACRA2 slightly (bench/bench_dither.py).
+    adaptive : bool, default False
+        As :func:`remap`.
+    threads : int, default 1
+
+    Returns
+    -------
+    palette : ndarray of shape (k, 3), uint8
+        The palette the labels refer to (the given one unless refitted; an
+        entry no pixel chose keeps its colour).
+    labels : ndarray of shape (height, width), uint8
+
+    Raises
+    ------
+    KpalError
+        When an argument is invalid.
+    """
+    from kpal.cluster.perceptual import SPACES
+
+    if space not in SPACES:
+        msg = f"space={space!r} must be one of {', '.join(SPACES)}"
+        raise KpalError(msg)
+    if not isinstance(refine, (bool, np.bool_)):
+        msg = f"refine={refine!r} must be True or False"
+        raise KpalError(msg)
+    kwargs = {"dither": dither, "strength": strength, "seed": seed, "adaptive": adaptive,
+              "threads": threads, "space": space}
+    if dither == "none" or strength == 0:
+        return palette, remap(pixels_hw3, palette, **kwargs)
+    labels = remap(pixels_hw3, palette, **kwargs)
+    if not refine or palette.shape[0] == 1:
+        return palette, labels
+    refitted = _refit(pixels_hw3, labels, palette, space)
+    if np.array_equal(refitted, palette):
+        return palette, labels
+    return refitted, remap(pixels_hw3, refitted, **kwargs)
+
+
+def _nearest_oklab(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Nearest palette colour in Oklab of every pixel, once per distinct colour."""
+    from kpal.cluster.nearest import assign
+    from kpal.cluster.perceptual import oklab_from_srgb8
+
+    flat = pixels.reshape(-1, 3)
+    hist = color_histogram(flat)
+    labels, _ = assign(oklab_from_srgb8(hist.colors), oklab_from_srgb8(palette))
+    return map_pixels(flat, hist.colors, labels.astype(np.uint8)).reshape(pixels.shape[:2])
+
+
+def _refit(pixels: np.ndarray, labels: np.ndarray, palette: np.ndarray, space: str) -> np.ndarray:
+    """Mean of the pixels of each label (in ``space``), rounded to sRGB; unused entries kept."""
+    k = palette.shape[0]
+    flat_labels = labels.reshape(-1)
+    counts = np.bincount(flat_labels, minlength=k)
+    flat = pixels.reshape(-1, 3)
+    if space == "oklab":
+        from kpal.cluster.perceptual import oklab_from_srgb8, srgb8_from_oklab
+
+        # Oklab of each pixel through its colour: one conversion per distinct colour.
+        hist = color_histogram(flat)
+        index = map_pixels(flat, hist.colors, np.arange(len(hist), dtype=np.int32))
+        lab = oklab_from_srgb8(hist.colors)
+        sums = np.stack([np.bincount(flat_labels, weights=lab[index, c], minlength=k)
+                         for c in range(3)], axis=1)
+        used = counts > 0
+        out = palette.copy()
+        out[used] = srgb8_from_oklab(sums[used] / counts[used, None])
+        return out
+    # Integer sums: exact in any order.
+    sums = np.stack([np.bincount(flat_labels, weights=flat[:, c], minlength=k)
+                     for c in range(3)], axis=1)
+    used = counts > 0
+    out = palette.copy()
+    out[used] = np.clip(np.rint(sums[used] / counts[used, None]), 0, 255).astype(np.uint8)
+    return out
+
+
+def _compiled(n_pixels: int) -> ModuleType | None:
+    """The numba kernels (``kpal[fast]``) unless missing, ``KPAL_PURE_NUMPY=1``, or
+    the image is too small for numba's start-up to pay off (``KPAL_PURE_NUMPY=0``
+    forces them at any size); see :func:`kpal._jit.load`. Both paths give the
+    same labels.
+    """
+    return _jit.load("kpal.cluster._remap_fast", n_pixels, COMPILED_MIN_PIXELS,
+                     cold_min_pixels=COLD_MIN_PIXELS)
 
 
 def _check(pixels: object, palette: object, dither: object, strength: object, seed: object,
@@ -187,8 +437,12 @@ def _check(pixels: object, palette: object, dither: object, strength: object, se
         raise KpalError(msg)
 
 
-def _nearest(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+def _nearest(pixels: np.ndarray, palette: np.ndarray, threads: int = 1) -> np.ndarray:
     """Exact nearest palette colour of every pixel, once per distinct colour."""
+    fast = _compiled(pixels.shape[0] * pixels.shape[1])
+    if fast is not None and palette.shape[0] > 1:
+        return fast.offset_nearest(pixels, palette, np.zeros((1, 1, 3), dtype=np.int16),
+                                   (0, 0), threads, None)
     flat = pixels.reshape(-1, 3)
     hist = color_histogram(flat)
     labels, _ = nearest_palette_colors(hist.colors, palette)
@@ -235,11 +489,13 @@ def palette_spacing(palette: np.ndarray) -> float:
 # -- ordered dithering -------------------------------------------------------
 
 
-def _ordered(pixels: np.ndarray, palette: np.ndarray, strength: float, seed: int) -> np.ndarray:
+def _ordered(pixels: np.ndarray, palette: np.ndarray, strength: float, seed: int,
+             threads: int = 1, lut: np.ndarray | None = None) -> np.ndarray:
     height, width = pixels.shape[:2]
     amplitude = _ORDERED_SCALE * strength * palette_spacing(palette)
     if amplitude == 0:
-        return _nearest(pixels, palette)
+        return _nearest_oklab(pixels, palette) if lut is not None else _nearest(
+            pixels, palette, threads)
     noise = blue_noise()
     side = noise.shape[0]
     # Thresholds centred on 0, in (-1/2, 1/2). Each channel reads the map at
@@ -251,6 +507,9 @@ def _ordered(pixels: np.ndarray, palette: np.ndarray, strength: float, seed: int
     tile = np.stack([np.rint(amplitude * np.roll(centred, (-dy, -dx), axis=(0, 1)))
                      for dy, dx in _CHANNEL_SHIFTS], axis=-1).astype(np.int16)
     dy, dx = _seed_shift(seed, side)
+    fast = _compiled(height * width)
+    if fast is not None:
+        return fast.offset_nearest(pixels, palette, tile, (dy, dx), threads, lut)
     columns = (np.arange(width) + dx) % side
     out = np.empty((height, width, 3), dtype=np.uint8)
     rows_per_chunk = max(1, (1 << 18) // width)
@@ -261,6 +520,8 @@ def _ordered(pixels: np.ndarray, palette: np.ndarray, strength: float, seed: int
         value += tile[rows[:, None], columns[None, :]]
         np.clip(value, 0, 255, out=value)
         out[start:stop] = value
+    if lut is not None:
+        return lut[_lut_index(out.astype(np.int64) << _FRAC_BITS)]
     return _nearest(out, palette)
 
 
@@ -351,31 +612,55 @@ def blue_noise() -> np.ndarray:
 
 # -- error diffusion ---------------------------------------------------------
 
+def _plan(height: int, band_rows: int, warmup_rows: int) -> tuple[int, int, int]:
+    """Rows per band, warm-up rows and number of bands for an image ``height`` rows tall."""
+    if height <= band_rows:
+        return height + height % 2, 0, 1
+    return band_rows, warmup_rows, -(-height // band_rows)
+
+
+def _fixed_strength(strength: float) -> int:
+    """``strength`` in 1/256ths, the unit every diffused share is computed in."""
+    return int(round(strength * (1 << _STRENGTH_BITS)))
+
+
+def _fixed_cap(palette: np.ndarray) -> int:
+    """Squared error length (fixed point) above which an error is shortened."""
+    return int(math.floor((_CAP_FRACTION * palette_spacing(palette) * _ONE) ** 2))
+
 
 def _contrast_weights(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Per-pixel share of the diffused error a pixel receives, in [0, 1].
+    """Per-pixel share of the diffused error a pixel receives, in 256ths (0..256).
 
     The range of luma in the 3 x 3 neighbourhood measures edges and texture;
     it is compared with the palette spacing: where the image itself varies by
     more than the gap between palette colours, the quantization error is
     masked and dithering only adds noise. A 3 x 3 minimum then widens the
-    low-weight zones, so the pixels beside an edge do not ring.
+    low-weight zones, so the pixels beside an edge do not ring. Integer
+    arithmetic throughout: the map is exact on every machine.
     """
     height, width = pixels.shape[:2]
-    # float32: on a 12 MP image the maps are 48 MiB each instead of 96.
-    luma = np.zeros((height + 2, width + 2), dtype=np.float32)
-    for channel, weight in enumerate(_LUMA):
-        luma[1:-1, 1:-1] += np.float32(weight) * pixels[:, :, channel]
+    # Weight 256 at no contrast, 0 at a luma range of _EDGE_RANGE palette spacings.
+    full = max(int(round(_EDGE_RANGE * max(palette_spacing(palette), 1.0) * 256)), 1)
+    fast = _compiled(height * width)
+    if fast is not None:
+        return fast.contrast_weights(pixels, full)
+    # Luma in 256ths of a level (BT.601 weights 77/150/29 out of 256).
+    luma = np.empty((height + 2, width + 2), dtype=np.int32)
+    inner = luma[1:-1, 1:-1]
+    np.multiply(pixels[:, :, 0], _LUMA[0], out=inner, dtype=np.int32)
+    inner += _LUMA[1] * pixels[:, :, 1].astype(np.int32)
+    inner += _LUMA[2] * pixels[:, :, 2].astype(np.int32)
     # Replicate the border, so the image edge is not an edge.
     luma[0], luma[-1] = luma[1], luma[-2]
     luma[:, 0], luma[:, -1] = luma[:, 1], luma[:, -2]
-    high = _window(luma, np.maximum)
-    low = _window(luma, np.minimum)
-    spacing = max(palette_spacing(palette), 1.0)
-    high -= low
-    weights = np.float32(1.0) - high / np.float32(_EDGE_RANGE * spacing)
-    np.clip(weights, 0.0, 1.0, out=weights)
-    padded = np.pad(weights, 1, mode="edge")
+    spread = _window(luma, np.maximum)
+    spread -= _window(luma, np.minimum)
+    spread *= _WEIGHT_ONE
+    spread //= full
+    np.subtract(_WEIGHT_ONE, spread, out=spread)
+    np.clip(spread, 0, _WEIGHT_ONE, out=spread)
+    padded = np.pad(spread, 1, mode="edge")
     return _window(padded, np.minimum)
 
 
@@ -385,141 +670,144 @@ def _window(padded: np.ndarray, reduce: np.ufunc) -> np.ndarray:
     return reduce(reduce(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
 
 
+def _receive(error: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """The part of ``error`` a pixel of weight ``weights`` (256ths) receives."""
+    if weights is None:
+        return error
+    return (weights * error + _WEIGHT_HALF) >> _WEIGHT_BITS
+
+
 def _diffuse(pixels: np.ndarray, palette: np.ndarray, strength: float,
              weights: np.ndarray | None, band_rows: int = BAND_ROWS,
-             warmup_rows: int = WARMUP_ROWS) -> np.ndarray:
-    """Serpentine Floyd--Steinberg, bands of ``band_rows`` side by side.
+             warmup_rows: int = WARMUP_ROWS, threads: int = 1,
+             lut: np.ndarray | None = None) -> np.ndarray:
+    """Serpentine Floyd--Steinberg in fixed point, bands of ``band_rows`` rows.
+
+    Every value is an integer in 1/64ths of a level and every share of an
+    error is rounded the same way in both paths, so the compiled path
+    (one band after another) and the numpy path below (one pixel of every
+    band per step) give the same labels bit for bit.
 
     Band ``b`` keeps rows ``b * band_rows ..`` and starts ``warmup_rows``
-    above them; rows above the image pass no error on, rows below it are
-    diffused and discarded. Step ``x`` of row ``r`` handles one pixel of
-    every band at once; what depends on the whole row (the error received
-    from the row above) is computed a whole row at a time.
+    above them (band 0 starts at row 0 with no error); rows below the image
+    are never reached by a kept row.
     """
     height, width = pixels.shape[:2]
-    if height <= band_rows:
-        band_rows, warmup_rows = height + height % 2, 0
-    n_bands = -(-height // band_rows)
+    band_rows, warmup_rows, n_bands = _plan(height, band_rows, warmup_rows)
+    s = _fixed_strength(strength)
+    cap = _fixed_cap(palette)
+    warm = (_warmup_error(np.arange(1, n_bands) * band_rows - warmup_rows, width, palette)
+            if n_bands > 1 else np.zeros((0, width, 3), dtype=np.int64))
+    fast = _compiled(pixels.shape[0] * pixels.shape[1])
+    if fast is not None:
+        return fast.diffuse(pixels, palette, weights, warm, s, cap, band_rows, warmup_rows,
+                            n_bands, threads, lut)
+    return _diffuse_numpy(pixels, palette, weights, warm, s, cap, band_rows, warmup_rows,
+                          n_bands, lut)
+
+
+def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray | None,
+                   warm: np.ndarray, s: int, cap: int, band_rows: int, warmup_rows: int,
+                   n_bands: int, lut: np.ndarray | None = None) -> np.ndarray:
+    """The banded diffusion, a whole column of bands per step (see :func:`_diffuse`)."""
+    height, width = pixels.shape[:2]
+    colours = palette.astype(np.int64) * _ONE
     first_rows = np.arange(n_bands) * band_rows - warmup_rows
-    colours = palette.astype(np.float64)
-    channels = tuple(np.ascontiguousarray(column) for column in colours.T)
-    half_norms = _half_norms(colours)
-    ahead = _AHEAD * strength
-    cap = (_CAP_FRACTION * palette_spacing(palette)) ** 2
+    first_rows[0] = 0
     labels = np.empty((height, width), dtype=np.uint8)
-    below = np.zeros((n_bands, width, 3))  # error each pixel of the row receives from above
-    if warmup_rows and n_bands > 1:
-        below[1:] = _warmup_error(first_rows[1:], width, palette)
+    below = np.zeros((n_bands, width, 3), dtype=np.int64)
+    below[1:] = warm
     band_index = np.arange(n_bands)
+    ahead = _AHEAD * s
+    errors = np.empty((n_bands, width, 3), dtype=np.int64)
+    picks = np.empty((n_bands, width), dtype=np.uint8)
     for r in range(band_rows + warmup_rows):
-        rows = first_rows + r
-        inside = (rows >= 0) & (rows < height)
-        source = np.clip(rows, 0, height - 1)
-        # Pixel plus the error from above, a whole row of every band at once.
-        base = pixels[source].astype(np.float64)  # (bands, width, 3)
-        if weights is None:
-            base += below
-            row_weights = None
-        else:
-            row_weights = weights[source][:, :, None]
-            base += row_weights * below
-        # Serpentine: band_rows and warmup_rows are even, so image row parity is r's.
+        # Band 0 has no warm-up: it runs its band_rows rows first, then idles.
+        rows = np.arange(n_bands) * band_rows - warmup_rows + r
+        rows[0] = r
+        active = rows < np.minimum(np.arange(n_bands) * band_rows + band_rows, height)
+        if not active.any():
+            break
+        source = np.minimum(rows, height - 1)
+        base = pixels[source].astype(np.int64) << _FRAC_BITS  # (bands, width, 3)
+        row_weights = None if weights is None else weights[source].astype(np.int64)[:, :, None]
+        base += _receive(below, row_weights)
+        # Serpentine by image row parity (band starts are even rows).
         step = 1 if r % 2 == 0 else -1
-        picks, errors = [], []
         carry = None
         for x in range(width) if step == 1 else range(width - 1, -1, -1):
-            if carry is None:
-                value = base[:, x].copy()
-            elif row_weights is None:
-                value = base[:, x] + carry
-            else:
-                value = base[:, x] + row_weights[:, x] * carry
-            # Two ufuncs: faster than np.clip on arrays this small.
-            np.minimum(np.maximum(value, 0.0, out=value), 255.0, out=value)
-            best = _nearest_rows(value, channels, half_norms)
-            error = value - colours.take(best, axis=0)
-            error *= np.where(_squared_length(error) > cap, _CAP_SCALE, 1.0)[:, None]
-            picks.append(best)
-            errors.append(error)
-            carry = error * ahead
-        if step == -1:
-            picks.reverse()
-            errors.reverse()
-        row_errors = np.stack(errors, axis=1)  # (bands, width, 3), before strength
-        # Rows above the image pass no error on: the band starts as a whole image would.
-        row_errors[rows < 0] = 0.0
-        _spread_below(row_errors, below, step, strength)
-        keep = inside & (r >= warmup_rows)
+            value = base[:, x]
+            if carry is not None:
+                value = value + _receive(carry, None if row_weights is None
+                                         else row_weights[:, x])
+            np.clip(value, 0, _TOP, out=value)
+            best = _nearest_fixed(value, colours) if lut is None else lut[_lut_index(value)]
+            error = value - colours[best]
+            long = (error * error).sum(axis=1) > cap
+            error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
+            picks[:, x] = best
+            errors[:, x] = error
+            carry = (error * ahead + _SHARE_HALF) >> _SHARE_BITS
+        below = _spread_below(errors, step, s)
+        keep = active & (rows >= first_rows + (np.arange(n_bands) > 0) * warmup_rows)
         if keep.any():
-            labels[rows[keep]] = np.stack(picks, axis=1)[band_index[keep]]
+            labels[rows[keep]] = picks[band_index[keep]]
     return labels
 
 
 def _warmup_error(rows: np.ndarray, width: int, palette: np.ndarray) -> np.ndarray:
-    """Error the first warm-up row of each band starts from, shape (bands, width, 3).
+    """Error the first warm-up row of each band starts from, shape (bands, width, 3), int64.
 
     Starting from no error at all, error diffusion on a flat region goes
     through the same few rows of transient patterns every time: every band
     would repeat them, a stripe every band. A field of blue noise (the
     ordered map, read at each band's first row) about the size of the error
     diffusion leaves behind makes each band start differently and settle
-    sooner.
+    sooner. In 1/64ths of a level, rounded once here for both paths.
     """
     noise = blue_noise()
     side = noise.shape[0]
     centred = (noise.astype(np.float64) + 0.5) / noise.size - 0.5
-    amplitude = _WARMUP_NOISE * palette_spacing(palette)
+    amplitude = _WARMUP_NOISE * palette_spacing(palette) * _ONE
     out = np.empty((rows.size, width, 3))
     columns = np.arange(width)
     for channel, (dy, dx) in enumerate(_CHANNEL_SHIFTS):
         out[:, :, channel] = centred[((rows + dy) % side)[:, None], (columns + dx) % side]
     out *= amplitude
-    return out
+    return np.rint(out).astype(np.int64)
 
 
-def _nearest_rows(values: np.ndarray, channels: tuple[np.ndarray, ...],
-                  half_norms: np.ndarray) -> np.ndarray:
-    """Nearest colour of each row of ``values`` (float, shape (n, 3)), first one on ties.
+def _nearest_fixed(values: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Nearest colour of each row of ``values`` (int64, shape (n, 3)); ties to the lowest index.
 
-    ``||v - c||^2`` ranks like ``||c||^2 / 2 - v.c``: one product per
-    coordinate, each a separately rounded numpy multiply and subtract (no
-    BLAS, no fused multiply-add), so the choice is the same whatever the
-    thread count or the processor. ``channels`` holds the palette's three
-    columns, each contiguous, float64 of shape (k,).
+    Exact integer squared distances: the compiled path's pruned search
+    returns the same index.
     """
-    score = np.multiply(values[:, 0, None], channels[0])
-    np.subtract(half_norms, score, out=score)
-    term = np.multiply(values[:, 1, None], channels[1])
-    score -= term
-    score -= np.multiply(values[:, 2, None], channels[2], out=term)
+    diff = values[:, 0, None] - colours[:, 0]
+    score = diff * diff
+    for channel in (1, 2):
+        np.subtract(values[:, channel, None], colours[:, channel], out=diff)
+        diff *= diff
+        score += diff
     return score.argmin(axis=1)
 
 
-def _half_norms(colours: np.ndarray) -> np.ndarray:
-    """``||c||^2 / 2`` of every palette colour, coordinate by coordinate."""
-    return 0.5 * _squared_length(colours)
-
-
-def _squared_length(vectors: np.ndarray) -> np.ndarray:
-    """Squared length of each row of an (n, 3) float array, summed in a fixed order."""
-    squared = vectors * vectors
-    return squared[:, 0] + squared[:, 1] + squared[:, 2]
-
-
-def _spread_below(errors: np.ndarray, below: np.ndarray, step: int, strength: float) -> None:
+def _spread_below(errors: np.ndarray, step: int, s: int) -> np.ndarray:
     """Error the next row receives from a finished row scanned in direction ``step``.
 
     Pixel ``x`` gets 5/16 of the error from ``x`` above, 3/16 from the pixel
     above that was scanned after it (``x + step``) and 1/16 from the one
-    before, each times ``strength``; what would leave the image is dropped.
+    before, each times ``strength`` and rounded on its own; what would leave
+    the image is dropped.
     """
-    np.multiply(errors, _BELOW * strength, out=below)
+    below = (errors * (_BELOW * s) + _SHARE_HALF) >> _SHARE_BITS
     if errors.shape[1] > 1:
+        behind = (errors * (_BELOW_BEHIND * s) + _SHARE_HALF) >> _SHARE_BITS
+        before = (errors * (_BELOW_AHEAD * s) + _SHARE_HALF) >> _SHARE_BITS
         if step == 1:
-            after, before = errors[:, 1:], errors[:, :-1]
-            below[:, :-1] += (_BELOW_BEHIND * strength) * after
-            below[:, 1:] += (_BELOW_AHEAD * strength) * before
+            below[:, :-1] += behind[:, 1:]
+            below[:, 1:] += before[:, :-1]
         else:
-            after, before = errors[:, :-1], errors[:, 1:]
-            below[:, 1:] += (_BELOW_BEHIND * strength) * after
-            below[:, :-1] += (_BELOW_AHEAD * strength) * before
+            below[:, 1:] += behind[:, :-1]
+            below[:, :-1] += before[:, 1:]
+    return below

@@ -33,11 +33,11 @@ The decisions go through ``_rans`` (interleaved binary rANS, many lanes).
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 import numpy as np
 
+from kpal import _jit
 from kpal.errors import FormatError
 
 from . import _rans
@@ -88,18 +88,10 @@ COMPILED_MIN_PIXELS = 1 << 20
 def _compiled(n_pixels: int) -> ModuleType | None:
     """The numba path (``kpal[fast]``) unless missing, ``KPAL_PURE_NUMPY=1``, or
     the image is small enough that importing numba would cost more than it saves
-    (``KPAL_PURE_NUMPY=0`` forces the compiled path at any size).
-
-    Read at every call so tests can switch paths; both write identical bytes.
+    (``KPAL_PURE_NUMPY=0`` forces the compiled path at any size); see
+    :func:`kpal._jit.load`. Both paths write identical bytes.
     """
-    choice = os.environ.get("KPAL_PURE_NUMPY")
-    if choice == "1" or (choice != "0" and n_pixels < COMPILED_MIN_PIXELS):
-        return None
-    try:
-        from . import _entropy_fast
-    except ImportError:  # numba not installed: the numpy path below
-        return None
-    return _entropy_fast
+    return _jit.load("kpal.coding._entropy_fast", n_pixels, COMPILED_MIN_PIXELS)
 
 
 def payload_size(k: int, width: int, height: int) -> None:

@@ -1,0 +1,193 @@
+"""Encode speed and memory: kpal's numpy path, its compiled path and pngquant, side by side.
+
+Images: a 0.25 MP photo (scikit-image's coffee resized to 600x420) and a
+14.7 MP mosaic (5760x2560) of 36 tiles of 640x640 cut from real photos
+(scikit-image, scikit-learn and matplotlib sample photos, each tile a
+different crop, scale or flip, so the mosaic has the colour count of a large
+photo; an upscale of one photo would not).
+
+Every figure is file to file through the CLI, in a child process, the median
+of ``--repeats`` runs taken in turns; peak memory is the child's ``ru_maxrss``.
+Ratios are against pngquant (``--nofs``, default speed 4) in the same run.
+"numpy" runs with ``KPAL_PURE_NUMPY=1``, "compiled" with ``KPAL_PURE_NUMPY=0``
+(the compiled kernels at every size, numba's start-up included); "same bytes"
+compares the two output files.
+
+Usage::
+
+    python bench/bench_speed.py                 # the table
+    python bench/bench_speed.py --profile 256   # where the encode time goes, in process
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_machine_info, print_table, run_cmd_measured  # noqa: E402
+from corpus import DEFAULT_CACHE  # noqa: E402
+
+#: Tile size and grid of the mosaic: 9 x 4 tiles of 640 x 640 = 5760 x 2560 = 14.7 MP.
+TILE = 640
+GRID = (9, 4)
+
+
+def _sources() -> list[np.ndarray]:
+    """Real RGB photos available offline, largest first."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    photos = [data.retina(), data.hubble_deep_field(), *data.stereo_motorcycle()[:2],
+              data.astronaut(), data.coffee(), data.chelsea(), data.rocket(),
+              data.immunohistochemistry(), *load_sample_images().images]
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as file:
+        photos.append(np.asarray(Image.open(file).convert("RGB")))
+    return [np.ascontiguousarray(p[..., :3]) for p in photos]
+
+
+def _tile(photo: np.ndarray, variant: int) -> np.ndarray:
+    """A TILE x TILE crop of ``photo``, scaled so its short side covers the tile at one of
+    a few scales, from a corner chosen by ``variant``, flipped on odd variants."""
+    image = Image.fromarray(photo)
+    scale = TILE / min(image.size) * (1.0, 1.3, 1.7)[variant % 3]
+    size = (max(TILE, round(image.width * scale)), max(TILE, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.LANCZOS)
+    x = (0, size[0] - TILE, (size[0] - TILE) // 2)[variant % 3]
+    y = (size[1] - TILE, 0, (size[1] - TILE) // 2)[(variant // 3) % 3]
+    tile = np.asarray(image)[y : y + TILE, x : x + TILE]
+    return tile[:, ::-1] if variant % 2 else tile
+
+
+def mosaic() -> np.ndarray:
+    """The 14.7 MP mosaic, ndarray of shape (2560, 5760, 3), uint8."""
+    photos = _sources()
+    columns, rows = GRID
+    out = np.empty((rows * TILE, columns * TILE, 3), dtype=np.uint8)
+    for i in range(columns * rows):
+        r, c = divmod(i, columns)
+        out[r * TILE : (r + 1) * TILE, c * TILE : (c + 1) * TILE] = _tile(
+            photos[i % len(photos)], i // len(photos) + i)
+    return out
+
+
+def corpus(cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
+    """Write (if missing) and return the two benchmark PNGs by name."""
+    cache.mkdir(parents=True, exist_ok=True)
+    paths = {"coffee 0.25 MP": cache / "coffee_600x420.png",
+             "mosaic 14.7 MP": cache / "mosaic_14mp.png"}
+    if not paths["coffee 0.25 MP"].exists():
+        from skimage import data
+
+        Image.fromarray(data.coffee()).resize((600, 420), Image.Resampling.LANCZOS).save(
+            paths["coffee 0.25 MP"], compress_level=1)
+    if not paths["mosaic 14.7 MP"].exists():
+        Image.fromarray(mosaic()).save(paths["mosaic 14.7 MP"], compress_level=1)
+    return paths
+
+
+def profile(path: Path, k: int, top: int = 25) -> None:
+    """Print the cumulative-time profile of one in-process encode (after a warm-up)."""
+    import kpal
+
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    kpal.encode(rgb[:64, :64], k)  # imports and compiled kernels out of the way
+    start = time.perf_counter()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    kpal.encode(rgb, k)
+    profiler.disable()
+    print(f"{path.name} k={k}: {time.perf_counter() - start:.2f} s in process "
+          f"(compiled kernels: {'off' if os.environ.get('KPAL_PURE_NUMPY') == '1' else 'on'})")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+
+
+def _kpal_argv(source: Path, target: Path, k: int) -> list[str]:
+    return [str(Path(sys.executable).with_name("kpal")), "encode", str(source), "-o", str(target),
+            "-k", str(k), "--force"]
+
+
+def _pngquant_argv(source: Path, target: Path, k: int) -> list[str]:
+    return ["pngquant", "--nofs", "--speed", "4", "--force", "--output", str(target),
+            str(k), str(source)]
+
+
+def run(repeats: int, sizes: list[str], ks: list[int]) -> list[dict]:
+    """Time every contender in turns; return one row per image and k."""
+    paths = corpus()
+    pure = {**os.environ, "KPAL_PURE_NUMPY": "1"}
+    # The compiled path at every size (by default small images, and images
+    # under kpal.cluster.COMPILED_COLD_PIXELS in a fresh process, take numpy).
+    fast = {**os.environ, "KPAL_PURE_NUMPY": "0"}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        # A warm-up so the compiled kernels' cache is filled before timing.
+        run_cmd_measured(_kpal_argv(paths["coffee 0.25 MP"], out / "w.kpal", 16), env=fast)
+        for name in sizes:
+            source = paths[name]
+            for k in ks:
+                contenders = {
+                    "numpy": (_kpal_argv(source, out / "a.kpal", k), pure),
+                    "compiled": (_kpal_argv(source, out / "b.kpal", k), fast),
+                    "pngquant": (_pngquant_argv(source, out / "c.png", k), None),
+                }
+                runs: dict[str, list[tuple[float, int]]] = {c: [] for c in contenders}
+                for _ in range(repeats):
+                    for c, (argv, env) in contenders.items():
+                        wall, rss, code = run_cmd_measured(argv, env=env)
+                        if code != 0:
+                            msg = f"{' '.join(argv)} exited with {code}"
+                            raise RuntimeError(msg)
+                        runs[c].append((wall, rss))
+                same = (out / "a.kpal").read_bytes() == (out / "b.kpal").read_bytes()
+                med = {c: statistics.median(w for w, _ in r) for c, r in runs.items()}
+                peak = {c: max(m for _, m in r) / 2**20 for c, r in runs.items()}
+                rows.append({
+                    "image": name, "k": k,
+                    "numpy s": med["numpy"], "compiled s": med["compiled"],
+                    "pngquant s": med["pngquant"],
+                    "numpy/pq": med["numpy"] / med["pngquant"],
+                    "compiled/pq": med["compiled"] / med["pngquant"],
+                    "numpy MiB": peak["numpy"], "compiled MiB": peak["compiled"],
+                    "pngquant MiB": peak["pngquant"],
+                    "same bytes": "yes" if same else "NO",
+                })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--k", type=int, nargs="+", default=[16, 256])
+    parser.add_argument("--small-only", action="store_true", help="Only the 0.25 MP photo.")
+    parser.add_argument("--profile", type=int, metavar="K",
+                        help="Profile one in-process encode of the mosaic at this k.")
+    args = parser.parse_args(argv)
+    if args.profile:
+        profile(corpus()["mosaic 14.7 MP"], args.profile)
+        return
+    if shutil.which("pngquant") is None:
+        parser.error("pngquant is not on PATH")
+    sizes = ["coffee 0.25 MP"] + ([] if args.small_only else ["mosaic 14.7 MP"])
+    print_machine_info()
+    rows = run(args.repeats, sizes, args.k)
+    print_table(rows, list(rows[0]), title="encode file to file (medians)")
+
+
+if __name__ == "__main__":
+    main()

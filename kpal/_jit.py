@@ -1,0 +1,152 @@
+"""The one loader of kpal's compiled modules (numba, the ``kpal[fast]`` extra).
+
+Every compiled module (``kpal.coding._entropy_fast``, ``kpal.cluster._kmeans_fast``)
+has a numpy twin that writes the same bytes, so the compiled path is only
+ever a speed-up. :func:`load` decides whether to take it:
+
+- ``KPAL_PURE_NUMPY=1``: never; ``KPAL_PURE_NUMPY=0``: at any size (tests);
+- otherwise only for images of at least :data:`MIN_PIXELS` pixels: below
+  that, importing numba (about 1 s in a fresh process) costs more than the
+  compiled loops save, so small images never import it;
+- numba not installed: never.
+
+numba keeps compiled machine code in ``__pycache__`` beside the module; when
+that folder is not writable (a read-only site-packages) the cache goes to
+``$XDG_CACHE_HOME/kpal/numba`` (default ``~/.cache/kpal/numba``), through
+``NUMBA_CACHE_DIR``, which must be set before numba is imported. The first
+compile takes 10-15 s per machine; on a terminal, a line on stderr says so.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["MIN_PIXELS", "cache_dir", "load", "skip_blas_probe"]
+
+#: Images below this many pixels take the numpy path (unless KPAL_PURE_NUMPY=0).
+MIN_PIXELS = 1 << 20
+
+#: Printed once per process, on a terminal, when the compiled code is not cached yet.
+COMPILING = "compiling kpal's fast kernels, once (10-15 s)"
+
+_announced = False
+
+
+def user_cache_dir() -> Path:
+    """The per-user folder for numba's cache: ``$XDG_CACHE_HOME/kpal/numba``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "kpal" / "numba"
+
+
+def cache_dir(module: str) -> Path:
+    """Where numba caches the compiled code of ``module`` (a dotted name of a kpal module).
+
+    ``NUMBA_CACHE_DIR`` when set (numba then mirrors the source path below
+    it), else the module's own ``__pycache__``.
+    """
+    spec = importlib.util.find_spec(module)
+    source = Path(spec.origin)  # type: ignore[union-attr, arg-type]
+    configured = os.environ.get("NUMBA_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    return source.parent / "__pycache__"
+
+
+def _use_user_cache_if_needed(module: str) -> None:
+    if "numba" in sys.modules or os.environ.get("NUMBA_CACHE_DIR"):
+        return  # too late to change, or already chosen
+    spec = importlib.util.find_spec(module)
+    folder = Path(spec.origin).parent  # type: ignore[union-attr, arg-type]
+    pycache = folder / "__pycache__"
+    if os.access(pycache if pycache.exists() else folder, os.W_OK):
+        return
+    target = user_cache_dir()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # numba then caches nothing, which is slow but correct
+    os.environ["NUMBA_CACHE_DIR"] = str(target)
+
+
+def skip_blas_probe() -> None:
+    """Spare numba's BLAS probe, which imports scipy (0.3-0.9 s, 13 MiB), in this process.
+
+    numba's first compile or cache load imports ``numba.np.arraymath``, which
+    checks for BLAS by importing ``scipy.linalg.cython_blas``. kpal's kernels
+    use no BLAS. Calling this before the first compiled call makes the probe
+    fail fast, so numba in this whole process then has no ``np.dot`` or
+    ``np.linalg`` in compiled code: call it only where kpal owns the process
+    (the command line), never from the library. Nothing happens when scipy
+    or numba's array maths are already imported.
+    """
+    if "scipy" in sys.modules or "numba.np.arraymath" in sys.modules:
+        return
+    if importlib.util.find_spec("numba") is None:
+        return
+    sys.modules["scipy"] = None  # type: ignore[assignment]  # import scipy -> ImportError
+    try:
+        importlib.import_module("numba.np.arraymath")
+    finally:
+        if sys.modules.get("scipy", 0) is None:
+            del sys.modules["scipy"]
+
+
+def _is_cold(module: str) -> bool:
+    """No cached machine code for ``module`` yet (numba's ``<module>.<function>-*.nbi`` files)."""
+    stem = module.rsplit(".", 1)[-1]
+    folder = cache_dir(module)
+    pattern = f"{stem}.*.nbi"
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return next(folder.rglob(pattern), None) is None if folder.exists() else True
+    return next(folder.glob(pattern), None) is None if folder.exists() else True
+
+
+def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
+         cold_min_pixels: int | None = None) -> ModuleType | None:
+    """The compiled module ``module`` for an image of ``n_pixels``, or None for numpy.
+
+    Read at every call, so tests can switch paths with ``KPAL_PURE_NUMPY``;
+    both paths write identical bytes.
+
+    Parameters
+    ----------
+    module : str
+        Dotted name, e.g. ``"kpal.cluster._kmeans_fast"``.
+    n_pixels : int
+        Pixels of the image at hand.
+    min_pixels : int, default MIN_PIXELS
+        Smallest image worth the compiled path for this module.
+    cold_min_pixels : int, optional
+        Smallest image worth it while numba is not imported yet in this
+        process: starting numba and loading cached kernels costs about 1.7 s
+        on the 2-core reference machine, which only large images win back.
+
+    Returns
+    -------
+    module or None
+        None when numba is missing, ``KPAL_PURE_NUMPY=1``, or the image is
+        smaller than ``min_pixels`` (unless ``KPAL_PURE_NUMPY=0``).
+    """
+    global _announced
+    choice = os.environ.get("KPAL_PURE_NUMPY")
+    if cold_min_pixels is not None and "numba" not in sys.modules:
+        min_pixels = max(min_pixels, cold_min_pixels)
+    if choice == "1" or (choice != "0" and n_pixels < min_pixels):
+        return None
+    if module in sys.modules:
+        return sys.modules[module]
+    if importlib.util.find_spec("numba") is None:
+        return None
+    _use_user_cache_if_needed(module)
+    if not _announced and sys.stderr is not None and sys.stderr.isatty() and _is_cold(module):
+        print(COMPILING, file=sys.stderr, flush=True)
+        _announced = True
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # numba present but broken (e.g. a numpy it does not support)
+        return None

@@ -1,0 +1,783 @@
+"""Quantization of RGBA pixels: palettes whose entries carry alpha.
+
+Colours are compared in *premultiplied* RGBA, ``(r·a, g·a, b·a, a)`` with ``a``
+in 0..1 (here scaled back to 0..255), as pngquant does: two pixels of opacity
+``a`` whose straight colours differ by ``d`` are ``a·d`` apart, so the colour of
+a nearly transparent pixel weighs little and the colour under a fully
+transparent one not at all. The error measured between a pixel and its entry
+is the one a viewer sees: the squared error of the composite over black and of
+the composite over white, averaged. Per channel, with ``e`` the premultiplied
+colour error and ``da`` the alpha error, that is ``e² - e·da + da²/2``; in the
+coordinates ``(p - a/2, (√3/2)·a)`` (the colour composited over mid-grey, and
+alpha) it is a plain sum of squares, so k-means runs there unchanged.
+
+Three kinds of pixel are treated apart:
+
+* **transparent** (alpha 0): all map to one entry ``(0, 0, 0, 0)``, whatever
+  colour they hold;
+* **opaque** (alpha 255): they only map to entries of alpha exactly 255, so the
+  inside of a shape never turns slightly transparent;
+* **translucent** (alpha 1..254): nearest entry of any kind.
+
+An image with only alpha 0 and 255 (a GIF-style mask) therefore keeps its mask
+exactly, and its opaque pixels are quantized like an RGB image over ``k - 1``
+entries (:func:`kpal.cluster.quantize`, any method). Otherwise k-means runs on
+the distinct colours weighted by their pixel counts: :class:`KMeans` on cells
+of the space, then :func:`lloyd` on the exact colours from the bounds the
+cells proved (both from :mod:`kpal.cluster.kmeans`). A few passes then give
+each entry its kind (opaque when most of its weight is opaque pixels), round it
+to 8-bit straight RGBA, label every colour with its nearest allowed entry and
+move each entry to the mean of its colours.
+
+Labels are decided by exact integer arithmetic: opaque colours by
+:func:`nearest_palette_colors` among the opaque entries, translucent ones on
+their composites ``(c·a, c·a - 255·a)`` (integers), ties going to the lowest
+index. Every sum is taken with numpy, never BLAS, so the result does not
+depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from kpal import options
+from kpal.cluster import Quantization, quantize
+from kpal.cluster.histogram import color_histogram, map_pixels
+from kpal.cluster.kmeans import KMeans, LloydState, lloyd, nearest_palette_colors
+from kpal.cluster.nearest import Neighbours, assign
+from kpal.errors import KpalError, OptionError
+
+__all__ = ["TRANSPARENT", "composite_mse", "flatten", "parse_color", "quantize_rgba"]
+
+#: The palette entry every fully transparent pixel maps to.
+TRANSPARENT = (0, 0, 0, 0)
+
+#: Alpha of a fully opaque pixel or entry.
+_OPAQUE = 255
+#: Weight of alpha in the clustering space (:func:`_to_space`).
+_ALPHA_SCALE = float(np.sqrt(3.0) / 2.0)
+#: Squared distances between :func:`_composites` are this many times the composite error.
+_COMPOSITE_UNIT = 2.0 * 255.0**2
+
+#: Above this many distinct colours, k-means starts on cells of the premultiplied
+#: space (``_CELL_STEP`` levels per channel) before the exact colours.
+_CELL_POINTS = 20_000
+_CELL_STEP = 8
+#: Cells are used only if they leave room for the clusters and merge a lot.
+_CELL_FACTOR = 4
+_CELL_MERGE = 0.6
+#: Several initial draws are compared (``_TRIAL_ITER`` iterations each) for small k.
+_TRIAL_ITER = 10
+#: Lloyd iterations on the exact colours after the cells: a polish only, the
+#: passes below finish the job under the alpha rules (bench/bench_alpha.py:
+#: within 0.05 dB of running it to convergence, at a third of the time).
+_EXACT_ITER = 10
+#: Passes on the exact colours (round the centres, relabel, move to the mean):
+#: at most this many, stopping when the error falls by less than _PASS_GAIN.
+_MAX_PASSES = 5
+_PASS_GAIN = 1e-3
+#: Above this many distinct colours (photos of several megapixels with soft
+#: alpha), the exact level gets _POLISH_ITER iterations and _LARGE_PASSES passes,
+#: as kpal.cluster.kmeans polishes large RGB histograms.
+_CONVERGE_POINTS = 250_000
+_POLISH_ITER = 2
+_LARGE_PASSES = 2
+#: Margin, in composite units (up to 255² · √6), for bound tests that must be exact.
+_BOUND_MARGIN = 1e-3
+
+#: CSS level 2 colour names accepted by :func:`parse_color`.
+_NAMED_COLORS = {
+    "black": (0, 0, 0), "silver": (192, 192, 192), "gray": (128, 128, 128),
+    "grey": (128, 128, 128), "white": (255, 255, 255), "maroon": (128, 0, 0),
+    "red": (255, 0, 0), "purple": (128, 0, 128), "fuchsia": (255, 0, 255),
+    "magenta": (255, 0, 255), "green": (0, 128, 0), "lime": (0, 255, 0),
+    "olive": (128, 128, 0), "yellow": (255, 255, 0), "navy": (0, 0, 128),
+    "blue": (0, 0, 255), "teal": (0, 128, 128), "aqua": (0, 255, 255),
+    "cyan": (0, 255, 255), "orange": (255, 165, 0),
+}
+
+
+def quantize_rgba(
+    pixels: np.ndarray,
+    k: int,
+    *,
+    method: str = "kmeans",
+    init: str = "k-means++",
+    seed: int = 0,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    sample: float | None = None,
+) -> Quantization:
+    """Choose at most ``k`` RGBA colours for ``pixels`` and label every pixel.
+
+    Parameters
+    ----------
+    pixels : ndarray of shape (n_pixels, 4), uint8
+        Straight (not premultiplied) RGBA pixels.
+    k : int
+        Palette size, 1..256. When the image has fully transparent pixels one
+        entry is ``(0, 0, 0, 0)``, leaving ``k - 1`` for the others.
+    method : {"kmeans", "gmm"}, default "kmeans"
+        ``"gmm"`` works on images whose alpha is only 0 or 255 (the mixture
+        fits three features); with translucent pixels it raises KpalError.
+    init : {"k-means++", "random"}, default "k-means++"
+    seed : int, default 0
+        Seed of every random choice: same input and seed, same bytes.
+    max_iter : int, optional
+        Maximum iterations (default: 300 for k-means, 100 for EM).
+    tol : float, optional
+        Convergence tolerance (default: 1e-4 for k-means, 1e-3 for EM).
+    sample : float in (0, 1], optional
+        Fit on this random fraction of the pixels, then label all of them.
+
+    Returns
+    -------
+    Quantization
+        ``palette`` of shape (k_used, 4), uint8 straight RGBA, every entry
+        used; ``labels`` of shape (n_pixels,), uint8; ``inertia`` is the mean
+        over pixels of the composite error (squared error over black and over
+        white, averaged, summed over the three channels, in 0..255 units:
+        ``3 * composite_mse``); ``n_colors`` counts distinct RGBA colours with
+        every fully transparent pixel counted as one colour.
+
+    Raises
+    ------
+    KpalError
+        ``pixels`` is not a non-empty uint8 array of shape (n, 4), an option is
+        out of range, or ``method="gmm"`` meets translucent pixels.
+
+    Warns
+    -----
+    UserWarning
+        When the image has ``k`` or fewer distinct colours: the palette is
+        then exactly those colours (lossless).
+
+    Notes
+    -----
+    Alpha 255 pixels only map to alpha 255 entries and alpha 0 pixels to the
+    single transparent entry, so with ``k >= 2`` the alpha of both is exact.
+    With ``k = 1`` the one entry is the premultiplied mean of all pixels.
+
+    Examples
+    --------
+    >>> px = np.array([[9, 9, 9, 0], [200, 0, 0, 0], [0, 0, 250, 255], [0, 0, 240, 255]],
+    ...               dtype=np.uint8)
+    >>> palette, labels = quantize_rgba(px, 2)
+    >>> palette[labels].tolist()
+    [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 245, 255], [0, 0, 245, 255]]
+    """
+    _check_pixels(pixels)
+    opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
+                                 tol=tol, sample=sample)
+    k = opts.k
+    parts = _Parts(pixels)
+    n_colors = parts.n_colors
+    if n_colors <= k:
+        warnings.warn(
+            f"the image has {n_colors} distinct RGBA colour{'' if n_colors == 1 else 's'}, "
+            f"no more than k={k}: the palette holds exactly those colours (lossless)",
+            UserWarning,
+            stacklevel=2,
+        )
+        return _lossless(parts, method)
+    if k == 1:
+        return _single_entry(parts, method)
+    k_free = k - parts.has_transparent
+    if parts.s_colors.shape[0] == 0:
+        return _opaque_only(parts, k_free, opts)
+    if method == "gmm":
+        msg = ("method='gmm' cannot quantize translucent pixels (alpha 1..254): the Gaussian "
+               "mixture fits 3 features, not 4; use method='kmeans'")
+        raise KpalError(msg)
+    return _premultiplied(parts, k_free, opts)
+
+
+# ---------------------------------------------------------------- the pixels
+
+
+class _Parts:
+    """The pixels split by kind, with the distinct colours of each kind.
+
+    Opaque pixels go through the RGB histogram (a 2**24 table indexed by
+    colour, as for RGB images); translucent ones, usually few, through a sort
+    of their packed RGBA values.
+    """
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        alpha = pixels[:, 3]
+        self.n = pixels.shape[0]
+        self.transparent = alpha == 0
+        self.opaque = alpha == _OPAQUE
+        self.translucent = ~(self.transparent | self.opaque)
+        self.has_transparent = int(self.transparent.any())
+        self.o_pixels = np.ascontiguousarray(pixels[self.opaque, :3])
+        hist = color_histogram(self.o_pixels)
+        self.o_colors, self.o_counts = hist.colors, hist.counts
+        s = pixels[self.translucent]
+        packed = (s[:, 0].astype(np.uint32) << 24) | (s[:, 1].astype(np.uint32) << 16)
+        packed |= (s[:, 2].astype(np.uint32) << 8) | s[:, 3]
+        unique, self.s_inverse, counts = np.unique(packed, return_inverse=True,
+                                                   return_counts=True)
+        self.s_inverse = self.s_inverse.reshape(-1)
+        self.s_colors = np.stack([(unique >> shift) & 0xFF for shift in (24, 16, 8, 0)],
+                                 axis=1).astype(np.uint8)
+        self.s_counts = counts.astype(np.int64)
+
+    @property
+    def n_colors(self) -> int:
+        return self.has_transparent + self.o_colors.shape[0] + self.s_colors.shape[0]
+
+    def labels(self, transparent_label: int, o_labels: np.ndarray,
+               s_labels: np.ndarray) -> np.ndarray:
+        """Labels of every pixel from one label per distinct colour of each kind."""
+        out = np.empty(self.n, dtype=np.uint8)
+        out[self.transparent] = transparent_label
+        if self.o_colors.shape[0]:
+            out[self.opaque] = map_pixels(self.o_pixels, self.o_colors,
+                                          o_labels.astype(np.uint8))
+        if self.s_colors.shape[0]:
+            out[self.translucent] = s_labels.astype(np.uint8)[self.s_inverse]
+        return out
+
+
+def _check_pixels(pixels: object) -> None:
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
+        dtype = getattr(pixels, "dtype", type(pixels).__name__)
+        msg = f"pixels must be a uint8 ndarray, got {dtype}"
+        raise KpalError(msg)
+    if pixels.ndim != 2 or pixels.shape[1] != 4 or pixels.shape[0] == 0:
+        msg = f"pixels must have shape (n_pixels, 4) with n_pixels >= 1, got {pixels.shape}"
+        raise KpalError(msg)
+
+
+def _premultiply(colors: np.ndarray) -> np.ndarray:
+    """Premultiplied RGBA in 0..255 units: ``(r·a/255, g·a/255, b·a/255, a)``, float64."""
+    out = colors.astype(np.float64)
+    out[:, :3] *= out[:, 3:4] / 255.0
+    return out
+
+
+def _to_space(premultiplied: np.ndarray) -> np.ndarray:
+    """Coordinates where squared Euclidean distance is the composite error.
+
+    ``(p - a/2, sqrt(3)/2 · a)``: the premultiplied colour over mid-grey and
+    the alpha weighted so that ``|y - y'|²`` is the squared error of the
+    composite over black plus over white, halved (see the module notes).
+    """
+    out = premultiplied.copy()
+    out[:, :3] -= 0.5 * premultiplied[:, 3:4]
+    out[:, 3] *= _ALPHA_SCALE
+    return out
+
+
+def _from_space(points: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_to_space`: premultiplied RGBA in 0..255 units."""
+    out = points.copy()
+    out[:, 3] /= _ALPHA_SCALE
+    out[:, :3] += 0.5 * out[:, 3:4]
+    return out
+
+
+def _composites(colors: np.ndarray) -> np.ndarray:
+    """Composites over black and over white, times 255, as exact integers in float64.
+
+    ``(r·a, g·a, b·a, r·a - 255·a, g·a - 255·a, b·a - 255·a)`` (the white
+    composite less its constant ``255²``): their squared Euclidean distance is
+    ``2 · 255²`` times the composite error of :func:`_to_space`, computed exactly.
+    """
+    colors = colors.astype(np.float64)
+    out = np.empty((colors.shape[0], 6), dtype=np.float64)
+    np.multiply(colors[:, :3], colors[:, 3:4], out=out[:, :3])
+    np.subtract(out[:, :3], 255.0 * colors[:, 3:4], out=out[:, 3:])
+    return out
+
+
+# ------------------------------------------------------------- simple cases
+
+
+def _lossless(parts: _Parts, method: str) -> Quantization:
+    entries = [np.array([TRANSPARENT], dtype=np.uint8)] if parts.has_transparent else []
+    opaque = np.empty((parts.o_colors.shape[0], 4), dtype=np.uint8)
+    opaque[:, :3] = parts.o_colors
+    opaque[:, 3] = _OPAQUE
+    palette = np.concatenate([*entries, opaque, parts.s_colors])
+    first_o = parts.has_transparent
+    first_s = first_o + opaque.shape[0]
+    labels = parts.labels(0, np.arange(first_o, first_s),
+                          np.arange(first_s, palette.shape[0]))
+    return Quantization(palette, labels, 0, 0.0, parts.n_colors, method)
+
+
+def _single_entry(parts: _Parts, method: str) -> Quantization:
+    """k = 1: the premultiplied mean of every pixel (transparent ones count as zero)."""
+    points = np.concatenate([_premultiply(_with_alpha(parts.o_colors)),
+                             _premultiply(parts.s_colors)])
+    weights = np.concatenate([parts.o_counts, parts.s_counts]).astype(np.float64)
+    sums = np.einsum("n,nd->d", weights, points) if points.shape[0] else np.zeros(4)
+    centre = sums / parts.n
+    kinds = np.array([_OPAQUE if parts.opaque.all() else 1])
+    palette = _to_palette(centre[None, :], kinds)
+    colours = np.concatenate([_with_alpha(parts.o_colors), parts.s_colors,
+                              np.zeros((1, 4), dtype=np.uint8)])
+    counts = np.concatenate([parts.o_counts, parts.s_counts, [parts.transparent.sum()]])
+    error = _squared(_composites(colours), _composites(palette)).sum(axis=1)
+    inertia = float(np.einsum("n,n->", counts.astype(np.float64), error)) / _COMPOSITE_UNIT
+    return Quantization(palette, np.zeros(parts.n, dtype=np.uint8), 0, inertia / parts.n,
+                        parts.n_colors, method)
+
+
+def _opaque_only(parts: _Parts, k_free: int, opts: options.EncodeOptions) -> Quantization:
+    """Alpha 0 and 255 only: quantize the opaque pixels as RGB over the other entries."""
+    result = quantize(parts.o_pixels, k_free, method=opts.method, init=opts.init,
+                      seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol, sample=opts.sample)
+    entries = [np.array([TRANSPARENT], dtype=np.uint8)] if parts.has_transparent else []
+    palette = np.concatenate([*entries, _with_alpha(result.palette)])
+    labels = np.empty(parts.n, dtype=np.uint8)
+    labels[parts.transparent] = 0
+    labels[parts.opaque] = result.labels + parts.has_transparent
+    inertia = result.inertia * parts.o_pixels.shape[0] / parts.n
+    return Quantization(palette, labels, result.n_iter, inertia, parts.n_colors, opts.method)
+
+
+def _with_alpha(rgb: np.ndarray) -> np.ndarray:
+    out = np.empty((rgb.shape[0], 4), dtype=np.uint8)
+    out[:, :3] = rgb
+    out[:, 3] = _OPAQUE
+    return out
+
+
+# ------------------------------------------------------------ the k-means path
+
+
+def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions) -> Quantization:
+    """k-means in premultiplied RGBA with opaque and transparent pixels kept exact."""
+    rng = np.random.default_rng(opts.seed)
+    colours = _Colours(parts)
+    weights = colours.weights
+    if opts.sample is not None and opts.sample < 1:
+        # Binomial draws per colour: the same distribution as keeping each pixel
+        # with probability ``sample``, at the cost of one draw per colour.
+        sampled = rng.binomial(weights.astype(np.int64), opts.sample).astype(np.float64)
+        if np.count_nonzero(sampled) > k_free:
+            weights = sampled
+    points = _to_space(colours.points)
+    centres, point_labels, n_iter = _fit_points(points, weights, k_free, opts, rng)
+    opaque_kind = _opaque_kinds(point_labels, weights, colours.n_opaque, k_free)
+    has_t = parts.has_transparent
+    # Passes of Lloyd's algorithm on the exact colours and the rounded palette,
+    # under the rules above: label every colour with its nearest allowed entry,
+    # move every centre to the mean of its colours, round again. Done when the
+    # palette no longer changes or the error falls by less than _PASS_GAIN.
+    palette = _palette(centres, opaque_kind, has_t)
+    current = _Labelling(colours, palette, point_labels + has_t)
+    error = _dot(current.distances, weights)
+    passes = _MAX_PASSES if points.shape[0] <= _CONVERGE_POINTS else _LARGE_PASSES
+    for _ in range(min(opts.iterations, passes)):
+        centres, opaque_kind = _moved(centres, opaque_kind, points, weights,
+                                      current.labels - has_t, current.distances)
+        moved = _palette(centres, opaque_kind, has_t)
+        if np.array_equal(moved, palette):
+            break
+        labelling = _Labelling(colours, moved, current.labels, current)
+        moved_error = _dot(labelling.distances, weights)
+        n_iter += 1
+        if moved_error >= error:
+            break
+        palette, current = moved, labelling
+        if moved_error > error * (1 - _PASS_GAIN):
+            break
+        error = moved_error
+    labels, distances = current.labels, current.distances
+    # Drop entries no pixel chose (duplicates after rounding, emptied clusters)
+    # and renumber the rest in order.
+    used = np.zeros(palette.shape[0], dtype=np.bool_)
+    used[:has_t] = True
+    used[labels] = True
+    renumber = np.cumsum(used, dtype=np.intp) - 1
+    n_o = colours.n_opaque
+    pixel_labels = parts.labels(0, renumber[labels[:n_o]], renumber[labels[n_o:]])
+    error = _dot(distances, colours.weights) / parts.n
+    return Quantization(palette[used], pixel_labels, n_iter, error, parts.n_colors, opts.method)
+
+
+class _Colours:
+    """The distinct opaque and translucent colours, opaque first, with their pixel counts."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.o_colors = parts.o_colors
+        self.s_colors = parts.s_colors
+        self.n_opaque = parts.o_colors.shape[0]
+        self.weights = np.concatenate([parts.o_counts, parts.s_counts]).astype(np.float64)
+        #: Composites of the translucent colours (:func:`_composites`), for exact labels.
+        self.s_composites = _composites(parts.s_colors)
+
+    @property
+    def points(self) -> np.ndarray:
+        """Premultiplied colours, ndarray of shape (n, 4), float64."""
+        return np.concatenate([_premultiply(_with_alpha(self.o_colors)),
+                               _premultiply(self.s_colors)])
+
+
+def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.EncodeOptions,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+    """Weighted k-means of points, coarse to fine when there are many.
+
+    Many points are first merged into cells (:func:`_cells`); k-means runs on
+    the cells, then Lloyd's algorithm on the exact points starts from the
+    bounds the cells proved (so only points near a boundary are searched), as
+    :func:`kpal.cluster.kmeans.fit_histogram` does for RGB. For small ``k``
+    several initial draws get a few iterations each and the best goes on.
+    Points of weight 0 (left out of a sample) take no part but get a label.
+
+    Returns the centres, the label of every point and the iterations run.
+    """
+    max_iter, tol = opts.iterations, opts.tolerance
+    cells = None
+    if points.shape[0] > _CELL_POINTS:
+        cells = _cells(points, weights)
+        if not _CELL_FACTOR * k <= cells[0].shape[0] <= _CELL_MERGE * points.shape[0]:
+            cells = None
+    first_points, first_weights = (points, weights) if cells is None else cells[:2]
+    positive = first_weights > 0
+    restarts = 1
+    if first_points.shape[0] <= _CELL_POINTS and k <= 64:
+        restarts = 8 if k <= 16 else 4
+    trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
+    best = None
+    for seed in rng.integers(0, 2**31 - 1, size=restarts).tolist():
+        model = KMeans(k, init=opts.init, seed=seed, max_iter=trial_iter, tol=tol)
+        model.fit(first_points[positive], sample_weight=first_weights[positive])
+        if best is None or model.inertia_ < best.inertia_:
+            best = model
+    # Lloyd again from the best draw: it returns the bounds the exact level needs.
+    state = lloyd(first_points[positive], first_weights[positive], best.cluster_centers_,
+                  max(1, max_iter - best.n_iter_), tol)
+    n_iter = best.n_iter_ + state.n_iter
+    first_labels = np.empty(first_points.shape[0], dtype=np.intp)
+    first_labels[positive] = state.labels
+    if not positive.all():
+        first_labels[~positive] = assign(first_points[~positive], state.centres)[0]
+    if cells is None:
+        return state.centres, first_labels, n_iter
+    means, _, cell_of_point = cells
+    exact = weights > 0
+    # A point lies within r = |x - m| of its cell's mean m, so the cell's
+    # bounds widened by r hold for the point.
+    cell = np.flatnonzero(positive)
+    index_of_cell = np.empty(first_points.shape[0], dtype=np.intp)
+    index_of_cell[cell] = np.arange(cell.size)
+    own = index_of_cell[cell_of_point[exact]]
+    radius = np.sqrt(_squared(points[exact], means[cell_of_point[exact]]).sum(axis=1))
+    carried = LloydState(state.centres, state.labels[own], state.upper[own] + radius,
+                         np.maximum(state.lower[own] - radius, 0.0))
+    exact_iter = _EXACT_ITER if exact.sum() <= _CONVERGE_POINTS else _POLISH_ITER
+    state = lloyd(points[exact], weights[exact], state.centres, min(max_iter, exact_iter), tol,
+                  state=carried)
+    labels = first_labels[cell_of_point]
+    labels[exact] = state.labels
+    return state.centres, labels, n_iter + state.n_iter
+
+
+def _cells(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge points into cubic cells of side ``_CELL_STEP``: weighted means and weights.
+
+    A cell whose points all weigh 0 (left out of a sample) gets their plain mean.
+    """
+    index = ((points - points.min(axis=0)) // _CELL_STEP).astype(np.int64)
+    side = int(index.max()) + 1
+    key = ((index[:, 0] * side + index[:, 1]) * side + index[:, 2]) * side + index[:, 3]
+    _, cell_of_point = np.unique(key, return_inverse=True)
+    cell_of_point = cell_of_point.reshape(-1)
+    n_cells = int(cell_of_point.max()) + 1
+    cell_weights = np.bincount(cell_of_point, weights=weights, minlength=n_cells)
+    empty = cell_weights == 0
+    mass = np.where(empty[cell_of_point], 1.0, weights)
+    means = np.empty((n_cells, 4), dtype=np.float64)
+    for channel in range(4):
+        means[:, channel] = np.bincount(cell_of_point, weights=mass * points[:, channel],
+                                        minlength=n_cells)
+    means /= np.bincount(cell_of_point, weights=mass, minlength=n_cells)[:, None]
+    return means, cell_weights, cell_of_point
+
+
+def _opaque_kinds(point_labels: np.ndarray, weights: np.ndarray, n_opaque: int,
+                  k: int) -> np.ndarray:
+    """Which centres become opaque entries: those whose weight is mostly opaque pixels.
+
+    At least one is opaque when there are opaque pixels, since those may only
+    map to opaque entries.
+    """
+    opaque_weight = np.bincount(point_labels[:n_opaque], weights=weights[:n_opaque],
+                                minlength=k)
+    other_weight = np.bincount(point_labels[n_opaque:], weights=weights[n_opaque:],
+                               minlength=k)
+    kinds = (opaque_weight >= other_weight) & (opaque_weight > 0)
+    if n_opaque and not kinds.any():
+        kinds[int(np.argmax(opaque_weight))] = True
+    return kinds
+
+
+def _palette(centres: np.ndarray, opaque_kind: np.ndarray, has_t: int) -> np.ndarray:
+    """The 8-bit straight RGBA palette: the transparent entry (if any), then the centres.
+
+    ``centres`` are in the coordinates of :func:`_to_space`.
+    """
+    palette = _to_palette(_from_space(centres), np.where(opaque_kind, _OPAQUE, 1))
+    if has_t:
+        palette = np.concatenate([np.array([TRANSPARENT], dtype=np.uint8), palette])
+    return palette
+
+
+def _to_palette(centres: np.ndarray, min_alpha: np.ndarray) -> np.ndarray:
+    """Round premultiplied centres to the nearest 8-bit straight RGBA entries.
+
+    An entry of alpha ``a`` and straight colour ``c`` sits at ``c·a/255`` in
+    premultiplied space, so for each candidate alpha (the two integers around
+    the centre's, at least ``min_alpha``) the best ``c`` is ``P·255/a``
+    rounded; the candidate nearer to the centre (composite error) wins.
+    """
+    target_alpha = np.clip(centres[:, 3], min_alpha, _OPAQUE)
+    best = None
+    best_error = None
+    for alpha in (np.floor(target_alpha), np.ceil(target_alpha)):
+        alpha = np.clip(alpha, np.maximum(min_alpha, 1), _OPAQUE)
+        colour = np.clip(np.rint(centres[:, :3] * (255.0 / alpha[:, None])), 0, 255)
+        candidate = np.concatenate([colour, alpha[:, None]], axis=1).astype(np.uint8)
+        error = _squared(_to_space(_premultiply(candidate)), _to_space(centres)).sum(axis=1)
+        if best is None:
+            best, best_error = candidate, error
+        else:
+            better = error < best_error
+            best[better] = candidate[better]
+            best_error = np.minimum(best_error, error)
+    return best
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` with einsum, not BLAS (whose rounding may depend on its thread count)."""
+    return float(np.einsum("n,n->", a, b))
+
+
+def _squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    diff = a - b
+    return diff * diff
+
+
+class _Labelling:
+    """Labels of the colours for one palette, and what the next palette needs.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (n_colors,), intp
+        Palette index of every colour, opaque colours first.
+    distances : ndarray of shape (n_colors,), float64
+        Composite error of every colour (as :func:`_to_space` measures it).
+    entries : ndarray of shape (k, 6), float64
+        The palette's composites (:func:`_composites`).
+    reach : ndarray of shape (n_translucent,), float64
+        Distance from each translucent colour's composites to its entry's.
+    """
+
+    def __init__(self, colours: _Colours, palette: np.ndarray, guess: np.ndarray,
+                 previous: _Labelling | None = None) -> None:
+        n_o = colours.n_opaque
+        self.labels = np.empty(colours.weights.shape[0], dtype=np.intp)
+        self.distances = np.empty(colours.weights.shape[0], dtype=np.float64)
+        self.entries = _composites(palette)
+        if n_o:
+            opaque_entries = np.flatnonzero(palette[:, 3] == _OPAQUE)
+            nearest, squared = nearest_palette_colors(colours.o_colors,
+                                                      palette[opaque_entries, :3])
+            self.labels[:n_o] = opaque_entries[nearest]
+            self.distances[:n_o] = squared
+        self.reach = np.empty(0)
+        if colours.weights.shape[0] > n_o:
+            self._translucent(colours, guess[n_o:], previous)
+
+    def _translucent(self, colours: _Colours, guess: np.ndarray,
+                     previous: _Labelling | None) -> None:
+        points, entries = colours.s_composites, self.entries
+        guess = np.minimum(guess, entries.shape[0] - 1)
+        if previous is None:
+            upper = np.sqrt(_squared(points, entries[guess]).sum(axis=1))
+        else:
+            # Triangle inequality: the entry moved at most this far from the
+            # colour's previous distance to it.
+            shift = np.sqrt(_squared(entries, previous.entries).sum(axis=1))
+            upper = previous.reach + shift[guess]
+        neighbours = Neighbours(entries)
+        # Closer than half the gap to any other entry: that entry is strictly
+        # the nearest, no search needed. The margin covers float rounding.
+        unsettled = np.flatnonzero(upper + _BOUND_MARGIN >= neighbours.half_gap[guess])
+        found = guess.copy()
+        if unsettled.size:
+            found[unsettled] = neighbours.search(points[unsettled], guess[unsettled],
+                                                 upper[unsettled], exact=True)[0]
+        squared = _squared(points, entries[found]).sum(axis=1)
+        n_o = colours.n_opaque
+        self.labels[n_o:] = found
+        self.distances[n_o:] = squared / _COMPOSITE_UNIT
+        self.reach = np.sqrt(squared)
+
+
+def _moved(centres: np.ndarray, opaque_kind: np.ndarray, points: np.ndarray,
+           weights: np.ndarray, labels: np.ndarray,
+           distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each centre at the weighted mean of the colours that chose it.
+
+    Centres and points are in the coordinates of :func:`_to_space`, where the
+    error is a plain sum of squares: the mean is the best centre, and with its
+    alpha held at 255 (opaque entries) the best colour is still the mean of
+    the other coordinates. Colours that chose the transparent entry have label
+    -1. A centre no colour chose moves onto the colour that adds most to the
+    error (as scikit-learn's k-means does) and takes its kind.
+    """
+    k = centres.shape[0]
+    chose = labels >= 0
+    labels_in, weights_in, points_in = labels[chose], weights[chose], points[chose]
+    mass = np.bincount(labels_in, weights=weights_in, minlength=k)
+    moved = centres.copy()
+    kinds = opaque_kind.copy()
+    filled = mass > 0
+    for channel in range(4):
+        sums = np.bincount(labels_in, weights=weights_in * points_in[:, channel], minlength=k)
+        moved[filled, channel] = sums[filled] / mass[filled]
+    empty = np.flatnonzero(~filled)
+    if empty.size:
+        cost = distances * weights
+        worst = np.argsort(-cost, kind="stable")[: empty.size]
+        worst = worst[cost[worst] > 0]
+        moved[empty[: worst.size]] = points[worst]
+        kinds[empty[: worst.size]] = points[worst, 3] == _OPAQUE * _ALPHA_SCALE
+        if opaque_kind.any() and not kinds.any():
+            # Opaque colours need an opaque entry (possible when a sample left
+            # the only opaque cluster without weight).
+            kinds[empty[: worst.size]] = opaque_kind[empty[: worst.size]]
+    moved[kinds, 3] = _OPAQUE * _ALPHA_SCALE
+    return moved, kinds
+
+
+# ------------------------------------------------------- flattening, metrics
+
+
+def flatten(pixels: np.ndarray, background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """Composite straight RGBA pixels over an opaque colour.
+
+    Parameters
+    ----------
+    pixels : ndarray of shape (..., 4), uint8
+        Straight RGBA, e.g. of shape (height, width, 4).
+    background : tuple of three ints in 0..255, default white
+
+    Returns
+    -------
+    ndarray of shape (..., 3), uint8
+        ``(c·a + bg·(255 - a)) / 255`` rounded to the nearest integer.
+
+    Examples
+    --------
+    >>> flatten(np.array([[255, 0, 0, 128]], dtype=np.uint8), (0, 0, 255)).tolist()
+    [[128, 0, 127]]
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim < 1 or pixels.shape[-1] != 4:
+        msg = f"pixels must be a uint8 array of shape (..., 4), got {pixels.dtype} {pixels.shape}"
+        raise KpalError(msg)
+    bg = parse_color(background)
+    alpha = pixels[..., 3:4].astype(np.uint32)
+    out = pixels[..., :3].astype(np.uint32) * alpha
+    out += np.array(bg, dtype=np.uint32) * (255 - alpha)
+    # Exact rounding of x / 255 for integers x >= 0: (x + 127) // 255.
+    out += 127
+    out //= 255
+    return out.astype(np.uint8)
+
+
+def parse_color(value: object) -> tuple[int, int, int]:
+    """Read a colour: ``"#rrggbb"``, ``"#rgb"``, a CSS name, ``"r,g,b"`` or a triple.
+
+    Parameters
+    ----------
+    value : str or sequence of three ints
+        Names are the CSS 2 basic colours (``white``, ``black``, ``gray``, ...,
+        ``orange``), any case; ``r,g,b`` takes three integers in 0..255.
+
+    Returns
+    -------
+    tuple of three ints in 0..255
+
+    Raises
+    ------
+    OptionError
+        The value is none of those forms; the message names it.
+
+    Examples
+    --------
+    >>> parse_color("#ff8000"), parse_color("White"), parse_color("0, 128, 255")
+    ((255, 128, 0), (255, 255, 255), (0, 128, 255))
+    """
+    accepted = "expected #rrggbb, #rgb, a colour name such as white, or r,g,b each 0..255"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _NAMED_COLORS:
+            return _NAMED_COLORS[text]
+        if text.startswith("#"):
+            digits = text[1:]
+            if len(digits) == 3:
+                digits = "".join(2 * d for d in digits)
+            if len(digits) == 6 and all(d in "0123456789abcdef" for d in digits):
+                return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+            msg = f"colour {value!r}: a hex colour needs 3 or 6 hex digits after '#'; {accepted}"
+            raise OptionError(msg)
+        if "," in text:
+            fields = [f.strip() for f in text.split(",")]
+            if len(fields) == 3 and all(f.isdigit() for f in fields):
+                rgb = tuple(int(f) for f in fields)
+                if all(c <= 255 for c in rgb):
+                    return rgb  # type: ignore[return-value]
+                msg = f"colour {value!r}: each of r,g,b must be 0..255"
+                raise OptionError(msg)
+            msg = f"colour {value!r}: r,g,b needs three integers; {accepted}"
+            raise OptionError(msg)
+        msg = f"colour {value!r} is not a known colour; {accepted}"
+        raise OptionError(msg)
+    if isinstance(value, (tuple, list)) and len(value) == 3 and all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255
+            for c in value):
+        return tuple(int(c) for c in value)  # type: ignore[return-value]
+    msg = f"colour {value!r}: {accepted}"
+    raise OptionError(msg)
+
+
+def composite_mse(original: np.ndarray, quantized: np.ndarray) -> float:
+    """Mean squared error of the composites over black and over white, averaged.
+
+    Parameters
+    ----------
+    original, quantized : ndarray of shape (..., 4), uint8
+        Straight RGBA images of the same shape.
+
+    Returns
+    -------
+    float
+        Mean over pixels and the three colour channels of
+        ``(e_black² + e_white²) / 2`` where ``e_black = (c'·a' - c·a) / 255``
+        and ``e_white = e_black - (a' - a)``, without rounding the composites.
+        Its PSNR (``10·log10(255² / mse)``) is the transparency benchmark's quality.
+    """
+    if original.shape != quantized.shape or original.shape[-1] != 4:
+        msg = f"images must be RGBA of the same shape, got {original.shape} and {quantized.shape}"
+        raise KpalError(msg)
+    a = original.reshape(-1, 4)
+    b = quantized.reshape(-1, 4)
+    total = 0.0
+    step = 1 << 20
+    for start in range(0, a.shape[0], step):
+        x = a[start : start + step].astype(np.float64)
+        y = b[start : start + step].astype(np.float64)
+        black = (y[:, :3] * y[:, 3:4] - x[:, :3] * x[:, 3:4]) / 255.0
+        white = black - (y[:, 3:4] - x[:, 3:4])
+        total += float(np.einsum("nc,nc->", black, black) + np.einsum("nc,nc->", white, white))
+    return total / (2 * 3 * a.shape[0])

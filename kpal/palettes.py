@@ -1,0 +1,628 @@
+"""Palette files, and one palette fitted to many images.
+
+A palette is an ndarray of shape (n, 3), uint8, with 1 <= n <= 256 (what a
+``.kpal`` file can store). :func:`load_palette` reads one from any of these
+files, recognised by their content first and their extension second:
+
+======================  =====================================================
+format                  what is read
+======================  =====================================================
+``.kpal``               the file's palette, all ``k`` entries (the header,
+                        length and checksum are checked; the indices are not
+                        decoded)
+GIMP ``.gpl``           the ``R G B [name]`` lines after ``GIMP Palette``;
+                        ``Name:``/``Columns:`` lines and ``#`` comments skipped
+Adobe ``.act``          768 bytes of 256 RGB triplets, optionally followed by
+                        a big-endian u16 colour count and a u16 transparent
+                        index (ignored: kpal has no transparency); the count
+                        says how many entries are real
+PNG-8, GIF              the palette entries that at least one pixel uses, in
+                        index order (a GIF palette is padded to a power of two
+                        and a PNG one may hold unused entries; the used ones
+                        are the palette a reader sees). The image must have
+                        mode "P"; a GIF gives its first frame's palette
+hex text (``.hex``,     one colour per line, ``#rrggbb`` or ``rrggbb``, then
+``.txt``)               anything (a name); blank lines and lines starting
+                        with ``;``, ``//`` or ``#`` plus a space are comments
+======================  =====================================================
+
+Duplicate colours are kept, in file order, so that index ``i`` of the array is
+entry ``i`` of the file; nearest-colour mapping picks the lowest index among
+equal colours. :func:`save_palette` writes every format by extension (a
+``.kpal``, PNG or GIF palette is written as a one-row swatch image, one pixel
+per entry, which reads back as the same palette).
+
+:func:`fit_palette` fits one palette to many images: their colour histograms
+are merged one image at a time (memory bounded by the number of distinct
+colours, not by the number of images) and the merged histogram is clustered
+exactly as :func:`kpal.cluster.quantize` clusters one image's.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from kpal import container, options
+from kpal.cluster.histogram import color_histogram, unpack_rgb
+from kpal.cluster.kmeans import fit_histogram, nearest_palette_colors
+from kpal.errors import FormatError, KpalError
+
+__all__ = [
+    "FORMATS",
+    "MAX_COLORS",
+    "as_palette",
+    "dump_palette",
+    "fit_palette",
+    "load_palette",
+    "map_to_palette",
+    "merge_histograms",
+    "parse_palette",
+    "save_palette",
+]
+
+#: Format names, and the extensions that select them when saving or loading.
+FORMATS = {
+    "kpal": (".kpal",),
+    "gpl": (".gpl",),
+    "act": (".act",),
+    "png": (".png",),
+    "gif": (".gif",),
+    "hex": (".hex", ".txt"),
+}
+#: A ``.kpal`` file stores 1..256 colours, so a palette holds as many.
+MAX_COLORS = options.MAX_K
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_GIF_MAGICS = (b"GIF87a", b"GIF89a")
+_GPL_MAGIC = "GIMP Palette"
+#: Adobe Color Table: 256 RGB triplets, then optionally count and transparent index.
+_ACT_COLORS = 768
+_ACT_TRAILER = struct.Struct(">HH")
+_ACT_NO_TRANSPARENCY = 0xFFFF
+_HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
+_GPL_LINE = re.compile(r"(\d{1,3})\s+(\d{1,3})\s+(\d{1,3})(?:\s.*)?")
+#: Weighted counts stay integers below this total, so k-means sums stay exact.
+_EXACT_TOTAL = float(1 << 50)
+
+PaletteSource = str | os.PathLike | IO[bytes]
+
+
+# ---------------------------------------------------------------- reading
+def load_palette(source: PaletteSource) -> np.ndarray:
+    """Read a palette file in any format of the module docstring.
+
+    Parameters
+    ----------
+    source : path or binary file object
+        The palette file. The format is recognised from the content (the
+        ``.kpal``, PNG and GIF signatures, a ``GIMP Palette`` first line),
+        then from the extension (``.act``, ``.gpl``, ``.hex``, ``.txt``), then
+        from the length (768 or 772 bytes: ``.act``); anything else is read
+        as hex text.
+
+    Returns
+    -------
+    ndarray of shape (n, 3), uint8
+        The colours in file order, ``1 <= n <= 256``, duplicates kept.
+
+    Raises
+    ------
+    KpalError
+        A malformed file, in one line naming the file (and, for text formats,
+        the line number and the offending text), or fewer than 1 / more than
+        256 colours.
+    OSError
+        The file cannot be read.
+
+    Examples
+    --------
+    >>> import io
+    >>> load_palette(io.BytesIO(b"#ff0000\\n; comment\\n00ff80\\n")).tolist()
+    [[255, 0, 0], [0, 255, 128]]
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        with open(source, "rb") as f:
+            data = f.read()
+    else:
+        name = str(getattr(source, "name", "<palette>"))
+        data = source.read()
+    return parse_palette(data, name=name)
+
+
+def parse_palette(data: bytes, format: str | None = None, *, name: str = "<palette>"
+                  ) -> np.ndarray:
+    """Parse the bytes of a palette file (see :func:`load_palette`).
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    format : {"kpal", "gpl", "act", "png", "gif", "hex"}, optional
+        Skip detection and read this format.
+    name : str, default "<palette>"
+        File name used in messages, and for detection by extension.
+
+    Returns
+    -------
+    ndarray of shape (n, 3), uint8
+    """
+    data = bytes(data)
+    if format is None:
+        format = _detect(data, name)
+    elif format not in FORMATS:
+        msg = f"{name}: unknown palette format {format!r} (known: {', '.join(FORMATS)})"
+        raise KpalError(msg)
+    reader = {"kpal": _read_kpal, "gpl": _read_gpl, "act": _read_act, "png": _read_image,
+              "gif": _read_image, "hex": _read_hex}[format]
+    palette = reader(data, name)
+    return _checked(palette, name)
+
+
+def _detect(data: bytes, name: str) -> str:
+    if data.startswith(container.MAGIC):
+        return "kpal"
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if data.startswith(_GIF_MAGICS):
+        return "gif"
+    if data.lstrip(b"\xef\xbb\xbf").startswith(_GPL_MAGIC.encode()):
+        return "gpl"
+    by_extension = _format_of_extension(name)
+    if by_extension in ("act", "gpl", "hex"):
+        return by_extension
+    if len(data) in (_ACT_COLORS, _ACT_COLORS + _ACT_TRAILER.size):
+        return "act"
+    return "hex"
+
+
+def _format_of_extension(name: str) -> str | None:
+    suffix = Path(name).suffix.lower()
+    for fmt, suffixes in FORMATS.items():
+        if suffix in suffixes:
+            return fmt
+    return None
+
+
+def _checked(palette: np.ndarray, name: str) -> np.ndarray:
+    n = palette.shape[0]
+    if n == 0:
+        msg = f"{name}: the palette holds no colours"
+        raise KpalError(msg)
+    if n > MAX_COLORS:
+        msg = f"{name}: the palette holds {n} colours, a .kpal palette at most {MAX_COLORS}"
+        raise KpalError(msg)
+    return np.ascontiguousarray(palette, dtype=np.uint8).reshape(n, 3)
+
+
+def _read_kpal(data: bytes, name: str) -> np.ndarray:
+    try:
+        _, palette, _ = container.read(data)
+    except FormatError as error:
+        msg = f"{name}: {error}"
+        raise FormatError(msg) from None
+    return palette.copy()
+
+
+def _read_act(data: bytes, name: str) -> np.ndarray:
+    if len(data) not in (_ACT_COLORS, _ACT_COLORS + _ACT_TRAILER.size):
+        msg = (f"{name}: an .act palette is {_ACT_COLORS} or "
+               f"{_ACT_COLORS + _ACT_TRAILER.size} bytes, got {len(data)}")
+        raise KpalError(msg)
+    colours = np.frombuffer(data[:_ACT_COLORS], dtype=np.uint8).reshape(256, 3)
+    if len(data) == _ACT_COLORS:
+        return colours.copy()
+    count, _transparent = _ACT_TRAILER.unpack_from(data, _ACT_COLORS)
+    if not 1 <= count <= 256:
+        msg = f"{name}: .act colour count {count} is outside 1..256"
+        raise KpalError(msg)
+    return colours[:count].copy()
+
+
+def _read_gpl(data: bytes, name: str) -> np.ndarray:
+    lines = _text_lines(data, name)
+    if not lines or lines[0].strip() != _GPL_MAGIC:
+        first = lines[0].strip() if lines else ""
+        msg = f"{name}:1: {first!r} is not a GIMP palette header (expected {_GPL_MAGIC!r})"
+        raise KpalError(msg)
+    colours = []
+    for number, line in enumerate(lines[1:], start=2):
+        text = line.strip()
+        if not text or text.startswith("#") or text.startswith(("Name:", "Columns:")):
+            continue
+        match = _GPL_LINE.fullmatch(text)
+        values = [int(v) for v in match.groups()] if match else []
+        if not values or max(values) > 255:
+            msg = (f"{name}:{number}: {text!r} is not a colour line "
+                   "(expected 'R G B [name]' with each value 0..255)")
+            raise KpalError(msg)
+        colours.append(values)
+    return np.array(colours, dtype=np.uint8).reshape(-1, 3)
+
+
+def _read_hex(data: bytes, name: str) -> np.ndarray:
+    colours = []
+    for number, line in enumerate(_text_lines(data, name), start=1):
+        text = line.strip()
+        if _is_comment(text):
+            continue
+        token = text.split()[0]
+        match = _HEX_COLOUR.fullmatch(token)
+        if match is None:
+            msg = f"{name}:{number}: {token!r} is not a colour (expected #rrggbb)"
+            raise KpalError(msg)
+        colours.append(bytes.fromhex(match.group(1)))
+    return np.frombuffer(b"".join(colours), dtype=np.uint8).reshape(-1, 3)
+
+
+def _is_comment(text: str) -> bool:
+    """Blank, ``;`` or ``//`` lines, and ``#`` not followed by a colour (``# note``, ``##``)."""
+    if not text or text.startswith((";", "//")):
+        return True
+    return text.startswith("#") and (len(text) == 1 or not text[1].isalnum())
+
+
+def _text_lines(data: bytes, name: str) -> list[str]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        msg = f"{name}:{line}: not a text palette (byte 0x{data[error.start]:02x} is not UTF-8)"
+        raise KpalError(msg) from None
+    return text.splitlines()
+
+
+def _read_image(data: bytes, name: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode != "P":
+                msg = (f"{name}: a {im.format} palette must be a palette image (mode P), "
+                       f"this one has mode {im.mode}")
+                raise KpalError(msg)
+            indices = np.asarray(im)
+            entries = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+        msg = f"{name}: cannot read the image palette: {error}"
+        raise KpalError(msg) from None
+    used = np.flatnonzero(np.bincount(indices.reshape(-1), minlength=256))
+    if used.size and used[-1] >= entries.shape[0]:
+        msg = (f"{name}: pixels use palette index {used[-1]} but the palette has "
+               f"{entries.shape[0]} entries")
+        raise KpalError(msg)
+    return entries[used]
+
+
+# ---------------------------------------------------------------- writing
+def save_palette(palette: object, path: str | os.PathLike, format: str | None = None, *,
+                 force: bool = False) -> None:
+    """Write a palette file atomically (see :func:`kpal.io.write_atomic`).
+
+    Parameters
+    ----------
+    palette : array-like of shape (n, 3)
+        1..256 colours, integers 0..255.
+    path : str or PathLike
+        Destination; its extension chooses the format unless ``format`` is
+        given (``.kpal``, ``.gpl``, ``.act``, ``.png``, ``.gif``, ``.hex``,
+        ``.txt``).
+    format : {"kpal", "gpl", "act", "png", "gif", "hex"}, optional
+    force : bool, default False
+        Replace an existing file.
+
+    Raises
+    ------
+    KpalError
+        An unknown extension or format, or an invalid palette.
+    FileExistsError
+        ``path`` exists and ``force`` is false.
+    """
+    from kpal.io import write_atomic
+
+    if format is None:
+        format = _format_of_extension(os.fspath(path))
+        if format is None:
+            known = ", ".join(s for suffixes in FORMATS.values() for s in suffixes)
+            msg = (f"{os.fspath(path)}: unknown palette extension "
+                   f"{Path(path).suffix or '(none)'!r} (known: {known})")
+            raise KpalError(msg)
+    write_atomic(path, dump_palette(palette, format), force=force)
+
+
+def dump_palette(palette: object, format: str) -> bytes:
+    """Return the bytes of a palette file in ``format`` (see :func:`save_palette`).
+
+    Examples
+    --------
+    >>> dump_palette([[255, 0, 0], [0, 255, 128]], "hex")
+    b'#ff0000\\n#00ff80\\n'
+    """
+    palette = as_palette(palette)
+    if format not in FORMATS:
+        msg = f"unknown palette format {format!r} (known: {', '.join(FORMATS)})"
+        raise KpalError(msg)
+    if format in ("png", "gif"):
+        return _dump_image(palette, format)
+    return {"kpal": _dump_kpal, "gpl": _dump_gpl, "act": _dump_act, "hex": _dump_hex}[format](
+        palette)
+
+
+def _dump_hex(palette: np.ndarray) -> bytes:
+    return "".join(f"#{r:02x}{g:02x}{b:02x}\n" for r, g, b in palette.tolist()).encode()
+
+
+def _dump_gpl(palette: np.ndarray) -> bytes:
+    lines = [_GPL_MAGIC, "Name: kpal", f"Columns: {min(16, palette.shape[0])}", "#"]
+    lines += [f"{r:3d} {g:3d} {b:3d}\t#{r:02x}{g:02x}{b:02x}" for r, g, b in palette.tolist()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _dump_act(palette: np.ndarray) -> bytes:
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: palette.shape[0]] = palette
+    return table.tobytes() + _ACT_TRAILER.pack(palette.shape[0], _ACT_NO_TRANSPARENCY)
+
+
+def _dump_kpal(palette: np.ndarray) -> bytes:
+    from kpal import coding
+
+    n = palette.shape[0]
+    fixed = coding.get("fixed")
+    payload = fixed.encode(np.arange(n, dtype=np.uint8).reshape(1, n), n)
+    header = container.Header.for_image(coding=fixed.id, k=n, width=n, height=1,
+                                        payload_length=len(payload))
+    return container.write(header, palette, payload)
+
+
+def _dump_image(palette: np.ndarray, format: str) -> bytes:
+    from PIL import Image
+
+    n = palette.shape[0]
+    swatch = Image.fromarray(np.arange(n, dtype=np.uint8).reshape(1, n), "P")
+    swatch.putpalette(palette.tobytes(), "RGB")
+    out = io.BytesIO()
+    # optimize=False: Pillow would otherwise drop or reorder entries of a GIF palette.
+    swatch.save(out, format.upper(), optimize=False)
+    return out.getvalue()
+
+
+def as_palette(value: object) -> np.ndarray:
+    """A palette from a file path, a file object or 1..256 RGB triplets.
+
+    Parameters
+    ----------
+    value : path, binary file object or array-like of shape (n, 3)
+        Triplets must be integers 0..255 (an ndarray of any integer dtype,
+        a list or tuple of triplets).
+
+    Returns
+    -------
+    ndarray of shape (n, 3), uint8, ``1 <= n <= 256``
+
+    Raises
+    ------
+    KpalError
+        Not a palette, with the shape or the value that is wrong.
+    """
+    if isinstance(value, (str, os.PathLike)) or hasattr(value, "read"):
+        return load_palette(value)  # type: ignore[arg-type]
+    array = np.asarray(value)
+    if array.ndim != 2 or array.shape[1] != 3 or not 1 <= array.shape[0] <= MAX_COLORS:
+        msg = f"palette must have shape (n, 3) with 1 <= n <= {MAX_COLORS}, got {array.shape}"
+        raise KpalError(msg)
+    if array.dtype != np.uint8:
+        if array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255:
+            bad = "non-integer values" if array.dtype.kind not in "iu" else \
+                f"value {int(array.min() if array.min() < 0 else array.max())}"
+            msg = f"palette colours must be integers 0..255, got {bad}"
+            raise KpalError(msg)
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- one palette, many images
+def merge_histograms(images: Iterable[object], weights: Sequence[float] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the colour histograms of many images, one image at a time.
+
+    Parameters
+    ----------
+    images : iterable of images
+        Each a uint8 ndarray of shape (height, width, 3) or (n_pixels, 3) (an
+        empty one adds nothing: e.g. the opaque pixels of a clear image), or
+        anything :func:`kpal.codec.to_rgb` takes (a PIL image, a path, bytes),
+        which applies the same mode rules as encoding. A generator is read
+        lazily: only one image's pixels are in memory at a time.
+    weights : sequence of float, optional
+        A non-negative weight per image, multiplying its pixel counts
+        (default 1 each). To give every image the same say whatever its size,
+        pass ``1 / n_pixels`` of each.
+
+    Returns
+    -------
+    colors : ndarray of shape (n_colors, 3), uint8
+        The distinct colours of all images, in ascending packed order.
+    counts : ndarray of shape (n_colors,), float64
+        Their weighted pixel counts. Integer-valued: counts are used as they
+        are when every weight is an integer; otherwise they are rescaled to
+        integers summing to about 2**50 (the relative weights are kept to 15
+        significant digits) so the clustering's sums stay exact.
+
+    Raises
+    ------
+    KpalError
+        No image, a bad weight (the message names its index and value), the
+        number of weights differing from the number of images, or all weights 0.
+    """
+    packed = np.empty(0, dtype=np.uint32)
+    counts = np.empty(0, dtype=np.float64)
+    weight_list = None if weights is None else [_check_weight(i, w) for i, w in
+                                                enumerate(weights)]
+    n_images = 0
+    for index, image in enumerate(images):
+        n_images += 1
+        weight = 1.0
+        if weight_list is not None:
+            if index >= len(weight_list):
+                msg = f"got more images than the {len(weight_list)} weights"
+                raise KpalError(msg)
+            weight = weight_list[index]
+        pixels = _image_pixels(image)
+        if weight == 0 or pixels.shape[0] == 0:  # e.g. the opaque pixels of a clear image
+            continue
+        hist = color_histogram(pixels)
+        image_packed = hist.packed  # ascending, distinct
+        image_counts = hist.counts.astype(np.float64) * weight
+        union = np.union1d(packed, image_packed)
+        merged = np.zeros(union.shape[0], dtype=np.float64)
+        merged[np.searchsorted(union, packed)] += counts
+        merged[np.searchsorted(union, image_packed)] += image_counts
+        packed, counts = union, merged
+    if n_images == 0:
+        msg = "no images given"
+        raise KpalError(msg)
+    if weight_list is not None and n_images != len(weight_list):
+        msg = f"got {n_images} images but {len(weight_list)} weights"
+        raise KpalError(msg)
+    if packed.size == 0:
+        msg = "every image has weight 0 or no pixels"
+        raise KpalError(msg)
+    total = float(counts.sum())
+    if not np.array_equal(counts, np.rint(counts)) or total > _EXACT_TOTAL:
+        counts = np.rint(counts * (_EXACT_TOTAL / total))
+        keep = counts > 0
+        packed, counts = packed[keep], counts[keep]
+    return unpack_rgb(packed), counts
+
+
+def _check_weight(index: int, weight: object) -> float:
+    try:
+        value = float(weight)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not np.isfinite(value) or value < 0:
+        msg = f"weights[{index}]={weight!r} must be a finite number >= 0"
+        raise KpalError(msg)
+    return value
+
+
+def _image_pixels(image: object) -> np.ndarray:
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3) \
+            and image.shape[-1] == 3:
+        return image.reshape(-1, 3)
+    from kpal.codec import to_rgb  # imported here: the codec may use this module
+
+    rgb, _ = to_rgb(image)  # type: ignore[arg-type]
+    return rgb.reshape(-1, 3)
+
+
+def fit_palette(
+    images: Iterable[object],
+    k: int,
+    *,
+    weights: Sequence[float] | None = None,
+    method: str = "kmeans",
+    init: str = "k-means++",
+    seed: int = 0,
+    max_iter: int | None = None,
+    tol: float | None = None,
+) -> np.ndarray:
+    """Fit one palette of at most ``k`` colours to many images.
+
+    The images' histograms are merged (:func:`merge_histograms`) and the
+    merged histogram is clustered exactly as :func:`kpal.cluster.quantize`
+    clusters one image's: one image with weight 1 gets the palette
+    ``quantize`` gives it, for the same options.
+
+    Parameters
+    ----------
+    images : iterable of images
+        See :func:`merge_histograms`.
+    k : int
+        Palette size, 1..256.
+    weights : sequence of float, optional
+        Per-image weights multiplying pixel counts (default 1 each).
+    method, init, seed, max_iter, tol
+        As for :func:`kpal.cluster.quantize`.
+
+    Returns
+    -------
+    ndarray of shape (k_used, 3), uint8
+        Every entry is the nearest palette colour of at least one pixel;
+        ``k_used < k`` when the images hold fewer than ``k`` distinct colours
+        (those colours then, exactly, in ascending ``r, g, b`` order).
+
+    Warns
+    -----
+    UserWarning
+        When the images hold ``k`` or fewer distinct colours.
+
+    Examples
+    --------
+    >>> red = np.full((2, 2, 3), (200, 0, 0), np.uint8)
+    >>> blue = np.array([[(0, 0, 94), (0, 0, 90), (0, 0, 89)]], np.uint8)
+    >>> fit_palette([red, blue], 2).tolist()
+    [[200, 0, 0], [0, 0, 91]]
+    """
+    opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
+                                 tol=tol)
+    k, max_iter, tol = opts.k, opts.iterations, opts.tolerance
+    colors, counts = merge_histograms(images, weights)
+    n_colors = colors.shape[0]
+    if n_colors <= k:
+        warnings.warn(
+            f"the images have {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
+            f"no more than k={k}: the palette holds exactly those colours",
+            UserWarning,
+            stacklevel=2,
+        )
+        return colors
+    if method == "kmeans":
+        state = fit_histogram(colors, counts, k, init=init, rng=np.random.default_rng(seed),
+                              max_iter=max_iter, tol=tol)
+        palette = np.clip(np.rint(state.centres), 0, 255).astype(np.uint8)
+        color_labels, _ = nearest_palette_colors(colors, palette, state)
+    else:
+        from kpal.cluster import _fit_gmm
+
+        centres, color_labels, _ = _fit_gmm(colors, counts, k, seed, max_iter, tol, init)
+        palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+    # As quantize: drop the entries no colour chose (duplicates after rounding).
+    used = np.bincount(color_labels, minlength=palette.shape[0]) > 0
+    return palette[used]
+
+
+def map_to_palette(pixels: np.ndarray, palette: object, *, dither: str = "none",
+                   strength: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Palette index of every pixel, for a palette chosen elsewhere (no clustering).
+
+    Parameters
+    ----------
+    pixels : ndarray of shape (height, width, 3) or (n_pixels, 3), uint8
+    palette : palette file, file object or array-like of shape (k, 3)
+        Anything :func:`as_palette` takes.
+    dither, strength, seed
+        As for :func:`kpal.cluster.remap.remap`; ``"none"`` (default) gives
+        the exact nearest colour (ties: the lowest index).
+
+    Returns
+    -------
+    ndarray of shape (height, width) or (n_pixels,), uint8
+    """
+    from kpal.cluster.remap import remap
+
+    palette = as_palette(palette)
+    if isinstance(pixels, np.ndarray) and pixels.ndim == 2:
+        return remap(pixels.reshape(-1, 1, 3), palette, dither=dither, strength=strength,
+                     seed=seed).reshape(-1)
+    return remap(pixels, palette, dither=dither, strength=strength, seed=seed)

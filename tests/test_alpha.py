@@ -1,0 +1,336 @@
+"""Tests for kpal.cluster.alpha: RGBA palettes, flattening and background colours."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from kpal.cluster import Quantization
+from kpal.cluster.alpha import (
+    TRANSPARENT,
+    composite_mse,
+    flatten,
+    parse_color,
+    quantize_rgba,
+)
+from kpal.errors import KpalError, OptionError
+
+
+def photo_rgba(size: int = 48, seed: int = 0) -> np.ndarray:
+    """A small real photo with every kind of alpha: 0, 1..254 and 255, shape (n, 4)."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    rgb = np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS))
+    y, x = np.mgrid[0:size, 0:size]
+    radius = np.hypot(x - size / 2, y - size / 2) / (size / 2)
+    alpha = np.clip(np.rint((1.3 - radius) * 400), 0, 255).astype(np.uint8)
+    image = np.dstack([rgb, alpha])
+    # Random colours under the transparent pixels: they must not matter.
+    rng = np.random.default_rng(seed)
+    hidden = image[..., 3] == 0
+    image[hidden, :3] = rng.integers(0, 256, size=(int(hidden.sum()), 3))
+    return image.reshape(-1, 4)
+
+
+def quiet_quantize(*args, **kwargs) -> Quantization:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_rgba(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ the mask
+
+
+@pytest.mark.parametrize("k", [2, 3, 16, 64])
+def test_mask_is_exact(k: int) -> None:
+    pixels = photo_rgba()
+    alpha = pixels[:, 3]
+    assert (alpha == 0).any() and (alpha == 255).any() and ((alpha > 0) & (alpha < 255)).any()
+    result = quantize_rgba(pixels, k)
+    out = result.palette[result.labels]
+    assert np.all(out[alpha == 255, 3] == 255)
+    assert np.all(out[alpha == 0] == 0)
+    assert result.palette.shape[1] == 4 and result.palette.shape[0] <= k
+    assert result.labels.dtype == np.uint8 and result.labels.shape == (pixels.shape[0],)
+
+
+def test_one_transparent_entry_whatever_the_colour_under_it() -> None:
+    a = photo_rgba(seed=1)
+    b = photo_rgba(seed=2)
+    hidden = a[:, 3] == 0
+    assert not np.array_equal(a[hidden], b[hidden])
+    first, second = quantize_rgba(a, 16), quantize_rgba(b, 16)
+    # The hidden colours change nothing: same bytes.
+    assert np.array_equal(first.palette, second.palette)
+    assert np.array_equal(first.labels, second.labels)
+    transparent = np.flatnonzero(np.all(first.palette == TRANSPARENT, axis=1))
+    assert transparent.size == 1
+    assert np.all(first.labels[hidden] == transparent[0])
+    assert np.count_nonzero(first.palette[:, 3] == 0) == 1
+
+
+def test_gif_style_mask_kept_and_opaque_pixels_get_k_minus_one_entries() -> None:
+    rgba = photo_rgba()
+    rgba[:, 3] = np.where(rgba[:, 3] >= 128, 255, 0)
+    result = quantize_rgba(rgba, 8)
+    out = result.palette[result.labels]
+    assert np.array_equal(out[:, 3], rgba[:, 3])
+    assert result.palette.shape == (8, 4)
+    assert np.count_nonzero(np.all(result.palette == TRANSPARENT, axis=1)) == 1
+    assert np.count_nonzero(result.palette[:, 3] == 255) == 7
+
+
+def test_fully_opaque_image_has_no_transparent_entry() -> None:
+    rgba = photo_rgba()
+    rgba[:, 3] = 255
+    result = quantize_rgba(rgba, 8)
+    assert result.palette.shape == (8, 4)
+    assert np.all(result.palette[:, 3] == 255)
+
+
+# ------------------------------------------------------------- lossless cases
+
+
+def test_few_colours_are_kept_exactly_with_a_warning() -> None:
+    colours = np.array([[10, 20, 30, 255], [10, 20, 30, 128], [200, 0, 0, 7],
+                        [1, 2, 3, 0], [9, 9, 9, 0]], dtype=np.uint8)
+    pixels = colours[np.random.default_rng(0).integers(0, 5, size=300)]
+    with pytest.warns(UserWarning, match="4 distinct RGBA colours, no more than k=4"):
+        result = quantize_rgba(pixels, 4)
+    out = result.palette[result.labels]
+    expected = pixels.copy()
+    expected[expected[:, 3] == 0] = 0
+    assert np.array_equal(out, expected)
+    assert result.n_iter == 0 and result.inertia == 0.0 and result.n_colors == 4
+
+
+def test_one_pixel() -> None:
+    pixel = np.array([[12, 34, 56, 78]], dtype=np.uint8)
+    with pytest.warns(UserWarning, match="lossless"):
+        result = quantize_rgba(pixel, 1)
+    assert result.palette.tolist() == [[12, 34, 56, 78]]
+    assert result.labels.tolist() == [0]
+
+
+def test_one_transparent_pixel_is_the_transparent_entry() -> None:
+    with pytest.warns(UserWarning, match="lossless"):
+        result = quantize_rgba(np.array([[255, 0, 0, 0]], dtype=np.uint8), 1)
+    assert result.palette.tolist() == [list(TRANSPARENT)]
+
+
+def test_k1_is_the_premultiplied_mean() -> None:
+    pixels = np.array([[255, 0, 0, 255], [0, 0, 255, 255]], dtype=np.uint8)
+    result = quantize_rgba(pixels, 1)
+    assert result.palette.tolist() == [[128, 0, 128, 255]]  # 127.5 rounds half to even
+    half = np.array([[200, 100, 0, 255], [0, 0, 0, 0]], dtype=np.uint8)
+    result = quantize_rgba(half, 1)
+    # Premultiplied mean (100, 50, 0, 127.5): alpha 127 or 128, colour back to straight.
+    assert result.palette.shape == (1, 4)
+    entry = result.palette[0].astype(float)
+    assert entry[3] in (127, 128)
+    assert np.allclose(entry[:3] * entry[3] / 255, [100, 50, 0], atol=0.6)
+    assert result.labels.tolist() == [0, 0]
+
+
+# ------------------------------------------------------- premultiplied weight
+
+
+def test_nearly_transparent_far_colour_does_not_steal_an_entry() -> None:
+    # Two opaque greys close together and many nearly transparent bright reds:
+    # straight RGBA distance would give the reds an entry; premultiplied, they
+    # sit next to the transparent end and the two greys keep theirs.
+    greys = np.array([[100, 100, 100, 255]] * 50 + [[140, 140, 140, 255]] * 50, np.uint8)
+    reds = np.array([[255, 0, 0, 2]] * 100 + [[250, 5, 5, 3]] * 100, np.uint8)
+    pixels = np.concatenate([greys, reds])
+    result = quantize_rgba(pixels, 3)
+    out = result.palette[result.labels]
+    assert np.array_equal(out[:50], greys[:50])
+    assert np.array_equal(out[50:100], greys[50:])
+    # The reds share one entry whose composite is within 1 level of theirs.
+    assert np.unique(result.labels[100:]).size == 1
+    assert composite_mse(pixels[100:], out[100:]) < 1.0
+
+
+def test_beats_kmeans_on_straight_rgba() -> None:
+    from kpal.cluster.kmeans import KMeans
+
+    pixels = photo_rgba(64)
+    result = quantize_rgba(pixels, 32)
+    out = result.palette[result.labels]
+    ours = composite_mse(pixels, out)
+    straight = KMeans(32, seed=0).fit(pixels.astype(np.float64))
+    theirs = np.clip(np.rint(straight.cluster_centers_), 0, 255).astype(np.uint8)
+    assert ours < 0.8 * composite_mse(pixels, theirs[straight.labels_])
+    assert 10 * np.log10(255.0**2 / ours) > 25.5
+    # inertia is the composite error summed over the three channels.
+    assert result.inertia == pytest.approx(3 * ours, rel=1e-9)
+
+
+# ------------------------------------------------------------ options, paths
+
+
+def test_same_seed_same_bytes_and_seed_matters() -> None:
+    pixels = photo_rgba(64)
+    a = quantize_rgba(pixels, 16, seed=3)
+    b = quantize_rgba(pixels, 16, seed=3)
+    assert a.palette.tobytes() == b.palette.tobytes()
+    assert a.labels.tobytes() == b.labels.tobytes()
+
+
+def test_result_does_not_depend_on_blas_threads() -> None:
+    code = (
+        "import json, sys, hashlib, numpy as np\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_alpha import photo_rgba\n"
+        "from kpal.cluster.alpha import quantize_rgba\n"
+        "r = quantize_rgba(photo_rgba(48), 24, seed=1)\n"
+        "print(json.dumps(hashlib.sha256(r.palette.tobytes() + r.labels.tobytes())"
+        ".hexdigest()))\n"
+    )
+    digests = set()
+    for threads in ("1", "2"):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads,
+                   MKL_NUM_THREADS=threads)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True, cwd=os.path.dirname(os.path.dirname(
+                                 os.path.abspath(__file__))))
+        digests.add(json.loads(out.stdout))
+    assert len(digests) == 1
+
+
+def test_sample_fits_on_part_and_labels_all() -> None:
+    pixels = photo_rgba(64)
+    result = quantize_rgba(pixels, 16, sample=0.3)
+    out = result.palette[result.labels]
+    alpha = pixels[:, 3]
+    assert np.all(out[alpha == 255, 3] == 255) and np.all(out[alpha == 0] == 0)
+    assert result.palette.shape[0] <= 16
+    full = quantize_rgba(pixels, 16)
+    assert composite_mse(pixels, out) < 1.5 * composite_mse(pixels,
+                                                             full.palette[full.labels])
+
+
+def test_labels_are_the_nearest_allowed_entry() -> None:
+    pixels = photo_rgba(40)
+    result = quantize_rgba(pixels, 12)
+    palette = result.palette.astype(np.float64)
+    px = pixels.astype(np.float64)
+
+    def composites(c: np.ndarray) -> np.ndarray:
+        black = c[:, :3] * c[:, 3:4]
+        return np.concatenate([black, black - 255 * c[:, 3:4]], axis=1)
+
+    d = ((composites(px)[:, None, :] - composites(palette)[None, :, :]) ** 2).sum(axis=2)
+    opaque = pixels[:, 3] == 255
+    d[np.ix_(opaque, palette[:, 3] != 255)] = np.inf
+    transparent = pixels[:, 3] == 0
+    d[np.ix_(transparent, palette[:, 3] != 0)] = np.inf
+    assert np.array_equal(result.labels, np.argmin(d, axis=1))
+
+
+def test_gmm_on_a_binary_mask() -> None:
+    rgba = photo_rgba()
+    rgba[:, 3] = np.where(rgba[:, 3] >= 128, 255, 0)
+    result = quantize_rgba(rgba, 6, method="gmm")
+    out = result.palette[result.labels]
+    assert result.method == "gmm"
+    assert np.array_equal(out[:, 3], rgba[:, 3])
+    assert result.palette.shape[0] <= 6
+
+
+def test_gmm_refuses_translucent_pixels() -> None:
+    with pytest.raises(KpalError, match="method='gmm' cannot quantize translucent pixels"):
+        quantize_rgba(photo_rgba(), 8, method="gmm")
+
+
+@pytest.mark.parametrize(
+    ("pixels", "message"),
+    [
+        (np.zeros((4, 3), np.uint8), r"shape \(n_pixels, 4\)"),
+        (np.zeros((0, 4), np.uint8), r"shape \(n_pixels, 4\)"),
+        (np.zeros((4, 4), np.float32), "uint8 ndarray, got float32"),
+        ([[0, 0, 0, 0]], "uint8 ndarray, got list"),
+    ],
+)
+def test_bad_pixels(pixels: object, message: str) -> None:
+    with pytest.raises(KpalError, match=message):
+        quantize_rgba(pixels, 4)
+
+
+def test_bad_options() -> None:
+    pixels = photo_rgba(16)
+    with pytest.raises(OptionError, match="k=0"):
+        quantize_rgba(pixels, 0)
+    with pytest.raises(OptionError, match="method"):
+        quantize_rgba(pixels, 4, method="median-cut")
+
+
+# ------------------------------------------------------ flatten, parse_color
+
+
+def test_flatten_composites_with_exact_rounding() -> None:
+    pixels = np.array([[[255, 0, 0, 128], [10, 20, 30, 255], [99, 99, 99, 0]]], np.uint8)
+    out = flatten(pixels, (0, 0, 255))
+    assert out.shape == (1, 3, 3) and out.dtype == np.uint8
+    # 255*128/255 = 128; 255*127/255 = 127.
+    assert out.tolist() == [[[128, 0, 127], [10, 20, 30], [0, 0, 255]]]
+    assert flatten(pixels).tolist()[0][2] == [255, 255, 255]
+
+
+def test_flatten_every_value_matches_float_rounding() -> None:
+    c, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    pixels = np.stack([c, c, c, a], axis=-1).astype(np.uint8)
+    out = flatten(pixels, (255, 0, 17))
+    expected = np.floor((c * a + np.array([255, 0, 17])[:, None, None] * (255 - a)) / 255 + 0.5)
+    assert np.array_equal(out.transpose(2, 0, 1), expected.astype(np.uint8))
+
+
+def test_flatten_rejects_rgb_and_bad_background() -> None:
+    with pytest.raises(KpalError, match=r"shape \(\.\.\., 4\), got uint8 \(2, 3\)"):
+        flatten(np.zeros((2, 3), np.uint8))
+    with pytest.raises(OptionError, match="colour 'nope'"):
+        flatten(np.zeros((2, 4), np.uint8), "nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "rgb"),
+    [("#ff8000", (255, 128, 0)), ("#F80", (255, 136, 0)), ("white", (255, 255, 255)),
+     ("Black", (0, 0, 0)), (" 0, 128 ,255 ", (0, 128, 255)), ((1, 2, 3), (1, 2, 3)),
+     ("grey", (128, 128, 128))],
+)
+def test_parse_color(text: object, rgb: tuple) -> None:
+    assert parse_color(text) == rgb
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("300,0,0", "each of r,g,b must be 0..255"),
+     ("1,2", "r,g,b needs three integers"),
+     ("-1,0,0", "r,g,b needs three integers"),
+     ("#ff000080", "3 or 6 hex digits"),
+     ("#gg0000", "3 or 6 hex digits"),
+     ("", "is not a known colour"),
+     ("mauve-ish", "is not a known colour"),
+     ((1, 2), "expected #rrggbb"),
+     ((0, 0, 256), "expected #rrggbb"),
+     ((True, 0, 0), "expected #rrggbb")],
+)
+def test_parse_color_errors(text: object, message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        parse_color(text)
+
+
+def test_composite_mse_is_the_mean_of_black_and_white_errors() -> None:
+    a = np.array([[100, 50, 0, 200]], np.uint8)
+    b = np.array([[110, 50, 0, 180]], np.uint8)
+    black = (b[:, :3] * 180.0 - a[:, :3] * 200.0) / 255
+    white = black - (180 - 200)
+    assert composite_mse(a, b) == pytest.approx((np.sum(black**2) + np.sum(white**2)) / 6)
+    assert composite_mse(a, a) == 0.0

@@ -1,0 +1,135 @@
+"""The command line's ways to decide the palette: --quality, --max-size, --palette, `kpal palette`,
+and the remap flags (--dither, --space) as the encode command wires them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal.cli import QUALITY_EXIT, cli
+from kpal.palettes import load_palette
+
+
+@pytest.fixture
+def photo_path(tmp_path):
+    rng = np.random.default_rng(5)
+    base = np.linspace(0, 255, 40 * 30 * 3).reshape(40, 30, 3)
+    noisy = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(noisy, "RGB").save(path)
+    return path
+
+
+def _encode(runner, *args):
+    return runner.invoke(cli, ["encode", *map(str, args)])
+
+
+def test_quality_picks_a_k_and_reports_it(runner, photo_path, tmp_path):
+    out = tmp_path / "q.kpal"
+    result = _encode(runner, photo_path, "--quality", "28-30", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "chosen" in result.output and "smallest k reaching 30 dB, accepting 28" in result.output
+    encoded = kpal.codec.encode_image(photo_path, quality=(28, 30))
+    assert out.read_bytes() == encoded.data
+    assert encoded.psnr() >= 28
+
+
+def test_unreachable_quality_exits_99_and_writes_nothing(runner, photo_path, tmp_path):
+    out = tmp_path / "q.kpal"
+    result = _encode(runner, photo_path, "--quality", "99", "-o", out)
+    assert result.exit_code == QUALITY_EXIT == 99
+    assert "cannot be reached" in result.output
+    assert not out.exists()
+
+
+def test_max_size_fits_the_file(runner, photo_path, tmp_path):
+    out = tmp_path / "m.kpal"
+    result = _encode(runner, photo_path, "--max-size", "700", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size <= 700
+    assert "largest k whose file fits 700 bytes" in result.output
+    result = _encode(runner, photo_path, "--max-size", "20", "-o", tmp_path / "none.kpal")
+    assert result.exit_code == 99 and not (tmp_path / "none.kpal").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-k", "8", "--quality", "30"], "k and quality both decide the palette"),
+    (["--quality", "30", "--max-size", "9k"], "quality and max_size both decide the palette"),
+    (["--max-size", "9k", "--dither", "fs"], "max_size measures the undithered file"),
+    (["--quality", "30", "--method", "gmm"], "quality chooses k with k-means in RGB"),
+    (["--quality", "40-30"], "MIN 40 is above MAX 30"),
+])
+def test_conflicting_targets_are_usage_errors(runner, photo_path, tmp_path, args, message):
+    result = _encode(runner, photo_path, *args, "-o", tmp_path / "x.kpal")
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "x.kpal").exists()
+
+
+def test_shared_palette_file_then_encode_onto_it(runner, photo_path, tmp_path):
+    other = tmp_path / "other.png"
+    Image.fromarray(np.asarray(Image.open(photo_path))[::-1].copy()).save(other)
+    for ext in ("gpl", "act", "hex", "png", "kpal"):
+        shared = tmp_path / f"shared.{ext}"
+        result = runner.invoke(cli, ["palette", str(photo_path), str(other), "-k", "6", "-o",
+                                     str(shared)])
+        assert result.exit_code == 0, result.output
+        assert "6 colours from 2 images" in result.output
+        colours = load_palette(shared)
+        assert colours.shape == (6, 3)
+        out = tmp_path / f"on_{ext}.kpal"
+        result = _encode(runner, photo_path, "--palette", shared, "-o", out)
+        assert result.exit_code == 0, result.output
+        assert "given palette" in result.output
+        decoded = kpal.decode(out)
+        stored = np.asarray(decoded.getpalette("RGB")[:18], np.uint8).reshape(6, 3)
+        np.testing.assert_array_equal(stored, colours)  # the given palette, as given
+
+
+def test_palette_command_weights_and_errors(runner, photo_path, tmp_path):
+    shared = tmp_path / "w.gpl"
+    result = runner.invoke(cli, ["palette", str(photo_path), "-w", "1", "-w", "2", "-o",
+                                 str(shared)])
+    assert result.exit_code == 2 and "2 --weight values for 1 images" in result.output
+    result = runner.invoke(cli, ["palette", str(tmp_path / "*.nothing"), "-o", str(shared)])
+    assert result.exit_code != 0 and not shared.exists()
+    shared.write_text("keep me")
+    result = runner.invoke(cli, ["palette", str(photo_path), "-o", str(shared)])
+    assert result.exit_code == 2 and "file exists" in result.output
+    assert shared.read_text() == "keep me"
+
+
+def test_missing_palette_file_is_named(runner, photo_path, tmp_path):
+    result = _encode(runner, photo_path, "--palette", tmp_path / "nope.gpl", "-o",
+                     tmp_path / "x.kpal")
+    assert result.exit_code == 1
+    assert f"palette file {tmp_path / 'nope.gpl'}: cannot read" in result.output
+
+
+def test_dither_and_space_flags_reach_the_codec(runner, photo_path, tmp_path):
+    out = tmp_path / "d.kpal"
+    result = _encode(runner, photo_path, "-k", "4", "--dither", "fs", "--dither-strength",
+                     "0.5", "--space", "oklab", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "Floyd-Steinberg" in result.output and "strength 0.5" in result.output
+    assert "oklab" in result.output
+    assert out.read_bytes() == kpal.encode(photo_path, k=4, dither="fs", dither_strength=0.5,
+                                           space="oklab")
+    plain = kpal.encode(photo_path, k=4)
+    assert out.read_bytes() != plain
+    # Strength 0 is no dithering at all: the same file as --dither none.
+    assert kpal.encode(photo_path, k=4, dither="fs", dither_strength=0) == plain
+
+
+def test_plot_compare_shows_dithered_beside_undithered(runner, photo_path, tmp_path):
+    pytest.importorskip("matplotlib")
+    two, three = tmp_path / "two.png", tmp_path / "three.png"
+    result = runner.invoke(cli, ["plot", str(photo_path), "--kind", "compare", "-k", "4",
+                                 "-o", str(two)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["plot", str(photo_path), "--kind", "compare", "-k", "4",
+                                 "--dither", "fs", "-o", str(three)])
+    assert result.exit_code == 0, result.output
+    with Image.open(two) as a, Image.open(three) as b:
+        assert b.width == a.width * 3 // 2  # a third panel of the same width

@@ -1,0 +1,342 @@
+"""Palette files (every format, both directions), fit_palette and map_to_palette."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal import palettes
+from kpal.cluster import quantize
+from kpal.cluster.histogram import color_histogram
+from kpal.errors import FormatError, KpalError
+
+EXTENSIONS = {"kpal": ".kpal", "gpl": ".gpl", "act": ".act", "png": ".png", "gif": ".gif",
+              "hex": ".hex"}
+
+
+def _palette(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 3), dtype=np.uint8)
+
+
+def _photo(height: int = 40, width: int = 56, seed: int = 1) -> np.ndarray:
+    """A smooth gradient plus noise: many distinct colours, like a small photo."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 4, y * 5, (x + y) * 2], axis=-1).astype(np.int64)
+    return np.clip(base + rng.integers(-12, 13, base.shape), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- round trips
+@pytest.mark.parametrize("fmt", list(EXTENSIONS))
+@pytest.mark.parametrize("n", [1, 2, 7, 256])
+def test_round_trip_through_a_file(tmp_path, fmt, n):
+    palette = _palette(n)
+    path = tmp_path / f"p{EXTENSIONS[fmt]}"
+    palettes.save_palette(palette, path)
+    np.testing.assert_array_equal(palettes.load_palette(path), palette)
+
+
+@pytest.mark.parametrize("fmt", list(EXTENSIONS))
+def test_round_trip_through_a_file_object_keeps_duplicates(fmt):
+    palette = np.array([[1, 2, 3], [250, 0, 7], [1, 2, 3], [0, 0, 0]], dtype=np.uint8)
+    data = palettes.dump_palette(palette, fmt)
+    stream = io.BytesIO(data)
+    stream.name = f"shared{EXTENSIONS[fmt]}"
+    np.testing.assert_array_equal(palettes.load_palette(stream), palette)
+
+
+def test_txt_extension_is_hex_text(tmp_path):
+    path = tmp_path / "colours.txt"
+    palettes.save_palette([[255, 0, 0], [0, 128, 255]], path)
+    assert path.read_text() == "#ff0000\n#0080ff\n"
+    assert palettes.load_palette(path).tolist() == [[255, 0, 0], [0, 128, 255]]
+
+
+def test_gpl_written_is_a_gimp_palette(tmp_path):
+    path = tmp_path / "p.gpl"
+    palettes.save_palette([[255, 0, 0], [0, 128, 255]], path)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "GIMP Palette"
+    assert lines[-2:] == ["255   0   0\t#ff0000", "  0 128 255\t#0080ff"]
+
+
+def test_act_written_has_count_and_no_transparency():
+    data = palettes.dump_palette(_palette(3), "act")
+    assert len(data) == 772
+    assert struct.unpack(">HH", data[768:]) == (3, 0xFFFF)
+
+
+# ---------------------------------------------------------------- readers
+def test_hex_comments_and_names_are_skipped():
+    text = b"; Paint.NET style\n// another\n# a note\n\n#FF0000 red\n00ff80\t green\n##\n"
+    assert palettes.load_palette(io.BytesIO(text)).tolist() == [[255, 0, 0], [0, 255, 128]]
+
+
+def test_hex_bad_line_names_file_line_and_value(tmp_path):
+    path = tmp_path / "bad.hex"
+    path.write_text("#ff0000\n; ok\n#12345g\n")
+    with pytest.raises(KpalError, match=r"bad\.hex:3: '#12345g' is not a colour"):
+        palettes.load_palette(path)
+
+
+def test_hex_word_after_hash_is_not_a_comment(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("#ff0000\n#comment\n")
+    with pytest.raises(KpalError, match=r"bad\.txt:2: '#comment' is not a colour"):
+        palettes.load_palette(path)
+
+
+def test_gpl_reader_skips_header_lines_and_reports_bad_values(tmp_path):
+    path = tmp_path / "p.gpl"
+    path.write_text("GIMP Palette\nName: x\nColumns: 4\n# c\n 10 20 30 Dark\n1 2 3\n")
+    assert palettes.load_palette(path).tolist() == [[10, 20, 30], [1, 2, 3]]
+    path.write_text("GIMP Palette\n10 20 30\n10 300 30 Bad\n")
+    with pytest.raises(KpalError, match=r"p\.gpl:3: '10 300 30 Bad' is not a colour line"):
+        palettes.load_palette(path)
+
+
+def test_gpl_extension_without_header(tmp_path):
+    path = tmp_path / "p.gpl"
+    path.write_text("10 20 30\n")
+    with pytest.raises(KpalError, match=r"p\.gpl:1: '10 20 30' is not a GIMP palette header"):
+        palettes.load_palette(path)
+
+
+@pytest.mark.parametrize("length", [0, 3, 700, 771, 773])
+def test_truncated_act_is_rejected(tmp_path, length):
+    path = tmp_path / "p.act"
+    path.write_bytes(bytes(length))
+    with pytest.raises(KpalError, match=rf"p\.act: an \.act palette is 768 or 772 bytes, "
+                                        rf"got {length}"):
+        palettes.load_palette(path)
+
+
+def test_act_without_trailer_is_256_colours(tmp_path):
+    palette = _palette(256)
+    path = tmp_path / "p.act"
+    path.write_bytes(palette.tobytes())
+    np.testing.assert_array_equal(palettes.load_palette(path), palette)
+
+
+def test_act_bad_count(tmp_path):
+    path = tmp_path / "p.act"
+    path.write_bytes(bytes(768) + struct.pack(">HH", 300, 0xFFFF))
+    with pytest.raises(KpalError, match=r"p\.act: \.act colour count 300 is outside 1\.\.256"):
+        palettes.load_palette(path)
+
+
+def test_kpal_file_gives_its_palette(tmp_path):
+    image = _photo()
+    path = tmp_path / "x.kpal"
+    path.write_bytes(kpal.encode(image, 12))
+    _, palette, _ = kpal.codec.decode_indices(path.read_bytes())
+    np.testing.assert_array_equal(palettes.load_palette(path), palette)
+
+
+def test_corrupt_kpal_names_the_file(tmp_path):
+    data = bytearray(kpal.encode(_photo(), 4))
+    data[-1] ^= 0xFF
+    path = tmp_path / "x.kpal"
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=r"x\.kpal: checksum mismatch"):
+        palettes.load_palette(path)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF"])
+def test_png_and_gif_give_the_entries_in_use(tmp_path, fmt):
+    entries = _palette(8)
+    indices = np.array([[5, 1, 5], [1, 1, 5]], dtype=np.uint8)
+    image = Image.fromarray(indices, "P")
+    image.putpalette(entries.tobytes())
+    path = tmp_path / f"p.{fmt.lower()}"
+    image.save(path, fmt, optimize=False)
+    np.testing.assert_array_equal(palettes.load_palette(path), entries[[1, 5]])
+
+
+def test_truecolour_png_is_rejected(tmp_path):
+    path = tmp_path / "rgb.png"
+    Image.fromarray(_photo()).save(path)
+    with pytest.raises(KpalError, match=r"rgb\.png: a PNG palette must be a palette image "
+                                        r"\(mode P\), this one has mode RGB"):
+        palettes.load_palette(path)
+
+
+def test_too_many_and_no_colours(tmp_path):
+    path = tmp_path / "p.hex"
+    path.write_text("".join(f"#0000{i % 256:02x}\n" for i in range(257)))
+    with pytest.raises(KpalError, match=r"p\.hex: the palette holds 257 colours, a \.kpal "
+                                        r"palette at most 256"):
+        palettes.load_palette(path)
+    path.write_text("; only a comment\n")
+    with pytest.raises(KpalError, match=r"p\.hex: the palette holds no colours"):
+        palettes.load_palette(path)
+
+
+def test_binary_garbage_is_not_a_text_palette(tmp_path):
+    path = tmp_path / "p.hex"
+    path.write_bytes(b"#ff0000\n\xff\xfe\n")
+    with pytest.raises(KpalError, match=r"p\.hex:2: not a text palette"):
+        palettes.load_palette(path)
+
+
+# ---------------------------------------------------------------- writers
+def test_save_refuses_unknown_extension_and_existing_file(tmp_path):
+    with pytest.raises(KpalError, match=r"unknown palette extension '\.pal'"):
+        palettes.save_palette(_palette(2), tmp_path / "p.pal")
+    path = tmp_path / "p.gpl"
+    palettes.save_palette(_palette(2), path)
+    with pytest.raises(FileExistsError):
+        palettes.save_palette(_palette(3), path)
+    palettes.save_palette(_palette(3, seed=5), path, force=True)
+    np.testing.assert_array_equal(palettes.load_palette(path), _palette(3, seed=5))
+
+
+def test_save_with_explicit_format(tmp_path):
+    path = tmp_path / "palette.data"
+    palettes.save_palette(_palette(4), path, format="act")
+    assert path.stat().st_size == 772
+    np.testing.assert_array_equal(palettes.load_palette(path), _palette(4))
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (np.zeros((0, 3), np.uint8), r"shape \(n, 3\) with 1 <= n <= 256, got \(0, 3\)"),
+    (np.zeros((257, 3), np.uint8), r"got \(257, 3\)"),
+    ([[0, 0, 256]], r"integers 0\.\.255, got value 256"),
+    ([[0, -1, 0]], r"integers 0\.\.255, got value -1"),
+    ([[0.5, 0, 0]], r"integers 0\.\.255, got non-integer values"),
+])
+def test_as_palette_rejects(value, message):
+    with pytest.raises(KpalError, match=message):
+        palettes.as_palette(value)
+
+
+# ---------------------------------------------------------------- fit_palette
+def test_fit_palette_of_one_image_equals_quantize():
+    image = _photo(60, 80)
+    for k in (4, 16, 64):
+        expected = quantize(image.reshape(-1, 3), k, seed=3).palette
+        np.testing.assert_array_equal(palettes.fit_palette([image], k, seed=3), expected)
+
+
+def test_merge_is_one_image_at_a_time_and_exact():
+    image = _photo(60, 80)
+    halves = (image[:30], image[30:])
+    consumed = []
+
+    def frames():
+        for half in halves:
+            consumed.append(half.shape)
+            yield half
+
+    colors, counts = palettes.merge_histograms(frames())
+    whole = color_histogram(image.reshape(-1, 3))
+    np.testing.assert_array_equal(colors, whole.colors)
+    np.testing.assert_array_equal(counts, whole.counts)
+    assert consumed == [(30, 80, 3), (30, 80, 3)]
+    # Memory follows the distinct colours: the merged histogram is no larger
+    # than the whole image's, however many pieces it came in.
+    assert colors.shape[0] == len(whole)
+
+
+def test_integer_weight_equals_repeating_the_image():
+    a, b = _photo(seed=1), _photo(seed=2)[::-1]
+    repeated = palettes.fit_palette([a, a, a, b], 8)
+    weighted = palettes.fit_palette([a, b], 8, weights=[3, 1])
+    np.testing.assert_array_equal(weighted, repeated)
+
+
+def test_zero_weight_leaves_an_image_out():
+    a, b = _photo(seed=1), np.full((10, 10, 3), 255, np.uint8)
+    np.testing.assert_array_equal(palettes.fit_palette([a, b], 8, weights=[1, 0]),
+                                  palettes.fit_palette([a], 8))
+
+
+def test_fractional_weights_keep_counts_integral():
+    colors, counts = palettes.merge_histograms([_photo(seed=1), _photo(seed=2)],
+                                               weights=[0.25, 1 / 3])
+    np.testing.assert_array_equal(counts, np.rint(counts))
+    assert counts.sum() == pytest.approx(2.0**50, rel=1e-9)
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ([1, -1], r"weights\[1\]=-1 must be a finite number >= 0"),
+    ([1, float("nan")], r"weights\[1\]=nan"),
+    ([1], r"got more images than the 1 weights"),
+    ([1, 1, 1], r"got 2 images but 3 weights"),
+    ([0, 0], r"every image has weight 0 or no pixels"),
+])
+def test_bad_weights(weights, message):
+    with pytest.raises(KpalError, match=message):
+        palettes.fit_palette([_photo(), _photo()], 4, weights=weights)
+
+
+def test_empty_pixel_arrays_add_nothing():
+    image = _photo()
+    empty = np.zeros((0, 3), np.uint8)
+    np.testing.assert_array_equal(palettes.fit_palette([empty, image, empty], 8),
+                                  palettes.fit_palette([image], 8))
+    with pytest.raises(KpalError, match="every image has weight 0 or no pixels"):
+        palettes.fit_palette([empty], 8)
+
+
+def test_no_images():
+    with pytest.raises(KpalError, match="no images given"):
+        palettes.fit_palette([], 4)
+
+
+def test_fewer_colours_than_k_keeps_them_exactly():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = np.full((2, 3, 3), (10, 200, 30), np.uint8)
+    b[0, 0] = (255, 255, 255)
+    with pytest.warns(UserWarning, match="3 distinct colours, no more than k=8"):
+        palette = palettes.fit_palette([a, b], 8)
+    assert palette.tolist() == [[0, 0, 0], [10, 200, 30], [255, 255, 255]]
+
+
+def test_fit_palette_takes_paths_and_pil_images(tmp_path):
+    image = _photo()
+    path = tmp_path / "a.png"
+    Image.fromarray(image).save(path)
+    expected = palettes.fit_palette([image, image], 6)
+    np.testing.assert_array_equal(palettes.fit_palette([path, Image.fromarray(image)], 6),
+                                  expected)
+
+
+# ---------------------------------------------------------------- map_to_palette
+def test_map_to_palette_is_the_exact_nearest_colour():
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    palette = _palette(13, seed=9)
+    labels = palettes.map_to_palette(pixels, palette)
+    diff = pixels[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)
+    np.testing.assert_array_equal(labels, np.argmin((diff**2).sum(-1), axis=-1))
+
+
+def test_colours_far_outside_the_palette_go_to_the_nearest_entry():
+    palette = np.array([[0, 0, 0], [40, 40, 40], [90, 0, 0]], dtype=np.uint8)
+    pixels = np.array([[255, 255, 255], [255, 0, 0], [0, 0, 255], [20, 20, 20]], np.uint8)
+    assert palettes.map_to_palette(pixels, palette).tolist() == [1, 2, 1, 0]
+
+
+def test_duplicate_entries_map_to_the_lowest_index(tmp_path):
+    path = tmp_path / "dup.hex"
+    path.write_text("#000000\n#ffffff\n#ffffff\n")
+    pixels = np.array([[250, 250, 250], [3, 3, 3]], np.uint8)
+    assert palettes.map_to_palette(pixels, path).tolist() == [1, 0]
+
+
+def test_shared_palette_fits_every_frame_better_than_a_foreign_one():
+    frames = [_photo(seed=s) for s in range(3)]
+    shared = palettes.fit_palette(frames, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        foreign = quantize(np.full((4, 3), 128, np.uint8), 1).palette
+    for frame in frames:
+        own = kpal.metrics.mse(frame, shared[palettes.map_to_palette(frame, shared)])
+        assert own < kpal.metrics.mse(frame, foreign[palettes.map_to_palette(frame, foreign)])
