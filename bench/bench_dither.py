@@ -125,9 +125,9 @@ def pngquant(pixels: np.ndarray, k: int, dither: bool,
     return labels, palette.reshape(-1, 3)
 
 
-def photo_rows(job: tuple[str, list[int], bool]) -> list[dict]:
+def photo_rows(job: tuple[str, list[int], bool, list[str]]) -> list[dict]:
     """Every variant of one photo at every k."""
-    name, ks, with_pngquant = job
+    name, ks, with_pngquant, variants = job
     pixels = load(name)
     reference = Reference(pixels)
     rows = []
@@ -136,12 +136,15 @@ def photo_rows(job: tuple[str, list[int], bool]) -> list[dict]:
             flat = pixels.reshape(-1, 3)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "lossless": expected
-                palettes = {"rgb": quantize(flat, k).palette,
+                spaces = {space for variant, space, _ in KPAL_VARIANTS if variant in variants}
+                palettes = {"rgb": quantize(flat, k).palette if "rgb" in spaces else None,
                             "oklab": quantize_perceptual(flat, k, space="oklab").palette}
             runs = {}
             # As the encoder: an image of at most k colours is kept exactly, not dithered.
             lossless = len(color_histogram(flat)) <= k
             for variant, space, kwargs in KPAL_VARIANTS:
+                if variant not in variants:
+                    continue
                 if lossless:
                     kwargs = {"dither": "none"}
                 start = time.perf_counter()
@@ -173,6 +176,8 @@ def summary(rows: list[dict], ks: list[int]) -> list[dict]:
             group = [r for r in at_k if r["variant"] == variant]
             if variant.endswith(" rgb") or variant.endswith(" oklab"):
                 undithered = "none " + variant.rsplit(" ", 1)[1]
+                if (group[0]["image"], undithered) not in sizes:
+                    undithered = None  # not run: no ratio
             else:
                 undithered = "pngquant --nofs"
             gaps = [r["SSIMULACRA2"] - ref[r["image"]] for r in group if r["image"] in ref]
@@ -186,7 +191,7 @@ def summary(rows: list[dict], ks: list[int]) -> list[dict]:
                 "vs pngquant": statistics.fmean(gaps) if gaps else float("nan"),
                 "worst gap": worst, "worst photo": worst_image,
                 "entropy B": statistics.fmean(r["entropy B"] for r in group),
-                "size vs undithered": statistics.fmean(
+                "size vs undithered": float("nan") if undithered is None else statistics.fmean(
                     r["entropy B"] / sizes[(r["image"], undithered)] for r in group),
             })
     return out
@@ -296,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", nargs="+", default=list(PHOTOS), choices=list(PHOTOS),
                         help="Photos to use.")
     parser.add_argument("--jobs", type=int, default=2, help="Photos measured side by side.")
+    parser.add_argument("--variants", nargs="+", default=[v[0] for v in KPAL_VARIANTS],
+                        choices=[v[0] for v in KPAL_VARIANTS], help="kpal variants to run.")
     parser.add_argument("--no-12mp", action="store_true", help="Skip the 12 MP timing.")
     parser.add_argument("--only-12mp", action="store_true", help="Only the 12 MP timing.")
     parser.add_argument("--figure", type=Path,
@@ -314,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         names = sorted(args.images, key=lambda n: n not in BIG)
         # spawn, not fork: the parent has already started OpenMP threads.
         with get_context("spawn").Pool(args.jobs) as pool:
-            parts = pool.map(photo_rows, [(n, args.k, with_pngquant) for n in names],
+            parts = pool.map(photo_rows, [(n, args.k, with_pngquant, args.variants) for n in names],
                              chunksize=1)
         rows = [row for part in parts for row in part]
         print_table(summary(rows, args.k),

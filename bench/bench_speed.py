@@ -17,6 +17,7 @@ Usage::
 
     python bench/bench_speed.py                 # the table
     python bench/bench_speed.py --profile 256   # where the encode time goes, in process
+    python bench/bench_speed.py --profile 16 --sort tottime
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def corpus(cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
     return paths
 
 
-def profile(path: Path, k: int, top: int = 25) -> None:
-    """Print the cumulative-time profile of one in-process encode (after a warm-up)."""
+def profile(path: Path, k: int, top: int = 25, sort: str = "cumulative") -> None:
+    """Print the profile of one in-process encode (after a warm-up), sorted by ``sort``."""
     import kpal
 
     rgb = np.asarray(Image.open(path).convert("RGB"))
@@ -113,7 +114,7 @@ def profile(path: Path, k: int, top: int = 25) -> None:
     profiler.disable()
     print(f"{path.name} k={k}: {time.perf_counter() - start:.2f} s in process "
           f"(compiled kernels: {'off' if os.environ.get('KPAL_PURE_NUMPY') == '1' else 'on'})")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(top)
+    pstats.Stats(profiler).sort_stats(sort).print_stats(top)
 
 
 def _kpal_argv(source: Path, target: Path, k: int) -> list[str]:
@@ -131,7 +132,7 @@ def run(repeats: int, sizes: list[str], ks: list[int]) -> list[dict]:
     paths = corpus()
     pure = {**os.environ, "KPAL_PURE_NUMPY": "1"}
     # The compiled path at every size (by default small images, and images
-    # under kpal.cluster.COMPILED_COLD_PIXELS in a fresh process, take numpy).
+    # under kpal.cluster.compiled_cold_pixels(k) in a fresh process, take numpy).
     fast = {**os.environ, "KPAL_PURE_NUMPY": "0"}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,9 +178,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small-only", action="store_true", help="Only the 0.25 MP photo.")
     parser.add_argument("--profile", type=int, metavar="K",
                         help="Profile one in-process encode of the mosaic at this k.")
+    parser.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"],
+                        help="Order of the --profile listing.")
     args = parser.parse_args(argv)
     if args.profile:
-        profile(corpus()["mosaic 14.7 MP"], args.profile)
+        profile(corpus()["mosaic 14.7 MP"], args.profile, sort=args.sort)
         return
     if shutil.which("pngquant") is None:
         parser.error("pngquant is not on PATH")

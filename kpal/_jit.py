@@ -77,12 +77,14 @@ def skip_blas_probe() -> None:
     """Spare numba's BLAS probe, which imports scipy (0.3-0.9 s, 13 MiB), in this process.
 
     numba's first compile or cache load imports ``numba.np.arraymath``, which
-    checks for BLAS by importing ``scipy.linalg.cython_blas``. kpal's kernels
-    use no BLAS. Calling this before the first compiled call makes the probe
-    fail fast, so numba in this whole process then has no ``np.dot`` or
-    ``np.linalg`` in compiled code: call it only where kpal owns the process
-    (the command line), never from the library. Nothing happens when scipy
-    or numba's array maths are already imported.
+    checks for BLAS by importing ``scipy.linalg.cython_blas``. No kpal kernel
+    (``kpal.cluster._kmeans_fast``, ``kpal.cluster._remap_fast``,
+    ``kpal.coding._entropy_fast``) uses BLAS, so :func:`load` calls this
+    before numba's first import. Skipping it (numba 0.68) only means
+    that compiled ``np.correlate`` and ``np.convolve`` on floats use a plain
+    loop instead of BLAS; compiled ``np.dot`` and ``np.linalg`` still work
+    (they import scipy themselves when compiled). Nothing happens when
+    scipy or numba's array maths are already imported.
     """
     if "scipy" in sys.modules or "numba.np.arraymath" in sys.modules:
         return
@@ -123,8 +125,10 @@ def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
         Smallest image worth the compiled path for this module.
     cold_min_pixels : int, optional
         Smallest image worth it while numba is not imported yet in this
-        process: starting numba and loading cached kernels costs about 1.7 s
-        on the 2-core reference machine, which only large images win back.
+        process: starting numba and loading cached kernels costs about 1 s
+        on the 2-core reference machine (0.3-0.5 s importing numba, 0.4 s
+        for numba's type registries at the first cached kernel, about 20 ms
+        per further kernel), which only large images win back.
 
     Returns
     -------
@@ -147,6 +151,7 @@ def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
         print(COMPILING, file=sys.stderr, flush=True)
         _announced = True
     try:
+        skip_blas_probe()  # no kpal kernel uses BLAS: 0.3-0.9 s less start-up
         return importlib.import_module(module)
     except ImportError:  # numba present but broken (e.g. a numpy it does not support)
         return None

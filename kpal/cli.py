@@ -859,7 +859,7 @@ def plot(src, kind, out, size, force, **values):
         rgb, _ = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
-    if rgb.shape[-1] == 4:
+    if rgb.shape[-1] == 4 and kind != "palette":  # the palette draws alpha on a checkerboard
         click.echo(f"note: {name} has transparency; the figures show it over white", err=True)
         rgb = np.asarray(codec.flatten(Image.fromarray(rgb, "RGBA"), (255, 255, 255)))
     with warnings.catch_warnings(record=True) as caught:

@@ -430,6 +430,10 @@ class EncodeOptions:
             msg = (f"{chosen[0]} chooses k with k-means in RGB on every pixel; "
                    f"{', '.join(fitted_otherwise)} cannot be combined with it")
             raise OptionError(msg)
+        if self.space != "rgb" and self.method != "kmeans":
+            msg = (f"method={self.method!r} is available with space='rgb' only; "
+                   f"space={self.space!r} clusters with kmeans")
+            raise OptionError(msg)
         if chosen == ["max_size"] and self.dither != "none" and self.dither_strength > 0:
             msg = (f"max_size measures the undithered file, and dither={self.dither!r} changes "
                    "its size: drop one")

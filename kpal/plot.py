@@ -384,24 +384,34 @@ def palette(
 ) -> Figure:
     """The palette as swatches, most used first, with hex values and pixel shares.
 
-    Parameters are as in :func:`compare`.
+    Parameters are as in :func:`compare`, except that ``image`` may also be
+    RGBA (an array of shape (height, width, 4) or a PIL image with
+    transparency) and the palette of ``quantization`` of shape (k, 4), straight
+    RGBA as :func:`kpal.cluster.alpha.quantize_rgba` returns it.
 
     Returns
     -------
     matplotlib.figure.Figure
+        With an RGBA palette every swatch is drawn with its alpha over a
+        light/dark checkerboard and labelled ``#rrggbbaa``.
     """
     fig = _figure("palette", size)
-    rgb = _rgb_array(image)
+    pixels = _palette_pixels(image)
     if quantization is None:
-        quantization = _quantize(rgb, k, method, seed, sample)
+        quantization = _palette_quantize(pixels, k, method, seed, sample)
     colours, labels = (np.asarray(part) for part in quantization)
+    if colours.ndim != 2 or colours.shape[1] not in (3, 4):
+        msg = f"palette must have shape (k, 3) or (k, 4), got {colours.shape}"
+        raise ValueError(msg)
+    with_alpha = colours.shape[1] == 4
     share = np.bincount(labels.reshape(-1), minlength=len(colours)) / labels.size
     order = np.argsort(-share, kind="stable")
     n = len(colours)
     scale = _scale(fig, "palette")
     fig_w, fig_h = fig.get_size_inches() * _DPI
     title_font = _font(13, scale)
-    title = _wrap(f"Palette: {n} colours, by share of pixels".split(" "), title_font,
+    kind = "RGBA colours" if with_alpha else "colours"
+    title = _wrap(f"Palette: {n} {kind}, by share of pixels".split(" "), title_font,
                   fig_w - 12, " ")
     fig.suptitle(title, fontsize=title_font)
     # The swatch area: the figure below the title (an estimate made before layout).
@@ -411,13 +421,16 @@ def palette(
     columns = max(1, min(n, math.ceil(math.sqrt(n * area_w / max(area_h, 1.0)))))
     rows = math.ceil(n / columns)
     ax = fig.add_subplot(1, 1, 1)
+    ax.set_axis_off()
+    if with_alpha:
+        _checkerboard(ax, columns, rows, n)
     ax.set_xlim(0, columns)
     ax.set_ylim(rows, 0)
-    ax.set_axis_off()
-    # Two monospace lines of at most 7 characters must fit inside a swatch; when
-    # even the smallest font does not, the swatches go without labels.
+    # Two monospace lines (7 characters, 9 with alpha) must fit inside a swatch;
+    # when even the smallest font does not, the swatches go without labels.
+    chars = 9 if with_alpha else 7
     swatch_w, swatch_h = 0.92 * area_w / columns, 0.92 * area_h / rows
-    font = min(12.0 * max(scale, 1.0), 0.8 * swatch_w / (7 * 0.6) * 72 / _DPI,
+    font = min(12.0 * max(scale, 1.0), 0.8 * swatch_w / (chars * 0.6) * 72 / _DPI,
                0.75 * swatch_h / (2 * 1.25) * 72 / _DPI)
     for slot, j in enumerate(order):
         row, column = divmod(slot, columns)
@@ -430,14 +443,82 @@ def palette(
         ax.text(
             column + 0.5,
             row + 0.5,
-            f"{_hex(colour)}\n{100 * share[j]:.1f} %",
+            f"{_swatch_hex(colour)}\n{100 * share[j]:.1f} %",
             ha="center",
             va="center",
             fontsize=font,
-            color=_text_colour(colour),
+            color=_text_colour(_over_checks(colour)),
             family="monospace",
         )
     return fig
+
+
+#: Grey levels of the checkerboard under RGBA swatches, and its squares per swatch side.
+CHECK_LIGHT = 224
+CHECK_DARK = 160
+_CHECKS = 4
+#: Pixels per grid cell of the checkerboard image (the swatch is 92 % of a cell).
+_CHECK_CELL = 100
+
+
+def _palette_pixels(image: Any) -> np.ndarray:
+    """(height, width, 3) or (height, width, 4) uint8 pixels for :func:`palette`."""
+    if hasattr(image, "convert"):  # a PIL image
+        has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            "transparency" in getattr(image, "info", {}))
+        return np.asarray(image.convert("RGBA")) if has_alpha else _rgb_array(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 4 and array.dtype == np.uint8:
+        return array
+    return _rgb_array(array)
+
+
+def _palette_quantize(pixels: np.ndarray, k: int, method: str, seed: int,
+                      sample: float | None) -> tuple[np.ndarray, np.ndarray]:
+    if pixels.shape[2] == 3:
+        palette, labels = _quantize(pixels, k, method, seed, sample)
+        return palette, labels
+    from kpal.cluster.alpha import quantize_rgba
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # fewer colours than k: lossless
+        result = quantize_rgba(pixels.reshape(-1, 4), k, method=method, seed=seed,
+                               sample=sample, **fit_options(method))
+    return result.palette, result.labels
+
+
+def _checkerboard(ax, columns: int, rows: int, n: int) -> None:
+    """Light/dark squares under the first ``n`` swatches of a ``columns`` x ``rows`` grid."""
+    cell = _CHECK_CELL
+    inset = round(0.04 * cell)
+    side = cell - 2 * inset
+    # Position of every pixel inside its cell: the checks, or -1 in the gaps.
+    inside = np.arange(cell) - inset
+    square = np.where((inside >= 0) & (inside < side), inside * _CHECKS // side, -1)
+    y_sq, x_sq = square[:, None], square[None, :]
+    checks = np.where((y_sq + x_sq) % 2 == 0, CHECK_LIGHT, CHECK_DARK).astype(np.uint8)
+    tile = np.zeros((cell, cell, 4), dtype=np.uint8)
+    tile[..., :3] = checks[..., None]
+    tile[..., 3] = np.where((y_sq >= 0) & (x_sq >= 0), 255, 0)
+    board = np.zeros((rows * cell, columns * cell, 4), dtype=np.uint8)
+    for slot in range(n):
+        row, column = divmod(slot, columns)
+        board[row * cell : (row + 1) * cell, column * cell : (column + 1) * cell] = tile
+    ax.imshow(board, extent=(0, columns, rows, 0), interpolation="nearest", aspect="auto",
+              zorder=0)
+
+
+def _swatch_hex(colour: np.ndarray) -> str:
+    """``#rrggbb``, or ``#rrggbbaa`` for an RGBA colour."""
+    return "#" + "".join(f"{int(c):02x}" for c in colour)
+
+
+def _over_checks(colour: np.ndarray) -> np.ndarray:
+    """An RGBA colour composited over the checkerboard's mean grey (RGB as is)."""
+    if colour.shape[0] == 3:
+        return colour
+    alpha = colour[3] / 255.0
+    return colour[:3] * alpha + (CHECK_LIGHT + CHECK_DARK) / 2 * (1 - alpha)
 
 
 def _rectangle(xy, width, height, face, edge):

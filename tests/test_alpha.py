@@ -334,3 +334,94 @@ def test_composite_mse_is_the_mean_of_black_and_white_errors() -> None:
     white = black - (180 - 200)
     assert composite_mse(a, b) == pytest.approx((np.sum(black**2) + np.sum(white**2)) / 6)
     assert composite_mse(a, a) == 0.0
+
+
+# ------------------------------------------------------------ compiled path
+
+
+def nearest_allowed(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Brute force: the label of every pixel under the alpha rules (ties: lowest index)."""
+    palette = palette.astype(np.float64)
+    px = pixels.astype(np.float64)
+
+    def composites(c: np.ndarray) -> np.ndarray:
+        black = c[:, :3] * c[:, 3:4]
+        return np.concatenate([black, black - 255 * c[:, 3:4]], axis=1)
+
+    entries = composites(palette)
+    out = np.empty(px.shape[0], dtype=np.intp)
+    for start in range(0, px.shape[0], 4096):
+        block = slice(start, start + 4096)
+        d = ((composites(px[block])[:, None, :] - entries[None, :, :]) ** 2).sum(axis=2)
+        d[np.ix_(pixels[block, 3] == 255, palette[:, 3] != 255)] = np.inf
+        d[np.ix_(pixels[block, 3] == 0, palette[:, 3] != 0)] = np.inf
+        out[block] = np.argmin(d, axis=1)
+    return out
+
+
+def test_compiled_kernels_give_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numba")
+    # Over 20,000 distinct colours: the cells, the exact level and the passes all run.
+    pixels = photo_rgba(200)
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "1")
+    plain = quantize_rgba(pixels, 64)
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "0")
+    from kpal import _jit
+
+    kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0])
+    calls = {"hamerly_step": 0, "nearest_palette": 0}
+
+    def spy(name: str):
+        real = getattr(kernels, name)
+
+        def counted(*args):
+            calls[name] += 1
+            return real(*args)
+        return counted
+
+    for name in calls:
+        monkeypatch.setattr(kernels, name, spy(name))
+    compiled = quantize_rgba(pixels, 64)
+    # The compiled search labelled both the cells' k-means and the passes.
+    assert calls["hamerly_step"] > 0 and calls["nearest_palette"] > 0
+    assert np.array_equal(plain.palette, compiled.palette)
+    assert np.array_equal(plain.labels, compiled.labels)
+    assert np.array_equal(compiled.labels, nearest_allowed(pixels, compiled.palette))
+
+
+def test_compiled_result_does_not_depend_on_numba_threads() -> None:
+    pytest.importorskip("numba")
+    code = (
+        "import json, sys, hashlib, numpy as np\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from test_alpha import photo_rgba\n"
+        "from kpal.cluster.alpha import quantize_rgba\n"
+        "r = quantize_rgba(photo_rgba(160), 32, seed=2)\n"
+        "print(json.dumps(hashlib.sha256(r.palette.tobytes() + r.labels.tobytes())"
+        ".hexdigest()))\n"
+    )
+    digests = set()
+    for threads in ("1", "2"):
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, KPAL_PURE_NUMPY="0")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True, cwd=os.path.dirname(os.path.dirname(
+                                 os.path.abspath(__file__))))
+        digests.add(json.loads(out.stdout))
+    assert len(digests) == 1
+
+
+def test_many_colours_path_labels_nearest_and_keeps_the_mask(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past _CONVERGE_POINTS colours the exact level is skipped and one pass polishes.
+    import kpal.cluster.alpha as alpha
+
+    pixels = photo_rgba(160)
+    monkeypatch.setattr(alpha, "_CONVERGE_POINTS", 1000)
+    result = quantize_rgba(pixels, 32)
+    out = result.palette[result.labels]
+    assert np.all(out[pixels[:, 3] == 255, 3] == 255) and np.all(out[pixels[:, 3] == 0] == 0)
+    assert np.array_equal(result.labels, nearest_allowed(pixels, result.palette))
+    monkeypatch.setattr(alpha, "_CONVERGE_POINTS", 10**9)
+    slow = quantize_rgba(pixels, 32)
+    # Within 3 % of the error of the full polish.
+    assert result.inertia <= 1.03 * slow.inertia

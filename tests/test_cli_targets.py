@@ -60,6 +60,7 @@ def test_max_size_fits_the_file(runner, photo_path, tmp_path):
     (["--max-size", "9k", "--dither", "fs"], "max_size measures the undithered file"),
     (["--quality", "30", "--method", "gmm"], "quality chooses k with k-means in RGB"),
     (["--quality", "40-30"], "MIN 40 is above MAX 30"),
+    (["--space", "oklab", "--method", "gmm"], "method='gmm' is available with space='rgb' only"),
 ])
 def test_conflicting_targets_are_usage_errors(runner, photo_path, tmp_path, args, message):
     result = _encode(runner, photo_path, *args, "-o", tmp_path / "x.kpal")

@@ -291,3 +291,55 @@ def test_skipping_the_blas_probe_keeps_scipy_out_and_the_result(monkeypatch):
     rng = np.random.default_rng(1)
     expected = quantize(rng.integers(0, 256, size=(30000, 3), dtype=np.uint8), 8)
     assert out[1] == expected.palette.tobytes().hex()
+
+
+_EVERY_COMPILED_PATH = """
+import hashlib
+import sys
+import numpy as np
+import kpal
+rng = np.random.default_rng(2)
+image = rng.integers(0, 256, size=(120, 150, 3), dtype=np.uint8)
+image[40:80] //= 16  # some repeated colours as well
+digests = []
+for dither in ("none", "fs", "ordered"):
+    data = kpal.encode(image, 12, coding="entropy", dither=dither)
+    digests.append(hashlib.sha256(data).hexdigest())
+    digests.append(hashlib.sha256(np.asarray(kpal.decode(data)).tobytes()).hexdigest())
+loaded = [m for m in ("kpal.cluster._kmeans_fast", "kpal.cluster._remap_fast",
+                      "kpal.coding._entropy_fast", "scipy") if m in sys.modules]
+print(" ".join(loaded), "|", " ".join(digests))
+"""
+
+
+def _run_every_path(pure: str) -> tuple[list[str], list[str]]:
+    env = {**os.environ, "KPAL_PURE_NUMPY": pure}
+    out = subprocess.run([sys.executable, "-c", _EVERY_COMPILED_PATH], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    loaded, digests = out.split("|")
+    return loaded.split(), digests.split()
+
+
+def test_load_skips_the_blas_probe_and_every_compiled_path_keeps_its_bytes():
+    loaded, compiled = _run_every_path("0")
+    # Every compiled module ran, and numba started without importing scipy.
+    assert loaded == ["kpal.cluster._kmeans_fast", "kpal.cluster._remap_fast",
+                      "kpal.coding._entropy_fast"]
+    numpy_loaded, expected = _run_every_path("1")
+    assert numpy_loaded == []
+    assert compiled == expected
+
+
+def test_fresh_process_threshold_is_lower_at_large_k(monkeypatch):
+    calls = []
+
+    def record(module, n_pixels, min_pixels=_jit.MIN_PIXELS, cold_min_pixels=None):
+        calls.append((module, n_pixels, cold_min_pixels))
+        return None  # the numpy path
+
+    monkeypatch.setattr(_jit, "load", record)
+    pixels = np.random.default_rng(3).integers(0, 256, size=(5000, 3), dtype=np.uint8)
+    palettes = [quantize(pixels, k).palette for k in (16, 32, 33, 256)]
+    assert [c[2] for c in calls] == [12 << 20, 12 << 20, 5 << 20, 5 << 20]
+    assert calls[0][:2] == ("kpal.cluster._kmeans_fast", 5000)
+    assert [len(p) for p in palettes] == [16, 32, 33, 256]

@@ -33,18 +33,23 @@ def _brute_nearest(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def _reference_fs(pixels: np.ndarray, palette: np.ndarray, strength: float,
-                  weights: np.ndarray | None = None) -> np.ndarray:
+                  weights: np.ndarray | None = None, table: np.ndarray | None = None,
+                  limit_fraction: float = 1.0) -> np.ndarray:
     """Textbook serpentine Floyd--Steinberg, one pixel at a time (small images only).
 
     Written from the module's documented fixed point (1/64ths of a level,
     shares ``(error * weight16 * strength256 + 2048) >> 12``, weights in
-    256ths), not from its code, so the labels must match exactly.
+    256ths), not from its code, so the labels must match exactly. With an
+    Oklab ``table`` (``space="oklab"``), the received error is shortened by
+    3/4 until no longer than ``limit_fraction`` palette spacings (at least
+    one level), and the pick is the table's entry at the rounded value.
     """
     height, width = pixels.shape[:2]
     colours = palette.astype(np.int64) * 64
     s = int(round(strength * 256))
     cap = int(np.floor((0.5 * palette_spacing(palette) * 64) ** 2))
     w = np.full((height, width), 256, dtype=np.int64) if weights is None else weights
+    limit = max(int(np.floor((limit_fraction * palette_spacing(palette) * 64) ** 2)), 64 * 64)
 
     def share(error, sixteenths):
         return (error * (sixteenths * s) + 2048) >> 12
@@ -62,8 +67,17 @@ def _reference_fs(pixels: np.ndarray, palette: np.ndarray, strength: float,
             value = pixels[y, x].astype(np.int64) * 64 + receive(below[x], w[y, x])
             if carry is not None:
                 value = value + receive(carry, w[y, x])
+            if table is not None and limit_fraction > 0:
+                received = value - pixels[y, x].astype(np.int64) * 64
+                while int((received * received).sum()) > limit:
+                    received = (3 * received + 2) >> 2
+                value = pixels[y, x].astype(np.int64) * 64 + received
             value = np.clip(value, 0, 255 * 64)
-            best = int((((value - colours) ** 2).sum(axis=1)).argmin())
+            if table is None:
+                best = int((((value - colours) ** 2).sum(axis=1)).argmin())
+            else:
+                cells = (value + 128) >> 8
+                best = int(table[(cells[0] * 65 + cells[1]) * 65 + cells[2]])
             error = value - colours[best]
             if int((error * error).sum()) > cap:
                 error = (3 * error + 2) >> 2
@@ -429,18 +443,50 @@ def test_compiled_contrast_weights_equal_numpy(monkeypatch):
     assert slow.min() == 0 and slow.max() == 256
 
 
+def _grid_candidates(fast, offsets, lists, split, values):
+    """Candidate list the compiled search reads for fixed-point ``values`` (n, 3)."""
+    out = []
+    for v0, v1, v2 in values.tolist():
+        node = ((v0 >> 9) * 32 + (v1 >> 9)) * 32 + (v2 >> 9)
+        if split[node] >= 0:
+            node = split[node] + (((v0 >> 7) & 3) * 4 + ((v1 >> 7) & 3)) * 4 + ((v2 >> 7) & 3)
+        out.append(lists[offsets[node]:offsets[node + 1]])
+    return out
+
+
 def test_compiled_grid_lists_hold_the_nearest_colour_of_every_cell_corner():
     fast = pytest.importorskip("kpal.cluster._remap_fast")
     palette = _palette(256, seed=22)
-    colours, offsets, lists = fast._grid(palette)
-    assert np.all(np.diff(offsets) >= 1)
+    colours, offsets, lists, split = fast._grid(palette)
+    assert np.all(np.diff(offsets[:32**3 + 1]) >= 1)
     corners = np.array([[r, g, b] for r in (0, 7, 8, 255) for g in (0, 100, 255)
                         for b in (3, 200, 255)], dtype=np.uint8)
     expected = _brute_nearest(corners[None], palette)[0]
-    for colour, nearest in zip(corners, expected, strict=True):
-        cell = ((int(colour[0]) >> 3) * 32 + (int(colour[1]) >> 3)) * 32 + (int(colour[2]) >> 3)
-        candidates = lists[offsets[cell]:offsets[cell + 1]]
+    found = _grid_candidates(fast, offsets, lists, split, corners.astype(np.int64) << 6)
+    for nearest, candidates in zip(expected, found, strict=True):
         assert nearest in candidates and np.all(np.diff(candidates.astype(int)) > 0)
+
+
+@pytest.mark.parametrize("k", [16, 64, 256])
+def test_compiled_grid_is_exact_on_dense_palettes_with_few_candidates(k):
+    # A dense palette around the values searched (as a photo's palette is):
+    # the pruned, split grid must still give the brute-force nearest colour
+    # (lowest index on ties) for every fixed-point value, and few candidates.
+    fast = pytest.importorskip("kpal.cluster._remap_fast")
+    rng = np.random.default_rng(k)
+    palette = np.clip(rng.normal(128, 30, (k, 3)), 0, 255).astype(np.uint8)
+    palette[k // 2] = palette[1]  # a duplicate: ties go to the lower index
+    colours, offsets, lists, split = fast._grid(palette)
+    values = np.clip(rng.normal(128 * 64, 35 * 64, (20_000, 3)), 0, 255 * 64).astype(np.int64)
+    values[:512] = rng.integers(0, 2, (512, 3)) * (255 * 64)  # corners of the cube
+    diff = values[:, None, :] - colours[None]
+    expected = (diff * diff).sum(axis=2).argmin(axis=1)
+    got = [fast._nearest(v0, v1, v2, colours, offsets, lists, split)
+           for v0, v1, v2 in values.tolist()]
+    np.testing.assert_array_equal(got, expected)
+    counts = [len(c) for c in _grid_candidates(fast, offsets, lists, split, values)]
+    assert np.mean(counts) < 4, np.mean(counts)
+    assert (split >= 0).any()  # the sub-cells are exercised
 
 
 @pytest.mark.parametrize("k", [2, 16, 256])
@@ -489,6 +535,57 @@ def test_oklab_fs_reads_the_table_at_the_rounded_value():
         cells = (np.array(colour) * 64 + 128) >> 8
         want = table[(cells[0] * 65 + cells[1]) * 65 + cells[2]]
         assert remap(pixel, palette, dither="fs", space="oklab")[0, 0] == want
+
+
+def _beyond_the_palette() -> tuple[np.ndarray, np.ndarray]:
+    """Light blues at full blue and a palette of greys and two duller blues: the
+    error received builds up where the palette cannot reach the pixels."""
+    y, x = np.mgrid[0:16, 0:56]
+    pixels = np.stack([100 + x, 190 + y, np.full_like(x, 255)], axis=-1).astype(np.uint8)
+    palette = np.array([[g, g, g] for g in range(120, 256, 20)]
+                       + [[105, 189, 240], [60, 150, 235]], dtype=np.uint8)
+    return pixels, palette
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_oklab_fs_shortens_the_received_error_as_documented(monkeypatch, adaptive):
+    pixels, palette = _beyond_the_palette()
+    table = remap_module.oklab_table(palette)
+    weights = remap_module._contrast_weights(pixels, palette) if adaptive else None
+    want = _reference_fs(pixels, palette, 1.0, weights, table=table)
+    # The shortening matters on this image: without it the labels differ.
+    assert not np.array_equal(want, _reference_fs(pixels, palette, 1.0, weights, table=table,
+                                                  limit_fraction=0))
+    for pure in ("1", "0"):
+        monkeypatch.setenv("KPAL_PURE_NUMPY", pure)
+        got = remap(pixels, palette, dither="fs", space="oklab", adaptive=adaptive)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_oklab_fs_keeps_the_hue_beyond_the_palette():
+    # Without the shortening, the build-up lands on greys far from the light
+    # blues; with it, the output is nearer the pixels on average.
+    pixels, palette = _beyond_the_palette()
+    table = remap_module.oklab_table(palette)
+    unshortened = palette[_reference_fs(pixels, palette, 1.0, table=table, limit_fraction=0)]
+    shortened = palette[remap(pixels, palette, dither="fs", space="oklab")]
+
+    def mean_distance(out):
+        diff = out.astype(np.float64) - pixels
+        return float(np.sqrt((diff * diff).sum(axis=2)).mean())
+
+    assert mean_distance(shortened) < mean_distance(unshortened) - 1, (
+        mean_distance(shortened), mean_distance(unshortened))
+
+
+def test_shorten_scales_long_errors_only():
+    error = np.array([[0, 0, 0], [64, -64, 30], [4000, -3000, 100], [-5000, 0, 0]])
+    out = remap_module._shorten(error, 128 * 128)
+    np.testing.assert_array_equal(out[:2], error[:2])
+    assert np.all((out * out).sum(axis=1) <= 128 * 128)
+    assert np.all(np.sign(out) == np.sign(error))
+    assert (out[2] * out[2]).sum() > (96 * 96)  # one 3/4 step short of the limit at most
+    np.testing.assert_array_equal(error[2], [4000, -3000, 100])  # the input is kept
 
 
 def test_bad_threads_are_rejected():

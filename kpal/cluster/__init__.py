@@ -25,11 +25,34 @@ __all__ = ["METHODS", "KMeans", "Quantization", "quantize"]
 METHODS = options.METHODS
 
 #: In a process where numba is not loaded yet, the compiled k-means kernels are
-#: used from this many pixels on: starting numba (about 1.7 s) costs as much as
-#: the kernels save below about 15 MP (bench/bench_speed.py). Once numba is
+#: used from this many pixels on for k <= :data:`COLD_SMALL_K`: starting numba
+#: and loading its cached kernels (about 1 s) costs as much as they save at
+#: k = 16 below about 12 MP, file to file (bench/bench_speed.py). Once numba is
 #: loaded (a batch, a library user, the compiled entropy coder) they are used
 #: from ``kpal._jit.MIN_PIXELS`` on.
-COMPILED_COLD_PIXELS = 1 << 24
+COMPILED_COLD_PIXELS = 12 << 20
+#: The same for k > :data:`COLD_SMALL_K`: Lloyd's iterations cost more per
+#: pixel there, so the compiled path pays off from about 5 MP at k = 256.
+COMPILED_COLD_PIXELS_LARGE_K = 5 << 20
+#: Largest k that uses :data:`COMPILED_COLD_PIXELS`.
+COLD_SMALL_K = 32
+
+
+def compiled_cold_pixels(k: int) -> int:
+    """Smallest image that takes the compiled k-means in a process without numba yet.
+
+    Parameters
+    ----------
+    k : int
+        Palette size.
+
+    Returns
+    -------
+    int
+        :data:`COMPILED_COLD_PIXELS` for ``k <= COLD_SMALL_K``, else
+        :data:`COMPILED_COLD_PIXELS_LARGE_K`.
+    """
+    return COMPILED_COLD_PIXELS if k <= COLD_SMALL_K else COMPILED_COLD_PIXELS_LARGE_K
 
 
 @dataclass(frozen=True)
@@ -125,7 +148,7 @@ def quantize(
     k, max_iter, tol = opts.k, opts.iterations, opts.tolerance
     # Compiled loops for large images when kpal[fast] is installed: the same output.
     kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
-                        cold_min_pixels=COMPILED_COLD_PIXELS)
+                        cold_min_pixels=compiled_cold_pixels(k))
     hist = kernels.color_histogram(pixels) if kernels is not None else None
     if hist is None:
         hist = color_histogram(pixels)

@@ -12,10 +12,15 @@ Both paths compute in integers (fixed point for the diffusion) and pick the
 nearest colour by exact integer squared distance, ties to the lowest index,
 so they agree bit for bit. What makes the loop fast at ``k = 256`` is the
 search: the RGB cube is cut into 32 x 32 x 32 cells, and each cell lists, in
-index order, the palette colours that can be nearest to some point of it (a
-colour whose least distance to the cell exceeds the smallest greatest
-distance of any colour to the cell never can). A pixel then compares itself
-with the few colours of its cell only.
+index order, the palette colours that can be nearest to some point of it. A
+colour is left out when its least distance to the cell exceeds the smallest
+greatest distance of any colour to it, or when another colour is at least as
+near at every point of the cell (``d(v, i) - d(v, j)`` is linear in ``v``, so
+one corner of the cell decides; a tie counts for the lower index). A cell
+that still lists more than :data:`_SPLIT_ABOVE` colours (where a photo's
+palette is dense) is cut in 4 x 4 x 4 sub-cells, each pruned the same way
+from the cell's list. A pixel then compares itself with the two or three
+colours of its (sub-)cell only.
 """
 
 from __future__ import annotations
@@ -33,58 +38,160 @@ _TOP = 255 << _FRAC_BITS
 #: Cells of the search grid: 32 per channel, each 512 fixed-point units (8 levels).
 _CELL_BITS = 9
 _CELLS = 32
+#: A cell with more candidates than this is cut in _SUBS ** 3 sub-cells.
+_SPLIT_ABOVE = 4
+_SUB_BITS = 2
+_SUBS = 1 << _SUB_BITS
+_SUB_SHIFT = _CELL_BITS - _SUB_BITS
+_SUB_MASK = _SUBS - 1
 #: Oklab table (remap.oklab_table): 65 levels per channel, cell (v + 128) >> 8.
 _LUT_SIDE = 65
 
 
 @njit(cache=True, nogil=True)
-def build_grid(colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _prune(colours: np.ndarray, pool: np.ndarray, n: int, lo: np.ndarray, hi: np.ndarray,
+           near: np.ndarray, loose: np.ndarray, out: np.ndarray, total: int) -> int:
+    """Append to ``out[total:]`` the colours of ``pool[:n]`` that can be nearest in a box.
+
+    The box is ``lo[c] <= v[c] <= hi[c]`` (fixed point, inclusive). First a
+    colour whose least distance to the box exceeds the smallest greatest
+    distance of any colour to it is dropped; then pairwise:
+    ``d(v, i) - d(v, j)`` is linear in ``v``, so its least value over the box
+    is at a corner, and when it is above zero (or zero, with ``j`` the lower
+    index, which wins ties) ``i`` is never the nearest. Returns the new total;
+    the kept colours stay in ascending order.
+    """
+    bound = np.int64(1) << 62
+    closest = pool[0]
+    for a in range(n):
+        i = pool[a]
+        least = np.int64(0)
+        most = np.int64(0)
+        for ch in range(3):
+            c = colours[i, ch]
+            gap = max(lo[ch] - c, 0, c - hi[ch])
+            least += gap * gap
+            far = max(abs(c - lo[ch]), abs(c - hi[ch]))
+            most += far * far
+        near[a] = least
+        if most < bound:
+            bound = most
+            closest = i
+    m = 0
+    for a in range(n):
+        if near[a] <= bound:
+            loose[m] = pool[a]
+            m += 1
+    for a in range(m):
+        i = loose[a]
+        dominated = False
+        for b in range(-1, m):
+            j = closest if b < 0 else loose[b]
+            if j == i or (b >= 0 and j == closest):
+                continue
+            low = np.int64(0)
+            for ch in range(3):
+                ci = colours[i, ch]
+                cj = colours[j, ch]
+                corner = lo[ch] if cj > ci else hi[ch]
+                low += 2 * corner * (cj - ci) + ci * ci - cj * cj
+            if low > 0 or (low == 0 and j < i):
+                dominated = True
+                break
+        if not dominated:
+            out[total] = i
+            total += 1
+    return total
+
+
+@njit(cache=True, nogil=True)
+def build_grid(colours: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate lists of the search grid for ``colours`` (int64, fixed point, shape (k, 3)).
 
-    Returns ``(offsets, candidates)``: cell ``c`` lists
-    ``candidates[offsets[c]:offsets[c + 1]]``, ascending palette indices.
+    Returns ``(offsets, candidates, split)``. A cell ``c`` with
+    ``split[c] < 0`` lists ``candidates[offsets[c]:offsets[c + 1]]``
+    (ascending palette indices); a cell with more than :data:`_SPLIT_ABOVE`
+    candidates is cut in ``_SUBS ** 3`` sub-cells, listed from node
+    ``split[c]`` on (node ``split[c] + sub-cell``, in the same arrays).
     """
     k = colours.shape[0]
     n_cells = _CELLS * _CELLS * _CELLS
-    offsets = np.zeros(n_cells + 1, dtype=np.int64)
-    lists = np.empty(n_cells * k, dtype=np.uint8)
+    subs = _SUBS * _SUBS * _SUBS
+    split = np.full(n_cells, -1, dtype=np.int64)
+    starts = np.zeros(n_cells + 1, dtype=np.int64)
+    cell_lists = np.empty(n_cells * min(k, 64), dtype=np.uint8)
+    everyone = np.arange(k)
     near = np.empty(k, dtype=np.int64)
+    loose = np.empty(k, dtype=np.int64)
+    lo = np.empty(3, dtype=np.int64)
+    hi = np.empty(3, dtype=np.int64)
     size = 1 << _CELL_BITS
+    sub_size = size // _SUBS
     total = 0
+    n_split = 0
     for cell in range(n_cells):
-        r = cell // (_CELLS * _CELLS)
-        g = (cell // _CELLS) % _CELLS
-        b = cell % _CELLS
-        bound = np.int64(1) << 62
-        for i in range(k):
-            least = np.int64(0)
-            most = np.int64(0)
-            for channel, index in ((0, r), (1, g), (2, b)):
-                lo = np.int64(index * size)
-                hi = min(lo + size - 1, _TOP)
-                c = colours[i, channel]
-                gap = max(lo - c, 0, c - hi)
-                least += gap * gap
-                far = max(abs(c - lo), abs(c - hi))
-                most += far * far
-            near[i] = least
-            bound = min(bound, most)
-        for i in range(k):
-            if near[i] <= bound:
-                lists[total] = i
-                total += 1
-        offsets[cell + 1] = total
-    return offsets, lists[:total].copy()
+        lo[0] = (cell // (_CELLS * _CELLS)) * size
+        lo[1] = ((cell // _CELLS) % _CELLS) * size
+        lo[2] = (cell % _CELLS) * size
+        for ch in range(3):
+            hi[ch] = min(lo[ch] + size - 1, _TOP)
+        if total + k > cell_lists.shape[0]:
+            grown = np.empty(2 * cell_lists.shape[0] + k, dtype=np.uint8)
+            grown[:total] = cell_lists[:total]
+            cell_lists = grown
+        total = _prune(colours, everyone, k, lo, hi, near, loose, cell_lists, total)
+        starts[cell + 1] = total
+        if total - starts[cell] > _SPLIT_ABOVE:
+            split[cell] = n_cells + n_split * subs
+            n_split += 1
+    n_nodes = n_cells + n_split * subs
+    offsets = np.zeros(n_nodes + 1, dtype=np.int64)
+    lists = np.empty(total + n_split * subs * min(k, 64), dtype=np.uint8)
+    lists[:total] = cell_lists[:total]
+    offsets[: n_cells + 1] = starts
+    pool = np.empty(k, dtype=np.int64)
+    for cell in range(n_cells):
+        node = split[cell]
+        if node < 0:
+            continue
+        n = 0
+        for j in range(starts[cell], starts[cell + 1]):
+            pool[n] = cell_lists[j]
+            n += 1
+        base0 = (cell // (_CELLS * _CELLS)) * size
+        base1 = ((cell // _CELLS) % _CELLS) * size
+        base2 = (cell % _CELLS) * size
+        for sub in range(subs):
+            lo[0] = base0 + (sub // (_SUBS * _SUBS)) * sub_size
+            lo[1] = base1 + ((sub // _SUBS) % _SUBS) * sub_size
+            lo[2] = base2 + (sub % _SUBS) * sub_size
+            for ch in range(3):
+                hi[ch] = min(lo[ch] + sub_size - 1, _TOP)
+            if lo[0] > _TOP or lo[1] > _TOP or lo[2] > _TOP:
+                offsets[node + sub + 1] = total  # beyond the top level: never read
+                continue
+            if total + n > lists.shape[0]:
+                grown = np.empty(2 * lists.shape[0] + n, dtype=np.uint8)
+                grown[:total] = lists[:total]
+                lists = grown
+            total = _prune(colours, pool, n, lo, hi, near, loose, lists, total)
+            offsets[node + sub + 1] = total
+    return offsets, lists[:total].copy(), split
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _nearest(v0: np.int64, v1: np.int64, v2: np.int64, colours: np.ndarray,
-             offsets: np.ndarray, lists: np.ndarray) -> int:
+             offsets: np.ndarray, lists: np.ndarray, split: np.ndarray) -> int:
     """Exact nearest colour of a fixed-point value, ties to the lowest index."""
-    cell = (((v0 >> _CELL_BITS) * _CELLS) + (v1 >> _CELL_BITS)) * _CELLS + (v2 >> _CELL_BITS)
+    node = (((v0 >> _CELL_BITS) * _CELLS) + (v1 >> _CELL_BITS)) * _CELLS + (v2 >> _CELL_BITS)
+    first = split[node]
+    if first >= 0:
+        node = first + (((((v0 >> _SUB_SHIFT) & _SUB_MASK) * _SUBS)
+                         + ((v1 >> _SUB_SHIFT) & _SUB_MASK)) * _SUBS
+                        + ((v2 >> _SUB_SHIFT) & _SUB_MASK))
     best = -1
     best_d = np.int64(1) << 62
-    for j in range(offsets[cell], offsets[cell + 1]):
+    for j in range(offsets[node], offsets[node + 1]):
         i = np.int64(lists[j])
         d0 = v0 - colours[i, 0]
         d1 = v1 - colours[i, 1]
@@ -98,18 +205,18 @@ def _nearest(v0: np.int64, v1: np.int64, v2: np.int64, colours: np.ndarray,
 
 @njit(cache=True, nogil=True, inline="always")
 def _pick(v0: np.int64, v1: np.int64, v2: np.int64, colours: np.ndarray, offsets: np.ndarray,
-          lists: np.ndarray, lut: np.ndarray, use_lut: bool) -> int:
+          lists: np.ndarray, split: np.ndarray, lut: np.ndarray, use_lut: bool) -> int:
     """The exact RGB nearest colour, or the Oklab table's entry for the value."""
     if use_lut:
         cell = ((((v0 + 128) >> 8) * _LUT_SIDE) + ((v1 + 128) >> 8)) * _LUT_SIDE
         return np.int64(lut[cell + ((v2 + 128) >> 8)])
-    return _nearest(v0, v1, v2, colours, offsets, lists)
+    return _nearest(v0, v1, v2, colours, offsets, lists, split)
 
 
 @njit(cache=True, nogil=True)
 def _offset_rows(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int, colours: np.ndarray,
-                 offsets: np.ndarray, lists: np.ndarray, lut: np.ndarray, use_lut: bool,
-                 start: int, stop: int, labels: np.ndarray) -> None:
+                 offsets: np.ndarray, lists: np.ndarray, split: np.ndarray, lut: np.ndarray,
+                 use_lut: bool, start: int, stop: int, labels: np.ndarray) -> None:
     width = pixels.shape[1]
     side_y, side_x = tile.shape[0], tile.shape[1]
     for y in range(start, stop):
@@ -119,14 +226,15 @@ def _offset_rows(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int, colours
             v0 = min(max(np.int64(pixels[y, x, 0]) + tile[ty, tx, 0], 0), 255) << _FRAC_BITS
             v1 = min(max(np.int64(pixels[y, x, 1]) + tile[ty, tx, 1], 0), 255) << _FRAC_BITS
             v2 = min(max(np.int64(pixels[y, x, 2]) + tile[ty, tx, 2], 0), 255) << _FRAC_BITS
-            labels[y, x] = _pick(v0, v1, v2, colours, offsets, lists, lut, use_lut)
+            labels[y, x] = _pick(v0, v1, v2, colours, offsets, lists, split, lut, use_lut)
 
 
 @njit(cache=True, nogil=True)
 def _diffuse_bands(pixels: np.ndarray, colours: np.ndarray, offsets: np.ndarray,
-                   lists: np.ndarray, lut: np.ndarray, use_lut: bool, weights: np.ndarray,
+                   lists: np.ndarray, split: np.ndarray, lut: np.ndarray, use_lut: bool,
+                   weights: np.ndarray,
                    adaptive: bool, warm: np.ndarray, s: int, cap: int, band_rows: int,
-                   warmup_rows: int, b0: int, b1: int, labels: np.ndarray) -> None:
+                   warmup_rows: int, limit: int, b0: int, b1: int, labels: np.ndarray) -> None:
     height, width = pixels.shape[0], pixels.shape[1]
     below = np.zeros((width, 3), dtype=np.int64)
     errors = np.zeros((width, 3), dtype=np.int64)
@@ -167,10 +275,24 @@ def _diffuse_bands(pixels: np.ndarray, colours: np.ndarray, offsets: np.ndarray,
                     v0 += below[x, 0] + c0
                     v1 += below[x, 1] + c1
                     v2 += below[x, 2] + c2
+                if limit > 0:
+                    p0 = np.int64(pixels[y, x, 0]) << _FRAC_BITS
+                    p1 = np.int64(pixels[y, x, 1]) << _FRAC_BITS
+                    p2 = np.int64(pixels[y, x, 2]) << _FRAC_BITS
+                    r0 = v0 - p0
+                    r1 = v1 - p1
+                    r2 = v2 - p2
+                    while r0 * r0 + r1 * r1 + r2 * r2 > limit:
+                        r0 = (3 * r0 + 2) >> 2
+                        r1 = (3 * r1 + 2) >> 2
+                        r2 = (3 * r2 + 2) >> 2
+                    v0 = p0 + r0
+                    v1 = p1 + r1
+                    v2 = p2 + r2
                 v0 = min(max(v0, 0), _TOP)
                 v1 = min(max(v1, 0), _TOP)
                 v2 = min(max(v2, 0), _TOP)
-                best = _pick(v0, v1, v2, colours, offsets, lists, lut, use_lut)
+                best = _pick(v0, v1, v2, colours, offsets, lists, split, lut, use_lut)
                 e0 = v0 - colours[best, 0]
                 e1 = v1 - colours[best, 1]
                 e2 = v2 - colours[best, 2]
@@ -281,10 +403,10 @@ def _run(task, blocks: list[tuple[int, int]]) -> None:  # noqa: ANN001
             future.result()
 
 
-def _grid(palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _grid(palette: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     colours = palette.astype(np.int64) << _FRAC_BITS
-    offsets, lists = build_grid(colours)
-    return colours, offsets, lists
+    offsets, lists, split = build_grid(colours)
+    return colours, offsets, lists, split
 
 
 def _search(palette: np.ndarray, lut: np.ndarray | None) -> tuple:
@@ -293,7 +415,7 @@ def _search(palette: np.ndarray, lut: np.ndarray | None) -> tuple:
         return (*_grid(palette), np.zeros(1, dtype=np.uint8), False)
     colours = palette.astype(np.int64) << _FRAC_BITS
     empty = np.zeros(1, dtype=np.int64)
-    return colours, empty, np.zeros(1, dtype=np.uint8), np.ascontiguousarray(lut), True
+    return colours, empty, np.zeros(1, dtype=np.uint8), empty, np.ascontiguousarray(lut), True
 
 
 def offset_nearest(pixels: np.ndarray, palette: np.ndarray, tile: np.ndarray,
@@ -319,8 +441,13 @@ def offset_nearest(pixels: np.ndarray, palette: np.ndarray, tile: np.ndarray,
 
 def diffuse(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray | None,
             warm: np.ndarray, s: int, cap: int, band_rows: int, warmup_rows: int,
-            n_bands: int, threads: int, lut: np.ndarray | None = None) -> np.ndarray:
-    """The banded fixed-point diffusion of remap.py, one band after another."""
+            n_bands: int, threads: int, lut: np.ndarray | None = None,
+            limit: int = 0) -> np.ndarray:
+    """The banded fixed-point diffusion of remap.py, one band after another.
+
+    ``limit > 0``: the received error is shortened by 3/4 until its squared
+    length is at most ``limit`` (remap.py's ``_shorten``).
+    """
     height, width = pixels.shape[:2]
     search = _search(palette, lut)
     labels = np.empty((height, width), dtype=np.uint8)
@@ -330,7 +457,7 @@ def diffuse(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray | None,
 
     def task(b0: int, b1: int) -> None:
         _diffuse_bands(pixels, *search, weight_map, adaptive, warm64, s, cap,
-                       band_rows, warmup_rows, b0, b1, labels)
+                       band_rows, warmup_rows, limit, b0, b1, labels)
 
     _run(task, _blocks(n_bands, threads))
     return labels

@@ -32,21 +32,27 @@ move each entry to the mean of its colours.
 Labels are decided by exact integer arithmetic: opaque colours by
 :func:`nearest_palette_colors` among the opaque entries, translucent ones on
 their composites ``(c·a, c·a - 255·a)`` (integers), ties going to the lowest
-index. Every sum is taken with numpy, never BLAS, so the result does not
-depend on the number of threads.
+index; Hamerly's bounds, carried from one pass to the next, spare most
+colours the search. Every sum is taken with numpy, never BLAS, so the result
+does not depend on the number of threads. Large images use the compiled
+kernels of :mod:`kpal.cluster._kmeans_fast` on the same terms as
+:func:`kpal.cluster.quantize` (when ``kpal[fast]`` is installed): they find
+the same labels, so the output is the same bytes either way and for any
+number of threads.
 """
 
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
 
 import numpy as np
 
-from kpal import options
-from kpal.cluster import Quantization, quantize
+from kpal import _jit, options
+from kpal.cluster import Quantization, compiled_cold_pixels, quantize
 from kpal.cluster.histogram import color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, LloydState, lloyd, nearest_palette_colors
-from kpal.cluster.nearest import Neighbours, assign
+from kpal.cluster.nearest import _MARGIN, Neighbours, assign
 from kpal.errors import KpalError, OptionError
 
 __all__ = ["TRANSPARENT", "composite_mse", "flatten", "parse_color", "quantize_rgba"]
@@ -65,25 +71,34 @@ _COMPOSITE_UNIT = 2.0 * 255.0**2
 #: space (``_CELL_STEP`` levels per channel) before the exact colours.
 _CELL_POINTS = 20_000
 _CELL_STEP = 8
+#: Cells are numbered through a table of this many entries at most (else a sort).
+_DENSE_CELLS = 1 << 22
+#: Iterations on the cells when the exact colours follow.
+_CELL_ITER = 20
 #: Cells are used only if they leave room for the clusters and merge a lot.
 _CELL_FACTOR = 4
 _CELL_MERGE = 0.6
-#: Several initial draws are compared (``_TRIAL_ITER`` iterations each) for small k.
+#: Several initial draws are compared (``_TRIAL_ITER`` iterations each) for small k,
+#: on cells of side ``_DRAW_STEP`` when there are more than ``_DRAW_POINTS`` points.
 _TRIAL_ITER = 10
+_DRAW_POINTS = 4_000
+_DRAW_STEP = 16
 #: Lloyd iterations on the exact colours after the cells: a polish only, the
 #: passes below finish the job under the alpha rules (bench/bench_alpha.py:
 #: within 0.05 dB of running it to convergence, at a third of the time).
 _EXACT_ITER = 10
 #: Passes on the exact colours (round the centres, relabel, move to the mean):
-#: at most this many, stopping when the error falls by less than _PASS_GAIN.
-_MAX_PASSES = 5
+#: at most this many, stopping when the error falls by less than _PASS_GAIN
+#: (bench/bench_alpha.py: 3 passes are within 0.05 dB of 5).
+_MAX_PASSES = 3
 _PASS_GAIN = 1e-3
 #: Above this many distinct colours (photos of several megapixels with soft
-#: alpha), the exact level gets _POLISH_ITER iterations and _LARGE_PASSES passes,
-#: as kpal.cluster.kmeans polishes large RGB histograms.
+#: alpha), Lloyd's algorithm stops at the cells and _LARGE_PASSES passes polish
+#: on the exact colours: each labelling of millions of colours costs as much as
+#: many iterations on the cells (a 4 MP soft-alpha photo: within 0.1 dB, at
+#: about half the time).
 _CONVERGE_POINTS = 250_000
-_POLISH_ITER = 2
-_LARGE_PASSES = 2
+_LARGE_PASSES = 1
 #: Margin, in composite units (up to 255² · √6), for bound tests that must be exact.
 _BOUND_MARGIN = 1e-3
 
@@ -172,7 +187,11 @@ def quantize_rgba(
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
                                  tol=tol, sample=sample)
     k = opts.k
-    parts = _Parts(pixels)
+    # Compiled loops for large images when kpal[fast] is installed, on the same
+    # terms as kpal.cluster.quantize: the same output either way.
+    kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
+                        cold_min_pixels=compiled_cold_pixels(k))
+    parts = _Parts(pixels, kernels)
     n_colors = parts.n_colors
     if n_colors <= k:
         warnings.warn(
@@ -191,7 +210,7 @@ def quantize_rgba(
         msg = ("method='gmm' cannot quantize translucent pixels (alpha 1..254): the Gaussian "
                "mixture fits 3 features, not 4; use method='kmeans'")
         raise KpalError(msg)
-    return _premultiplied(parts, k_free, opts)
+    return _premultiplied(parts, k_free, opts, kernels)
 
 
 # ---------------------------------------------------------------- the pixels
@@ -205,7 +224,8 @@ class _Parts:
     of their packed RGBA values.
     """
 
-    def __init__(self, pixels: np.ndarray) -> None:
+    def __init__(self, pixels: np.ndarray, kernels: ModuleType | None = None) -> None:
+        self.kernels = kernels
         alpha = pixels[:, 3]
         self.n = pixels.shape[0]
         self.transparent = alpha == 0
@@ -213,7 +233,9 @@ class _Parts:
         self.translucent = ~(self.transparent | self.opaque)
         self.has_transparent = int(self.transparent.any())
         self.o_pixels = np.ascontiguousarray(pixels[self.opaque, :3])
-        hist = color_histogram(self.o_pixels)
+        hist = kernels.color_histogram(self.o_pixels) if kernels is not None else None
+        if hist is None:
+            hist = color_histogram(self.o_pixels)
         self.o_colors, self.o_counts = hist.colors, hist.counts
         s = pixels[self.translucent]
         packed = (s[:, 0].astype(np.uint32) << 24) | (s[:, 1].astype(np.uint32) << 16)
@@ -235,8 +257,12 @@ class _Parts:
         out = np.empty(self.n, dtype=np.uint8)
         out[self.transparent] = transparent_label
         if self.o_colors.shape[0]:
-            out[self.opaque] = map_pixels(self.o_pixels, self.o_colors,
-                                          o_labels.astype(np.uint8))
+            if self.kernels is not None:
+                out[self.opaque] = self.kernels.map_pixels(self.o_pixels, self.o_colors,
+                                                           o_labels.astype(np.uint8))
+            else:
+                out[self.opaque] = map_pixels(self.o_pixels, self.o_colors,
+                                              o_labels.astype(np.uint8))
         if self.s_colors.shape[0]:
             out[self.translucent] = s_labels.astype(np.uint8)[self.s_inverse]
         return out
@@ -351,7 +377,8 @@ def _with_alpha(rgb: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------ the k-means path
 
 
-def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions) -> Quantization:
+def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions,
+                   kernels: ModuleType | None = None) -> Quantization:
     """k-means in premultiplied RGBA with opaque and transparent pixels kept exact."""
     rng = np.random.default_rng(opts.seed)
     colours = _Colours(parts)
@@ -363,7 +390,7 @@ def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions) -> Q
         if np.count_nonzero(sampled) > k_free:
             weights = sampled
     points = _to_space(colours.points)
-    centres, point_labels, n_iter = _fit_points(points, weights, k_free, opts, rng)
+    centres, point_labels, n_iter = _fit_points(points, weights, k_free, opts, rng, kernels)
     opaque_kind = _opaque_kinds(point_labels, weights, colours.n_opaque, k_free)
     has_t = parts.has_transparent
     # Passes of Lloyd's algorithm on the exact colours and the rounded palette,
@@ -371,7 +398,7 @@ def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions) -> Q
     # move every centre to the mean of its colours, round again. Done when the
     # palette no longer changes or the error falls by less than _PASS_GAIN.
     palette = _palette(centres, opaque_kind, has_t)
-    current = _Labelling(colours, palette, point_labels + has_t)
+    current = _Labelling(colours, palette, point_labels + has_t, kernels=kernels)
     error = _dot(current.distances, weights)
     passes = _MAX_PASSES if points.shape[0] <= _CONVERGE_POINTS else _LARGE_PASSES
     for _ in range(min(opts.iterations, passes)):
@@ -380,7 +407,7 @@ def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions) -> Q
         moved = _palette(centres, opaque_kind, has_t)
         if np.array_equal(moved, palette):
             break
-        labelling = _Labelling(colours, moved, current.labels, current)
+        labelling = _Labelling(colours, moved, current.labels, current, kernels)
         moved_error = _dot(labelling.distances, weights)
         n_iter += 1
         if moved_error >= error:
@@ -421,14 +448,17 @@ class _Colours:
 
 
 def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.EncodeOptions,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+                rng: np.random.Generator,
+                kernels: ModuleType | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Weighted k-means of points, coarse to fine when there are many.
 
     Many points are first merged into cells (:func:`_cells`); k-means runs on
     the cells, then Lloyd's algorithm on the exact points starts from the
     bounds the cells proved (so only points near a boundary are searched), as
-    :func:`kpal.cluster.kmeans.fit_histogram` does for RGB. For small ``k``
-    several initial draws get a few iterations each and the best goes on.
+    :func:`kpal.cluster.kmeans.fit_histogram` does for RGB. The initial
+    centres are drawn on coarser cells (side ``_DRAW_STEP``) when there are
+    many points; for small ``k`` several draws get a few iterations each and
+    the best goes on.
     Points of weight 0 (left out of a sample) take no part but get a label.
 
     Returns the centres, the label of every point and the iterations run.
@@ -445,15 +475,27 @@ def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.E
     if first_points.shape[0] <= _CELL_POINTS and k <= 64:
         restarts = 8 if k <= 16 else 4
     trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
+    draw_points, draw_weights = first_points[positive], first_weights[positive]
+    if draw_points.shape[0] > _DRAW_POINTS:
+        # The initial draws are made (and compared) on coarser cells: they
+        # only choose where the first level starts.
+        coarse = _cells(draw_points, draw_weights, _DRAW_STEP)
+        if _CELL_FACTOR * k <= coarse[0].shape[0] <= _CELL_MERGE * draw_points.shape[0]:
+            draw_points, draw_weights = coarse[:2]
+            trial_iter = min(max_iter, _TRIAL_ITER)
     best = None
     for seed in rng.integers(0, 2**31 - 1, size=restarts).tolist():
         model = KMeans(k, init=opts.init, seed=seed, max_iter=trial_iter, tol=tol)
-        model.fit(first_points[positive], sample_weight=first_weights[positive])
+        model.fit(draw_points, sample_weight=draw_weights)
         if best is None or model.inertia_ < best.inertia_:
             best = model
     # Lloyd again from the best draw: it returns the bounds the exact level needs.
+    first_iter = max(1, max_iter - best.n_iter_)
+    if cells is not None:
+        # The exact level and the passes go on from here: the cells only prepare them.
+        first_iter = min(first_iter, _CELL_ITER)
     state = lloyd(first_points[positive], first_weights[positive], best.cluster_centers_,
-                  max(1, max_iter - best.n_iter_), tol)
+                  first_iter, tol, kernels=kernels)
     n_iter = best.n_iter_ + state.n_iter
     first_labels = np.empty(first_points.shape[0], dtype=np.intp)
     first_labels[positive] = state.labels
@@ -463,6 +505,9 @@ def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.E
         return state.centres, first_labels, n_iter
     means, _, cell_of_point = cells
     exact = weights > 0
+    if exact.sum() > _CONVERGE_POINTS:
+        # Many exact colours: the passes of _premultiplied polish the cells' fit.
+        return state.centres, first_labels[cell_of_point], n_iter
     # A point lies within r = |x - m| of its cell's mean m, so the cell's
     # bounds widened by r hold for the point.
     cell = np.flatnonzero(positive)
@@ -472,25 +517,32 @@ def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.E
     radius = np.sqrt(_squared(points[exact], means[cell_of_point[exact]]).sum(axis=1))
     carried = LloydState(state.centres, state.labels[own], state.upper[own] + radius,
                          np.maximum(state.lower[own] - radius, 0.0))
-    exact_iter = _EXACT_ITER if exact.sum() <= _CONVERGE_POINTS else _POLISH_ITER
-    state = lloyd(points[exact], weights[exact], state.centres, min(max_iter, exact_iter), tol,
-                  state=carried)
+    state = lloyd(points[exact], weights[exact], state.centres, min(max_iter, _EXACT_ITER), tol,
+                  state=carried, kernels=kernels)
     labels = first_labels[cell_of_point]
     labels[exact] = state.labels
     return state.centres, labels, n_iter + state.n_iter
 
 
-def _cells(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge points into cubic cells of side ``_CELL_STEP``: weighted means and weights.
+def _cells(points: np.ndarray, weights: np.ndarray,
+           step: float = _CELL_STEP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge points into cubic cells of side ``step``: weighted means and weights.
 
     A cell whose points all weigh 0 (left out of a sample) gets their plain mean.
     """
-    index = ((points - points.min(axis=0)) // _CELL_STEP).astype(np.int64)
+    index = ((points - points.min(axis=0)) // step).astype(np.int64)
     side = int(index.max()) + 1
     key = ((index[:, 0] * side + index[:, 1]) * side + index[:, 2]) * side + index[:, 3]
-    _, cell_of_point = np.unique(key, return_inverse=True)
-    cell_of_point = cell_of_point.reshape(-1)
-    n_cells = int(cell_of_point.max()) + 1
+    if side**4 <= _DENSE_CELLS:
+        # Number the occupied cells in key order through a table (np.unique's order).
+        present = np.bincount(key, minlength=side**4) > 0
+        number = np.cumsum(present, dtype=np.intp) - 1
+        cell_of_point = number[key]
+        n_cells = int(number[-1]) + 1
+    else:
+        _, cell_of_point = np.unique(key, return_inverse=True)
+        cell_of_point = cell_of_point.reshape(-1)
+        n_cells = int(cell_of_point.max()) + 1
     cell_weights = np.bincount(cell_of_point, weights=weights, minlength=n_cells)
     empty = cell_weights == 0
     mass = np.where(empty[cell_of_point], 1.0, weights)
@@ -578,48 +630,86 @@ class _Labelling:
         The palette's composites (:func:`_composites`).
     reach : ndarray of shape (n_translucent,), float64
         Distance from each translucent colour's composites to its entry's.
+    lower : ndarray of shape (n_translucent,), float64
+        Lower bound of the distance from each translucent colour's composites
+        to every other entry's (Hamerly's bound, carried to the next palette).
     """
 
     def __init__(self, colours: _Colours, palette: np.ndarray, guess: np.ndarray,
-                 previous: _Labelling | None = None) -> None:
+                 previous: _Labelling | None = None,
+                 kernels: ModuleType | None = None) -> None:
         n_o = colours.n_opaque
         self.labels = np.empty(colours.weights.shape[0], dtype=np.intp)
         self.distances = np.empty(colours.weights.shape[0], dtype=np.float64)
         self.entries = _composites(palette)
         if n_o:
             opaque_entries = np.flatnonzero(palette[:, 3] == _OPAQUE)
-            nearest, squared = nearest_palette_colors(colours.o_colors,
-                                                      palette[opaque_entries, :3])
+            if kernels is not None and opaque_entries.size > 1:
+                # Search from the guess when it is an opaque entry (any hint is exact).
+                position = np.full(palette.shape[0], 0, dtype=np.intp)
+                position[opaque_entries] = np.arange(opaque_entries.size)
+                hint = position[np.minimum(guess[:n_o], palette.shape[0] - 1)]
+                nearest, squared = kernels.nearest_palette(colours.o_colors,
+                                                           palette[opaque_entries, :3], hint)
+            else:
+                nearest, squared = nearest_palette_colors(colours.o_colors,
+                                                          palette[opaque_entries, :3])
             self.labels[:n_o] = opaque_entries[nearest]
             self.distances[:n_o] = squared
-        self.reach = np.empty(0)
+        self.reach = self.lower = np.empty(0)
         if colours.weights.shape[0] > n_o:
-            self._translucent(colours, guess[n_o:], previous)
+            self._translucent(colours, guess[n_o:], previous, kernels)
 
     def _translucent(self, colours: _Colours, guess: np.ndarray,
-                     previous: _Labelling | None) -> None:
+                     previous: _Labelling | None, kernels: ModuleType | None) -> None:
         points, entries = colours.s_composites, self.entries
-        guess = np.minimum(guess, entries.shape[0] - 1)
-        if previous is None:
+        k = entries.shape[0]
+        guess = np.minimum(guess, k - 1)
+        if previous is None or previous.entries.shape[0] != k:
             upper = np.sqrt(_squared(points, entries[guess]).sum(axis=1))
+            lower = np.zeros(points.shape[0])
         else:
             # Triangle inequality: the entry moved at most this far from the
-            # colour's previous distance to it.
+            # colour's previous distance to it, the others at most the largest move.
             shift = np.sqrt(_squared(entries, previous.entries).sum(axis=1))
             upper = previous.reach + shift[guess]
+            # Every other entry came at most the largest shift among the others closer.
+            top = int(np.argmax(shift))
+            runner_up = float(np.max(np.delete(shift, top))) if k > 1 else 0.0
+            lower = np.maximum(previous.lower - np.where(guess == top, runner_up, shift[top]),
+                               0.0)
         neighbours = Neighbours(entries)
-        # Closer than half the gap to any other entry: that entry is strictly
-        # the nearest, no search needed. The margin covers float rounding.
-        unsettled = np.flatnonzero(upper + _BOUND_MARGIN >= neighbours.half_gap[guess])
-        found = guess.copy()
-        if unsettled.size:
-            found[unsettled] = neighbours.search(points[unsettled], guess[unsettled],
-                                                 upper[unsettled], exact=True)[0]
+        if kernels is not None and k > 1:
+            # Composites are integers below 2**17: every squared distance is
+            # exact in float64, so the compiled search gives the same labels.
+            found = guess.copy()
+            previous_label = np.empty(points.shape[0], dtype=np.int32)
+            zeros = np.zeros(k)
+            kernels.hamerly_step(points, entries, found, upper, lower, False, zeros, zeros,
+                                 zeros, neighbours.half_gap, neighbours.order,
+                                 neighbours.sorted_gaps, neighbours.drift, 0.0, _MARGIN,
+                                 previous_label)
+        else:
+            # Closer than half the gap to any other entry, or than the lower
+            # bound to them: that entry is strictly the nearest, no search
+            # needed. The margin covers float rounding.
+            half_gap = neighbours.half_gap[guess]
+            settled = upper + _BOUND_MARGIN < np.maximum(half_gap, lower)
+            # A settled colour x of entry a is at least |a - c| - |x - a| >= 2·half_gap - upper
+            # from any other entry c.
+            np.maximum(lower, np.where(settled, 2.0 * half_gap - upper, 0.0), out=lower)
+            unsettled = np.flatnonzero(~settled)
+            found = guess.copy()
+            if unsettled.size:
+                found[unsettled], _, second = neighbours.search(
+                    points[unsettled], guess[unsettled], upper[unsettled], exact=True)
+                lower[unsettled] = second
         squared = _squared(points, entries[found]).sum(axis=1)
         n_o = colours.n_opaque
         self.labels[n_o:] = found
         self.distances[n_o:] = squared / _COMPOSITE_UNIT
         self.reach = np.sqrt(squared)
+        self.lower = lower
 
 
 def _moved(centres: np.ndarray, opaque_kind: np.ndarray, points: np.ndarray,

@@ -20,7 +20,11 @@ the arguments):
     right, odd rows right to left), the error scaled by ``strength``; an
     error longer than half the palette spacing is shortened by a quarter
     before it spreads, so one pixel far from every palette colour cannot
-    drag a streak of wrong colours behind it. With ``adaptive=True`` the
+    drag a streak of wrong colours behind it. With ``space="oklab"`` the
+    error a pixel receives is shortened too, to at most one palette spacing:
+    beyond the palette's reach (a saturated gradient), it would otherwise
+    build up until the value is nearest, in Oklab, to a colour of another
+    hue, and specks of it show. With ``adaptive=True`` the
     error a pixel receives is further scaled by a map of the image's local
     contrast: full diffusion in smooth regions, little at edges and in noisy
     texture (the idea of libimagequant's "dithering map").
@@ -123,6 +127,15 @@ _CAP_FRACTION = 0.5
 #: The shortening, 3/4 in fixed point: ``(3 * error + 2) >> 2``.
 _CAP_NUM, _CAP_BITS, _CAP_HALF = 3, 2, 2
 
+#: Error diffusion in Oklab (``space="oklab"``): the error a pixel receives
+#: from its neighbours is shortened by 3/4, again and again, until it is no
+#: longer than this fraction of the palette spacing. Where the palette cannot
+#: reach the image's colours (a saturated gradient beyond the palette's
+#: hull), the received error otherwise builds up until the value lands
+#: nearest to a colour of another hue (grey specks in a light blue); in RGB
+#: the same build-up stays a mixture of neighbouring colours.
+_RECEIVE_FRACTION = 1.0
+
 #: Luma weights (ITU-R BT.601) for the contrast map, in 256ths.
 _LUMA = (77, 150, 29)
 
@@ -184,7 +197,8 @@ def remap(
         Where "nearest" is measured. ``"oklab"``: exactly for ``"none"``;
         for ``"fs"`` and ``"ordered"`` through a table of the nearest palette
         colour of every colour on a grid of 4 levels per channel (the value
-        rounded to it), while the diffused error stays in RGB.
+        rounded to it), while the diffused error stays in RGB; ``"fs"``
+        shortens the error each pixel receives to one palette spacing.
 
     Returns
     -------
@@ -624,6 +638,12 @@ def _fixed_strength(strength: float) -> int:
     return int(round(strength * (1 << _STRENGTH_BITS)))
 
 
+def _fixed_limit(palette: np.ndarray) -> int:
+    """Squared length (fixed point) the received error is shortened to, at least one level."""
+    return max(int(math.floor((_RECEIVE_FRACTION * palette_spacing(palette) * _ONE) ** 2)),
+               _ONE * _ONE)
+
+
 def _fixed_cap(palette: np.ndarray) -> int:
     """Squared error length (fixed point) above which an error is shortened."""
     return int(math.floor((_CAP_FRACTION * palette_spacing(palette) * _ONE) ** 2))
@@ -696,20 +716,25 @@ def _diffuse(pixels: np.ndarray, palette: np.ndarray, strength: float,
     band_rows, warmup_rows, n_bands = _plan(height, band_rows, warmup_rows)
     s = _fixed_strength(strength)
     cap = _fixed_cap(palette)
+    limit = 0 if lut is None else _fixed_limit(palette)
     warm = (_warmup_error(np.arange(1, n_bands) * band_rows - warmup_rows, width, palette)
             if n_bands > 1 else np.zeros((0, width, 3), dtype=np.int64))
     fast = _compiled(pixels.shape[0] * pixels.shape[1])
     if fast is not None:
         return fast.diffuse(pixels, palette, weights, warm, s, cap, band_rows, warmup_rows,
-                            n_bands, threads, lut)
+                            n_bands, threads, lut, limit)
     return _diffuse_numpy(pixels, palette, weights, warm, s, cap, band_rows, warmup_rows,
-                          n_bands, lut)
+                          n_bands, lut, limit)
 
 
 def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray | None,
                    warm: np.ndarray, s: int, cap: int, band_rows: int, warmup_rows: int,
-                   n_bands: int, lut: np.ndarray | None = None) -> np.ndarray:
-    """The banded diffusion, a whole column of bands per step (see :func:`_diffuse`)."""
+                   n_bands: int, lut: np.ndarray | None = None, limit: int = 0) -> np.ndarray:
+    """The banded diffusion, a whole column of bands per step (see :func:`_diffuse`).
+
+    ``limit > 0``: the received error (value minus pixel) is shortened by 3/4
+    until its squared length is at most ``limit``.
+    """
     height, width = pixels.shape[:2]
     colours = palette.astype(np.int64) * _ONE
     first_rows = np.arange(n_bands) * band_rows - warmup_rows
@@ -729,9 +754,9 @@ def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray 
         if not active.any():
             break
         source = np.minimum(rows, height - 1)
-        base = pixels[source].astype(np.int64) << _FRAC_BITS  # (bands, width, 3)
+        original = pixels[source].astype(np.int64) << _FRAC_BITS  # (bands, width, 3)
         row_weights = None if weights is None else weights[source].astype(np.int64)[:, :, None]
-        base += _receive(below, row_weights)
+        base = original + _receive(below, row_weights)
         # Serpentine by image row parity (band starts are even rows).
         step = 1 if r % 2 == 0 else -1
         carry = None
@@ -740,6 +765,8 @@ def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray 
             if carry is not None:
                 value = value + _receive(carry, None if row_weights is None
                                          else row_weights[:, x])
+            if limit:
+                value = original[:, x] + _shorten(value - original[:, x], limit)
             np.clip(value, 0, _TOP, out=value)
             best = _nearest_fixed(value, colours) if lut is None else lut[_lut_index(value)]
             error = value - colours[best]
@@ -753,6 +780,16 @@ def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray 
         if keep.any():
             labels[rows[keep]] = picks[band_index[keep]]
     return labels
+
+
+def _shorten(error: np.ndarray, limit: int) -> np.ndarray:
+    """``error`` (int64, shape (n, 3)) times 3/4, rounded, until its squared length <= ``limit``."""
+    error = error.copy()
+    while True:
+        long = (error * error).sum(axis=1) > limit
+        if not long.any():
+            return error
+        error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
 
 
 def _warmup_error(rows: np.ndarray, width: int, palette: np.ndarray) -> np.ndarray:
