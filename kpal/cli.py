@@ -380,8 +380,7 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
     icc_profile = im.info.get("icc_profile")
     try:
         im, orientation = codec.upright(im)
-        if background is not None and (im.mode in ("RGBA", "LA", "PA", "RGBa", "La")
-                                       or "transparency" in im.info):
+        if background is not None and codec.has_transparency(im):
             return np.asarray(codec.flatten(im, background)), orientation, icc_profile
         if im.mode in ("P", "PA"):
             # The codec applies the mode rules and keeps the palette; converting
@@ -807,8 +806,8 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     else:
         try:
             save_palette(colours, out, force=force)
-        except KpalError as e:
-            raise click.ClickException(f"{out}: {e}") from None
+        except KpalError as e:  # its message names the file
+            raise click.ClickException(str(e)) from None
     if not quiet:
         _echo_notes(caught)
         click.echo(f"{len(colours)} colours from {_plural(len(paths), 'image')} → "

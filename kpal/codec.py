@@ -54,6 +54,7 @@ from kpal.options import DEFAULT_K, MAX_K, EncodeOptions
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten", "for_format",
+    "has_transparency",
 ]
 
 #: What the encoders take: an image, a path, an encoded image file's bytes or
@@ -295,7 +296,7 @@ def _pixels(image: ImageSource, background: tuple[int, int, int] | None = None
         msg = f"image is {image.width}x{image.height}: nothing to encode"
         raise KpalError(msg)
     image, orientation = upright(image)
-    if background is not None and _has_transparency(image):
+    if background is not None and has_transparency(image):
         return np.asarray(flatten(image, background)), None, orientation
     mode = image.mode
     if mode in _ALPHA_MODES:
@@ -340,11 +341,9 @@ def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
     >>> flatten(half, (0, 0, 255)).getpixel((0, 0))
     (128, 0, 127)
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
-        rgba = image.convert("RGBA")
-    ground = Image.new("RGBA", image.size, (*background, 255))
-    return Image.alpha_composite(ground, rgba).convert("RGB")
+    from kpal.cluster.alpha import flatten as composite  # the one rounding rule
+
+    return Image.fromarray(composite(_rgba(image), background), "RGB")
 
 
 #: Pillow formats that keep transparency when written; others get a flattened image.
@@ -367,7 +366,7 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     note : str or None
         One line saying what was done, when a default flattening happened.
     """
-    if not _has_transparency(image) or (background is None and fmt.upper() in ALPHA_FORMATS):
+    if not has_transparency(image) or (background is None and fmt.upper() in ALPHA_FORMATS):
         return image, None
     if background is not None:
         return flatten(image, background), None
@@ -376,7 +375,8 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     return flatten(image, (255, 255, 255)), note
 
 
-def _has_transparency(image: Image.Image) -> bool:
+def has_transparency(image: Image.Image) -> bool:
+    """Whether an image has an alpha channel, an RGBA palette or a transparency key."""
     if image.mode == "P" and image.palette is not None and image.palette.mode == "RGBA":
         return True
     return image.mode in _ALPHA_MODES or "transparency" in image.info
