@@ -30,10 +30,14 @@ Targets (issue 12): mean PSNR >= pngquant + 0.3 dB at each k and never more
 than 0.2 dB below it on any image; exact alpha 0/255; mean size <= pngquant's
 optimized PNG; RGBA time <= 1.3x RGB time.
 
+``--large`` adds the speed case of a 12 MP photo with a soft vignette alpha
+(:func:`alpha_corpus.large_vignette`), quality and time only (no pngquant).
+
 Run::
 
     python bench/bench_alpha.py                     # every image, k 16 64 256
     python bench/bench_alpha.py --k 64 --images sprite ui-panel --repeats 1
+    python bench/bench_alpha.py --large --images sprite --k 16 256
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from alpha_corpus import CORPUS, load_corpus  # noqa: E402
+from alpha_corpus import CORPUS, large_vignette, load_corpus  # noqa: E402
 from common import interleaved_median_times, print_machine_info, print_table  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -162,6 +166,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--images", nargs="+", choices=[name for name, _ in CORPUS])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--large", action="store_true",
+                        help="also time a 12 MP photo with a soft vignette alpha")
     args = parser.parse_args()
     if shutil.which("pngquant") is None:
         sys.exit("pngquant is not installed (apt install pngquant)")
@@ -180,6 +186,25 @@ def main() -> None:
     print_table(rows, columns, "per image (PSNR of composites over black and white)")
     summary = [summarize(rows, k) for k in args.k]
     print_table(summary, list(summary[0]), "means over the corpus")
+    if args.large:
+        large = [bench_large(large_vignette(), k, args.repeats) for k in args.k]
+        print_table(large, list(large[0]), "12 MP photo with a soft vignette alpha")
+
+
+def bench_large(image: np.ndarray, k: int, repeats: int) -> dict:
+    """quantize_rgba against quantize on the RGB of a large image, and its PSNR."""
+    pixels = image.reshape(-1, 4)
+    rgb = np.ascontiguousarray(pixels[:, :3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = quantize_rgba(pixels, k)
+        times = interleaved_median_times(
+            {"rgba": lambda: quantize_rgba(pixels, k), "rgb": lambda: quantize(rgb, k)},
+            repeats)
+    ours = result.palette[result.labels].reshape(image.shape)
+    return {"k": k, "pixels": pixels.shape[0], "kpal dB": psnr(composite_mse(image, ours)),
+            "mask": mask_exact(image, ours), "rgba s": times["rgba"][0],
+            "rgb s": times["rgb"][0], "time ratio": times["rgba"][0] / times["rgb"][0]}
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ between 256 and 1024 pixels; it is written as PNG (pngquant reads only PNG)
 into ``bench/.cache/batch-<images>/``.
 
 Contenders, timed in turns (``--repeats`` rounds, medians reported; memory
-is sampled in one extra run of each command, since reading every process's
+is sampled in ``--memory-runs`` extra runs of each command, since reading every process's
 memory map costs CPU the timed runs should not lose):
 
 ``kpal batch``
@@ -32,8 +32,9 @@ memory map costs CPU the timed runs should not lose):
 
 Peak memory: the sum over the ``kpal encode`` process and its workers (and
 the fork server) of their resident memory, RSS and PSS (shared pages split
-between the processes sharing them), sampled every 10 ms or so with psutil,
-for the batch and for a single ``kpal encode`` of the corpus's largest image.
+between the processes sharing them), sampled every 5 ms or so from
+``/proc/PID/smaps_rollup``, for the batch (median over ``--memory-runs``
+extra runs) and for a single ``kpal encode`` of the corpus's largest image.
 
 Run::
 
@@ -105,14 +106,36 @@ def make_corpus(folder: Path, count: int, seed: int = 0) -> list[Path]:
 
 
 # ------------------------------------------------------------------ measuring
+def _rollup(pid: int) -> tuple[int, int]:
+    """RSS and PSS of one process in bytes, from ``/proc/PID/smaps_rollup`` (Linux 4.14+)."""
+    values = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Pss"):
+                values[name] = int(rest.split()[0]) * 1024
+    return values["Rss"], values["Pss"]
+
+
+def _tree(root) -> set[int]:  # noqa: ANN001 - a psutil.Process
+    import psutil
+
+    return {p.pid for p in [root, *root.children(recursive=True)]
+            if p.status() != psutil.STATUS_ZOMBIE}
+
+
 def run_tree_measured(argv: list[str], cwd: Path | None = None, *,
                       memory: bool = True) -> tuple[float, int, int, int]:
     """Run a command; return wall time, peak total RSS and PSS of its process tree, exit code.
 
-    The memory of the process and all its descendants is summed, sampled
-    every 10 ms or so: RSS counts pages shared by forked workers once per
-    process, PSS (Linux) splits them between the processes sharing them, so
-    the PSS sum is what the machine actually gives the command.
+    The memory of the process and all its descendants (workers, fork server,
+    resource tracker) is summed, sampled every 5 ms or so (plus the time a
+    sample takes, a few ms): RSS counts pages shared by forked workers once
+    per process, PSS (Linux) splits them between the processes sharing them,
+    so the PSS sum is what the machine actually gives the command. A sample
+    reads the processes one after the other; one during which a process of
+    the tree started or ended is dropped, since the pages an exiting worker
+    shared would then be counted in full in the processes read after it.
     """
     import psutil
 
@@ -131,18 +154,18 @@ def run_tree_measured(argv: list[str], cwd: Path | None = None, *,
         while not done.is_set():
             rss = pss = 0
             try:
-                family = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                break
-            for p in family:
-                try:
-                    info = p.memory_full_info()
-                except psutil.Error:
+                family = _tree(root)
+                for pid in family:
+                    pid_rss, pid_pss = _rollup(pid)
+                    rss, pss = rss + pid_rss, pss + pid_pss
+                if _tree(root) != family:
                     continue
-                rss += info.rss
-                pss += getattr(info, "pss", info.rss)
+            except (psutil.Error, OSError, KeyError):
+                if proc.poll() is not None:
+                    break
+                continue
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-            time.sleep(0.01)
+            time.sleep(0.005)
 
     sampler = threading.Thread(target=sample if memory else lambda: None, daemon=True)
     sampler.start()
@@ -164,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-k", type=int, default=64)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-runs", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
     args = parser.parse_args(argv)
 
@@ -186,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     k, jobs = str(args.k), args.jobs
     started = time.perf_counter()
     cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=":0", silence_logs=logging.ERROR)
     client = Client(cluster)
     client.wait_for_workers(jobs)
     cluster_start = time.perf_counter() - started
@@ -225,10 +249,11 @@ def main(argv: list[str] | None = None) -> None:
             times[name].append(fn()[0])  # timed without the memory sampler's load
         times["kpal API"].append(api("api", jobs=jobs))
         times["kpal Dask"].append(api("dask", client=client))
-    for name, fn in (("kpal batch", kpal_cli), ("pngquant xargs", pngquant)):
-        _, rss, pss = fn(memory=True)  # one more run each, sampled for memory
-        peaks[name].append(rss)
-        pss_peaks[name].append(pss)
+    for _ in range(max(1, args.memory_runs)):
+        for name, fn in (("kpal batch", kpal_cli), ("pngquant xargs", pngquant)):
+            _, rss, pss = fn(memory=True)  # more runs, sampled for memory
+            peaks[name].append(rss)
+            pss_peaks[name].append(pss)
     identical = all((outs["dask"] / p.with_suffix(".kpal").name).read_bytes()
                     == (outs["api"] / p.with_suffix(".kpal").name).read_bytes()
                     == (outs["cli"] / p.with_suffix(".kpal").name).read_bytes()

@@ -23,7 +23,7 @@ export const MAX_PIXELS: 1073741824;
 export const MAX_STEPS: 190;
 /** Twice Pillow's Image.MAX_IMAGE_PIXELS: the default pixel cap of decode(). */
 export const DEFAULT_MAX_PIXELS: 178956970;
-export const CODINGS: Readonly<{ 0: 'fixed'; 1: 'radix'; 2: 'entropy' }>;
+export const CODINGS: Readonly<{ 0: 'fixed'; 1: 'radix'; 2: 'entropy'; 3: 'context' }>;
 
 /** Any invalid data. */
 export class KpalError extends Error {}
@@ -39,8 +39,8 @@ export class DecompressionBombError extends KpalError {}
 export interface Header {
   version: number;
   /** 0 fixed, 1 radix, 2 entropy. */
-  coding: 0 | 1 | 2;
-  codingName: 'fixed' | 'radix' | 'entropy';
+  coding: 0 | 1 | 2 | 3;
+  codingName: 'fixed' | 'radix' | 'entropy' | 'context';
   bitsPerIndex: number;
   k: number;
   width: number;
@@ -109,8 +109,8 @@ export class KpalImage {
   metadata: MetadataBlock[];
   /** The iccp block's ICC profile, or null (the palette is then sRGB). */
   iccProfile: Uint8Array | null;
-  coding: 0 | 1 | 2;
-  codingName: 'fixed' | 'radix' | 'entropy';
+  coding: 0 | 1 | 2 | 3;
+  codingName: 'fixed' | 'radix' | 'entropy' | 'context';
   bitsPerIndex: number;
   k: number;
   width: number;

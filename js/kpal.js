@@ -46,7 +46,14 @@ export const MAX_SIDE = 2 ** 24 - 1;
 /** Decoding needs 4 bytes per pixel (index + RGB): 4 GiB at this limit. */
 export const MAX_PIXELS = 2 ** 30;
 /** Payload codings of this version, by header id. */
-export const CODINGS = Object.freeze({ 0: 'fixed', 1: 'radix', 2: 'entropy' });
+export const CODINGS = Object.freeze({ 0: 'fixed', 1: 'radix', 2: 'entropy', 3: 'context' });
+/** Codings this reader knows but does not decode: spec §12 makes coding 3 optional for
+ *  readers, and a reader without it must say so by name after the checksum. */
+const UNSUPPORTED_CODINGS = Object.freeze({
+  3: 'coding 3 (context) is not supported by this reader: it needs a sequential '
+    + 'context-mixing decoder (spec §12); convert the file with `kpal decode` or re-encode '
+    + 'it with another coding',
+});
 /** Pillow's decompression-bomb error threshold (twice Image.MAX_IMAGE_PIXELS), the
  *  default pixel cap of decode(): the Python reader refuses the same files. */
 export const DEFAULT_MAX_PIXELS = 2 * 89478485;
@@ -513,6 +520,9 @@ export function decode(source, { maxPixels = DEFAULT_MAX_PIXELS } = {}) {
   const payload = data.subarray(header.payloadOffset, bodyEnd);
   const { k, width, height } = header;
   let indices;
+  if (header.coding in UNSUPPORTED_CODINGS) {
+    throw new FormatError(UNSUPPORTED_CODINGS[header.coding]);
+  }
   if (header.coding === 0) indices = decodeFixed(payload, k, width * height);
   else if (header.coding === 1) indices = decodeRadix(payload, k, width * height);
   else indices = decodeEntropy(payload, k, width, height);
@@ -881,11 +891,37 @@ function truncated() {
   return new FormatError('entropy payload is truncated: the coder ran out of words');
 }
 
-// One rANS decision (spec §7.6) is written out in each loop below rather than called:
+// One rANS decision (spec §7.6), decodeBit below, used by the three loops that follow:
 //   slot = x mod 4096; bit = slot >= f0; x = f * floor(x / 4096) + slot - c;
 //   if x < 2**16: x = x * 2**16 + next word.
 // States are below 2**32 and f * floor(x / 4096) + slot < 4095 * 2**20 + 4096 < 2**32,
 // so 32-bit unsigned arithmetic (Math.imul, >>> 0) is exact.
+
+/**
+ * One rANS step of lane `lane` with P(bit = 1) = p1 / 4096 (the rule above): updates
+ * state[lane] and returns 2 * position + bit, position being where the next word is read
+ * (a function of its own costs nothing measurable: engines inline it).
+ */
+function decodeBit(state, lane, p1, payload, position, end) {
+  const f0 = PROB_ONE - p1;
+  const x = state[lane];
+  const slot = x & (PROB_ONE - 1);
+  let y;
+  let bit = 0;
+  if (slot >= f0) {
+    bit = 1;
+    y = (Math.imul(p1, x >>> PROB_BITS) + slot - f0) >>> 0;
+  } else {
+    y = (Math.imul(f0, x >>> PROB_BITS) + slot) >>> 0;
+  }
+  if (y < STATE_LOW) {
+    if (position + 2 > end) throw truncated();
+    y = ((y << 16) | (payload[position] << 8) | payload[position + 1]) >>> 0;
+    position += 2;
+  }
+  state[lane] = y;
+  return 2 * position + bit;
+}
 
 /** Every F1 of the step; values[q] becomes L or -1 (not L). */
 function decodeF1(coder, model, buffers, count) {
@@ -897,24 +933,9 @@ function decodeF1(coder, model, buffers, count) {
   for (let q = 0; q < count; q++) {
     const pattern = patterns[q];
     const p1 = table[pattern];
-    const f0 = PROB_ONE - p1;
-    const x = state[lane];
-    const slot = x & (PROB_ONE - 1);
-    let y;
-    let bit;
-    if (slot >= f0) {
-      bit = 1;
-      y = (Math.imul(p1, x >>> PROB_BITS) + slot - f0) >>> 0;
-    } else {
-      bit = 0;
-      y = (Math.imul(f0, x >>> PROB_BITS) + slot) >>> 0;
-    }
-    if (y < STATE_LOW) {
-      if (position + 2 > end) throw truncated();
-      y = ((y << 16) | (payload[position] << 8) | payload[position + 1]) >>> 0;
-      position += 2;
-    }
-    state[lane] = y;
+    const r = decodeBit(state, lane, p1, payload, position, end);
+    const bit = r & 1;
+    position = (r - bit) / 2;
     if (++lane === nLanes) lane = 0;
     counts[2 * pattern + bit] += 2;
     values[q] = bit ? lefts[q] : -1;
@@ -938,24 +959,9 @@ function decodeF2(coder, model, buffers, count) {
     if (left !== above) {
       const pattern = patterns[q];
       const p1 = table[pattern];
-      const f0 = PROB_ONE - p1;
-      const x = state[lane];
-      const slot = x & (PROB_ONE - 1);
-      let y;
-      let bit;
-      if (slot >= f0) {
-        bit = 1;
-        y = (Math.imul(p1, x >>> PROB_BITS) + slot - f0) >>> 0;
-      } else {
-        bit = 0;
-        y = (Math.imul(f0, x >>> PROB_BITS) + slot) >>> 0;
-      }
-      if (y < STATE_LOW) {
-        if (position + 2 > end) throw truncated();
-        y = ((y << 16) | (payload[position] << 8) | payload[position + 1]) >>> 0;
-        position += 2;
-      }
-      state[lane] = y;
+      const r = decodeBit(state, lane, p1, payload, position, end);
+      const bit = r & 1;
+      position = (r - bit) / 2;
       if (++lane === nLanes) lane = 0;
       counts[2 * pattern + bit] += 2;
       if (bit) {
@@ -991,24 +997,9 @@ function decodeLiterals(coder, model, buffers, nLit) {
       const den = 16 * (byLeft[baseL] + byAbove[baseA]) + prior[node];
       let p1 = Math.floor((num * PROB_ONE) / (den > 1 ? den : 1));
       p1 = p1 < 1 ? 1 : p1 > PROB_ONE - 1 ? PROB_ONE - 1 : p1;
-      const f0 = PROB_ONE - p1;
-      const x = state[lane];
-      const slot = x & (PROB_ONE - 1);
-      let y;
-      let bit;
-      if (slot >= f0) {
-        bit = 1;
-        y = (Math.imul(p1, x >>> PROB_BITS) + slot - f0) >>> 0;
-      } else {
-        bit = 0;
-        y = (Math.imul(f0, x >>> PROB_BITS) + slot) >>> 0;
-      }
-      if (y < STATE_LOW) {
-        if (position + 2 > end) throw truncated();
-        y = ((y << 16) | (payload[position] << 8) | payload[position + 1]) >>> 0;
-        position += 2;
-      }
-      state[lane] = y;
+      const r = decodeBit(state, lane, p1, payload, position, end);
+      const bit = r & 1;
+      position = (r - bit) / 2;
       if (++lane === nLanes) lane = 0;
       litNode[q] = at + bit;
     }

@@ -98,9 +98,14 @@ def skip_blas_probe() -> None:
             del sys.modules["scipy"]
 
 
+#: numba names a cache file after the source file of the compiled function: these
+#: modules compile functions written in another module (so the plain path can run them too).
+_SOURCE_OF = {"kpal.coding._context_fast": "kpal.coding._context_kernel"}
+
+
 def _is_cold(module: str) -> bool:
-    """No cached machine code for ``module`` yet (numba's ``<module>.<function>-*.nbi`` files)."""
-    stem = module.rsplit(".", 1)[-1]
+    """No cached machine code for ``module`` yet (numba's ``<source>.<function>-*.nbi`` files)."""
+    stem = _SOURCE_OF.get(module, module).rsplit(".", 1)[-1]
     folder = cache_dir(module)
     pattern = f"{stem}.*.nbi"
     if os.environ.get("NUMBA_CACHE_DIR"):

@@ -61,7 +61,6 @@ range, was measured and does not.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -90,8 +89,8 @@ from kpal.cluster.nearest import assign
 from kpal.errors import KpalError, OptionError
 from kpal.metrics import psnr_from_mse
 
-__all__ = ["Choice", "CurvePoint", "QualityError", "SizeError", "check_quality", "choose_k",
-           "file_size", "measure_curve", "parse_quality"]
+__all__ = ["Choice", "CurvePoint", "QualityError", "SizeError", "choose_k", "choose_k_rgba",
+           "file_size", "measure_curve"]
 
 #: Histograms up to this many colours are fitted exactly, from scratch, per candidate.
 _COLD_COLORS = 20_000
@@ -191,44 +190,6 @@ class Choice:
         below = [p for p in self.curve if p.k < self.k]
         above = [p for p in self.curve if p.k > self.k]
         return (below[-1] if below else None, above[0] if above else None)
-
-
-def parse_quality(text: str) -> tuple[float, float]:
-    """Parse ``MIN-MAX`` or ``MAX`` (dB) as given to ``--quality``.
-
-    ``MAX`` alone means ``MAX-MAX``: nothing below it is accepted.
-
-    Examples
-    --------
-    >>> parse_quality("35-40"), parse_quality("38.5")
-    ((35.0, 40.0), (38.5, 38.5))
-    """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*(?:-\s*(\d+(?:\.\d*)?)\s*)?", str(text))
-    if match is None:
-        msg = f"quality={text!r} must be MIN-MAX or MAX in dB, e.g. 35-40"
-        raise OptionError(msg)
-    low = float(match.group(1))
-    high = float(match.group(2)) if match.group(2) else low
-    if not 0 < low <= high:
-        msg = f"quality={text!r} must be MIN-MAX with 0 < MIN <= MAX (dB), e.g. 35-40"
-        raise OptionError(msg)
-    return low, high
-
-
-def check_quality(quality: object) -> tuple[float, float]:
-    """Return ``(min_db, max_db)`` from a pair or one number, or raise OptionError."""
-    if isinstance(quality, str):
-        return parse_quality(quality)
-    pair = (quality, quality) if isinstance(quality, (int, float)) else quality
-    try:
-        low, high = (float(v) for v in pair)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        low = high = math.nan
-    if isinstance(quality, bool) or not (0 < low <= high < math.inf):
-        msg = (f"quality={quality!r} must be (min_db, max_db) with 0 < min_db <= max_db, "
-               "finite, e.g. (35, 40)")
-        raise OptionError(msg)
-    return low, high
 
 
 def file_size(k: int, width: int, height: int, coding: str = "fixed",
@@ -560,11 +521,9 @@ def choose_k(
     if quality is None and max_size is None:
         msg = "choose_k needs quality=(min_db, max_db) or max_size=BYTES"
         raise OptionError(msg)
-    low_db, high_db = check_quality(quality) if quality is not None else (0.0, 0.0)
-    if max_size is not None and (isinstance(max_size, bool) or not isinstance(
-            max_size, (int, np.integer)) or max_size < 1):
-        msg = f"max_size={max_size!r} must be a whole number of bytes >= 1"
-        raise OptionError(msg)
+    # The checkers of kpal.options: the same forms and messages as encode's options.
+    low_db, high_db = options.check("quality", quality) if quality is not None else (0.0, 0.0)
+    max_size = options.check("max_size", max_size)
     opts = options.EncodeOptions(k=2, init=init, seed=seed, max_iter=max_iter, tol=tol,
                                  coding=coding)
     _checked_pixels(pixels)
@@ -797,4 +756,182 @@ def _accept_or_raise(candidate: _Candidate, low_db: float, high_db: float,
     limit = " (the largest k max_size allows)" if capped else ""
     msg = (f"quality {low_db:g}-{high_db:g} dB cannot be reached: k={candidate.k}{limit} "
            f"gives {candidate.psnr:.2f} dB, below the minimum {low_db:g} dB")
+    raise QualityError(msg)
+
+
+# ------------------------------------------------------------ transparency
+
+
+def choose_k_rgba(
+    pixels: np.ndarray,
+    *,
+    quality: tuple[float, float] | float | str | None = None,
+    max_size: int | None = None,
+    coding: str = "fixed",
+    init: str = "k-means++",
+    seed: int = 0,
+    max_iter: int | None = None,
+    tol: float | None = None,
+) -> Choice:
+    """:func:`choose_k` for straight RGBA pixels, quantized by :func:`quantize_rgba`.
+
+    The PSNR is the one the encode report prints for an image with
+    transparency: of the mean of the squared errors of the composites over
+    black and over white (:func:`kpal.cluster.alpha.composite_mse`), i.e. the
+    premultiplied RGBA error. Sizes are those of the file ``encode`` writes:
+    an RGBA palette (``35 + 4k`` bytes besides the payload), or the opaque
+    layout (``30 + 3k``) when no entry is transparent. Every candidate is a
+    full :func:`~kpal.cluster.alpha.quantize_rgba` fit (no reduced histogram):
+    the chosen palette is exactly the one ``quantize_rgba(pixels, k)`` gives,
+    and the same guarantee holds as for :func:`choose_k` (the chosen ``k``
+    meets the target; ``k - 1`` or ``k + 1``, when in range, was measured and
+    misses, except that ``k = 1`` is never a quality candidate).
+
+    Parameters
+    ----------
+    pixels : ndarray of shape (height, width, 4) or (n_pixels, 4), uint8
+    quality, max_size, coding, init, seed, max_iter, tol
+        As for :func:`choose_k`.
+
+    Returns
+    -------
+    Choice
+        ``palette`` of shape (k_used, 4), straight RGBA.
+
+    Raises
+    ------
+    QualityError, SizeError, OptionError
+        As :func:`choose_k`.
+    """
+    if quality is None and max_size is None:
+        msg = "choose_k_rgba needs quality=(min_db, max_db) or max_size=BYTES"
+        raise OptionError(msg)
+    low_db, high_db = options.check("quality", quality) if quality is not None else (0.0, 0.0)
+    max_size = options.check("max_size", max_size)
+    opts = options.EncodeOptions(k=2, init=init, seed=seed, max_iter=max_iter, tol=tol,
+                                 coding=coding)
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 \
+            or pixels.ndim not in (2, 3) or pixels.shape[-1] != 4 or pixels.size == 0:
+        msg = (f"pixels must be a uint8 array of shape (h, w, 4) or (n, 4), "
+               f"got {getattr(pixels, 'shape', None)}")
+        raise KpalError(msg)
+    search = _RgbaSearch(pixels, opts)
+    chosen_k = options.MAX_K
+    if max_size is not None:
+        chosen_k = _rgba_size_cap(search, max_size)
+    if quality is not None:
+        chosen_k = _rgba_quality_search(search, low_db, high_db, chosen_k, max_size is not None)
+    chosen = search.measure(chosen_k)
+    curve = tuple(CurvePoint(k, c.psnr, c.size) for k, c in sorted(search.done.items()))
+    labels = chosen.labels if pixels.ndim == 3 else chosen.labels.reshape(-1)
+    return Choice(k=chosen_k, palette=chosen.palette, labels=labels, psnr=chosen.psnr,
+                  mse=chosen.mse, size=chosen.size, coding=opts.coding, curve=curve,
+                  n_colors=search.n_colors, payload=chosen.payload)
+
+
+@dataclass
+class _RgbaCandidate:
+    palette: np.ndarray  # uint8 (k_used, 4)
+    labels: np.ndarray  # uint8 (height, width)
+    mse: float
+    size: int
+    payload: bytes | None
+
+    @property
+    def psnr(self) -> float:
+        return psnr_from_mse(self.mse)
+
+
+class _RgbaSearch:
+    """Full RGBA fits, one per ``k`` asked, with their exact PSNR and file size."""
+
+    def __init__(self, pixels: np.ndarray, opts: options.EncodeOptions) -> None:
+        self.height, self.width = (pixels.shape[:2] if pixels.ndim == 3
+                                   else (1, pixels.shape[0]))
+        self.pixels = pixels.reshape(-1, 4)
+        self.opts = opts
+        self.coding = codings.get(opts.coding)
+        self.done: dict[int, _RgbaCandidate] = {}
+        self.n_colors = options.MAX_K  # known after the first fit
+
+    def measure(self, k: int) -> _RgbaCandidate:
+        if k not in self.done:
+            import warnings
+
+            from kpal.cluster.alpha import quantize_rgba
+
+            opts = self.opts
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "the image has", UserWarning)
+                result = quantize_rgba(self.pixels, k, init=opts.init, seed=opts.seed,
+                                       max_iter=opts.max_iter, tol=opts.tol)
+            self.n_colors = result.n_colors
+            labels = result.labels.reshape(self.height, self.width)
+            k_used = result.palette.shape[0]
+            payload_size = self.coding.payload_size(k_used, self.width, self.height)
+            payload = None
+            if payload_size is None:
+                payload = self.coding.encode(labels, k_used)
+                payload_size = len(payload)
+            self.done[k] = _RgbaCandidate(result.palette, labels, result.inertia / 3,
+                                          _rgba_file_size(result.palette, payload_size),
+                                          payload)
+        return self.done[k]
+
+
+def _rgba_file_size(palette: np.ndarray, payload_size: int) -> int:
+    """Bytes of the file ``encode`` writes (no metadata): RGBA layout unless all opaque."""
+    if bool((palette[:, 3] < 255).any()):
+        return container.OVERHEAD_V2 + 4 * palette.shape[0] + payload_size
+    return container.OVERHEAD + 3 * palette.shape[0] + payload_size
+
+
+def _rgba_size_cap(search: _RgbaSearch, max_size: int) -> int:
+    """Largest k whose file fits in ``max_size`` bytes (measured; SizeError if not k = 1)."""
+    fixed = search.coding.payload_size(1, 1, 1) is not None
+    if fixed:
+        # The size follows from k (an RGBA palette at most): the largest k whose
+        # bound fits, then k = 1 measured only if even that bound is too large.
+        bounds = [container.OVERHEAD_V2 + 4 * k
+                  + search.coding.payload_size(k, search.width, search.height)
+                  for k in range(1, options.MAX_K + 1)]
+        fitting = [k for k, size in enumerate(bounds, start=1) if size <= max_size]
+        if fitting:
+            return fitting[-1]
+        if search.measure(1).size <= max_size:
+            return 1
+    else:
+        first = 16
+        size_first = search.measure(first).size
+        top = min(search.n_colors, options.MAX_K)
+        slope = max(size_first - container.OVERHEAD_V2, 1.0) / math.log2(first)
+        over = _smallest_reaching(lambda k: search.measure(k).size, max_size + 1, 0, top + 1,
+                                  min(first, top), slope)
+        if over > 1 or search.measure(1).size <= max_size:
+            return max(over - 1, 1)
+    msg = (f"max_size={max_size} bytes cannot be met: even k=1 makes a "
+           f"{search.measure(1).size}-byte file with coding {search.coding.name!r}")
+    raise SizeError(msg)
+
+
+def _rgba_quality_search(search: _RgbaSearch, low_db: float, high_db: float, k_cap: int,
+                         capped: bool) -> int:
+    """Smallest k in 2..k_cap reaching ``high_db``, else k_cap if it reaches ``low_db``."""
+    if k_cap < 2:
+        candidates = [1]
+    else:
+        search.measure(min(_FIRST_K, k_cap))
+        ceiling = max(min(search.n_colors, k_cap), 2)
+        reached = _smallest_reaching(lambda k: search.measure(k).psnr, high_db, 1,
+                                     ceiling + 1, min(_FIRST_K, ceiling))
+        if reached <= ceiling:
+            return reached
+        candidates = [ceiling]
+    k = candidates[0]
+    psnr = search.measure(k).psnr
+    if psnr >= low_db:
+        return k
+    limit = " (the largest k max_size allows)" if capped else ""
+    msg = (f"quality {low_db:g}-{high_db:g} dB cannot be reached: k={k}{limit} "
+           f"gives {psnr:.2f} dB, below the minimum {low_db:g} dB")
     raise QualityError(msg)

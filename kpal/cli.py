@@ -8,6 +8,7 @@ error: ...``, with exit code 2 for usage errors and 1 for bad data or I/O.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -311,10 +312,9 @@ def _print_summary(s, verb: str, seconds: float) -> None:
 @click.option("--entropy", is_flag=True, default=None, help="Shorthand for --coding entropy.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-@click.option("--ssimulacra2/--no-ssimulacra2", "ssim", default=None,
+@click.option("--ssimulacra2", "ssim", is_flag=True,
               help="Report the perceptual SSIMULACRA2 score beside PSNR (needs kpal[metrics]; "
-                   "about 3 s per megapixel). Default: when installed and the image is at "
-                   "most 0.5 MP.")
+                   "about 3 s and 0.5 GB per megapixel).")
 @_batch_flags
 def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip_existing,
            dask, ssim, **values):
@@ -328,6 +328,9 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     opts = encode_options(values, coding_flags={"--coding": values.pop("coding"),
                                                 "--packing": packing,
                                                 "--entropy": "entropy" if entropy else None})
+    _check_palette_file(opts)
+    if ssim and importlib.util.find_spec("ssimulacra2") is None:  # before any work
+        raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
     if _is_batch(srcs, out, ext):
         _check_batch_output(srcs, out)
         planned = _plan("encode", srcs, out, ext=ext or ".kpal", recursive=recursive,
@@ -368,6 +371,21 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     echo(f"{name} → {out if out != STDIO else '<stdout>'}")
     for label, value in rows:
         echo(f"  {label:<14} {value}")
+
+
+def _check_palette_file(opts: options.EncodeOptions) -> None:
+    """Read ``--palette FILE`` before any input, so a bad palette costs no decoding."""
+    if not isinstance(opts.palette, str):
+        return
+    from kpal.palettes import load_palette
+
+    try:
+        load_palette(opts.palette)
+    except OSError as e:
+        raise click.ClickException(
+            f"palette file {opts.palette}: cannot read: {e.strerror or e}") from None
+    except KpalError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None):
@@ -434,24 +452,13 @@ def _choice_text(choice, opts: options.EncodeOptions) -> str:
     return text + (f" (neighbours: {', '.join(neighbours)})" if neighbours else "") + measured
 
 
-#: Largest image whose SSIMULACRA2 the report computes unasked (the metric is numpy:
-#: about 3 s and 0.5 GB per megapixel).
-SSIM_AUTO_PIXELS = 500_000
-
-
-def _ssimulacra2_rows(encoded: codec.Encoded, wanted: bool | None) -> list:
-    """The SSIMULACRA2 row: computed when asked, or by default on small images."""
-    import importlib.util
-
-    if wanted is False or encoded.source.shape[-1] != 3:
+def _ssimulacra2_rows(encoded: codec.Encoded, wanted: bool) -> list:
+    """The SSIMULACRA2 row, when asked for (it costs more than the encode of a small image)."""
+    if not wanted:
         return []
-    if importlib.util.find_spec("ssimulacra2") is None:
-        if wanted:
-            raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
-        return []
+    if encoded.source.shape[-1] != 3:
+        return [("SSIMULACRA2", "- (the metric compares RGB images; this one has alpha)")]
     h = encoded.header
-    if wanted is None and h.n_pixels > SSIM_AUTO_PIXELS:
-        return []
     if min(h.width, h.height) < 8:
         return [("SSIMULACRA2", "- (the metric needs at least 8×8 pixels)")]
     from kpal.metrics import ssimulacra2
@@ -499,7 +506,8 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
     coding = r.coding
     rows.append(("coding", {"fixed": "fixed (ceil(log2 k) bits per index)",
                             "radix": "radix (groups of indices as base-k numbers)",
-                            "entropy": "entropy (context model + rANS)"}[coding]))
+                            "entropy": "entropy (context model + rANS)",
+                            "context": "context (context mixing + arithmetic coder)"}[coding]))
     rows += [
         ("original file", _bytes(original_bytes)),
         (f"raw {r.entry_bits}-bit", _bytes(r.raw_bytes)),
@@ -570,7 +578,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         except batch.BatchError as e:
             raise click.UsageError(str(e)) from None
         planned = _plan("decode", srcs, out, ext=ext, recursive=recursive,
-                        wanted=batch.kpal_file, fmt=fmt, force=force)
+                        wanted=batch.kpal_file, fmt=fmt, force=force, background=background)
         _run_batch(planned, "decoded", jobs=jobs, dask=dask, quiet=quiet, force=force,
                    skip_existing=skip_existing)
         return
@@ -669,6 +677,9 @@ def _print_info(name: str, report: dict) -> None:
     ]
     if report.get("alpha"):
         rows.insert(3, ("alpha", "RGBA palette (32 bits per entry)"))
+    if report.get("reader_needs"):
+        rows.insert(rows.index(("coding", report["coding"])) + 1,
+                    ("reader needs", report["reader_needs"]))
     for block in report.get("metadata") or ():
         known = "" if block.get("known", True) else ", unknown to this reader: skipped"
         rows.append(("metadata", f"{block['type']} {_bytes(block['bytes'])}{known}"))
@@ -875,10 +886,14 @@ def plot(src, kind, out, size, force, **values):
                     extra = {"original_bytes": len(data),
                              "compressed_bytes": len(encoded.data)}
                     if opts.dither != "none" and opts.dither_strength > 0:
-                        # Dithered beside undithered, on the same palette fit.
-                        dithered = codec.encode_image(rgb, options=opts)
+                        # Dithered beside undithered: the same fitted palette, remapped.
+                        same = tuple(map(tuple, encoded.palette.tolist()))
+                        dithered = codec.encode_image(
+                            rgb, options=opts.replace(k=None, method="kmeans", sample=None,
+                                                     palette=same))
                         extra.update(dithered=(dithered.palette, dithered.labels),
-                                     dithered_title=_dither_title(opts))
+                                     dithered_title=_dither_title(opts),
+                                     dithered_bytes=len(dithered.data))
                 fig = getattr(plots, kind)(rgb, quantization=(encoded.palette, encoded.labels),
                                            size=size, **extra)
             elif kind == "iterations":

@@ -1,9 +1,10 @@
 """The encode and decode flows (see ARCHITECTURE.md).
 
 Encode: options (:class:`~kpal.options.EncodeOptions`, checked first) → image
-→ upright RGB pixels (mode rules below) → ``quantize`` → payload coding →
-``container.write``. Decode: bytes → :func:`read_header` (header, payload and
-file length) → checksum → payload coding → a Pillow "P" image.
+→ upright RGB or RGBA pixels (mode rules below) → ``quantize`` (RGB) or
+``quantize_rgba`` (premultiplied RGBA) → payload coding → ``container.write``.
+Decode: bytes → :func:`read_header` (header, payload and file length) →
+checksum → payload coding → a Pillow "P" image.
 
 Mode rules for encoding (``to_rgb``), after an EXIF orientation is applied as
 ``ImageOps.exif_transpose`` does:
@@ -20,11 +21,13 @@ P                      the distinct colours of the palette entries in use,
                        is given and smaller than that number of colours:
                        then its RGB is quantized
 RGBA, LA, PA, RGBX     the colour channels when every pixel is opaque
-any transparency       rejected, with one message: transparent pixels
-                       (RGBA, LA, PA), a transparent palette entry in use
-                       (P) or a colour key that matches a pixel (RGB or L
-                       with a PNG tRNS colour); the format has no alpha
-                       channel yet
+any transparency       kept: transparent pixels (RGBA, LA, PA), a
+                       transparent palette entry in use (P) or a colour key
+                       that matches a pixel (RGB or L with a PNG tRNS
+                       colour, which becomes alpha 0) give RGBA pixels,
+                       quantized in premultiplied RGBA to an RGBA palette
+                       (format version 2); with ``background``, flattened
+                       onto that colour first
 CMYK, YCbCr, LAB, HSV  converted to RGB by Pillow, then quantized
 I;16*, I, F            rejected: samples wider than 8 bits need an explicit
                        choice of scaling
@@ -502,6 +505,7 @@ def encode_image(image: ImageSource, k: int | None = None, *,
         icc_profile = image.info.get("icc_profile")
     metadata = _metadata(icc_profile)
     pixels, p_image, orientation = _pixels(image, opts.background)
+    del image  # a path's or bytes' Pillow image (4 bytes a pixel) is no longer needed
     height, width = pixels.shape[:2]
     fit = None
     if pixels.shape[2] == 4:
@@ -536,17 +540,34 @@ def _metadata(icc_profile: bytes | None) -> dict[str, bytes]:
 
 def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None, *,
               from_palette: bool) -> _Fit:
-    """Quantize an image with transparency (premultiplied RGBA, see cluster.alpha)."""
+    """Quantize an image with transparency (premultiplied RGBA, see cluster.alpha).
+
+    The same ways as :func:`_fit`: a given palette (its colours opaque, plus
+    one transparent entry), a quality or size target, or ``k``; then nearest
+    entry or dithered (:func:`kpal.cluster.remap.remap_rgba`).
+    """
     from kpal.cluster.alpha import quantize_rgba
 
-    unsupported = [f"{name}={getattr(opts, name)!r}" for name, usual in
-                   (("palette", None), ("quality", None), ("max_size", None), ("space", "rgb"),
-                    ("dither", "none")) if getattr(opts, name) != usual]
-    if given is not None or unsupported:
-        msg = (f"{', '.join(unsupported)} not supported yet for images with transparency; "
-               "flatten them with background=COLOR")
-        raise OptionError(msg)
     height, width = pixels.shape[:2]
+    if opts.space != "rgb" and _dithers(opts):
+        msg = (f"space={opts.space!r} with dither={opts.dither!r} is not available for images "
+               "with transparency: the Oklab dither table is built for opaque colours; "
+               "use space='rgb', or flatten them with background=COLOR")
+        raise OptionError(msg)
+    if given is not None:
+        palette = _with_transparent_entry(given)
+        return _Fit(palette, _remap(pixels, palette, opts), "given palette", None, None, 0)
+    if opts.quality is not None or opts.max_size is not None:
+        from kpal.choose import choose_k_rgba
+
+        choice = choose_k_rgba(pixels, quality=opts.quality, max_size=opts.max_size,
+                               coding=opts.coding, init=opts.init, seed=opts.seed,
+                               max_iter=opts.max_iter, tol=opts.tol)
+        palette, labels = choice.palette, choice.labels.reshape(height, width)
+        inertia, payload = 3 * choice.mse, choice.payload
+        if _dithers(opts) and choice.psnr != float("inf"):
+            labels, inertia, payload = _remap(pixels, palette, opts), None, None
+        return _Fit(palette, labels, "kmeans", None, inertia, choice.n_colors, choice, payload)
     # A palette image keeps all its colours unless told otherwise (it has at most 256).
     k = opts.k if opts.k is not None else (MAX_K if from_palette else DEFAULT_K)
     with warnings.catch_warnings():
@@ -554,10 +575,26 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
             warnings.filterwarnings("ignore", "the image has", UserWarning)
         result = quantize_rgba(pixels.reshape(-1, 4), k, method=opts.method, init=opts.init,
                                seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol,
-                               sample=opts.sample)
+                               sample=opts.sample, space=opts.space)
     method = "palette" if from_palette and result.n_iter == 0 else result.method
-    return _Fit(result.palette, result.labels.reshape(height, width), method, result.n_iter,
-                result.inertia, result.n_colors)
+    palette, labels = result.palette, result.labels.reshape(height, width)
+    inertia = result.inertia
+    if _dithers(opts) and result.n_iter > 0:  # n_iter 0: every colour kept, nothing to dither
+        labels, inertia = _remap(pixels, palette, opts), None
+    return _Fit(palette, labels, method, result.n_iter, inertia, result.n_colors)
+
+
+def _with_transparent_entry(given: np.ndarray) -> np.ndarray:
+    """A given (RGB) palette for an image with transparency: its colours, opaque, in
+    order (so shared palettes keep their indices), then one ``(0, 0, 0, 0)`` entry."""
+    if given.shape[0] >= MAX_K:
+        msg = (f"palette has {given.shape[0]} colours: an image with transparency needs one "
+               f"more entry for its transparent pixels, so at most {MAX_K - 1}")
+        raise KpalError(msg)
+    palette = np.full((given.shape[0] + 1, 4), 255, dtype=np.uint8)
+    palette[:-1, :3] = given
+    palette[-1] = 0
+    return palette
 
 
 @dataclass(frozen=True)
@@ -627,7 +664,15 @@ def _dithers(opts: EncodeOptions) -> bool:
 
 
 def _remap(rgb: np.ndarray, palette: np.ndarray, opts: EncodeOptions) -> np.ndarray:
-    """Labels of every pixel on a given ``palette``: nearest colour (in ``space``), or dithered."""
+    """Labels of every pixel on a given ``palette``: nearest colour (in ``space``), or dithered.
+
+    RGB or RGBA pixels (with an RGBA palette: premultiplied, alpha kept exact).
+    """
+    if rgb.shape[2] == 4:
+        from kpal.cluster.remap import remap_rgba
+
+        return remap_rgba(rgb, palette, dither=opts.dither if _dithers(opts) else "none",
+                          strength=opts.dither_strength, seed=opts.seed, space=opts.space)
     if _dithers(opts):
         return _dither(rgb, palette, opts)[1]
     from kpal.cluster.remap import remap
@@ -905,7 +950,8 @@ def inspect(data: bytes) -> dict:
     -------
     dict
         ``header`` (fields, with ``flags`` and ``metadata_length``, 0 in
-        version 1), ``coding`` (name), ``alpha`` (whether palette entries are
+        version 1), ``coding`` (name), ``reader_needs`` (``None``, or what a
+        reader needs to decode an optional coding), ``alpha`` (whether palette entries are
         RGBA), ``palette`` (``#rrggbb`` strings, ``#rrggbbaa`` with alpha, as
         many as the file holds), ``metadata`` (one dict per block: ``type``,
         ``bytes``, ``known``; ``None`` when the blocks cannot be read),
@@ -945,6 +991,8 @@ def inspect(data: bytes) -> dict:
             labels = decode_indices(data)[2]
         except FormatError as e:
             problem = str(e)
+        except KpalError:  # a valid file this installation cannot decode: reader_needs says why
+            pass
     metadata = None
     if len(data) >= header.payload_offset:
         try:
@@ -966,6 +1014,7 @@ def inspect(data: bytes) -> dict:
     return {
         "header": asdict(header),
         "coding": chosen.name,
+        "reader_needs": chosen.reader_needs,
         "alpha": header.alpha,
         "palette": ["#" + c for c in colours],
         "metadata": metadata,

@@ -88,7 +88,7 @@ MAX_PIXELS = 1 << 30
 MAX_METADATA = 1 << 24
 #: Coding ids this version knows; kept in step with kpal.coding's registry
 #: (checked by the tests) so that this module does not import upwards.
-KNOWN_CODINGS = {0: "fixed", 1: "radix", 2: "entropy"}
+KNOWN_CODINGS = {0: "fixed", 1: "radix", 2: "entropy", 3: "context"}
 
 # §3.2 Metadata blocks --------------------------------------------------------
 #: type (4 ASCII letters) and length u32 BE of a block, before its data.

@@ -59,7 +59,7 @@ MAX_K = 256
 METHODS = ("kmeans", "gmm")
 INITS = ("k-means++", "random")
 #: Payload codings by name, as ``kpal.coding`` registers them (spec/kpal.md §5–7).
-CODINGS = ("fixed", "radix", "entropy")
+CODINGS = ("fixed", "radix", "entropy", "context")
 #: How pixels are mapped to the palette (:mod:`kpal.cluster.remap`).
 DITHERS = ("none", "fs", "ordered")
 #: Where the clustering measures colour distances.
@@ -207,29 +207,50 @@ def _palette(value: object) -> str | tuple[tuple[int, int, int], ...]:
 
 
 def _colour(value: object) -> tuple[int, int, int]:
-    """A background colour: ``#rrggbb``, a CSS name, ``r,g,b`` or a triple."""
-    from PIL import ImageColor
+    """An opaque colour: ``#rrggbb``, ``#rgb``, a CSS name, ``r,g,b``, ``rgb(...)`` or a triple.
 
+    The one colour parser of kpal (``background=``, ``--background``,
+    :func:`kpal.cluster.alpha.flatten`); the message names the option, the
+    value and what is wrong with it.
+    """
+    reason = None
     rgb = None
     if isinstance(value, str):
-        text = value.strip()
-        if "," in text and not text.startswith(("rgb", "hsl", "hsv")):
-            text = f"rgb({text})"
-        try:
-            rgb = ImageColor.getrgb(text)
-        except ValueError:
-            rgb = None
-        if rgb is not None and (len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb)):
-            rgb = None  # "300,0,0" or a colour with alpha: a background is opaque
-    elif isinstance(value, (tuple, list)) and len(value) == 3:
-        if all(isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c <= 255
-               for c in value):
-            rgb = tuple(int(c) for c in value)
+        rgb, reason = _colour_text(value.strip())
+    elif isinstance(value, (tuple, list)) and len(value) == 3 and all(
+            isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in value):
+        rgb = tuple(int(c) for c in value)
+        if not all(0 <= c <= 255 for c in rgb):
+            rgb, reason = None, "each of r,g,b must be 0..255"
     if rgb is None:
-        msg = (f"background={_describe(value)} must be a colour: #rrggbb, a name such as "
-               "white, or r,g,b with each 0..255")
+        msg = (f"background={_describe(value)} must be a colour: #rrggbb, #rgb, a name such as "
+               f"white, or r,g,b with each 0..255{f' ({reason})' if reason else ''}")
         raise OptionError(msg)
     return rgb  # type: ignore[return-value]
+
+
+def _colour_text(text: str) -> tuple[tuple[int, ...] | None, str | None]:
+    """The colour of a text (Pillow's ``ImageColor`` names and forms), or why not."""
+    from PIL import ImageColor
+
+    if "," in text and not text.lower().startswith(("rgb", "hsl", "hsv")):
+        fields = [f.strip() for f in text.split(",")]
+        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+            return None, "r,g,b needs three integers"
+        text = f"rgb({text})"
+    if text.startswith("#") and len(text) not in (4, 7):
+        return None, ("a colour with alpha: a background is opaque" if len(text) in (5, 9)
+                      else "a hex colour needs 3 or 6 hex digits after '#'")
+    try:
+        rgb = ImageColor.getrgb(text)
+    except ValueError:
+        return None, ("a hex colour needs 3 or 6 hex digits after '#'" if text.startswith("#")
+                      else "not a known colour name" if text else "empty")
+    if len(rgb) != 3:
+        return None, "a colour with alpha: a background is opaque"
+    if not all(0 <= c <= 255 for c in rgb):
+        return None, "each of r,g,b must be 0..255"
+    return tuple(int(c) for c in rgb), None
 
 
 @dataclass(frozen=True)
@@ -292,7 +313,8 @@ SPECS: dict[str, Spec] = {
              "every pixel to the nearest palette colour.", ("--sample",), "F",
              _real("sample", 0.0, 1.0, open_low=True)),
         Spec("coding", "fixed", "Index payload: fixed (ceil(log2 k) bits each), radix "
-             "(exact log2 k packing) or entropy (context model + rANS, smallest).",
+             "(exact log2 k packing), entropy (context model + rANS) or context (context mixing, "
+             "smallest; decoded pixel by pixel, needs kpal[fast] above 16384 pixels).",
              ("--coding",), "|".join(CODINGS), _choice("coding", CODINGS), CODINGS),
         Spec("dither", "none", "Map pixels to the palette by nearest colour (none), "
              "Floyd-Steinberg error diffusion (fs) or a blue-noise threshold map (ordered).",
@@ -367,7 +389,7 @@ class EncodeOptions:
         Default 1e-4 for k-means, 1e-3 for EM (see :attr:`tolerance`).
     sample : float in (0, 1], optional
         Fit on this fraction of the pixels, then assign every pixel.
-    coding : {"fixed", "radix", "entropy"}, default "fixed"
+    coding : {"fixed", "radix", "entropy", "context"}, default "fixed"
     dither : {"none", "fs", "ordered"}, default "none"
         Nearest colour, Floyd--Steinberg error diffusion, or ordered (blue noise).
     dither_strength : float in [0, 1], default 1.0
@@ -427,7 +449,8 @@ class EncodeOptions:
                             (("method", "kmeans"), ("space", "rgb"), ("sample", None))
                             if getattr(self, name) != usual]
         if chosen and chosen[0] in ("quality", "max_size") and fitted_otherwise:
-            msg = (f"{chosen[0]} chooses k with k-means in RGB on every pixel; "
+            msg = (f"{chosen[0]} chooses k with k-means on every pixel (in RGB, or "
+                   f"premultiplied RGBA with transparency); "
                    f"{', '.join(fitted_otherwise)} cannot be combined with it")
             raise OptionError(msg)
         if self.space != "rgb" and self.method != "kmeans":

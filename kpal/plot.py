@@ -255,6 +255,7 @@ def compare(
     size: tuple[int, int] | None = None,
     dithered: tuple[np.ndarray, np.ndarray] | None = None,
     dithered_title: str = "dithered",
+    dithered_bytes: int | None = None,
 ) -> Figure:
     """The original and the compressed image side by side (and a dithered one).
 
@@ -284,6 +285,9 @@ def compare(
         up to 2 MP) SSIMULACRA2 of both compressed images.
     dithered_title : str, default "dithered"
         How the third panel's title names the dithering.
+    dithered_bytes : int, optional
+        Size of the dithered ``.kpal`` file, given in the caption beside its
+        scores when known.
 
     Returns
     -------
@@ -339,9 +343,10 @@ def compare(
         d_image = np.asarray(d_colours)[np.asarray(d_labels).reshape(height, width)]
         panels = [(rgb, "Original"), (compressed, f"{k_used} colours, not dithered"),
                   (d_image, f"{len(d_colours)} colours, {dithered_title}")]
+        d_text = "" if dithered_bytes is None else f"{dithered_bytes:,} bytes, "
         pieces = [f"Original: {original_text}",
-                  f"not dithered: {_scores(rgb, compressed)}",
-                  f"{dithered_title}: {_scores(rgb, d_image)}"]
+                  f"not dithered: {compressed_text}, {_scores(rgb, compressed)}",
+                  f"{dithered_title}: {d_text}{_scores(rgb, d_image)}"]
     for index, (picture, title) in enumerate(panels):
         ax = fig.add_subplot(1, n_panels, index + 1)
         if _show_image(ax, picture) and index == 0:

@@ -108,6 +108,19 @@ def _version_2_file(width: int, height: int, k: int, seed: int, coding: str) -> 
     return container.write(header, palette, payload, metadata=metadata)
 
 
+def _version_1_file(im: Image.Image, coding: str) -> bytes:
+    """The version 1 file of a "P" image in ``coding``, assembled from its payload."""
+    labels = np.asarray(im)
+    k = len(im.getpalette()) // 3
+    chosen = codings.get(coding)
+    payload = chosen.encode(labels, k)
+    header = container.Header.for_image(
+        coding=chosen.id, k=k, width=im.width, height=im.height, payload_length=len(payload),
+        alpha=False, metadata_length=0)
+    palette = np.array(im.getpalette(), np.uint8).reshape(k, 3)
+    return container.write(header, palette, payload)
+
+
 def seed_corpus() -> list[bytes]:
     """Golden files, regression files and small files in every registered coding,
     version 1 and version 2 (RGBA palettes, metadata blocks)."""
@@ -118,6 +131,9 @@ def seed_corpus() -> list[bytes]:
     for name in sorted(codings.BY_NAME):
         for seed, (w, h, k) in enumerate(shapes):
             im = _p_image(w, h, k, seed)
+            if name == "context":  # coding 3 is reached through the registry, whatever
+                files.append(_version_1_file(im, name))  # the encode options offer
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 files.append(kpal.encode(im, coding=name))

@@ -16,7 +16,6 @@ from kpal.cluster.alpha import (
     TRANSPARENT,
     composite_mse,
     flatten,
-    parse_color,
     quantize_rgba,
 )
 from kpal.errors import KpalError, OptionError
@@ -272,7 +271,7 @@ def test_bad_options() -> None:
         quantize_rgba(pixels, 4, method="median-cut")
 
 
-# ------------------------------------------------------ flatten, parse_color
+# ------------------------------------------------- flatten, background colours
 
 
 def test_flatten_composites_with_exact_rounding() -> None:
@@ -295,36 +294,20 @@ def test_flatten_every_value_matches_float_rounding() -> None:
 def test_flatten_rejects_rgb_and_bad_background() -> None:
     with pytest.raises(KpalError, match=r"shape \(\.\.\., 4\), got uint8 \(2, 3\)"):
         flatten(np.zeros((2, 3), np.uint8))
-    with pytest.raises(OptionError, match="colour 'nope'"):
+    with pytest.raises(OptionError,
+                       match=r"background=.nope. must be a colour: .* \(not a known colour name\)"):
         flatten(np.zeros((2, 4), np.uint8), "nope")
 
 
 @pytest.mark.parametrize(
-    ("text", "rgb"),
-    [("#ff8000", (255, 128, 0)), ("#F80", (255, 136, 0)), ("white", (255, 255, 255)),
-     ("Black", (0, 0, 0)), (" 0, 128 ,255 ", (0, 128, 255)), ((1, 2, 3), (1, 2, 3)),
-     ("grey", (128, 128, 128))],
+    ("colour", "rgb"),
+    [("#ff8000", (255, 128, 0)), ("#F80", (255, 136, 0)), ("grey", (128, 128, 128)),
+     (" 0, 128 ,255 ", (0, 128, 255)), ((1, 2, 3), (1, 2, 3))],
 )
-def test_parse_color(text: object, rgb: tuple) -> None:
-    assert parse_color(text) == rgb
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [("300,0,0", "each of r,g,b must be 0..255"),
-     ("1,2", "r,g,b needs three integers"),
-     ("-1,0,0", "r,g,b needs three integers"),
-     ("#ff000080", "3 or 6 hex digits"),
-     ("#gg0000", "3 or 6 hex digits"),
-     ("", "is not a known colour"),
-     ("mauve-ish", "is not a known colour"),
-     ((1, 2), "expected #rrggbb"),
-     ((0, 0, 256), "expected #rrggbb"),
-     ((True, 0, 0), "expected #rrggbb")],
-)
-def test_parse_color_errors(text: object, message: str) -> None:
-    with pytest.raises(OptionError, match=message):
-        parse_color(text)
+def test_flatten_takes_every_form_of_background(colour: object, rgb: tuple) -> None:
+    # One colour parser (kpal.options) for background= and flatten.
+    pixels = np.array([[10, 20, 30, 0], [10, 20, 30, 255]], np.uint8)
+    assert flatten(pixels, colour).tolist() == [list(rgb), [10, 20, 30]]
 
 
 def test_composite_mse_is_the_mean_of_black_and_white_errors() -> None:
@@ -425,3 +408,118 @@ def test_many_colours_path_labels_nearest_and_keeps_the_mask(
     slow = quantize_rgba(pixels, 32)
     # Within 3 % of the error of the full polish.
     assert result.inertia <= 1.03 * slow.inertia
+
+
+# ------------------------------------------- many translucent pixels: from the pixels
+
+
+def test_pixel_path_gives_the_same_bytes_compiled_or_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Past _PIXEL_PATH translucent pixels the cells are built from the pixels
+    # and every pixel is labelled by its exact nearest allowed entry.
+    pytest.importorskip("numba")
+    import kpal.cluster.alpha as alpha
+
+    pixels = photo_rgba(160)
+    monkeypatch.setattr(alpha, "_PIXEL_PATH", 1000)
+    results = []
+    for pure in ("1", "0"):
+        monkeypatch.setenv("KPAL_PURE_NUMPY", pure)
+        results.append(quantize_rgba(pixels, 32, seed=1))
+    plain, compiled = results
+    assert np.array_equal(plain.palette, compiled.palette)
+    assert np.array_equal(plain.labels, compiled.labels)
+    assert plain.inertia == compiled.inertia and plain.n_colors == compiled.n_colors
+    assert np.array_equal(compiled.labels, nearest_allowed(pixels, compiled.palette))
+    out = compiled.palette[compiled.labels]
+    assert np.all(out[pixels[:, 3] == 255, 3] == 255) and np.all(out[pixels[:, 3] == 0] == 0)
+    assert compiled.inertia == pytest.approx(
+        3 * composite_mse(pixels, compiled.palette[compiled.labels]), rel=1e-9)
+    monkeypatch.setattr(alpha, "_PIXEL_PATH", 10**9)
+    listed = quantize_rgba(pixels, 32, seed=1)
+    # The distinct colours are counted the same way, and the fit is as good within 5 %.
+    assert compiled.n_colors == listed.n_colors
+    assert compiled.inertia <= 1.05 * listed.inertia
+
+
+def test_pixel_path_without_transparent_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numba")
+    import kpal.cluster.alpha as alpha
+
+    pixels = photo_rgba(120)
+    pixels[:, 3] = np.maximum(pixels[:, 3], 3)
+    monkeypatch.setattr(alpha, "_PIXEL_PATH", 1000)
+    results = []
+    for pure in ("1", "0"):
+        monkeypatch.setenv("KPAL_PURE_NUMPY", pure)
+        results.append(quantize_rgba(pixels, 16))
+    assert np.array_equal(results[0].palette, results[1].palette)
+    assert np.array_equal(results[0].labels, results[1].labels)
+    assert np.all(results[1].palette[:, 3] > 0)
+    assert np.array_equal(results[1].labels, nearest_allowed(pixels, results[1].palette))
+
+
+def test_pixel_kernels_match_their_numpy_twins() -> None:
+    pytest.importorskip("numba")
+    from kpal.cluster import _alpha_fast
+    from kpal.cluster.alpha import _N_KEYS, _cell_sums, _count_colours, _label_sums_numpy
+    from kpal.cluster.remap import _RgbaEntries
+
+    rng = np.random.default_rng(3)
+    pixels = photo_rgba(90)
+    # Repeated colours and every alpha, 0 and 255 included.
+    pixels = np.concatenate([pixels, pixels[:500],
+                             rng.integers(0, 256, (3000, 4)).astype(np.uint8)])
+    assert _alpha_fast.count_colours(pixels) == _count_colours(pixels)
+    visible = pixels[pixels[:, 3] > 0]
+    assert _count_colours(pixels) == 1 + np.unique(visible, axis=0).shape[0]
+    counts, sums = _cell_sums(pixels)
+    fast_counts, fast_sums = _alpha_fast.cell_sums(pixels, _N_KEYS)
+    assert np.array_equal(counts, fast_counts) and np.array_equal(sums, fast_sums)
+    assert counts.sum() == visible.shape[0]
+    keys = np.flatnonzero(counts)
+    palette = np.concatenate([np.zeros((1, 4), np.uint8),
+                              rng.integers(0, 256, (40, 4)).astype(np.uint8)])
+    palette[1:5, 3] = 255
+    entries = _RgbaEntries(palette).arguments()
+    expected = _label_sums_numpy(pixels, palette)
+    assert np.array_equal(expected[0], nearest_allowed(pixels, palette))
+    for got in (_alpha_fast.label_sums(pixels, *entries),
+                _alpha_fast.label_sums(pixels, *entries, threads=2),
+                _alpha_fast.label_cells(pixels, keys, *entries),
+                _alpha_fast.label_cells(pixels, keys, *entries, threads=2)):
+        for want, have in zip(expected, got, strict=True):
+            assert np.array_equal(want, have)
+
+
+def test_opaque_centre_of_a_soft_vignette_gets_several_entries() -> None:
+    # Translucent pixels outweigh the opaque middle: by the majority of weight
+    # alone the face would take a single opaque entry and turn one flat colour.
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    size = 96
+    rgb = np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS))
+    y, x = np.mgrid[0:size, 0:size]
+    radius = np.hypot(x - size / 2, y - size / 2) / (size / 2)
+    # Opaque inside r = 0.55, then a cosine fall to 0 at r = 1.3 (bench/alpha_corpus.py).
+    fall = np.clip((radius - 0.55) / 0.75, 0, 1)
+    alpha = np.rint(127.5 * (1 + np.cos(np.pi * fall))).astype(np.uint8)
+    pixels = np.dstack([rgb, alpha]).reshape(-1, 4)
+    opaque = pixels[:, 3] == 255
+    assert opaque.sum() < (pixels[:, 3] % 255 > 0).sum()
+    result = quantize_rgba(pixels, 8)
+    assert (result.palette[:, 3] == 255).sum() >= 3
+    out = result.palette[result.labels]
+    assert np.all(out[opaque, 3] == 255)
+    # The opaque pixels' error is well below that of their single mean colour.
+    rgb_o = pixels[opaque, :3].astype(np.float64)
+    flat_error = ((rgb_o - rgb_o.mean(axis=0)) ** 2).sum(axis=1).mean()
+    error = ((rgb_o - out[opaque, :3]) ** 2).sum(axis=1).mean()
+    assert error < 0.3 * flat_error
+
+
+def test_cell_key_division_by_multiplication() -> None:
+    # _alpha_fast's cell key divides c·a by 2040 as (x * 32897) >> 26.
+    x = np.arange(255 * 255 + 1, dtype=np.int64)
+    assert np.array_equal((x * 32897) >> 26, x // 2040)

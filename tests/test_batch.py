@@ -461,6 +461,86 @@ def test_workers_run_one_blas_thread_each():
     assert threads and set(threads) == {1}
 
 
+_WORKER_KERNELS = """
+import concurrent.futures as cf, os, sys
+from kpal import batch
+
+
+def kernels_loaded():
+    return "kpal.cluster._kmeans_fast" in sys.modules
+
+
+if __name__ == "__main__":
+    encodes = sys.argv[1] == "1"
+    with cf.ProcessPoolExecutor(1, mp_context=batch._context(encodes),
+                                initializer=batch._init_worker,
+                                initargs=(os.getpid(), encodes)) as pool:
+        print(pool.submit(kernels_loaded).result(timeout=120))
+"""
+
+
+@pytest.mark.parametrize("encodes", [True, False])
+def test_encoding_workers_load_the_compiled_kernels_before_the_first_image(tmp_path, encodes):
+    """In a fresh process, as the command line runs it (one fork server per process)."""
+    pytest.importorskip("numba")
+    script = tmp_path / "worker_kernels.py"
+    script.write_text(_WORKER_KERNELS)
+    done = subprocess.run([sys.executable, str(script), str(int(encodes))],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    # Workers share the environment of the batch: KPAL_PURE_NUMPY=1 keeps them on numpy.
+    expected = encodes and os.environ.get("KPAL_PURE_NUMPY") != "1"
+    assert done.stdout.strip() == str(expected)
+
+
+_SERVER_LAYER = """
+import concurrent.futures as cf, multiprocessing, numba
+from kpal import batch
+if __name__ == "__main__":
+    with cf.ProcessPoolExecutor(1, mp_context=batch._context(True)) as pool:
+        print(pool.submit(numba.threading_layer).result(timeout=120))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork server")
+@pytest.mark.parametrize(("layer", "expected"), [(None, "workqueue"), ("omp", None)],
+                         ids=["default", "omp-forced"])
+def test_the_fork_server_loads_the_kernels_workers_share(tmp_path, layer, expected):
+    """Workers forked from the server start with numba's thread pool running, unless
+    the user chose a layer that cannot be forked (GNU OpenMP): then they load it later."""
+    pytest.importorskip("numba")
+    if os.environ.get("KPAL_PURE_NUMPY") == "1":
+        pytest.skip("the numpy path loads no kernels")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    if layer:
+        env["NUMBA_THREADING_LAYER"] = layer
+    script = tmp_path / "server_layer.py"
+    script.write_text(_SERVER_LAYER)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=300, check=False)
+    if expected:
+        assert (done.returncode, done.stdout.strip()) == (0, expected), done.stderr
+    else:  # nothing launched in the server: the worker has no thread pool yet
+        assert done.returncode == 1 and "not initialized" in done.stderr, done.stderr
+
+
+def test_outputs_identical_with_a_forced_threading_layer(tmp_path, photo):
+    """With the layer forced, workers load the kernels themselves: same bytes, no abort."""
+    pytest.importorskip("numba")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, size in enumerate([(96, 64), (80, 120), (64, 64)]):
+        photo.resize(size).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "omp"}
+    done = subprocess.run([*KPAL, "encode", str(folder), "-o", str(out), "-k", "16", "-j", "2",
+                           "-q"], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    for i in range(3):
+        assert (out / f"{i}.kpal").read_bytes() == kpal.encode(folder / f"{i}.png", 16)
+
+
 def test_skip_existing_with_one_file(runner, tree, tmp_path):
     out = tmp_path / "one.kpal"
     out.write_bytes(b"earlier")
@@ -565,3 +645,29 @@ def test_unknown_url_protocol_is_a_usage_error(runner, tree, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("kpal: error: nosuchprotocol://x/out: ")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_decode_batch_flattens_onto_the_background(runner, tmp_path):
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[:, :4] = (200, 30, 40, 255)  # left half opaque red, right half fully transparent
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b"):
+        with pytest.warns(UserWarning, match="2 distinct RGBA colours"):
+            kpal.save(Image.fromarray(rgba, "RGBA"), folder / f"{name}.kpal", k=4)
+    result = runner.invoke(cli, ["decode", str(folder), "-o", str(tmp_path / "out"),
+                                 "--format", "jpeg", "--background", "#0000ff", "-q", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    for name in ("a", "b"):
+        with Image.open(tmp_path / "out" / f"{name}.jpeg") as im:
+            pixels = np.asarray(im.convert("RGB")).astype(int)
+        assert np.abs(pixels[:, 6:] - (0, 0, 255)).max() <= 8  # blue, not white
+        assert np.abs(pixels[:, :2] - (200, 30, 40)).max() <= 8
+    # The API takes the colour as the encode option does.
+    records = list(batch.decode_many(folder, tmp_path / "api", jobs=1, fmt="png",
+                                     background="lime"))
+    assert [r.error for r in records] == [None, None]
+    with Image.open(tmp_path / "api" / "a.png") as im:
+        assert im.convert("RGB").getpixel((7, 0)) == (0, 255, 0)
+    with pytest.raises(OptionError, match="background="):
+        list(batch.decode_many(folder, tmp_path / "bad", jobs=1, background="nope"))

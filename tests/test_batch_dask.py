@@ -34,7 +34,7 @@ def tree(tmp_path, photo):
 @pytest.fixture
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=logging.CRITICAL) \
+                                  dashboard_address=":0", silence_logs=logging.CRITICAL) \
             as cluster, distributed.Client(cluster) as connected:
         yield connected
 

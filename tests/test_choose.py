@@ -10,7 +10,7 @@ import pytest
 
 import kpal
 from kpal import choose, container, metrics
-from kpal.choose import QualityError, SizeError, choose_k, parse_quality
+from kpal.choose import QualityError, SizeError, choose_k
 from kpal.cluster import quantize
 from kpal.errors import OptionError
 
@@ -175,11 +175,12 @@ def test_n3_pixels_give_flat_labels():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({}, r"choose_k needs quality=\(min_db, max_db\) or max_size=BYTES"),
-    ({"quality": (40, 35)}, r"quality=\(40, 35\) must be \(min_db, max_db\)"),
-    ({"quality": (0, 35)}, r"quality=\(0, 35\)"),
-    ({"quality": "abc"}, r"quality='abc' must be MIN-MAX or MAX in dB"),
-    ({"max_size": 0}, r"max_size=0 must be a whole number of bytes >= 1"),
-    ({"max_size": 10.5}, r"max_size=10.5"),
+    ({"quality": (40, 35)}, r"quality=\(40, 35\): MIN 40 is above MAX 35"),
+    ({"quality": (0, 35)}, r"quality=\(0, 35\) must be MAX or MIN-MAX, PSNR in dB between 0 "),
+    ({"quality": "abc"}, r"quality='abc' must be MAX or MIN-MAX, PSNR in dB"),
+    ({"max_size": 0}, r"max_size=0 must be a number of bytes, e.g. 50000, 50k or 2MiB"),
+    ({"max_size": 10.5}, r"max_size=10.5 must be a number of bytes"),
+    ({"max_size": "2MiB", "quality": "40-35"}, r"quality='40-35': MIN 40 is above MAX 35"),
     ({"quality": 30, "coding": "zip"}, r"coding"),
 ])
 def test_bad_options(kwargs, message):
@@ -187,11 +188,12 @@ def test_bad_options(kwargs, message):
         choose_k(_photo(), **kwargs)
 
 
-def test_parse_quality():
-    assert parse_quality("35-40") == (35.0, 40.0)
-    assert parse_quality(" 38.5 ") == (38.5, 38.5)
-    with pytest.raises(OptionError, match=r"quality='40-35'"):
-        parse_quality("40-35")
+def test_targets_take_the_forms_encode_takes():
+    # The same checkers as kpal.options: text with units, "MIN-MAX" and a bare MAX.
+    image = _photo()
+    assert choose_k(image, max_size="1.5k").k == choose_k(image, max_size=1500).k
+    assert choose_k(image, quality="25-28").k == choose_k(image, quality=(25, 28)).k
+    assert choose_k(image, quality=" 28 ").k == choose_k(image, quality=(28, 28)).k
 
 
 def test_max_size_alone_on_a_photo_is_one_fit_as_encode_does():

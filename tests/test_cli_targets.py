@@ -58,7 +58,7 @@ def test_max_size_fits_the_file(runner, photo_path, tmp_path):
     (["-k", "8", "--quality", "30"], "k and quality both decide the palette"),
     (["--quality", "30", "--max-size", "9k"], "quality and max_size both decide the palette"),
     (["--max-size", "9k", "--dither", "fs"], "max_size measures the undithered file"),
-    (["--quality", "30", "--method", "gmm"], "quality chooses k with k-means in RGB"),
+    (["--quality", "30", "--method", "gmm"], "quality chooses k with k-means on every pixel"),
     (["--quality", "40-30"], "MIN 40 is above MAX 30"),
     (["--space", "oklab", "--method", "gmm"], "method='gmm' is available with space='rgb' only"),
 ])
@@ -134,3 +134,85 @@ def test_plot_compare_shows_dithered_beside_undithered(runner, photo_path, tmp_p
     assert result.exit_code == 0, result.output
     with Image.open(two) as a, Image.open(three) as b:
         assert b.width == a.width * 3 // 2  # a third panel of the same width
+
+
+def test_plot_compare_fits_once_and_dithers_onto_that_palette(runner, photo_path, tmp_path,
+                                                              monkeypatch):
+    pytest.importorskip("matplotlib")
+    from kpal import plot as plots
+    from kpal.cluster import kmeans
+
+    seen, fits = {}, []
+    original_compare, original_fit = plots.compare, kmeans.fit_histogram
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original_compare(*args, **kwargs)
+
+    def counting_fit(*args, **kwargs):
+        fits.append(1)
+        return original_fit(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "compare", spy)
+    monkeypatch.setattr("kpal.cluster.fit_histogram", counting_fit)
+    result = runner.invoke(cli, ["plot", str(photo_path), "--kind", "compare", "-k", "4",
+                                 "--dither", "fs", "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert len(fits) == 1
+    palette, _ = seen["quantization"]
+    d_palette, d_labels = seen["dithered"]
+    assert np.array_equal(d_palette, palette)
+    # The dithered panel is the file `kpal encode --dither fs` writes, and its size is shown.
+    dithered_file = kpal.encode(photo_path, k=4, dither="fs")
+    assert seen["dithered_bytes"] == len(dithered_file)
+    decoded = np.asarray(kpal.decode(dithered_file).convert("RGB"))
+    assert np.array_equal(np.asarray(d_palette)[np.asarray(d_labels)], decoded)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "palette file {path}: cannot read: No such file or directory"),
+    (b"zzz\n", "{path}:1: 'zzz' is not a GIMP palette header (expected 'GIMP Palette')"),
+])
+def test_bad_palette_file_is_reported_before_the_input_is_read(tmp_path, content, message):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.gpl"
+    if content is not None:
+        path.write_bytes(content)
+    fifo = tmp_path / "in.png"
+    os.mkfifo(fifo)  # nobody writes to it: reading the input first would block
+    result = subprocess.run([sys.executable, "-m", "kpal.cli", "encode", str(fifo), "--palette",
+                             str(path), "-o", str(tmp_path / "out.kpal")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"kpal: error: {message.format(path=path)}\n"
+    assert not (tmp_path / "out.kpal").exists()
+
+
+def test_ssimulacra2_is_reported_only_when_asked(runner, photo_path, tmp_path):
+    pytest.importorskip("ssimulacra2")
+    plain = _encode(runner, photo_path, "-k", "8", "-o", tmp_path / "a.kpal")
+    assert plain.exit_code == 0 and "SSIMULACRA2" not in plain.output
+    asked = _encode(runner, photo_path, "-k", "8", "-o", tmp_path / "b.kpal", "--ssimulacra2")
+    assert asked.exit_code == 0, asked.output
+    from kpal.metrics import ssimulacra2
+
+    original = np.asarray(Image.open(photo_path).convert("RGB"))
+    decoded = np.asarray(kpal.decode(tmp_path / "b.kpal").convert("RGB"))
+    score = ssimulacra2(original, decoded)
+    assert f"  SSIMULACRA2    {score:.2f} (perceptual" in asked.output
+
+
+def test_ssimulacra2_without_the_package_is_a_usage_error_before_any_work(
+        runner, photo_path, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ssimulacra2" else real(name, *a))
+    result = _encode(runner, photo_path, "-o", tmp_path / "x.kpal", "--ssimulacra2")
+    assert result.exit_code == 2
+    assert "--ssimulacra2 needs the metric: pip install 'kpal[metrics]'" in result.output
+    assert not (tmp_path / "x.kpal").exists()

@@ -44,7 +44,8 @@ def _expected(name: str) -> tuple[dict, np.ndarray, np.ndarray, list]:
 
 def test_every_golden_file_is_present():
     assert NAMES and all((GOLDEN / f"{n}.kpal").is_file() for n in NAMES)
-    assert {regenerate.GOLDEN[n][3] for n in NAMES} == {"fixed", "radix", "entropy"}
+    assert {regenerate.GOLDEN[n][3] for n in NAMES} == {"fixed", "radix", "entropy",
+                                                       "context"}
     assert set(VERSION_2) <= set(NAMES)
 
 

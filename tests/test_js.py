@@ -42,6 +42,11 @@ from tests.fuzz_decode import FIELDS, mutate, patch_field, seed_corpus, with_che
 JS = ROOT / "js"
 CORRUPT = ROOT / "tests" / "corrupt"
 NODE = shutil.which("node")
+#: The codings js/kpal.js decodes: coding 3 (context) is optional for readers (spec §12) and
+#: the browser reader rejects it by name, so the matrix leaves it out.
+JS_CODINGS = [name for name in sorted(codings.BY_NAME) if name != "context"]
+#: What js/kpal.js says for a file of coding 3 whose checksum holds.
+CONTEXT_UNSUPPORTED = "coding 3 (context) is not supported by this reader"
 DENO = shutil.which("deno")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Chromium flags for a quiet, sandbox-free headless run that fetches nothing.
@@ -97,6 +102,8 @@ def _verdict(data: bytes) -> tuple[str, tuple[np.ndarray, np.ndarray] | None]:
         return "DecompressionBombError", None
     except KpalError as e:
         return type(e).__name__, None
+    if data[10] == codings.get("context").id:  # a valid coding 3 file: the JS reader lacks it
+        return "FormatError", None
     return "ok", (palette, labels)
 
 
@@ -115,7 +122,7 @@ def _matrix() -> list[tuple[str, bytes]]:
         palette = np.random.default_rng(k).integers(0, 256, (k, 3), dtype=np.uint8)
         for width, height in MATRIX_SIZES:
             labels = _labels(width, height, k, seed=k * 7919 + width)
-            for coding in sorted(codings.BY_NAME):
+            for coding in JS_CODINGS:
                 files.append((f"k{k}_{width}x{height}_{coding}", _write(labels, palette, coding)))
     # 455 tiles of 64x5, each of one colour (0 or 1, alternating): every pixel has pattern
     # 127, and after step 4 the 455 * 9 F1 decisions bring FL[127] to c0 + c1 = 2 + 2 * 4095
@@ -134,7 +141,7 @@ def _matrix() -> list[tuple[str, bytes]]:
                   _write(thin, np.random.default_rng(16).integers(0, 256, (16, 3), np.uint8),
                          "entropy")))
     palette, labels = _photo_labels()
-    for coding in sorted(codings.BY_NAME):
+    for coding in JS_CODINGS:
         files.append((f"photo_{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}_k{PHOTO_K}_{coding}",
                       _write(labels, palette, coding)))
     # version 2 (spec §2.1, §3.2): RGBA palettes, an ICC profile, blocks to skip
@@ -143,7 +150,7 @@ def _matrix() -> list[tuple[str, bytes]]:
         rgba = np.random.default_rng(k + 1).integers(0, 256, (k, 4), dtype=np.uint8)
         rgba[0, 3] = 0
         labels = _labels(13, 7, k, seed=k)
-        for coding in sorted(codings.BY_NAME):
+        for coding in JS_CODINGS:
             files.append((f"rgba_k{k}_13x7_{coding}", _write(labels, rgba, coding)))
             files.append((f"rgba_icc_k{k}_13x7_{coding}", _write(
                 labels, rgba, coding, [("xtra", b"skip"), ("iccp", icc), ("zzzz", b"")])))
@@ -365,6 +372,25 @@ def test_node_decoder_agrees_with_the_python_reader(request):
     summary = [line for line in result.stdout.splitlines() if line.startswith("# ")]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "# fail 0" in summary and "# skipped 0" in summary, summary
+
+
+def test_node_rejects_coding_3_by_name_after_the_checksum(tmp_path):
+    """A reader without coding 3 names it (spec §12), and a bad checksum still comes first."""
+    _need(NODE, "node")
+    good = (GOLDEN / "context_k5_11x7.kpal").read_bytes()
+    bad_crc = good[:-1] + bytes([good[-1] ^ 1])
+    script = ("import * as kpal from './kpal.js'; import { readFileSync } from 'node:fs';"
+              "for (const f of process.argv.slice(1)) {"
+              " try { kpal.decode(readFileSync(f)); console.log('ok'); }"
+              " catch (e) { console.log(e.name + ': ' + e.message); } }")
+    paths = [tmp_path / "context_good.kpal", tmp_path / "context_bad_crc.kpal"]
+    for path, data in zip(paths, (good, bad_crc), strict=True):
+        path.write_bytes(data)
+    result = subprocess.run([NODE, "--input-type=module", "-e", script, *map(str, paths)],
+                            cwd=JS, capture_output=True, text=True, timeout=60, check=True)
+    first, second = result.stdout.splitlines()
+    assert first.startswith(f"FormatError: {CONTEXT_UNSUPPORTED}")
+    assert second.startswith("ChecksumError")
 
 
 def test_deno_runs_the_same_tests_unchanged(request):

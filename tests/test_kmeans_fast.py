@@ -343,3 +343,135 @@ def test_fresh_process_threshold_is_lower_at_large_k(monkeypatch):
     assert [c[2] for c in calls] == [12 << 20, 12 << 20, 5 << 20, 5 << 20]
     assert calls[0][:2] == ("kpal.cluster._kmeans_fast", 5000)
     assert [len(p) for p in palettes] == [16, 32, 33, 256]
+
+
+# ---------------------------------------------------------------- k-means++ and the Lloyd loop
+@pytest.mark.parametrize("seed", range(12))
+def test_kmeans_plusplus_kernel_chooses_the_same_centres(seed):
+    from kpal.cluster.init import kmeans_plusplus
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 2500))
+    k = int(rng.integers(2, min(n, 256) + 1))
+    # uint8 colours (the exact level), float cell means (coarse levels), and
+    # few distinct values: many ties between candidates.
+    points = [rng.integers(0, 256, size=(n, 3)).astype(np.uint8),
+              rng.random((n, 3)) * 255,
+              rng.integers(0, 3, size=(n, 3)).astype(np.float64)][seed % 3]
+    weights = rng.integers(0, 40, size=n).astype(np.float64)
+    weights[rng.choice(n, size=k, replace=False)] += 1  # k points with positive weight
+    expected = kmeans_plusplus(points, weights, k, np.random.default_rng(seed))
+    got = kmeans_plusplus(points, weights, k, np.random.default_rng(seed), kernels=_kmeans_fast)
+    assert got.tobytes() == expected.tobytes()
+
+
+def _lloyd_both_ways(points, weights, centres, max_iter=300, tol=1e-4):
+    from kpal.cluster.kmeans import lloyd
+
+    numpy_state = lloyd(points.astype(np.float64), weights, centres, max_iter, tol)
+    compiled_state = lloyd(points, weights, centres, max_iter, tol, kernels=_kmeans_fast)
+    return numpy_state, compiled_state
+
+
+def test_compiled_lloyd_loop_reseeds_empty_clusters_as_numpy_does(monkeypatch):
+    from kpal.cluster import kmeans
+
+    returns = []
+    loop = _kmeans_fast.lloyd_loop
+
+    def recording(*args):
+        result = loop(*args)
+        returns.append(result[1])
+        return result
+
+    monkeypatch.setattr(_kmeans_fast, "lloyd_loop", recording)
+    reseeds = []
+    reseed = kmeans._reseed_empty
+    monkeypatch.setattr(kmeans, "_reseed_empty",
+                        lambda *a: reseeds.append(a[3].size) or reseed(*a))
+    for trial in range(300):
+        rng = np.random.default_rng(trial)
+        n = int(rng.integers(5, 60))
+        k = int(rng.integers(2, min(n, 12) + 1))
+        # Few distinct values and centres scattered around data points: clusters
+        # empty out, before the loop (a centre far from all points) and inside it.
+        points = rng.integers(0, 12, size=(n, 3)).astype(np.uint8)
+        weights = rng.integers(1, 30, size=n).astype(np.float64)
+        centres = points[rng.choice(n, size=k, replace=False)] + rng.normal(0, 2, (k, 3))
+        if trial % 10 == 0:
+            centres[0] = 200.0
+        numpy_state, compiled_state = _lloyd_both_ways(points, weights, centres)
+        assert compiled_state.centres.tobytes() == numpy_state.centres.tobytes(), trial
+        assert compiled_state.n_iter == numpy_state.n_iter
+        np.testing.assert_array_equal(compiled_state.labels, numpy_state.labels)
+    assert reseeds  # both kinds of empty cluster were met: before the loop and inside it
+    assert False in returns
+
+
+@pytest.mark.parametrize("k", [2, 7, 64, 256])
+def test_compiled_lloyd_loop_matches_numpy_iteration_for_iteration(k):
+    pixels = _photo("coffee").reshape(-1, 3)
+    from kpal.cluster.histogram import color_histogram
+
+    hist = color_histogram(pixels[::7])
+    rng = np.random.default_rng(k)
+    centres = hist.colors[rng.choice(len(hist), size=k, replace=False)].astype(np.float64)
+    weights = hist.counts.astype(np.float64)
+    for max_iter in (1, 3, 300):
+        numpy_state, compiled_state = _lloyd_both_ways(hist.colors, weights, centres, max_iter)
+        assert compiled_state.centres.tobytes() == numpy_state.centres.tobytes()
+        assert compiled_state.n_iter == numpy_state.n_iter
+        np.testing.assert_array_equal(compiled_state.labels, numpy_state.labels)
+
+
+def test_small_histograms_are_sorted_and_large_ones_counted_alike():
+    from kpal.cluster.histogram import color_histogram
+
+    pixels = _mosaic_1mp().reshape(-1, 3)
+    assert pixels.shape[0] <= _kmeans_fast.SORT_PIXELS  # the sorting branch
+    big = np.concatenate([pixels] * 5)  # the counting branch, with repeated colours
+    assert big.shape[0] > _kmeans_fast.SORT_PIXELS
+    for image in (pixels[:1], pixels, big):
+        expected = color_histogram(image)
+        got = _kmeans_fast.color_histogram(image)
+        assert got.colors.tobytes() == expected.colors.tobytes()
+        assert got.counts.tobytes() == expected.counts.tobytes()
+
+
+_LOAD_COMPILED = """
+import sys
+import numpy as np
+from kpal import _jit
+from kpal.cluster import COMPILED_WARM_PIXELS, compiled_cold_pixels, load_compiled
+print(load_compiled(), "numba" in sys.modules,
+      _jit.load("kpal.cluster._kmeans_fast", 300, min_pixels=COMPILED_WARM_PIXELS,
+                cold_min_pixels=compiled_cold_pixels(64)) is not None)
+"""
+
+
+@pytest.mark.parametrize(("pure", "expected"), [(None, "True True True"),
+                                                 ("1", "False False False")])
+def test_load_compiled_makes_every_image_size_take_the_kernels(pure, expected):
+    env = {key: value for key, value in os.environ.items() if key != "KPAL_PURE_NUMPY"}
+    if pure is not None:
+        env["KPAL_PURE_NUMPY"] = pure
+    out = subprocess.run([sys.executable, "-c", _LOAD_COMPILED], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_counted_histogram_carries_colours_of_more_than_a_uint16_counter():
+    from kpal.cluster.histogram import color_histogram
+
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(0, 256, size=(_kmeans_fast.SORT_PIXELS + 777, 3), dtype=np.uint8)
+    flush = _kmeans_fast._FLUSH
+    pixels[: 3 * flush] = (10, 20, 30)  # a multiple of the counter's range: it ends at 0
+    pixels[3 * flush : 4 * flush + 5] = (255, 0, 1)  # one flush and a remainder
+    pixels[-flush:] = (0, 0, 0)  # the lowest colour, flushed once
+    for image in (pixels, np.ascontiguousarray(pixels[::-1])):
+        expected = color_histogram(image)
+        got = _kmeans_fast.color_histogram(image)
+        assert got.colors.tobytes() == expected.colors.tobytes()
+        assert got.counts.tobytes() == expected.counts.tobytes()
+    assert expected.counts[0] >= flush and expected.counts.max() >= 3 * flush

@@ -37,7 +37,7 @@ BAD_VALUES = [
     ("tol", float("nan"), "tol=nan must be a finite number >= 0"),
     ("sample", 0, "sample=0 must be a fraction in (0, 1]"),
     ("sample", 1.5, "sample=1.5 must be a fraction in (0, 1]"),
-    ("coding", "zip", "coding='zip' must be one of 'fixed', 'radix', 'entropy'"),
+    ("coding", "zip", "coding='zip' must be one of 'fixed', 'radix', 'entropy', 'context'"),
     ("dither", "floyd", "dither='floyd' must be one of 'none', 'fs', 'ordered'"),
     ("dither_strength", 1.5, "dither_strength=1.5 must be a fraction in [0, 1]"),
     ("space", "lab", "space='lab' must be one of 'rgb', 'oklab'"),
@@ -52,12 +52,25 @@ BAD_VALUES = [
                           "three integers in 0..255"),
     ("palette", [[0, 0, 256]], "palette=[[0, 0, 256]] must be a palette file or 1..256 RGB "
                                "colours of three integers in 0..255"),
-    ("background", "mauve-ish", "background='mauve-ish' must be a colour: #rrggbb, a name such "
-                                "as white, or r,g,b with each 0..255"),
-    ("background", "300,0,0", "background='300,0,0' must be a colour: #rrggbb, a name such "
-                              "as white, or r,g,b with each 0..255"),
-    ("background", "#ff000080", "background='#ff000080' must be a colour: #rrggbb, a name "
-                                "such as white, or r,g,b with each 0..255"),
+    ("background", "mauve-ish", "background='mauve-ish' must be a colour: #rrggbb, #rgb, a name "
+                                "such as white, or r,g,b with each 0..255 (not a known colour "
+                                "name)"),
+    ("background", "300,0,0", "background='300,0,0' must be a colour: #rrggbb, #rgb, a name "
+                              "such as white, or r,g,b with each 0..255 (each of r,g,b must "
+                              "be 0..255)"),
+    ("background", "#ff000080", "background='#ff000080' must be a colour: #rrggbb, #rgb, a "
+                                "name such as white, or r,g,b with each 0..255 (a colour with "
+                                "alpha: a background is opaque)"),
+    ("background", "1,2", "background='1,2' must be a colour: #rrggbb, #rgb, a name such as "
+                          "white, or r,g,b with each 0..255 (r,g,b needs three integers)"),
+    ("background", "#gg0000", "background='#gg0000' must be a colour: #rrggbb, #rgb, a name "
+                              "such as white, or r,g,b with each 0..255 (a hex colour needs 3 "
+                              "or 6 hex digits after '#')"),
+    ("background", (0, 0, 256), "background=(0, 0, 256) must be a colour: #rrggbb, #rgb, a "
+                                "name such as white, or r,g,b with each 0..255 (each of r,g,b "
+                                "must be 0..255)"),
+    ("background", (True, 0, 0), "background=(True, 0, 0) must be a colour: #rrggbb, #rgb, a "
+                                 "name such as white, or r,g,b with each 0..255"),
 ]
 
 
@@ -164,7 +177,8 @@ def jpeg(tmp_path, photo):
     (["--tol", "x"], "--tol: tol='x' must be a finite number >= 0"),
     (["--max-iter", "0"], "--max-iter: max_iter=0 must be an integer between 1 and"),
     (["--method", "em"], "--method: method='em' must be one of 'kmeans', 'gmm'"),
-    (["--coding", "zip"], "--coding: coding='zip' must be one of 'fixed', 'radix', 'entropy'"),
+    (["--coding", "zip"],
+     "--coding: coding='zip' must be one of 'fixed', 'radix', 'entropy', 'context'"),
     (["--packing", "radix", "--entropy"], "--packing and --entropy both choose the payload "
                                           "coding; give one"),
     (["--coding", "radix", "--packing", "radix"], "--coding and --packing both choose"),
@@ -277,6 +291,10 @@ def test_unwritable_destination_fails_before_the_fit(tmp_path, jpeg, monkeypatch
     ("background", "#102030", (16, 32, 48)),
     ("background", "white", (255, 255, 255)),
     ("background", "1, 2, 3", (1, 2, 3)),
+    ("background", "#F80", (255, 136, 0)),
+    ("background", "Grey", (128, 128, 128)),
+    ("background", "rgb(0, 128, 255)", (0, 128, 255)),
+    ("background", (1, 2, 3), (1, 2, 3)),
     ("palette", "shared.gpl", "shared.gpl"),
     ("palette", np.array([[1, 2, 3], [4, 5, 6]], np.uint8), ((1, 2, 3), (4, 5, 6))),
     ("dither_strength", "0.5", 0.5),

@@ -81,7 +81,7 @@ def test_save_options_are_the_api_options_with_colors_for_k(photo):
     ({"packing": "radix"}, r"unknown option 'packing' \(kpal calls it coding\)"),
     ({"entropy": True}, r"unknown option 'entropy' \(kpal calls it coding='entropy'\)"),
     ({"optimize": True}, r"unknown option 'optimize'; accepted: .*colors"),
-    ({"coding": "nope"}, r"coding='nope' must be one of 'fixed', 'radix', 'entropy'"),
+    ({"coding": "nope"}, r"coding='nope' must be one of 'fixed', 'radix', 'entropy', 'context'"),
     ({"colors": 4, "k": 8}, r"colors=4 and k=8 both set k: give one"),
     ({"colors": 300}, r"k=300 must be an integer between 1 and 256"),
 ])

@@ -369,13 +369,18 @@ def test_bad_arrays_are_rejected():
 _CHILD = """
 import hashlib, sys
 import numpy as np
-from kpal.cluster.remap import remap
+from kpal.cluster.remap import remap, remap_rgba
 rng = np.random.default_rng(0)
 pixels = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
 palette = rng.integers(0, 256, (24, 3), dtype=np.uint8)
 digest = hashlib.sha256()
 for kwargs in ({}, {"dither": "ordered"}, {"dither": "fs"}, {"dither": "fs", "adaptive": True}):
     digest.update(remap(pixels, palette, **kwargs).tobytes())
+rgba = rng.integers(0, 256, (40, 50, 4), dtype=np.uint8)
+entries = rng.integers(0, 256, (24, 4), dtype=np.uint8)
+entries[0], entries[1:9, 3] = 0, 255
+for kwargs in ({}, {"dither": "ordered"}, {"dither": "fs"}):
+    digest.update(remap_rgba(rgba, entries, **kwargs).tobytes())
 print(digest.hexdigest(), "numba" in sys.modules)
 """
 

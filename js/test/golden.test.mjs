@@ -31,10 +31,18 @@ function expected(name) {
 
 test('there are golden files in every coding', () => {
   const codings = new Set(NAMES.map((n) => kpal.readHeader(readFileSync(`${GOLDEN}${n}.kpal`)).codingName));
-  assert.deepEqual([...codings].sort(), ['entropy', 'fixed', 'radix']);
+  assert.deepEqual([...codings].sort(), ['context', 'entropy', 'fixed', 'radix']);
 });
 
 for (const name of NAMES) {
+  const coding = kpal.readHeader(readFileSync(`${GOLDEN}${name}.kpal`)).coding;
+  if (coding === 3) { // coding 3 (context) is optional for readers (spec §12): not in kpal.js
+    test(`golden ${name} (coding ${coding}, optional for readers) is rejected by name`, () => {
+      assert.throws(() => kpal.decode(readFileSync(`${GOLDEN}${name}.kpal`)),
+        { name: 'FormatError', message: /^coding 3 \(context\) is not supported by this reader/ });
+    });
+    continue;
+  }
   test(`golden ${name} decodes to the expected header, palette and indices`, () => {
     const { fields, palette, channels, indices, metadata } = expected(name);
     const data = readFileSync(`${GOLDEN}${name}.kpal`);

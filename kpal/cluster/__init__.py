@@ -19,7 +19,7 @@ from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors
 from kpal.errors import KpalError
 
-__all__ = ["METHODS", "KMeans", "Quantization", "quantize"]
+__all__ = ["METHODS", "KMeans", "Quantization", "load_compiled", "quantize"]
 
 #: Names accepted by ``method=``.
 METHODS = options.METHODS
@@ -28,14 +28,17 @@ METHODS = options.METHODS
 #: used from this many pixels on for k <= :data:`COLD_SMALL_K`: starting numba
 #: and loading its cached kernels (about 1 s) costs as much as they save at
 #: k = 16 below about 12 MP, file to file (bench/bench_speed.py). Once numba is
-#: loaded (a batch, a library user, the compiled entropy coder) they are used
-#: from ``kpal._jit.MIN_PIXELS`` on.
+#: loaded (a batch worker, a library user, the compiled entropy coder) they are
+#: used for every image from :data:`COMPILED_WARM_PIXELS` on.
 COMPILED_COLD_PIXELS = 12 << 20
 #: The same for k > :data:`COLD_SMALL_K`: Lloyd's iterations cost more per
 #: pixel there, so the compiled path pays off from about 5 MP at k = 256.
 COMPILED_COLD_PIXELS_LARGE_K = 5 << 20
 #: Largest k that uses :data:`COMPILED_COLD_PIXELS`.
 COLD_SMALL_K = 32
+#: With numba already loaded the compiled kernels win at every size (0.34 MP
+#: photos at k = 64: 0.17 s of CPU each against 0.45 s in numpy, bench/bench_batch.py).
+COMPILED_WARM_PIXELS = 0
 
 
 def compiled_cold_pixels(k: int) -> int:
@@ -53,6 +56,39 @@ def compiled_cold_pixels(k: int) -> int:
         :data:`COMPILED_COLD_PIXELS_LARGE_K`.
     """
     return COMPILED_COLD_PIXELS if k <= COLD_SMALL_K else COMPILED_COLD_PIXELS_LARGE_K
+
+
+def load_compiled() -> bool:
+    """Load the compiled k-means kernels now, for a process that will encode many images.
+
+    A fresh process only starts numba for large images (see
+    :func:`compiled_cold_pixels`): about 1 s of start-up that one small image
+    never wins back. A long-lived process (a batch worker, a Dask task's
+    worker) pays it once here; every image it then quantizes, whatever its
+    size, takes the compiled path, whose output is the same. A small run
+    through :func:`quantize` loads the cached machine code of each kernel, so
+    the first real image does not pay for that either.
+
+    Returns
+    -------
+    bool
+        True when the compiled kernels are loaded; False without numba or
+        with ``KPAL_PURE_NUMPY=1`` (the numpy path then serves every image).
+    """
+    if _jit.load("kpal.cluster._kmeans_fast", COMPILED_COLD_PIXELS_LARGE_K + COMPILED_COLD_PIXELS,
+                 min_pixels=COMPILED_WARM_PIXELS) is None:
+        return False
+    # Enough distinct colours for the coarse levels and several trial draws:
+    # every kernel with each argument type a photo gives it.
+    rng = np.random.default_rng(0)
+    centres = rng.integers(16, 240, size=(64, 3))
+    noise = rng.normal(0.0, 8.0, size=(1 << 16, 3))
+    pixels = np.clip(centres[rng.integers(0, 64, 1 << 16)] + noise, 0, 255).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize(pixels, 16)
+        quantize(pixels[:4], 2)
+    return True
 
 
 @dataclass(frozen=True)
@@ -148,6 +184,7 @@ def quantize(
     k, max_iter, tol = opts.k, opts.iterations, opts.tolerance
     # Compiled loops for large images when kpal[fast] is installed: the same output.
     kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
+                        min_pixels=COMPILED_WARM_PIXELS,
                         cold_min_pixels=compiled_cold_pixels(k))
     hist = kernels.color_histogram(pixels) if kernels is not None else None
     if hist is None:

@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-__all__ = ["build_grid", "contrast_weights", "diffuse", "offset_nearest", "oklab_table"]
+__all__ = ["build_grid", "contrast_weights", "diffuse", "diffuse_rgba", "offset_nearest",
+           "oklab_table", "ordered_rgba"]
 
 #: Fixed point of the diffusion (as remap.py): 1/64ths of a level.
 _FRAC_BITS = 6
@@ -458,6 +459,170 @@ def diffuse(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray | None,
     def task(b0: int, b1: int) -> None:
         _diffuse_bands(pixels, *search, weight_map, adaptive, warm64, s, cap,
                        band_rows, warmup_rows, limit, b0, b1, labels)
+
+    _run(task, _blocks(n_bands, threads))
+    return labels
+
+
+# -- transparency (RGBA): remap.py's remap_rgba, pixel by pixel ---------------
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nearest_rgba(v0: np.int64, v1: np.int64, v2: np.int64, alpha: np.int64, q: np.ndarray,
+                  entry_alpha: np.ndarray, opaque: np.ndarray, transparent: int) -> int:
+    """remap.py's ``_RgbaEntries.nearest`` for one pixel: exact, ties to the lowest index."""
+    if alpha == 0 and transparent >= 0:
+        return transparent
+    only_opaque = alpha == 255
+    best = 0
+    best_score = np.int64(1) << 60  # above any score, and twice it fits in int64
+    for j in range(q.shape[0]):
+        if only_opaque and not opaque[j]:
+            continue
+        shift = 255 * (alpha - entry_alpha[j])
+        # Per channel e**2 + (e - shift)**2 >= shift**2 / 2: an entry whose alpha
+        # is too far cannot be strictly nearer (a tie keeps the lower index).
+        if 3 * shift * shift >= 2 * best_score:
+            continue
+        d = v0 - q[j, 0]
+        score = d * d
+        d -= shift
+        score += d * d
+        if score >= best_score:  # partial sums only grow: the entry cannot win
+            continue
+        d = v1 - q[j, 1]
+        score += d * d
+        d -= shift
+        score += d * d
+        if score >= best_score:
+            continue
+        d = v2 - q[j, 2]
+        score += d * d
+        d -= shift
+        score += d * d
+        if score < best_score:
+            best_score = score
+            best = j
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _ordered_rgba_rows(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int, q: np.ndarray,
+                       entry_alpha: np.ndarray, opaque: np.ndarray, transparent: int,
+                       start: int, stop: int, labels: np.ndarray) -> None:
+    width = pixels.shape[1]
+    side_y, side_x = tile.shape[0], tile.shape[1]
+    for y in range(start, stop):
+        ty = (y + dy) % side_y
+        for x in range(width):
+            tx = (x + dx) % side_x
+            a = np.int64(pixels[y, x, 3])
+            top = 255 * a
+            v0 = min(max(np.int64(pixels[y, x, 0]) * a + 255 * tile[ty, tx, 0], 0), top)
+            v1 = min(max(np.int64(pixels[y, x, 1]) * a + 255 * tile[ty, tx, 1], 0), top)
+            v2 = min(max(np.int64(pixels[y, x, 2]) * a + 255 * tile[ty, tx, 2], 0), top)
+            labels[y, x] = _nearest_rgba(v0, v1, v2, a, q, entry_alpha, opaque, transparent)
+
+
+@njit(cache=True, nogil=True)
+def _diffuse_rgba_bands(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+                        opaque: np.ndarray, transparent: int, warm: np.ndarray, s: int,
+                        cap: int, band_rows: int, warmup_rows: int, b0: int, b1: int,
+                        labels: np.ndarray) -> None:
+    height, width = pixels.shape[0], pixels.shape[1]
+    below = np.zeros((width, 3), dtype=np.int64)
+    errors = np.zeros((width, 3), dtype=np.int64)
+    ahead = np.int64(7 * s)
+    w_behind = np.int64(3 * s)
+    w_under = np.int64(5 * s)
+    w_before = np.int64(1 * s)
+    half = np.int64(1 << 11)
+    for band in range(b0, b1):
+        keep_start = band * band_rows
+        keep_stop = min(keep_start + band_rows, height)
+        if band == 0:
+            start = 0
+            below[:, :] = 0
+        else:
+            start = keep_start - warmup_rows
+            below[:, :] = warm[band - 1]
+        for y in range(start, keep_stop):
+            forward = y % 2 == 0
+            c0 = np.int64(0)
+            c1 = np.int64(0)
+            c2 = np.int64(0)
+            for i in range(width):
+                x = i if forward else width - 1 - i
+                a = np.int64(pixels[y, x, 3])
+                top = 255 * a
+                v0 = np.int64(pixels[y, x, 0]) * a + below[x, 0] + c0
+                v1 = np.int64(pixels[y, x, 1]) * a + below[x, 1] + c1
+                v2 = np.int64(pixels[y, x, 2]) * a + below[x, 2] + c2
+                v0 = min(max(v0, 0), top)
+                v1 = min(max(v1, 0), top)
+                v2 = min(max(v2, 0), top)
+                best = _nearest_rgba(v0, v1, v2, a, q, entry_alpha, opaque, transparent)
+                if a == 0:
+                    e0 = np.int64(0)
+                    e1 = np.int64(0)
+                    e2 = np.int64(0)
+                else:
+                    e0 = v0 - q[best, 0]
+                    e1 = v1 - q[best, 1]
+                    e2 = v2 - q[best, 2]
+                    if e0 * e0 + e1 * e1 + e2 * e2 > cap:
+                        e0 = (3 * e0 + 2) >> 2
+                        e1 = (3 * e1 + 2) >> 2
+                        e2 = (3 * e2 + 2) >> 2
+                errors[x, 0] = e0
+                errors[x, 1] = e1
+                errors[x, 2] = e2
+                c0 = (e0 * ahead + half) >> 12
+                c1 = (e1 * ahead + half) >> 12
+                c2 = (e2 * ahead + half) >> 12
+                if y >= keep_start:
+                    labels[y, x] = best
+            step = 1 if forward else -1
+            for x in range(width):
+                for ch in range(3):
+                    total = (errors[x, ch] * w_under + half) >> 12
+                    after = x + step
+                    if 0 <= after < width:
+                        total += (errors[after, ch] * w_behind + half) >> 12
+                    prior = x - step
+                    if 0 <= prior < width:
+                        total += (errors[prior, ch] * w_before + half) >> 12
+                    below[x, ch] = total
+
+
+def ordered_rgba(pixels: np.ndarray, tile: np.ndarray, shift: tuple[int, int], q: np.ndarray,
+                 entry_alpha: np.ndarray, opaque: np.ndarray, transparent: int,
+                 threads: int) -> np.ndarray:
+    """remap.py's ordered RGBA dithering, one row after another (rows shared among threads)."""
+    height, width = pixels.shape[:2]
+    labels = np.empty((height, width), dtype=np.uint8)
+    tile64 = tile.astype(np.int64)
+    dy, dx = int(shift[0]), int(shift[1])
+
+    def task(start: int, stop: int) -> None:
+        _ordered_rgba_rows(pixels, tile64, dy, dx, q, entry_alpha, opaque, transparent,
+                           start, stop, labels)
+
+    _run(task, _blocks(height, threads))
+    return labels
+
+
+def diffuse_rgba(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+                 opaque: np.ndarray, transparent: int, warm: np.ndarray, s: int, cap: int,
+                 band_rows: int, warmup_rows: int, n_bands: int, threads: int) -> np.ndarray:
+    """remap.py's banded RGBA diffusion, one band after another (bands shared among threads)."""
+    height, width = pixels.shape[:2]
+    labels = np.empty((height, width), dtype=np.uint8)
+    warm64 = np.ascontiguousarray(warm, dtype=np.int64)
+
+    def task(b0: int, b1: int) -> None:
+        _diffuse_rgba_bands(pixels, q, entry_alpha, opaque, transparent, warm64, s, cap,
+                            band_rows, warmup_rows, b0, b1, labels)
 
     _run(task, _blocks(n_bands, threads))
     return labels

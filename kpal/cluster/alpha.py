@@ -21,13 +21,32 @@ Three kinds of pixel are treated apart:
 
 An image with only alpha 0 and 255 (a GIF-style mask) therefore keeps its mask
 exactly, and its opaque pixels are quantized like an RGB image over ``k - 1``
-entries (:func:`kpal.cluster.quantize`, any method). Otherwise k-means runs on
-the distinct colours weighted by their pixel counts: :class:`KMeans` on cells
-of the space, then :func:`lloyd` on the exact colours from the bounds the
-cells proved (both from :mod:`kpal.cluster.kmeans`). A few passes then give
+entries (:func:`kpal.cluster.quantize`, any method, or
+:func:`kpal.cluster.perceptual.quantize_perceptual` with ``space="oklab"``).
+Dithering, and mapping onto a given palette, follow the same three rules
+(:func:`kpal.cluster.remap.remap_rgba`).
+
+Otherwise k-means runs on the distinct colours weighted by their pixel
+counts: :class:`KMeans` on cells of the space, then :func:`lloyd` on the
+exact colours from the bounds the cells proved (both from
+:mod:`kpal.cluster.kmeans`). A few passes then give
 each entry its kind (opaque when most of its weight is opaque pixels), round it
 to 8-bit straight RGBA, label every colour with its nearest allowed entry and
 move each entry to the mean of its colours.
+
+Images with many translucent pixels (at least ``_PIXEL_PATH``, a soft edge
+on a photo of megapixels) skip the list of distinct colours: the pixels are
+gathered straight into cells of premultiplied RGBA, k-means runs on the
+cells, and every pixel takes its exact nearest allowed entry (the rule of
+:func:`kpal.cluster.remap.remap_rgba`) before one pass moves each entry to
+the mean of its pixels. The compiled kernels of
+:mod:`kpal.cluster._alpha_fast` search only the entries that can be nearest
+in each cell; the numpy twins find the same labels and integer sums.
+
+The kind of each entry comes from the fit: opaque when most of its weight is
+opaque pixels, then more entries turn opaque while the error that spares the
+opaque pixels (who may only take opaque entries) exceeds the error it costs
+the translucent ones (:func:`_more_opaque_kinds`).
 
 Labels are decided by exact integer arithmetic: opaque colours by
 :func:`nearest_palette_colors` among the opaque entries, translucent ones on
@@ -49,13 +68,13 @@ from types import ModuleType
 import numpy as np
 
 from kpal import _jit, options
-from kpal.cluster import Quantization, compiled_cold_pixels, quantize
+from kpal.cluster import COMPILED_WARM_PIXELS, Quantization, compiled_cold_pixels, quantize
 from kpal.cluster.histogram import color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, LloydState, lloyd, nearest_palette_colors
 from kpal.cluster.nearest import _MARGIN, Neighbours, assign
-from kpal.errors import KpalError, OptionError
+from kpal.errors import KpalError
 
-__all__ = ["TRANSPARENT", "composite_mse", "flatten", "parse_color", "quantize_rgba"]
+__all__ = ["TRANSPARENT", "composite_mse", "flatten", "quantize_rgba"]
 
 #: The palette entry every fully transparent pixel maps to.
 TRANSPARENT = (0, 0, 0, 0)
@@ -79,14 +98,19 @@ _CELL_ITER = 20
 _CELL_FACTOR = 4
 _CELL_MERGE = 0.6
 #: Several initial draws are compared (``_TRIAL_ITER`` iterations each) for small k,
-#: on cells of side ``_DRAW_STEP`` when there are more than ``_DRAW_POINTS`` points.
+#: on cells of side ``_DRAW_STEP`` when there are more than ``_DRAW_POINTS`` points:
+#: ``_RESTARTS[0]`` draws for k <= 16, ``_RESTARTS[1]`` for k <= 64. On the images of
+#: bench/bench_alpha.py 4 and 2 draws lose 0.02 dB (k = 16) against 8 and 4, and the
+#: draws were most of the time of a small image.
 _TRIAL_ITER = 10
+_RESTARTS = (4, 2)
 _DRAW_POINTS = 4_000
 _DRAW_STEP = 16
 #: Lloyd iterations on the exact colours after the cells: a polish only, the
 #: passes below finish the job under the alpha rules (bench/bench_alpha.py:
-#: within 0.05 dB of running it to convergence, at a third of the time).
-_EXACT_ITER = 10
+#: within 0.05 dB of running it to convergence, at a third of the time; 3
+#: iterations instead of 10 lose 0.02 dB at k = 256 and nothing at k = 16).
+_EXACT_ITER = 3
 #: Passes on the exact colours (round the centres, relabel, move to the mean):
 #: at most this many, stopping when the error falls by less than _PASS_GAIN
 #: (bench/bench_alpha.py: 3 passes are within 0.05 dB of 5).
@@ -99,20 +123,19 @@ _PASS_GAIN = 1e-3
 #: about half the time).
 _CONVERGE_POINTS = 250_000
 _LARGE_PASSES = 1
+#: Images with at least this many translucent pixels are quantized from their
+#: pixels (:func:`_premultiplied_pixels`): listing millions of distinct
+#: translucent colours cost more than the whole fit.
+_PIXEL_PATH = 1 << 20
+#: Images of this many pixels take its compiled kernels even when numba is not
+#: imported yet: its start-up (about 1 s) costs less than the numpy twins.
+_PIXEL_COLD = 2 << 20
+#: Cell keys of :func:`_cell_sums`: 33 alpha levels of 32**3 colour cells; the
+#: first _OPAQUE_KEYS are the opaque cells.
+_OPAQUE_KEYS = 32**3
+_N_KEYS = 33 * _OPAQUE_KEYS
 #: Margin, in composite units (up to 255² · √6), for bound tests that must be exact.
 _BOUND_MARGIN = 1e-3
-
-#: CSS level 2 colour names accepted by :func:`parse_color`.
-_NAMED_COLORS = {
-    "black": (0, 0, 0), "silver": (192, 192, 192), "gray": (128, 128, 128),
-    "grey": (128, 128, 128), "white": (255, 255, 255), "maroon": (128, 0, 0),
-    "red": (255, 0, 0), "purple": (128, 0, 128), "fuchsia": (255, 0, 255),
-    "magenta": (255, 0, 255), "green": (0, 128, 0), "lime": (0, 255, 0),
-    "olive": (128, 128, 0), "yellow": (255, 255, 0), "navy": (0, 0, 128),
-    "blue": (0, 0, 255), "teal": (0, 128, 128), "aqua": (0, 255, 255),
-    "cyan": (0, 255, 255), "orange": (255, 165, 0),
-}
-
 
 def quantize_rgba(
     pixels: np.ndarray,
@@ -124,6 +147,7 @@ def quantize_rgba(
     max_iter: int | None = None,
     tol: float | None = None,
     sample: float | None = None,
+    space: str = "rgb",
 ) -> Quantization:
     """Choose at most ``k`` RGBA colours for ``pixels`` and label every pixel.
 
@@ -135,8 +159,8 @@ def quantize_rgba(
         Palette size, 1..256. When the image has fully transparent pixels one
         entry is ``(0, 0, 0, 0)``, leaving ``k - 1`` for the others.
     method : {"kmeans", "gmm"}, default "kmeans"
-        ``"gmm"`` works on images whose alpha is only 0 or 255 (the mixture
-        fits three features); with translucent pixels it raises KpalError.
+        ``"gmm"`` works on images whose alpha is only 0 or 255; with
+        translucent pixels it raises KpalError (see Notes).
     init : {"k-means++", "random"}, default "k-means++"
     seed : int, default 0
         Seed of every random choice: same input and seed, same bytes.
@@ -146,6 +170,11 @@ def quantize_rgba(
         Convergence tolerance (default: 1e-4 for k-means, 1e-3 for EM).
     sample : float in (0, 1], optional
         Fit on this random fraction of the pixels, then label all of them.
+    space : {"rgb", "oklab"}, default "rgb"
+        ``"oklab"``: the opaque pixels of an image whose alpha is only 0 or
+        255 are clustered and labelled in Oklab
+        (:func:`kpal.cluster.perceptual.quantize_perceptual`) over ``k - 1``
+        entries; with translucent pixels it raises KpalError (see Notes).
 
     Returns
     -------
@@ -175,6 +204,17 @@ def quantize_rgba(
     single transparent entry, so with ``k >= 2`` the alpha of both is exact.
     With ``k = 1`` the one entry is the premultiplied mean of all pixels.
 
+    Translucent pixels are refused by ``method="gmm"`` and ``space="oklab"``,
+    for one reason: the error of a translucent pixel is a plain sum of squares
+    only in the premultiplied coordinates used here, four of them, linear in
+    the straight colour times alpha. :class:`~kpal.cluster.gmm.GaussianMixture`
+    models three features (its quadratic features and 3 x 3 covariances are
+    built for RGB), and Oklab is not linear, so the Oklab of a premultiplied
+    colour is not alpha times the Oklab of the colour: no Oklab distance
+    between translucent colours is the composite error the palette is judged
+    by (and the Oklab of a colour under alpha 0 is meaningless). Both work on
+    GIF-style masks, whose opaque pixels are quantized as an RGB image.
+
     Examples
     --------
     >>> px = np.array([[9, 9, 9, 0], [200, 0, 0, 0], [0, 0, 250, 255], [0, 0, 240, 255]],
@@ -185,12 +225,23 @@ def quantize_rgba(
     """
     _check_pixels(pixels)
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
-                                 tol=tol, sample=sample)
+                                 tol=tol, sample=sample, space=space)
     k = opts.k
     # Compiled loops for large images when kpal[fast] is installed, on the same
     # terms as kpal.cluster.quantize: the same output either way.
     kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
-                        cold_min_pixels=compiled_cold_pixels(k))
+                        min_pixels=COMPILED_WARM_PIXELS, cold_min_pixels=compiled_cold_pixels(k))
+    if k > 1 and method == "kmeans" and space == "rgb" and _many_translucent(pixels):
+        # Its numpy twin is slower than numba's start-up from _PIXEL_COLD pixels on;
+        # loaded first, so that the k-means of the cells is compiled too.
+        fast = _jit.load("kpal.cluster._alpha_fast", pixels.shape[0],
+                         cold_min_pixels=_PIXEL_COLD)
+        kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
+                            min_pixels=COMPILED_WARM_PIXELS,
+                            cold_min_pixels=compiled_cold_pixels(k))
+        n_colors = fast.count_colours(pixels) if fast is not None else _count_colours(pixels)
+        if n_colors > k:
+            return _premultiplied_pixels(pixels, k, n_colors, opts, kernels, fast)
     parts = _Parts(pixels, kernels)
     n_colors = parts.n_colors
     if n_colors <= k:
@@ -206,11 +257,180 @@ def quantize_rgba(
     k_free = k - parts.has_transparent
     if parts.s_colors.shape[0] == 0:
         return _opaque_only(parts, k_free, opts)
-    if method == "gmm":
-        msg = ("method='gmm' cannot quantize translucent pixels (alpha 1..254): the Gaussian "
-               "mixture fits 3 features, not 4; use method='kmeans'")
+    refused = [f"{name}={value!r}" for name, value, usual in
+               (("method", method, "kmeans"), ("space", space, "rgb")) if value != usual]
+    if refused:
+        msg = (f"{' and '.join(refused)} cannot quantize translucent pixels (alpha 1..254, "
+               f"{int(parts.s_counts.sum())} here): their error is a sum of squares in 4 "
+               "premultiplied coordinates only, and "
+               + ("the Gaussian mixture models 3 (RGB) features; " if method != "kmeans"
+                  else "Oklab is not linear, so it has no premultiplied form; ")
+               + "use method='kmeans' and space='rgb', or flatten with background=COLOR")
         raise KpalError(msg)
     return _premultiplied(parts, k_free, opts, kernels)
+
+
+# ------------------------------------------------- large images, from the pixels
+
+
+def _many_translucent(pixels: np.ndarray) -> bool:
+    """Whether the image takes :func:`_premultiplied_pixels` (at least _PIXEL_PATH
+    translucent pixels)."""
+    alpha = pixels[:, 3]
+    n_translucent = pixels.shape[0] - int(np.count_nonzero(alpha == 0)) \
+        - int(np.count_nonzero(alpha == _OPAQUE))
+    return n_translucent >= _PIXEL_PATH
+
+
+def _count_colours(pixels: np.ndarray) -> int:
+    """Distinct RGBA colours, alpha 0 pixels counted as one (as ``_Parts.n_colors``)."""
+    packed = np.ascontiguousarray(pixels).view(np.uint32).reshape(-1)
+    visible = packed[pixels[:, 3] != 0]
+    if visible.size == 0:
+        return 1
+    ordered = np.sort(visible)
+    return int(visible.size < packed.size) + 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+
+
+def _cell_sums(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel count and sums of ``(r·a, g·a, b·a, a)`` of every cell, by cell key.
+
+    The key of a pixel of alpha ``a`` and colour ``c`` is
+    ``((level·32 + r·a // 2040)·32 + g·a // 2040)·32 + b·a // 2040``: cells of
+    side 8 of premultiplied colour (``c·a/255``), ``level`` 0 for opaque
+    pixels and ``1 + a // 8`` for translucent ones, so opaque cells come first
+    and hold only opaque pixels. Alpha 0 pixels are left out. The sums are
+    integers below 2**53, exact in float64 whatever the order.
+    """
+    counts = np.zeros(_N_KEYS, dtype=np.int64)
+    sums = np.zeros((_N_KEYS, 4), dtype=np.int64)
+    step = 1 << 20
+    for start in range(0, pixels.shape[0], step):
+        block = pixels[start:start + step]
+        block = block[block[:, 3] != 0]
+        alpha = block[:, 3].astype(np.int64)
+        values = block[:, :3].astype(np.int64) * alpha[:, None]
+        level = np.where(alpha == _OPAQUE, 0, 1 + alpha // 8)
+        key = level
+        for channel in range(3):
+            key = key * 32 + values[:, channel] // 2040
+        counts += np.bincount(key, minlength=_N_KEYS)
+        for channel in range(3):
+            sums[:, channel] += np.bincount(key, weights=values[:, channel],
+                                            minlength=_N_KEYS).astype(np.int64)
+        sums[:, 3] += np.bincount(key, weights=alpha, minlength=_N_KEYS).astype(np.int64)
+    return counts, sums
+
+
+def _label_sums_numpy(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Numpy twin of :func:`kpal.cluster._alpha_fast.label_sums`."""
+    from kpal.cluster.remap import _nearest_rgba, _RgbaEntries
+
+    entries = _RgbaEntries(palette)
+    k = palette.shape[0]
+    labels = _nearest_rgba(pixels.reshape(-1, 1, 4), entries).reshape(-1)
+    sums = np.zeros((k, 4), dtype=np.int64)
+    counts = np.bincount(labels, minlength=k).astype(np.int64)
+    scores = np.zeros(k, dtype=np.int64)
+    step = 1 << 20
+    for start in range(0, pixels.shape[0], step):
+        block = pixels[start:start + step]
+        chosen = labels[start:start + step].astype(np.intp)
+        alpha = block[:, 3].astype(np.int64)
+        values = block[:, :3].astype(np.int64) * alpha[:, None]
+        shift = 255 * (alpha - entries.alpha[chosen])
+        score = np.zeros(block.shape[0], dtype=np.int64)
+        for channel in range(3):
+            sums[:, channel] += np.bincount(chosen, weights=values[:, channel],
+                                            minlength=k).astype(np.int64)
+            diff = values[:, channel] - entries.q[chosen, channel]
+            score += diff * diff
+            diff -= shift
+            score += diff * diff
+        sums[:, 3] += np.bincount(chosen, weights=alpha, minlength=k).astype(np.int64)
+        # Per entry sums of the int64 scores, exact as the compiled kernel's: the
+        # low 24 bits and the rest summed apart stay below 2**53 in float64.
+        low = np.bincount(chosen, weights=score & 0xFFFFFF, minlength=k).astype(np.int64)
+        high = np.bincount(chosen, weights=score >> 24, minlength=k).astype(np.int64)
+        scores += (high << 24) + low
+    return labels, sums, counts, scores
+
+
+def _premultiplied_pixels(pixels: np.ndarray, k: int, n_colors: int,
+                          opts: options.EncodeOptions, kernels: ModuleType | None,
+                          fast: ModuleType | None) -> Quantization:
+    """k-means in premultiplied RGBA for images with many translucent pixels.
+
+    The rules of :func:`_premultiplied`, without listing the distinct colours:
+    the pixels are gathered into cells (:func:`_cell_sums`), k-means runs on
+    the cells' means weighted by their pixel counts, and every pixel takes
+    its exact nearest allowed entry
+    (:func:`kpal.cluster.remap.remap_rgba`'s rule); then _LARGE_PASSES passes
+    move each entry to the mean of its pixels and label again, kept while the
+    error falls.
+    """
+    rng = np.random.default_rng(opts.seed)
+    n = pixels.shape[0]
+    has_t = int(np.count_nonzero(pixels[:, 3] == 0) > 0)
+    k_free = k - has_t
+    counts, sums = fast.cell_sums(pixels, _N_KEYS) if fast is not None else _cell_sums(pixels)
+    occupied = np.flatnonzero(counts)
+    n_opaque = int(np.searchsorted(occupied, _OPAQUE_KEYS))
+    weights = counts[occupied].astype(np.float64)
+    means = sums[occupied].astype(np.float64) / weights[:, None]
+    means[:, :3] /= 255.0
+    points = _to_space(means)
+    if opts.sample is not None and opts.sample < 1:
+        sampled = rng.binomial(counts[occupied], opts.sample).astype(np.float64)
+        if np.count_nonzero(sampled) > k_free:
+            weights = sampled
+    centres, point_labels, n_iter = _fit_points(points, weights, k_free, opts, rng, kernels)
+    opaque_kind = _opaque_kinds(point_labels, weights, n_opaque, k_free)
+    opaque_kind = _more_opaque_kinds(opaque_kind, centres, points, weights, point_labels,
+                                     n_opaque)
+    palette = _palette(centres, opaque_kind, has_t)
+    keys = occupied if fast is not None else None
+    labelled = _label_sums(pixels, palette, fast, keys)
+    for _ in range(min(opts.iterations, _LARGE_PASSES)):
+        _, sums, counts, _ = labelled
+        filled = counts[has_t:] > 0
+        centres = centres.copy()
+        mean = sums[has_t:][filled].astype(np.float64) / counts[has_t:][filled, None]
+        mean[:, :3] /= 255.0
+        centres[filled] = _to_space(mean)
+        centres[opaque_kind, 3] = _OPAQUE * _ALPHA_SCALE
+        moved = _palette(centres, opaque_kind, has_t)
+        if np.array_equal(moved, palette):
+            break
+        relabelled = _label_sums(pixels, moved, fast, keys)
+        n_iter += 1
+        if int(relabelled[3].sum()) >= int(labelled[3].sum()):
+            break
+        palette, labelled = moved, relabelled
+    labels, _, counts, scores = labelled
+    used = counts > 0
+    used[:has_t] = True
+    renumber = (np.cumsum(used, dtype=np.intp) - 1).astype(np.uint8)
+    error = int(scores.sum()) / _COMPOSITE_UNIT / n
+    return Quantization(palette[used], renumber[labels], n_iter, error, n_colors, opts.method)
+
+
+def _label_sums(pixels: np.ndarray, palette: np.ndarray, fast: ModuleType | None,
+                keys: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """Labels of the pixels, and per entry the sums, counts and scores of its pixels.
+
+    The compiled path searches, for each cell of ``keys``, only the entries
+    that can be nearest in it; the numpy path every entry once per distinct
+    colour. Both find the exact nearest allowed entry, ties to the lowest index.
+    """
+    if fast is None or palette.shape[0] == 1:
+        return _label_sums_numpy(pixels, palette)
+    from kpal.cluster.remap import _RgbaEntries
+
+    entries = _RgbaEntries(palette).arguments()
+    if keys is not None and entries[3] >= 0:
+        return fast.label_cells(pixels, keys, *entries)
+    return fast.label_sums(pixels, *entries)
 
 
 # ---------------------------------------------------------------- the pixels
@@ -356,8 +576,14 @@ def _single_entry(parts: _Parts, method: str) -> Quantization:
 
 def _opaque_only(parts: _Parts, k_free: int, opts: options.EncodeOptions) -> Quantization:
     """Alpha 0 and 255 only: quantize the opaque pixels as RGB over the other entries."""
-    result = quantize(parts.o_pixels, k_free, method=opts.method, init=opts.init,
-                      seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol, sample=opts.sample)
+    fit_options = {"method": opts.method, "init": opts.init, "seed": opts.seed,
+                   "max_iter": opts.max_iter, "tol": opts.tol, "sample": opts.sample}
+    if opts.space == "rgb":
+        result = quantize(parts.o_pixels, k_free, **fit_options)
+    else:
+        from kpal.cluster.perceptual import quantize_perceptual
+
+        result = quantize_perceptual(parts.o_pixels, k_free, space=opts.space, **fit_options)
     entries = [np.array([TRANSPARENT], dtype=np.uint8)] if parts.has_transparent else []
     palette = np.concatenate([*entries, _with_alpha(result.palette)])
     labels = np.empty(parts.n, dtype=np.uint8)
@@ -392,6 +618,8 @@ def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions,
     points = _to_space(colours.points)
     centres, point_labels, n_iter = _fit_points(points, weights, k_free, opts, rng, kernels)
     opaque_kind = _opaque_kinds(point_labels, weights, colours.n_opaque, k_free)
+    opaque_kind = _more_opaque_kinds(opaque_kind, centres, points, weights, point_labels,
+                                     colours.n_opaque)
     has_t = parts.has_transparent
     # Passes of Lloyd's algorithm on the exact colours and the rounded palette,
     # under the rules above: label every colour with its nearest allowed entry,
@@ -473,7 +701,7 @@ def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.E
     positive = first_weights > 0
     restarts = 1
     if first_points.shape[0] <= _CELL_POINTS and k <= 64:
-        restarts = 8 if k <= 16 else 4
+        restarts = _RESTARTS[0] if k <= 16 else _RESTARTS[1]
     trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
     draw_points, draw_weights = first_points[positive], first_weights[positive]
     if draw_points.shape[0] > _DRAW_POINTS:
@@ -571,6 +799,51 @@ def _opaque_kinds(point_labels: np.ndarray, weights: np.ndarray, n_opaque: int,
     return kinds
 
 
+def _more_opaque_kinds(kinds: np.ndarray, centres: np.ndarray, points: np.ndarray,
+                       weights: np.ndarray, point_labels: np.ndarray,
+                       n_opaque: int) -> np.ndarray:
+    """Turn translucent centres opaque while that lowers the estimated error.
+
+    The majority rule of :func:`_opaque_kinds` can leave the opaque pixels very
+    few entries when translucent ones outweigh them (a soft vignette at small
+    k: one entry for a whole opaque face). Opaque colours of a translucent
+    centre must move to the nearest opaque centre; a centre made opaque
+    costs its translucent colours their distance to its alpha 255 twin. The
+    centre with the largest gain (first one on ties) turns opaque, one at a
+    time, while a gain is positive. Points and centres are in the
+    coordinates of :func:`_to_space`; sums are numpy's, never BLAS.
+    """
+    kinds = kinds.copy()
+    if not n_opaque or kinds.all():
+        return kinds
+    k = centres.shape[0]
+    top = _OPAQUE * _ALPHA_SCALE
+    twins = centres.copy()
+    twins[:, 3] = top
+    o_points, o_weights, o_labels = points[:n_opaque], weights[:n_opaque], point_labels[:n_opaque]
+    s_points, s_weights, s_labels = points[n_opaque:], weights[n_opaque:], point_labels[n_opaque:]
+    # Cost of each centre made opaque, for the translucent colours that chose it.
+    flip_cost = np.bincount(s_labels, weights=s_weights * (
+        _squared(s_points, twins[s_labels]).sum(axis=1)
+        - _squared(s_points, centres[s_labels]).sum(axis=1)), minlength=k)
+    own = _squared(o_points, centres[o_labels]).sum(axis=1)
+    forced = np.full(n_opaque, np.inf)
+    for j in np.flatnonzero(kinds):
+        np.minimum(forced, _squared(o_points, twins[j]).sum(axis=1), out=forced)
+    for _ in range(k):
+        stranded = ~kinds[o_labels]
+        keep_cost = np.bincount(o_labels[stranded],
+                                weights=o_weights[stranded] * (forced - own)[stranded],
+                                minlength=k)
+        gain = np.where(kinds, -np.inf, keep_cost - flip_cost)
+        best = int(np.argmax(gain))
+        if not gain[best] > 0:
+            break
+        kinds[best] = True
+        np.minimum(forced, _squared(o_points, twins[best]).sum(axis=1), out=forced)
+    return kinds
+
+
 def _palette(centres: np.ndarray, opaque_kind: np.ndarray, has_t: int) -> np.ndarray:
     """The 8-bit straight RGBA palette: the transparent entry (if any), then the centres.
 
@@ -615,6 +888,23 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 def _squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     diff = a - b
     return diff * diff
+
+
+def _squared_to(points: np.ndarray, entries: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``((points - entries[labels]) ** 2).sum(axis=1)``, one column at a time.
+
+    Millions of translucent colours would otherwise need several (n, 6)
+    temporaries; column by column needs three vectors. The values are exact
+    integers in float64 (composites), so the order of the sum changes nothing.
+    """
+    out = np.zeros(points.shape[0])
+    diff = np.empty(points.shape[0])
+    for column in range(points.shape[1]):
+        np.take(entries[:, column], labels, out=diff)
+        np.subtract(points[:, column], diff, out=diff)
+        diff *= diff
+        out += diff
+    return out
 
 
 class _Labelling:
@@ -666,7 +956,7 @@ class _Labelling:
         k = entries.shape[0]
         guess = np.minimum(guess, k - 1)
         if previous is None or previous.entries.shape[0] != k:
-            upper = np.sqrt(_squared(points, entries[guess]).sum(axis=1))
+            upper = np.sqrt(_squared_to(points, entries, guess))
             lower = np.zeros(points.shape[0])
         else:
             # Triangle inequality: the entry moved at most this far from the
@@ -704,7 +994,7 @@ class _Labelling:
                 found[unsettled], _, second = neighbours.search(
                     points[unsettled], guess[unsettled], upper[unsettled], exact=True)
                 lower[unsettled] = second
-        squared = _squared(points, entries[found]).sum(axis=1)
+        squared = _squared_to(points, entries, found)
         n_o = colours.n_opaque
         self.labels[n_o:] = found
         self.distances[n_o:] = squared / _COMPOSITE_UNIT
@@ -759,7 +1049,9 @@ def flatten(pixels: np.ndarray, background: tuple[int, int, int] = (255, 255, 25
     ----------
     pixels : ndarray of shape (..., 4), uint8
         Straight RGBA, e.g. of shape (height, width, 4).
-    background : tuple of three ints in 0..255, default white
+    background : colour, default white
+        Anything ``background=`` takes (:func:`kpal.options.check`): a
+        triple, ``#rrggbb``, ``#rgb``, a CSS name or ``r,g,b``.
 
     Returns
     -------
@@ -775,7 +1067,7 @@ def flatten(pixels: np.ndarray, background: tuple[int, int, int] = (255, 255, 25
     if pixels.dtype != np.uint8 or pixels.ndim < 1 or pixels.shape[-1] != 4:
         msg = f"pixels must be a uint8 array of shape (..., 4), got {pixels.dtype} {pixels.shape}"
         raise KpalError(msg)
-    bg = parse_color(background)
+    bg = options.check("background", background)
     alpha = pixels[..., 3:4].astype(np.uint32)
     out = pixels[..., :3].astype(np.uint32) * alpha
     out += np.array(bg, dtype=np.uint32) * (255 - alpha)
@@ -783,62 +1075,6 @@ def flatten(pixels: np.ndarray, background: tuple[int, int, int] = (255, 255, 25
     out += 127
     out //= 255
     return out.astype(np.uint8)
-
-
-def parse_color(value: object) -> tuple[int, int, int]:
-    """Read a colour: ``"#rrggbb"``, ``"#rgb"``, a CSS name, ``"r,g,b"`` or a triple.
-
-    Parameters
-    ----------
-    value : str or sequence of three ints
-        Names are the CSS 2 basic colours (``white``, ``black``, ``gray``, ...,
-        ``orange``), any case; ``r,g,b`` takes three integers in 0..255.
-
-    Returns
-    -------
-    tuple of three ints in 0..255
-
-    Raises
-    ------
-    OptionError
-        The value is none of those forms; the message names it.
-
-    Examples
-    --------
-    >>> parse_color("#ff8000"), parse_color("White"), parse_color("0, 128, 255")
-    ((255, 128, 0), (255, 255, 255), (0, 128, 255))
-    """
-    accepted = "expected #rrggbb, #rgb, a colour name such as white, or r,g,b each 0..255"
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _NAMED_COLORS:
-            return _NAMED_COLORS[text]
-        if text.startswith("#"):
-            digits = text[1:]
-            if len(digits) == 3:
-                digits = "".join(2 * d for d in digits)
-            if len(digits) == 6 and all(d in "0123456789abcdef" for d in digits):
-                return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
-            msg = f"colour {value!r}: a hex colour needs 3 or 6 hex digits after '#'; {accepted}"
-            raise OptionError(msg)
-        if "," in text:
-            fields = [f.strip() for f in text.split(",")]
-            if len(fields) == 3 and all(f.isdigit() for f in fields):
-                rgb = tuple(int(f) for f in fields)
-                if all(c <= 255 for c in rgb):
-                    return rgb  # type: ignore[return-value]
-                msg = f"colour {value!r}: each of r,g,b must be 0..255"
-                raise OptionError(msg)
-            msg = f"colour {value!r}: r,g,b needs three integers; {accepted}"
-            raise OptionError(msg)
-        msg = f"colour {value!r} is not a known colour; {accepted}"
-        raise OptionError(msg)
-    if isinstance(value, (tuple, list)) and len(value) == 3 and all(
-            isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c <= 255
-            for c in value):
-        return tuple(int(c) for c in value)  # type: ignore[return-value]
-    msg = f"colour {value!r}: {accepted}"
-    raise OptionError(msg)
 
 
 def composite_mse(original: np.ndarray, quantized: np.ndarray) -> float:

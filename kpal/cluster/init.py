@@ -7,6 +7,8 @@ counts), which is the same as running on the expanded pixels: a colour held by
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 __all__ = ["INITS", "kmeans_plusplus", "random_init", "squared_distances"]
@@ -46,6 +48,7 @@ def kmeans_plusplus(
     k: int,
     rng: np.random.Generator,
     n_local_trials: int | None = None,
+    kernels: ModuleType | None = None,
 ) -> np.ndarray:
     """Choose ``k`` initial centres by greedy k-means++ (Arthur & Vassilvitskii).
 
@@ -53,6 +56,10 @@ def kmeans_plusplus(
     squared distance to the nearest centre so far; the greedy variant draws
     ``2 + int(log k)`` candidates and keeps the one that lowers the total
     potential most, as scikit-learn does.
+
+    Every sum is a running sum in point order (``np.cumsum``), so a compiled
+    loop adding the same terms in the same order gets the same bits: the
+    compiled kernel (``kernels``) chooses the same centres.
 
     Parameters
     ----------
@@ -64,6 +71,8 @@ def kmeans_plusplus(
     rng : numpy.random.Generator
     n_local_trials : int, optional
         Candidates per step; default ``2 + int(log k)``.
+    kernels : module, optional
+        ``kpal.cluster._kmeans_fast``: the same centres, by compiled loops.
 
     Returns
     -------
@@ -72,31 +81,37 @@ def kmeans_plusplus(
     n_points, dim = points.shape
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(k))
+    # All the draws at once: the same stream as one draw per step.
+    draws = rng.uniform(size=1 + (k - 1) * n_local_trials)
+    if kernels is not None:
+        return kernels.kmeans_plusplus(points, weights.astype(np.float64, copy=False), k,
+                                       draws, n_local_trials)
     centres = np.empty((k, dim), dtype=np.float64)
-    first = _weighted_pick(weights, rng.uniform(size=1) * weights.sum())[0]
+    cumulative = np.cumsum(weights)
+    first = _weighted_pick(cumulative, weights, draws[:1] * cumulative[-1])[0]
     centres[0] = points[first]
     closest = squared_distances(points, centres[0])
-    # einsum, not BLAS: the sums must not depend on the BLAS thread count.
-    potential = float(np.einsum("n,n->", weights, closest))
+    mass = weights * closest
+    cumulative = np.cumsum(mass)
     for c in range(1, k):
         # Sample candidates proportionally to w * D(x)^2 by inverting the CDF.
-        targets = rng.uniform(size=n_local_trials) * potential
-        candidates = _weighted_pick(weights * closest, targets)
+        targets = draws[1 + (c - 1) * n_local_trials : 1 + c * n_local_trials] * cumulative[-1]
+        candidates = _weighted_pick(cumulative, mass, targets)
         trial = np.minimum(closest, squared_distances(points, points[candidates]))
-        trial_potentials = np.einsum("tn,n->t", trial, weights)
-        best = int(np.argmin(trial_potentials))
-        potential = float(trial_potentials[best])
-        closest = trial[best]
+        trial_mass = trial * weights
+        trial_cumulative = np.cumsum(trial_mass, axis=1)
+        best = int(np.argmin(trial_cumulative[:, -1]))
+        closest, mass, cumulative = trial[best], trial_mass[best], trial_cumulative[best]
         centres[c] = points[candidates[best]]
     return centres
 
 
-def _weighted_pick(mass: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Indices whose cumulative mass first reaches each target (inverse CDF)."""
-    cumulative = np.cumsum(mass)
+def _weighted_pick(cumulative: np.ndarray, mass: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Indices whose cumulative mass first exceeds each target (inverse CDF)."""
     picked = np.searchsorted(cumulative, targets, side="right")
     # Rounding can push a target past the last cumulative value; also never
-    # pick a zero-mass point (it already is a centre or has no weight).
+    # pick a zero-mass point (it already is a centre or has no weight): take
+    # the next point with mass, else the last one.
     picked = np.minimum(picked, mass.shape[0] - 1)
     zero = mass[picked] <= 0
     if np.any(zero):

@@ -22,7 +22,16 @@ import numpy as np
 from kpal import options
 from kpal.cluster.histogram import cell_sums, color_histogram, map_pixels, reduce_histogram
 from kpal.cluster.init import INITS, kmeans_plusplus, random_init
-from kpal.cluster.nearest import _MARGIN, Neighbours, _distance, _dot, _nearest_two, assign
+from kpal.cluster.nearest import (
+    _MARGIN,
+    _NEAR,
+    _RESORT_DRIFT,
+    Neighbours,
+    _distance,
+    _dot,
+    _nearest_two,
+    assign,
+)
 from kpal.errors import OptionError
 
 __all__ = [
@@ -214,7 +223,7 @@ def _check_weights(sample_weight: object, n: int) -> np.ndarray:
 
 def _initial_centres(
     init: str | np.ndarray, points: np.ndarray, weights: np.ndarray, k: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator, kernels: ModuleType | None = None,
 ) -> np.ndarray:
     if isinstance(init, np.ndarray):
         centres = np.array(init, dtype=np.float64)
@@ -224,7 +233,7 @@ def _initial_centres(
         return centres
     if init == "random":
         return random_init(points, weights, k, rng)
-    return kmeans_plusplus(points, weights, k, rng)
+    return kmeans_plusplus(points, weights, k, rng, kernels=kernels)
 
 
 def tolerance(points: np.ndarray, weights: np.ndarray, tol: float) -> float:
@@ -274,9 +283,13 @@ class LloydState:
     n_iter: int = 0
 
 
-def start_state(points: np.ndarray, centres: np.ndarray) -> LloydState:
+def start_state(points: np.ndarray, centres: np.ndarray,
+                kernels: ModuleType | None = None) -> LloydState:
     """Assign every point from scratch: exact labels and tight bounds."""
-    labels, upper, lower = _nearest_two(points, centres)
+    if kernels is not None:
+        labels, upper, lower = kernels.nearest_two(points, centres)
+    else:
+        labels, upper, lower = _nearest_two(points, centres)
     return LloydState(centres.copy(), labels, upper, lower)
 
 
@@ -338,13 +351,18 @@ def lloyd(
         state.centres = centres.copy()
         state.n_iter = 0
     else:
-        state = start_state(points, centres)
+        state = start_state(points, centres, kernels)
     k = centres.shape[0]
     neighbours = Neighbours(state.centres)
     if carried:
         _assign_step(points, state, neighbours, None, kernels)
     sums = _cluster_sums(points, weights, point_sums, state.labels, k, kernels)
     mass = np.bincount(state.labels, weights=weights, minlength=k)
+    if kernels is not None and k > 1 and points.shape[0] < kernels.PARALLEL_POINTS:
+        # Small levels: the whole loop compiled (Python between iterations cost
+        # more than the iterations). Large ones: one parallel step per iteration.
+        return _compiled_loop(points, weights, point_sums, state, sums, mass, max_iter,
+                              threshold, kernels)
     for iteration in range(max_iter):
         state.n_iter = iteration + 1
         if not mass.all():
@@ -366,8 +384,37 @@ def lloyd(
             moved_sums = None if point_sums is None else point_sums[moved]
             sums -= _cluster_sums(moved_points, w, moved_sums, old_labels, k)
             sums += _cluster_sums(moved_points, w, moved_sums, state.labels[moved], k)
-        if moved.size == 0 or _dot(shift, shift) <= threshold:
+        if moved.size == 0 or _sequential_sum(shift * shift) <= threshold:
             break
+    return state
+
+
+def _sequential_sum(values: np.ndarray) -> float:
+    """Sum in index order (a running sum), as a compiled loop adds: the same bits on both paths."""
+    return float(np.cumsum(values)[-1])
+
+
+def _compiled_loop(points: np.ndarray, weights: np.ndarray, point_sums: np.ndarray | None,
+                   state: LloydState, sums: np.ndarray, mass: np.ndarray, max_iter: int,
+                   threshold: float, kernels: ModuleType) -> LloydState:
+    """The iterations of :func:`lloyd` in compiled code; Python only reseeds empty clusters."""
+    centres = np.array(state.centres, dtype=np.float64, order="C")
+    iteration = 0
+    while iteration < max_iter:
+        state.n_iter = iteration + 1
+        if not mass.all():
+            state.centres = centres
+            _reseed_empty(points, weights, state, np.flatnonzero(mass == 0))
+            sums = _cluster_sums(points, weights, point_sums, state.labels, centres.shape[0],
+                                 kernels)
+            mass = np.bincount(state.labels, weights=weights, minlength=centres.shape[0])
+        iteration, done = kernels.lloyd_loop(
+            points, weights, point_sums, state.labels, state.upper, state.lower, centres, sums,
+            mass, iteration, max_iter, threshold, _MARGIN, _RESORT_DRIFT, _NEAR)
+        state.n_iter = iteration
+        if done:
+            break
+    state.centres = centres
     return state
 
 
@@ -564,7 +611,7 @@ def fit_histogram(
     trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
     best, best_inertia = None, np.inf
     for _ in range(restarts):
-        centres = _initial_centres(init, points, weights, k, rng)
+        centres = _initial_centres(init, points, weights, k, rng, kernels)
         state = lloyd(points, weights, centres, trial_iter, tol, point_sums=point_sums,
                       kernels=kernels)
         inertia = _dot(weights, _distance(points, state.centres[state.labels], squared=True))

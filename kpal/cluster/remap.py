@@ -54,6 +54,12 @@ the one a single pass would bring and no seam shows. The first band, and so
 an image of at most ``BAND_ROWS`` rows, is exactly the textbook single pass.
 Bands are independent, so the compiled path may share them among threads
 (``threads=``) with the same labels.
+
+:func:`remap_rgba` does the same for RGBA pixels and palettes, in
+premultiplied integers (``c * alpha``) with the error a viewer sees (the
+composites over black and over white): fully transparent pixels stay on the
+transparent entry, fully opaque ones on opaque entries, and only the colour
+error is diffused, never alpha (see the notes above it).
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ from kpal.cluster.kmeans import nearest_palette_colors
 from kpal.errors import KpalError
 
 __all__ = ["DITHERS", "BAND_ROWS", "WARMUP_ROWS", "blue_noise", "dither_image", "palette_spacing",
-           "remap"]
+           "remap", "remap_rgba"]
 
 #: Names accepted by ``dither=``.
 DITHERS = ("none", "fs", "ordered")
@@ -792,7 +798,8 @@ def _shorten(error: np.ndarray, limit: int) -> np.ndarray:
         error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
 
 
-def _warmup_error(rows: np.ndarray, width: int, palette: np.ndarray) -> np.ndarray:
+def _warmup_error(rows: np.ndarray, width: int, palette: np.ndarray,
+                  spacing: float | None = None, unit: int = _ONE) -> np.ndarray:
     """Error the first warm-up row of each band starts from, shape (bands, width, 3), int64.
 
     Starting from no error at all, error diffusion on a flat region goes
@@ -800,12 +807,15 @@ def _warmup_error(rows: np.ndarray, width: int, palette: np.ndarray) -> np.ndarr
     would repeat them, a stripe every band. A field of blue noise (the
     ordered map, read at each band's first row) about the size of the error
     diffusion leaves behind makes each band start differently and settle
-    sooner. In 1/64ths of a level, rounded once here for both paths.
+    sooner. In 1/64ths of a level (or ``unit``-ths, with the palette spacing
+    ``spacing`` given), rounded once here for both paths.
     """
     noise = blue_noise()
     side = noise.shape[0]
     centred = (noise.astype(np.float64) + 0.5) / noise.size - 0.5
-    amplitude = _WARMUP_NOISE * palette_spacing(palette) * _ONE
+    if spacing is None:
+        spacing = palette_spacing(palette)
+    amplitude = _WARMUP_NOISE * spacing * unit
     out = np.empty((rows.size, width, 3))
     columns = np.arange(width)
     for channel, (dy, dx) in enumerate(_CHANNEL_SHIFTS):
@@ -848,3 +858,319 @@ def _spread_below(errors: np.ndarray, step: int, s: int) -> np.ndarray:
             below[:, 1:] += behind[:, :-1]
             below[:, :-1] += before[:, 1:]
     return below
+
+
+# -- transparency (RGBA) -----------------------------------------------------
+#
+# An RGBA pixel of straight colour c and alpha A is handled in premultiplied
+# integers: v = c * A (255 times the premultiplied colour, exact). Its error
+# against an entry of colour c' and alpha a' is the one a viewer sees, the
+# composites over black and over white (cluster/alpha.py): with q = c' * a',
+# e_black = v - q and e_white = e_black - 255 * (A - a'), and the distance is
+# sum(e_black**2 + e_white**2) over the three channels, an exact integer.
+# Alpha is never diffused: each pixel keeps its own A and only the colour
+# error travels, premultiplied (so weighted by the alpha of the pixel it comes
+# from: what a nearly transparent pixel gets wrong weighs little). A pixel
+# adds what it receives to its own c * A and the sum is clipped to
+# [0, 255 * A], the premultiplied colours its alpha can show: a fully
+# transparent pixel takes nothing, passes nothing on and stays on the
+# transparent entry; a fully opaque one only picks among the palette's opaque
+# entries (when it has some), so its alpha stays 255. In an area of one
+# alpha the premultiplied mean is kept, as RGB error diffusion keeps the mean.
+
+#: Larger than any composite distance: entries a pixel may not take.
+_BARRED = np.int64(1) << 62
+
+
+def remap_rgba(
+    pixels_hw4: np.ndarray,
+    palette: np.ndarray,
+    *,
+    dither: str = "none",
+    strength: float = 1.0,
+    seed: int = 0,
+    threads: int = 1,
+    space: str = "rgb",
+) -> np.ndarray:
+    """Palette index of every RGBA pixel: the nearest entry, or dithered.
+
+    Parameters
+    ----------
+    pixels_hw4 : ndarray of shape (height, width, 4), uint8
+        Straight (not premultiplied) RGBA.
+    palette : ndarray of shape (k, 4), uint8
+        Straight RGBA entries, ``1 <= k <= 256``.
+    dither : {"none", "fs", "ordered"}, default "none"
+        As :func:`remap`, in premultiplied RGBA: the colour error (weighted by
+        the pixel's alpha) is diffused or offset, alpha never is.
+    strength : float in [0, 1], default 1.0
+    seed : int, default 0
+        ``"ordered"`` only, as :func:`remap`.
+    threads : int, default 1
+        Threads the compiled path may use; the labels are the same for any value.
+    space : {"rgb", "oklab"}, default "rgb"
+        ``"oklab"``: opaque pixels take the Oklab-nearest opaque entry; only
+        for images whose alpha is 0 or 255, undithered (the Oklab of a
+        translucent colour has no premultiplied form, and the Oklab dither
+        table is built for opaque colours): otherwise KpalError.
+
+    Returns
+    -------
+    ndarray of shape (height, width), uint8
+        The nearest entry by the composite error (over black and over white,
+        as :func:`kpal.cluster.alpha.composite_mse`), ties to the lowest index,
+        of the pixel plus the error it received. Pixels of alpha 0 take the
+        first entry of alpha 0 and pixels of alpha 255 only entries of alpha
+        255, whenever the palette has such entries: with both kinds of entry
+        in the palette, the alpha of those pixels is exact, dithered or not.
+
+    Raises
+    ------
+    KpalError
+        When an argument has the wrong type, shape or value.
+
+    Examples
+    --------
+    >>> palette = np.array([[0, 0, 0, 0], [0, 0, 0, 255], [255, 255, 255, 255]], np.uint8)
+    >>> grey = np.full((2, 4, 4), 128, dtype=np.uint8)
+    >>> grey[:, :, 3] = [0, 255, 255, 255]
+    >>> remap_rgba(grey, palette, dither="fs").tolist()
+    [[0, 2, 1, 2], [0, 1, 2, 1]]
+    """
+    _check_rgba(pixels_hw4, palette)
+    _check(pixels_hw4[..., :3], palette[:, :3], dither, strength, seed, False)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        msg = f"threads={threads!r} must be an integer >= 1"
+        raise KpalError(msg)
+    if space not in _SPACES:
+        msg = f"space={space!r} must be one of {', '.join(_SPACES)}"
+        raise KpalError(msg)
+    entries = _RgbaEntries(palette)
+    if space == "oklab":
+        return _nearest_rgba_oklab(pixels_hw4, palette, entries,
+                                   dither != "none" and strength > 0)
+    height, width = pixels_hw4.shape[:2]
+    fast = _compiled(height * width)
+    if dither == "none" or strength == 0 or palette.shape[0] == 1:
+        if fast is not None and palette.shape[0] > 1:
+            # A zero offset: the same exact nearest entry, pixel by pixel.
+            return fast.ordered_rgba(pixels_hw4, np.zeros((1, 1, 3), dtype=np.int16), (0, 0),
+                                     *entries.arguments(), int(threads))
+        return _nearest_rgba(pixels_hw4, entries)
+    spacing = _rgba_spacing(palette)
+    if dither == "ordered":
+        amplitude = _ORDERED_SCALE * float(strength) * spacing
+        tile = _ordered_tile(amplitude)
+        dy, dx = _seed_shift(int(seed), tile.shape[0])
+        if fast is not None:
+            return fast.ordered_rgba(pixels_hw4, tile, (dy, dx), *entries.arguments(),
+                                     int(threads))
+        return _ordered_rgba_numpy(pixels_hw4, tile, dy, dx, entries)
+    band_rows, warmup_rows, n_bands = _plan(height, BAND_ROWS, WARMUP_ROWS)
+    s = _fixed_strength(float(strength))
+    cap = int(math.floor((_CAP_FRACTION * spacing * 255) ** 2))
+    warm = (_warmup_error(np.arange(1, n_bands) * band_rows - warmup_rows, width, palette,
+                          spacing, 255)
+            if n_bands > 1 else np.zeros((0, width, 3), dtype=np.int64))
+    if fast is not None:
+        return fast.diffuse_rgba(pixels_hw4, *entries.arguments(), warm, s, cap, band_rows,
+                                 warmup_rows, n_bands, int(threads))
+    return _diffuse_rgba_numpy(pixels_hw4, entries, warm, s, cap, band_rows, warmup_rows,
+                               n_bands)
+
+
+class _RgbaEntries:
+    """A palette as the RGBA kernels read it.
+
+    ``q`` (k, 3) int64: ``c * a``; ``alpha`` (k,) int64; ``opaque`` (k,)
+    bool: the entries a pixel of alpha 255 may take (all of them when the
+    palette has no opaque entry); ``transparent``: the entry of every pixel
+    of alpha 0, or -1 when the palette has none (they are then searched).
+    """
+
+    def __init__(self, palette: np.ndarray) -> None:
+        self.alpha = palette[:, 3].astype(np.int64)
+        self.q = palette[:, :3].astype(np.int64) * self.alpha[:, None]
+        opaque = self.alpha == 255
+        self.opaque = opaque if opaque.any() else np.ones_like(opaque)
+        clear = np.flatnonzero(self.alpha == 0)
+        self.transparent = int(clear[0]) if clear.size else -1
+
+    def arguments(self) -> tuple:
+        return (np.ascontiguousarray(self.q), np.ascontiguousarray(self.alpha),
+                np.ascontiguousarray(self.opaque), self.transparent)
+
+    def nearest(self, values: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """Nearest allowed entry of premultiplied ``values`` (n, 3) int64 of alpha (n,) int64."""
+        shift = 255 * (alpha[:, None] - self.alpha)  # e_white = e_black - shift
+        diff = values[:, 0, None] - self.q[:, 0]
+        score = diff * diff
+        diff -= shift
+        score += diff * diff
+        for channel in (1, 2):
+            np.subtract(values[:, channel, None], self.q[:, channel], out=diff)
+            score += diff * diff
+            diff -= shift
+            score += diff * diff
+        score[np.ix_(alpha == 255, ~self.opaque)] = _BARRED
+        best = score.argmin(axis=1)
+        if self.transparent >= 0:
+            best[alpha == 0] = self.transparent
+        return best
+
+
+def _check_rgba(pixels: object, palette: object) -> None:
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 \
+            or pixels.shape[2] != 4 or 0 in pixels.shape:
+        shape = getattr(pixels, "shape", None)
+        msg = f"pixels must be a uint8 array of shape (height, width, 4), got {shape}"
+        raise KpalError(msg)
+    if not isinstance(palette, np.ndarray) or palette.dtype != np.uint8 or palette.ndim != 2 \
+            or palette.shape[1] != 4 or not 1 <= palette.shape[0] <= 256:
+        shape = getattr(palette, "shape", None)
+        msg = f"palette must be a uint8 array of shape (k, 4) with 1 <= k <= 256, got {shape}"
+        raise KpalError(msg)
+
+
+def _premultiplied_values(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``c * A`` (..., 3) and ``A`` (...,) as int64."""
+    alpha = pixels[..., 3].astype(np.int64)
+    return pixels[..., :3].astype(np.int64) * alpha[..., None], alpha
+
+
+def _nearest_rgba(pixels: np.ndarray, entries: _RgbaEntries) -> np.ndarray:
+    """Nearest allowed entry of every pixel, once per distinct RGBA colour."""
+    flat = pixels.reshape(-1, 4)
+    packed = flat.view(np.uint32).reshape(-1) if flat.flags.c_contiguous else \
+        np.ascontiguousarray(flat).view(np.uint32).reshape(-1)
+    colours, inverse = np.unique(packed, return_inverse=True)
+    distinct = colours.view(np.uint8).reshape(-1, 4)
+    labels = np.empty(distinct.shape[0], dtype=np.uint8)
+    chunk = max(1, (1 << 20) // entries.alpha.size)
+    for start in range(0, distinct.shape[0], chunk):
+        values, alpha = _premultiplied_values(distinct[start:start + chunk])
+        labels[start:start + chunk] = entries.nearest(values, alpha)
+    return labels[inverse.reshape(-1)].reshape(pixels.shape[:2])
+
+
+def _nearest_rgba_oklab(pixels: np.ndarray, palette: np.ndarray, entries: _RgbaEntries,
+                        dithered: bool) -> np.ndarray:
+    """Opaque pixels to the Oklab-nearest allowed entry, transparent ones as by RGB."""
+    alpha = pixels[..., 3]
+    translucent = int(np.count_nonzero((alpha > 0) & (alpha < 255)))
+    if translucent or dithered:
+        why = (f"{translucent} translucent pixels (alpha 1..254): the Oklab of a translucent "
+               "colour has no premultiplied form" if translucent else
+               "dithering: the Oklab dither table is built for opaque colours")
+        msg = f"space='oklab' with transparency works on alpha 0 and 255 only, undithered; {why}"
+        raise KpalError(msg)
+    labels = _nearest_rgba(pixels, entries)  # every transparent pixel, by the rules
+    opaque = alpha == 255
+    if opaque.any():
+        allowed = np.flatnonzero(entries.opaque)
+        if allowed.size == 1:
+            labels[opaque] = allowed[0]
+        else:
+            colours = np.ascontiguousarray(pixels[opaque][:, None, :3])
+            picks = _nearest_oklab(colours, np.ascontiguousarray(palette[allowed, :3]))
+            labels[opaque] = allowed[picks.reshape(-1)]
+    return labels
+
+
+def _rgba_spacing(palette: np.ndarray) -> float:
+    """Mean distance from each entry to its nearest other one, by the composite error.
+
+    In levels: the distance of :func:`kpal.cluster.alpha.composite_mse`'s
+    error summed over the channels (premultiplied colour over mid-grey, and
+    alpha times sqrt(3)/2); 0 when ``k == 1`` or every entry is the same.
+    """
+    alpha = palette[:, 3:4].astype(np.float64)
+    points = np.concatenate([palette[:, :3] * alpha / 255.0 - alpha / 2,
+                             alpha * math.sqrt(3.0) / 2], axis=1)
+    k = points.shape[0]
+    if k < 2:
+        return 0.0
+    squared = np.zeros((k, k))
+    for column in points.T:
+        diff = column[:, None] - column
+        squared += diff * diff
+    np.fill_diagonal(squared, np.inf)
+    squared[squared == 0] = np.inf
+    nearest = squared.min(axis=1)
+    finite = nearest[np.isfinite(nearest)]
+    return float(np.sqrt(finite).mean()) if finite.size else 0.0
+
+
+def _ordered_tile(amplitude: float) -> np.ndarray:
+    """The blue-noise offsets of ordered dithering, in levels, shape (64, 64, 3) int16."""
+    noise = blue_noise()
+    centred = (noise.astype(np.float64) + 0.5) / noise.size - 0.5
+    return np.stack([np.rint(amplitude * np.roll(centred, (-dy, -dx), axis=(0, 1)))
+                     for dy, dx in _CHANNEL_SHIFTS], axis=-1).astype(np.int16)
+
+
+def _ordered_rgba_numpy(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int,
+                        entries: _RgbaEntries) -> np.ndarray:
+    """Ordered dithering in premultiplied RGBA: ``clip(c * A + 255 * t, 0, 255 * A)``.
+
+    The offsets ``t`` (levels of premultiplied colour, scaled like the
+    palette's composite spacing) are the blue-noise map of :func:`remap`;
+    the clip keeps a value within what the pixel's alpha can show, so a
+    transparent pixel stays at 0.
+    """
+    height, width = pixels.shape[:2]
+    side = tile.shape[0]
+    columns = (np.arange(width) + dx) % side
+    labels = np.empty((height, width), dtype=np.uint8)
+    rows_per_chunk = max(1, (1 << 16) // width)
+    for start in range(0, height, rows_per_chunk):
+        stop = min(height, start + rows_per_chunk)
+        rows = (np.arange(start, stop) + dy) % side
+        value, alpha = _premultiplied_values(pixels[start:stop])
+        value += 255 * tile[rows[:, None], columns[None, :]].astype(np.int64)
+        np.clip(value, 0, 255 * alpha[..., None], out=value)
+        labels[start:stop] = entries.nearest(value.reshape(-1, 3), alpha.reshape(-1)).reshape(
+            stop - start, width)
+    return labels
+
+
+def _diffuse_rgba_numpy(pixels: np.ndarray, entries: _RgbaEntries, warm: np.ndarray, s: int,
+                        cap: int, band_rows: int, warmup_rows: int, n_bands: int) -> np.ndarray:
+    """The banded diffusion of :func:`_diffuse_numpy` in premultiplied RGBA (see above)."""
+    height, width = pixels.shape[:2]
+    first_rows = np.arange(n_bands) * band_rows - warmup_rows
+    first_rows[0] = 0
+    labels = np.empty((height, width), dtype=np.uint8)
+    below = np.zeros((n_bands, width, 3), dtype=np.int64)
+    below[1:] = warm
+    band_index = np.arange(n_bands)
+    ahead = _AHEAD * s
+    errors = np.empty((n_bands, width, 3), dtype=np.int64)
+    picks = np.empty((n_bands, width), dtype=np.uint8)
+    for r in range(band_rows + warmup_rows):
+        rows = np.arange(n_bands) * band_rows - warmup_rows + r
+        rows[0] = r
+        active = rows < np.minimum(np.arange(n_bands) * band_rows + band_rows, height)
+        if not active.any():
+            break
+        source = np.minimum(rows, height - 1)
+        original, alpha = _premultiplied_values(pixels[source])  # (bands, width, 3), (bands, width)
+        top = 255 * alpha
+        step = 1 if r % 2 == 0 else -1
+        carry = np.zeros((n_bands, 3), dtype=np.int64)
+        for x in range(width) if step == 1 else range(width - 1, -1, -1):
+            value = original[:, x] + below[:, x] + carry
+            np.clip(value, 0, top[:, x, None], out=value)
+            best = entries.nearest(value, alpha[:, x])
+            error = value - entries.q[best]
+            error[alpha[:, x] == 0] = 0  # a transparent pixel passes nothing on
+            long = (error * error).sum(axis=1) > cap
+            error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
+            picks[:, x] = best
+            errors[:, x] = error
+            carry = (error * ahead + _SHARE_HALF) >> _SHARE_BITS
+        below = _spread_below(errors, step, s)
+        keep = active & (rows >= first_rows + (np.arange(n_bands) > 0) * warmup_rows)
+        if keep.any():
+            labels[rows[keep]] = picks[band_index[keep]]
+    return labels

@@ -26,7 +26,7 @@ import numpy as np
 
 from kpal.errors import FormatError
 
-from . import entropy, fixed, radix
+from . import context, entropy, fixed, radix
 
 __all__ = ["Coding", "CODINGS", "BY_NAME", "get"]
 
@@ -40,11 +40,13 @@ class Coding:
     encode: Callable[[np.ndarray, int], bytes]
     decode: Callable[[bytes, int, int, int], np.ndarray]
     payload_size: Callable[[int, int, int], int | None]
+    #: What a reader needs beyond the spec's required codings (None: every reader has it).
+    reader_needs: str | None = None
 
 
 def _from_module(module) -> Coding:
     return Coding(module.CODING_ID, module.NAME, module.encode, module.decode,
-                  module.payload_size)
+                  module.payload_size, getattr(module, "READER_NEEDS", None))
 
 
 #: Registry keyed by the header's coding id. Adding a coding = one line here.
@@ -54,6 +56,7 @@ CODINGS: dict[int, Coding] = {
         _from_module(fixed),
         _from_module(radix),
         _from_module(entropy),
+        _from_module(context),
     )
 }
 

@@ -1,0 +1,66 @@
+"""Imported by the fork server of a batch that encodes: the compiled kernels, once for all workers.
+
+A batch's workers are forked from a fork server (see ``kpal.batch``).
+Loading numba and the compiled k-means kernels there, before any worker
+exists, lets every worker start with them already loaded and share those
+pages with the server and with each other (copy-on-write) instead of each
+holding its own copy: about 130 MiB per worker, mostly numba's LLVM and type
+registries.
+
+Forking is only safe after numba's thread pool has started with the
+``workqueue`` threading layer: GNU OpenMP aborts a process forked after it
+started. The server therefore chooses ``workqueue`` unless the user set
+another layer, in which case nothing is loaded here and each worker loads
+the kernels itself. Workers run one thread each, so the layer makes no
+difference to their speed or output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import multiprocessing
+import os
+
+LAYER = "workqueue"
+
+
+def preload() -> bool:
+    """Load the compiled kernels in this process (the fork server); True when loaded."""
+    if os.environ.get("KPAL_PURE_NUMPY") == "1":
+        return False
+    os.environ.setdefault("NUMBA_THREADING_LAYER", LAYER)
+    try:
+        import numba
+    except ImportError:
+        return False
+    if numba.config.THREADING_LAYER != LAYER:
+        return False
+    # The fork server starts no processes: with "spawn" as its start method,
+    # numba guards its thread pool's start with no named semaphore, so none
+    # is left behind by a worker (or server) stopped by a signal.
+    multiprocessing.set_start_method("spawn", force=True)
+    from kpal import batch
+
+    batch._load_compiled()  # noqa: SLF001 - the batch's own loader, shared with its workers
+    settle()
+    return batch._compiled_loaded  # noqa: SLF001
+
+
+def settle() -> None:
+    """Keep the pages workers inherit shared: freeze the objects, give freed memory back.
+
+    A worker's garbage collector would otherwise walk (and so write to, and
+    copy) every object inherited from the server; the allocator's free
+    memory would be inherited as resident pages.
+    """
+    gc.collect()
+    gc.freeze()
+    with contextlib.suppress(OSError, AttributeError):  # glibc's allocator only
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+# Only a speed-up and a saving: should it fail, each worker loads the kernels itself.
+with contextlib.suppress(Exception):
+    preload()

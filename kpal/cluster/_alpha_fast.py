@@ -1,0 +1,287 @@
+"""Compiled kernels of large RGBA images (numba, ``kpal[fast]``): alpha.py's pixel path.
+
+alpha.py quantizes an image with many translucent pixels straight from its
+pixels (:func:`kpal.cluster.alpha._premultiplied_pixels`): the pixels are
+gathered into cells of premultiplied RGBA, k-means runs on the cells, and
+every pixel is labelled with its exact nearest entry. These kernels walk the
+pixels once per step, where the numpy twins in alpha.py use bincounts and a
+histogram of distinct colours. Every quantity is an integer (sums of ``c·a``,
+squared composite errors in ``c·a`` units), so the two paths agree bit for
+bit and the sums do not depend on how the pixels are shared among threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit
+
+from kpal.cluster._remap_fast import _blocks, _nearest_rgba, _run
+
+__all__ = ["cell_candidates", "cell_sums", "count_colours", "label_cells", "label_sums"]
+
+
+@njit(cache=True, nogil=True)
+def cell_sums(pixels: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel count and sums of ``(r·a, g·a, b·a, a)`` of every cell (alpha.py's ``_cell_key``)."""
+    counts = np.zeros(n_keys, dtype=np.int64)
+    sums = np.zeros((n_keys, 4), dtype=np.int64)
+    for i in range(pixels.shape[0]):
+        a = np.int64(pixels[i, 3])
+        if a == 0:
+            continue
+        r = np.int64(pixels[i, 0]) * a
+        g = np.int64(pixels[i, 1]) * a
+        b = np.int64(pixels[i, 2]) * a
+        key = _key(r, g, b, a)
+        counts[key] += 1
+        sums[key, 0] += r
+        sums[key, 1] += g
+        sums[key, 2] += b
+        sums[key, 3] += a
+    return counts, sums
+
+
+@njit(cache=True, nogil=True)
+def count_colours(pixels: np.ndarray) -> int:
+    """Distinct RGBA colours, every alpha 0 pixel counted as one colour.
+
+    The pixels are grouped by alpha (a counting sort), then each group marks
+    its RGB values in a table stamped with the group's alpha.
+    """
+    n = pixels.shape[0]
+    starts = np.zeros(257, dtype=np.int64)
+    for i in range(n):
+        starts[np.int64(pixels[i, 3]) + 1] += 1
+    for a in range(256):
+        starts[a + 1] += starts[a]
+    fill = starts[:256].copy()
+    grouped = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        a = np.int64(pixels[i, 3])
+        grouped[fill[a]] = (np.int32(pixels[i, 0]) << 16) | (np.int32(pixels[i, 1]) << 8) \
+            | np.int32(pixels[i, 2])
+        fill[a] += 1
+    stamp = np.full(1 << 24, -1, dtype=np.int16)
+    total = 1 if starts[1] > 0 else 0
+    for a in range(1, 256):
+        for j in range(starts[a], starts[a + 1]):
+            rgb = grouped[j]
+            if stamp[rgb] != a:
+                stamp[rgb] = a
+                total += 1
+    return total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _key(r: np.int64, g: np.int64, b: np.int64, a: np.int64) -> np.int64:
+    """alpha.py's cell key of a pixel of premultiplied colour ``(r, g, b)`` (``c·a``)."""
+    level = 0 if a == 255 else 1 + (a >> 3)
+    # x // 2040 for 0 <= x <= 255 * 255, by a multiply and a shift (checked for every x).
+    return ((level * 32 + ((r * 32897) >> 26)) * 32 + ((g * 32897) >> 26)) * 32 \
+        + ((b * 32897) >> 26)
+
+
+@njit(cache=True, nogil=True)
+def cell_candidates(keys: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+                    opaque: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries that can be nearest to some pixel of each cell, in index order.
+
+    In the coordinates ``x = (c·a - 127.5·a, 255·(√3/2)·a)`` the score of
+    :func:`_nearest_rgba` is ``2·|x - x_j|²``. A cell (its colour range and
+    alpha range) lies in a box of ``x``; an entry whose least distance to the
+    box exceeds the smallest greatest distance of any allowed entry to it
+    cannot be nearest (nor tie) at any point of the cell. The margin covers
+    float rounding, so no pixel loses its exact nearest entry.
+    """
+    k = q.shape[0]
+    n = keys.shape[0]
+    scale = 255.0 * np.sqrt(3.0) / 2.0
+    ex = np.empty((k, 4))
+    for j in range(k):
+        for c in range(3):
+            ex[j, c] = q[j, c] - 127.5 * entry_alpha[j]
+        ex[j, 3] = scale * entry_alpha[j]
+    near = np.empty(k)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    lists = np.empty(n * 4, dtype=np.int32)
+    lo = np.empty(4)
+    hi = np.empty(4)
+    for i in range(n):
+        key = keys[i]
+        level = key >> 15
+        if level == 0:
+            a0, a1 = 255.0, 255.0
+        else:
+            a0 = max(8.0 * (level - 1), 1.0)
+            a1 = min(8.0 * (level - 1) + 7.0, 254.0)
+        for c in range(3):
+            cell = (key >> (10 - 5 * c)) & 31
+            lo[c] = 2040.0 * cell - 127.5 * a1
+            hi[c] = min(2040.0 * cell + 2039.0, 255.0 * a1) - 127.5 * a0
+        lo[3] = scale * a0
+        hi[3] = scale * a1
+        bound = np.inf
+        for j in range(k):
+            if level == 0 and not opaque[j]:
+                near[j] = np.inf
+                continue
+            least = 0.0
+            most = 0.0
+            for c in range(4):
+                below = lo[c] - ex[j, c]
+                above = ex[j, c] - hi[c]
+                gap = max(below, above, 0.0)
+                least += gap * gap
+                far = max(abs(below), abs(above))
+                most += far * far
+            near[j] = least
+            bound = min(bound, most)
+        bound = bound * (1.0 + 1e-9) + 1.0
+        start = offsets[i]
+        count = 0
+        for j in range(k):
+            if near[j] <= bound:
+                if start + count >= lists.shape[0]:
+                    grown = np.empty(lists.shape[0] * 2, dtype=np.int32)
+                    grown[:start + count] = lists[:start + count]
+                    lists = grown
+                lists[start + count] = j
+                count += 1
+        offsets[i + 1] = start + count
+    return offsets, lists[:offsets[n]]
+
+
+@njit(cache=True, nogil=True)
+def _label_cells(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+                 cell_of_key: np.ndarray, offsets: np.ndarray, lists: np.ndarray,
+                 transparent: int, start: int, stop: int, labels: np.ndarray,
+                 sums: np.ndarray, counts: np.ndarray, scores: np.ndarray) -> None:
+    for i in range(start, stop):
+        a = np.int64(pixels[i, 3])
+        v0 = np.int64(pixels[i, 0]) * a
+        v1 = np.int64(pixels[i, 1]) * a
+        v2 = np.int64(pixels[i, 2]) * a
+        if a == 0:
+            best = transparent
+            best_score = np.int64(0)
+            for c in range(3):
+                d = q[best, c]
+                best_score += 2 * d * d
+        else:
+            cell = cell_of_key[_key(v0, v1, v2, a)]
+            best = -1
+            best_score = np.int64(1) << 60
+            for m in range(offsets[cell], offsets[cell + 1]):
+                j = lists[m]
+                shift = 255 * (a - entry_alpha[j])
+                d = v0 - q[j, 0]
+                score = d * d
+                d -= shift
+                score += d * d
+                d = v1 - q[j, 1]
+                score += d * d
+                d -= shift
+                score += d * d
+                d = v2 - q[j, 2]
+                score += d * d
+                d -= shift
+                score += d * d
+                if score < best_score:
+                    best_score = score
+                    best = j
+        labels[i] = best
+        counts[best] += 1
+        sums[best, 0] += v0
+        sums[best, 1] += v1
+        sums[best, 2] += v2
+        sums[best, 3] += a
+        scores[best] += best_score
+
+
+def label_cells(pixels: np.ndarray, keys: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+                opaque: np.ndarray, transparent: int,
+                threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                     np.ndarray]:
+    """:func:`label_sums` for pixels whose cells are ``keys`` (every cell of a
+    visible pixel), searching only each cell's candidates (:func:`cell_candidates`).
+
+    Pixels of alpha 0 take ``transparent``, which must be an entry. The pixels
+    are shared among ``threads`` (default: numba's thread count) in contiguous
+    blocks, each summing apart: integer sums, the same for any count.
+    """
+    if threads is None:
+        threads = numba.get_num_threads()
+    n, k = pixels.shape[0], q.shape[0]
+    offsets, lists = cell_candidates(keys, q, entry_alpha, opaque)
+    cell_of_key = np.zeros(33 << 15, dtype=np.int32)
+    cell_of_key[keys] = np.arange(keys.shape[0])
+    labels = np.empty(n, dtype=np.uint8)
+    blocks = _blocks(n, threads)
+    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64),
+              np.zeros(k, dtype=np.int64)) for _ in blocks]
+    share = dict(zip(blocks, parts, strict=True))
+
+    def task(start: int, stop: int) -> None:
+        sums, counts, scores = share[(start, stop)]
+        _label_cells(pixels, q, entry_alpha, cell_of_key, offsets, lists, transparent, start,
+                     stop, labels, sums, counts, scores)
+
+    _run(task, blocks)
+    return (labels, sum(p[0] for p in parts), sum(p[1] for p in parts),
+            sum(p[2] for p in parts))
+
+
+@njit(cache=True, nogil=True)
+def _label_rows(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+                opaque: np.ndarray, transparent: int, start: int, stop: int,
+                labels: np.ndarray, sums: np.ndarray, counts: np.ndarray,
+                scores: np.ndarray) -> None:
+    for i in range(start, stop):
+        a = np.int64(pixels[i, 3])
+        v0 = np.int64(pixels[i, 0]) * a
+        v1 = np.int64(pixels[i, 1]) * a
+        v2 = np.int64(pixels[i, 2]) * a
+        j = _nearest_rgba(v0, v1, v2, a, q, entry_alpha, opaque, transparent)
+        labels[i] = j
+        counts[j] += 1
+        sums[j, 0] += v0
+        sums[j, 1] += v1
+        sums[j, 2] += v2
+        sums[j, 3] += a
+        shift = 255 * (a - entry_alpha[j])
+        score = np.int64(0)
+        for c in range(3):
+            d = (v0 if c == 0 else v1 if c == 1 else v2) - q[j, c]
+            score += d * d
+            d -= shift
+            score += d * d
+        scores[j] += score
+
+
+def label_sums(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray, opaque: np.ndarray,
+               transparent: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                            np.ndarray]:
+    """Nearest allowed entry of every pixel, and per entry its pixels' sums.
+
+    Returns the labels (n,) uint8, the sums of ``(r·a, g·a, b·a, a)`` (k, 4),
+    the pixel counts (k,) and the summed squared composite errors (k,), in
+    ``c·a`` units, all int64 (alpha.py's ``_label_sums_numpy``).
+    """
+    n, k = pixels.shape[0], q.shape[0]
+    labels = np.empty(n, dtype=np.uint8)
+    blocks = _blocks(n, threads)
+    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64),
+              np.zeros(k, dtype=np.int64)) for _ in blocks]
+    share = dict(zip(blocks, parts, strict=True))
+
+    def task(start: int, stop: int) -> None:
+        sums, counts, scores = share[(start, stop)]
+        _label_rows(pixels, q, entry_alpha, opaque, transparent, start, stop, labels, sums,
+                    counts, scores)
+
+    _run(task, blocks)
+    sums = sum(p[0] for p in parts)
+    counts = sum(p[1] for p in parts)
+    scores = sum(p[2] for p in parts)
+    return labels, sums, counts, scores

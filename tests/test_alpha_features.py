@@ -1,0 +1,254 @@
+"""Encoding images with transparency through every option: dithering, given
+palettes, quality and size targets, Oklab, GMM (kpal.codec with cluster.alpha)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import kpal
+from kpal import codec
+from kpal.choose import QualityError, SizeError, choose_k_rgba
+from kpal.cluster.alpha import composite_mse, quantize_rgba
+from kpal.errors import KpalError, OptionError
+
+
+def soft_photo(size: int = 64, seed: int = 0) -> np.ndarray:
+    """A real photo with a soft round edge: alpha 0, 1..254 and 255, shape (size, size, 4)."""
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    rgb = np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS))
+    y, x = np.mgrid[0:size, 0:size]
+    radius = np.hypot(x - size / 2, y - size / 2) / (size / 2)
+    alpha = np.clip(np.rint((1.3 - radius) * 400), 0, 255).astype(np.uint8)
+    image = np.dstack([rgb, alpha])
+    hidden = image[..., 3] == 0
+    image[hidden, :3] = np.random.default_rng(seed).integers(0, 256, (int(hidden.sum()), 3))
+    return image
+
+
+def mask_photo(size: int = 64) -> np.ndarray:
+    """The same photo with a hard (GIF-style) mask: alpha 0 and 255 only."""
+    image = soft_photo(size)
+    image[..., 3] = np.where(image[..., 3] < 128, 0, 255)
+    return image
+
+
+def decoded(encoded: codec.Encoded) -> np.ndarray:
+    """The straight RGBA pixels a reader gets back from the file's bytes."""
+    with codec.decode(encoded.data) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
+def assert_alpha_exact(source: np.ndarray, result: np.ndarray) -> None:
+    alpha = source[..., 3]
+    assert (result[alpha == 0] == 0).all()
+    assert (result[alpha == 255, 3] == 255).all()
+
+
+def psnr(source: np.ndarray, result: np.ndarray) -> float:
+    return 10 * math.log10(255.0**2 / composite_mse(source, result))
+
+
+def encode(image: np.ndarray, **options) -> codec.Encoded:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return codec.encode_image(image, **options)
+
+
+# ------------------------------------------------------------------ dithering
+
+
+@pytest.mark.parametrize("dither", ["fs", "ordered"])
+@pytest.mark.parametrize("make", [soft_photo, mask_photo])
+def test_dithered_encode_keeps_alpha_and_the_fitted_palette(dither, make):
+    image = make()
+    plain = encode(image, k=16)
+    dithered = encode(image, k=16, dither=dither)
+    np.testing.assert_array_equal(dithered.palette, plain.palette)  # only the labels change
+    out = decoded(dithered)
+    assert_alpha_exact(image, out)
+    assert not np.array_equal(dithered.labels, plain.labels)
+    # The report's PSNR is the composite PSNR of what is in the file.
+    assert dithered.psnr() == pytest.approx(psnr(image, out), abs=1e-9)
+    # Dithering keeps the local premultiplied mean: blurred, the composites over
+    # black and over white come closer to the original's than the nearest colour's.
+    reference = blurred_composites(image)
+    error = ((blurred_composites(out) - reference) ** 2).mean()
+    assert error < ((blurred_composites(decoded(plain)) - reference) ** 2).mean()
+
+
+def blurred_composites(rgba: np.ndarray) -> np.ndarray:
+    from PIL import Image, ImageFilter
+
+    alpha = rgba[..., 3:] / 255.0
+    out = []
+    for background in (0, 255):
+        composite = np.rint(rgba[..., :3] * alpha + background * (1 - alpha)).astype(np.uint8)
+        blur = Image.fromarray(composite).filter(ImageFilter.GaussianBlur(1.5))
+        out.append(np.asarray(blur, np.float64))
+    return np.stack(out)
+
+
+def test_dithered_files_are_the_same_bytes_on_both_paths(monkeypatch):
+    pytest.importorskip("numba")
+    image = soft_photo(96)
+    for options in ({"k": 24, "dither": "fs"}, {"k": 24, "dither": "ordered", "seed": 5},
+                    {"palette": [(0, 0, 0), (250, 240, 230), (200, 120, 90)], "dither": "fs"}):
+        monkeypatch.setenv("KPAL_PURE_NUMPY", "1")
+        slow = encode(image, **options).data
+        monkeypatch.setenv("KPAL_PURE_NUMPY", "0")
+        assert encode(image, **options).data == slow, options
+
+
+def test_an_image_with_fewer_colours_than_k_is_kept_exactly_not_dithered():
+    image = decoded(encode(soft_photo(32), k=40))  # at most 40 colours
+    kept = encode(image, k=256, dither="fs")  # lossless: nothing to dither
+    np.testing.assert_array_equal(decoded(kept), image)
+
+
+# ------------------------------------------------------------- a given palette
+
+
+GIVEN = [(0, 0, 0), (255, 255, 255), (180, 120, 100), (90, 60, 50), (40, 40, 90)]
+
+
+@pytest.mark.parametrize("dither", ["none", "fs", "ordered"])
+def test_given_palette_is_stored_with_one_transparent_entry_after_it(dither):
+    image = soft_photo()
+    encoded = encode(image, palette=GIVEN, dither=dither)
+    assert encoded.header.alpha
+    expected = np.array([[*c, 255] for c in GIVEN] + [[0, 0, 0, 0]], np.uint8)
+    np.testing.assert_array_equal(encoded.palette, expected)
+    out = decoded(encoded)
+    assert_alpha_exact(image, out)
+    assert (encoded.labels[image[..., 3] == 0] == len(GIVEN)).all()
+    if dither == "none":  # the exact nearest entry, by the composite error
+        from kpal.cluster.remap import remap_rgba
+
+        np.testing.assert_array_equal(encoded.labels, remap_rgba(image, expected))
+        assert encoded.psnr() == pytest.approx(psnr(image, out), abs=1e-9)
+
+
+def test_given_palette_file_and_the_full_256_colours(tmp_path):
+    from kpal.palettes import save_palette
+
+    image = soft_photo(32)
+    path = tmp_path / "p.gpl"
+    save_palette(np.array(GIVEN, np.uint8), path)
+    from_file = encode(image, palette=str(path))
+    np.testing.assert_array_equal(from_file.palette[:-1, :3], np.array(GIVEN, np.uint8))
+    full = np.random.default_rng(0).integers(0, 256, (256, 3), dtype=np.uint8)
+    with pytest.raises(KpalError, match="palette has 256 colours: an image with transparency "
+                                        "needs one more entry .* at most 255"):
+        encode(image, palette=[tuple(c) for c in full.tolist()])
+    # The same palette on an opaque image is stored as given (no extra entry).
+    opaque = encode(np.ascontiguousarray(image[..., :3]), palette=GIVEN)
+    np.testing.assert_array_equal(opaque.palette, np.array(GIVEN, np.uint8))
+
+
+# ------------------------------------------------------------- quality and size
+
+
+def test_quality_target_is_the_smallest_k_reaching_it():
+    image = soft_photo()
+    encoded = encode(image, quality=(25, 30))
+    choice = encoded.choice
+    assert encoded.psnr() >= 30 and choice.psnr >= 30
+    assert encoded.psnr() == pytest.approx(psnr(image, decoded(encoded)), abs=1e-9)
+    below = choice.neighbours()[0]
+    assert below.k == choice.k - 1 and below.psnr < 30
+    # The candidate is exactly quantize_rgba's palette at that k.
+    np.testing.assert_array_equal(encoded.palette,
+                                  quantize_rgba(image.reshape(-1, 4), choice.k).palette)
+    assert_alpha_exact(image, decoded(encoded))
+
+
+def test_quality_out_of_reach_raises_and_the_report_psnr_is_the_composite_one():
+    image = soft_photo(32)
+    with pytest.raises(QualityError, match=r"quality 99-99.5 dB cannot be reached: k=\d+ gives"):
+        encode(image, quality=(99, 99.5))
+
+
+@pytest.mark.parametrize("coding", ["fixed", "entropy"])
+def test_max_size_is_the_largest_k_whose_file_fits(coding):
+    image = soft_photo()
+    budget = 2600
+    encoded = encode(image, max_size=budget, coding=coding)
+    assert len(encoded.data) <= budget
+    assert len(encoded.data) == encoded.choice.size
+    assert_alpha_exact(image, decoded(encoded))
+    k = encoded.choice.k
+    bigger = encode(image, k=k + 1, coding=coding)
+    assert len(bigger.data) > budget
+
+
+def test_max_size_below_any_file_raises_size_error():
+    with pytest.raises(SizeError, match=r"max_size=20 bytes cannot be met: even k=1 makes a "
+                                        r"\d+-byte file"):
+        choose_k_rgba(soft_photo(16), max_size=20)
+
+
+def test_quality_then_dither_dithers_the_chosen_palette():
+    image = soft_photo()
+    plain = encode(image, quality=30)
+    dithered = encode(image, quality=30, dither="fs")
+    np.testing.assert_array_equal(dithered.palette, plain.palette)
+    assert_alpha_exact(image, decoded(dithered))
+
+
+def test_choose_k_rgba_messages_name_the_option():
+    with pytest.raises(OptionError, match=r"quality='40-35': MIN 40 is above MAX 35"):
+        choose_k_rgba(soft_photo(8), quality="40-35")
+    with pytest.raises(OptionError, match=r"max_size='12 parsecs' must be a number of bytes"):
+        choose_k_rgba(soft_photo(8), max_size="12 parsecs")
+    with pytest.raises(KpalError, match=r"shape \(h, w, 4\) or \(n, 4\), got \(2, 2, 3\)"):
+        choose_k_rgba(np.zeros((2, 2, 3), np.uint8), quality=30)
+
+
+# ------------------------------------------------------------------ Oklab, GMM
+
+
+def test_oklab_on_a_mask_clusters_the_opaque_pixels_in_oklab():
+    from kpal.cluster.perceptual import quantize_perceptual
+
+    image = mask_photo()
+    encoded = encode(image, k=12, space="oklab")
+    out = decoded(encoded)
+    assert_alpha_exact(image, out)
+    opaque = image[..., 3] == 255
+    expected = quantize_perceptual(np.ascontiguousarray(image[opaque][:, :3]), 11)
+    np.testing.assert_array_equal(out[opaque][:, :3], expected.palette[expected.labels])
+    given = encode(image, palette=GIVEN, space="oklab")
+    assert_alpha_exact(image, decoded(given))
+
+
+def test_oklab_refuses_translucent_pixels_and_dithering_with_the_reason():
+    image = soft_photo(32)
+    n = int(((image[..., 3] > 0) & (image[..., 3] < 255)).sum())
+    with pytest.raises(KpalError, match=rf"space='oklab' cannot quantize translucent pixels "
+                                        rf"\(alpha 1..254, {n} here\): .* Oklab is not linear"):
+        encode(image, k=8, space="oklab")
+    with pytest.raises(OptionError, match=r"space='oklab' with dither='fs' is not available for "
+                                          r"images with transparency: the Oklab dither table"):
+        encode(mask_photo(16), k=8, space="oklab", dither="fs")
+
+
+def test_gmm_works_on_a_mask_and_refuses_soft_alpha_with_the_reason():
+    mask = mask_photo(32)
+    encoded = encode(mask, k=8, method="gmm")
+    assert encoded.method == "gmm"
+    assert_alpha_exact(mask, decoded(encoded))
+    with pytest.raises(KpalError, match=r"method='gmm' cannot quantize translucent pixels .* "
+                                        r"the Gaussian mixture models 3 \(RGB\) features"):
+        encode(soft_photo(32), k=8, method="gmm")
+
+
+def test_kpal_encode_api_takes_the_same_options():
+    image = soft_photo(32)
+    data = kpal.encode(image, k=8, dither="fs")
+    assert data == encode(image, k=8, dither="fs").data
