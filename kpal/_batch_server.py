@@ -22,6 +22,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import sys
 
 LAYER = "workqueue"
 
@@ -61,6 +62,25 @@ def settle() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def in_fork_server() -> bool:
+    """True while ``multiprocessing.forkserver.main`` imports its preload modules.
+
+    Only the fork server may preload: anywhere else (a test collecting
+    doctests, a user importing every module) the threading layer and start
+    method it sets would change the importing process, and numba's
+    ``workqueue`` layer aborts when two threads of one process run a
+    parallel kernel at once.
+    """
+    frame = sys._getframe(1)  # noqa: SLF001 - the importer's frames
+    while frame is not None:
+        if (frame.f_code.co_name == "main"
+                and frame.f_globals.get("__name__") == "multiprocessing.forkserver"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 # Only a speed-up and a saving: should it fail, each worker loads the kernels itself.
-with contextlib.suppress(Exception):
-    preload()
+if in_fork_server():
+    with contextlib.suppress(Exception):
+        preload()

@@ -671,3 +671,15 @@ def test_decode_batch_flattens_onto_the_background(runner, tmp_path):
         assert im.convert("RGB").getpixel((7, 0)) == (0, 255, 0)
     with pytest.raises(OptionError, match="background="):
         list(batch.decode_many(folder, tmp_path / "bad", jobs=1, background="nope"))
+
+
+def test_importing_the_fork_server_module_elsewhere_changes_nothing():
+    # Collecting doctests imports every module: only the fork server may preload,
+    # since numba's workqueue layer aborts when two threads run a kernel at once.
+    code = ("import multiprocessing, os, sys; import kpal._batch_server; "
+            "print(os.environ.get('NUMBA_THREADING_LAYER'), "
+            "multiprocessing.get_start_method(allow_none=True), 'numba' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert out.split() == ["None", "None", "False"]

@@ -741,32 +741,15 @@ def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray 
     ``limit > 0``: the received error (value minus pixel) is shortened by 3/4
     until its squared length is at most ``limit``.
     """
-    height, width = pixels.shape[:2]
     colours = palette.astype(np.int64) * _ONE
-    first_rows = np.arange(n_bands) * band_rows - warmup_rows
-    first_rows[0] = 0
-    labels = np.empty((height, width), dtype=np.uint8)
-    below = np.zeros((n_bands, width, 3), dtype=np.int64)
-    below[1:] = warm
-    band_index = np.arange(n_bands)
     ahead = _AHEAD * s
-    errors = np.empty((n_bands, width, 3), dtype=np.int64)
-    picks = np.empty((n_bands, width), dtype=np.uint8)
-    for r in range(band_rows + warmup_rows):
-        # Band 0 has no warm-up: it runs its band_rows rows first, then idles.
-        rows = np.arange(n_bands) * band_rows - warmup_rows + r
-        rows[0] = r
-        active = rows < np.minimum(np.arange(n_bands) * band_rows + band_rows, height)
-        if not active.any():
-            break
-        source = np.minimum(rows, height - 1)
+
+    def diffuse_row(source, below, step, picks, errors):
         original = pixels[source].astype(np.int64) << _FRAC_BITS  # (bands, width, 3)
         row_weights = None if weights is None else weights[source].astype(np.int64)[:, :, None]
         base = original + _receive(below, row_weights)
-        # Serpentine by image row parity (band starts are even rows).
-        step = 1 if r % 2 == 0 else -1
         carry = None
-        for x in range(width) if step == 1 else range(width - 1, -1, -1):
+        for x in range(pixels.shape[1]) if step == 1 else range(pixels.shape[1] - 1, -1, -1):
             value = base[:, x]
             if carry is not None:
                 value = value + _receive(carry, None if row_weights is None
@@ -781,6 +764,39 @@ def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray 
             picks[:, x] = best
             errors[:, x] = error
             carry = (error * ahead + _SHARE_HALF) >> _SHARE_BITS
+
+    return _run_bands(pixels.shape[:2], warm, s, band_rows, warmup_rows, n_bands, diffuse_row)
+
+
+def _run_bands(shape: tuple[int, int], warm: np.ndarray, s: int, band_rows: int,
+               warmup_rows: int, n_bands: int, diffuse_row) -> np.ndarray:
+    """Drive the numpy banded diffusion: one row of every band per step.
+
+    ``diffuse_row(source, below, step, picks, errors)`` diffuses image rows
+    ``source`` (one per band) in direction ``step`` (serpentine by image row
+    parity; band starts are even rows), given the error ``below`` that the
+    rows above pass down, and fills the bands' ``picks`` and ``errors``.
+    Band 0 has no warm-up: it runs its ``band_rows`` rows first, then idles;
+    the other bands start ``warmup_rows`` above their rows with ``warm`` and
+    keep only their own rows.
+    """
+    height, width = shape
+    first_rows = np.arange(n_bands) * band_rows - warmup_rows
+    first_rows[0] = 0
+    labels = np.empty((height, width), dtype=np.uint8)
+    below = np.zeros((n_bands, width, 3), dtype=np.int64)
+    below[1:] = warm
+    band_index = np.arange(n_bands)
+    errors = np.empty((n_bands, width, 3), dtype=np.int64)
+    picks = np.empty((n_bands, width), dtype=np.uint8)
+    for r in range(band_rows + warmup_rows):
+        rows = np.arange(n_bands) * band_rows - warmup_rows + r
+        rows[0] = r
+        active = rows < np.minimum(np.arange(n_bands) * band_rows + band_rows, height)
+        if not active.any():
+            break
+        step = 1 if r % 2 == 0 else -1
+        diffuse_row(np.minimum(rows, height - 1), below, step, picks, errors)
         below = _spread_below(errors, step, s)
         keep = active & (rows >= first_rows + (np.arange(n_bands) > 0) * warmup_rows)
         if keep.any():
@@ -1137,28 +1153,13 @@ def _ordered_rgba_numpy(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int,
 def _diffuse_rgba_numpy(pixels: np.ndarray, entries: _RgbaEntries, warm: np.ndarray, s: int,
                         cap: int, band_rows: int, warmup_rows: int, n_bands: int) -> np.ndarray:
     """The banded diffusion of :func:`_diffuse_numpy` in premultiplied RGBA (see above)."""
-    height, width = pixels.shape[:2]
-    first_rows = np.arange(n_bands) * band_rows - warmup_rows
-    first_rows[0] = 0
-    labels = np.empty((height, width), dtype=np.uint8)
-    below = np.zeros((n_bands, width, 3), dtype=np.int64)
-    below[1:] = warm
-    band_index = np.arange(n_bands)
     ahead = _AHEAD * s
-    errors = np.empty((n_bands, width, 3), dtype=np.int64)
-    picks = np.empty((n_bands, width), dtype=np.uint8)
-    for r in range(band_rows + warmup_rows):
-        rows = np.arange(n_bands) * band_rows - warmup_rows + r
-        rows[0] = r
-        active = rows < np.minimum(np.arange(n_bands) * band_rows + band_rows, height)
-        if not active.any():
-            break
-        source = np.minimum(rows, height - 1)
+
+    def diffuse_row(source, below, step, picks, errors):
         original, alpha = _premultiplied_values(pixels[source])  # (bands, width, 3), (bands, width)
         top = 255 * alpha
-        step = 1 if r % 2 == 0 else -1
-        carry = np.zeros((n_bands, 3), dtype=np.int64)
-        for x in range(width) if step == 1 else range(width - 1, -1, -1):
+        carry = np.zeros((len(source), 3), dtype=np.int64)
+        for x in range(pixels.shape[1]) if step == 1 else range(pixels.shape[1] - 1, -1, -1):
             value = original[:, x] + below[:, x] + carry
             np.clip(value, 0, top[:, x, None], out=value)
             best = entries.nearest(value, alpha[:, x])
@@ -1169,8 +1170,5 @@ def _diffuse_rgba_numpy(pixels: np.ndarray, entries: _RgbaEntries, warm: np.ndar
             picks[:, x] = best
             errors[:, x] = error
             carry = (error * ahead + _SHARE_HALF) >> _SHARE_BITS
-        below = _spread_below(errors, step, s)
-        keep = active & (rows >= first_rows + (np.arange(n_bands) > 0) * warmup_rows)
-        if keep.any():
-            labels[rows[keep]] = picks[band_index[keep]]
-    return labels
+
+    return _run_bands(pixels.shape[:2], warm, s, band_rows, warmup_rows, n_bands, diffuse_row)
