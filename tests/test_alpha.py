@@ -372,16 +372,21 @@ def test_compiled_kernels_give_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -
     assert np.array_equal(compiled.labels, nearest_allowed(pixels, compiled.palette))
 
 
-def test_compiled_result_does_not_depend_on_numba_threads() -> None:
+@pytest.mark.parametrize("pixel_path", [10**9, 1000])
+def test_compiled_result_does_not_depend_on_numba_threads(pixel_path: int) -> None:
+    # Also on the pixel path (_PIXEL_PATH lowered), whose colour count runs on
+    # a thread of its own when numba has two.
     pytest.importorskip("numba")
     code = (
         "import json, sys, hashlib, numpy as np\n"
         "sys.path.insert(0, 'tests')\n"
         "from test_alpha import photo_rgba\n"
+        "import kpal.cluster.alpha as alpha\n"
         "from kpal.cluster.alpha import quantize_rgba\n"
+        f"alpha._PIXEL_PATH = {pixel_path}\n"
         "r = quantize_rgba(photo_rgba(160), 32, seed=2)\n"
         "print(json.dumps(hashlib.sha256(r.palette.tobytes() + r.labels.tobytes())"
-        ".hexdigest()))\n"
+        ".hexdigest() + str(r.n_colors) + repr(r.inertia)))\n"
     )
     digests = set()
     for threads in ("1", "2"):
@@ -442,6 +447,45 @@ def test_pixel_path_gives_the_same_bytes_compiled_or_not(
     assert compiled.inertia <= 1.05 * listed.inertia
 
 
+def test_pixel_path_without_a_pass_labels_the_first_palette(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # With no pass (or one that is not kept) the compiled path, which took only
+    # the sums of the first palette, labels the pixels with it afterwards.
+    pytest.importorskip("numba")
+    import kpal.cluster.alpha as alpha
+
+    pixels = photo_rgba(120)
+    monkeypatch.setattr(alpha, "_PIXEL_PATH", 1000)
+    monkeypatch.setattr(alpha, "_LARGE_PASSES", 0)
+    results = []
+    for pure in ("1", "0"):
+        monkeypatch.setenv("KPAL_PURE_NUMPY", pure)
+        results.append(quantize_rgba(pixels, 16, seed=3))
+    plain, compiled = results
+    assert np.array_equal(plain.palette, compiled.palette)
+    assert np.array_equal(plain.labels, compiled.labels)
+    assert plain.inertia == compiled.inertia
+    assert np.array_equal(compiled.labels, nearest_allowed(pixels, compiled.palette))
+    assert compiled.inertia == pytest.approx(
+        3 * composite_mse(pixels, compiled.palette[compiled.labels]), rel=1e-9)
+
+
+@pytest.mark.parametrize("pure", ["1", "0"])
+def test_pixel_path_with_few_colours_is_lossless(monkeypatch: pytest.MonkeyPatch,
+                                                 pure: str) -> None:
+    import kpal.cluster.alpha as alpha
+
+    colours = np.array([[0, 0, 0, 0], [200, 10, 10, 128], [10, 200, 10, 40], [9, 9, 9, 255]],
+                       dtype=np.uint8)
+    pixels = colours[np.random.default_rng(5).integers(0, 4, 5000)]
+    monkeypatch.setattr(alpha, "_PIXEL_PATH", 1000)
+    monkeypatch.setenv("KPAL_PURE_NUMPY", pure)
+    with pytest.warns(UserWarning, match="4 distinct RGBA colours"):
+        result = quantize_rgba(pixels, 8)
+    assert result.inertia == 0.0 and result.n_colors == 4
+    assert np.array_equal(result.palette[result.labels], pixels)
+
+
 def test_pixel_path_without_transparent_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("numba")
     import kpal.cluster.alpha as alpha
@@ -455,6 +499,7 @@ def test_pixel_path_without_transparent_pixels(monkeypatch: pytest.MonkeyPatch) 
         results.append(quantize_rgba(pixels, 16))
     assert np.array_equal(results[0].palette, results[1].palette)
     assert np.array_equal(results[0].labels, results[1].labels)
+    assert results[0].inertia == results[1].inertia
     assert np.all(results[1].palette[:, 3] > 0)
     assert np.array_equal(results[1].labels, nearest_allowed(pixels, results[1].palette))
 
@@ -462,7 +507,13 @@ def test_pixel_path_without_transparent_pixels(monkeypatch: pytest.MonkeyPatch) 
 def test_pixel_kernels_match_their_numpy_twins() -> None:
     pytest.importorskip("numba")
     from kpal.cluster import _alpha_fast
-    from kpal.cluster.alpha import _N_KEYS, _cell_sums, _count_colours, _label_sums_numpy
+    from kpal.cluster.alpha import (
+        _N_KEYS,
+        _cell_sums,
+        _count_colours,
+        _label_error,
+        _label_sums_numpy,
+    )
     from kpal.cluster.remap import _RgbaEntries
 
     rng = np.random.default_rng(3)
@@ -473,10 +524,13 @@ def test_pixel_kernels_match_their_numpy_twins() -> None:
     assert _alpha_fast.count_colours(pixels) == _count_colours(pixels)
     visible = pixels[pixels[:, 3] > 0]
     assert _count_colours(pixels) == 1 + np.unique(visible, axis=0).shape[0]
-    counts, sums = _cell_sums(pixels)
-    fast_counts, fast_sums = _alpha_fast.cell_sums(pixels, _N_KEYS)
+    counts, sums, moment = _cell_sums(pixels)
+    fast_counts, fast_sums, fast_moment = _alpha_fast.cell_sums(pixels, _N_KEYS)
     assert np.array_equal(counts, fast_counts) and np.array_equal(sums, fast_sums)
     assert counts.sum() == visible.shape[0]
+    values = pixels[:, :3].astype(np.int64) * pixels[:, 3:4]
+    white = values - 255 * pixels[:, 3:4].astype(np.int64)
+    assert moment == fast_moment == int((values**2).sum() + (white**2).sum())
     keys = np.flatnonzero(counts)
     palette = np.concatenate([np.zeros((1, 4), np.uint8),
                               rng.integers(0, 256, (40, 4)).astype(np.uint8)])
@@ -490,6 +544,23 @@ def test_pixel_kernels_match_their_numpy_twins() -> None:
                 _alpha_fast.label_cells(pixels, keys, *entries, threads=2)):
         for want, have in zip(expected, got, strict=True):
             assert np.array_equal(want, have)
+    # The sums without the labels: single-candidate cells from the cell sums.
+    for threads in (1, 2):
+        got = _alpha_fast.entry_sums(pixels, keys, counts[keys], sums[keys], *entries,
+                                     threads=threads)
+        assert np.array_equal(got[0], expected[1]) and np.array_equal(got[1], expected[2])
+    # The error from the sums is the summed per-pixel score of the labels
+    # (composites over black and over white, c·a units).
+    chosen = palette[expected[0]].astype(np.int64)
+    diff = values - chosen[:, :3] * chosen[:, 3:4]
+    shift = 255 * (pixels[:, 3:4].astype(np.int64) - chosen[:, 3:4])
+    score = int((diff**2).sum() + ((diff - shift) ** 2).sum())
+    assert _label_error(palette, expected[1], expected[2], moment) == score
+    # Candidate lists found in blocks of cells on two threads are those of one pass.
+    whole = _alpha_fast.cell_candidates(keys, *entries[:3])
+    split = _alpha_fast._candidates(keys, *entries[:3], 2)
+    assert all(np.array_equal(a, b) for a, b in zip(whole, split, strict=True))
+    assert np.any(np.diff(whole[0]) == 1) and np.any(np.diff(whole[0]) > 1)
 
 
 def test_opaque_centre_of_a_soft_vignette_gets_several_entries() -> None:

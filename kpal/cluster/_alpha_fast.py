@@ -5,9 +5,11 @@ pixels (:func:`kpal.cluster.alpha._premultiplied_pixels`): the pixels are
 gathered into cells of premultiplied RGBA, k-means runs on the cells, and
 every pixel is labelled with its exact nearest entry. These kernels walk the
 pixels once per step, where the numpy twins in alpha.py use bincounts and a
-histogram of distinct colours. Every quantity is an integer (sums of ``c·a``,
-squared composite errors in ``c·a`` units), so the two paths agree bit for
-bit and the sums do not depend on how the pixels are shared among threads.
+histogram of distinct colours. Every quantity is an integer (sums of ``c·a``
+and of their squares), so the two paths agree bit for bit and the sums do not
+depend on how the pixels are shared among threads. The labelling returns no
+error: alpha.py's ``_label_error`` takes it from the sums, and a pixel whose
+cell has a single candidate entry takes it without computing any distance.
 """
 
 from __future__ import annotations
@@ -18,14 +20,22 @@ from numba import njit
 
 from kpal.cluster._remap_fast import _blocks, _nearest_rgba, _run
 
-__all__ = ["cell_candidates", "cell_sums", "count_colours", "label_cells", "label_sums"]
+__all__ = ["cell_candidates", "cell_sums", "count_colours", "entry_sums", "label_cells",
+           "label_sums", "threads"]
+
+
+def threads() -> int:
+    """numba's thread count (the threads of :func:`label_cells`)."""
+    return numba.get_num_threads()
 
 
 @njit(cache=True, nogil=True)
-def cell_sums(pixels: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel count and sums of ``(r·a, g·a, b·a, a)`` of every cell (alpha.py's ``_cell_key``)."""
+def cell_sums(pixels: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pixel count and sums of ``(r·a, g·a, b·a, a)`` of every cell (alpha.py's ``_cell_key``),
+    and the moment of every pixel (alpha.py's ``_cell_sums``)."""
     counts = np.zeros(n_keys, dtype=np.int64)
     sums = np.zeros((n_keys, 4), dtype=np.int64)
+    moment = np.int64(0)
     for i in range(pixels.shape[0]):
         a = np.int64(pixels[i, 3])
         if a == 0:
@@ -39,7 +49,10 @@ def cell_sums(pixels: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
         sums[key, 1] += g
         sums[key, 2] += b
         sums[key, 3] += a
-    return counts, sums
+        white = 255 * a
+        moment += r * r + g * g + b * b + (r - white) * (r - white) \
+            + (g - white) * (g - white) + (b - white) * (b - white)
+    return counts, sums, moment
 
 
 @njit(cache=True, nogil=True)
@@ -47,7 +60,8 @@ def count_colours(pixels: np.ndarray) -> int:
     """Distinct RGBA colours, every alpha 0 pixel counted as one colour.
 
     The pixels are grouped by alpha (a counting sort), then each group marks
-    its RGB values in a table stamped with the group's alpha.
+    its RGB values in a bitmap of the 2**24 colours (2 MB, which stays in
+    cache) and clears its marks again.
     """
     n = pixels.shape[0]
     starts = np.zeros(257, dtype=np.int64)
@@ -62,14 +76,17 @@ def count_colours(pixels: np.ndarray) -> int:
         grouped[fill[a]] = (np.int32(pixels[i, 0]) << 16) | (np.int32(pixels[i, 1]) << 8) \
             | np.int32(pixels[i, 2])
         fill[a] += 1
-    stamp = np.full(1 << 24, -1, dtype=np.int16)
+    bits = np.zeros(1 << 18, dtype=np.uint64)
     total = 1 if starts[1] > 0 else 0
     for a in range(1, 256):
         for j in range(starts[a], starts[a + 1]):
             rgb = grouped[j]
-            if stamp[rgb] != a:
-                stamp[rgb] = a
+            mask = np.uint64(1) << np.uint64(rgb & 63)
+            if (bits[rgb >> 6] & mask) == 0:
+                bits[rgb >> 6] |= mask
                 total += 1
+        for j in range(starts[a], starts[a + 1]):
+            bits[grouped[j] >> 6] = 0
     return total
 
 
@@ -156,7 +173,7 @@ def cell_candidates(keys: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
 def _label_cells(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
                  cell_of_key: np.ndarray, offsets: np.ndarray, lists: np.ndarray,
                  transparent: int, start: int, stop: int, labels: np.ndarray,
-                 sums: np.ndarray, counts: np.ndarray, scores: np.ndarray) -> None:
+                 sums: np.ndarray, counts: np.ndarray) -> None:
     for i in range(start, stop):
         a = np.int64(pixels[i, 3])
         v0 = np.int64(pixels[i, 0]) * a
@@ -164,47 +181,66 @@ def _label_cells(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
         v2 = np.int64(pixels[i, 2]) * a
         if a == 0:
             best = transparent
-            best_score = np.int64(0)
-            for c in range(3):
-                d = q[best, c]
-                best_score += 2 * d * d
         else:
             cell = cell_of_key[_key(v0, v1, v2, a)]
-            best = -1
-            best_score = np.int64(1) << 60
-            for m in range(offsets[cell], offsets[cell + 1]):
-                j = lists[m]
-                shift = 255 * (a - entry_alpha[j])
-                d = v0 - q[j, 0]
-                score = d * d
-                d -= shift
-                score += d * d
-                d = v1 - q[j, 1]
-                score += d * d
-                d -= shift
-                score += d * d
-                d = v2 - q[j, 2]
-                score += d * d
-                d -= shift
-                score += d * d
-                if score < best_score:
-                    best_score = score
-                    best = j
+            first = offsets[cell]
+            last = offsets[cell + 1]
+            best = lists[first]
+            if last - first > 1:
+                # Several entries can be nearest in this cell: compare them.
+                best_score = np.int64(1) << 60
+                for m in range(first, last):
+                    j = lists[m]
+                    shift = 255 * (a - entry_alpha[j])
+                    d = v0 - q[j, 0]
+                    score = d * d
+                    d -= shift
+                    score += d * d
+                    d = v1 - q[j, 1]
+                    score += d * d
+                    d -= shift
+                    score += d * d
+                    d = v2 - q[j, 2]
+                    score += d * d
+                    d -= shift
+                    score += d * d
+                    if score < best_score:
+                        best_score = score
+                        best = j
         labels[i] = best
         counts[best] += 1
         sums[best, 0] += v0
         sums[best, 1] += v1
         sums[best, 2] += v2
         sums[best, 3] += a
-        scores[best] += best_score
+
+
+def _candidates(keys: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray, opaque: np.ndarray,
+                threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cell_candidates` of the cells shared among ``threads`` in contiguous
+    blocks: every cell's list depends on that cell only, so the result is the same."""
+    blocks = _blocks(keys.shape[0], threads)
+    if len(blocks) <= 1:
+        return cell_candidates(keys, q, entry_alpha, opaque)
+    found = {}
+
+    def task(start: int, stop: int) -> None:
+        found[start] = cell_candidates(keys[start:stop], q, entry_alpha, opaque)
+
+    _run(task, blocks)
+    parts = [found[start] for start, _ in blocks]
+    offsets = [parts[0][0]]
+    for block_offsets, _ in parts[1:]:
+        offsets.append(block_offsets[1:] + offsets[-1][-1])
+    return np.concatenate(offsets), np.concatenate([lists for _, lists in parts])
 
 
 def label_cells(pixels: np.ndarray, keys: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
                 opaque: np.ndarray, transparent: int,
-                threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                     np.ndarray]:
+                threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`label_sums` for pixels whose cells are ``keys`` (every cell of a
-    visible pixel), searching only each cell's candidates (:func:`cell_candidates`).
+    visible pixel), searching only each cell's candidates (:func:`cell_candidates`):
+    a pixel of a cell with a single candidate takes it without a comparison.
 
     Pixels of alpha 0 take ``transparent``, which must be an entry. The pixels
     are shared among ``threads`` (default: numba's thread count) in contiguous
@@ -213,30 +249,107 @@ def label_cells(pixels: np.ndarray, keys: np.ndarray, q: np.ndarray, entry_alpha
     if threads is None:
         threads = numba.get_num_threads()
     n, k = pixels.shape[0], q.shape[0]
-    offsets, lists = cell_candidates(keys, q, entry_alpha, opaque)
+    offsets, lists = _candidates(keys, q, entry_alpha, opaque, threads)
     cell_of_key = np.zeros(33 << 15, dtype=np.int32)
     cell_of_key[keys] = np.arange(keys.shape[0])
     labels = np.empty(n, dtype=np.uint8)
     blocks = _blocks(n, threads)
-    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64),
-              np.zeros(k, dtype=np.int64)) for _ in blocks]
+    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64)) for _ in blocks]
     share = dict(zip(blocks, parts, strict=True))
 
     def task(start: int, stop: int) -> None:
-        sums, counts, scores = share[(start, stop)]
+        sums, counts = share[(start, stop)]
         _label_cells(pixels, q, entry_alpha, cell_of_key, offsets, lists, transparent, start,
-                     stop, labels, sums, counts, scores)
+                     stop, labels, sums, counts)
 
     _run(task, blocks)
-    return (labels, sum(p[0] for p in parts), sum(p[1] for p in parts),
-            sum(p[2] for p in parts))
+    return labels, sum(p[0] for p in parts), sum(p[1] for p in parts)
+
+
+@njit(cache=True, nogil=True)
+def _shared_sums(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+                 cell_of_key: np.ndarray, offsets: np.ndarray, lists: np.ndarray,
+                 start: int, stop: int, sums: np.ndarray, counts: np.ndarray) -> None:
+    """:func:`_label_cells`' sums of the visible pixels whose cell has several candidates."""
+    for i in range(start, stop):
+        a = np.int64(pixels[i, 3])
+        if a == 0:
+            continue
+        v0 = np.int64(pixels[i, 0]) * a
+        v1 = np.int64(pixels[i, 1]) * a
+        v2 = np.int64(pixels[i, 2]) * a
+        cell = cell_of_key[_key(v0, v1, v2, a)]
+        first = offsets[cell]
+        last = offsets[cell + 1]
+        if last - first == 1:
+            continue
+        best = lists[first]
+        best_score = np.int64(1) << 60
+        for m in range(first, last):
+            j = lists[m]
+            shift = 255 * (a - entry_alpha[j])
+            d = v0 - q[j, 0]
+            score = d * d
+            d -= shift
+            score += d * d
+            d = v1 - q[j, 1]
+            score += d * d
+            d -= shift
+            score += d * d
+            d = v2 - q[j, 2]
+            score += d * d
+            d -= shift
+            score += d * d
+            if score < best_score:
+                best_score = score
+                best = j
+        counts[best] += 1
+        sums[best, 0] += v0
+        sums[best, 1] += v1
+        sums[best, 2] += v2
+        sums[best, 3] += a
+
+
+def entry_sums(pixels: np.ndarray, keys: np.ndarray, cell_counts: np.ndarray,
+               cell_sums: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
+               opaque: np.ndarray, transparent: int,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sums and counts of :func:`label_cells`, without the labels.
+
+    ``cell_counts`` and ``cell_sums`` are those of the cells ``keys``
+    (:func:`cell_sums`): a cell with a single candidate gives it all its
+    pixels at once, so only the pixels of the other cells are compared.
+    """
+    if threads is None:
+        threads = numba.get_num_threads()
+    n, k = pixels.shape[0], q.shape[0]
+    offsets, lists = _candidates(keys, q, entry_alpha, opaque, threads)
+    cell_of_key = np.zeros(33 << 15, dtype=np.int32)
+    cell_of_key[keys] = np.arange(keys.shape[0])
+    blocks = _blocks(n, threads)
+    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64)) for _ in blocks]
+    share = dict(zip(blocks, parts, strict=True))
+
+    def task(start: int, stop: int) -> None:
+        sums, counts = share[(start, stop)]
+        _shared_sums(pixels, q, entry_alpha, cell_of_key, offsets, lists, start, stop, sums,
+                     counts)
+
+    _run(task, blocks)
+    sums = sum(p[0] for p in parts)
+    counts = sum(p[1] for p in parts)
+    single = np.flatnonzero(np.diff(offsets) == 1)
+    owner = lists[offsets[single]]
+    np.add.at(counts, owner, cell_counts[single])
+    np.add.at(sums, owner, cell_sums[single])
+    counts[transparent] += n - int(cell_counts.sum())
+    return sums, counts
 
 
 @njit(cache=True, nogil=True)
 def _label_rows(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
                 opaque: np.ndarray, transparent: int, start: int, stop: int,
-                labels: np.ndarray, sums: np.ndarray, counts: np.ndarray,
-                scores: np.ndarray) -> None:
+                labels: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> None:
     for i in range(start, stop):
         a = np.int64(pixels[i, 3])
         v0 = np.int64(pixels[i, 0]) * a
@@ -249,39 +362,26 @@ def _label_rows(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
         sums[j, 1] += v1
         sums[j, 2] += v2
         sums[j, 3] += a
-        shift = 255 * (a - entry_alpha[j])
-        score = np.int64(0)
-        for c in range(3):
-            d = (v0 if c == 0 else v1 if c == 1 else v2) - q[j, c]
-            score += d * d
-            d -= shift
-            score += d * d
-        scores[j] += score
 
 
 def label_sums(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray, opaque: np.ndarray,
-               transparent: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                            np.ndarray]:
+               transparent: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest allowed entry of every pixel, and per entry its pixels' sums.
 
-    Returns the labels (n,) uint8, the sums of ``(r·a, g·a, b·a, a)`` (k, 4),
-    the pixel counts (k,) and the summed squared composite errors (k,), in
-    ``c·a`` units, all int64 (alpha.py's ``_label_sums_numpy``).
+    Returns the labels (n,) uint8, the sums of ``(r·a, g·a, b·a, a)`` (k, 4)
+    and the pixel counts (k,), in ``c·a`` units, int64 (alpha.py's
+    ``_label_sums_numpy``; alpha.py's ``_label_error`` turns them into the error).
     """
     n, k = pixels.shape[0], q.shape[0]
     labels = np.empty(n, dtype=np.uint8)
     blocks = _blocks(n, threads)
-    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64),
-              np.zeros(k, dtype=np.int64)) for _ in blocks]
+    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64)) for _ in blocks]
     share = dict(zip(blocks, parts, strict=True))
 
     def task(start: int, stop: int) -> None:
-        sums, counts, scores = share[(start, stop)]
+        sums, counts = share[(start, stop)]
         _label_rows(pixels, q, entry_alpha, opaque, transparent, start, stop, labels, sums,
-                    counts, scores)
+                    counts)
 
     _run(task, blocks)
-    sums = sum(p[0] for p in parts)
-    counts = sum(p[1] for p in parts)
-    scores = sum(p[2] for p in parts)
-    return labels, sums, counts, scores
+    return labels, sum(p[0] for p in parts), sum(p[1] for p in parts)

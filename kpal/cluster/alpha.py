@@ -41,7 +41,10 @@ cells, and every pixel takes its exact nearest allowed entry (the rule of
 :func:`kpal.cluster.remap.remap_rgba`) before one pass moves each entry to
 the mean of its pixels. The compiled kernels of
 :mod:`kpal.cluster._alpha_fast` search only the entries that can be nearest
-in each cell; the numpy twins find the same labels and integer sums.
+in each cell (none when a cell has one); the numpy twins find the same
+labels and integer sums. The error of a labelling, which decides whether the
+pass is kept, comes from those sums and one moment of the image
+(:func:`_label_error`), not from the pixels again.
 
 The kind of each entry comes from the fit: opaque when most of its weight is
 opaque pixels, then more entries turn opaque while the error that spares the
@@ -63,6 +66,8 @@ number of threads.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import numpy as np
@@ -239,9 +244,9 @@ def quantize_rgba(
         kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
                             min_pixels=COMPILED_WARM_PIXELS,
                             cold_min_pixels=compiled_cold_pixels(k))
-        n_colors = fast.count_colours(pixels) if fast is not None else _count_colours(pixels)
-        if n_colors > k:
-            return _premultiplied_pixels(pixels, k, n_colors, opts, kernels, fast)
+        result = _premultiplied_pixels(pixels, k, opts, kernels, fast)
+        if result is not None:
+            return result
     parts = _Parts(pixels, kernels)
     n_colors = parts.n_colors
     if n_colors <= k:
@@ -292,18 +297,22 @@ def _count_colours(pixels: np.ndarray) -> int:
     return int(visible.size < packed.size) + 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
 
 
-def _cell_sums(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel count and sums of ``(r·a, g·a, b·a, a)`` of every cell, by cell key.
+def _cell_sums(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pixel count and sums of ``(r·a, g·a, b·a, a)`` of every cell, by cell key,
+    and the moment of the pixels (:func:`_label_error`).
 
     The key of a pixel of alpha ``a`` and colour ``c`` is
     ``((level·32 + r·a // 2040)·32 + g·a // 2040)·32 + b·a // 2040``: cells of
     side 8 of premultiplied colour (``c·a/255``), ``level`` 0 for opaque
     pixels and ``1 + a // 8`` for translucent ones, so opaque cells come first
     and hold only opaque pixels. Alpha 0 pixels are left out. The sums are
-    integers below 2**53, exact in float64 whatever the order.
+    integers below 2**53, exact in float64 whatever the order. The moment is
+    the sum over pixels and channels of ``(c·a)² + (c·a - 255·a)²`` (below
+    2**63 for any image of up to 2**28 pixels).
     """
     counts = np.zeros(_N_KEYS, dtype=np.int64)
     sums = np.zeros((_N_KEYS, 4), dtype=np.int64)
+    moment = 0
     step = 1 << 20
     for start in range(0, pixels.shape[0], step):
         block = pixels[start:start + step]
@@ -319,7 +328,10 @@ def _cell_sums(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             sums[:, channel] += np.bincount(key, weights=values[:, channel],
                                             minlength=_N_KEYS).astype(np.int64)
         sums[:, 3] += np.bincount(key, weights=alpha, minlength=_N_KEYS).astype(np.int64)
-    return counts, sums
+        white = values - 255 * alpha[:, None]
+        moment += int(np.einsum("nc,nc->", values, values)) \
+            + int(np.einsum("nc,nc->", white, white))
+    return counts, sums, moment
 
 
 def _label_sums_numpy(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -331,34 +343,43 @@ def _label_sums_numpy(pixels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarr
     labels = _nearest_rgba(pixels.reshape(-1, 1, 4), entries).reshape(-1)
     sums = np.zeros((k, 4), dtype=np.int64)
     counts = np.bincount(labels, minlength=k).astype(np.int64)
-    scores = np.zeros(k, dtype=np.int64)
     step = 1 << 20
     for start in range(0, pixels.shape[0], step):
         block = pixels[start:start + step]
         chosen = labels[start:start + step].astype(np.intp)
         alpha = block[:, 3].astype(np.int64)
-        values = block[:, :3].astype(np.int64) * alpha[:, None]
-        shift = 255 * (alpha - entries.alpha[chosen])
-        score = np.zeros(block.shape[0], dtype=np.int64)
         for channel in range(3):
-            sums[:, channel] += np.bincount(chosen, weights=values[:, channel],
+            sums[:, channel] += np.bincount(chosen, weights=block[:, channel] * alpha,
                                             minlength=k).astype(np.int64)
-            diff = values[:, channel] - entries.q[chosen, channel]
-            score += diff * diff
-            diff -= shift
-            score += diff * diff
         sums[:, 3] += np.bincount(chosen, weights=alpha, minlength=k).astype(np.int64)
-        # Per entry sums of the int64 scores, exact as the compiled kernel's: the
-        # low 24 bits and the rest summed apart stay below 2**53 in float64.
-        low = np.bincount(chosen, weights=score & 0xFFFFFF, minlength=k).astype(np.int64)
-        high = np.bincount(chosen, weights=score >> 24, minlength=k).astype(np.int64)
-        scores += (high << 24) + low
-    return labels, sums, counts, scores
+    return labels, sums, counts
 
 
-def _premultiplied_pixels(pixels: np.ndarray, k: int, n_colors: int,
-                          opts: options.EncodeOptions, kernels: ModuleType | None,
-                          fast: ModuleType | None) -> Quantization:
+def _label_error(palette: np.ndarray, sums: np.ndarray, counts: np.ndarray,
+                 moment: int) -> int:
+    """Summed squared composite error of a labelling, in ``c·a`` units, exactly.
+
+    A pixel ``(v, a)`` (``v = c·a``) on entry ``(q, α)`` (``q = c'·α``) scores
+    ``Σ (v - q)² + (u - w)²`` over the channels, with ``u = v - 255·a`` and
+    ``w = q - 255·α`` (the composites over black and white, as the labelling
+    kernels compare them). Summed over the pixels of an entry it is their
+    moment ``Σ v² + u²``, less ``2·Σ (q·Σv + w·Σu)``, plus ``n·Σ (q² + w²)``:
+    so the per-entry ``sums`` and ``counts`` of the pixels and the moment of
+    the image (:func:`_cell_sums`) give it without a pass over the pixels.
+    """
+    alpha = palette[:, 3].astype(np.int64)
+    q = palette[:, :3].astype(np.int64) * alpha[:, None]
+    w = q - 255 * alpha[:, None]
+    v_sums = sums[:, :3]
+    u_sums = v_sums - 255 * sums[:, 3:4]
+    cross = int((q * v_sums).sum()) + int((w * u_sums).sum())
+    square = int((counts * ((q * q).sum(axis=1) + (w * w).sum(axis=1))).sum())
+    return moment - 2 * cross + square
+
+
+def _premultiplied_pixels(pixels: np.ndarray, k: int, opts: options.EncodeOptions,
+                          kernels: ModuleType | None,
+                          fast: ModuleType | None) -> Quantization | None:
     """k-means in premultiplied RGBA for images with many translucent pixels.
 
     The rules of :func:`_premultiplied`, without listing the distinct colours:
@@ -367,13 +388,47 @@ def _premultiplied_pixels(pixels: np.ndarray, k: int, n_colors: int,
     its exact nearest allowed entry
     (:func:`kpal.cluster.remap.remap_rgba`'s rule); then _LARGE_PASSES passes
     move each entry to the mean of its pixels and label again, kept while the
-    error falls.
+    error falls. The error of a labelling comes from its sums
+    (:func:`_label_error`). Returns None when the image has no more than ``k``
+    distinct colours (for the lossless path).
+
+    The distinct colours, counted for the result only, are counted by the
+    compiled kernel on a thread of their own while the fit runs when numba
+    has two threads or more (the count is the same either way).
     """
     rng = np.random.default_rng(opts.seed)
+    pool = None
+    if fast is not None and fast.threads() > 1:
+        pool = ThreadPoolExecutor(1)
+        counting = pool.submit(fast.count_colours, pixels)
+    try:
+        n_colors = None if pool is not None else (
+            fast.count_colours(pixels) if fast is not None else _count_colours(pixels))
+        if n_colors is not None and n_colors <= k:
+            return None
+        counts, sums, moment = (fast.cell_sums(pixels, _N_KEYS) if fast is not None
+                                else _cell_sums(pixels))
+        if pool is not None and np.count_nonzero(counts) <= k:
+            n_colors = counting.result()
+            if n_colors <= k:
+                return None
+        return _fit_pixels(pixels, k, opts, kernels, fast, (counts, sums, moment), rng,
+                           (lambda: n_colors) if n_colors is not None else counting.result)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _fit_pixels(pixels: np.ndarray, k: int, opts: options.EncodeOptions,
+                kernels: ModuleType | None, fast: ModuleType | None,
+                cells: tuple[np.ndarray, np.ndarray, int], rng: np.random.Generator,
+                n_colors: Callable[[], int]) -> Quantization:
+    """:func:`_premultiplied_pixels` from the cells (:func:`_cell_sums`); ``n_colors``
+    gives the count of distinct colours once the labels are done."""
+    counts, sums, moment = cells
     n = pixels.shape[0]
-    has_t = int(np.count_nonzero(pixels[:, 3] == 0) > 0)
+    has_t = int(int(counts.sum()) < n)
     k_free = k - has_t
-    counts, sums = fast.cell_sums(pixels, _N_KEYS) if fast is not None else _cell_sums(pixels)
     occupied = np.flatnonzero(counts)
     n_opaque = int(np.searchsorted(occupied, _OPAQUE_KEYS))
     weights = counts[occupied].astype(np.float64)
@@ -390,9 +445,11 @@ def _premultiplied_pixels(pixels: np.ndarray, k: int, n_colors: int,
                                      n_opaque)
     palette = _palette(centres, opaque_kind, has_t)
     keys = occupied if fast is not None else None
-    labelled = _label_sums(pixels, palette, fast, keys)
+    # The sums first: the labels are needed only if the pass below is not kept.
+    labelled = _entry_sums(pixels, palette, fast, keys, (counts[occupied], sums[occupied]))
+    error = _label_error(palette, labelled[1], labelled[2], moment)
     for _ in range(min(opts.iterations, _LARGE_PASSES)):
-        _, sums, counts, _ = labelled
+        _, sums, counts = labelled
         filled = counts[has_t:] > 0
         centres = centres.copy()
         mean = sums[has_t:][filled].astype(np.float64) / counts[has_t:][filled, None]
@@ -403,21 +460,48 @@ def _premultiplied_pixels(pixels: np.ndarray, k: int, n_colors: int,
         if np.array_equal(moved, palette):
             break
         relabelled = _label_sums(pixels, moved, fast, keys)
+        moved_error = _label_error(moved, relabelled[1], relabelled[2], moment)
         n_iter += 1
-        if int(relabelled[3].sum()) >= int(labelled[3].sum()):
+        if moved_error >= error:
             break
-        palette, labelled = moved, relabelled
-    labels, _, counts, scores = labelled
+        palette, labelled, error = moved, relabelled, moved_error
+    if labelled[0] is None:
+        labelled = _label_sums(pixels, palette, fast, keys)
+    labels, _, counts = labelled
     used = counts > 0
     used[:has_t] = True
     renumber = (np.cumsum(used, dtype=np.intp) - 1).astype(np.uint8)
-    error = int(scores.sum()) / _COMPOSITE_UNIT / n
-    return Quantization(palette[used], renumber[labels], n_iter, error, n_colors, opts.method)
+    return Quantization(palette[used], renumber[labels], n_iter, error / _COMPOSITE_UNIT / n,
+                        n_colors(), opts.method)
+
+
+def _entry_sums(pixels: np.ndarray, palette: np.ndarray, fast: ModuleType | None,
+                keys: np.ndarray | None,
+                cells: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray | None, ...]:
+    """:func:`_label_sums`, with None for the labels when the compiled path can
+    skip them (:func:`kpal.cluster._alpha_fast.entry_sums`, from the counts and
+    sums ``cells`` of the cells ``keys``): the same sums and counts either way."""
+    if fast is None or keys is None or palette.shape[0] == 1:
+        return _label_sums(pixels, palette, fast, keys)
+    return (None, *fast.entry_sums(pixels, keys, *cells, *_cell_entries(palette)))
+
+
+def _cell_entries(palette: np.ndarray) -> tuple:
+    """The palette as the cell kernels read it (``_RgbaEntries.arguments``).
+
+    A palette of :func:`_fit_pixels` has the transparent entry whenever the
+    image has alpha 0 pixels; without one there are none to label, and entry
+    0 stands in for it.
+    """
+    from kpal.cluster.remap import _RgbaEntries
+
+    q, alpha, opaque, transparent = _RgbaEntries(palette).arguments()
+    return q, alpha, opaque, max(transparent, 0)
 
 
 def _label_sums(pixels: np.ndarray, palette: np.ndarray, fast: ModuleType | None,
                 keys: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """Labels of the pixels, and per entry the sums, counts and scores of its pixels.
+    """Labels of the pixels, and per entry the sums and counts of its pixels.
 
     The compiled path searches, for each cell of ``keys``, only the entries
     that can be nearest in it; the numpy path every entry once per distinct
@@ -425,12 +509,11 @@ def _label_sums(pixels: np.ndarray, palette: np.ndarray, fast: ModuleType | None
     """
     if fast is None or palette.shape[0] == 1:
         return _label_sums_numpy(pixels, palette)
+    if keys is not None:
+        return fast.label_cells(pixels, keys, *_cell_entries(palette))
     from kpal.cluster.remap import _RgbaEntries
 
-    entries = _RgbaEntries(palette).arguments()
-    if keys is not None and entries[3] >= 0:
-        return fast.label_cells(pixels, keys, *entries)
-    return fast.label_sums(pixels, *entries)
+    return fast.label_sums(pixels, *_RgbaEntries(palette).arguments())
 
 
 # ---------------------------------------------------------------- the pixels
