@@ -507,6 +507,8 @@ def encode_image(image: ImageSource, k: int | None = None, *,
     pixels, p_image, orientation = _pixels(image, opts.background)
     del image  # a path's or bytes' Pillow image (4 bytes a pixel) is no longer needed
     height, width = pixels.shape[:2]
+    if chosen.check is not None:
+        chosen.check(width, height)  # e.g. a coding that needs kpal[fast]: before the fit
     fit = None
     if pixels.shape[2] == 4:
         fit = _fit_rgba(pixels, opts, given, from_palette=p_image is not None)

@@ -234,3 +234,22 @@ def test_decoding_memory_follows_the_pixels_not_the_payload(plain):
 def test_decode_of_encode_is_the_identity(k, width, height, seed, noise):
     labels = blocky(k, height, width, seed=seed, noise=noise)
     round_trip(labels, k)
+
+
+def test_an_image_too_large_for_plain_python_is_refused_before_the_fit(monkeypatch):
+    import kpal
+
+    monkeypatch.setenv("KPAL_PURE_NUMPY", "1")  # as without kpal[fast]
+    rgb = np.random.default_rng(0).integers(0, 256, (130, 130, 3), dtype=np.uint8)
+    # Small enough for plain Python: encoded and decoded as usual.
+    small = np.ascontiguousarray(rgb[:64, :64])
+    data = kpal.encode(small, k=16, coding="context")
+    assert np.asarray(kpal.decode(data).convert("RGB")).shape == (64, 64, 3)
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the palette was fitted first")
+
+    monkeypatch.setattr("kpal.codec.quantize", no_fit)
+    with pytest.raises(KpalError, match=r"cannot encode coding 3 \(context\) for a 130x130 "
+                                        r"image without the compiled kernels"):
+        kpal.encode(rgb, k=16, coding="context")

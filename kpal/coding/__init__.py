@@ -42,11 +42,15 @@ class Coding:
     payload_size: Callable[[int, int, int], int | None]
     #: What a reader needs beyond the spec's required codings (None: every reader has it).
     reader_needs: str | None = None
+    #: ``check(width, height)`` raises before any work when this installation cannot
+    #: encode such an image (None: every size can be encoded).
+    check: Callable[[int, int], None] | None = None
 
 
 def _from_module(module) -> Coding:
     return Coding(module.CODING_ID, module.NAME, module.encode, module.decode,
-                  module.payload_size, getattr(module, "READER_NEEDS", None))
+                  module.payload_size, getattr(module, "READER_NEEDS", None),
+                  getattr(module, "check_encodable", None))
 
 
 #: Registry keyed by the header's coding id. Adding a coding = one line here.

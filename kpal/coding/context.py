@@ -40,7 +40,8 @@ from kpal.errors import FormatError, KpalError
 from . import _context_kernel
 from .fixed import bits_per_index
 
-__all__ = ["CODING_ID", "NAME", "PLAIN_MAX_PIXELS", "READER_NEEDS", "decode", "encode",
+__all__ = ["CODING_ID", "NAME", "PLAIN_MAX_PIXELS", "READER_NEEDS", "check_encodable", "decode",
+           "encode",
            "palette_order", "payload_size", "table_bits"]
 
 CODING_ID = 3
@@ -175,6 +176,18 @@ def palette_order(labels: np.ndarray, k: int) -> np.ndarray:
 def _kernel(n_pixels: int) -> ModuleType | None:
     """The compiled kernel, or None for the plain one (see :func:`kpal._jit.load`)."""
     return _jit.load("kpal.coding._context_fast", n_pixels, COMPILED_MIN_PIXELS)
+
+
+def check_encodable(width: int, height: int) -> None:
+    """Raise before any work when this installation cannot encode a ``width`` x ``height`` image.
+
+    Raises
+    ------
+    KpalError
+        Without the compiled kernels (``kpal[fast]``) for an image of more
+        than :data:`PLAIN_MAX_PIXELS` pixels.
+    """
+    _code_function(width, height, "encode")
 
 
 def _code_function(width: int, height: int, action: str) -> tuple[object, bool]:
