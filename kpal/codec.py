@@ -290,6 +290,12 @@ def _pixels(image: ImageSource, background: tuple[int, int, int] | None = None
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.size:
             return np.ascontiguousarray(image), None, 1  # already RGB: no Pillow copies
+        if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8 and image.size \
+                and background is None:
+            # Straight RGBA: what the Pillow path gives, without its copies.
+            if int(image[..., 3].min()) == 255:
+                return np.ascontiguousarray(image[..., :3]), None, 1
+            return np.ascontiguousarray(image), None, 1
         image = _array_to_image(image)
     elif not isinstance(image, Image.Image):
         image = open_image(image)
@@ -399,6 +405,8 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
 
 def _rgba(image: Image.Image) -> np.ndarray:
     """Straight RGBA pixels of an image with transparency (alpha, palette entries or key)."""
+    if image.mode == "RGBA":
+        return np.asarray(image)  # one copy, not two
     if image.mode in ("RGBa", "La"):  # premultiplied: Pillow converts to straight alpha
         image = image.convert("RGBA" if image.mode == "RGBa" else "LA")
     with warnings.catch_warnings():
