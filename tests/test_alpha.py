@@ -244,9 +244,16 @@ def test_gmm_on_a_binary_mask() -> None:
     assert result.palette.shape[0] <= 6
 
 
-def test_gmm_refuses_translucent_pixels() -> None:
-    with pytest.raises(KpalError, match="method='gmm' cannot quantize translucent pixels"):
-        quantize_rgba(photo_rgba(), 8, method="gmm")
+def test_gmm_quantizes_translucent_pixels_under_the_same_rules() -> None:
+    pixels = photo_rgba()
+    result = quantize_rgba(pixels, 8, method="gmm")
+    assert result.method == "gmm" and result.palette.shape[0] <= 8
+    out = result.palette[result.labels]
+    assert np.all(out[pixels[:, 3] == 255, 3] == 255)
+    assert np.all(out[pixels[:, 3] == 0] == 0)
+    assert ((out[:, 3] > 0) & (out[:, 3] < 255)).any()
+    assert np.all(np.bincount(result.labels) > 0)
+    assert np.array_equal(result.labels, nearest_allowed(pixels, result.palette))
 
 
 @pytest.mark.parametrize(

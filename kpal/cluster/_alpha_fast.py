@@ -18,7 +18,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from kpal.cluster._remap_fast import _blocks, _nearest_rgba, _run
+from kpal.cluster._remap_fast import _blocks, _nearest_rgba, _run, rgba_score
 
 __all__ = ["cell_candidates", "cell_sums", "count_colours", "entry_sums", "label_cells",
            "label_sums", "threads"]
@@ -248,23 +248,7 @@ def _best_in(v0: np.int64, v1: np.int64, v2: np.int64, a: np.int64, q: np.ndarra
     best_score = np.int64(1) << 60
     for m in range(first, last):
         j = np.int64(lists[m])
-        shift = 255 * (a - entry_alpha[j])
-        d = v0 - q[j, 0]
-        score = d * d
-        d -= shift
-        score += d * d
-        if score >= best_score:  # partial sums only grow: the entry cannot win
-            continue
-        d = v1 - q[j, 1]
-        score += d * d
-        d -= shift
-        score += d * d
-        if score >= best_score:
-            continue
-        d = v2 - q[j, 2]
-        score += d * d
-        d -= shift
-        score += d * d
+        score = rgba_score(v0, v1, v2, a, q, entry_alpha, j, best_score)
         if score < best_score:
             best_score = score
             best = j

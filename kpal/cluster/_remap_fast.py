@@ -468,6 +468,32 @@ def diffuse(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray | None,
 
 
 @njit(cache=True, nogil=True, inline="always")
+def rgba_score(v0: np.int64, v1: np.int64, v2: np.int64, alpha: np.int64, q: np.ndarray,
+               entry_alpha: np.ndarray, j: np.int64, best_score: np.int64) -> np.int64:
+    """The score of entry ``j`` for a pixel of premultiplied colour ``(v0, v1, v2)``
+    (``c·a``) and alpha ``alpha``: the squared errors of the composites over black
+    and over white, summed. Stops at a partial sum of ``best_score`` or more (the
+    partial sums only grow) and returns that partial sum: the entry cannot win."""
+    shift = 255 * (alpha - entry_alpha[j])
+    d = v0 - q[j, 0]
+    score = d * d
+    d -= shift
+    score += d * d
+    if score >= best_score:
+        return score
+    d = v1 - q[j, 1]
+    score += d * d
+    d -= shift
+    score += d * d
+    if score >= best_score:
+        return score
+    d = v2 - q[j, 2]
+    score += d * d
+    d -= shift
+    return score + d * d
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _nearest_rgba(v0: np.int64, v1: np.int64, v2: np.int64, alpha: np.int64, q: np.ndarray,
                   entry_alpha: np.ndarray, opaque: np.ndarray, transparent: int) -> int:
     """remap.py's ``_RgbaEntries.nearest`` for one pixel: exact, ties to the lowest index."""
@@ -484,22 +510,7 @@ def _nearest_rgba(v0: np.int64, v1: np.int64, v2: np.int64, alpha: np.int64, q: 
         # is too far cannot be strictly nearer (a tie keeps the lower index).
         if 3 * shift * shift >= 2 * best_score:
             continue
-        d = v0 - q[j, 0]
-        score = d * d
-        d -= shift
-        score += d * d
-        if score >= best_score:  # partial sums only grow: the entry cannot win
-            continue
-        d = v1 - q[j, 1]
-        score += d * d
-        d -= shift
-        score += d * d
-        if score >= best_score:
-            continue
-        d = v2 - q[j, 2]
-        score += d * d
-        d -= shift
-        score += d * d
+        score = rgba_score(v0, v1, v2, alpha, q, entry_alpha, j, best_score)
         if score < best_score:
             best_score = score
             best = j

@@ -1,10 +1,13 @@
 """Gaussian mixture models fitted by expectation–maximization (EM).
 
-A :class:`GaussianMixture` models the colours of an image as ``k`` Gaussian
-components in RGB space, each with a full 3×3 covariance. kpal uses it as a
-second way to choose a palette (each pixel goes to its most probable component,
-the palette is the component means) and to draw new pixels from an image's
-colour distribution (:meth:`GaussianMixture.sample`).
+A :class:`GaussianMixture` models points of ``d`` features as ``k`` Gaussian
+components, each with a full ``d × d`` covariance: the colours of an image in
+RGB space (``d = 3``), or translucent colours in the four premultiplied
+coordinates of :mod:`kpal.cluster.alpha` (``d = 4``, see
+:mod:`kpal.cluster.alpha_gmm`). kpal uses it as a second way to choose a
+palette (each pixel goes to its most probable component, the palette is the
+component means) and to draw new pixels from an image's colour distribution
+(:meth:`GaussianMixture.sample`).
 
 How the fit works, and why:
 
@@ -19,8 +22,9 @@ How the fit works, and why:
   precision ``A = U Uᵀ`` and ``log|Σ|^(-1/2) = Σᵢ log Uᵢᵢ`` without an inverse
   or a determinant of ``Σ`` itself.
 * **One product per chunk.** ``log N(x | μ, Σ)`` is a quadratic in ``x``, so with
-  the ten features ``φ(x) = [1, x, x_i x_j]`` the log densities of a chunk under
-  all k components are one ``(n, 10) @ (10, k)`` product, and the M-step's
+  the ``1 + d + d(d+1)/2`` features ``φ(x) = [1, x, x_i x_j (i <= j)]`` (ten for
+  colours, fifteen for ``d = 4``) the log densities of a chunk under all k
+  components are one ``(n, n_phi) @ (n_phi, k)`` product, and the M-step's
   sufficient statistics (``Σ r``, ``Σ r x``, ``Σ r x xᵀ``) are another,
   ``(w·φ)ᵀ @ resp``. The E-step of a chunk feeds the statistics straight away,
   so the ``(n, k)`` responsibilities never exist for more than one chunk and
@@ -31,8 +35,8 @@ How the fit works, and why:
   diagonal, so a component sitting on a single colour stays positive definite.
 * **Convergence** when the mean log-likelihood improves by less than ``tol``.
 * **One BLAS thread.** Every public entry runs with BLAS limited to one thread
-  (``threadpoolctl``). The products are small (ten features by one chunk): spread
-  over threads they wait on each other, and on a busy machine on every other
+  (``threadpoolctl``). The products are small (ten or fifteen features by one
+  chunk): spread over threads they wait on each other, and on a busy machine on every other
   process too (a 2 MP fit ran 10–20× slower on two busy cores), and a sum split
   across threads rounds differently, so the fit would depend on the thread count.
   With one thread the results are the same bytes whatever ``OPENBLAS_NUM_THREADS``
@@ -60,11 +64,8 @@ from kpal.cluster.histogram import color_histogram
 __all__ = ["GaussianMixture", "quantize_histogram", "sample_image"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
-_N_FEATURES = 3
-#: Upper-triangle index pairs of a 3×3 matrix: the six distinct second moments.
-_TRIU_I, _TRIU_J = np.triu_indices(_N_FEATURES)
-#: Length of the feature vector φ(x) = [1, x (3), x_i x_j for i <= j (6)].
-_N_PHI = 4 + _TRIU_I.size
+#: Features of a colour (RGB); a mixture fits any number d >= 1 (``X.shape[1]``).
+_COLOUR_FEATURES = 3
 #: Elements (one chunk × k components) per temporary array: 2**18 float64 = 2 MiB,
 #: small enough to stay in cache and keep BLAS from spreading tiny products over threads.
 _CHUNK_ELEMENTS = 1 << 18
@@ -91,13 +92,24 @@ def _one_blas_thread(function: _F) -> _F:
     return limited  # type: ignore[return-value]
 
 
+@functools.cache
+def _triu(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-triangle index pairs of a d×d matrix: the d(d+1)/2 distinct second moments."""
+    return np.triu_indices(d)
+
+
+def _n_phi(d: int) -> int:
+    """Length of the feature vector φ(x) = [1, x (d), x_i x_j for i <= j (d(d+1)/2)]."""
+    return 1 + d + d * (d + 1) // 2
+
+
 def _chunk_rows(k: int) -> int:
     return max(256, _CHUNK_ELEMENTS // max(k, 1))
 
 
 def _unique_rows(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Collapse repeated rows of ``X`` into (unique rows as float64, summed weights)."""
-    if X.dtype == np.uint8:
+    if X.dtype == np.uint8 and X.shape[1] == _COLOUR_FEATURES:
         hist = color_histogram(X, sample_weight)
         return hist.colors.astype(np.float64), hist.counts.astype(np.float64)
     rows, inverse = np.unique(X, axis=0, return_inverse=True)
@@ -106,7 +118,10 @@ def _unique_rows(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.nd
 
 
 class GaussianMixture:
-    """Gaussian mixture with full covariances, fitted by EM on (weighted) colours.
+    """Gaussian mixture with full covariances, fitted by EM on (weighted) points.
+
+    The points are colours (``d = 3``) or have any number ``d >= 1`` of
+    features: ``d`` is ``X.shape[1]`` at :meth:`fit`.
 
     Parameters
     ----------
@@ -119,8 +134,9 @@ class GaussianMixture:
     tol : float, default 1e-3
         Stop when the mean log-likelihood per sample improves by less than this.
     reg_covar : float, default 1e-6
-        Added to the diagonal of every covariance (in squared 8-bit units) so a
-        component on a single colour does not become singular.
+        Added to the diagonal of every covariance (in squared units of ``X``:
+        8-bit levels for colours) so a component on a single point does not
+        become singular.
     init : {"k-means++", "random"}, default "k-means++"
         Initialization of the k-means run whose clusters start EM.
 
@@ -128,11 +144,11 @@ class GaussianMixture:
     ----------
     weights_ : ndarray of shape (k_fit,)
         Mixing proportions, summing to 1. ``k_fit = min(k, distinct rows of X)``.
-    means_ : ndarray of shape (k_fit, 3)
+    means_ : ndarray of shape (k_fit, d)
         Component means.
-    covariances_ : ndarray of shape (k_fit, 3, 3)
+    covariances_ : ndarray of shape (k_fit, d, d)
         Full component covariances.
-    precisions_cholesky_ : ndarray of shape (k_fit, 3, 3)
+    precisions_cholesky_ : ndarray of shape (k_fit, d, d)
         Upper-triangular ``U`` with ``U @ U.T`` the inverse covariance.
     converged_ : bool
         Whether the likelihood improvement fell below ``tol`` within ``max_iter``.
@@ -192,8 +208,9 @@ class GaussianMixture:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, 3)
-            Colours (uint8 pixels or floats).
+        X : ndarray of shape (n_samples, d)
+            Colours (uint8 pixels or floats, ``d = 3``), or points of any
+            number ``d >= 1`` of features (integers or floats).
         sample_weight : ndarray of shape (n_samples,), optional
             Non-negative weight of each row, e.g. pixel counts of unique colours.
             Fitting unique colours weighted by their counts gives exactly the
@@ -235,11 +252,11 @@ class GaussianMixture:
                 UserWarning,
                 stacklevel=3,
             )
-        m = colors.shape[0]
+        m, d = colors.shape
         self._shift = np.einsum("n,nd->d", counts, colors) / counts.sum()
         self.weights_ = counts / counts.sum()
         self.means_ = colors.copy()
-        self.covariances_ = np.broadcast_to(self.reg_covar * np.eye(3), (m, 3, 3)).copy()
+        self.covariances_ = np.broadcast_to(self.reg_covar * np.eye(d), (m, d, d)).copy()
         self._set_precisions()
         self.converged_ = True
         self.n_iter_ = 0
@@ -253,13 +270,14 @@ class GaussianMixture:
 
         labels = _kmeans_labels(colors, counts, self.k, self.init, self.seed)
         # The first M-step from the k-means clusters (one-hot responsibilities).
-        hard_stats = np.zeros((self.k, _N_PHI))
-        step = _chunk_rows(_N_PHI)
+        n_phi = _n_phi(colors.shape[1])
+        hard_stats = np.zeros((self.k, n_phi))
+        step = _chunk_rows(n_phi)
         for start in range(0, colors.shape[0], step):
             weighted = _features(centred[start : start + step])
             weighted *= counts[start : start + step, None]
             chunk_labels = labels[start : start + step]
-            for column in range(_N_PHI):
+            for column in range(n_phi):
                 hard_stats[:, column] += np.bincount(
                     chunk_labels, weights=weighted[:, column], minlength=self.k
                 )
@@ -301,11 +319,12 @@ class GaussianMixture:
         """
         k = self.weights_.shape[0]
         coefficients = np.ascontiguousarray(self._coefficients().T)  # (k, features)
-        stats = np.zeros((_N_PHI, k))
+        n_phi = coefficients.shape[1]
+        stats = np.zeros((n_phi, k))
         log_likelihood = 0.0
         step = min(_chunk_rows(k), centred.shape[0])
         # Buffers reused by every chunk: no allocation inside the loop.
-        phi = np.empty((_N_PHI, step))
+        phi = np.empty((n_phi, step))
         log_prob = np.empty((k, step))
         resp32 = np.empty((k, step), dtype=np.float32)
         for start in range(0, centred.shape[0], step):
@@ -329,15 +348,17 @@ class GaussianMixture:
 
     def _m_step(self, stats: np.ndarray) -> None:
         """Weights, means and covariances from ``Σ r w · φ(x)`` per component."""
-        resp_sum, resp_x, resp_xx = stats[:, 0], stats[:, 1:4], stats[:, 4:]
+        d = self._shift.shape[0]
+        triu_i, triu_j = _triu(d)
+        resp_sum, resp_x, resp_xx = stats[:, 0], stats[:, 1 : 1 + d], stats[:, 1 + d :]
         # A component that lost every colour keeps a tiny mass instead of dividing by 0.
         nk = resp_sum + 10 * np.finfo(np.float64).eps
         centred_means = resp_x / nk[:, None]
-        second = np.empty((nk.shape[0], 3, 3))
-        second[:, _TRIU_I, _TRIU_J] = resp_xx / nk[:, None]
-        second[:, _TRIU_J, _TRIU_I] = second[:, _TRIU_I, _TRIU_J]
+        second = np.empty((nk.shape[0], d, d))
+        second[:, triu_i, triu_j] = resp_xx / nk[:, None]
+        second[:, triu_j, triu_i] = second[:, triu_i, triu_j]
         covariances = second - centred_means[:, :, None] * centred_means[:, None, :]
-        covariances[:, np.arange(3), np.arange(3)] += self.reg_covar
+        covariances[:, np.arange(d), np.arange(d)] += self.reg_covar
         self.weights_ = nk / nk.sum()
         self.means_ = centred_means + self._shift
         self.covariances_ = covariances
@@ -352,14 +373,14 @@ class GaussianMixture:
                 f"or a line); increase reg_covar (now {self.reg_covar})"
             )
             raise ValueError(msg) from None
-        eye = np.broadcast_to(np.eye(3), chol.shape)
+        eye = np.broadcast_to(np.eye(chol.shape[-1]), chol.shape)
         # U = L^-T, so U U^T = (L L^T)^-1 = precision.
         self.precisions_cholesky_ = np.linalg.solve(chol, eye).transpose(0, 2, 1)
 
     def _coefficients(self) -> np.ndarray:
-        """The (10, k) matrix W with ``φ(x − shift) @ W = log weight_j + log N(x | μ_j, Σ_j)``.
+        """The (n_phi, k) matrix W with ``φ(x − shift) @ W = log weight_j + log N(x | μ_j, Σ_j)``.
 
-        ``log N = −½·3·log 2π + log|U| − ½ (x − μ)ᵀ A (x − μ)`` with ``A = U Uᵀ``,
+        ``log N = −½·d·log 2π + log|U| − ½ (x − μ)ᵀ A (x − μ)`` with ``A = U Uᵀ``,
         and the quadratic form expands over ``φ = [1, x, x_i x_j (i <= j)]`` as
         ``xᵀAx − 2 μᵀA x + μᵀAμ``, off-diagonal products counted twice. The
         colours are centred (``shift`` is their mean), so every term stays small
@@ -368,17 +389,19 @@ class GaussianMixture:
         u = self.precisions_cholesky_
         precision = u @ u.transpose(0, 2, 1)
         means = self.means_ - self._shift
+        d = means.shape[1]
+        triu_i, triu_j = _triu(d)
         a_mu = np.einsum("kij,kj->ki", precision, means)
         log_det_u = np.log(np.diagonal(u, axis1=1, axis2=2)).sum(axis=1)
         with np.errstate(divide="ignore"):
             log_weights = np.log(self.weights_)
-        coefficients = np.empty((_N_PHI, means.shape[0]))
+        coefficients = np.empty((_n_phi(d), means.shape[0]))
         coefficients[0] = (
-            log_weights + log_det_u - 0.5 * _N_FEATURES * _LOG_2PI - 0.5 * (a_mu * means).sum(1)
+            log_weights + log_det_u - 0.5 * d * _LOG_2PI - 0.5 * (a_mu * means).sum(1)
         )
-        coefficients[1:4] = a_mu.T
-        off_diagonal = np.where(_TRIU_I == _TRIU_J, 1.0, 2.0)
-        coefficients[4:] = -0.5 * off_diagonal[:, None] * precision[:, _TRIU_I, _TRIU_J].T
+        coefficients[1 : 1 + d] = a_mu.T
+        off_diagonal = np.where(triu_i == triu_j, 1.0, 2.0)
+        coefficients[1 + d :] = -0.5 * off_diagonal[:, None] * precision[:, triu_i, triu_j].T
         return coefficients
 
     # ------------------------------------------------------------- inference
@@ -393,7 +416,7 @@ class GaussianMixture:
         k = self.means_.shape[0]
         step = min(_chunk_rows(k), X.shape[0])
         coefficients = self._coefficients()
-        phi = np.empty((step, _N_PHI))
+        phi = np.empty((step, coefficients.shape[0]))
         for start in range(0, X.shape[0], step):
             chunk = X[start : start + step] - self._shift
             phi_n = _features(chunk, out=phi[: chunk.shape[0]])
@@ -405,7 +428,7 @@ class GaussianMixture:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, 3)
+        X : ndarray of shape (n_samples, d)
 
         Returns
         -------
@@ -413,7 +436,7 @@ class GaussianMixture:
             Rows sum to 1.
         """
         self._check_fitted()
-        X = _check_X(X).astype(np.float64, copy=False)
+        X = _check_X(X, n_features=self.means_.shape[1]).astype(np.float64, copy=False)
         out = np.empty((X.shape[0], self.means_.shape[0]))
         for start, log_prob in self._chunks(X):
             log_prob -= _logsumexp_rows(log_prob)[:, None]
@@ -426,14 +449,14 @@ class GaussianMixture:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, 3)
+        X : ndarray of shape (n_samples, d)
 
         Returns
         -------
         ndarray of shape (n_samples,), dtype intp
         """
         self._check_fitted()
-        X = _check_X(X).astype(np.float64, copy=False)
+        X = _check_X(X, n_features=self.means_.shape[1]).astype(np.float64, copy=False)
         out = np.empty(X.shape[0], dtype=np.intp)
         for start, log_prob in self._chunks(X):
             out[start : start + log_prob.shape[0]] = log_prob.argmax(axis=1)
@@ -448,7 +471,7 @@ class GaussianMixture:
         ndarray of shape (n_samples,)
         """
         self._check_fitted()
-        X = _check_X(X).astype(np.float64, copy=False)
+        X = _check_X(X, n_features=self.means_.shape[1]).astype(np.float64, copy=False)
         out = np.empty(X.shape[0])
         for start, log_prob in self._chunks(X):
             out[start : start + log_prob.shape[0]] = _logsumexp_rows(log_prob)
@@ -460,7 +483,7 @@ class GaussianMixture:
 
         Parameters
         ----------
-        X : ndarray of shape (n_samples, 3)
+        X : ndarray of shape (n_samples, d)
         sample_weight : ndarray of shape (n_samples,), optional
 
         Returns
@@ -470,7 +493,7 @@ class GaussianMixture:
             colours this equals the mean over all pixels.
         """
         self._check_fitted()
-        X = _check_X(X)
+        X = _check_X(X, n_features=self.means_.shape[1])
         weights = _scale_weights(_check_weight(sample_weight, X.shape[0]))
         log_p = self.score_samples(X)
         if weights is None:
@@ -490,7 +513,7 @@ class GaussianMixture:
 
         Returns
         -------
-        X : ndarray of shape (n, 3), float64
+        X : ndarray of shape (n, d), float64
             The samples, in random order (unlike scikit-learn, which groups them by
             component), so they can be reshaped straight into an image.
         component : ndarray of shape (n,), intp
@@ -505,7 +528,7 @@ class GaussianMixture:
         k = self.means_.shape[0]
         component = rng.choice(k, size=n, p=self.weights_)
         chol = np.linalg.cholesky(self.covariances_)
-        X = rng.standard_normal((n, 3))
+        X = rng.standard_normal((n, self.means_.shape[1]))
         # x = μ_j + L_j z: one matmul per component (k <= 256 of them), not per sample,
         # over the samples of that component found by one sort instead of k scans.
         order = np.argsort(component, kind="stable")
@@ -557,7 +580,7 @@ def quantize_histogram(
     caller decides how to report a lossless palette).
     """
     _check_k(k)
-    colors = _check_X(colors, "colors")
+    colors = _check_X(colors, "colors", _COLOUR_FEATURES)
     counts = _check_weight(counts, colors.shape[0], "counts")
     if colors.shape[0] <= k:
         return colors.astype(np.float64), np.arange(colors.shape[0], dtype=np.intp), 0
@@ -626,20 +649,24 @@ def sample_image(
 
 
 def _features(centred: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``φ(x) = [1, x0, x1, x2, x_i x_j (i <= j)]`` for each row: shape (n, 10)."""
+    """``φ(x) = [1, x, x_i x_j (i <= j)]`` for each row: shape (n, n_phi), (n, 10) for colours."""
+    d = centred.shape[1]
+    triu_i, triu_j = _triu(d)
     if out is None:
-        out = np.empty((centred.shape[0], _N_PHI))
+        out = np.empty((centred.shape[0], _n_phi(d)))
     out[:, 0] = 1.0
-    out[:, 1:4] = centred
-    np.multiply(centred[:, _TRIU_I], centred[:, _TRIU_J], out=out[:, 4:])
+    out[:, 1 : 1 + d] = centred
+    np.multiply(centred[:, triu_i], centred[:, triu_j], out=out[:, 1 + d :])
     return out
 
 
 def _features_by_row(centred: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """:func:`_features` transposed: shape (10, n), one feature per row."""
+    """:func:`_features` transposed: shape (n_phi, n), one feature per row."""
+    d = centred.shape[1]
+    triu_i, triu_j = _triu(d)
     out[0] = 1.0
-    out[1:4] = centred.T
-    np.multiply(centred.T[_TRIU_I], centred.T[_TRIU_J], out=out[4:])
+    out[1 : 1 + d] = centred.T
+    np.multiply(centred.T[triu_i], centred.T[triu_j], out=out[1 + d :])
     return out
 
 
@@ -647,11 +674,17 @@ def _check_k(k: int) -> None:
     options.SPECS["k"].checker(k)
 
 
-def _check_X(X: np.ndarray, name: str = "X") -> np.ndarray:
-    """``X`` as uint8 or float64 of shape (n, 3), every value finite and at most 1e100."""
+def _check_X(X: np.ndarray, name: str = "X", n_features: int | None = None) -> np.ndarray:
+    """``X`` as uint8 or float64 of shape (n, d), every value finite and at most 1e100.
+
+    ``d`` must be ``n_features`` when given (a fitted model's, or 3 for
+    colours), else any d >= 1.
+    """
     X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != _N_FEATURES:
-        msg = f"{name} must have shape (n_samples, 3), got {X.shape}"
+    if X.ndim != 2 or X.shape[1] == 0 or (n_features is not None and X.shape[1] != n_features):
+        msg = f"{name} must have shape (n_samples, {n_features or _COLOUR_FEATURES}), got {X.shape}"
+        if n_features is None:
+            msg += " (or (n_samples, d) for points of d >= 1 features)"
         raise ValueError(msg)
     if X.shape[0] == 0:
         msg = f"{name} has no samples"
@@ -750,7 +783,8 @@ def _kmeans_labels(
     # may import from the package too.
     from kpal.cluster.kmeans import KMeans
 
-    if colors.min() >= 0 and colors.max() <= 255 and np.array_equal(colors, np.rint(colors)):
+    if (colors.shape[1] == _COLOUR_FEATURES and colors.min() >= 0 and colors.max() <= 255
+            and np.array_equal(colors, np.rint(colors))):
         # 8-bit colours: k-means takes its coarse-to-fine path, as for a palette.
         colors = colors.astype(np.uint8)
     km = KMeans(k, init=init, seed=seed).fit(colors, sample_weight=counts)

@@ -925,10 +925,11 @@ def remap_rgba(
     threads : int, default 1
         Threads the compiled path may use; the labels are the same for any value.
     space : {"rgb", "oklab"}, default "rgb"
-        ``"oklab"``: opaque pixels take the Oklab-nearest opaque entry; only
-        for images whose alpha is 0 or 255, undithered (the Oklab of a
-        translucent colour has no premultiplied form, and the Oklab dither
-        table is built for opaque colours): otherwise KpalError.
+        ``"oklab"``: opaque pixels take the Oklab-nearest opaque entry and
+        translucent ones the nearest entry in premultiplied Oklab
+        (:func:`kpal.cluster.alpha_oklab.nearest_entries`); undithered only
+        (the Oklab dither table is built for opaque colours): otherwise
+        KpalError.
 
     Returns
     -------
@@ -1071,16 +1072,28 @@ def _nearest_rgba(pixels: np.ndarray, entries: _RgbaEntries) -> np.ndarray:
 
 def _nearest_rgba_oklab(pixels: np.ndarray, palette: np.ndarray, entries: _RgbaEntries,
                         dithered: bool) -> np.ndarray:
-    """Opaque pixels to the Oklab-nearest allowed entry, transparent ones as by RGB."""
+    """Opaque pixels to the Oklab-nearest allowed entry, transparent ones as by RGB,
+    translucent ones to the nearest entry in premultiplied Oklab
+    (:func:`kpal.cluster.alpha_oklab.nearest_entries`)."""
     alpha = pixels[..., 3]
-    translucent = int(np.count_nonzero((alpha > 0) & (alpha < 255)))
-    if translucent or dithered:
-        why = (f"{translucent} translucent pixels (alpha 1..254): the Oklab of a translucent "
-               "colour has no premultiplied form" if translucent else
+    if dithered:
+        msg = ("space='oklab' with transparency works undithered only; "
                "dithering: the Oklab dither table is built for opaque colours")
-        msg = f"space='oklab' with transparency works on alpha 0 and 255 only, undithered; {why}"
         raise KpalError(msg)
-    labels = _nearest_rgba(pixels, entries)  # every transparent pixel, by the rules
+    labels = np.zeros(alpha.shape, dtype=np.uint8)
+    clear = alpha == 0
+    if clear.any():  # every transparent pixel, by the rules
+        labels[clear] = _nearest_rgba(np.ascontiguousarray(pixels[clear])[:, None, :],
+                                      entries).reshape(-1)
+    translucent = (alpha > 0) & (alpha < 255)
+    if translucent.any():
+        from kpal.cluster.alpha_oklab import nearest_entries
+
+        # Once per distinct colour.
+        packed = np.ascontiguousarray(pixels[translucent]).view(np.uint32).reshape(-1)
+        distinct, inverse = np.unique(packed, return_inverse=True)
+        picks = nearest_entries(distinct.view(np.uint8).reshape(-1, 4), palette)
+        labels[translucent] = picks[inverse.reshape(-1)]
     opaque = alpha == 255
     if opaque.any():
         allowed = np.flatnonzero(entries.opaque)
