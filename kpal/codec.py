@@ -51,7 +51,7 @@ from kpal import coding as codings
 from kpal import container, metrics
 from kpal.cluster import quantize
 from kpal.cluster.histogram import pack_rgb
-from kpal.errors import ChecksumError, FormatError, KpalError, OptionError
+from kpal.errors import ChecksumError, FormatError, KpalError
 from kpal.options import DEFAULT_K, MAX_K, EncodeOptions
 
 __all__ = [
@@ -559,11 +559,6 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
     from kpal.cluster.alpha import quantize_rgba
 
     height, width = pixels.shape[:2]
-    if opts.space != "rgb" and _dithers(opts):
-        msg = (f"space={opts.space!r} with dither={opts.dither!r} is not available for images "
-               "with transparency: the Oklab dither table is built for opaque colours; "
-               "use space='rgb', or flatten them with background=COLOR")
-        raise OptionError(msg)
     if given is not None:
         palette = _with_transparent_entry(given)
         return _Fit(palette, _remap(pixels, palette, opts), "given palette", None, None, 0)
@@ -681,8 +676,12 @@ def _remap(rgb: np.ndarray, palette: np.ndarray, opts: EncodeOptions) -> np.ndar
     if rgb.shape[2] == 4:
         from kpal.cluster.remap import remap_rgba
 
+        # Dithered, the nearest entry is the one of least composite error whatever
+        # the space the palette was chosen in (the Oklab dither table is built for
+        # opaque colours); undithered, it is measured in the space.
         return remap_rgba(rgb, palette, dither=opts.dither if _dithers(opts) else "none",
-                          strength=opts.dither_strength, seed=opts.seed, space=opts.space)
+                          strength=opts.dither_strength, seed=opts.seed,
+                          space="rgb" if _dithers(opts) else opts.space)
     if _dithers(opts):
         return _dither(rgb, palette, opts)[1]
     from kpal.cluster.remap import remap

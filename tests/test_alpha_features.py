@@ -227,7 +227,7 @@ def test_oklab_on_a_mask_clusters_the_opaque_pixels_in_oklab():
     assert_alpha_exact(image, decoded(given))
 
 
-def test_oklab_quantizes_translucent_pixels_and_refuses_dithering_with_the_reason():
+def test_oklab_quantizes_translucent_pixels_and_dithers_by_the_composite_error():
     image = soft_photo(32)
     encoded = encode(image, k=8, space="oklab")
     out = decoded(encoded)
@@ -242,9 +242,17 @@ def test_oklab_quantizes_translucent_pixels_and_refuses_dithering_with_the_reaso
                                   remap_rgba(image, palette, space="oklab"))
     # Chosen for the Oklab error, so a little below the RGB fit on the composite PSNR.
     assert psnr(image, out) > psnr(image, decoded(encode(image, k=8))) - 1.5
-    with pytest.raises(OptionError, match=r"space='oklab' with dither='fs' is not available for "
-                                          r"images with transparency: the Oklab dither table"):
-        encode(mask_photo(16), k=8, space="oklab", dither="fs")
+    # Dithered: the Oklab palette, each pixel diffused onto its entry of least
+    # composite error (the Oklab dither table is built for opaque colours).
+    for picture in (mask_photo(16), image):
+        plain = encode(picture, k=8, space="oklab")
+        for dither in ("fs", "ordered"):
+            dithered = encode(picture, k=8, space="oklab", dither=dither)
+            assert np.array_equal(dithered.palette, plain.palette)
+            np.testing.assert_array_equal(
+                np.asarray(dithered.labels).reshape(picture.shape[:2]),
+                remap_rgba(picture, np.asarray(plain.palette), dither=dither))
+            assert_alpha_exact(picture, decoded(dithered))
 
 
 def test_gmm_works_on_a_mask_and_on_soft_alpha():
