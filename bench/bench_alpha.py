@@ -34,7 +34,9 @@ than 0.2 dB below it on any image; exact alpha 0/255; mean size <= pngquant's
 optimized PNG; RGBA encode time <= 1.3x the RGB encode time.
 
 ``--large`` adds the speed case of a 12 MP photo with a soft vignette alpha
-(:func:`alpha_corpus.large_vignette`), quality and time only (no pngquant).
+(:func:`alpha_corpus.large_vignette`), quality and time only (no pngquant):
+the quantizer, the in-process encode and the CLI file to file (PNG in), each
+RGBA against the RGB of the same photo.
 
 Run::
 
@@ -60,7 +62,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from alpha_corpus import CORPUS, large_vignette, load_corpus  # noqa: E402
-from common import interleaved_median_times, print_machine_info, print_table  # noqa: E402
+from common import (  # noqa: E402
+    interleaved_median_times,
+    print_machine_info,
+    print_table,
+    run_cmd_measured,
+)
 from PIL import Image  # noqa: E402
 
 from kpal import container  # noqa: E402
@@ -197,31 +204,49 @@ def main() -> None:
     summary = [summarize(rows, k) for k in args.k]
     print_table(summary, list(summary[0]), "means over the corpus")
     if args.large:
-        large = [bench_large(large_vignette(), k, args.repeats) for k in args.k]
+        image = large_vignette()
+        with tempfile.TemporaryDirectory() as folder:
+            large = [bench_large(image, k, args.repeats, folder) for k in args.k]
         print_table(large, list(large[0]), "12 MP photo with a soft vignette alpha")
 
 
-def bench_large(image: np.ndarray, k: int, repeats: int) -> dict:
-    """quantize_rgba against quantize on the RGB of a large image, its PSNR, and
-    the whole encode (``kpal.codec.encode_image``, default coding) of the RGBA
-    image against that of its RGB."""
+def bench_large(image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
+    """quantize_rgba against quantize on the RGB of a large image, its PSNR, the
+    whole encode (``kpal.codec.encode_image``, default coding) of the RGBA
+    image against that of its RGB, and the same file to file through the CLI
+    (PNG in, ``.kpal`` out, a process each, so start-up and PNG decoding count)."""
     pixels = image.reshape(-1, 4)
     rgb = np.ascontiguousarray(pixels[:, :3])
     rgb_image = np.ascontiguousarray(image[..., :3])
+    files = {}
+    for name, array in (("rgba", image), ("rgb", rgb_image)):
+        files[name] = Path(folder) / f"large_{name}.png"
+        if not files[name].exists():
+            Image.fromarray(array).save(files[name], compress_level=1)
+    kpal_cli = str(Path(sys.executable).with_name("kpal"))
+
+    def cli(name: str) -> None:
+        run_cmd_measured([kpal_cli, "encode", str(files[name]), "-o",
+                          str(Path(folder) / f"large_{name}.kpal"), "-k", str(k), "--force",
+                          "-q"])
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = quantize_rgba(pixels, k)
         times = interleaved_median_times(
             {"rgba": lambda: quantize_rgba(pixels, k), "rgb": lambda: quantize(rgb, k),
              "rgba encode": lambda: encode_image(image, k),
-             "rgb encode": lambda: encode_image(rgb_image, k)},
+             "rgb encode": lambda: encode_image(rgb_image, k),
+             "rgba cli": lambda: cli("rgba"), "rgb cli": lambda: cli("rgb")},
             repeats)
     ours = result.palette[result.labels].reshape(image.shape)
     return {"k": k, "pixels": pixels.shape[0], "kpal dB": psnr(composite_mse(image, ours)),
             "mask": mask_exact(image, ours), "rgba s": times["rgba"][0],
             "rgb s": times["rgb"][0], "quantizer ratio": times["rgba"][0] / times["rgb"][0],
             "rgba encode s": times["rgba encode"][0], "rgb encode s": times["rgb encode"][0],
-            "encode ratio": times["rgba encode"][0] / times["rgb encode"][0]}
+            "encode ratio": times["rgba encode"][0] / times["rgb encode"][0],
+            "rgba cli s": times["rgba cli"][0], "rgb cli s": times["rgb cli"][0],
+            "cli ratio": times["rgba cli"][0] / times["rgb cli"][0]}
 
 if __name__ == "__main__":
     main()

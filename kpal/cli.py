@@ -481,7 +481,9 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
     rows.append(("colours", f"k = {h.k}{asked}, {_plural(h.bits_per_index, 'bit')} per index, "
                             f"{how}"))
     if h.alpha:
-        rows.append(("alpha", "RGBA palette (32 bits per entry): the image has transparency"))
+        why = "the image has transparency" if int(encoded.source[..., 3].min()) < 255 \
+            else "the given palette has alpha"
+        rows.append(("alpha", f"RGBA palette (32 bits per entry): {why}"))
     if h.metadata_length:
         rows.append(("metadata", f"ICC profile kept ({_bytes(h.metadata_length)} with its "
                                  "block header)"))

@@ -84,10 +84,12 @@ class Encoded:
     data : bytes
         The complete ``.kpal`` file.
     header : container.Header
-    palette : ndarray of shape (k, 3), uint8
+    palette : ndarray of shape (k, 3) or (k, 4), uint8
+        RGB, or straight RGBA when some entry has alpha below 255.
     labels : ndarray of shape (height, width), uint8
-    source : ndarray of shape (height, width, 3), uint8
-        The RGB pixels that were encoded (for quality reports), upright.
+    source : ndarray of shape (height, width, 3) or (height, width, 4), uint8
+        The pixels that were encoded (for quality reports), upright: RGB, or
+        straight RGBA whenever the palette has alpha.
     method : str
         ``"kmeans"``, ``"gmm"``, ``"palette"`` (a "P" image stored as is) or
         ``"given palette"`` (``palette=``: mapped, not fitted).
@@ -517,6 +519,12 @@ def encode_image(image: ImageSource, k: int | None = None, *,
     height, width = pixels.shape[:2]
     if chosen.check is not None:
         chosen.check(width, height)  # e.g. a coding that needs kpal[fast]: before the fit
+    if given is not None and given.shape[1] == 4 and pixels.shape[2] == 3:
+        # An RGBA palette is stored as given, so that shared indices stay shared:
+        # the opaque pixels take its opaque entries.
+        opaque = np.full((height, width, 4), 255, dtype=np.uint8)
+        opaque[..., :3] = pixels
+        pixels = opaque
     fit = None
     if pixels.shape[2] == 4:
         fit = _fit_rgba(pixels, opts, given, from_palette=p_image is not None)
@@ -552,15 +560,17 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
               from_palette: bool) -> _Fit:
     """Quantize an image with transparency (premultiplied RGBA, see cluster.alpha).
 
-    The same ways as :func:`_fit`: a given palette (its colours opaque, plus
-    one transparent entry), a quality or size target, or ``k``; then nearest
+    The same ways as :func:`_fit`: a given palette (an RGB one: its colours
+    opaque, plus one transparent entry; an RGBA one as given, see
+    :func:`_rgba_given`), a quality or size target, or ``k``; then nearest
     entry or dithered (:func:`kpal.cluster.remap.remap_rgba`).
     """
     from kpal.cluster.alpha import quantize_rgba
 
     height, width = pixels.shape[:2]
     if given is not None:
-        palette = _with_transparent_entry(given)
+        palette = _with_transparent_entry(given) if given.shape[1] == 3 else \
+            _rgba_given(given, pixels)
         return _Fit(palette, _remap(pixels, palette, opts), "given palette", None, None, 0)
     if opts.quality is not None or opts.max_size is not None:
         from kpal.choose import choose_k_rgba
@@ -602,6 +612,31 @@ def _with_transparent_entry(given: np.ndarray) -> np.ndarray:
     return palette
 
 
+def _rgba_given(given: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """A given RGBA palette, as given, for RGBA ``pixels``: one ``(0, 0, 0, 0)``
+    entry is added at the end when some pixel has alpha 0 and no entry does.
+
+    Raises
+    ------
+    KpalError
+        Opaque pixels and no opaque entry (they take only alpha 255 entries),
+        or a transparent entry to add to a palette of 256.
+    """
+    alpha = pixels[..., 3]
+    if not (given[:, 3] == 255).any() and (alpha == 255).any():
+        msg = (f"palette has no opaque entry (alpha 255) for the {int((alpha == 255).sum())} "
+               "opaque pixels, which keep their alpha exactly: add one")
+        raise KpalError(msg)
+    if (alpha == 0).any() and not (given[:, 3] == 0).any():
+        if given.shape[0] >= MAX_K:
+            msg = (f"palette has {given.shape[0]} entries and none of alpha 0: the image's "
+                   "transparent pixels need one more, so at most "
+                   f"{MAX_K - 1} entries (or give one of alpha 0)")
+            raise KpalError(msg)
+        given = np.concatenate([given, np.zeros((1, 4), dtype=np.uint8)])
+    return given
+
+
 @dataclass(frozen=True)
 class _Fit:
     """A palette and the labels of every pixel, and how they were found."""
@@ -617,7 +652,8 @@ class _Fit:
 
 
 def _given_palette(value: str | tuple) -> np.ndarray:
-    """The colours of ``palette=``: read from its file, or the colours given."""
+    """The colours of ``palette=``: read from its file, or the colours given; (k, 4)
+    only when some alpha is below 255."""
     if isinstance(value, str):
         from kpal.palettes import load_palette
 
@@ -626,7 +662,10 @@ def _given_palette(value: str | tuple) -> np.ndarray:
         except OSError as e:
             msg = f"palette file {value}: cannot read: {e.strerror or e}"
             raise KpalError(msg) from None
-    return np.array(value, dtype=np.uint8).reshape(-1, 3)
+    colours = np.array(value, dtype=np.uint8).reshape(len(value), -1)
+    if colours.shape[1] == 4 and (colours[:, 3] == 255).all():
+        return np.ascontiguousarray(colours[:, :3])
+    return colours
 
 
 def _fit(rgb: np.ndarray, opts: EncodeOptions, given: np.ndarray | None) -> _Fit:

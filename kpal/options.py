@@ -186,8 +186,9 @@ def _max_size(value: object) -> int:
     return int(number)
 
 
-def _palette(value: object) -> str | tuple[tuple[int, int, int], ...]:
-    """A palette file's path (read when the encode starts), or the colours themselves."""
+def _palette(value: object) -> str | tuple[tuple[int, ...], ...]:
+    """A palette file's path (read when the encode starts), or the colours themselves
+    (RGB, or RGBA with straight alpha: all of one length)."""
     if isinstance(value, (str, os.PathLike)):
         path = os.fspath(value)
         if isinstance(path, str) and path:
@@ -195,14 +196,15 @@ def _palette(value: object) -> str | tuple[tuple[int, int, int], ...]:
     else:
         try:
             colours = tuple(tuple(int(c) for c in row) for row in value)  # type: ignore[union-attr]
-            ok = all(len(row) == 3 for row in colours) and all(
+            ok = len({len(row) for row in colours}) == 1 and len(colours[0]) in (3, 4) and all(
                 0 <= c <= 255 for row in colours for c in row)
             if ok and 1 <= len(colours) <= MAX_K:
                 return colours
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             pass
     msg = (f"palette={_describe(value) if not hasattr(value, 'shape') else 'array'} must be a "
-           f"palette file or 1..{MAX_K} RGB colours of three integers in 0..255")
+           f"palette file or 1..{MAX_K} colours, each three (RGB) or four (RGBA) integers in "
+           "0..255")
     raise OptionError(msg)
 
 
@@ -395,8 +397,9 @@ class EncodeOptions:
     dither_strength : float in [0, 1], default 1.0
     space : {"rgb", "oklab"}, default "rgb"
         Where the clustering measures distances; the palette is stored as sRGB.
-    palette : path or sequence of (r, g, b), optional
-        Map onto this palette instead of fitting one.
+    palette : path or sequence of (r, g, b) or (r, g, b, a), optional
+        Map onto this palette instead of fitting one (with alpha: an RGBA
+        palette, stored as given).
     quality : (min, max) PSNR in dB, optional
         Choose the smallest k reaching ``max`` (accepting down to ``min``).
     max_size : int, optional
@@ -430,7 +433,7 @@ class EncodeOptions:
     dither: str = "none"
     dither_strength: float = 1.0
     space: str = "rgb"
-    palette: str | tuple[tuple[int, int, int], ...] | None = None
+    palette: str | tuple[tuple[int, ...], ...] | None = None
     quality: tuple[float, float] | None = None
     max_size: int | None = None
     background: tuple[int, int, int] | None = None

@@ -1,36 +1,46 @@
 """Palette files, and one palette fitted to many images.
 
 A palette is an ndarray of shape (n, 3), uint8, with 1 <= n <= 256 (what a
-``.kpal`` file can store). :func:`load_palette` reads one from any of these
-files, recognised by their content first and their extension second:
+``.kpal`` file can store), or of shape (n, 4) when some entry has an alpha
+below 255 (straight RGBA, as a ``.kpal`` file with transparency stores it; a
+palette whose entries are all opaque is always read as (n, 3)).
+:func:`load_palette` reads one from any of these files, recognised by their
+content first and their extension second:
 
 ======================  =====================================================
 format                  what is read
 ======================  =====================================================
-``.kpal``               the file's palette, all ``k`` entries (the header,
+``.kpal``               the file's palette, all ``k`` entries, with their
+                        alpha when the file has an RGBA palette (the header,
                         length and checksum are checked; the indices are not
                         decoded)
 GIMP ``.gpl``           the ``R G B [name]`` lines after ``GIMP Palette``;
                         ``Name:``/``Columns:`` lines and ``#`` comments skipped
 Adobe ``.act``          768 bytes of 256 RGB triplets, optionally followed by
                         a big-endian u16 colour count and a u16 transparent
-                        index (ignored: kpal has no transparency); the count
-                        says how many entries are real
+                        index (ignored: the entry keeps its colour); the
+                        count says how many entries are real
 PNG-8, GIF              the palette entries that at least one pixel uses, in
                         index order (a GIF palette is padded to a power of two
                         and a PNG one may hold unused entries; the used ones
-                        are the palette a reader sees). The image must have
-                        mode "P"; a GIF gives its first frame's palette
-hex text (``.hex``,     one colour per line, ``#rrggbb`` or ``rrggbb``, then
-``.txt``)               anything (a name); blank lines and lines starting
-                        with ``;``, ``//`` or ``#`` plus a space are comments
+                        are the palette a reader sees), with the alpha of
+                        the image's transparency (a PNG ``tRNS`` chunk, a
+                        GIF transparent index). The image must have mode
+                        "P"; a GIF gives its first frame's palette
+hex text (``.hex``,     one colour per line, ``#rrggbb``, ``#rrggbbaa`` (with
+``.txt``)               alpha) or the same without ``#``, then anything (a
+                        name); blank lines and lines starting with ``;``,
+                        ``//`` or ``#`` plus a space are comments
 ======================  =====================================================
 
 Duplicate colours are kept, in file order, so that index ``i`` of the array is
 entry ``i`` of the file; nearest-colour mapping picks the lowest index among
 equal colours. :func:`save_palette` writes every format by extension (a
 ``.kpal``, PNG or GIF palette is written as a one-row swatch image, one pixel
-per entry, which reads back as the same palette).
+per entry, which reads back as the same palette). An RGBA palette is written
+to ``.kpal``, PNG and hex files (``#rrggbbaa``), and to GIF when its only
+non-opaque entry is one of alpha 0; GIMP and Adobe palettes hold no alpha, so
+writing one there is refused.
 
 :func:`fit_palette` fits one palette to many images: their colour histograms
 are merged one image at a time (memory bounded by the number of distinct
@@ -88,7 +98,7 @@ _GPL_MAGIC = "GIMP Palette"
 _ACT_COLORS = 768
 _ACT_TRAILER = struct.Struct(">HH")
 _ACT_NO_TRANSPARENCY = 0xFFFF
-_HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
+_HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _GPL_LINE = re.compile(r"(\d{1,3})\s+(\d{1,3})\s+(\d{1,3})(?:\s.*)?")
 #: Weighted counts stay integers below this total, so k-means sums stay exact.
 _EXACT_TOTAL = float(1 << 50)
@@ -111,8 +121,10 @@ def load_palette(source: PaletteSource) -> np.ndarray:
 
     Returns
     -------
-    ndarray of shape (n, 3), uint8
-        The colours in file order, ``1 <= n <= 256``, duplicates kept.
+    ndarray of shape (n, 3) or (n, 4), uint8
+        The colours in file order, ``1 <= n <= 256``, duplicates kept; with
+        their alpha (straight RGBA) when the file gives some entry an alpha
+        below 255.
 
     Raises
     ------
@@ -154,7 +166,7 @@ def parse_palette(data: bytes, format: str | None = None, *, name: str = "<palet
 
     Returns
     -------
-    ndarray of shape (n, 3), uint8
+    ndarray of shape (n, 3) or (n, 4), uint8
     """
     data = bytes(data)
     if format is None:
@@ -201,7 +213,14 @@ def _checked(palette: np.ndarray, name: str) -> np.ndarray:
     if n > MAX_COLORS:
         msg = f"{name}: the palette holds {n} colours, a .kpal palette at most {MAX_COLORS}"
         raise KpalError(msg)
-    return np.ascontiguousarray(palette, dtype=np.uint8).reshape(n, 3)
+    return _opaque_as_rgb(np.ascontiguousarray(palette, dtype=np.uint8).reshape(n, -1))
+
+
+def _opaque_as_rgb(palette: np.ndarray) -> np.ndarray:
+    """An RGBA palette whose entries are all opaque is an RGB palette."""
+    if palette.shape[1] == 4 and bool((palette[:, 3] == 255).all()):
+        return np.ascontiguousarray(palette[:, :3])
+    return palette
 
 
 def _read_kpal(data: bytes, name: str) -> np.ndarray:
@@ -258,10 +277,14 @@ def _read_hex(data: bytes, name: str) -> np.ndarray:
         token = text.split()[0]
         match = _HEX_COLOUR.fullmatch(token)
         if match is None:
-            msg = f"{name}:{number}: {token!r} is not a colour (expected #rrggbb)"
+            msg = f"{name}:{number}: {token!r} is not a colour (expected #rrggbb or #rrggbbaa)"
             raise KpalError(msg)
         colours.append(bytes.fromhex(match.group(1)))
-    return np.frombuffer(b"".join(colours), dtype=np.uint8).reshape(-1, 3)
+    if all(len(colour) == 3 for colour in colours):
+        return np.frombuffer(b"".join(colours), dtype=np.uint8).reshape(-1, 3)
+    # Some carry alpha: the others are opaque.
+    return np.array([list(c) + [255] * (4 - len(c)) for c in colours],
+                    dtype=np.uint8).reshape(-1, 4)
 
 
 def _is_comment(text: str) -> bool:
@@ -293,6 +316,7 @@ def _read_image(data: bytes, name: str) -> np.ndarray:
                 raise KpalError(msg)
             indices = np.asarray(im)
             entries = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+            entries = _with_transparency(entries, im.info.get("transparency"))
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
         msg = f"{name}: cannot read the image palette: {error}"
         raise KpalError(msg) from None
@@ -304,6 +328,21 @@ def _read_image(data: bytes, name: str) -> np.ndarray:
     return entries[used]
 
 
+def _with_transparency(entries: np.ndarray, transparency: object) -> np.ndarray:
+    """A palette image's entries with the alpha of its transparency: a PNG ``tRNS``
+    (one alpha per entry, the rest opaque) or a transparent index (alpha 0)."""
+    if transparency is None:
+        return entries
+    alpha = np.full(entries.shape[0], 255, dtype=np.uint8)
+    if isinstance(transparency, int):
+        if 0 <= transparency < alpha.size:
+            alpha[transparency] = 0
+    else:
+        given = np.frombuffer(bytes(transparency), dtype=np.uint8)[: alpha.size]
+        alpha[: given.size] = given
+    return np.concatenate([entries, alpha[:, None]], axis=1)
+
+
 # ---------------------------------------------------------------- writing
 def save_palette(palette: object, path: str | os.PathLike, format: str | None = None, *,
                  force: bool = False) -> None:
@@ -311,8 +350,8 @@ def save_palette(palette: object, path: str | os.PathLike, format: str | None = 
 
     Parameters
     ----------
-    palette : array-like of shape (n, 3)
-        1..256 colours, integers 0..255.
+    palette : array-like of shape (n, 3) or (n, 4)
+        1..256 colours, integers 0..255 (RGBA: straight alpha).
     path : str or PathLike
         Destination; its extension chooses the format unless ``format`` is
         given (``.kpal``, ``.gpl``, ``.act``, ``.png``, ``.gif``, ``.hex``,
@@ -324,7 +363,8 @@ def save_palette(palette: object, path: str | os.PathLike, format: str | None = 
     Raises
     ------
     KpalError
-        An unknown extension or format, or an invalid palette.
+        An unknown extension or format, an invalid palette, or alpha in a
+        format that cannot hold it.
     FileExistsError
         ``path`` exists and ``force`` is false.
     """
@@ -352,6 +392,11 @@ def dump_palette(palette: object, format: str) -> bytes:
     if format not in FORMATS:
         msg = f"unknown palette format {format!r} (known: {', '.join(FORMATS)})"
         raise KpalError(msg)
+    if palette.shape[1] == 4 and format in ("gpl", "act"):
+        n = int((palette[:, 3] < 255).sum())
+        msg = (f"a {format} palette holds no alpha, and {n} of these {palette.shape[0]} entries "
+               "are not opaque: write .hex, .kpal or .png")
+        raise KpalError(msg)
     if format in ("png", "gif"):
         return _dump_image(palette, format)
     return {"kpal": _dump_kpal, "gpl": _dump_gpl, "act": _dump_act, "hex": _dump_hex}[format](
@@ -359,7 +404,8 @@ def dump_palette(palette: object, format: str) -> bytes:
 
 
 def _dump_hex(palette: np.ndarray) -> bytes:
-    return "".join(f"#{r:02x}{g:02x}{b:02x}\n" for r, g, b in palette.tolist()).encode()
+    return "".join("#" + "".join(f"{v:02x}" for v in entry) + "\n"
+                   for entry in palette.tolist()).encode()
 
 
 def _dump_gpl(palette: np.ndarray) -> bytes:
@@ -381,7 +427,8 @@ def _dump_kpal(palette: np.ndarray) -> bytes:
     fixed = coding.get("fixed")
     payload = fixed.encode(np.arange(n, dtype=np.uint8).reshape(1, n), n)
     header = container.Header.for_image(coding=fixed.id, k=n, width=n, height=1,
-                                        payload_length=len(payload))
+                                        payload_length=len(payload),
+                                        alpha=palette.shape[1] == 4)
     return container.write(header, palette, payload)
 
 
@@ -390,25 +437,39 @@ def _dump_image(palette: np.ndarray, format: str) -> bytes:
 
     n = palette.shape[0]
     swatch = Image.fromarray(np.arange(n, dtype=np.uint8).reshape(1, n), "P")
-    swatch.putpalette(palette.tobytes(), "RGB")
+    swatch.putpalette(palette[:, :3].tobytes(), "RGB")
+    extra = {}
+    if palette.shape[1] == 4:
+        alpha = palette[:, 3]
+        if format == "gif":
+            clear = np.flatnonzero(alpha < 255)
+            if clear.size > 1 or alpha[clear[0]] != 0:
+                msg = ("a gif palette holds one transparent entry (alpha 0) at most, and this "
+                       f"one has {clear.size} entries with alpha below 255: write .png, "
+                       ".hex or .kpal")
+                raise KpalError(msg)
+            extra["transparency"] = int(clear[0])
+        else:
+            extra["transparency"] = alpha.tobytes()
     out = io.BytesIO()
     # optimize=False: Pillow would otherwise drop or reorder entries of a GIF palette.
-    swatch.save(out, format.upper(), optimize=False)
+    swatch.save(out, format.upper(), optimize=False, **extra)
     return out.getvalue()
 
 
 def as_palette(value: object) -> np.ndarray:
-    """A palette from a file path, a file object or 1..256 RGB triplets.
+    """A palette from a file path, a file object or 1..256 RGB (or RGBA) colours.
 
     Parameters
     ----------
-    value : path, binary file object or array-like of shape (n, 3)
-        Triplets must be integers 0..255 (an ndarray of any integer dtype,
-        a list or tuple of triplets).
+    value : path, binary file object or array-like of shape (n, 3) or (n, 4)
+        Colours must be integers 0..255 (an ndarray of any integer dtype,
+        a list or tuple of triplets or quadruplets, straight alpha last).
 
     Returns
     -------
-    ndarray of shape (n, 3), uint8, ``1 <= n <= 256``
+    ndarray of shape (n, 3) or (n, 4), uint8, ``1 <= n <= 256``
+        (n, 4) only when some alpha is below 255.
 
     Raises
     ------
@@ -418,8 +479,10 @@ def as_palette(value: object) -> np.ndarray:
     if isinstance(value, (str, os.PathLike)) or hasattr(value, "read"):
         return load_palette(value)  # type: ignore[arg-type]
     array = np.asarray(value)
-    if array.ndim != 2 or array.shape[1] != 3 or not 1 <= array.shape[0] <= MAX_COLORS:
-        msg = f"palette must have shape (n, 3) with 1 <= n <= {MAX_COLORS}, got {array.shape}"
+    if array.ndim != 2 or array.shape[1] not in (3, 4) \
+            or not 1 <= array.shape[0] <= MAX_COLORS:
+        msg = (f"palette must have shape (n, 3) or (n, 4) with 1 <= n <= {MAX_COLORS}, "
+               f"got {array.shape}")
         raise KpalError(msg)
     if array.dtype != np.uint8:
         if array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255:
@@ -427,7 +490,7 @@ def as_palette(value: object) -> np.ndarray:
                 f"value {int(array.min() if array.min() < 0 else array.max())}"
             msg = f"palette colours must be integers 0..255, got {bad}"
             raise KpalError(msg)
-    return np.ascontiguousarray(array, dtype=np.uint8)
+    return _opaque_as_rgb(np.ascontiguousarray(array, dtype=np.uint8))
 
 
 # ---------------------------------------------------------------- one palette, many images
@@ -608,21 +671,38 @@ def map_to_palette(pixels: np.ndarray, palette: object, *, dither: str = "none",
 
     Parameters
     ----------
-    pixels : ndarray of shape (height, width, 3) or (n_pixels, 3), uint8
-    palette : palette file, file object or array-like of shape (k, 3)
+    pixels : ndarray of shape (height, width, 3 or 4) or (n_pixels, 3 or 4), uint8
+        RGB, or straight RGBA.
+    palette : palette file, file object or array-like of shape (k, 3) or (k, 4)
         Anything :func:`as_palette` takes.
     dither, strength, seed
         As for :func:`kpal.cluster.remap.remap`; ``"none"`` (default) gives
-        the exact nearest colour (ties: the lowest index).
+        the exact nearest colour (ties: the lowest index). With RGBA pixels or
+        an RGBA palette, as :func:`kpal.cluster.remap.remap_rgba` (an RGB
+        palette's entries and RGB pixels are opaque).
 
     Returns
     -------
     ndarray of shape (height, width) or (n_pixels,), uint8
     """
-    from kpal.cluster.remap import remap
+    from kpal.cluster.remap import remap, remap_rgba
 
     palette = as_palette(palette)
-    if isinstance(pixels, np.ndarray) and pixels.ndim == 2:
-        return remap(pixels.reshape(-1, 1, 3), palette, dither=dither, strength=strength,
-                     seed=seed).reshape(-1)
-    return remap(pixels, palette, dither=dither, strength=strength, seed=seed)
+    pixels = np.asarray(pixels)
+    flat = pixels.ndim == 2
+    image = pixels.reshape(-1, 1, pixels.shape[-1]) if flat else pixels
+    if palette.shape[1] == 4 or image.shape[-1] == 4:
+        labels = remap_rgba(_opaque_rgba(image), _opaque_rgba(palette[None])[0], dither=dither,
+                            strength=strength, seed=seed)
+    else:
+        labels = remap(image, palette, dither=dither, strength=strength, seed=seed)
+    return labels.reshape(-1) if flat else labels
+
+
+def _opaque_rgba(colours: np.ndarray) -> np.ndarray:
+    """RGB colours (last axis 3) with alpha 255 added; RGBA ones as they are."""
+    if colours.shape[-1] == 4:
+        return np.ascontiguousarray(colours)
+    out = np.full((*colours.shape[:-1], 4), 255, dtype=np.uint8)
+    out[..., :3] = colours
+    return out

@@ -151,6 +151,79 @@ def test_given_palette_file_and_the_full_256_colours(tmp_path):
     np.testing.assert_array_equal(opaque.palette, np.array(GIVEN, np.uint8))
 
 
+GIVEN_RGBA = [(0, 0, 0, 0), (255, 255, 255, 255), (180, 120, 100, 255), (90, 60, 50, 120),
+              (40, 40, 90, 255), (200, 30, 30, 60)]
+
+
+@pytest.mark.parametrize("dither", ["none", "fs"])
+def test_rgba_palette_is_stored_as_given_and_shared_by_opaque_images(dither, tmp_path):
+    from kpal.cluster.remap import remap_rgba
+    from kpal.palettes import save_palette
+
+    image = soft_photo(32)
+    expected = np.array(GIVEN_RGBA, np.uint8)
+    encoded = encode(image, palette=GIVEN_RGBA, dither=dither)
+    np.testing.assert_array_equal(encoded.palette, expected)
+    np.testing.assert_array_equal(encoded.labels, remap_rgba(image, expected, dither=dither))
+    assert_alpha_exact(image, decoded(encoded))
+    # From a file (hex with alpha), the same bytes.
+    path = tmp_path / "p.hex"
+    save_palette(expected, path)
+    assert encode(image, palette=str(path), dither=dither).data == encoded.data
+    # An opaque image keeps the palette's indices: stored whole, on its opaque entries.
+    rgb = np.ascontiguousarray(image[..., :3])
+    opaque = encode(rgb, palette=GIVEN_RGBA, dither=dither)
+    assert opaque.header.alpha
+    np.testing.assert_array_equal(opaque.palette, expected)
+    assert (expected[opaque.labels, 3] == 255).all()
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    np.testing.assert_array_equal(opaque.labels, remap_rgba(rgba, expected, dither=dither))
+
+
+def test_rgba_palette_gets_a_transparent_entry_only_when_needed():
+    image = soft_photo(32)
+    no_clear = [c for c in GIVEN_RGBA if c[3] != 0]
+    encoded = encode(image, palette=no_clear)
+    np.testing.assert_array_equal(encoded.palette, np.array(no_clear + [(0, 0, 0, 0)], np.uint8))
+    assert_alpha_exact(image, decoded(encoded))
+    # No alpha 0 pixel: nothing added.
+    visible = image.copy()
+    visible[..., 3] = np.maximum(visible[..., 3], 1)
+    np.testing.assert_array_equal(encode(visible, palette=no_clear).palette,
+                                  np.array(no_clear, np.uint8))
+    full = np.full((256, 4), 255, np.uint8)
+    full[:, 3] = 100
+    full[0, 3] = 255
+    with pytest.raises(KpalError, match=r"palette has 256 entries and none of alpha 0: the "
+                                        r"image's transparent pixels need one more"):
+        encode(image, palette=[tuple(c) for c in full.tolist()])
+    with pytest.raises(KpalError, match=r"palette has no opaque entry \(alpha 255\) for the "
+                                        r"\d+ opaque pixels"):
+        encode(image, palette=[(0, 0, 0, 0), (9, 9, 9, 100)])
+
+
+def test_rgba_palette_from_a_kpal_file_through_the_cli(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from kpal.cli import cli
+
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(soft_photo(32, seed=1)).save(first)
+    Image.fromarray(soft_photo(32, seed=2)).save(second)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["encode", str(first), "-k", "12", "-o",
+                                  str(tmp_path / "a.kpal")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["encode", str(second), "--palette", str(tmp_path / "a.kpal"),
+                                  "-o", str(tmp_path / "b.kpal")])
+    assert result.exit_code == 0, result.output
+    assert "given palette" in result.output and "the image has transparency" in result.output
+    _, shared, _ = kpal.container.read((tmp_path / "a.kpal").read_bytes())
+    _, stored, _ = kpal.container.read((tmp_path / "b.kpal").read_bytes())
+    np.testing.assert_array_equal(stored, shared)
+
+
 # ------------------------------------------------------------- quality and size
 
 

@@ -48,10 +48,13 @@ BAD_VALUES = [
     ("max_size", "0", "max_size='0' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
     ("max_size", "12 parsecs", "max_size='12 parsecs' must be a number of bytes, e.g. 50000, "
                                "50k or 2MiB"),
-    ("palette", [[1, 2]], "palette=[[1, 2]] must be a palette file or 1..256 RGB colours of "
-                          "three integers in 0..255"),
-    ("palette", [[0, 0, 256]], "palette=[[0, 0, 256]] must be a palette file or 1..256 RGB "
-                               "colours of three integers in 0..255"),
+    ("palette", [[1, 2]], "palette=[[1, 2]] must be a palette file or 1..256 colours, each "
+                          "three (RGB) or four (RGBA) integers in 0..255"),
+    ("palette", [[0, 0, 256]], "palette=[[0, 0, 256]] must be a palette file or 1..256 colours, "
+                               "each three (RGB) or four (RGBA) integers in 0..255"),
+    ("palette", [[0, 0, 0], [0, 0, 0, 0]], "palette=[[0, 0, 0], [0, 0, 0, 0]] must be a palette "
+                                           "file or 1..256 colours, each three (RGB) or four "
+                                           "(RGBA) integers in 0..255"),
     ("background", "mauve-ish", "background='mauve-ish' must be a colour: #rrggbb, #rgb, a name "
                                 "such as white, or r,g,b with each 0..255 (not a known colour "
                                 "name)"),

@@ -205,8 +205,9 @@ def test_save_with_explicit_format(tmp_path):
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    (np.zeros((0, 3), np.uint8), r"shape \(n, 3\) with 1 <= n <= 256, got \(0, 3\)"),
+    (np.zeros((0, 3), np.uint8), r"shape \(n, 3\) or \(n, 4\) with 1 <= n <= 256, got \(0, 3\)"),
     (np.zeros((257, 3), np.uint8), r"got \(257, 3\)"),
+    (np.zeros((2, 5), np.uint8), r"got \(2, 5\)"),
     ([[0, 0, 256]], r"integers 0\.\.255, got value 256"),
     ([[0, -1, 0]], r"integers 0\.\.255, got value -1"),
     ([[0.5, 0, 0]], r"integers 0\.\.255, got non-integer values"),
@@ -340,3 +341,91 @@ def test_shared_palette_fits_every_frame_better_than_a_foreign_one():
     for frame in frames:
         own = kpal.metrics.mse(frame, shared[palettes.map_to_palette(frame, shared)])
         assert own < kpal.metrics.mse(frame, foreign[palettes.map_to_palette(frame, foreign)])
+
+
+# ---------------------------------------------------------------- palettes with alpha
+def _rgba_palette(n: int, seed: int = 0) -> np.ndarray:
+    palette = np.random.default_rng(seed).integers(0, 256, (n, 4), dtype=np.uint8)
+    palette[0, 3] = 0
+    palette[1:, 3] = np.where(np.arange(1, n) % 2, 255, palette[1:, 3])
+    return palette
+
+
+@pytest.mark.parametrize("fmt", ["kpal", "png", "hex"])
+@pytest.mark.parametrize("n", [2, 7, 256])
+def test_rgba_round_trip_through_a_file(tmp_path, fmt, n):
+    palette = _rgba_palette(n)
+    path = tmp_path / f"p{EXTENSIONS[fmt]}"
+    palettes.save_palette(palette, path)
+    loaded = palettes.load_palette(path)
+    assert loaded.shape == (n, 4)
+    np.testing.assert_array_equal(loaded, palette)
+
+
+def test_rgba_kpal_file_gives_its_rgba_palette(tmp_path):
+    # The palette of an encoded RGBA image, reused: entries with their alpha.
+    image = np.zeros((6, 5, 4), np.uint8)
+    image[..., 0] = np.arange(5) * 50
+    image[..., 3] = np.array([0, 80, 160, 255, 255, 255])[:, None]
+    path = tmp_path / "a.kpal"
+    path.write_bytes(kpal.encode(image, k=8))
+    header, palette, _ = kpal.container.read(path.read_bytes())
+    assert header.alpha
+    np.testing.assert_array_equal(palettes.load_palette(path), palette)
+
+
+def test_hex_with_alpha_mixes_with_opaque_lines():
+    text = b"#ff000080 half red\n00ff00\n#0000ff00\n"
+    np.testing.assert_array_equal(palettes.parse_palette(text, "hex"),
+                                  [[255, 0, 0, 128], [0, 255, 0, 255], [0, 0, 255, 0]])
+    # All opaque: an RGB palette.
+    assert palettes.parse_palette(b"#ff0000ff\n#00ff00\n", "hex").shape == (2, 3)
+    assert palettes.dump_palette([[255, 0, 0, 128], [0, 255, 0, 255]], "hex") == \
+        b"#ff000080\n#00ff00ff\n"
+    with pytest.raises(KpalError, match=r"<palette>:1: '#ff00008' is not a colour "
+                                        r"\(expected #rrggbb or #rrggbbaa\)"):
+        palettes.parse_palette(b"#ff00008\n", "hex")
+
+
+def test_png_palette_with_trns_and_gif_with_a_transparent_index(tmp_path):
+    swatch = Image.fromarray(np.arange(3, dtype=np.uint8).reshape(1, 3), "P")
+    swatch.putpalette(bytes([9, 9, 9, 200, 0, 0, 0, 0, 200]), "RGB")
+    swatch.save(tmp_path / "a.png", transparency=bytes([255, 100]))
+    np.testing.assert_array_equal(palettes.load_palette(tmp_path / "a.png"),
+                                  [[9, 9, 9, 255], [200, 0, 0, 100], [0, 0, 200, 255]])
+    swatch.save(tmp_path / "a.gif", transparency=2, optimize=False)
+    loaded = palettes.load_palette(tmp_path / "a.gif")
+    np.testing.assert_array_equal(loaded[:, 3], [255, 255, 0])
+    # A GIF holds one transparent entry: written when that is all the alpha there is.
+    palettes.save_palette(loaded, tmp_path / "b.gif")
+    np.testing.assert_array_equal(palettes.load_palette(tmp_path / "b.gif"), loaded)
+    with pytest.raises(KpalError, match=r"a gif palette holds one transparent entry \(alpha 0\) "
+                                        r"at most, and this one has 2 entries"):
+        palettes.dump_palette([[0, 0, 0, 0], [1, 1, 1, 100], [2, 2, 2, 255]], "gif")
+
+
+@pytest.mark.parametrize("fmt", ["gpl", "act"])
+def test_formats_without_alpha_refuse_an_rgba_palette(fmt):
+    with pytest.raises(KpalError, match=rf"a {fmt} palette holds no alpha, and 1 of these 2 "
+                                        r"entries are not opaque: write \.hex, \.kpal or \.png"):
+        palettes.dump_palette([[0, 0, 0, 0], [1, 2, 3, 255]], fmt)
+
+
+def test_opaque_rgba_arrays_are_rgb_palettes():
+    assert palettes.as_palette([[1, 2, 3, 255]]).shape == (1, 3)
+    assert palettes.as_palette([[1, 2, 3, 254]]).shape == (1, 4)
+
+
+def test_map_to_palette_with_alpha_follows_the_rgba_rules():
+    from kpal.cluster.remap import remap_rgba
+
+    pixels = np.random.default_rng(5).integers(0, 256, (12, 9, 4), dtype=np.uint8)
+    pixels[0, :, 3] = 0
+    pixels[1, :, 3] = 255
+    palette = _rgba_palette(6)
+    labels = palettes.map_to_palette(pixels, palette)
+    np.testing.assert_array_equal(labels, remap_rgba(pixels, palette))
+    assert (palette[labels[1], 3] == 255).all() and (palette[labels[0], 3] == 0).all()
+    # RGB pixels are opaque: only opaque entries.
+    rgb_labels = palettes.map_to_palette(pixels[..., :3].reshape(-1, 3), palette)
+    assert (palette[rgb_labels, 3] == 255).all()
