@@ -234,6 +234,7 @@ def test_oklab_on_a_mask_takes_the_oklab_nearest_opaque_entry():
 
 def test_oklab_maps_translucent_pixels_in_premultiplied_oklab_and_refuses_dithering():
     from kpal.cluster.perceptual import oklab_from_srgb8
+    from tests.test_alpha_oklab import oklab_composite_score
 
     pixels = _image(8, 8, seed=1)
     palette = _palette(6)
@@ -241,21 +242,14 @@ def test_oklab_maps_translucent_pixels_in_premultiplied_oklab_and_refuses_dither
     flat = pixels.reshape(-1, 4)
     alpha = flat[:, 3]
     # Composites over black and white, mixed in Oklab (L over 0 and 255), squared, summed.
-    lab_p, lab_q = oklab_from_srgb8(flat[:, :3]), oklab_from_srgb8(palette[:, :3])
-    a, b = alpha[:, None] / 255.0, palette[None, :, 3] / 255.0
-    score = np.zeros((flat.shape[0], palette.shape[0]))
-    for white in (0.0, 255.0):
-        for channel in range(3):
-            ground = white if channel == 0 else 0.0
-            over_p = a * lab_p[:, None, channel] + (1 - a) * ground
-            over_q = b * lab_q[None, :, channel] + (1 - b) * ground
-            score += (over_p - over_q) ** 2
+    score = oklab_composite_score(flat, palette)
     translucent = (alpha > 0) & (alpha < 255)
     assert translucent.sum() > 10
     np.testing.assert_array_equal(labels[translucent], score[translucent].argmin(axis=1))
     assert (labels[alpha == 0] == 0).all()
     opaque_entries = np.flatnonzero(palette[:, 3] == 255)
-    distance = ((lab_p[:, None, :] - lab_q[None, opaque_entries, :]) ** 2).sum(axis=2)
+    lab_p, lab_q = oklab_from_srgb8(flat[:, :3]), oklab_from_srgb8(palette[opaque_entries, :3])
+    distance = ((lab_p[:, None, :] - lab_q[None, :, :]) ** 2).sum(axis=2)
     np.testing.assert_array_equal(labels[alpha == 255],
                                   opaque_entries[distance[alpha == 255].argmin(axis=1)])
     with pytest.raises(KpalError, match="the Oklab dither table is built for opaque colours"):

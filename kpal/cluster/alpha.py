@@ -442,18 +442,8 @@ def _fit_pixels(pixels: np.ndarray, k: int, opts: options.EncodeOptions,
     gives the count of distinct colours once the labels are done."""
     counts, sums, moment = cells
     n = pixels.shape[0]
-    has_t = int(int(counts.sum()) < n)
-    k_free = k - has_t
-    occupied = np.flatnonzero(counts)
-    n_opaque = int(np.searchsorted(occupied, _OPAQUE_KEYS))
-    weights = counts[occupied].astype(np.float64)
-    means = sums[occupied].astype(np.float64) / weights[:, None]
-    means[:, :3] /= 255.0
-    points = _to_space(means)
-    if opts.sample is not None and opts.sample < 1:
-        sampled = rng.binomial(counts[occupied], opts.sample).astype(np.float64)
-        if np.count_nonzero(sampled) > k_free:
-            weights = sampled
+    has_t, k_free, occupied, n_opaque, points, weights = _cell_points(counts, sums, n, k, opts,
+                                                                      rng)
     centres, point_labels, n_iter = _fit_points(points, weights, k_free, opts, rng, kernels)
     opaque_kind = _opaque_kinds(point_labels, weights, n_opaque, k_free)
     opaque_kind = _more_opaque_kinds(opaque_kind, centres, points, weights, point_labels,
@@ -483,11 +473,44 @@ def _fit_pixels(pixels: np.ndarray, k: int, opts: options.EncodeOptions,
     if labelled[0] is None:
         labelled = _label_sums(pixels, palette, fast, keys)
     labels, _, counts = labelled
+    palette, labels = _used_entries(palette, labels, counts, has_t)
+    return Quantization(palette, labels, n_iter, error / _COMPOSITE_UNIT / n, n_colors(),
+                        opts.method)
+
+
+def _cell_points(counts: np.ndarray, sums: np.ndarray, n: int, k: int,
+                 opts: options.EncodeOptions, rng: np.random.Generator) -> tuple:
+    """The occupied cells of :func:`_cell_sums` as weighted points of the space.
+
+    Returns ``has_t`` (1 when some of the ``n`` pixels are transparent), the
+    entries left for the others ``k_free``, the occupied cell keys, how many
+    of them are opaque (they come first), the points (cell means, from
+    :func:`_to_space`) and their weights (pixel counts, or their binomial
+    draw with ``sample``).
+    """
+    has_t = int(int(counts.sum()) < n)
+    k_free = k - has_t
+    occupied = np.flatnonzero(counts)
+    n_opaque = int(np.searchsorted(occupied, _OPAQUE_KEYS))
+    weights = counts[occupied].astype(np.float64)
+    means = sums[occupied].astype(np.float64) / weights[:, None]
+    means[:, :3] /= 255.0
+    points = _to_space(means)
+    if opts.sample is not None and opts.sample < 1:
+        sampled = rng.binomial(counts[occupied], opts.sample).astype(np.float64)
+        if np.count_nonzero(sampled) > k_free:
+            weights = sampled
+    return has_t, k_free, occupied, n_opaque, points, weights
+
+
+def _used_entries(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray,
+                  has_t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The palette without the entries no pixel took (the transparent entry kept),
+    and the labels renumbered to it."""
     used = counts > 0
     used[:has_t] = True
     renumber = (np.cumsum(used, dtype=np.intp) - 1).astype(np.uint8)
-    return Quantization(palette[used], renumber[labels], n_iter, error / _COMPOSITE_UNIT / n,
-                        n_colors(), opts.method)
+    return palette[used], renumber[labels]
 
 
 def _entry_sums(pixels: np.ndarray, palette: np.ndarray, fast: ModuleType | None,

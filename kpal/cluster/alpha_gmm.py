@@ -52,7 +52,7 @@ from kpal.cluster.alpha import (
     _COMPOSITE_UNIT,
     _N_KEYS,
     _OPAQUE,
-    _OPAQUE_KEYS,
+    _cell_points,
     _cell_sums,
     _Colours,
     _count_colours,
@@ -65,6 +65,7 @@ from kpal.cluster.alpha import (
     _palette,
     _Parts,
     _to_space,
+    _used_entries,
 )
 from kpal.cluster.gmm import GaussianMixture
 from kpal.cluster.nearest import assign
@@ -179,28 +180,16 @@ def quantize_translucent_pixels(pixels: np.ndarray, k: int, opts: options.Encode
         else _cell_sums(pixels)
     rng = np.random.default_rng(opts.seed)
     n = pixels.shape[0]
-    has_t = int(int(counts.sum()) < n)
-    k_free = k - has_t
-    occupied = np.flatnonzero(counts)
-    n_opaque = int(np.searchsorted(occupied, _OPAQUE_KEYS))
-    weights = counts[occupied].astype(np.float64)
-    means = sums[occupied].astype(np.float64) / weights[:, None]
-    means[:, :3] /= 255.0
-    points = _to_space(means)
-    if opts.sample is not None and opts.sample < 1:
-        sampled = rng.binomial(counts[occupied], opts.sample).astype(np.float64)
-        if np.count_nonzero(sampled) > k_free:
-            weights = sampled
+    has_t, k_free, occupied, n_opaque, points, weights = _cell_points(counts, sums, n, k, opts,
+                                                                      rng)
     centres, n_iter, point_labels = _fit_mixture(points, weights, k_free, opts, rng)
     palette = _entries(centres, point_labels, points, weights, n_opaque, has_t)
     labels, entry_sums, entry_counts = _label_sums(pixels, palette, fast,
                                                    occupied if fast is not None else None)
     error = _label_error(palette, entry_sums, entry_counts, moment)
-    used = entry_counts > 0
-    used[:has_t] = True
-    renumber = (np.cumsum(used, dtype=np.intp) - 1).astype(np.uint8)
-    return Quantization(palette[used], renumber[labels], n_iter, error / _COMPOSITE_UNIT / n,
-                        n_colors, opts.method)
+    palette, labels = _used_entries(palette, labels, entry_counts, has_t)
+    return Quantization(palette, labels, n_iter, error / _COMPOSITE_UNIT / n, n_colors,
+                        opts.method)
 
 
 def _entries(centres: np.ndarray, point_labels: np.ndarray, points: np.ndarray,
