@@ -22,12 +22,13 @@ size
     that PNG after ``oxipng`` level 6 (``-o max``) when the ``oxipng`` module
     (PyPI ``pyoxipng``) can be imported.
 speed
-    The encode (``kpal.codec.encode_image``, default coding, array to
-    file bytes) of the RGBA image against that of its RGB channels, the
-    target's measure; the quantizer alone (``quantize_rgba`` on the RGBA
-    pixels against ``kpal.cluster.quantize`` on their RGB) beside it; medians
-    of ``--repeats`` interleaved runs, and pngquant's wall time (process
-    included) for reference.
+    The encode of the RGBA image against that of its RGB channels, three
+    ways: the quantizer alone (``quantize_rgba`` on the RGBA pixels against
+    ``kpal.cluster.quantize`` on their RGB), the whole encode in process
+    (``kpal.codec.encode_image``, default coding, array to file bytes) and
+    ``kpal encode`` file to file (PNG in, a process each, so start-up and
+    decoding count); medians of ``--repeats`` interleaved runs, and
+    pngquant's wall time (process included) for reference.
 
 Targets (issue 12): mean PSNR >= pngquant + 0.3 dB at each k and never more
 than 0.2 dB below it on any image; exact alpha 0/255; mean size <= pngquant's
@@ -124,6 +125,21 @@ def run_pngquant(image: np.ndarray, k: int, folder: str) -> tuple[np.ndarray, in
     return result, len(data), optimized, seconds
 
 
+def _cli_runs(image: np.ndarray, k: int, folder: str, tag: str) -> dict:
+    """File-to-file encodes through the CLI of the RGBA image and of its RGB
+    channels (PNG in, a process each), for :func:`interleaved_median_times`."""
+    kpal_cli = str(Path(sys.executable).with_name("kpal"))
+    runs = {}
+    for name, array in (("rgba", image), ("rgb", np.ascontiguousarray(image[..., :3]))):
+        source = Path(folder) / f"{tag}_{name}.png"
+        if not source.exists():
+            Image.fromarray(array).save(source, compress_level=1)
+        argv = [kpal_cli, "encode", str(source), "-o", str(Path(folder) / f"{tag}_{name}.kpal"),
+                "-k", str(k), "--force", "-q"]
+        runs[f"{name} cli"] = lambda argv=argv: run_cmd_measured(argv)
+    return runs
+
+
 def bench_one(name: str, image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
     height, width = image.shape[:2]
     pixels = image.reshape(-1, 4)
@@ -135,7 +151,8 @@ def bench_one(name: str, image: np.ndarray, k: int, repeats: int, folder: str) -
         times = interleaved_median_times(
             {"rgba": lambda: quantize_rgba(pixels, k), "rgb": lambda: quantize(rgb, k),
              "rgba encode": lambda: encode_image(image, k),
-             "rgb encode": lambda: encode_image(rgb_image, k)},
+             "rgb encode": lambda: encode_image(rgb_image, k),
+             **_cli_runs(image, k, folder, name)},
             repeats)
     ours = result.palette[result.labels].reshape(image.shape)
     theirs, png_bytes, oxi_bytes, pq_seconds = run_pngquant(image, k, folder)
@@ -151,6 +168,7 @@ def bench_one(name: str, image: np.ndarray, k: int, repeats: int, folder: str) -
         "rgba s": times["rgba"][0], "rgb s": times["rgb"][0],
         "quantizer ratio": times["rgba"][0] / times["rgb"][0],
         "encode ratio": times["rgba encode"][0] / times["rgb encode"][0],
+        "cli ratio": times["rgba cli"][0] / times["rgb cli"][0],
         "pngquant s": pq_seconds,
     }
 
@@ -173,6 +191,7 @@ def summarize(rows: list[dict], k: int) -> dict:
         "median quantizer ratio": statistics.median(r["quantizer ratio"] for r in rows),
         "median encode ratio": statistics.median(r["encode ratio"] for r in rows),
         "worst encode ratio": max(r["encode ratio"] for r in rows),
+        "median cli ratio": statistics.median(r["cli ratio"] for r in rows),
         "quality target": bool(mean_ours - mean_theirs >= 0.3
                                and min(r["delta dB"] for r in rows) >= -0.2),
     }
@@ -199,7 +218,7 @@ def main() -> None:
                 rows.append(bench_one(name, image, k, args.repeats, folder))
     columns = ["image", "k", "kpal dB", "pngquant dB", "delta dB", "kpal mask", "pq mask",
                "kpal k", "kpal bytes", "png bytes", "oxipng bytes", "rgba s", "rgb s",
-               "quantizer ratio", "encode ratio", "pngquant s"]
+               "quantizer ratio", "encode ratio", "cli ratio", "pngquant s"]
     print_table(rows, columns, "per image (PSNR of composites over black and white)")
     summary = [summarize(rows, k) for k in args.k]
     print_table(summary, list(summary[0]), "means over the corpus")
@@ -218,18 +237,6 @@ def bench_large(image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
     pixels = image.reshape(-1, 4)
     rgb = np.ascontiguousarray(pixels[:, :3])
     rgb_image = np.ascontiguousarray(image[..., :3])
-    files = {}
-    for name, array in (("rgba", image), ("rgb", rgb_image)):
-        files[name] = Path(folder) / f"large_{name}.png"
-        if not files[name].exists():
-            Image.fromarray(array).save(files[name], compress_level=1)
-    kpal_cli = str(Path(sys.executable).with_name("kpal"))
-
-    def cli(name: str) -> None:
-        run_cmd_measured([kpal_cli, "encode", str(files[name]), "-o",
-                          str(Path(folder) / f"large_{name}.kpal"), "-k", str(k), "--force",
-                          "-q"])
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = quantize_rgba(pixels, k)
@@ -237,7 +244,7 @@ def bench_large(image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
             {"rgba": lambda: quantize_rgba(pixels, k), "rgb": lambda: quantize(rgb, k),
              "rgba encode": lambda: encode_image(image, k),
              "rgb encode": lambda: encode_image(rgb_image, k),
-             "rgba cli": lambda: cli("rgba"), "rgb cli": lambda: cli("rgb")},
+             **_cli_runs(image, k, folder, "large")},
             repeats)
     ours = result.palette[result.labels].reshape(image.shape)
     return {"k": k, "pixels": pixels.shape[0], "kpal dB": psnr(composite_mse(image, ours)),
@@ -247,6 +254,7 @@ def bench_large(image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
             "encode ratio": times["rgba encode"][0] / times["rgb encode"][0],
             "rgba cli s": times["rgba cli"][0], "rgb cli s": times["rgb cli"][0],
             "cli ratio": times["rgba cli"][0] / times["rgb cli"][0]}
+
 
 if __name__ == "__main__":
     main()
