@@ -31,6 +31,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     _open_image,
     _raise_on_sigterm,
     _read_input,
+    _rgb_array,
     _warn_one_line,
     _write_output,
     encode_image_file,
@@ -404,6 +405,11 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
             # The codec applies the mode rules and keeps the palette; converting
             # here too would expand the pixels to RGB twice.
             return im, orientation, icc_profile
+        if im.mode == "RGB" and "transparency" not in im.info and im.width and im.height:
+            # No mode rule applies: the codec takes the array as it is.
+            rgb = _rgb_array(im)
+            im.close()
+            return rgb, orientation, icc_profile
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None

@@ -28,7 +28,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import click
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from kpal import codec, container
 from kpal.errors import KpalError
@@ -293,6 +294,40 @@ def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
             return name, head + f.read()
     except OSError as e:
         raise click.ClickException(f"{name}: cannot read: {e.strerror or e}") from None
+
+
+def _rgb_array(im: Image.Image) -> np.ndarray:
+    """The pixels of an "RGB" image as an ndarray of shape (height, width, 3), uint8.
+
+    ``np.asarray(im)`` goes through ``im.tobytes()``, which collects Pillow's
+    raw encoder's chunks in a list and then joins them into the array's bytes:
+    for a moment both are held, beside Pillow's own copy (4 bytes a pixel).
+    The same encoder's chunks are copied here straight into the array while
+    they are in cache: 3 bytes a pixel less at that moment (300 MiB at 100 MP),
+    in a third of the time.
+    """
+    encoder_for = getattr(Image, "_getencoder", None)
+    if encoder_for is None:  # a Pillow without it: the usual way
+        return np.asarray(im)
+    width, height = im.size
+    out = np.empty(height * width * 3, dtype=np.uint8)
+    encoder = encoder_for("RGB", "raw", "RGB")
+    try:
+        encoder.setimage(im.im, (0, 0, width, height))
+        chunk = max(ImageFile.MAXBLOCK, width * 4)  # as Image.tobytes
+        filled = 0
+        while True:
+            _, status, data = encoder.encode(chunk)
+            out[filled : filled + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            filled += len(data)
+            if status:
+                break
+    finally:
+        encoder.cleanup()
+    if status < 0 or filled != out.size:
+        msg = f"cannot convert the pixels (encoder status {status})"
+        raise OSError(msg)
+    return out.reshape(height, width, 3)
 
 
 def _open_image(name: str, data: bytes) -> Image.Image:

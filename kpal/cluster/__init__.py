@@ -189,6 +189,10 @@ def quantize(
     hist = kernels.color_histogram(pixels) if kernels is not None else None
     if hist is None:
         hist = color_histogram(pixels)
+    if method == "kmeans":
+        # Float64 counts (exact integers below 2**53): the clustering's weights and
+        # the inertia's are this one array instead of two copies (8 bytes a colour).
+        hist = ColorHistogram(hist.colors, hist.counts.astype(np.float64))
     n_colors = len(hist)
     if n_colors <= k:
         warnings.warn(
@@ -213,6 +217,10 @@ def quantize(
         )
         n_iter = state.n_iter
         palette = _to_palette(state.centres)
+        if kernels is not None:
+            # The compiled search starts from the labels alone: the bounds (16 bytes
+            # a colour) go before its results are allocated.
+            state.upper = state.lower = None
         color_labels, distances = nearest_palette_colors(
             hist.colors, palette, state if fit_hist is hist else None, kernels
         )
@@ -235,9 +243,9 @@ def quantize(
     used = np.bincount(color_labels, minlength=palette.shape[0]) > 0
     renumber = np.cumsum(used, dtype=np.intp) - 1
     palette = palette[used]
-    values = renumber[color_labels].astype(np.uint8)
+    values = renumber.astype(np.uint8)[color_labels]  # unused entries (-1) are never read
     # einsum, not BLAS: reported figures must not depend on the thread count.
-    inertia = float(np.einsum("n,n->", distances, hist.counts.astype(np.float64)))
+    inertia = float(np.einsum("n,n->", distances, hist.counts.astype(np.float64, copy=False)))
     inertia /= pixels.shape[0]
     del color_labels, distances  # 16 bytes per colour, before the per-pixel labels exist
     labels = _map(kernels, pixels, hist.colors, values)

@@ -612,7 +612,7 @@ def _nearest_palette(colors, palette, hint, order, gaps, labels, distances):
                 best_sq = sq
                 best = c
         labels[i] = best
-        distances[i] = best_sq
+        distances[i] = np.float64(best_sq)  # exact: at most 3 * 255**2
 
 
 def nearest_palette(
@@ -641,11 +641,11 @@ def nearest_palette(
     order = np.argsort(gaps, axis=1, kind="stable")
     sorted_gaps = np.ascontiguousarray(np.take_along_axis(gaps, order, axis=1))
     labels = np.empty(colors.shape[0], dtype=np.intp)
-    distances = np.empty(colors.shape[0], dtype=np.int64)
+    distances = np.empty(colors.shape[0], dtype=np.float64)  # written as float64: no copy
     _nearest_palette(np.ascontiguousarray(colors), np.ascontiguousarray(palette),
                      np.ascontiguousarray(hint), order, sorted_gaps, labels,
                      distances)
-    return labels, distances.astype(np.float64)
+    return labels, distances
 
 
 @njit(cache=True, nogil=True)

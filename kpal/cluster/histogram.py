@@ -287,7 +287,7 @@ def cell_sums(
     cell_index[cell_keys] = np.arange(cell_keys.size, dtype=np.int32)
     cell_of_color = cell_index[key]
     n_cells = cell_keys.size
-    w = counts.astype(np.float64)
+    w = counts.astype(np.float64, copy=False)
     weights = np.bincount(cell_of_color, weights=w, minlength=n_cells)
     sums = np.empty((n_cells, 3), dtype=np.float64)
     for channel in range(3):

@@ -623,6 +623,7 @@ def fit_histogram(
                       point_sums=point_sums, kernels=kernels)
         n_iter += state.n_iter
     del points, weights, point_sums
+    coarse = _carried_part(coarse)
     # Levels are made one at a time: only two are ever held (memory).
     for fine in levels:
         level_iter = max_iter if fine[2] is None else min(max_iter, _CELL_ITER)
@@ -636,9 +637,19 @@ def fit_histogram(
         state = lloyd(fine[0], fine[1], carried.centres, level_iter, tol, state=carried,
                       point_sums=fine[3], kernels=kernels)
         n_iter += state.n_iter
-        coarse = fine
+        coarse = _carried_part(fine)
+        del fine
     state.n_iter = n_iter
     return state
+
+
+def _carried_part(level: tuple) -> tuple:
+    """What :func:`_carry` reads of a level once Lloyd is done with it: the means and cells.
+
+    The weights and exact sums (32 bytes per cell) are dropped before the next
+    level is made, which is when :func:`fit_histogram` holds the most memory.
+    """
+    return level[0], None, level[2], None
 
 
 def _levels(
@@ -662,7 +673,8 @@ def _levels(
     # The compiled kernels read uint8 colours as they are (x - c is the same
     # float64 either way): 24 bytes per colour fewer than float64 points.
     points = colors if kernels is not None else colors.astype(np.float64)
-    yield points, counts.astype(np.float64), None, None
+    # Float64 counts (as :func:`kpal.cluster.quantize` passes them) are used as they are.
+    yield points, counts.astype(np.float64, copy=False), None, None
 
 
 def _carry(state: LloydState, coarse: tuple, fine: tuple,
