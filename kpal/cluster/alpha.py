@@ -739,15 +739,7 @@ def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions,
                    kernels: ModuleType | None = None) -> Quantization:
     """k-means in premultiplied RGBA with opaque and transparent pixels kept exact."""
     rng = np.random.default_rng(opts.seed)
-    colours = _Colours(parts)
-    weights = colours.weights
-    if opts.sample is not None and opts.sample < 1:
-        # Binomial draws per colour: the same distribution as keeping each pixel
-        # with probability ``sample``, at the cost of one draw per colour.
-        sampled = rng.binomial(weights.astype(np.int64), opts.sample).astype(np.float64)
-        if np.count_nonzero(sampled) > k_free:
-            weights = sampled
-    points = _to_space(colours.points)
+    colours, points, weights = _colour_points(parts, k_free, opts, rng)
     centres, point_labels, n_iter = _fit_points(points, weights, k_free, opts, rng, kernels)
     opaque_kind = _opaque_kinds(point_labels, weights, colours.n_opaque, k_free)
     opaque_kind = _more_opaque_kinds(opaque_kind, centres, points, weights, point_labels,
@@ -776,17 +768,37 @@ def _premultiplied(parts: _Parts, k_free: int, opts: options.EncodeOptions,
         if moved_error > error * (1 - _PASS_GAIN):
             break
         error = moved_error
-    labels, distances = current.labels, current.distances
-    # Drop entries no pixel chose (duplicates after rounding, emptied clusters)
-    # and renumber the rest in order.
+    return _colour_quantization(parts, colours, palette, current, n_iter, opts.method)
+
+
+def _colour_points(parts: _Parts, k_free: int, opts: options.EncodeOptions,
+                   rng: np.random.Generator) -> tuple[_Colours, np.ndarray, np.ndarray]:
+    """The distinct colours of ``parts``, as points of the space, and their weights."""
+    colours = _Colours(parts)
+    weights = colours.weights
+    if opts.sample is not None and opts.sample < 1:
+        # Binomial draws per colour: the same distribution as keeping each pixel
+        # with probability ``sample``, at the cost of one draw per colour.
+        sampled = rng.binomial(weights.astype(np.int64), opts.sample).astype(np.float64)
+        if np.count_nonzero(sampled) > k_free:
+            weights = sampled
+    return colours, _to_space(colours.points), weights
+
+
+def _colour_quantization(parts: _Parts, colours: _Colours, palette: np.ndarray,
+                         labelling: _Labelling, n_iter: int, method: str) -> Quantization:
+    """The result of a fit on the distinct colours: entries no colour chose
+    (duplicates after rounding, emptied clusters) dropped, the rest renumbered
+    in order, every pixel labelled, the mean composite error."""
+    labels, has_t = labelling.labels, parts.has_transparent
     used = np.zeros(palette.shape[0], dtype=np.bool_)
     used[:has_t] = True
     used[labels] = True
     renumber = np.cumsum(used, dtype=np.intp) - 1
     n_o = colours.n_opaque
     pixel_labels = parts.labels(0, renumber[labels[:n_o]], renumber[labels[n_o:]])
-    error = _dot(distances, colours.weights) / parts.n
-    return Quantization(palette[used], pixel_labels, n_iter, error, parts.n_colors, opts.method)
+    error = _dot(labelling.distances, colours.weights) / parts.n
+    return Quantization(palette[used], pixel_labels, n_iter, error, parts.n_colors, method)
 
 
 class _Colours:

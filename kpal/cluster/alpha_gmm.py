@@ -54,9 +54,9 @@ from kpal.cluster.alpha import (
     _OPAQUE,
     _cell_points,
     _cell_sums,
-    _Colours,
+    _colour_points,
+    _colour_quantization,
     _count_colours,
-    _dot,
     _label_error,
     _label_sums,
     _Labelling,
@@ -64,7 +64,6 @@ from kpal.cluster.alpha import (
     _opaque_kinds,
     _palette,
     _Parts,
-    _to_space,
     _used_entries,
 )
 from kpal.cluster.gmm import GaussianMixture
@@ -119,27 +118,12 @@ def quantize_translucent(parts: _Parts, k_free: int, opts: options.EncodeOptions
         ``n_iter`` the EM iterations, ``method`` ``opts.method``.
     """
     rng = np.random.default_rng(opts.seed)
-    colours = _Colours(parts)
-    weights = colours.weights
-    if opts.sample is not None and opts.sample < 1:
-        # The same draw as the k-means path: each pixel kept with probability sample.
-        sampled = rng.binomial(weights.astype(np.int64), opts.sample).astype(np.float64)
-        if np.count_nonzero(sampled) > k_free:
-            weights = sampled
-    points = _to_space(colours.points)
+    colours, points, weights = _colour_points(parts, k_free, opts, rng)
     centres, n_iter, point_labels = _fit_mixture(points, weights, k_free, opts, rng)
-    n_opaque = colours.n_opaque
     has_t = parts.has_transparent
-    palette = _entries(centres, point_labels, points, weights, n_opaque, has_t)
+    palette = _entries(centres, point_labels, points, weights, colours.n_opaque, has_t)
     labelling = _Labelling(colours, palette, point_labels + has_t, kernels=kernels)
-    labels = labelling.labels
-    used = np.zeros(palette.shape[0], dtype=np.bool_)
-    used[:has_t] = True
-    used[labels] = True
-    renumber = np.cumsum(used, dtype=np.intp) - 1
-    pixel_labels = parts.labels(0, renumber[labels[:n_opaque]], renumber[labels[n_opaque:]])
-    error = _dot(labelling.distances, colours.weights) / parts.n
-    return Quantization(palette[used], pixel_labels, n_iter, error, parts.n_colors, opts.method)
+    return _colour_quantization(parts, colours, palette, labelling, n_iter, opts.method)
 
 
 def quantize_translucent_pixels(pixels: np.ndarray, k: int, opts: options.EncodeOptions,
