@@ -468,8 +468,10 @@ def write(header: Header, palette: np.ndarray, payload: bytes, *,
         msg = f"metadata is {len(meta)} bytes, header says {header.metadata_length}"
         raise ValueError(msg)
     parse_metadata(meta, header.metadata_offset)  # write nothing a reader would refuse
-    body = header.pack() + palette.tobytes() + meta + payload
-    return body + struct.pack(">I", zlib.crc32(body))
+    head = header.pack() + palette.tobytes() + meta
+    # One copy of the payload (into the result), however large.
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return b"".join((head, payload, struct.pack(">I", crc)))
 
 
 def verify_checksum(body_crc: int, stored: bytes) -> None:
