@@ -140,8 +140,10 @@ def _cli_runs(image: np.ndarray, k: int, folder: str, tag: str) -> dict:
     return runs
 
 
-def bench_one(name: str, image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
-    height, width = image.shape[:2]
+def _timed(image: np.ndarray, k: int, repeats: int, folder: str,
+           tag: str) -> tuple[object, dict]:
+    """The RGBA quantization of ``image``, and the median times of the RGBA and RGB
+    quantizer, in-process encode and CLI encode (files named after ``tag``)."""
     pixels = image.reshape(-1, 4)
     rgb = np.ascontiguousarray(pixels[:, :3])
     rgb_image = np.ascontiguousarray(image[..., :3])
@@ -152,8 +154,14 @@ def bench_one(name: str, image: np.ndarray, k: int, repeats: int, folder: str) -
             {"rgba": lambda: quantize_rgba(pixels, k), "rgb": lambda: quantize(rgb, k),
              "rgba encode": lambda: encode_image(image, k),
              "rgb encode": lambda: encode_image(rgb_image, k),
-             **_cli_runs(image, k, folder, name)},
+             **_cli_runs(image, k, folder, tag)},
             repeats)
+    return result, times
+
+
+def bench_one(name: str, image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
+    height, width = image.shape[:2]
+    result, times = _timed(image, k, repeats, folder, name)
     ours = result.palette[result.labels].reshape(image.shape)
     theirs, png_bytes, oxi_bytes, pq_seconds = run_pngquant(image, k, folder)
     ours_db = psnr(composite_mse(image, ours))
@@ -235,17 +243,7 @@ def bench_large(image: np.ndarray, k: int, repeats: int, folder: str) -> dict:
     image against that of its RGB, and the same file to file through the CLI
     (PNG in, ``.kpal`` out, a process each, so start-up and PNG decoding count)."""
     pixels = image.reshape(-1, 4)
-    rgb = np.ascontiguousarray(pixels[:, :3])
-    rgb_image = np.ascontiguousarray(image[..., :3])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        result = quantize_rgba(pixels, k)
-        times = interleaved_median_times(
-            {"rgba": lambda: quantize_rgba(pixels, k), "rgb": lambda: quantize(rgb, k),
-             "rgba encode": lambda: encode_image(image, k),
-             "rgb encode": lambda: encode_image(rgb_image, k),
-             **_cli_runs(image, k, folder, "large")},
-            repeats)
+    result, times = _timed(image, k, repeats, folder, "large")
     ours = result.palette[result.labels].reshape(image.shape)
     return {"k": k, "pixels": pixels.shape[0], "kpal dB": psnr(composite_mse(image, ours)),
             "mask": mask_exact(image, ours), "rgba s": times["rgba"][0],

@@ -14,21 +14,12 @@ from kpal import codec
 from kpal.choose import QualityError, SizeError, choose_k_rgba
 from kpal.cluster.alpha import composite_mse, quantize_rgba
 from kpal.errors import KpalError, OptionError
+from tests.test_alpha import photo_rgba
 
 
 def soft_photo(size: int = 64, seed: int = 0) -> np.ndarray:
     """A real photo with a soft round edge: alpha 0, 1..254 and 255, shape (size, size, 4)."""
-    data = pytest.importorskip("skimage.data")
-    from PIL import Image
-
-    rgb = np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS))
-    y, x = np.mgrid[0:size, 0:size]
-    radius = np.hypot(x - size / 2, y - size / 2) / (size / 2)
-    alpha = np.clip(np.rint((1.3 - radius) * 400), 0, 255).astype(np.uint8)
-    image = np.dstack([rgb, alpha])
-    hidden = image[..., 3] == 0
-    image[hidden, :3] = np.random.default_rng(seed).integers(0, 256, (int(hidden.sum()), 3))
-    return image
+    return photo_rgba(size, seed).reshape(size, size, 4)
 
 
 def mask_photo(size: int = 64) -> np.ndarray:

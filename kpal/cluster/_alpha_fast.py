@@ -255,6 +255,17 @@ def _best_in(v0: np.int64, v1: np.int64, v2: np.int64, a: np.int64, q: np.ndarra
     return best
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add(sums: np.ndarray, counts: np.ndarray, j: np.int64, v0: np.int64, v1: np.int64,
+         v2: np.int64, a: np.int64) -> None:
+    """Count a pixel of premultiplied colour ``(v0, v1, v2)`` and alpha ``a`` for entry ``j``."""
+    counts[j] += 1
+    sums[j, 0] += v0
+    sums[j, 1] += v1
+    sums[j, 2] += v2
+    sums[j, 3] += a
+
+
 @njit(cache=True, nogil=True)
 def _label_cells(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
                  cell_of_key: np.ndarray, offsets: np.ndarray, lists: np.ndarray,
@@ -271,11 +282,7 @@ def _label_cells(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
             at = _PARTS * np.int64(cell_of_key[_key(v0, v1, v2, a)]) + _part(v0, v1, v2, a)
             best = _best_in(v0, v1, v2, a, q, entry_alpha, lists, offsets[at], offsets[at + 1])
         labels[i] = best
-        counts[best] += 1
-        sums[best, 0] += v0
-        sums[best, 1] += v1
-        sums[best, 2] += v2
-        sums[best, 3] += a
+        _add(sums, counts, best, v0, v1, v2, a)
 
 
 def _candidates(keys: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray, opaque: np.ndarray,
@@ -364,11 +371,7 @@ def _shared_sums(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
             continue
         at = _PARTS * cell + _part(v0, v1, v2, a)
         best = _best_in(v0, v1, v2, a, q, entry_alpha, lists, offsets[at], offsets[at + 1])
-        counts[best] += 1
-        sums[best, 0] += v0
-        sums[best, 1] += v1
-        sums[best, 2] += v2
-        sums[best, 3] += a
+        _add(sums, counts, best, v0, v1, v2, a)
 
 
 def entry_sums(pixels: np.ndarray, keys: np.ndarray, cell_counts: np.ndarray,
@@ -415,11 +418,7 @@ def _label_rows(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray,
         v2 = np.int64(pixels[i, 2]) * a
         j = _nearest_rgba(v0, v1, v2, a, q, entry_alpha, opaque, transparent)
         labels[i] = j
-        counts[j] += 1
-        sums[j, 0] += v0
-        sums[j, 1] += v1
-        sums[j, 2] += v2
-        sums[j, 3] += a
+        _add(sums, counts, j, v0, v1, v2, a)
 
 
 def label_sums(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray, opaque: np.ndarray,
@@ -433,13 +432,11 @@ def label_sums(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarray, opaqu
     n, k = pixels.shape[0], q.shape[0]
     labels = np.empty(n, dtype=np.uint8)
     blocks = _blocks(n, threads)
-    parts = [(np.zeros((k, 4), dtype=np.int64), np.zeros(k, dtype=np.int64)) for _ in blocks]
-    share = dict(zip(blocks, parts, strict=True))
+    share = {block: _totals(k) for block in blocks}
 
     def task(start: int, stop: int) -> None:
-        sums, counts = share[(start, stop)]
-        _label_rows(pixels, q, entry_alpha, opaque, transparent, start, stop, labels, sums,
-                    counts)
+        _label_rows(pixels, q, entry_alpha, opaque, transparent, start, stop, labels,
+                    *share[(start, stop)])
 
     _run(task, blocks)
-    return labels, sum(p[0] for p in parts), sum(p[1] for p in parts)
+    return (labels, *_summed(share.values()))
