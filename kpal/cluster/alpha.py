@@ -964,26 +964,31 @@ def _more_opaque_kinds(kinds: np.ndarray, centres: np.ndarray, points: np.ndarra
     top = _OPAQUE * _ALPHA_SCALE
     twins = centres.copy()
     twins[:, 3] = top
-    o_points, o_weights, o_labels = points[:n_opaque], weights[:n_opaque], point_labels[:n_opaque]
     s_points, s_weights, s_labels = points[n_opaque:], weights[n_opaque:], point_labels[n_opaque:]
     # Cost of each centre made opaque, for the translucent colours that chose it.
     flip_cost = np.bincount(s_labels, weights=s_weights * (
         _squared(s_points, twins[s_labels]).sum(axis=1)
         - _squared(s_points, centres[s_labels]).sum(axis=1)), minlength=k)
+    # Only the opaque colours of translucent centres ("stranded") have a cost
+    # to keep: they are followed alone, in their order, and drop out as their
+    # centre turns opaque.
+    stranded = np.flatnonzero(~kinds[point_labels[:n_opaque]])
+    o_points, o_weights = points[stranded], weights[stranded]
+    o_labels = point_labels[stranded]
     own = _squared(o_points, centres[o_labels]).sum(axis=1)
-    forced = np.full(n_opaque, np.inf)
+    forced = np.full(stranded.shape[0], np.inf)
     for j in np.flatnonzero(kinds):
         np.minimum(forced, _squared(o_points, twins[j]).sum(axis=1), out=forced)
     for _ in range(k):
-        stranded = ~kinds[o_labels]
-        keep_cost = np.bincount(o_labels[stranded],
-                                weights=o_weights[stranded] * (forced - own)[stranded],
-                                minlength=k)
+        keep_cost = np.bincount(o_labels, weights=o_weights * (forced - own), minlength=k)
         gain = np.where(kinds, -np.inf, keep_cost - flip_cost)
         best = int(np.argmax(gain))
         if not gain[best] > 0:
             break
         kinds[best] = True
+        still = o_labels != best
+        o_points, o_weights, o_labels = o_points[still], o_weights[still], o_labels[still]
+        own, forced = own[still], forced[still]
         np.minimum(forced, _squared(o_points, twins[best]).sum(axis=1), out=forced)
     return kinds
 
