@@ -15,6 +15,15 @@ all 20 (``kpal.palettes.fit_palette``, then the exact nearest colour,
 shared palette and ``dither=NONE``, which maps through a coarse colour cache.
 The mapping times are per image (medians of ``--repeats``).
 
+A second table does the same for the ten images with transparency of
+``bench/alpha_corpus.py`` (icons, logos, cut-outs, a vignette; PSNR of the
+composites over black and over white): own palettes (``quantize_rgba``), the
+shared RGBA palette ``fit_palette`` fits when some image has alpha, and, for
+comparison, a palette of ``k - 1`` colours fitted to the colours that show
+(opaque and translucent pixels, alpha dropped) plus the transparent entry the
+encoder adds, which is what a shared palette without alpha gives these images.
+A lossless image counts as 100 dB.
+
 Usage::
 
     python bench/bench_shared_palette.py            # about 2 minutes
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -34,13 +44,17 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from alpha_corpus import load_corpus  # noqa: E402
 from common import median_time, print_machine_info, print_table  # noqa: E402
 
 from kpal import metrics  # noqa: E402
 from kpal.cluster import quantize  # noqa: E402
+from kpal.cluster.alpha import composite_mse, quantize_rgba  # noqa: E402
 from kpal.palettes import fit_palette, map_to_palette  # noqa: E402
 
 SIDE = 256
+#: A lossless image's PSNR (infinite) is counted as this, as in bench_alpha.py.
+PSNR_CAP = 100.0
 N_IMAGES = 20
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -136,6 +150,43 @@ def main(argv: list[str] | None = None) -> None:
                        "shared, Pillow dB", "cost of sharing dB", "Pillow - kpal dB",
                        "worst image, shared dB", "kpal map ms", "Pillow map ms"],
                 title=f"One palette for {N_IMAGES} images of {SIDE}x{SIDE}: mean PSNR")
+
+    print_table(transparent_rows(ks), ["k", "own palettes dB", "shared RGBA palette dB",
+                                       "shared RGB palette + transparent entry dB",
+                                       "RGBA - RGB dB", "worst image, RGBA - RGB dB",
+                                       "fit s"],
+                title="One palette for the 10 images with transparency: mean composite PSNR")
+
+
+def transparent_rows(ks: tuple[int, ...]) -> list[dict]:
+    images = [image for _, image in load_corpus()]
+    rows = []
+    for k in ks:
+        own = [min(PSNR_CAP, metrics.psnr_from_mse(quantize_rgba(im.reshape(-1, 4), k).inertia / 3))
+               for im in images]
+        start = time.perf_counter()
+        shared = fit_palette(images, k)
+        fit_s = time.perf_counter() - start
+        visible = fit_palette([im[im[..., 3] > 0][:, :3] for im in images], k - 1)
+        columns = []
+        for palette in (shared, visible):
+            columns.append([_composite_psnr(im, palette) for im in images])
+        gains = [a - b for a, b in zip(*columns, strict=True)]
+        rows.append({"k": k, "own palettes dB": statistics.fmean(own),
+                     "shared RGBA palette dB": statistics.fmean(columns[0]),
+                     "shared RGB palette + transparent entry dB": statistics.fmean(columns[1]),
+                     "RGBA - RGB dB": statistics.fmean(gains),
+                     "worst image, RGBA - RGB dB": min(gains), "fit s": fit_s})
+    return rows
+
+
+def _composite_psnr(image: np.ndarray, palette: np.ndarray) -> float:
+    """Composite PSNR of ``image`` mapped onto ``palette`` as the encoder maps it."""
+    import kpal
+
+    decoded = np.asarray(kpal.decode(kpal.encode(image, palette=palette)).convert("RGBA"))
+    mse = composite_mse(image.reshape(-1, 4), decoded.reshape(-1, 4))
+    return min(PSNR_CAP, metrics.psnr_from_mse(mse))
 
 
 if __name__ == "__main__":

@@ -781,6 +781,9 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     patterns. Their colour histograms are merged (memory follows the number
     of distinct colours, not of images) and clustered once, so every image
     encoded with ``kpal encode IMG --palette FILE`` shares the same colours.
+    When some image has transparency the palette has alpha, fitted as encode
+    fits one such image: K entries in all, one of them fully transparent
+    when some pixel is (save it as .kpal, .png, .gif or hex).
     """
     from kpal.palettes import fit_palette, save_palette
 
@@ -806,10 +809,8 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
         for path in paths:
             name, data = _read_input(path)
             pixels = _pixels_for_encoding(name, data)[0]
-            if isinstance(pixels, Image.Image):
-                pixels = np.asarray(pixels.convert("RGBA"))
-            if pixels.shape[-1] == 4:  # the colours that show: transparent pixels have none
-                pixels = pixels[..., :3][pixels[..., 3] > 0]
+            if isinstance(pixels, Image.Image):  # a "P" image: its colours, alpha included
+                pixels = codec.to_rgb(pixels)[0]
             yield pixels
 
     with warnings.catch_warnings(record=True) as caught:
@@ -821,7 +822,7 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
         except KpalError as e:
             raise click.ClickException(str(e)) from None
     if out == STDIO:
-        click.echo("\n".join(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in colours.tolist()))
+        click.echo("\n".join("#" + bytes(entry).hex() for entry in colours.tolist()))
     else:
         try:
             save_palette(colours, out, force=force)
@@ -829,8 +830,10 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
             raise click.ClickException(str(e)) from None
     if not quiet:
         _echo_notes(caught)
-        click.echo(f"{len(colours)} colours from {_plural(len(paths), 'image')} → "
-                   f"{out if out != STDIO else '<stdout>'}", err=out == STDIO)
+        alpha = " with alpha" if colours.shape[1] == 4 else ""
+        click.echo(f"{_plural(len(colours), 'colour')}{alpha} from "
+                   f"{_plural(len(paths), 'image')} → {out if out != STDIO else '<stdout>'}",
+                   err=out == STDIO)
 
 
 def _dither_title(opts: options.EncodeOptions) -> str:

@@ -501,11 +501,12 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
     Parameters
     ----------
     images : iterable of images
-        Each a uint8 ndarray of shape (height, width, 3) or (n_pixels, 3) (an
-        empty one adds nothing: e.g. the opaque pixels of a clear image), or
-        anything :func:`kpal.codec.to_rgb` takes (a PIL image, a path, bytes),
-        which applies the same mode rules as encoding. A generator is read
-        lazily: only one image's pixels are in memory at a time.
+        Each a uint8 ndarray of shape (height, width, 3 or 4) or
+        (n_pixels, 3 or 4) (RGB, or straight RGBA; an empty one adds
+        nothing), or anything :func:`kpal.codec.to_rgb` takes (a PIL image, a
+        path, bytes), which applies the same mode rules as encoding (an image
+        with transparency gives RGBA). A generator is read lazily: only one
+        image's pixels are in memory at a time.
     weights : sequence of float, optional
         A non-negative weight per image, multiplying its pixel counts
         (default 1 each). To give every image the same say whatever its size,
@@ -513,8 +514,11 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
 
     Returns
     -------
-    colors : ndarray of shape (n_colors, 3), uint8
-        The distinct colours of all images, in ascending packed order.
+    colors : ndarray of shape (n_colors, 3) or (n_colors, 4), uint8
+        The distinct colours of all images, in ascending ``r, g, b(, a)``
+        order: RGB when every pixel is opaque, else straight RGBA, with every
+        fully transparent pixel counted as ``(0, 0, 0, 0)`` (its colour does
+        not show).
     counts : ndarray of shape (n_colors,), float64
         Their weighted pixel counts. Integer-valued: counts are used as they
         are when every weight is an integer; otherwise they are rescaled to
@@ -526,7 +530,16 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
     KpalError
         No image, a bad weight (the message names its index and value), the
         number of weights differing from the number of images, or all weights 0.
+
+    Examples
+    --------
+    >>> icon = np.array([[(255, 0, 0, 255), (9, 9, 9, 0)], [(7, 7, 7, 0), (0, 0, 255, 128)]],
+    ...                 dtype=np.uint8)
+    >>> colors, counts = merge_histograms([icon, np.zeros((1, 1, 3), np.uint8)])
+    >>> colors.tolist(), counts.tolist()
+    ([[0, 0, 0, 0], [0, 0, 0, 255], [0, 0, 255, 128], [255, 0, 0, 255]], [2.0, 1.0, 1.0, 1.0])
     """
+    # Colours are packed as r << 24 | g << 16 | b << 8 | a: RGB ones with a = 255.
     packed = np.empty(0, dtype=np.uint32)
     counts = np.empty(0, dtype=np.float64)
     weight_list = None if weights is None else [_check_weight(i, w) for i, w in
@@ -543,9 +556,8 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
         pixels = _image_pixels(image)
         if weight == 0 or pixels.shape[0] == 0:  # e.g. the opaque pixels of a clear image
             continue
-        hist = color_histogram(pixels)
-        image_packed = hist.packed  # ascending, distinct
-        image_counts = hist.counts.astype(np.float64) * weight
+        image_packed, image_counts = _packed_histogram(pixels)
+        image_counts = image_counts.astype(np.float64) * weight
         union = np.union1d(packed, image_packed)
         merged = np.zeros(union.shape[0], dtype=np.float64)
         merged[np.searchsorted(union, packed)] += counts
@@ -565,7 +577,19 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
         counts = np.rint(counts * (_EXACT_TOTAL / total))
         keep = counts > 0
         packed, counts = packed[keep], counts[keep]
-    return unpack_rgb(packed), counts
+    if np.all(packed & 0xFF == 0xFF):
+        return unpack_rgb(packed >> 8), counts
+    return packed.byteswap().view(np.uint8).reshape(-1, 4), counts
+
+
+def _packed_histogram(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending distinct packed colours (``r << 24 | g << 16 | b << 8 | a``) and counts."""
+    if pixels.shape[1] == 3:
+        hist = color_histogram(pixels)  # a table lookup, faster than a sort
+        return (hist.packed.astype(np.uint32) << 8) | 0xFF, hist.counts
+    keys = np.ascontiguousarray(pixels).view(">u4").reshape(-1).astype(np.uint32)
+    keys[pixels[:, 3] == 0] = 0  # a transparent pixel's colour does not show
+    return np.unique(keys, return_counts=True)
 
 
 def _check_weight(index: int, weight: object) -> float:
@@ -580,13 +604,19 @@ def _check_weight(index: int, weight: object) -> float:
 
 
 def _image_pixels(image: object) -> np.ndarray:
+    """The pixels of ``image`` as rows: (n, 3) RGB, or (n, 4) straight RGBA
+    when some pixel is not opaque."""
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim in (2, 3) \
-            and image.shape[-1] == 3:
-        return image.reshape(-1, 3)
-    from kpal.codec import to_rgb  # imported here: the codec may use this module
+            and image.shape[-1] in (3, 4):
+        pixels = image.reshape(-1, image.shape[-1])
+    else:
+        from kpal.codec import to_rgb  # imported here: the codec may use this module
 
-    rgb, _ = to_rgb(image)  # type: ignore[arg-type]
-    return rgb.reshape(-1, 3)
+        pixels, _ = to_rgb(image)  # type: ignore[arg-type]
+        pixels = pixels.reshape(-1, pixels.shape[-1])
+    if pixels.shape[1] == 4 and (pixels.shape[0] == 0 or int(pixels[:, 3].min()) == 255):
+        return pixels[:, :3]
+    return pixels
 
 
 def fit_palette(
@@ -605,14 +635,20 @@ def fit_palette(
     The images' histograms are merged (:func:`merge_histograms`) and the
     merged histogram is clustered exactly as :func:`kpal.cluster.quantize`
     clusters one image's: one image with weight 1 gets the palette
-    ``quantize`` gives it, for the same options.
+    ``quantize`` gives it, for the same options. When some pixel is not
+    opaque the palette is RGBA, fitted as
+    :func:`kpal.cluster.alpha.quantize_rgba` fits one image with
+    transparency (which it gives one image, below 2**20 translucent
+    pixels): one ``(0, 0, 0, 0)`` entry, first, when some pixel is fully
+    transparent; opaque pixels only on opaque entries; translucent ones
+    clustered by the error of their composites over black and white.
 
     Parameters
     ----------
     images : iterable of images
         See :func:`merge_histograms`.
     k : int
-        Palette size, 1..256.
+        Palette size, 1..256 (the transparent entry included).
     weights : sequence of float, optional
         Per-image weights multiplying pixel counts (default 1 each).
     method, init, seed, max_iter, tol
@@ -620,10 +656,11 @@ def fit_palette(
 
     Returns
     -------
-    ndarray of shape (k_used, 3), uint8
+    ndarray of shape (k_used, 3) or (k_used, 4), uint8
         Every entry is the nearest palette colour of at least one pixel;
         ``k_used < k`` when the images hold fewer than ``k`` distinct colours
-        (those colours then, exactly, in ascending ``r, g, b`` order).
+        (those colours then, exactly, in ascending ``r, g, b(, a)`` order).
+        RGBA when some pixel is not opaque.
 
     Warns
     -----
@@ -636,10 +673,13 @@ def fit_palette(
     >>> blue = np.array([[(0, 0, 94), (0, 0, 90), (0, 0, 89)]], np.uint8)
     >>> fit_palette([red, blue], 2).tolist()
     [[200, 0, 0], [0, 0, 91]]
+    >>> clear = np.zeros((2, 2, 4), np.uint8)  # fully transparent
+    >>> fit_palette([red, blue, clear], 3).tolist()
+    [[0, 0, 0, 0], [200, 0, 0, 255], [0, 0, 91, 255]]
     """
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
                                  tol=tol)
-    k, max_iter, tol = opts.k, opts.iterations, opts.tolerance
+    k = opts.k
     colors, counts = merge_histograms(images, weights)
     n_colors = colors.shape[0]
     if n_colors <= k:
@@ -650,19 +690,51 @@ def fit_palette(
             stacklevel=2,
         )
         return colors
-    if method == "kmeans":
-        state = fit_histogram(colors, counts, k, init=init, rng=np.random.default_rng(seed),
-                              max_iter=max_iter, tol=tol)
+    if colors.shape[1] == 4:
+        return _fit_rgba(colors, counts, opts)
+    return _fit_rgb(colors, counts, k, opts)
+
+
+def _fit_rgb(colors: np.ndarray, counts: np.ndarray, k: int,
+             opts: options.EncodeOptions) -> np.ndarray:
+    """k entries for an RGB histogram of more than ``k`` colours, as ``quantize``."""
+    if opts.method == "kmeans":
+        state = fit_histogram(colors, counts, k, init=opts.init,
+                              rng=np.random.default_rng(opts.seed),
+                              max_iter=opts.iterations, tol=opts.tolerance)
         palette = np.clip(np.rint(state.centres), 0, 255).astype(np.uint8)
         color_labels, _ = nearest_palette_colors(colors, palette, state)
     else:
         from kpal.cluster import _fit_gmm
 
-        centres, color_labels, _ = _fit_gmm(colors, counts, k, seed, max_iter, tol, init)
+        centres, color_labels, _ = _fit_gmm(colors, counts, k, opts.seed, opts.iterations,
+                                            opts.tolerance, opts.init)
         palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
     # As quantize: drop the entries no colour chose (duplicates after rounding).
     used = np.bincount(color_labels, minlength=palette.shape[0]) > 0
     return palette[used]
+
+
+def _fit_rgba(colors: np.ndarray, counts: np.ndarray, opts: options.EncodeOptions
+              ) -> np.ndarray:
+    """The RGBA palette of a histogram with alpha, as ``quantize_rgba`` fits one image."""
+    from kpal.cluster.alpha import TRANSPARENT, fit_histogram_rgba
+
+    has_t = int(colors[0, 3] == 0)  # (0, 0, 0, 0) sorts first
+    translucent = (colors[:, 3] > 0) & (colors[:, 3] < 255)
+    k = opts.k
+    if k == 1 or translucent.any():
+        return fit_histogram_rgba(colors, counts, opts)
+    # A 0/255 mask: the opaque colours as an RGB histogram, over k - 1 entries.
+    opaque = colors[has_t:, :3]
+    if opaque.shape[0] <= k - has_t:
+        return colors
+    rgb = _fit_rgb(opaque, counts[has_t:], k - has_t, opts)
+    palette = np.empty((has_t + rgb.shape[0], 4), dtype=np.uint8)
+    palette[:has_t] = TRANSPARENT
+    palette[has_t:, :3] = rgb
+    palette[has_t:, 3] = 255
+    return palette
 
 
 def map_to_palette(pixels: np.ndarray, palette: object, *, dither: str = "none",

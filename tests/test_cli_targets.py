@@ -88,6 +88,42 @@ def test_shared_palette_file_then_encode_onto_it(runner, photo_path, tmp_path):
         np.testing.assert_array_equal(stored, colours)  # the given palette, as given
 
 
+def test_shared_rgba_palette_from_icons_with_transparency(runner, tmp_path):
+    icons = []
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        rgba = rng.integers(0, 256, (24, 32, 4), dtype=np.uint8)
+        rgba[:, :8, 3] = 0          # transparent, hiding random colours
+        rgba[:, 8:20, 3] = 255      # opaque
+        rgba[:, 20:, 3] = 128       # translucent
+        path = tmp_path / f"icon{seed}.png"
+        Image.fromarray(rgba, "RGBA").save(path)
+        icons.append((path, rgba))
+    shared = tmp_path / "shared.kpal"
+    result = runner.invoke(cli, ["palette", *(str(p) for p, _ in icons), "-k", "16", "-o",
+                                 str(shared)])
+    assert result.exit_code == 0, result.output
+    assert "16 colours with alpha from 2 images" in result.output
+    colours = load_palette(shared)
+    assert colours.shape == (16, 4) and colours[0].tolist() == [0, 0, 0, 0]
+    assert set(colours[1:, 3].tolist()) == {128, 255}
+    for path, rgba in icons:
+        out = tmp_path / f"{path.stem}.kpal"
+        result = _encode(runner, path, "--palette", shared, "-o", out)
+        assert result.exit_code == 0, result.output
+        decoded = kpal.decode(out)
+        np.testing.assert_array_equal(
+            np.asarray(decoded.getpalette("RGBA"), np.uint8).reshape(-1, 4)[:16], colours)
+        np.testing.assert_array_equal(np.asarray(decoded.convert("RGBA"))[..., 3], rgba[..., 3])
+    result = runner.invoke(cli, ["palette", str(icons[0][0]), "-k", "4", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("#")]
+    assert len(lines) == 4 and lines[0] == "#00000000" and all(len(x) == 9 for x in lines)
+    result = runner.invoke(cli, ["palette", str(icons[0][0]), "-o", str(tmp_path / "x.gpl")])
+    assert result.exit_code == 1 and "alpha" in result.output
+    assert not (tmp_path / "x.gpl").exists()
+
+
 def test_palette_command_weights_and_errors(runner, photo_path, tmp_path):
     shared = tmp_path / "w.gpl"
     result = runner.invoke(cli, ["palette", str(photo_path), "-w", "1", "-w", "2", "-o",

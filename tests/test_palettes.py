@@ -13,6 +13,7 @@ from PIL import Image
 import kpal
 from kpal import palettes
 from kpal.cluster import quantize
+from kpal.cluster.alpha import composite_mse, quantize_rgba
 from kpal.cluster.histogram import color_histogram
 from kpal.errors import FormatError, KpalError
 
@@ -289,6 +290,84 @@ def test_empty_pixel_arrays_add_nothing():
 def test_no_images():
     with pytest.raises(KpalError, match="no images given"):
         palettes.fit_palette([], 4)
+
+
+def _icon(seed: int = 1, soft: bool = True) -> np.ndarray:
+    """A photo-like RGBA image: transparent corners (hiding random colours), an
+    opaque middle and, when ``soft``, a translucent ring between them."""
+    rng = np.random.default_rng(seed)
+    rgba = np.empty((40, 56, 4), np.uint8)
+    rgba[..., :3] = _photo(40, 56, seed)
+    y, x = np.mgrid[0:40, 0:56]
+    r = np.hypot(y - 19.5, x - 27.5)
+    alpha = np.clip((26 - r) * 40, 0, 255) if soft else np.where(r < 20, 255, 0)
+    rgba[..., 3] = alpha.astype(np.uint8)
+    hidden = rgba[..., 3] == 0
+    rgba[hidden, :3] = rng.integers(0, 256, (int(hidden.sum()), 3))
+    return rgba
+
+
+@pytest.mark.parametrize("soft", [True, False])
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
+def test_fit_palette_of_one_rgba_image_equals_quantize_rgba(soft, method):
+    image = _icon(soft=soft)
+    assert (np.count_nonzero((image[..., 3] > 0) & (image[..., 3] < 255)) > 0) == soft
+    for k in (1, 2, 16, 64):
+        expected = quantize_rgba(image.reshape(-1, 4), k, seed=3, method=method).palette
+        got = palettes.fit_palette([image], k, seed=3, method=method)
+        np.testing.assert_array_equal(got, expected)
+        assert got.shape[1] == 4 and got.shape[0] <= k
+
+
+def test_merged_rgba_histogram_counts_transparent_pixels_as_one_colour():
+    icon = _icon()
+    rgb = _photo(seed=4)
+    colors, counts = palettes.merge_histograms([icon, rgb])
+    assert colors.shape[1] == 4
+    n_clear = int(np.count_nonzero(icon[..., 3] == 0))
+    assert colors[0].tolist() == [0, 0, 0, 0] and counts[0] == n_clear
+    assert counts.sum() == icon.shape[0] * icon.shape[1] + rgb.shape[0] * rgb.shape[1]
+    # Every visible colour is there with its count; opaque RGB ones with alpha 255.
+    visible = np.concatenate([icon[icon[..., 3] > 0],
+                              np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)],
+                                             axis=-1).reshape(-1, 4)])
+    expected, expected_counts = np.unique(visible, axis=0, return_counts=True)
+    np.testing.assert_array_equal(colors[1:], expected)
+    np.testing.assert_array_equal(counts[1:], expected_counts)
+
+
+def test_rgba_arrays_of_every_shape_keep_their_alpha():
+    # 3 x 3 x 4 = 36 values: divisible by 3, so a reshape to RGB would have
+    # silently made 12 wrong colours of it.
+    icon = np.zeros((3, 3, 4), np.uint8)
+    icon[0, 0] = (10, 20, 30, 255)
+    icon[1, 1] = (200, 100, 50, 128)
+    colors, counts = palettes.merge_histograms([icon])
+    assert colors.tolist() == [[0, 0, 0, 0], [10, 20, 30, 255], [200, 100, 50, 128]]
+    assert counts.tolist() == [7, 1, 1]
+    # Opaque RGBA is RGB: the same histogram as the RGB pixels.
+    opaque = _icon()
+    opaque[..., 3] = 255
+    colors, counts = palettes.merge_histograms([opaque])
+    whole = color_histogram(np.ascontiguousarray(opaque[..., :3]).reshape(-1, 3))
+    np.testing.assert_array_equal(colors, whole.colors)
+    np.testing.assert_array_equal(counts, whole.counts)
+
+
+def test_shared_rgba_palette_keeps_masks_and_beats_a_palette_of_visible_colours():
+    icons = [_icon(seed) for seed in (1, 2, 3)]
+    shared = palettes.fit_palette(icons, 16)
+    assert shared.shape == (16, 4) and shared[0].tolist() == [0, 0, 0, 0]
+    visible = palettes.fit_palette([i[i[..., 3] > 0][:, :3] for i in icons], 15)
+    for icon in icons:
+        errors = []
+        for palette in (shared, visible):
+            decoded = np.asarray(kpal.decode(kpal.encode(icon, palette=palette))
+                                 .convert("RGBA"))
+            exact = (icon[..., 3] == 0) | (icon[..., 3] == 255)
+            np.testing.assert_array_equal(decoded[..., 3][exact], icon[..., 3][exact])
+            errors.append(composite_mse(icon.reshape(-1, 4), decoded.reshape(-1, 4)))
+        assert errors[0] < errors[1]
 
 
 def test_fewer_colours_than_k_keeps_them_exactly():

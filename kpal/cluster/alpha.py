@@ -27,8 +27,8 @@ Dithering, and mapping onto a given palette, follow the same three rules
 (:func:`kpal.cluster.remap.remap_rgba`).
 
 Otherwise k-means runs on the distinct colours weighted by their pixel
-counts: :class:`KMeans` on cells of the space, then :func:`lloyd` on the
-exact colours from the bounds the cells proved (both from
+counts: k-means++ and :func:`lloyd` on cells of the space, then Lloyd on
+the exact colours from the bounds the cells proved (both from
 :mod:`kpal.cluster.kmeans`). A few passes then give
 each entry its kind (opaque when most of its weight is opaque pixels), round it
 to 8-bit straight RGBA, label every colour with its nearest allowed entry and
@@ -78,11 +78,11 @@ import numpy as np
 from kpal import _jit, options
 from kpal.cluster import COMPILED_WARM_PIXELS, Quantization, compiled_cold_pixels, quantize
 from kpal.cluster.histogram import color_histogram, map_pixels
-from kpal.cluster.kmeans import KMeans, LloydState, lloyd, nearest_palette_colors
+from kpal.cluster.kmeans import LloydState, _initial_centres, lloyd, nearest_palette_colors
 from kpal.cluster.nearest import _MARGIN, Neighbours, assign
 from kpal.errors import KpalError
 
-__all__ = ["TRANSPARENT", "composite_mse", "flatten", "quantize_rgba"]
+__all__ = ["TRANSPARENT", "composite_mse", "fit_histogram_rgba", "flatten", "quantize_rgba"]
 
 #: The palette entry every fully transparent pixel maps to.
 TRANSPARENT = (0, 0, 0, 0)
@@ -285,9 +285,58 @@ def quantize_rgba(
     k_free = k - parts.has_transparent
     if parts.s_colors.shape[0] == 0:
         return _opaque_only(parts, k_free, opts)
-    if method != "kmeans" or space != "rgb":
+    return _translucent(parts, k_free, opts, kernels)
+
+
+def _translucent(parts: _Parts, k_free: int, opts: options.EncodeOptions,
+                 kernels: ModuleType | None) -> Quantization:
+    """The fit of distinct colours with translucent ones, for every method and space."""
+    if opts.method != "kmeans" or opts.space != "rgb":
         return _other_model(parts, k_free, opts, kernels)
     return _premultiplied(parts, k_free, opts, kernels)
+
+
+def fit_histogram_rgba(colors: np.ndarray, counts: np.ndarray,
+                       opts: options.EncodeOptions) -> np.ndarray:
+    """The RGBA palette of a weighted histogram of colours with translucent ones.
+
+    The fit :func:`quantize_rgba` makes of an image's distinct colours, made
+    of a histogram merged from many images (:func:`kpal.palettes.fit_palette`):
+    fully transparent colours share one ``(0, 0, 0, 0)`` entry, opaque colours
+    take only opaque entries, translucent ones are clustered by their
+    composite error.
+
+    Parameters
+    ----------
+    colors : ndarray of shape (n_colors, 4), uint8
+        Distinct straight RGBA colours in ascending ``r, g, b, a`` order, at
+        least one translucent (alpha 1..254) unless ``k = 1``, alpha 0 only as
+        ``(0, 0, 0, 0)``, ``n_colors > k``.
+    counts : ndarray of shape (n_colors,), float64
+        Their weights, integer-valued and > 0.
+    opts : EncodeOptions
+        ``k`` (the transparent entry included), ``method``, ``init``,
+        ``seed``, ``max_iter``, ``tol`` and ``space``, as for
+        :func:`quantize_rgba`.
+
+    Returns
+    -------
+    ndarray of shape (k_used, 4), uint8
+        The transparent entry first (when there are alpha 0 colours), then
+        every entry some colour takes.
+
+    Examples
+    --------
+    >>> colors = np.array([[0, 0, 0, 0], [0, 0, 250, 255], [0, 0, 254, 255],
+    ...                    [200, 0, 0, 128], [210, 0, 0, 128]], dtype=np.uint8)
+    >>> counts = np.array([5.0, 1, 1, 1, 1])
+    >>> fit_histogram_rgba(colors, counts, options.EncodeOptions(k=3)).tolist()
+    [[0, 0, 0, 0], [205, 0, 0, 128], [0, 0, 252, 255]]
+    """
+    parts = _Parts.of_histogram(colors, counts)
+    if opts.k == 1:
+        return _single_entry(parts, opts.method).palette
+    return _translucent(parts, opts.k - parts.has_transparent, opts, None).palette
 
 
 # ------------------------------------------------- large images, from the pixels
@@ -566,13 +615,7 @@ class _Parts:
     """
 
     def __init__(self, pixels: np.ndarray, kernels: ModuleType | None = None) -> None:
-        self.kernels = kernels
-        alpha = pixels[:, 3]
-        self.n = pixels.shape[0]
-        self.transparent = alpha == 0
-        self.opaque = alpha == _OPAQUE
-        self.translucent = ~(self.transparent | self.opaque)
-        self.has_transparent = int(self.transparent.any())
+        self._split(pixels, kernels)
         self.o_pixels = np.ascontiguousarray(pixels[self.opaque, :3])
         hist = kernels.color_histogram(self.o_pixels) if kernels is not None else None
         if hist is None:
@@ -587,6 +630,38 @@ class _Parts:
         self.s_colors = np.stack([(unique >> shift) & 0xFF for shift in (24, 16, 8, 0)],
                                  axis=1).astype(np.uint8)
         self.s_counts = counts.astype(np.int64)
+        #: The pixel count (the sum of the weights for :meth:`of_histogram`),
+        #: and that of the fully transparent pixels.
+        self.total = float(self.n)
+        self.t_count = float(np.count_nonzero(self.transparent))
+
+    @classmethod
+    def of_histogram(cls, colors: np.ndarray, counts: np.ndarray) -> _Parts:
+        """Parts whose "pixels" are the distinct straight RGBA ``colors`` of a
+        histogram, weighted by ``counts`` (alpha 0 colours must be (0, 0, 0, 0),
+        at most one; colours in ascending ``r, g, b, a`` order, so the opaque
+        and translucent ones are each in the order ``__init__`` gives them).
+        ``labels`` then gives one label per colour."""
+        parts = cls.__new__(cls)
+        parts._split(colors, None)
+        parts.o_pixels = parts.o_colors = np.ascontiguousarray(colors[parts.opaque, :3])
+        parts.o_counts = counts[parts.opaque]
+        parts.s_colors = np.ascontiguousarray(colors[parts.translucent])
+        parts.s_counts = counts[parts.translucent]
+        parts.s_inverse = np.arange(parts.s_colors.shape[0])
+        parts.total = float(counts.sum())
+        parts.t_count = float(counts[parts.transparent].sum())
+        return parts
+
+    def _split(self, pixels: np.ndarray, kernels: ModuleType | None) -> None:
+        """The masks of the three kinds of pixels."""
+        self.kernels = kernels
+        alpha = pixels[:, 3]
+        self.n = pixels.shape[0]
+        self.transparent = alpha == 0
+        self.opaque = alpha == _OPAQUE
+        self.translucent = ~(self.transparent | self.opaque)
+        self.has_transparent = int(self.transparent.any())
 
     @property
     def n_colors(self) -> int:
@@ -683,15 +758,15 @@ def _single_entry(parts: _Parts, method: str) -> Quantization:
                              _premultiply(parts.s_colors)])
     weights = np.concatenate([parts.o_counts, parts.s_counts]).astype(np.float64)
     sums = np.einsum("n,nd->d", weights, points) if points.shape[0] else np.zeros(4)
-    centre = sums / parts.n
+    centre = sums / parts.total
     kinds = np.array([_OPAQUE if parts.opaque.all() else 1])
     palette = _to_palette(centre[None, :], kinds)
     colours = np.concatenate([_with_alpha(parts.o_colors), parts.s_colors,
                               np.zeros((1, 4), dtype=np.uint8)])
-    counts = np.concatenate([parts.o_counts, parts.s_counts, [parts.transparent.sum()]])
+    counts = np.concatenate([parts.o_counts, parts.s_counts, [parts.t_count]])
     error = _squared(_composites(colours), _composites(palette)).sum(axis=1)
     inertia = float(np.einsum("n,n->", counts.astype(np.float64), error)) / _COMPOSITE_UNIT
-    return Quantization(palette, np.zeros(parts.n, dtype=np.uint8), 0, inertia / parts.n,
+    return Quantization(palette, np.zeros(parts.n, dtype=np.uint8), 0, inertia / parts.total,
                         parts.n_colors, method)
 
 
@@ -797,7 +872,7 @@ def _colour_quantization(parts: _Parts, colours: _Colours, palette: np.ndarray,
     renumber = np.cumsum(used, dtype=np.intp) - 1
     n_o = colours.n_opaque
     pixel_labels = parts.labels(0, renumber[labels[:n_o]], renumber[labels[n_o:]])
-    error = _dot(labelling.distances, colours.weights) / parts.n
+    error = _dot(labelling.distances, colours.weights) / parts.total
     return Quantization(palette[used], pixel_labels, n_iter, error, parts.n_colors, method)
 
 
@@ -855,20 +930,33 @@ def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.E
         if _CELL_FACTOR * k <= coarse[0].shape[0] <= _CELL_MERGE * draw_points.shape[0]:
             draw_points, draw_weights = coarse[:2]
             trial_iter = min(max_iter, _TRIAL_ITER)
-    best = None
+    drawn_on_first = draw_points.shape[0] == int(np.count_nonzero(positive))
+    best, best_inertia = None, np.inf
     for seed in rng.integers(0, 2**31 - 1, size=restarts).tolist():
-        model = KMeans(k, init=opts.init, seed=seed, max_iter=trial_iter, tol=tol)
-        model.fit(draw_points, sample_weight=draw_weights)
-        if best is None or model.inertia_ < best.inertia_:
-            best = model
-    # Lloyd again from the best draw: it returns the bounds the exact level needs.
-    first_iter = max(1, max_iter - best.n_iter_)
+        centres = _initial_centres(opts.init, draw_points, draw_weights, k,
+                                   np.random.default_rng(seed))
+        trial = lloyd(draw_points, draw_weights, centres, trial_iter, tol, kernels=kernels)
+        inertia = _dot(draw_weights, _squared(draw_points, trial.centres[trial.labels])
+                       .sum(axis=1)) if restarts > 1 else 0.0
+        if best is None or inertia < best_inertia:
+            best, best_inertia = trial, inertia
+    n_iter = best.n_iter
+    first_iter = max(0, max_iter - n_iter)
     if cells is not None:
         # The exact level and the passes go on from here: the cells only prepare them.
         first_iter = min(first_iter, _CELL_ITER)
-    state = lloyd(first_points[positive], first_weights[positive], best.cluster_centers_,
-                  first_iter, tol, kernels=kernels)
-    n_iter = best.n_iter_ + state.n_iter
+    if drawn_on_first:
+        # The best draw's bounds hold on this level: go on from them while the
+        # draw stopped at its iteration cap, not at convergence.
+        state = best
+        if best.n_iter >= trial_iter and first_iter:
+            state = lloyd(draw_points, draw_weights, best.centres, first_iter, tol,
+                          state=best, kernels=kernels)
+            n_iter += state.n_iter
+    else:
+        state = lloyd(first_points[positive], first_weights[positive], best.centres,
+                      max(1, first_iter), tol, kernels=kernels)
+        n_iter += state.n_iter
     first_labels = np.empty(first_points.shape[0], dtype=np.intp)
     first_labels[positive] = state.labels
     if not positive.all():
