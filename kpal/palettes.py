@@ -102,6 +102,8 @@ _HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _GPL_LINE = re.compile(r"(\d{1,3})\s+(\d{1,3})\s+(\d{1,3})(?:\s.*)?")
 #: Weighted counts stay integers below this total, so k-means sums stay exact.
 _EXACT_TOTAL = float(1 << 50)
+#: Formats without alpha, as messages name them.
+_FORMAT_NAMES = {"gpl": "a GIMP (.gpl)", "act": "an Adobe (.act)"}
 
 PaletteSource = str | os.PathLike | IO[bytes]
 
@@ -394,8 +396,8 @@ def dump_palette(palette: object, format: str) -> bytes:
         raise KpalError(msg)
     if palette.shape[1] == 4 and format in ("gpl", "act"):
         n = int((palette[:, 3] < 255).sum())
-        msg = (f"a {format} palette holds no alpha, and {n} of these {palette.shape[0]} entries "
-               "are not opaque: write .hex, .kpal or .png")
+        msg = (f"{_FORMAT_NAMES[format]} palette holds no alpha, and {n} of these "
+               f"{palette.shape[0]} entries are not opaque: write .hex, .kpal or .png")
         raise KpalError(msg)
     if format in ("png", "gif"):
         return _dump_image(palette, format)
@@ -444,7 +446,7 @@ def _dump_image(palette: np.ndarray, format: str) -> bytes:
         if format == "gif":
             clear = np.flatnonzero(alpha < 255)
             if clear.size > 1 or alpha[clear[0]] != 0:
-                msg = ("a gif palette holds one transparent entry (alpha 0) at most, and this "
+                msg = ("a GIF palette holds one transparent entry (alpha 0) at most, and this "
                        f"one has {clear.size} entries with alpha below 255: write .png, "
                        ".hex or .kpal")
                 raise KpalError(msg)

@@ -478,14 +478,15 @@ def test_png_palette_with_trns_and_gif_with_a_transparent_index(tmp_path):
     # A GIF holds one transparent entry: written when that is all the alpha there is.
     palettes.save_palette(loaded, tmp_path / "b.gif")
     np.testing.assert_array_equal(palettes.load_palette(tmp_path / "b.gif"), loaded)
-    with pytest.raises(KpalError, match=r"a gif palette holds one transparent entry \(alpha 0\) "
+    with pytest.raises(KpalError, match=r"a GIF palette holds one transparent entry \(alpha 0\) "
                                         r"at most, and this one has 2 entries"):
         palettes.dump_palette([[0, 0, 0, 0], [1, 1, 1, 100], [2, 2, 2, 255]], "gif")
 
 
-@pytest.mark.parametrize("fmt", ["gpl", "act"])
-def test_formats_without_alpha_refuse_an_rgba_palette(fmt):
-    with pytest.raises(KpalError, match=rf"a {fmt} palette holds no alpha, and 1 of these 2 "
+@pytest.mark.parametrize(("fmt", "name"), [("gpl", r"a GIMP \(\.gpl\)"),
+                                           ("act", r"an Adobe \(\.act\)")])
+def test_formats_without_alpha_refuse_an_rgba_palette(fmt, name):
+    with pytest.raises(KpalError, match=rf"{name} palette holds no alpha, and 1 of these 2 "
                                         r"entries are not opaque: write \.hex, \.kpal or \.png"):
         palettes.dump_palette([[0, 0, 0, 0], [1, 2, 3, 255]], fmt)
 
