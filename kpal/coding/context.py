@@ -38,6 +38,7 @@ from kpal import _jit
 from kpal.errors import FormatError, KpalError
 
 from . import _context_kernel
+from ._checks import image_labels, one_colour, require_below_k, require_between
 from .fixed import bits_per_index
 
 __all__ = ["CODING_ID", "NAME", "PLAIN_MAX_PIXELS", "READER_NEEDS", "check_encodable", "decode",
@@ -262,16 +263,11 @@ def encode(labels: np.ndarray, k: int) -> bytes:
         When the image has more than :data:`PLAIN_MAX_PIXELS` pixels and the
         compiled kernels (``kpal[fast]``) are not available.
     """
-    labels = np.asarray(labels, dtype=np.uint8)
+    labels = image_labels(labels)
     height, width = labels.shape
-    if labels.size == 0:
-        msg = f"cannot code a {width}x{height} image: it has no pixels"
-        raise ValueError(msg)
     if k == 1:
         return b""
-    if int(labels.max()) >= k:
-        msg = f"label {int(labels.max())} >= k={k}"
-        raise ValueError(msg)
+    require_below_k(labels, k)
     code, compiled = _code_function(width, height, "encode")
     order = palette_order(labels, k)
     rank = np.empty(k, np.uint8)
@@ -301,9 +297,7 @@ def _read_header(payload: bytes, k: int) -> tuple[int, int, int, np.ndarray]:
     for name, value, (low, high) in (("count_limit", count_limit, _COUNT_LIMITS),
                                      ("mixer_shift", mixer_shift, _MIXER_SHIFTS),
                                      ("apm_rate", apm_rate, _APM_RATES)):
-        if not low <= value <= high:
-            msg = f"context payload {name}={value} must be between {low} and {high}"
-            raise FormatError(msg)
+        require_between(f"context payload {name}", value, low, high)
     order = np.frombuffer(payload, np.uint8, count=k, offset=_HEADER)
     if np.bincount(order, minlength=256)[:k].min() != 1 or int(order.max()) >= k:
         msg = f"context payload order is not a permutation of 0..{k - 1}"
@@ -326,10 +320,7 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
         compiled kernels (``kpal[fast]``) are not available.
     """
     if k == 1:
-        if payload:
-            msg = f"context payload must be empty for k=1, got {len(payload)} bytes"
-            raise FormatError(msg)
-        return np.zeros((height, width), dtype=np.uint8)
+        return one_colour(payload, NAME, width, height)
     count_limit, mixer_shift, apm_rate, order = _read_header(payload, k)
     code, compiled = _code_function(width, height, "decode")
     coded = np.zeros((height, width), np.uint8)

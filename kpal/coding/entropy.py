@@ -33,6 +33,7 @@ The decisions go through ``_rans`` (interleaved binary rANS, many lanes).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
@@ -41,6 +42,7 @@ from kpal import _jit
 from kpal.errors import FormatError
 
 from . import _rans
+from ._checks import image_labels, one_colour, require_below_k, require_between
 from .fixed import bits_per_index
 
 __all__ = ["CODING_ID", "NAME", "MAX_STEPS", "encode", "decode", "min_lanes", "n_steps",
@@ -269,8 +271,18 @@ class _Tiles:
         if _RING_PIXELS_PER_BYTE * 5 * self.n_tiles * (2 + self.rows) <= width * height:
             self.ring = np.zeros((5, self.n_tiles, 2 + self.rows), dtype=np.uint8)
 
-    def step(self, s: int) -> _Step:
-        return _Step(self, s)
+    def steps(self, model: _Model) -> Iterator[_Step]:
+        """The steps that hold pixels, in order, for the encoder and the decoder alike.
+
+        A step without pixels has no decisions, but the flag counts are halved
+        after every step (spec §7.5): that is done here, in its place in the order.
+        """
+        for s in range(self.n_steps):
+            step = _Step(self, s)
+            if step.empty:
+                model.halve()
+            else:
+                yield step
 
 
 class _Chunk:
@@ -431,16 +443,11 @@ def encode(labels: np.ndarray, k: int) -> bytes:
     bytes
         The payload; empty when ``k == 1``.
     """
-    labels = np.asarray(labels, dtype=np.uint8)
+    labels = image_labels(labels)
     height, width = labels.shape
-    if labels.size == 0:
-        msg = f"cannot code a {width}x{height} image: it has no pixels"
-        raise ValueError(msg)
     if k == 1:
         return b""
-    if labels.size and int(labels.max()) >= k:
-        msg = f"label {int(labels.max())} >= k={k}"
-        raise ValueError(msg)
+    require_below_k(labels, k)
     n_lanes = _n_lanes(width * height)
     # the settings are module constants (tests change them): never write a file
     # that a decoder must reject
@@ -458,11 +465,7 @@ def encode(labels: np.ndarray, k: int) -> bytes:
     bits: list[np.ndarray] = []
     groups: list[int] = []
     levels = np.arange(b, dtype=np.int64)
-    for s in range(tiles.n_steps):
-        step = tiles.step(s)
-        if step.empty:
-            model.halve()  # no decisions, but the counts are halved after every step
-            continue
+    for step in tiles.steps(model):
         x = step.load_pixels()
         left, above, pattern = step.contexts()
         is_left = x == left
@@ -494,10 +497,8 @@ def encode(labels: np.ndarray, k: int) -> bytes:
 def _check_layout(tile_log2: int, n_lanes: int, width: int, height: int,
                   error: type[Exception]) -> None:
     """Raise ``error`` unless tile_log2 and lanes obey spec §7.1 for this image."""
-    if not _MIN_TILE_LOG2 <= tile_log2 <= _MAX_TILE_LOG2:
-        msg = (f"entropy payload tile_log2={tile_log2} must be between "
-               f"{_MIN_TILE_LOG2} and {_MAX_TILE_LOG2}")
-        raise error(msg)
+    require_between("entropy payload tile_log2", tile_log2, _MIN_TILE_LOG2, _MAX_TILE_LOG2,
+                    error)
     steps = n_steps(width, height, tile_log2)
     if steps > MAX_STEPS:
         msg = (f"entropy payload tile_log2={tile_log2} gives {steps} wavefront steps on a "
@@ -517,10 +518,7 @@ def _read_header(payload: memoryview, width: int,
         msg = f"entropy payload is {len(payload)} bytes, shorter than its {_HEADER}-byte header"
         raise FormatError(msg)
     tile_log2 = payload[0]
-    if not _MIN_TILE_LOG2 <= tile_log2 <= _MAX_TILE_LOG2:
-        msg = (f"entropy payload tile_log2={tile_log2} must be between "
-               f"{_MIN_TILE_LOG2} and {_MAX_TILE_LOG2}")
-        raise FormatError(msg)
+    require_between("entropy payload tile_log2", tile_log2, _MIN_TILE_LOG2, _MAX_TILE_LOG2)
     n_lanes = int.from_bytes(payload[1:3], "big")
     if n_lanes == 0:
         msg = "entropy payload n_lanes=0 must be at least 1"
@@ -559,10 +557,7 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
         its initial state, or a decoded index is >= k.
     """
     if k == 1:
-        if payload:
-            msg = f"entropy payload must be empty for k=1, got {len(payload)} bytes"
-            raise FormatError(msg)
-        return np.zeros((height, width), dtype=np.uint8)
+        return one_colour(payload, NAME, width, height)
     # a view, not a copy: the words are read where they are (a payload can be N bytes)
     tile_log2, states, words = _read_header(memoryview(payload).cast("B"), width, height)
     # A tile larger than the image decodes exactly as the smallest power of two
@@ -576,11 +571,7 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
     model = _Model(k)
     tiles = _Tiles(width, height, tile_log2)
     b = model.b
-    for s in range(tiles.n_steps):
-        step = tiles.step(s)
-        if step.empty:
-            model.halve()  # no decisions, but the counts are halved after every step
-            continue
+    for step in tiles.steps(model):
         left, above, pattern = step.contexts()
         # A step of 4x4 tiles holds an eighth of the image, so its arrays are
         # dropped as soon as they are used. The flag counts may be updated

@@ -20,6 +20,8 @@ import numpy as np
 
 from kpal.errors import FormatError
 
+from ._checks import packed_stream
+
 __all__ = ["CODING_ID", "NAME", "bits_per_index", "encode", "decode", "payload_size"]
 
 CODING_ID = 0
@@ -101,21 +103,10 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
     """
     b = bits_per_index(k)
     n = width * height
-    expected = payload_size(k, width, height)
-    if len(payload) != expected:
-        msg = f"payload is {len(payload)} bytes, expected {expected} for {width}x{height} at k={k}"
-        raise FormatError(msg)
-    data = np.frombuffer(payload, dtype=np.uint8)
+    data = packed_stream(payload, k, width, height, n * b)
     if b == 0:
         return np.zeros((height, width), dtype=np.uint8)
-    if b == 8:
-        labels = data.copy()
-    else:
-        labels = _unpack(data, b, n)
-        pad_bits = expected * 8 - n * b
-        if pad_bits and int(data[-1]) & ((1 << pad_bits) - 1):
-            msg = f"padding bits in the last payload byte are not zero (0x{int(data[-1]):02x})"
-            raise FormatError(msg)
+    labels = data.copy() if b == 8 else _unpack(data, b, n)
     if k < (1 << b):
         top = int(labels.max())
         if top >= k:

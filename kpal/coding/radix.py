@@ -27,6 +27,7 @@ import numpy as np
 from kpal.errors import FormatError
 
 from . import fixed
+from ._checks import packed_stream, require_below_k
 
 __all__ = ["CODING_ID", "NAME", "group_shape", "payload_bits", "encode", "decode", "payload_size"]
 
@@ -122,9 +123,7 @@ def encode(labels: np.ndarray, k: int) -> bytes:
     if m == 1:  # k = 1 or a power of two: the fixed-width stream, exactly
         return fixed.encode(labels, k)
     flat = np.ascontiguousarray(labels, dtype=np.uint8).reshape(-1)
-    if flat.size and int(flat.max()) >= k:  # a digit >= k would silently corrupt its group
-        msg = f"label {int(flat.max())} >= k={k}"
-        raise ValueError(msg)
+    require_below_k(flat, k)  # a digit >= k would silently corrupt its group
     n = flat.size
     n_full = n // m
     pieces = []
@@ -157,16 +156,7 @@ def decode(payload: bytes, k: int, width: int, height: int) -> np.ndarray:
     if m == 1:
         return fixed.decode(payload, k, width, height)
     n = width * height
-    expected = payload_size(k, width, height)
-    if len(payload) != expected:
-        msg = f"payload is {len(payload)} bytes, expected {expected} for {width}x{height} at k={k}"
-        raise FormatError(msg)
-    data = np.frombuffer(payload, dtype=np.uint8)
-    total_bits = payload_bits(k, n)
-    pad_bits = expected * 8 - total_bits
-    if pad_bits and int(data[-1]) & ((1 << pad_bits) - 1):
-        msg = f"padding bits in the last payload byte are not zero (0x{int(data[-1]):02x})"
-        raise FormatError(msg)
+    data = packed_stream(payload, k, width, height, payload_bits(k, n))
     labels = np.empty(n, dtype=np.uint8)
     n_full = n // m
     chunk_bytes = _GROUPS_PER_CHUNK * w // 8  # whole bytes: the chunk is 8*j groups
