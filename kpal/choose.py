@@ -518,14 +518,9 @@ def choose_k(
     >>> choice.psnr >= 25, choice.neighbours()[0].psnr < 25
     (True, True)
     """
-    if quality is None and max_size is None:
-        msg = "choose_k needs quality=(min_db, max_db) or max_size=BYTES"
-        raise OptionError(msg)
-    # The checkers of kpal.options: the same forms and messages as encode's options.
-    low_db, high_db = options.check("quality", quality) if quality is not None else (0.0, 0.0)
-    max_size = options.check("max_size", max_size)
-    opts = options.EncodeOptions(k=2, init=init, seed=seed, max_iter=max_iter, tol=tol,
-                                 coding=coding)
+    low_db, high_db, max_size, opts = _checked_targets(
+        "choose_k", quality, max_size, init=init, seed=seed, max_iter=max_iter, tol=tol,
+        coding=coding)
     _checked_pixels(pixels)
     shape = _shape(pixels)
     size_needs_labels = codings.get(opts.coding).payload_size(1, 1, 1) is None
@@ -542,15 +537,7 @@ def choose_k(
     else:
         chosen = _quality_search(search, low_db, high_db, k_cap, max_size is not None)
         search.measure(chosen.k, with_size=True)
-    curve = {c.k: CurvePoint(c.k, c.psnr, c.size) for c in search.done.values()}
-    for point in size_only:
-        curve.setdefault(point.k, point)
-    labels = search.labels(chosen)
-    return Choice(k=chosen.k, palette=chosen.palette,
-                  labels=labels if pixels.ndim == 3 else labels.reshape(-1),
-                  psnr=chosen.psnr, mse=chosen.mse, size=int(chosen.size), coding=opts.coding,
-                  curve=tuple(curve[k] for k in sorted(curve)), n_colors=search.n_colors,
-                  payload=chosen.payload)
+    return _choice(chosen, search.labels(chosen), pixels.ndim, search, size_only)
 
 
 def measure_curve(
@@ -597,17 +584,50 @@ def measure_curve(
     return tuple(points)
 
 
-def _checked_pixels(pixels: object) -> np.ndarray:
+def _choice(chosen: _Candidate | _RgbaCandidate, labels: np.ndarray, ndim: int,
+            search: _Search | _RgbaSearch, size_only: Iterable[CurvePoint] = ()) -> Choice:
+    """The :class:`Choice` of ``chosen``: labels shaped as the pixels (``ndim``) were.
+
+    The curve holds every candidate ``search`` measured, then the ``size_only``
+    points at the ``k`` it did not measure, sorted by ``k``.
+    """
+    curve = {c.k: CurvePoint(c.k, c.psnr, c.size) for c in search.done.values()}
+    for point in size_only:
+        curve.setdefault(point.k, point)
+    return Choice(k=chosen.k, palette=chosen.palette,
+                  labels=labels if ndim == 3 else labels.reshape(-1),
+                  psnr=chosen.psnr, mse=chosen.mse, size=int(chosen.size),
+                  coding=search.opts.coding, curve=tuple(curve[k] for k in sorted(curve)),
+                  n_colors=search.n_colors, payload=chosen.payload)
+
+
+def _checked_targets(caller: str, quality: object, max_size: object,
+                     **fit) -> tuple[float, float, int | None, options.EncodeOptions]:
+    """``(min_db, max_db, max_size, options)`` checked for :func:`choose_k` and its RGBA twin.
+
+    The checkers of :mod:`kpal.options`: the same forms and messages as
+    encode's options. ``(0.0, 0.0)`` stands for no quality target.
+    """
+    if quality is None and max_size is None:
+        msg = f"{caller} needs quality=(min_db, max_db) or max_size=BYTES"
+        raise OptionError(msg)
+    low_db, high_db = options.check("quality", quality) if quality is not None else (0.0, 0.0)
+    max_size = options.check("max_size", max_size)
+    return low_db, high_db, max_size, options.EncodeOptions(k=2, **fit)
+
+
+def _checked_pixels(pixels: object, channels: int = 3) -> np.ndarray:
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 \
-            or pixels.ndim not in (2, 3) or pixels.shape[-1] != 3 or pixels.size == 0:
+            or pixels.ndim not in (2, 3) or pixels.shape[-1] != channels or pixels.size == 0:
         shape = getattr(pixels, "shape", None)
-        msg = f"pixels must be a uint8 array of shape (h, w, 3) or (n, 3), got {shape}"
+        msg = (f"pixels must be a uint8 array of shape (h, w, {channels}) or "
+               f"(n, {channels}), got {shape}")
         raise KpalError(msg)
     return pixels
 
 
 def _shape(pixels: np.ndarray) -> tuple[int, int]:
-    """(height, width); an (n, 3) array is one row."""
+    """(height, width); an (n, channels) array is one row."""
     return pixels.shape[:2] if pixels.ndim == 3 else (1, pixels.shape[0])
 
 
@@ -617,9 +637,7 @@ def _size_cap(search: _Search, max_size: int) -> tuple[int, list[CurvePoint]]:
              for k in range(1, options.MAX_K + 1)]
     fitting = [k for k, size in enumerate(sizes, start=1) if size <= max_size]
     if not fitting:
-        msg = (f"max_size={max_size} bytes cannot be met: even k=1 makes a "
-               f"{sizes[0]}-byte file with coding {search.coding!r}")
-        raise SizeError(msg)
+        raise _size_error(max_size, sizes[0], search.coding)
     # A file holding fewer colours than k is smaller still, so fitting[-1] is safe.
     k = fitting[-1]
     above = [CurvePoint(k + 1, None, sizes[k])] if k < options.MAX_K else []
@@ -661,10 +679,14 @@ def _entropy_size_search(search: _Search, max_size: int) -> int:
             exceeds = guess
         first = guess
     if fits == 0:
-        msg = (f"max_size={max_size} bytes cannot be met: even k=1 makes a "
-               f"{search.done[1].size}-byte file with coding {search.coding!r}")
-        raise SizeError(msg)
+        raise _size_error(max_size, search.done[1].size, search.coding)
     return fits
+
+
+def _size_error(max_size: int, one_colour_size: int, coding: str) -> SizeError:
+    msg = (f"max_size={max_size} bytes cannot be met: even k=1 makes a "
+           f"{one_colour_size}-byte file with coding {coding!r}")
+    return SizeError(msg)
 
 
 def _interpolate(ratios: dict[int, float], k: int) -> float:
@@ -749,8 +771,9 @@ def _quality_search(search: _Search, low_db: float, high_db: float, k_cap: int,
     return _accept_or_raise(search.done[ceiling], low_db, high_db, capped)
 
 
-def _accept_or_raise(candidate: _Candidate, low_db: float, high_db: float,
-                     capped: bool) -> _Candidate:
+def _accept_or_raise(candidate: _Candidate | _RgbaCandidate, low_db: float, high_db: float,
+                     capped: bool) -> _Candidate | _RgbaCandidate:
+    """``candidate`` if its PSNR reaches ``low_db``, else :class:`QualityError`."""
     if candidate.psnr >= low_db:
         return candidate
     limit = " (the largest k max_size allows)" if capped else ""
@@ -803,34 +826,22 @@ def choose_k_rgba(
     QualityError, SizeError, OptionError
         As :func:`choose_k`.
     """
-    if quality is None and max_size is None:
-        msg = "choose_k_rgba needs quality=(min_db, max_db) or max_size=BYTES"
-        raise OptionError(msg)
-    low_db, high_db = options.check("quality", quality) if quality is not None else (0.0, 0.0)
-    max_size = options.check("max_size", max_size)
-    opts = options.EncodeOptions(k=2, init=init, seed=seed, max_iter=max_iter, tol=tol,
-                                 coding=coding)
-    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 \
-            or pixels.ndim not in (2, 3) or pixels.shape[-1] != 4 or pixels.size == 0:
-        msg = (f"pixels must be a uint8 array of shape (h, w, 4) or (n, 4), "
-               f"got {getattr(pixels, 'shape', None)}")
-        raise KpalError(msg)
-    search = _RgbaSearch(pixels, opts)
+    low_db, high_db, max_size, opts = _checked_targets(
+        "choose_k_rgba", quality, max_size, init=init, seed=seed, max_iter=max_iter, tol=tol,
+        coding=coding)
+    search = _RgbaSearch(_checked_pixels(pixels, channels=4), opts)
     chosen_k = options.MAX_K
     if max_size is not None:
         chosen_k = _rgba_size_cap(search, max_size)
     if quality is not None:
         chosen_k = _rgba_quality_search(search, low_db, high_db, chosen_k, max_size is not None)
     chosen = search.measure(chosen_k)
-    curve = tuple(CurvePoint(k, c.psnr, c.size) for k, c in sorted(search.done.items()))
-    labels = chosen.labels if pixels.ndim == 3 else chosen.labels.reshape(-1)
-    return Choice(k=chosen_k, palette=chosen.palette, labels=labels, psnr=chosen.psnr,
-                  mse=chosen.mse, size=chosen.size, coding=opts.coding, curve=curve,
-                  n_colors=search.n_colors, payload=chosen.payload)
+    return _choice(chosen, chosen.labels, pixels.ndim, search)
 
 
 @dataclass
 class _RgbaCandidate:
+    k: int
     palette: np.ndarray  # uint8 (k_used, 4)
     labels: np.ndarray  # uint8 (height, width)
     mse: float
@@ -846,8 +857,7 @@ class _RgbaSearch:
     """Full RGBA fits, one per ``k`` asked, with their exact PSNR and file size."""
 
     def __init__(self, pixels: np.ndarray, opts: options.EncodeOptions) -> None:
-        self.height, self.width = (pixels.shape[:2] if pixels.ndim == 3
-                                   else (1, pixels.shape[0]))
+        self.height, self.width = _shape(pixels)
         self.pixels = pixels.reshape(-1, 4)
         self.opts = opts
         self.coding = codings.get(opts.coding)
@@ -873,7 +883,7 @@ class _RgbaSearch:
             if payload_size is None:
                 payload = self.coding.encode(labels, k_used)
                 payload_size = len(payload)
-            self.done[k] = _RgbaCandidate(result.palette, labels, result.inertia / 3,
+            self.done[k] = _RgbaCandidate(k, result.palette, labels, result.inertia / 3,
                                           _rgba_file_size(result.palette, payload_size),
                                           payload)
         return self.done[k]
@@ -909,16 +919,14 @@ def _rgba_size_cap(search: _RgbaSearch, max_size: int) -> int:
                                   min(first, top), slope)
         if over > 1 or search.measure(1).size <= max_size:
             return max(over - 1, 1)
-    msg = (f"max_size={max_size} bytes cannot be met: even k=1 makes a "
-           f"{search.measure(1).size}-byte file with coding {search.coding.name!r}")
-    raise SizeError(msg)
+    raise _size_error(max_size, search.measure(1).size, search.coding.name)
 
 
 def _rgba_quality_search(search: _RgbaSearch, low_db: float, high_db: float, k_cap: int,
                          capped: bool) -> int:
     """Smallest k in 2..k_cap reaching ``high_db``, else k_cap if it reaches ``low_db``."""
     if k_cap < 2:
-        candidates = [1]
+        k = 1
     else:
         search.measure(min(_FIRST_K, k_cap))
         ceiling = max(min(search.n_colors, k_cap), 2)
@@ -926,12 +934,5 @@ def _rgba_quality_search(search: _RgbaSearch, low_db: float, high_db: float, k_c
                                      ceiling + 1, min(_FIRST_K, ceiling))
         if reached <= ceiling:
             return reached
-        candidates = [ceiling]
-    k = candidates[0]
-    psnr = search.measure(k).psnr
-    if psnr >= low_db:
-        return k
-    limit = " (the largest k max_size allows)" if capped else ""
-    msg = (f"quality {low_db:g}-{high_db:g} dB cannot be reached: k={k}{limit} "
-           f"gives {psnr:.2f} dB, below the minimum {low_db:g} dB")
-    raise QualityError(msg)
+        k = ceiling
+    return _accept_or_raise(search.measure(k), low_db, high_db, capped).k

@@ -142,6 +142,22 @@ def _wrap(pieces: Sequence[str], fontsize: float, width_px: float, sep: str = " 
     return "\n".join(lines)
 
 
+def _wrap_words(text: str, fontsize: float, width_px: float) -> str:
+    """``text`` broken at any space to fit ``width_px`` (see :func:`_wrap`)."""
+    return _wrap(text.split(" "), fontsize, width_px, " ")
+
+
+def _suptitle(fig: Figure, pieces: Sequence[str], fontsize: float) -> str:
+    """Set the figure's title, ``pieces`` wrapped to its width; return the wrapped text."""
+    title = _wrap(pieces, fontsize, fig.get_size_inches()[0] * _DPI - 12, " ")
+    fig.suptitle(title, fontsize=fontsize)
+    return title
+
+
+def _psnr_text(quality: float) -> str:
+    return "lossless" if math.isinf(quality) else f"PSNR {quality:.2f} dB"
+
+
 def _shown_ratio(height: int, width: int) -> float:
     """Height over width of an image as displayed: its own, kept within 1:4 and 4:1."""
     return min(_MAX_ASPECT, max(1 / _MAX_ASPECT, height / width))
@@ -166,13 +182,12 @@ def _no_content(
     """
     scale = _scale(fig, kind)
     width_px = fig.get_size_inches()[0] * _DPI
-    title_font = _font(13, scale)
-    fig.suptitle(_wrap(title.split(" "), title_font, width_px - 12, " "), fontsize=title_font)
+    _suptitle(fig, title.split(" "), _font(13, scale))
     ax = fig.add_subplot(1, 1, 1)
     ax.set_axis_off()
     font = _font(12, scale)
     text_y = 0.5 if colours is None else 0.8
-    ax.text(0.5, text_y, _wrap(message.split(" "), font, 0.9 * width_px, " "), ha="center",
+    ax.text(0.5, text_y, _wrap_words(message, font, 0.9 * width_px), ha="center",
             va="center", fontsize=font, transform=ax.transAxes)
     if colours is not None:
         n = len(colours)
@@ -328,7 +343,7 @@ def compare(
         compressed_text = f"{compressed_bytes:,} bytes (k·24 + N·b bits)"
     else:
         compressed_text = f"{compressed_bytes:,} bytes"
-    psnr_text = "lossless" if math.isinf(quality) else f"PSNR {quality:.2f} dB"
+    psnr_text = _psnr_text(quality)
 
     title_font = _font(13, scale)
     panels = [(rgb, "Original"), (compressed, f"Compressed to {k_used} colours")]
@@ -351,7 +366,7 @@ def compare(
         ax = fig.add_subplot(1, n_panels, index + 1)
         if _show_image(ax, picture) and index == 0:
             title = f"{title} ({width}×{height}, stretched)"
-        ax.set_title(_wrap(title.split(" "), title_font, fig_width / n_panels - 12, " "),
+        ax.set_title(_wrap_words(title, title_font, fig_width / n_panels - 12),
                      fontsize=title_font)
     caption_font = _font(11, scale)
     fig.supxlabel(_wrap(pieces, caption_font, fig_width - 12), fontsize=caption_font)
@@ -361,7 +376,7 @@ def compare(
 def _scores(original: np.ndarray, compressed: np.ndarray) -> str:
     """PSNR, and SSIMULACRA2 when the package is installed and the image is small enough."""
     quality = metrics.psnr(original, compressed)
-    text = "lossless" if math.isinf(quality) else f"PSNR {quality:.2f} dB"
+    text = _psnr_text(quality)
     height, width = original.shape[:2]
     if min(height, width) >= 8 and height * width <= _SSIM_MAX_PIXELS:
         score = metrics.ssimulacra2(original, compressed)
@@ -416,9 +431,7 @@ def palette(
     fig_w, fig_h = fig.get_size_inches() * _DPI
     title_font = _font(13, scale)
     kind = "RGBA colours" if with_alpha else "colours"
-    title = _wrap(f"Palette: {n} {kind}, by share of pixels".split(" "), title_font,
-                  fig_w - 12, " ")
-    fig.suptitle(title, fontsize=title_font)
+    title = _suptitle(fig, f"Palette: {n} {kind}, by share of pixels".split(" "), title_font)
     # The swatch area: the figure below the title (an estimate made before layout).
     area_w = fig_w - 12
     area_h = fig_h - 12 - (title.count("\n") + 1) * 1.4 * title_font * _DPI / 72
@@ -589,12 +602,10 @@ def scatter(
         getattr(ax, f"set_{axis}ticks")(ticks)
         getattr(ax, f"set_{axis}label")(name, fontsize=font, labelpad=0)
     ax.tick_params(labelsize=_font(8, scale), pad=0)
-    title_font = _font(12, scale)
     title = (
         f"{len(points):,} pixels in RGB space and the {len(colours)} palette colours (stars)"
     )
-    width_px = fig.get_size_inches()[0] * _DPI
-    fig.suptitle(_wrap(title.split(" "), title_font, width_px - 12, " "), fontsize=title_font)
+    _suptitle(fig, title.split(" "), _font(12, scale))
     return fig
 
 
@@ -755,18 +766,9 @@ def iterations(
             title = f"Iteration {step} (converged)" if step < max_iter else f"Iteration {step}"
         else:
             title = f"Iteration {step}"
-        ax.set_title(_wrap(title.split(" "), title_font, panel_w, " "), fontsize=title_font)
-    suptitle_font = _font(12, scale)
-    fig.suptitle(
-        _wrap(
-            [f"k-means with k = {paths.shape[1]}: centroids after each iteration",
-             "(pixels projected on their two main directions)"],
-            suptitle_font,
-            fig_w - 12,
-            " ",
-        ),
-        fontsize=suptitle_font,
-    )
+        ax.set_title(_wrap_words(title, title_font, panel_w), fontsize=title_font)
+    _suptitle(fig, [f"k-means with k = {paths.shape[1]}: centroids after each iteration",
+                    "(pixels projected on their two main directions)"], _font(12, scale))
     return fig
 
 
