@@ -66,7 +66,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -225,13 +227,7 @@ def remap(
     >>> remap(grey, palette, dither="fs").tolist()
     [[1, 0, 1, 0], [0, 1, 0, 1]]
     """
-    _check(pixels_hw3, palette, dither, strength, seed, adaptive)
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        msg = f"threads={threads!r} must be an integer >= 1"
-        raise KpalError(msg)
-    if space not in _SPACES:
-        msg = f"space={space!r} must be one of {', '.join(_SPACES)}"
-        raise KpalError(msg)
+    _check(pixels_hw3, palette, dither, strength, seed, adaptive, threads, space)
     oklab = space == "oklab" and palette.shape[0] > 1
     if dither == "none" or strength == 0 or palette.shape[0] == 1:
         if oklab:
@@ -271,15 +267,7 @@ def oklab_table(palette: np.ndarray) -> np.ndarray:
     out = np.empty(points.shape[0], dtype=np.uint8)
     chunk = max(1, (1 << 20) // palette.shape[0])
     for start in range(0, points.shape[0], chunk):
-        part = points[start:start + chunk]
-        # (p0 - c0)^2 + (p1 - c1)^2 + (p2 - c2)^2, in this order, as the compiled path.
-        diff = part[:, 0, None] - centres[:, 0]
-        score = diff * diff
-        for channel in (1, 2):
-            np.subtract(part[:, channel, None], centres[:, channel], out=diff)
-            diff *= diff
-            score += diff
-        out[start:start + chunk] = score.argmin(axis=1)
+        out[start:start + chunk] = _nearest_fixed(points[start:start + chunk], centres)
     return out
 
 
@@ -426,7 +414,7 @@ def _compiled(n_pixels: int) -> ModuleType | None:
 
 
 def _check(pixels: object, palette: object, dither: object, strength: object, seed: object,
-           adaptive: object) -> None:
+           adaptive: object, threads: object, space: object) -> None:
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
         dtype = getattr(pixels, "dtype", type(pixels).__name__)
         msg = f"pixels must be a uint8 ndarray, got {dtype}"
@@ -454,6 +442,12 @@ def _check(pixels: object, palette: object, dither: object, strength: object, se
         raise KpalError(msg)
     if not isinstance(adaptive, (bool, np.bool_)):
         msg = f"adaptive={adaptive!r} must be True or False"
+        raise KpalError(msg)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        msg = f"threads={threads!r} must be an integer >= 1"
+        raise KpalError(msg)
+    if space not in _SPACES:
+        msg = f"space={space!r} must be one of {', '.join(_SPACES)}"
         raise KpalError(msg)
 
 
@@ -490,12 +484,19 @@ def palette_spacing(palette: np.ndarray) -> float:
     >>> palette_spacing(np.array([[0, 0, 0], [0, 0, 10], [0, 0, 30]], dtype=np.uint8))
     13.333333333333334
     """
-    colours = palette.astype(np.float64)
-    k = colours.shape[0]
+    return _mean_nearest_distance(palette.astype(np.float64))
+
+
+def _mean_nearest_distance(points: np.ndarray) -> float:
+    """Mean Euclidean distance from each row of ``points`` (k, d) float64 to its nearest other one.
+
+    0 when ``k < 2`` or every row is the same.
+    """
+    k = points.shape[0]
     if k < 2:
         return 0.0
     squared = np.zeros((k, k))
-    for column in colours.T:
+    for column in points.T:
         diff = column[:, None] - column
         squared += diff * diff
     np.fill_diagonal(squared, np.inf)
@@ -516,33 +517,59 @@ def _ordered(pixels: np.ndarray, palette: np.ndarray, strength: float, seed: int
     if amplitude == 0:
         return _nearest_oklab(pixels, palette) if lut is not None else _nearest(
             pixels, palette, threads)
-    noise = blue_noise()
-    side = noise.shape[0]
-    # Thresholds centred on 0, in (-1/2, 1/2). Each channel reads the map at
-    # its own fixed shift, so the offset is a point in 3-D (palette colours
-    # differ in hue as well as lightness), yet every channel is blue noise.
-    centred = (noise.astype(np.float64) + 0.5) / noise.size - 0.5
-    # rint(pixel + offset) == pixel + rint(offset) for integer pixels: the
-    # offsets are rounded once per map cell, then added as small integers.
-    tile = np.stack([np.rint(amplitude * np.roll(centred, (-dy, -dx), axis=(0, 1)))
-                     for dy, dx in _CHANNEL_SHIFTS], axis=-1).astype(np.int16)
-    dy, dx = _seed_shift(seed, side)
+    tile, dy, dx = _ordered_offsets(amplitude, seed)
     fast = _compiled(height * width)
     if fast is not None:
         return fast.offset_nearest(pixels, palette, tile, (dy, dx), threads, lut)
-    columns = (np.arange(width) + dx) % side
     out = np.empty((height, width, 3), dtype=np.uint8)
-    rows_per_chunk = max(1, (1 << 18) // width)
-    for start in range(0, height, rows_per_chunk):
-        stop = min(height, start + rows_per_chunk)
-        rows = (np.arange(start, stop) + dy) % side
+    for start, stop, offsets in _tiled_rows((height, width), tile, dy, dx, 1 << 18):
         value = pixels[start:stop].astype(np.int16)
-        value += tile[rows[:, None], columns[None, :]]
+        value += offsets
         np.clip(value, 0, 255, out=value)
         out[start:stop] = value
     if lut is not None:
         return lut[_lut_index(out.astype(np.int64) << _FRAC_BITS)]
     return _nearest(out, palette)
+
+
+def _ordered_offsets(amplitude: float, seed: int) -> tuple[np.ndarray, int, int]:
+    """The blue-noise offsets of ordered dithering and where ``seed`` starts reading them.
+
+    Returns the tile, in levels, shape (64, 64, 3) int16, and the shift
+    ``(dy, dx)`` of its first row and column.
+    """
+    # Each channel reads the map at its own fixed shift, so the offset is a
+    # point in 3-D (palette colours differ in hue as well as lightness), yet
+    # every channel is blue noise.
+    centred = _centred_noise()
+    # rint(pixel + offset) == pixel + rint(offset) for integer pixels: the
+    # offsets are rounded once per map cell, then added as small integers.
+    tile = np.stack([np.rint(amplitude * np.roll(centred, (-dy, -dx), axis=(0, 1)))
+                     for dy, dx in _CHANNEL_SHIFTS], axis=-1).astype(np.int16)
+    return (tile, *_seed_shift(seed, tile.shape[0]))
+
+
+def _centred_noise() -> np.ndarray:
+    """The blue-noise map as thresholds centred on 0, in (-1/2, 1/2), float64."""
+    noise = blue_noise()
+    return (noise.astype(np.float64) + 0.5) / noise.size - 0.5
+
+
+def _tiled_rows(shape: tuple[int, int], tile: np.ndarray, dy: int, dx: int,
+                chunk_pixels: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, stop, offsets)`` for chunks of about ``chunk_pixels`` pixels of an image.
+
+    ``offsets`` (stop - start, width, 3) is ``tile`` laid over rows
+    ``start .. stop`` of an image of ``shape``, read from ``(dy, dx)`` on.
+    """
+    height, width = shape
+    side = tile.shape[0]
+    columns = (np.arange(width) + dx) % side
+    rows_per_chunk = max(1, chunk_pixels // width)
+    for start in range(0, height, rows_per_chunk):
+        stop = min(height, start + rows_per_chunk)
+        rows = (np.arange(start, stop) + dy) % side
+        yield start, stop, tile[rows[:, None], columns[None, :]]
 
 
 def _seed_shift(seed: int, side: int) -> tuple[int, int]:
@@ -650,11 +677,6 @@ def _fixed_limit(palette: np.ndarray) -> int:
                _ONE * _ONE)
 
 
-def _fixed_cap(palette: np.ndarray) -> int:
-    """Squared error length (fixed point) above which an error is shortened."""
-    return int(math.floor((_CAP_FRACTION * palette_spacing(palette) * _ONE) ** 2))
-
-
 def _contrast_weights(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Per-pixel share of the diffused error a pixel receives, in 256ths (0..256).
 
@@ -718,69 +740,86 @@ def _diffuse(pixels: np.ndarray, palette: np.ndarray, strength: float,
     above them (band 0 starts at row 0 with no error); rows below the image
     are never reached by a kept row.
     """
-    height, width = pixels.shape[:2]
-    band_rows, warmup_rows, n_bands = _plan(height, band_rows, warmup_rows)
-    s = _fixed_strength(strength)
-    cap = _fixed_cap(palette)
+    plan = _band_plan(pixels.shape[:2], strength, palette_spacing(palette), _ONE, band_rows,
+                      warmup_rows)
     limit = 0 if lut is None else _fixed_limit(palette)
-    warm = (_warmup_error(np.arange(1, n_bands) * band_rows - warmup_rows, width, palette)
-            if n_bands > 1 else np.zeros((0, width, 3), dtype=np.int64))
     fast = _compiled(pixels.shape[0] * pixels.shape[1])
     if fast is not None:
-        return fast.diffuse(pixels, palette, weights, warm, s, cap, band_rows, warmup_rows,
-                            n_bands, threads, lut, limit)
-    return _diffuse_numpy(pixels, palette, weights, warm, s, cap, band_rows, warmup_rows,
-                          n_bands, lut, limit)
+        return fast.diffuse(pixels, palette, weights, *plan, threads, lut, limit)
+    return _diffuse_numpy(pixels, palette, weights, plan, lut, limit)
+
+
+class _BandPlan(NamedTuple):
+    """How the banded diffusion runs, in the order the compiled kernels take it."""
+
+    warm: np.ndarray  # error each band after the first starts from, (bands - 1, width, 3) int64
+    s: int  # strength, in 256ths
+    cap: int  # squared error length above which an error is shortened
+    band_rows: int
+    warmup_rows: int
+    n_bands: int
+
+
+def _band_plan(shape: tuple[int, int], strength: float, spacing: float, unit: int,
+               band_rows: int = BAND_ROWS, warmup_rows: int = WARMUP_ROWS) -> _BandPlan:
+    """The plan for an image of ``shape`` and a palette ``spacing`` levels apart.
+
+    Errors are in ``unit``-ths of a level: 1/64ths for RGB, 1/255ths of a
+    level of premultiplied colour (``c * alpha``) for RGBA.
+    """
+    height, width = shape
+    band_rows, warmup_rows, n_bands = _plan(height, band_rows, warmup_rows)
+    cap = int(math.floor((_CAP_FRACTION * spacing * unit) ** 2))
+    warm = (_warmup_error(np.arange(1, n_bands) * band_rows - warmup_rows, width, spacing, unit)
+            if n_bands > 1 else np.zeros((0, width, 3), dtype=np.int64))
+    return _BandPlan(warm, _fixed_strength(strength), cap, band_rows, warmup_rows, n_bands)
 
 
 def _diffuse_numpy(pixels: np.ndarray, palette: np.ndarray, weights: np.ndarray | None,
-                   warm: np.ndarray, s: int, cap: int, band_rows: int, warmup_rows: int,
-                   n_bands: int, lut: np.ndarray | None = None, limit: int = 0) -> np.ndarray:
+                   plan: _BandPlan, lut: np.ndarray | None = None, limit: int = 0) -> np.ndarray:
     """The banded diffusion, a whole column of bands per step (see :func:`_diffuse`).
 
     ``limit > 0``: the received error (value minus pixel) is shortened by 3/4
     until its squared length is at most ``limit``.
     """
     colours = palette.astype(np.int64) * _ONE
-    ahead = _AHEAD * s
 
-    def diffuse_row(source, below, step, picks, errors):
+    def start_row(source, below):
         original = pixels[source].astype(np.int64) << _FRAC_BITS  # (bands, width, 3)
         row_weights = None if weights is None else weights[source].astype(np.int64)[:, :, None]
         base = original + _receive(below, row_weights)
-        carry = None
-        for x in range(pixels.shape[1]) if step == 1 else range(pixels.shape[1] - 1, -1, -1):
-            value = base[:, x]
-            if carry is not None:
-                value = value + _receive(carry, None if row_weights is None
-                                         else row_weights[:, x])
+
+        def settle(x, carry):
+            value = base[:, x] + _receive(carry, None if row_weights is None
+                                          else row_weights[:, x])
             if limit:
                 value = original[:, x] + _shorten(value - original[:, x], limit)
             np.clip(value, 0, _TOP, out=value)
             best = _nearest_fixed(value, colours) if lut is None else lut[_lut_index(value)]
-            error = value - colours[best]
-            long = (error * error).sum(axis=1) > cap
-            error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
-            picks[:, x] = best
-            errors[:, x] = error
-            carry = (error * ahead + _SHARE_HALF) >> _SHARE_BITS
+            return best, value - colours[best]
 
-    return _run_bands(pixels.shape[:2], warm, s, band_rows, warmup_rows, n_bands, diffuse_row)
+        return settle
+
+    return _run_bands(pixels.shape[:2], plan, start_row)
 
 
-def _run_bands(shape: tuple[int, int], warm: np.ndarray, s: int, band_rows: int,
-               warmup_rows: int, n_bands: int, diffuse_row) -> np.ndarray:
+def _run_bands(shape: tuple[int, int], plan: _BandPlan, start_row) -> np.ndarray:
     """Drive the numpy banded diffusion: one row of every band per step.
 
-    ``diffuse_row(source, below, step, picks, errors)`` diffuses image rows
-    ``source`` (one per band) in direction ``step`` (serpentine by image row
-    parity; band starts are even rows), given the error ``below`` that the
-    rows above pass down, and fills the bands' ``picks`` and ``errors``.
-    Band 0 has no warm-up: it runs its ``band_rows`` rows first, then idles;
-    the other bands start ``warmup_rows`` above their rows with ``warm`` and
-    keep only their own rows.
+    ``start_row(source, below)`` takes image rows ``source`` (one per band)
+    and the error ``below`` that the rows above pass down, and returns
+    ``settle(x, carry)``: the entry each of those rows picks at column ``x``
+    and the error it leaves, given the error ``carry`` that the pixel
+    before passes on. Rows run in direction ``step`` (serpentine by image
+    row parity; band starts are even rows); every error is shortened here
+    when longer than ``plan.cap``. Band 0 has no warm-up: it runs its
+    ``band_rows`` rows first, then idles; the other bands start
+    ``warmup_rows`` above their rows with ``plan.warm`` and keep only their
+    own rows.
     """
     height, width = shape
+    warm, s, cap, band_rows, warmup_rows, n_bands = plan
+    ahead = _AHEAD * s
     first_rows = np.arange(n_bands) * band_rows - warmup_rows
     first_rows[0] = 0
     labels = np.empty((height, width), dtype=np.uint8)
@@ -796,7 +835,15 @@ def _run_bands(shape: tuple[int, int], warm: np.ndarray, s: int, band_rows: int,
         if not active.any():
             break
         step = 1 if r % 2 == 0 else -1
-        diffuse_row(np.minimum(rows, height - 1), below, step, picks, errors)
+        settle = start_row(np.minimum(rows, height - 1), below)
+        carry = np.zeros((n_bands, 3), dtype=np.int64)
+        for x in range(width) if step == 1 else range(width - 1, -1, -1):
+            best, error = settle(x, carry)
+            long = (error * error).sum(axis=1) > cap
+            error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
+            picks[:, x] = best
+            errors[:, x] = error
+            carry = (error * ahead + _SHARE_HALF) >> _SHARE_BITS
         below = _spread_below(errors, step, s)
         keep = active & (rows >= first_rows + (np.arange(n_bands) > 0) * warmup_rows)
         if keep.any():
@@ -814,8 +861,7 @@ def _shorten(error: np.ndarray, limit: int) -> np.ndarray:
         error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
 
 
-def _warmup_error(rows: np.ndarray, width: int, palette: np.ndarray,
-                  spacing: float | None = None, unit: int = _ONE) -> np.ndarray:
+def _warmup_error(rows: np.ndarray, width: int, spacing: float, unit: int) -> np.ndarray:
     """Error the first warm-up row of each band starts from, shape (bands, width, 3), int64.
 
     Starting from no error at all, error diffusion on a flat region goes
@@ -823,14 +869,11 @@ def _warmup_error(rows: np.ndarray, width: int, palette: np.ndarray,
     would repeat them, a stripe every band. A field of blue noise (the
     ordered map, read at each band's first row) about the size of the error
     diffusion leaves behind makes each band start differently and settle
-    sooner. In 1/64ths of a level (or ``unit``-ths, with the palette spacing
-    ``spacing`` given), rounded once here for both paths.
+    sooner. In ``unit``-ths of a level, for a palette ``spacing`` levels
+    apart, rounded once here for both paths.
     """
-    noise = blue_noise()
-    side = noise.shape[0]
-    centred = (noise.astype(np.float64) + 0.5) / noise.size - 0.5
-    if spacing is None:
-        spacing = palette_spacing(palette)
+    centred = _centred_noise()
+    side = centred.shape[0]
     amplitude = _WARMUP_NOISE * spacing * unit
     out = np.empty((rows.size, width, 3))
     columns = np.arange(width)
@@ -844,7 +887,9 @@ def _nearest_fixed(values: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """Nearest colour of each row of ``values`` (int64, shape (n, 3)); ties to the lowest index.
 
     Exact integer squared distances: the compiled path's pruned search
-    returns the same index.
+    returns the same index. Float values (Oklab, :func:`oklab_table`) work
+    too: ``(v0 - c0)**2 + (v1 - c1)**2 + (v2 - c2)**2`` is summed in this
+    order, as the compiled path sums it, so the rounding is the same.
     """
     diff = values[:, 0, None] - colours[:, 0]
     score = diff * diff
@@ -955,13 +1000,7 @@ def remap_rgba(
     [[0, 2, 1, 2], [0, 1, 2, 1]]
     """
     _check_rgba(pixels_hw4, palette)
-    _check(pixels_hw4[..., :3], palette[:, :3], dither, strength, seed, False)
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        msg = f"threads={threads!r} must be an integer >= 1"
-        raise KpalError(msg)
-    if space not in _SPACES:
-        msg = f"space={space!r} must be one of {', '.join(_SPACES)}"
-        raise KpalError(msg)
+    _check(pixels_hw4[..., :3], palette[:, :3], dither, strength, seed, False, threads, space)
     entries = _RgbaEntries(palette)
     if space == "oklab":
         return _nearest_rgba_oklab(pixels_hw4, palette, entries,
@@ -976,24 +1015,15 @@ def remap_rgba(
         return _nearest_rgba(pixels_hw4, entries)
     spacing = _rgba_spacing(palette)
     if dither == "ordered":
-        amplitude = _ORDERED_SCALE * float(strength) * spacing
-        tile = _ordered_tile(amplitude)
-        dy, dx = _seed_shift(int(seed), tile.shape[0])
+        tile, dy, dx = _ordered_offsets(_ORDERED_SCALE * float(strength) * spacing, int(seed))
         if fast is not None:
             return fast.ordered_rgba(pixels_hw4, tile, (dy, dx), *entries.arguments(),
                                      int(threads))
         return _ordered_rgba_numpy(pixels_hw4, tile, dy, dx, entries)
-    band_rows, warmup_rows, n_bands = _plan(height, BAND_ROWS, WARMUP_ROWS)
-    s = _fixed_strength(float(strength))
-    cap = int(math.floor((_CAP_FRACTION * spacing * 255) ** 2))
-    warm = (_warmup_error(np.arange(1, n_bands) * band_rows - warmup_rows, width, palette,
-                          spacing, 255)
-            if n_bands > 1 else np.zeros((0, width, 3), dtype=np.int64))
+    plan = _band_plan((height, width), float(strength), spacing, 255)
     if fast is not None:
-        return fast.diffuse_rgba(pixels_hw4, *entries.arguments(), warm, s, cap, band_rows,
-                                 warmup_rows, n_bands, int(threads))
-    return _diffuse_rgba_numpy(pixels_hw4, entries, warm, s, cap, band_rows, warmup_rows,
-                               n_bands)
+        return fast.diffuse_rgba(pixels_hw4, *entries.arguments(), *plan, int(threads))
+    return _diffuse_rgba_numpy(pixels_hw4, entries, plan)
 
 
 class _RgbaEntries:
@@ -1057,17 +1087,20 @@ def _premultiplied_values(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _nearest_rgba(pixels: np.ndarray, entries: _RgbaEntries) -> np.ndarray:
     """Nearest allowed entry of every pixel, once per distinct RGBA colour."""
-    flat = pixels.reshape(-1, 4)
-    packed = flat.view(np.uint32).reshape(-1) if flat.flags.c_contiguous else \
-        np.ascontiguousarray(flat).view(np.uint32).reshape(-1)
-    colours, inverse = np.unique(packed, return_inverse=True)
-    distinct = colours.view(np.uint8).reshape(-1, 4)
+    distinct, inverse = _distinct_rgba(pixels)
     labels = np.empty(distinct.shape[0], dtype=np.uint8)
     chunk = max(1, (1 << 20) // entries.alpha.size)
     for start in range(0, distinct.shape[0], chunk):
         values, alpha = _premultiplied_values(distinct[start:start + chunk])
         labels[start:start + chunk] = entries.nearest(values, alpha)
-    return labels[inverse.reshape(-1)].reshape(pixels.shape[:2])
+    return labels[inverse].reshape(pixels.shape[:2])
+
+
+def _distinct_rgba(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct colours of RGBA ``pixels`` (..., 4) uint8, shape (n, 4), and each pixel's index."""
+    packed = np.ascontiguousarray(pixels.reshape(-1, 4)).view(np.uint32).reshape(-1)
+    colours, inverse = np.unique(packed, return_inverse=True)
+    return colours.view(np.uint8).reshape(-1, 4), inverse.reshape(-1)
 
 
 def _nearest_rgba_oklab(pixels: np.ndarray, palette: np.ndarray, entries: _RgbaEntries,
@@ -1089,11 +1122,8 @@ def _nearest_rgba_oklab(pixels: np.ndarray, palette: np.ndarray, entries: _RgbaE
     if translucent.any():
         from kpal.cluster.alpha_oklab import nearest_entries
 
-        # Once per distinct colour.
-        packed = np.ascontiguousarray(pixels[translucent]).view(np.uint32).reshape(-1)
-        distinct, inverse = np.unique(packed, return_inverse=True)
-        picks = nearest_entries(distinct.view(np.uint8).reshape(-1, 4), palette)
-        labels[translucent] = picks[inverse.reshape(-1)]
+        distinct, inverse = _distinct_rgba(pixels[translucent])  # once per distinct colour
+        labels[translucent] = nearest_entries(distinct, palette)[inverse]
     opaque = alpha == 255
     if opaque.any():
         allowed = np.flatnonzero(entries.opaque)
@@ -1116,26 +1146,7 @@ def _rgba_spacing(palette: np.ndarray) -> float:
     alpha = palette[:, 3:4].astype(np.float64)
     points = np.concatenate([palette[:, :3] * alpha / 255.0 - alpha / 2,
                              alpha * math.sqrt(3.0) / 2], axis=1)
-    k = points.shape[0]
-    if k < 2:
-        return 0.0
-    squared = np.zeros((k, k))
-    for column in points.T:
-        diff = column[:, None] - column
-        squared += diff * diff
-    np.fill_diagonal(squared, np.inf)
-    squared[squared == 0] = np.inf
-    nearest = squared.min(axis=1)
-    finite = nearest[np.isfinite(nearest)]
-    return float(np.sqrt(finite).mean()) if finite.size else 0.0
-
-
-def _ordered_tile(amplitude: float) -> np.ndarray:
-    """The blue-noise offsets of ordered dithering, in levels, shape (64, 64, 3) int16."""
-    noise = blue_noise()
-    centred = (noise.astype(np.float64) + 0.5) / noise.size - 0.5
-    return np.stack([np.rint(amplitude * np.roll(centred, (-dy, -dx), axis=(0, 1)))
-                     for dy, dx in _CHANNEL_SHIFTS], axis=-1).astype(np.int16)
+    return _mean_nearest_distance(points)
 
 
 def _ordered_rgba_numpy(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int,
@@ -1148,40 +1159,31 @@ def _ordered_rgba_numpy(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int,
     transparent pixel stays at 0.
     """
     height, width = pixels.shape[:2]
-    side = tile.shape[0]
-    columns = (np.arange(width) + dx) % side
     labels = np.empty((height, width), dtype=np.uint8)
-    rows_per_chunk = max(1, (1 << 16) // width)
-    for start in range(0, height, rows_per_chunk):
-        stop = min(height, start + rows_per_chunk)
-        rows = (np.arange(start, stop) + dy) % side
+    for start, stop, offsets in _tiled_rows((height, width), tile, dy, dx, 1 << 16):
         value, alpha = _premultiplied_values(pixels[start:stop])
-        value += 255 * tile[rows[:, None], columns[None, :]].astype(np.int64)
+        value += 255 * offsets.astype(np.int64)
         np.clip(value, 0, 255 * alpha[..., None], out=value)
         labels[start:stop] = entries.nearest(value.reshape(-1, 3), alpha.reshape(-1)).reshape(
             stop - start, width)
     return labels
 
 
-def _diffuse_rgba_numpy(pixels: np.ndarray, entries: _RgbaEntries, warm: np.ndarray, s: int,
-                        cap: int, band_rows: int, warmup_rows: int, n_bands: int) -> np.ndarray:
+def _diffuse_rgba_numpy(pixels: np.ndarray, entries: _RgbaEntries, plan: _BandPlan) -> np.ndarray:
     """The banded diffusion of :func:`_diffuse_numpy` in premultiplied RGBA (see above)."""
-    ahead = _AHEAD * s
 
-    def diffuse_row(source, below, step, picks, errors):
+    def start_row(source, below):
         original, alpha = _premultiplied_values(pixels[source])  # (bands, width, 3), (bands, width)
         top = 255 * alpha
-        carry = np.zeros((len(source), 3), dtype=np.int64)
-        for x in range(pixels.shape[1]) if step == 1 else range(pixels.shape[1] - 1, -1, -1):
+
+        def settle(x, carry):
             value = original[:, x] + below[:, x] + carry
             np.clip(value, 0, top[:, x, None], out=value)
             best = entries.nearest(value, alpha[:, x])
             error = value - entries.q[best]
             error[alpha[:, x] == 0] = 0  # a transparent pixel passes nothing on
-            long = (error * error).sum(axis=1) > cap
-            error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
-            picks[:, x] = best
-            errors[:, x] = error
-            carry = (error * ahead + _SHARE_HALF) >> _SHARE_BITS
+            return best, error
 
-    return _run_bands(pixels.shape[:2], warm, s, band_rows, warmup_rows, n_bands, diffuse_row)
+        return settle
+
+    return _run_bands(pixels.shape[:2], plan, start_row)
