@@ -10,10 +10,6 @@ ever a speed-up. :func:`load` decides whether to take it:
   compiled loops save, so small images never import it;
 - numba not installed: never.
 
-:func:`preload` starts that import on a thread of its own, so that a command
-can decode its input meanwhile (Pillow's decoders release the GIL); the
-first :func:`load` of the module waits for it.
-
 numba keeps compiled machine code in ``__pycache__`` beside the module; when
 that folder is not writable (a read-only site-packages) the cache goes to
 ``$XDG_CACHE_HOME/kpal/numba`` (default ``~/.cache/kpal/numba``), through
@@ -27,11 +23,10 @@ import importlib
 import importlib.util
 import os
 import sys
-import threading
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MIN_PIXELS", "cache_dir", "load", "preload", "skip_blas_probe"]
+__all__ = ["MIN_PIXELS", "cache_dir", "load", "skip_blas_probe"]
 
 #: Images below this many pixels take the numpy path (unless KPAL_PURE_NUMPY=0).
 MIN_PIXELS = 1 << 20
@@ -40,8 +35,6 @@ MIN_PIXELS = 1 << 20
 COMPILING = "compiling kpal's fast kernels, once (10-15 s)"
 
 _announced = False
-#: Modules being imported by :func:`preload`, and the thread doing it.
-_preloading: dict[str, threading.Thread] = {}
 
 
 def user_cache_dir() -> Path:
@@ -149,14 +142,15 @@ def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
         smaller than ``min_pixels`` (unless ``KPAL_PURE_NUMPY=0``).
     """
     global _announced
-    thread = _preloading.get(module)
-    if thread is not None and thread is not threading.current_thread():
-        thread.join()  # the module is whole once its import is done
-        _preloading.pop(module, None)
-    if not _wanted(n_pixels, min_pixels, cold_min_pixels):
+    choice = os.environ.get("KPAL_PURE_NUMPY")
+    if cold_min_pixels is not None and "numba" not in sys.modules:
+        min_pixels = max(min_pixels, cold_min_pixels)
+    if choice == "1" or (choice != "0" and n_pixels < min_pixels):
         return None
     if module in sys.modules:
         return sys.modules[module]
+    if importlib.util.find_spec("numba") is None:
+        return None
     _use_user_cache_if_needed(module)
     if not _announced and sys.stderr is not None and sys.stderr.isatty() and _is_cold(module):
         print(COMPILING, file=sys.stderr, flush=True)
@@ -166,50 +160,3 @@ def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
         return importlib.import_module(module)
     except ImportError:  # numba present but broken (e.g. a numpy it does not support)
         return None
-
-
-def _wanted(n_pixels: int, min_pixels: int, cold_min_pixels: int | None) -> bool:
-    """Whether :func:`load` takes the compiled path for an image of ``n_pixels``."""
-    choice = os.environ.get("KPAL_PURE_NUMPY")
-    if cold_min_pixels is not None and "numba" not in sys.modules:
-        min_pixels = max(min_pixels, cold_min_pixels)
-    if choice == "1" or (choice != "0" and n_pixels < min_pixels):
-        return False
-    return importlib.util.find_spec("numba") is not None
-
-
-def preload(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
-            cold_min_pixels: int | None = None) -> threading.Thread | None:
-    """Start importing ``module`` on a thread when :func:`load` would take it.
-
-    The same arguments as :func:`load`. numba's import and its first cached
-    kernel take about 1 s of mostly Python work in a fresh process; decoding
-    a large PNG or JPEG takes as long with the GIL released, so the two
-    overlap. The next :func:`load` of ``module`` waits for the thread and
-    returns the module; if the import fails there, it is tried again (and
-    fails the same way, to the numpy path). The outputs do not change.
-
-    Returns
-    -------
-    threading.Thread or None
-        The thread, or None when the module is loaded already or the image
-        takes the numpy path.
-    """
-    if module in sys.modules or module in _preloading \
-            or not _wanted(n_pixels, min_pixels, cold_min_pixels):
-        return None
-    thread = threading.Thread(target=_warm, args=(module, n_pixels, min_pixels, cold_min_pixels),
-                              name=f"kpal-preload-{module}")
-    _preloading[module] = thread
-    thread.start()
-    return thread
-
-
-def _warm(module: str, n_pixels: int, min_pixels: int, cold_min_pixels: int | None) -> None:
-    try:
-        loaded = load(module, n_pixels, min_pixels, cold_min_pixels)
-        warm = getattr(loaded, "warm", None)
-        if warm is not None:
-            warm()  # numba's type registries, set up at the first cached kernel
-    except Exception:  # noqa: BLE001 - only a head start: load() in the caller decides
-        pass

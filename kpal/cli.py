@@ -21,7 +21,7 @@ import click
 import numpy as np
 from PIL import Image
 
-from kpal import _jit, batch, codec, container, options
+from kpal import batch, codec, container, options
 from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below use
     STDIO,
     KpalGroup,
@@ -347,8 +347,7 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     _check_output(src, out, force)
     name, data = _read_input(src)
     original_bytes = len(data)
-    image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background,
-                                                           opts=opts)
+    image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background)
     del data  # the encoded input is no longer needed: keep the peak memory down
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -390,17 +389,13 @@ def _check_palette_file(opts: options.EncodeOptions) -> None:
         raise click.ClickException(str(e)) from None
 
 
-def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None,
-                         opts: options.EncodeOptions | None = None):
+def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None):
     """IN's pixels as the codec takes them, the EXIF orientation applied, and its ICC profile.
 
     The pixels are an RGB or RGBA array, or the palette image itself; with
-    ``background``, transparency flattened onto it. With the encode ``opts``,
-    the compiled k-means the encode will take is loaded while the pixels decode.
+    ``background``, transparency flattened onto it.
     """
     im = _open_image(name, data)
-    if opts is not None:
-        _preload_kernels(im.width * im.height, opts)
     icc_profile = im.info.get("icc_profile")
     try:
         im, orientation = codec.upright(im)
@@ -422,22 +417,6 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
         return p_image, orientation, icc_profile
     im.close()  # np.asarray copied the pixels: release Pillow's copy
     return rgb, orientation, icc_profile
-
-
-def _preload_kernels(n_pixels: int, opts: options.EncodeOptions) -> None:
-    """Start importing the compiled k-means on a thread when the encode will use it.
-
-    Only for a plain k-means fit of a given k (the default path): numba's
-    start-up (about 1 s) then overlaps the decoding of a large input.
-    """
-    if opts.method != "kmeans" or opts.space != "rgb" or opts.palette is not None \
-            or opts.quality is not None or opts.max_size is not None:
-        return
-    from kpal.cluster import COMPILED_WARM_PIXELS, compiled_cold_pixels
-
-    k = options.DEFAULT_K if opts.k is None else opts.k
-    _jit.preload("kpal.cluster._kmeans_fast", n_pixels, min_pixels=COMPILED_WARM_PIXELS,
-                 cold_min_pixels=compiled_cold_pixels(k))
 
 
 def _reporter(out: str):

@@ -668,13 +668,6 @@ def cluster_sums(points: np.ndarray, weights: np.ndarray, labels: np.ndarray,
     return sums
 
 
-def warm() -> None:
-    """Run one small kernel: numba sets up its type registries at the first cached
-    kernel of a process (about 0.3 s), which :func:`kpal._jit.preload` does on its
-    thread while the input decodes."""
-    cluster_sums(np.zeros((2, 3), np.uint8), np.ones(2), np.zeros(2, np.intp), 1)
-
-
 @njit(cache=True, nogil=True, parallel=True)
 def _lookup(pixels, table, out):
     for i in prange(pixels.shape[0]):
