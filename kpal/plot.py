@@ -318,6 +318,7 @@ def compare(
     rgb = _rgb_array(image)
     height, width = rgb.shape[:2]
     n_panels = 2 if dithered is None else 3
+    auto_size = size is None
     if size is None:
         # The images side by side at this width, plus room for titles and caption.
         panel_width = _DEFAULT_SIZES["compare"][0] // 2
@@ -362,14 +363,24 @@ def compare(
         pieces = [f"Original: {original_text}",
                   f"not dithered: {compressed_text}, {_scores(rgb, compressed)}",
                   f"{dithered_title}: {d_text}{_scores(rgb, d_image)}"]
+    title_lines = 1
     for index, (picture, title) in enumerate(panels):
         ax = fig.add_subplot(1, n_panels, index + 1)
         if _show_image(ax, picture) and index == 0:
             title = f"{title} ({width}×{height}, stretched)"
-        ax.set_title(_wrap_words(title, title_font, fig_width / n_panels - 12),
-                     fontsize=title_font)
+        title = _wrap_words(title, title_font, fig_width / n_panels - 12)
+        title_lines = max(title_lines, title.count("\n") + 1)
+        ax.set_title(title, fontsize=title_font)
     caption_font = _font(11, scale)
-    fig.supxlabel(_wrap(pieces, caption_font, fig_width - 12), fontsize=caption_font)
+    caption = _wrap(pieces, caption_font, fig_width - 12)
+    fig.supxlabel(caption, fontsize=caption_font)
+    if auto_size:
+        # The default height has room for one line of title and two of caption:
+        # grow it by the lines a long title or caption wraps to, or they are cut
+        # off. Twice their height (of 1.2 lines per font size): the images keep
+        # their aspect and stay centred, so half of it goes below them.
+        extra = (title_lines - 1) * title_font + max(0, caption.count("\n") - 1) * caption_font
+        fig.set_size_inches(fig.get_size_inches() + (0, 2.4 * extra / 72))
     return fig
 
 

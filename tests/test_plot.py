@@ -133,6 +133,18 @@ def test_compare_default_size_follows_the_image_aspect():
     assert width == 1200 and height == 600 * IMAGE.shape[0] // IMAGE.shape[1] + 110
 
 
+def test_compare_grows_for_a_long_dithered_title():
+    palette, labels = quantize(IMAGE.reshape(-1, 3), 4)
+    title = "dithered by a method whose description takes several lines " * 3
+    fig = plot.compare(IMAGE, 4, quantization=(palette, labels),
+                       dithered=(palette, labels), dithered_title=title.strip())
+    assert_texts_fit(fig)
+    short = plot.compare(IMAGE, 4, quantization=(palette, labels),
+                         dithered=(palette, labels), dithered_title="dithered")
+    assert fig.get_size_inches()[1] > short.get_size_inches()[1]
+    assert short.get_size_inches()[1] * 100 == 600 * IMAGE.shape[0] // IMAGE.shape[1] + 110
+
+
 def test_palette_swatches_show_hex_and_shares():
     fig = plot.palette(IMAGE, 6, size=(500, 320))
     assert_rich_picture(render(fig), (500, 320), 6)
