@@ -230,6 +230,55 @@ def _offset_rows(pixels: np.ndarray, tile: np.ndarray, dy: int, dx: int, colours
             labels[y, x] = _pick(v0, v1, v2, colours, offsets, lists, split, lut, use_lut)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _shortened(e0: np.int64, e1: np.int64, e2: np.int64, cap: int) -> tuple:
+    """A pixel's error, cut to 3/4 (rounded) when its squared length exceeds ``cap``."""
+    if e0 * e0 + e1 * e1 + e2 * e2 > cap:
+        return (3 * e0 + 2) >> 2, (3 * e1 + 2) >> 2, (3 * e2 + 2) >> 2
+    return e0, e1, e2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _weights(s: int) -> tuple:
+    """Floyd-Steinberg's 7/16 ahead, 3/16 behind, 5/16 under and 1/16 before, in
+    4096ths for a strength ``s`` in 256ths, and the half for rounding them."""
+    return (np.int64(7 * s), np.int64(3 * s), np.int64(5 * s), np.int64(1 * s),
+            np.int64(1 << 11))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _band_rows(band: int, band_rows: int, height: int, warmup_rows: int, warm: np.ndarray,
+               below: np.ndarray) -> tuple:
+    """First row to scan, first row kept and row after the last of ``band``; ``below``
+    set to the error the band starts with (none, or the warm-up noise)."""
+    keep_start = band * band_rows
+    keep_stop = min(keep_start + band_rows, height)
+    if band == 0:
+        below[:, :] = 0
+        return 0, keep_start, keep_stop
+    below[:, :] = warm[band - 1]
+    return keep_start - warmup_rows, keep_start, keep_stop
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_row(errors: np.ndarray, below: np.ndarray, forward: bool, w_under: np.int64,
+              w_behind: np.int64, w_before: np.int64, half: np.int64) -> None:
+    """The next row's error: 5/16 from above, 3/16 from the pixel above scanned
+    after it, 1/16 from the one scanned before (weights in 4096ths)."""
+    width = errors.shape[0]
+    step = 1 if forward else -1
+    for x in range(width):
+        for ch in range(3):
+            total = (errors[x, ch] * w_under + half) >> 12
+            after = x + step
+            if 0 <= after < width:
+                total += (errors[after, ch] * w_behind + half) >> 12
+            prior = x - step
+            if 0 <= prior < width:
+                total += (errors[prior, ch] * w_before + half) >> 12
+            below[x, ch] = total
+
+
 @njit(cache=True, nogil=True)
 def _diffuse_bands(pixels: np.ndarray, colours: np.ndarray, offsets: np.ndarray,
                    lists: np.ndarray, split: np.ndarray, lut: np.ndarray, use_lut: bool,
@@ -239,20 +288,10 @@ def _diffuse_bands(pixels: np.ndarray, colours: np.ndarray, offsets: np.ndarray,
     height, width = pixels.shape[0], pixels.shape[1]
     below = np.zeros((width, 3), dtype=np.int64)
     errors = np.zeros((width, 3), dtype=np.int64)
-    ahead = np.int64(7 * s)
-    w_behind = np.int64(3 * s)
-    w_under = np.int64(5 * s)
-    w_before = np.int64(1 * s)
-    half = np.int64(1 << 11)
+    ahead, w_behind, w_under, w_before, half = _weights(s)
     for band in range(b0, b1):
-        keep_start = band * band_rows
-        keep_stop = min(keep_start + band_rows, height)
-        if band == 0:
-            start = 0
-            below[:, :] = 0
-        else:
-            start = keep_start - warmup_rows
-            below[:, :] = warm[band - 1]
+        start, keep_start, keep_stop = _band_rows(band, band_rows, height, warmup_rows, warm,
+                                                  below)
         for y in range(start, keep_stop):
             forward = y % 2 == 0
             c0 = np.int64(0)
@@ -294,13 +333,8 @@ def _diffuse_bands(pixels: np.ndarray, colours: np.ndarray, offsets: np.ndarray,
                 v1 = min(max(v1, 0), _TOP)
                 v2 = min(max(v2, 0), _TOP)
                 best = _pick(v0, v1, v2, colours, offsets, lists, split, lut, use_lut)
-                e0 = v0 - colours[best, 0]
-                e1 = v1 - colours[best, 1]
-                e2 = v2 - colours[best, 2]
-                if e0 * e0 + e1 * e1 + e2 * e2 > cap:
-                    e0 = (3 * e0 + 2) >> 2
-                    e1 = (3 * e1 + 2) >> 2
-                    e2 = (3 * e2 + 2) >> 2
+                e0, e1, e2 = _shortened(v0 - colours[best, 0], v1 - colours[best, 1],
+                                        v2 - colours[best, 2], cap)
                 errors[x, 0] = e0
                 errors[x, 1] = e1
                 errors[x, 2] = e2
@@ -309,19 +343,7 @@ def _diffuse_bands(pixels: np.ndarray, colours: np.ndarray, offsets: np.ndarray,
                 c2 = (e2 * ahead + half) >> 12
                 if y >= keep_start:
                     labels[y, x] = best
-            # The next row's error: 5/16 from above, 3/16 from the pixel above
-            # scanned after it, 1/16 from the one scanned before.
-            step = 1 if forward else -1
-            for x in range(width):
-                for ch in range(3):
-                    total = (errors[x, ch] * w_under + half) >> 12
-                    after = x + step
-                    if 0 <= after < width:
-                        total += (errors[after, ch] * w_behind + half) >> 12
-                    prior = x - step
-                    if 0 <= prior < width:
-                        total += (errors[prior, ch] * w_before + half) >> 12
-                    below[x, ch] = total
+            _next_row(errors, below, forward, w_under, w_behind, w_before, half)
 
 
 @njit(cache=True, nogil=True)
@@ -543,20 +565,10 @@ def _diffuse_rgba_bands(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarr
     height, width = pixels.shape[0], pixels.shape[1]
     below = np.zeros((width, 3), dtype=np.int64)
     errors = np.zeros((width, 3), dtype=np.int64)
-    ahead = np.int64(7 * s)
-    w_behind = np.int64(3 * s)
-    w_under = np.int64(5 * s)
-    w_before = np.int64(1 * s)
-    half = np.int64(1 << 11)
+    ahead, w_behind, w_under, w_before, half = _weights(s)
     for band in range(b0, b1):
-        keep_start = band * band_rows
-        keep_stop = min(keep_start + band_rows, height)
-        if band == 0:
-            start = 0
-            below[:, :] = 0
-        else:
-            start = keep_start - warmup_rows
-            below[:, :] = warm[band - 1]
+        start, keep_start, keep_stop = _band_rows(band, band_rows, height, warmup_rows, warm,
+                                                  below)
         for y in range(start, keep_stop):
             forward = y % 2 == 0
             c0 = np.int64(0)
@@ -578,13 +590,8 @@ def _diffuse_rgba_bands(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarr
                     e1 = np.int64(0)
                     e2 = np.int64(0)
                 else:
-                    e0 = v0 - q[best, 0]
-                    e1 = v1 - q[best, 1]
-                    e2 = v2 - q[best, 2]
-                    if e0 * e0 + e1 * e1 + e2 * e2 > cap:
-                        e0 = (3 * e0 + 2) >> 2
-                        e1 = (3 * e1 + 2) >> 2
-                        e2 = (3 * e2 + 2) >> 2
+                    e0, e1, e2 = _shortened(v0 - q[best, 0], v1 - q[best, 1], v2 - q[best, 2],
+                                            cap)
                 errors[x, 0] = e0
                 errors[x, 1] = e1
                 errors[x, 2] = e2
@@ -593,17 +600,7 @@ def _diffuse_rgba_bands(pixels: np.ndarray, q: np.ndarray, entry_alpha: np.ndarr
                 c2 = (e2 * ahead + half) >> 12
                 if y >= keep_start:
                     labels[y, x] = best
-            step = 1 if forward else -1
-            for x in range(width):
-                for ch in range(3):
-                    total = (errors[x, ch] * w_under + half) >> 12
-                    after = x + step
-                    if 0 <= after < width:
-                        total += (errors[after, ch] * w_behind + half) >> 12
-                    prior = x - step
-                    if 0 <= prior < width:
-                        total += (errors[prior, ch] * w_before + half) >> 12
-                    below[x, ch] = total
+            _next_row(errors, below, forward, w_under, w_behind, w_before, half)
 
 
 def ordered_rgba(pixels: np.ndarray, tile: np.ndarray, shift: tuple[int, int], q: np.ndarray,
