@@ -78,7 +78,7 @@ import numpy as np
 from kpal import _jit, options
 from kpal.cluster import COMPILED_WARM_PIXELS, Quantization, compiled_cold_pixels, quantize
 from kpal.cluster.histogram import color_histogram, map_pixels
-from kpal.cluster.kmeans import LloydState, _initial_centres, lloyd, nearest_palette_colors
+from kpal.cluster.kmeans import LloydState, initial_centres, lloyd, nearest_palette_colors
 from kpal.cluster.nearest import _MARGIN, Neighbours, assign
 from kpal.errors import KpalError
 
@@ -630,9 +630,7 @@ class _Parts:
         self.s_colors = np.stack([(unique >> shift) & 0xFF for shift in (24, 16, 8, 0)],
                                  axis=1).astype(np.uint8)
         self.s_counts = counts.astype(np.int64)
-        #: The pixel count (the sum of the weights for :meth:`of_histogram`),
-        #: and that of the fully transparent pixels.
-        self.total = float(self.n)
+        #: The count of fully transparent pixels (their weight for :meth:`of_histogram`).
         self.t_count = float(np.count_nonzero(self.transparent))
 
     @classmethod
@@ -649,9 +647,13 @@ class _Parts:
         parts.s_colors = np.ascontiguousarray(colors[parts.translucent])
         parts.s_counts = counts[parts.translucent]
         parts.s_inverse = np.arange(parts.s_colors.shape[0])
-        parts.total = float(counts.sum())
         parts.t_count = float(counts[parts.transparent].sum())
         return parts
+
+    @property
+    def total(self) -> float:
+        """The pixel count: the sum of the weights of every kind."""
+        return float(self.o_counts.sum()) + float(self.s_counts.sum()) + self.t_count
 
     def _split(self, pixels: np.ndarray, kernels: ModuleType | None) -> None:
         """The masks of the three kinds of pixels."""
@@ -923,6 +925,7 @@ def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.E
         restarts = _RESTARTS[0] if k <= 16 else _RESTARTS[1]
     trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
     draw_points, draw_weights = first_points[positive], first_weights[positive]
+    drawn_on_first = True
     if draw_points.shape[0] > _DRAW_POINTS:
         # The initial draws are made (and compared) on coarser cells: they
         # only choose where the first level starts.
@@ -930,10 +933,10 @@ def _fit_points(points: np.ndarray, weights: np.ndarray, k: int, opts: options.E
         if _CELL_FACTOR * k <= coarse[0].shape[0] <= _CELL_MERGE * draw_points.shape[0]:
             draw_points, draw_weights = coarse[:2]
             trial_iter = min(max_iter, _TRIAL_ITER)
-    drawn_on_first = draw_points.shape[0] == int(np.count_nonzero(positive))
+            drawn_on_first = False
     best, best_inertia = None, np.inf
     for seed in rng.integers(0, 2**31 - 1, size=restarts).tolist():
-        centres = _initial_centres(opts.init, draw_points, draw_weights, k,
+        centres = initial_centres(opts.init, draw_points, draw_weights, k,
                                    np.random.default_rng(seed))
         trial = lloyd(draw_points, draw_weights, centres, trial_iter, tol, kernels=kernels)
         inertia = _dot(draw_weights, _squared(draw_points, trial.centres[trial.labels])

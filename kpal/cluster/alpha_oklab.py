@@ -305,7 +305,7 @@ def quantize_translucent(parts: _Parts, k_free: int, opts: options.EncodeOptions
     renumber = np.cumsum(used, dtype=np.intp) - 1
     pixel_labels = parts.labels(0, renumber[labels[:n_opaque]], renumber[labels[n_opaque:]])
     composite = _squared_to(_composites(colours), _composites(palette), labels)
-    inertia = float(np.einsum("n,n->", composite, counts)) / _COMPOSITE_UNIT / parts.n
+    inertia = float(np.einsum("n,n->", composite, counts)) / _COMPOSITE_UNIT / parts.total
     return Quantization(palette[used], pixel_labels, n_iter, inertia, parts.n_colors,
                         opts.method)
 

@@ -39,6 +39,7 @@ __all__ = [
     "LloydState",
     "assign",
     "fit_histogram",
+    "initial_centres",
     "lloyd",
     "nearest_palette_colors",
 ]
@@ -138,7 +139,7 @@ class KMeans:
             state = fit_histogram(colors, point_weights, self.k, init=self.init, rng=rng,
                                   max_iter=self.max_iter, tol=self.tol)
         else:
-            centres = _initial_centres(self.init, points, point_weights, self.k, rng)
+            centres = initial_centres(self.init, points, point_weights, self.k, rng)
             state = lloyd(points, point_weights, centres, self.max_iter, self.tol)
         self.cluster_centers_ = state.centres
         self.n_iter_ = state.n_iter
@@ -221,10 +222,16 @@ def _check_weights(sample_weight: object, n: int) -> np.ndarray:
     return w
 
 
-def _initial_centres(
+def initial_centres(
     init: str | np.ndarray, points: np.ndarray, weights: np.ndarray, k: int,
     rng: np.random.Generator, kernels: ModuleType | None = None,
 ) -> np.ndarray:
+    """The ``k`` starting centres ``init`` names (or ``init`` itself, an array).
+
+    ``"k-means++"`` draws them by greedy k-means++ (:func:`kpal.cluster.init.kmeans_plusplus`,
+    compiled with ``kernels``: the same centres), ``"random"`` by weight; ``rng``
+    supplies the draws. ndarray of shape (k, d), float64.
+    """
     if isinstance(init, np.ndarray):
         centres = np.array(init, dtype=np.float64)
         if centres.shape != (k, points.shape[1]):
@@ -611,7 +618,7 @@ def fit_histogram(
     trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
     best, best_inertia = None, np.inf
     for _ in range(restarts):
-        centres = _initial_centres(init, points, weights, k, rng, kernels)
+        centres = initial_centres(init, points, weights, k, rng, kernels)
         state = lloyd(points, weights, centres, trial_iter, tol, point_sums=point_sums,
                       kernels=kernels)
         inertia = _dot(weights, _distance(points, state.centres[state.labels], squared=True))
