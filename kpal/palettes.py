@@ -63,7 +63,6 @@ import numpy as np
 
 from kpal import container, options
 from kpal.cluster.histogram import color_histogram, unpack_rgb
-from kpal.cluster.kmeans import fit_histogram, nearest_palette_colors
 from kpal.errors import FormatError, KpalError
 
 __all__ = [
@@ -700,21 +699,14 @@ def fit_palette(
 def _fit_rgb(colors: np.ndarray, counts: np.ndarray, k: int,
              opts: options.EncodeOptions) -> np.ndarray:
     """k entries for an RGB histogram of more than ``k`` colours, as ``quantize``."""
-    if opts.method == "kmeans":
-        state = fit_histogram(colors, counts, k, init=opts.init,
-                              rng=np.random.default_rng(opts.seed),
-                              max_iter=opts.iterations, tol=opts.tolerance)
-        palette = np.clip(np.rint(state.centres), 0, 255).astype(np.uint8)
-        color_labels, _ = nearest_palette_colors(colors, palette, state)
-    else:
-        from kpal.cluster import _fit_gmm
+    from kpal.cluster import fit_histogram_palette
+    from kpal.cluster.histogram import ColorHistogram
 
-        centres, color_labels, _ = _fit_gmm(colors, counts, k, opts.seed, opts.iterations,
-                                            opts.tolerance, opts.init)
-        palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
-    # As quantize: drop the entries no colour chose (duplicates after rounding).
-    used = np.bincount(color_labels, minlength=palette.shape[0]) > 0
-    return palette[used]
+    if opts.method == "kmeans":
+        counts = counts.astype(np.float64)  # as quantize: the same weights, the same fit
+    opts = opts.replace(k=k) if k != opts.k else opts
+    hist = ColorHistogram(colors, counts)
+    return fit_histogram_palette(hist, opts, np.random.default_rng(opts.seed)).palette
 
 
 def _fit_rgba(colors: np.ndarray, counts: np.ndarray, opts: options.EncodeOptions

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors
 from kpal.errors import KpalError
 
-__all__ = ["METHODS", "KMeans", "Quantization", "load_compiled", "quantize"]
+__all__ = ["METHODS", "HistogramFit", "KMeans", "Quantization", "fit_histogram_palette",
+           "load_compiled", "quantize"]
 
 #: Names accepted by ``method=``.
 METHODS = options.METHODS
@@ -181,7 +183,7 @@ def quantize(
     # The options module holds every range and message, for all of kpal.
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
                                  tol=tol, sample=sample)
-    k, max_iter, tol = opts.k, opts.iterations, opts.tolerance
+    k = opts.k
     # Compiled loops for large images when kpal[fast] is installed: the same output.
     kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
                         min_pixels=COMPILED_WARM_PIXELS,
@@ -210,10 +212,71 @@ def quantize(
         fit_hist = _sample_histogram(pixels, sample, rng)
         if len(fit_hist) <= k:
             fit_hist = hist
-    if method == "kmeans":
+    fit = fit_histogram_palette(hist, opts, rng, fit_hist, kernels)
+    del fit_hist
+    labels = _map(kernels, pixels, hist.colors, fit.values)
+    # einsum, not BLAS (in fit.error): reported figures must not depend on the thread count.
+    return Quantization(fit.palette, labels, fit.n_iter, fit.error / pixels.shape[0], n_colors,
+                        method)
+
+
+@dataclass
+class HistogramFit:
+    """A palette fitted to a histogram, and the entry of each of its colours.
+
+    Attributes
+    ----------
+    palette : ndarray of shape (k_used, 3), uint8
+        Every entry is the entry of at least one colour.
+    values : ndarray of shape (n_colors,), uint8
+        Palette index of each colour of the histogram.
+    n_iter : int
+        Iterations run by the clustering.
+    error : float
+        Sum over the colours of count times the squared RGB distance to the entry.
+    """
+
+    palette: np.ndarray
+    values: np.ndarray
+    n_iter: int
+    error: float
+
+
+def fit_histogram_palette(hist: ColorHistogram, opts: options.EncodeOptions,
+                          rng: np.random.Generator, fit_hist: ColorHistogram | None = None,
+                          kernels: ModuleType | None = None) -> HistogramFit:
+    """The steps of :func:`quantize` between the histogram and the pixel labels.
+
+    Clusters ``fit_hist`` (default ``hist``) into ``opts.k`` colours with
+    ``opts.method``, rounds the centres to a palette, gives every colour of
+    ``hist`` its entry (the nearest; with a Gaussian mixture fitted on ``hist``
+    itself, its most probable component), and drops the entries no colour
+    chose (duplicates after rounding, clusters of sampled-out colours),
+    renumbering the rest in order.
+
+    Parameters
+    ----------
+    hist : ColorHistogram
+        More than ``opts.k`` distinct colours; float64 counts for k-means.
+    opts : kpal.options.EncodeOptions
+    rng : numpy.random.Generator
+        The k-means draws (a Gaussian mixture uses ``opts.seed``).
+    fit_hist : ColorHistogram, optional
+        A sample of ``hist`` to fit on, with more than ``opts.k`` colours.
+    kernels : module, optional
+        ``kpal.cluster._kmeans_fast``: the same result by compiled loops.
+
+    Returns
+    -------
+    HistogramFit
+    """
+    k = opts.k
+    fit_hist = hist if fit_hist is None else fit_hist
+    if opts.method == "kmeans":
         state = fit_histogram(
-            fit_hist.colors, fit_hist.counts, k, init=init, rng=rng, max_iter=max_iter, tol=tol,
-            polish=fit_hist is not hist, kernels=kernels,
+            fit_hist.colors, fit_hist.counts, k, init=opts.init, rng=rng,
+            max_iter=opts.iterations, tol=opts.tolerance, polish=fit_hist is not hist,
+            kernels=kernels,
         )
         n_iter = state.n_iter
         palette = _to_palette(state.centres)
@@ -224,10 +287,11 @@ def quantize(
         color_labels, distances = nearest_palette_colors(
             hist.colors, palette, state if fit_hist is hist else None, kernels
         )
-        del state, fit_hist  # labels and bounds of every colour: not needed any more
+        del state  # labels and bounds of every colour: not needed any more
     else:
         centres, gmm_labels, n_iter = _fit_gmm(
-            fit_hist.colors, fit_hist.counts, k, seed, max_iter, tol, init
+            fit_hist.colors, fit_hist.counts, k, opts.seed, opts.iterations, opts.tolerance,
+            opts.init
         )
         palette = _to_palette(centres)
         if fit_hist is hist:
@@ -238,18 +302,11 @@ def quantize(
         else:
             color_labels, distances = nearest_palette_colors(hist.colors, palette,
                                                              kernels=kernels)
-    # Drop palette entries no colour chose (duplicates after rounding, or a
-    # cluster that only held sampled-out colours); renumber the rest in order.
     used = np.bincount(color_labels, minlength=palette.shape[0]) > 0
     renumber = np.cumsum(used, dtype=np.intp) - 1
-    palette = palette[used]
     values = renumber.astype(np.uint8)[color_labels]  # unused entries (-1) are never read
-    # einsum, not BLAS: reported figures must not depend on the thread count.
-    inertia = float(np.einsum("n,n->", distances, hist.counts.astype(np.float64, copy=False)))
-    inertia /= pixels.shape[0]
-    del color_labels, distances  # 16 bytes per colour, before the per-pixel labels exist
-    labels = _map(kernels, pixels, hist.colors, values)
-    return Quantization(palette, labels, n_iter, inertia, n_colors, method)
+    error = float(np.einsum("n,n->", distances, hist.counts.astype(np.float64, copy=False)))
+    return HistogramFit(palette[used], values, n_iter, error)
 
 
 def _map(kernels, pixels: np.ndarray, colors: np.ndarray, values: np.ndarray) -> np.ndarray:
