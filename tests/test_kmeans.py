@@ -283,14 +283,14 @@ def test_kmeans_plusplus_on_uint8_colours_equals_float64():
 def test_lloyd_gives_the_same_result_whether_few_points_compare_every_centre(k, monkeypatch):
     # Searches of few points compare all k centres instead of the neighbour
     # lists: the bounds differ, the labels, centres and iterations must not.
-    import kpal.cluster.kmeans as kmeans_module
+    import kpal.cluster.nearest as nearest_module
 
     colors, counts = many_colour_histogram(seed=14)
     points, weights = colors.astype(np.float64), counts.astype(np.float64)
     start = points[np.random.default_rng(k).choice(points.shape[0], k, replace=False)]
     results = []
     for dense in (0, 1 << 30):
-        monkeypatch.setattr(kmeans_module, "_DENSE_SEARCH", dense)
+        monkeypatch.setattr(nearest_module, "_DENSE_SEARCH", dense)
         results.append(lloyd(points, weights, start, 40, 0.0))
     sparse, dense = results
     assert sparse.n_iter == dense.n_iter > 1

@@ -497,9 +497,6 @@ def _hamerly_assign(
 #: Points per block of :func:`_hamerly_assign`.
 _ASSIGN_BLOCK = 1 << 18
 
-#: Searches of at most this many point-centre pairs compare every centre.
-_DENSE_SEARCH = 1 << 16
-
 
 def _hamerly_assign_block(
     points: np.ndarray, state: LloydState, neighbours: Neighbours
@@ -521,12 +518,7 @@ def _hamerly_assign_block(
     loose, tight, old = loose[keep], tight[keep], old[keep]
     if loose.size == 0:
         return nothing, nothing
-    if loose.size * centres.shape[0] <= _DENSE_SEARCH:
-        # Few points to search: all k distances cost less than the search's
-        # set-up, and give the same nearest centre (tighter bounds, same labels).
-        new_labels, first, second = _nearest_two(points[loose], centres)
-    else:
-        new_labels, first, second = neighbours.search(points[loose], old, tight)
+    new_labels, first, second = neighbours.search(points[loose], old, tight)
     labels[loose] = new_labels
     state.upper[loose] = first
     state.lower[loose] = second

@@ -37,6 +37,9 @@ _SCAN_WIDTH = 16
 #: Drift (in RGB levels) after which the neighbour order is sorted again.
 _RESORT_DRIFT = 4.0
 
+#: Searches of at most this many point-centre pairs compare every centre.
+_DENSE_SEARCH = 1 << 16
+
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """``a . b`` without BLAS, whose rounding may depend on its thread count."""
@@ -221,6 +224,11 @@ class Neighbours:
         """
         k = self.centres.shape[0]
         n = points.shape[0]
+        if n * k <= _DENSE_SEARCH:
+            # Few points: every distance costs less than grouping them by
+            # candidate lists, and the nearest centre is the same (the second
+            # distance returned is then exact, a tighter bound).
+            return _nearest_two(points, self.centres)
         # Candidates of a point: the first w centres of its centre's row, for
         # the smallest power of two w (at least 2, for a runner-up) whose
         # stored gap at column w exceeds 2u plus the drift since sorting (plus
