@@ -341,3 +341,20 @@ def test_warning_text_is_one_line(runner, wide_kpal, monkeypatch):
         warnings.simplefilter("always")
         result = runner.invoke(cli, ["info", str(wide_kpal)])
     assert "kpal: warning: first line second line" in result.output.splitlines()
+
+
+def test_python_dash_m_kpal_is_the_same_command_line(tmp_path):
+    # ``python -m kpal`` for when the script is not on PATH: same output, same exit codes.
+    golden = Path(__file__).parent.parent / "samples" / "golden" / "context_k17_70x3.kpal"
+    as_module = [sys.executable, "-m", "kpal"]
+    info = [subprocess.run([*cmd, "info", str(golden)], capture_output=True, text=True,
+                           timeout=120, check=False) for cmd in (as_module, KPAL)]
+    assert info[0].returncode == info[1].returncode == 0
+    assert info[0].stdout == info[1].stdout and "17 colours" in info[0].stdout
+    missing = [subprocess.run([*cmd, "decode", str(tmp_path / "none.kpal"), "-o",
+                               str(tmp_path / "x.png")], capture_output=True, text=True,
+                              timeout=120, check=False) for cmd in (as_module, KPAL)]
+    assert missing[0].returncode == missing[1].returncode == 2
+    assert missing[0].stderr == missing[1].stderr
+    assert missing[0].stderr.endswith("none.kpal: no such file\n")
+    assert not (tmp_path / "x.png").exists()
