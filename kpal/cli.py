@@ -788,8 +788,11 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     from kpal.palettes import fit_palette, save_palette
 
     opts = encode_options(values)
-    paths = [str(path) for path, _ in batch.collect(srcs, recursive=recursive,
-                                                   wanted=batch.image_file)]
+    try:
+        paths = [str(path) for path, _ in batch.collect(srcs, recursive=recursive,
+                                                       wanted=batch.image_file)]
+    except batch.BatchError as e:
+        raise click.UsageError(str(e)) from None
     if not paths:
         raise click.UsageError(f"no image files in {' '.join(srcs)}")
     if weights and len(weights) != len(paths):

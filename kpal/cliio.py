@@ -273,13 +273,7 @@ def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
     """
     name = "<stdin>" if path == STDIO else path
     if path != STDIO:
-        p = Path(path)
-        if p.is_dir():
-            raise click.UsageError(f"{path}: is a directory, expected a file")
-        if not p.exists():
-            raise click.UsageError(f"{path}: no such file")
-        if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
-            raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
+        _check_input(path)
     elif sys.stdin is None:
         raise click.ClickException("<stdin>: cannot read: standard input is closed")
     try:
@@ -351,13 +345,27 @@ def _open_image(name: str, data: bytes) -> Image.Image:
     return im
 
 
+def _check_input(path: str) -> None:
+    """Refuse an input file that is missing, a folder or a device, naming it."""
+    p = Path(path)
+    if p.is_dir():
+        raise click.UsageError(f"{path}: is a directory, expected a file")
+    if not p.exists():
+        raise click.UsageError(f"{path}: no such file")
+    if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
+        raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
+
+
 # ------------------------------------------------------------------ output
 def _check_output(src: str, out: str, force: bool) -> None:
     """Refuse an output that would overwrite the input, or a file, without --force.
 
     A device or a named pipe (``-o /dev/null``) is not "a file that exists":
-    it is written straight through and needs no --force.
+    it is written straight through and needs no --force. A missing input is
+    reported first: it is the real problem.
     """
+    if src != STDIO:
+        _check_input(src)
     if out == STDIO:
         return
     target = Path(out)

@@ -51,6 +51,22 @@ def test_missing_input(runner, tmp_path):
                f"kpal: error: {tmp_path / 'x.kpal'}: no such file")
 
 
+def test_missing_input_is_named_when_the_output_already_exists(runner, tmp_path):
+    # The output-is-the-input check used to compare with a file that is not
+    # there: a raw "[Errno 2]" and exit 1. The missing input is the problem.
+    existing = tmp_path / "out.kpal"
+    existing.write_bytes(b"keep me")
+    for command, missing in (("encode", "nope.jpg"), ("decode", "nope.kpal"),
+                             ("palette", "nope.png"), ("plot", "nope.jpg")):
+        path = tmp_path / missing
+        target = existing if command != "plot" else existing.with_suffix(".png")
+        target.write_bytes(b"keep me")
+        args = [command, str(path), "-o", str(target)]
+        _fails(runner.invoke(cli, args + (["--kind", "palette"] if command == "plot" else [])), 2,
+               f"kpal: error: {path}: no such file")
+        assert target.read_bytes() == b"keep me"
+
+
 def test_directory_as_input(runner, tmp_path):
     for command in ("encode", "decode", "info"):
         _fails(runner.invoke(cli, [command, str(tmp_path)]), 2,
