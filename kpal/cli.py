@@ -785,7 +785,7 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     fits one such image: K entries in all, one of them fully transparent
     when some pixel is (save it as .kpal, .png, .gif or hex).
     """
-    from kpal.palettes import fit_palette, save_palette
+    from kpal.palettes import fit_palette, format_of_path, save_palette
 
     opts = encode_options(values)
     try:
@@ -807,6 +807,11 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
         raise click.UsageError("--weight: weights must be finite, >= 0, not all 0")
     for path in paths:
         _check_output(path, out, force)
+    if out != STDIO:
+        try:  # before the fit, not after it
+            format_of_path(out)
+        except KpalError as e:
+            raise click.UsageError(str(e)) from None
 
     def images():  # one image in memory at a time
         for path in paths:

@@ -71,6 +71,7 @@ __all__ = [
     "as_palette",
     "dump_palette",
     "fit_palette",
+    "format_of_path",
     "load_palette",
     "map_to_palette",
     "merge_histograms",
@@ -372,13 +373,25 @@ def save_palette(palette: object, path: str | os.PathLike, format: str | None = 
     from kpal.io import write_atomic
 
     if format is None:
-        format = _format_of_extension(os.fspath(path))
-        if format is None:
-            known = ", ".join(s for suffixes in FORMATS.values() for s in suffixes)
-            msg = (f"{os.fspath(path)}: unknown palette extension "
-                   f"{Path(path).suffix or '(none)'!r} (known: {known})")
-            raise KpalError(msg)
+        format = format_of_path(path)
     write_atomic(path, dump_palette(palette, format), force=force)
+
+
+def format_of_path(path: str | os.PathLike) -> str:
+    """The palette format :func:`save_palette` writes for ``path``, from its extension.
+
+    Raises
+    ------
+    KpalError
+        An extension no palette format has, named with the known ones.
+    """
+    format = _format_of_extension(os.fspath(path))
+    if format is None:
+        known = ", ".join(s for suffixes in FORMATS.values() for s in suffixes)
+        msg = (f"{os.fspath(path)}: unknown palette extension "
+               f"{Path(path).suffix or '(none)'!r} (known: {known})")
+        raise KpalError(msg)
+    return format
 
 
 def dump_palette(palette: object, format: str) -> bytes:

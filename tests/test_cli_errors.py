@@ -393,3 +393,18 @@ def test_closed_stdin_is_one_line_not_a_traceback(tmp_path, png):
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, "")
     assert out.read_bytes() == kpal.encode(png)
+
+
+def test_palette_output_extension_is_checked_before_the_fit(runner, png, tmp_path, monkeypatch):
+    # An unknown extension is a usage error found at once, not after the fit.
+    import kpal.palettes
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted before checking the output")
+
+    monkeypatch.setattr(kpal.palettes, "fit_palette", no_fit)
+    out = tmp_path / "colours.xyz"
+    _fails(runner.invoke(cli, ["palette", str(png), "-k", "4", "-o", str(out)]), 2,
+           f"kpal: error: {out}: unknown palette extension '.xyz' "
+           "(known: .kpal, .gpl, .act, .png, .gif, .hex, .txt)")
+    assert not out.exists()
