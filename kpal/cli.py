@@ -631,10 +631,13 @@ def info(srcs, as_json, recursive, jobs, dask):
 
     A damaged file is still described, with what is wrong; the exit code is
     then 1. With --json the same goes to stdout as JSON, with a "problem" field.
-    IN is a file, or several files, glob patterns and (with -r) folders: each
-    is described in turn, as JSON lines with --json.
+    IN is a file, or several files, glob patterns and folders (their own
+    files; with -r their sub-folders' too): each is described in turn, as
+    JSON lines with --json.
     """
-    if len(srcs) > 1 or batch.is_glob(srcs[0]) or batch.is_url(srcs[0]) or recursive:
+    src = srcs[0]
+    if (len(srcs) > 1 or batch.is_glob(src) or batch.is_url(src) or recursive
+            or (src != STDIO and Path(src).is_dir())):
         _check_batch_output(srcs, None)
         planned = _plan("info", srcs, None, ext="", recursive=recursive,
                         wanted=batch.kpal_file)
@@ -650,7 +653,6 @@ def info(srcs, as_json, recursive, jobs, dask):
         _run_batch(planned, "described", jobs=jobs, dask=dask, quiet=True, force=False,
                    skip_existing=False, on_result=show)
         return
-    src = srcs[0]
     try:
         name, data = _read_input(src, kpal=True)
         report = codec.inspect(data)

@@ -233,6 +233,16 @@ def test_info_batch_json_lines(runner, encoded):
         f"kpal: error: {junk}: " + next(r["problem"] for r in records if r["file"] == junk)]
 
 
+def test_info_of_a_folder_describes_its_own_files(runner, encoded):
+    # Like ls: a folder's files; its sub-folders only with -r.
+    result = runner.invoke(cli, ["info", str(encoded), "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    top = sorted(str(encoded / n) for n in _kpal(GOOD) if "/" not in n)
+    assert top and sorted(r["file"] for r in records) == top
+    assert all(r["problem"] is None and r["header"]["k"] == 8 for r in records)
+
+
 def test_info_batch_text_with_a_pattern(runner, encoded):
     result = runner.invoke(cli, ["info", str(encoded / "*.kpal")])
     assert result.exit_code == 0, result.output
