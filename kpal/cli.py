@@ -756,7 +756,14 @@ def sample(src, out, force, **values):
     fmt = "PNG" if out == STDIO else _output_format(out)
     _check_output(src, out, force)
     name, data = _read_input(src)
-    rgb, _ = codec.to_rgb(_open_image(name, data))
+    try:
+        rgb, _ = codec.to_rgb(_open_image(name, data))
+    except KpalError as e:
+        raise click.ClickException(f"{name}: {e}") from None
+    if rgb.shape[-1] == 4:  # the mixture is fitted to colours: those seen over white
+        click.echo(f"note: {name} has transparency; the sample is drawn from it over white",
+                   err=True)
+        rgb = np.asarray(codec.flatten(Image.fromarray(rgb, "RGBA"), (255, 255, 255)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         drawn = sample_image(rgb, k, seed=seed)

@@ -274,7 +274,8 @@ def to_rgb(image: ImageSource) -> tuple[np.ndarray, Image.Image | None]:
 
     Returns
     -------
-    rgb : ndarray of shape (height, width, 3), uint8
+    rgb : ndarray of shape (height, width, 3) or (height, width, 4), uint8
+        RGB, or straight RGBA when the image has transparency.
     p_image : PIL.Image.Image or None
         The "P" image when the input had a palette (mode P, or PA with no
         transparency), so its palette can be kept.

@@ -60,6 +60,30 @@ def test_sample_single_colour_notes_it(runner, tmp_path):
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.full((7, 9, 3), [10, 120, 250]))
 
 
+def test_sample_of_an_image_with_transparency_is_drawn_over_white(runner, tmp_path):
+    # It raised a ValueError traceback: the mixture is fitted to the colours seen over white.
+    rng = np.random.default_rng(4)
+    rgba = rng.integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(rng.random((12, 10)) < 0.5, 0, 255)
+    src, out = tmp_path / "cut.png", tmp_path / "out.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    result = runner.invoke(cli, ["sample", str(src), "-k", "3", "--seed", "5", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        f"note: {src} has transparency; the sample is drawn from it over white")
+    over_white = np.where(rgba[..., 3:] == 255, rgba[..., :3], 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)),
+                                  sample_image(over_white, 3, seed=5))
+
+
+def test_sample_of_a_16_bit_image_names_the_file(runner, tmp_path):
+    src = tmp_path / "deep.png"
+    Image.new("I;16", (6, 5), 3000).save(src)
+    result = runner.invoke(cli, ["sample", str(src), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"kpal: error: {src}: mode I;16 (samples wider than 8 bits)")
+
+
 def test_sample_errors(runner, photo_png, tmp_path):
     result = runner.invoke(cli, ["sample", str(photo_png), "-k", "4"])
     assert result.exit_code == 2 and "Missing option '-o'" in result.output
