@@ -747,7 +747,8 @@ def sample(src, out, force, **values):
 
     Fits a Gaussian mixture of K components to IN's pixels and writes an image
     of IN's size whose pixels are drawn independently from it: IN's colour
-    distribution without its spatial structure.
+    distribution without its spatial structure. An image with transparency is
+    sampled as it looks over white.
     """
     from kpal.cluster.gmm import sample_image
 
