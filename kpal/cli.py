@@ -957,7 +957,8 @@ def view(src, out, no_open):
     """Show .kpal file IN in the web browser.
 
     Writes one self-contained HTML page (the viewer, the decoder and the file,
-    nothing to fetch) and prints its path.
+    nothing to fetch) and prints its path. A damaged file is still shown, with
+    what is wrong; the exit code is then 1, as for kpal info.
     """
     from kpal import view as viewer
 
@@ -966,6 +967,9 @@ def view(src, out, no_open):
     except KpalError as e:
         raise click.ClickException(f"{src}: {e}") from None
     click.echo(page)
+    problem = codec.inspect(Path(src).read_bytes())["problem"]
+    if problem:
+        raise click.ClickException(f"{src}: {problem}")
 
 
 def main() -> None:

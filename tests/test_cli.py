@@ -293,6 +293,22 @@ def test_view_writes_one_page_and_opens_it(tmp_path, monkeypatch):
     assert result.exit_code == 0 and len(opened) == 1
 
 
+def test_view_of_a_damaged_file_writes_the_page_and_says_what_is_wrong(tmp_path):
+    from kpal import view as viewer_module
+
+    from .conftest import GOLDEN
+
+    data = bytearray((GOLDEN / "k5_7x3.kpal").read_bytes())
+    data[-1] ^= 0xFF  # the checksum
+    src, out = tmp_path / "damaged.kpal", tmp_path / "page.html"
+    src.write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, ["view", str(src), "--no-open", "-o", str(out)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == str(out) and lines[1].startswith(f"kpal: error: {src}: checksum mismatch")
+    assert out.read_text(encoding="utf-8") == viewer_module.to_html(src)
+
+
 def test_view_of_a_file_that_is_not_kpal_is_one_error_line(tmp_path):
     bad = tmp_path / "x.kpal"
     bad.write_bytes(b"GIF89a" + bytes(40))
