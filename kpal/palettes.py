@@ -192,7 +192,7 @@ def _detect(data: bytes, name: str) -> str:
     if data.lstrip(b"\xef\xbb\xbf").startswith(_GPL_MAGIC.encode()):
         return "gpl"
     by_extension = _format_of_extension(name)
-    if by_extension in ("act", "gpl", "hex"):
+    if by_extension is not None:  # a .png that is not a PNG is refused as one, not read as text
         return by_extension
     if len(data) in (_ACT_COLORS, _ACT_COLORS + _ACT_TRAILER.size):
         return "act"
@@ -319,7 +319,10 @@ def _read_image(data: bytes, name: str) -> np.ndarray:
             indices = np.asarray(im)
             entries = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
             entries = _with_transparency(entries, im.info.get("transparency"))
-    except (OSError, UnidentifiedImageError, SyntaxError) as error:
+    except UnidentifiedImageError:
+        msg = f"{name}: not a PNG or GIF image (a palette image was expected)"
+        raise KpalError(msg) from None
+    except (OSError, SyntaxError) as error:
         msg = f"{name}: cannot read the image palette: {error}"
         raise KpalError(msg) from None
     used = np.flatnonzero(np.bincount(indices.reshape(-1), minlength=256))

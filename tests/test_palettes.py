@@ -509,3 +509,21 @@ def test_map_to_palette_with_alpha_follows_the_rgba_rules():
     # RGB pixels are opaque: only opaque entries.
     rgb_labels = palettes.map_to_palette(pixels[..., :3].reshape(-1, 3), palette)
     assert (palette[rgb_labels, 3] == 255).all()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("colours.png", "colours.png: not a PNG or GIF image (a palette image was expected)"),
+    ("colours.gif", "colours.gif: not a PNG or GIF image (a palette image was expected)"),
+    ("colours.kpal", "colours.kpal: not a .kpal file"),
+])
+def test_a_palette_file_that_is_not_what_its_extension_says_is_refused_as_such(tmp_path, name,
+                                                                               message):
+    # It was read as hex text: "colours.png:1: '#ff0000' ..." or worse, hex colours accepted.
+    path = tmp_path / name
+    path.write_text("#ff0000\n#00ff00\n")
+    with pytest.raises(KpalError) as caught:
+        palettes.load_palette(path)
+    assert str(caught.value).startswith(f"{tmp_path}/{message}")
+    plain = tmp_path / "colours"  # no extension: the content decides, hex here
+    plain.write_text("#ff0000\n#00ff00\n")
+    assert palettes.load_palette(plain).tolist() == [[255, 0, 0], [0, 255, 0]]
