@@ -214,6 +214,8 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         (``PIL.UnidentifiedImageError`` is an ``OSError``).
     KpalError
         Empty input, or more than one frame.
+    TypeError
+        ``source`` is none of these (a list, None, ...).
     """
     name = "image"
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -223,6 +225,10 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
+    elif not callable(getattr(source, "read", None)):
+        msg = (f"expected an image: a PIL image, a uint8 array, or the path, bytes or "
+               f"binary file object of an image file, got {type(source).__name__}")
+        raise TypeError(msg)
     with Image.open(source) as im:
         _reject_multiframe(im, name)
         im.load()

@@ -352,6 +352,13 @@ def test_decode_accepts_file_objects(tmp_path, photo):
         kpal.decode(42)
 
 
+@pytest.mark.parametrize("source", [[[1, 2, 3]], None, 3.5])
+def test_encode_of_something_not_an_image_is_a_type_error_naming_it(source):
+    # It was "AttributeError: 'list' object has no attribute 'read'", from inside Pillow.
+    with pytest.raises(TypeError, match=f"expected an image: .* got {type(source).__name__}$"):
+        kpal.encode(source, 4)
+
+
 def test_decode_refuses_a_bad_header_before_reading_the_rest():
     class Endless(io.RawIOBase):
         reads = 0
