@@ -384,13 +384,55 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     note : str or None
         One line saying what was done, when a default flattening happened.
     """
-    if not has_transparency(image) or (background is None and fmt.upper() in ALPHA_FORMATS):
+    if not has_transparency(image):
         return image, None
     if background is not None:
         return flatten(image, background), None
-    note = (f"{fmt.upper()} has no transparency: flattened onto white "
+    name = fmt.upper()
+    if name == "PNG":
+        return image, None  # a palette with alpha becomes PNG's tRNS chunk
+    if name == "GIF" and image.mode == "P":
+        return _for_gif(image)
+    if name in ALPHA_FORMATS:
+        # Other writers (TIFF, ...) would drop a palette's alpha: give them RGBA.
+        return (image if image.mode == "RGBA" else image.convert("RGBA")), None
+    note = (f"{name} has no transparency: flattened onto white "
             "(choose the colour with --background)")
     return flatten(image, (255, 255, 255)), note
+
+
+def _for_gif(image: Image.Image) -> tuple[Image.Image, str | None]:
+    """A "P" image with transparency as GIF can hold it: one fully transparent index.
+
+    Fully transparent entries become that one index. GIF has no partial
+    transparency, so translucent entries are composited over white, with a note.
+    """
+    from kpal.cluster.alpha import flatten as composite  # the one rounding rule
+
+    # Every entry once, as Pillow reads it (an RGBA palette or a transparency key).
+    rgb = image.getpalette("RGB") or []
+    strip = Image.fromarray(np.arange(len(rgb) // 3, dtype=np.uint8)[None], "P")
+    strip.putpalette(image.getpalette("RGBA"), "RGBA")
+    if "transparency" in image.info:
+        strip.info["transparency"] = image.info["transparency"]
+    entries = np.ascontiguousarray(np.asarray(strip.convert("RGBA"))[0])
+    alpha = entries[:, 3]
+    translucent = (alpha > 0) & (alpha < 255)
+    palette = entries[:, :3].copy()
+    palette[translucent] = composite(entries[translucent], (255, 255, 255))
+    indices = np.asarray(image)
+    out = Image.fromarray(indices, "P")
+    hidden = np.flatnonzero(alpha == 0)
+    if hidden.size:
+        out = Image.fromarray(np.where(np.isin(indices, hidden), hidden[0], indices)
+                              .astype(np.uint8), "P")
+        out.info["transparency"] = int(hidden[0])
+    out.putpalette(palette.reshape(-1).tolist(), "RGB")
+    note = None
+    if translucent[np.unique(indices)].any():
+        note = ("GIF has no partial transparency: translucent pixels flattened onto white, "
+                "fully transparent ones kept (choose the colour with --background)")
+    return out, note
 
 
 def has_transparency(image: Image.Image) -> bool:

@@ -344,6 +344,57 @@ def test_transparent_pixels_are_kept(runner, tmp_path, mode):
         assert bmp.mode == "RGB" and bmp.getpixel((0, 0)) == (255, 255, 255)
 
 
+def _soft_alpha_kpal(tmp_path):
+    """A .kpal file with opaque, translucent and fully transparent entries, and its RGBA."""
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., 0] = np.arange(8) * 30
+    rgba[..., 1] = 90
+    rgba[..., 2] = np.arange(6)[:, None] * 40
+    rgba[..., 3] = 255
+    rgba[0, :3, 3] = 0
+    rgba[5, 5:, 3] = 128
+    path = tmp_path / "soft.kpal"
+    with pytest.warns(UserWarning, match="lossless"):  # fewer colours than k
+        path.write_bytes(kpal.encode(rgba, 64))
+    return path, np.asarray(kpal.decode(path).convert("RGBA"))
+
+
+@pytest.mark.parametrize("suffix", ["tiff", "webp"])
+def test_decoding_to_an_alpha_format_keeps_every_alpha(runner, tmp_path, suffix):
+    # TIFF dropped the palette's alpha without a word (Pillow writes its RGB colormap only).
+    path, expected = _soft_alpha_kpal(tmp_path)
+    out = tmp_path / f"out.{suffix}"
+    extra = ["--format", "WEBP"] if suffix == "webp" else []
+    result = runner.invoke(cli, ["decode", str(path), "-o", str(out), *extra])
+    assert result.exit_code == 0 and result.output == "", result.output
+    with Image.open(out) as written:
+        decoded = np.asarray(written.convert("RGBA"))
+    np.testing.assert_array_equal(decoded[..., 3], expected[..., 3])
+    if suffix == "tiff":  # lossless
+        opaque = expected[..., 3] == 255
+        np.testing.assert_array_equal(decoded[opaque], expected[opaque])
+
+
+def test_decoding_to_gif_keeps_full_transparency_and_says_what_it_flattens(runner, tmp_path):
+    # GIF lost all transparency without a word; it holds one fully transparent index.
+    path, expected = _soft_alpha_kpal(tmp_path)
+    out = tmp_path / "out.gif"
+    result = runner.invoke(cli, ["decode", str(path), "-o", str(out)])
+    assert result.exit_code == 0
+    assert result.output == (f"note: {path}: GIF has no partial transparency: translucent "
+                             "pixels flattened onto white, fully transparent ones kept (choose "
+                             "the colour with --background)\n")
+    with Image.open(out) as written:
+        decoded = np.asarray(written.convert("RGBA"))
+    np.testing.assert_array_equal(decoded[..., 3] == 0, expected[..., 3] == 0)
+    opaque = expected[..., 3] == 255
+    np.testing.assert_array_equal(decoded[opaque], expected[opaque])
+    half = expected[..., 3] == 128
+    over_white = (expected[half, :3].astype(np.int64) * 128 + 255 * 127 + 127) // 255
+    np.testing.assert_array_equal(decoded[half, :3], over_white)
+    assert (decoded[half, 3] == 255).all()
+
+
 @pytest.mark.parametrize(("mode", "fmt"), [("I;16", "PNG"), ("I", "TIFF"), ("F", "TIFF")])
 def test_wide_modes_are_rejected_with_the_mode_named(runner, tmp_path, mode, fmt):
     path = tmp_path / f"in.{fmt.lower()}"
