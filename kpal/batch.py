@@ -569,10 +569,11 @@ def _decode(job: Job) -> dict:
         raise _Failure(f"{job.path}: {e}", size) from None
     k = im.info.get("k")
     # Transparency onto the background, or white for formats without alpha (JPEG & co).
-    im, _ = codec.for_format(im, job.fmt or "PNG", job.background)
+    im, note = codec.for_format(im, job.fmt or "PNG", job.background)
     image_bytes = _save_image(im, job.fmt or "PNG", job.output)
     _write(job, image_bytes)
-    return {"bytes_in": size, "bytes_out": len(image_bytes), "k": k}
+    return {"bytes_in": size, "bytes_out": len(image_bytes), "k": k,
+            "notes": (note,) if note else ()}
 
 
 def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:

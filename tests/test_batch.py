@@ -683,6 +683,25 @@ def test_decode_batch_flattens_onto_the_background(runner, tmp_path):
         list(batch.decode_many(folder, tmp_path / "bad", jobs=1, background="nope"))
 
 
+def test_decode_batch_says_what_a_format_flattens(runner, tmp_path):
+    # As a single decode does: one warning line per file; nothing with -q.
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[:, :4] = (200, 30, 40, 255)
+    rgba[:, 4:] = (10, 20, 30, 128)  # translucent: GIF cannot hold it
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with pytest.warns(UserWarning, match="2 distinct RGBA colours"):
+        kpal.save(Image.fromarray(rgba, "RGBA"), folder / "a.kpal", k=4)
+    result = runner.invoke(cli, ["decode", str(folder), "-o", str(tmp_path / "out"),
+                                 "--format", "gif", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    assert (f"kpal: warning: {folder / 'a.kpal'}: GIF has no partial transparency: translucent "
+            "pixels flattened onto white") in result.output
+    result = runner.invoke(cli, ["decode", str(folder), "-o", str(tmp_path / "quiet"),
+                                 "--format", "gif", "-j", "1", "-q"])
+    assert result.exit_code == 0 and result.output == ""
+
+
 def test_importing_the_fork_server_module_elsewhere_changes_nothing():
     # Collecting doctests imports every module: only the fork server may preload,
     # since numba's workqueue layer aborts when two threads run a kernel at once.
