@@ -61,7 +61,7 @@ def settle() -> None:
     gc.collect()
     gc.freeze()
     with contextlib.suppress(OSError, AttributeError):  # glibc's allocator only
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc = ctypes.CDLL("libc.so.6")
         libc.malloc_trim(0)
         release_library_pages(libc, "llvmlite")
 

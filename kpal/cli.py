@@ -762,14 +762,20 @@ def sample(src, out, force, **values):
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     if rgb.shape[-1] == 4:  # the mixture is fitted to colours: those seen over white
-        click.echo(f"note: {name} has transparency; the sample is drawn from it over white",
-                   err=True)
-        rgb = np.asarray(codec.flatten(Image.fromarray(rgb, "RGBA"), (255, 255, 255)))
+        rgb = _over_white(name, rgb, "the sample is drawn from it")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         drawn = sample_image(rgb, k, seed=seed)
     _echo_notes(caught)
     _write_output(out, encode_image_file(Image.fromarray(drawn, "RGB"), fmt, out), force)
+
+
+def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:
+    """RGBA pixels composited over white, with a note saying so (``what`` over white)."""
+    from kpal.cluster.alpha import flatten
+
+    click.echo(f"note: {name} has transparency; {what} over white", err=True)
+    return flatten(rgba, (255, 255, 255))
 
 
 @cli.command(name="palette")
@@ -899,8 +905,7 @@ def plot(src, kind, out, size, force, **values):
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     if rgb.shape[-1] == 4 and kind != "palette":  # the palette draws alpha on a checkerboard
-        click.echo(f"note: {name} has transparency; the figures show it over white", err=True)
-        rgb = np.asarray(codec.flatten(Image.fromarray(rgb, "RGBA"), (255, 255, 255)))
+        rgb = _over_white(name, rgb, "the figures show it")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
