@@ -582,7 +582,8 @@ def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
     for candidate in (im, None):
         buffer = io.BytesIO()
         try:
-            (candidate or im.convert("RGB")).save(buffer, format=fmt)
+            (candidate or im.convert("RGB")).save(buffer, format=fmt,
+                                                   **codec.writer_options(fmt))
             return buffer.getvalue()
         except (OSError, ValueError, KeyError) as e:
             failure = " ".join(str(e).split()) or type(e).__name__

@@ -576,6 +576,8 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
            background):
     """Decode .kpal files to any image format Pillow writes.
 
+    WebP is written lossless; JPEG and AVIF are lossy formats.
+
     IN is a .kpal file, or several files, folders (their .kpal files; with
     -r, sub-folders too) and glob patterns, decoded in parallel.
     """

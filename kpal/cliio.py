@@ -493,7 +493,7 @@ def _save_to_bytes(make_image, fmt: str) -> tuple[bytes | None, str | None]:
     with _c_level_stderr() as said, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            make_image().save(buffer, format=fmt)
+            make_image().save(buffer, format=fmt, **codec.writer_options(fmt))
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - any encoder failure is reported

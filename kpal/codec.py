@@ -57,6 +57,7 @@ from kpal.options import DEFAULT_K, MAX_K, EncodeOptions
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten", "for_format",
+    "writer_options",
     "has_transparency",
 ]
 
@@ -367,6 +368,27 @@ def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
 #: Pillow formats that keep transparency when written; others get a flattened image.
 ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF", "GIF", "TGA", "ICO", "ICNS", "JPEG2000",
                            "AVIF", "QOI", "PDF"} - {"PDF"})
+
+
+#: Pillow writer options of a decode: formats whose lossless mode is not Pillow's default.
+#: WebP's ``exact`` keeps the colour of fully transparent pixels too.
+_WRITER_OPTIONS = {"WEBP": {"lossless": True, "exact": True}}
+
+
+def writer_options(fmt: str) -> dict:
+    """Keyword arguments for ``Image.save`` in Pillow format ``fmt`` that keep every pixel.
+
+    Pillow writes WebP lossy by default; a decoded image is written losslessly
+    where the format can be (JPEG and AVIF cannot).
+
+    Examples
+    --------
+    >>> writer_options("webp")
+    {'lossless': True, 'exact': True}
+    >>> writer_options("PNG")
+    {}
+    """
+    return dict(_WRITER_OPTIONS.get(fmt.upper(), {}))
 
 
 def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | None = None
