@@ -24,6 +24,7 @@ from PIL import Image
 from kpal import batch, codec, container, options
 from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below use
     STDIO,
+    FilePath,
     KpalGroup,
     Terminated,
     _check_output,
@@ -301,8 +302,8 @@ def _print_summary(s, verb: str, seconds: float) -> None:
 # ------------------------------------------------------------------ encode
 @cli.command()
 @click.argument("srcs", metavar="IN...", nargs=-1, required=True,
-                type=click.Path(dir_okay=True, allow_dash=True))
-@click.option("-o", "--output", "out", type=click.Path(allow_dash=True),
+                type=FilePath(dir_okay=True, allow_dash=True))
+@click.option("-o", "--output", "out", type=FilePath(allow_dash=True),
               help="Output file; default: IN with the extension .kpal (stdout when IN is -). "
                    "With several inputs, a folder or a pattern: the folder of the outputs, "
                    "which mirror the inputs' tree (default: beside each input).")
@@ -558,8 +559,8 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
 # ------------------------------------------------------------------ decode
 @cli.command()
 @click.argument("srcs", metavar="IN...", nargs=-1, required=True,
-                type=click.Path(dir_okay=True, allow_dash=True))
-@click.option("-o", "--output", "out", type=click.Path(allow_dash=True),
+                type=FilePath(dir_okay=True, allow_dash=True))
+@click.option("-o", "--output", "out", type=FilePath(allow_dash=True),
               help="Output image; its extension picks the format (default: IN as .png). "
                    "With several inputs, a folder or a pattern: the folder of the outputs.")
 @click.option("--format", "fmt", help="Output format when OUT is - or has no known extension "
@@ -620,7 +621,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
 # ------------------------------------------------------------------ info
 @cli.command()
 @click.argument("srcs", metavar="IN...", nargs=-1, required=True,
-                type=click.Path(dir_okay=True, allow_dash=True))
+                type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True,
               help="Print the fields as JSON (one line per file with several files).")
 @click.option("-r", "--recursive", is_flag=True,
@@ -739,8 +740,8 @@ def _echo_notes(caught) -> None:
 
 
 @cli.command()
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
-@click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
+@click.argument("src", metavar="IN", type=FilePath(dir_okay=True, allow_dash=True))
+@click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
               help="Output image; its extension picks the format (PNG keeps it exact).")
 @option_flags("k", "seed")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
@@ -781,8 +782,9 @@ def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:
 
 
 @cli.command(name="palette")
-@click.argument("srcs", metavar="IMAGES...", nargs=-1, required=True)
-@click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
+@click.argument("srcs", metavar="IMAGES...", nargs=-1, required=True,
+                type=FilePath(dir_okay=True, allow_dash=True))
+@click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
               help="Palette file; its extension picks the format: .gpl (GIMP), .act (Adobe), "
                    ".png or .gif (a palette image), .kpal, or .txt/.hex (hex colours).")
 @option_flags("k", "method", "init", "seed", "max_iter", "tol")
@@ -878,13 +880,13 @@ def _output_format(out: str) -> str:
 
 # ------------------------------------------------------------------ plot
 @cli.command()
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=True, allow_dash=True))
+@click.argument("src", metavar="IN", type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("--kind", required=True,
               type=click.Choice(["compare", "palette", "scatter", "iterations", "curve"]),
               help="compare: original beside compressed; palette: swatches; scatter: RGB "
                    "cloud and centroids; iterations: k-means steps; curve: PSNR and size "
                    "against k.")
-@click.option("-o", "--output", "out", required=True, type=click.Path(allow_dash=True),
+@click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
               help="Output figure (.png, .svg or .pdf).")
 @option_flags("k", "method", "seed", "dither", "dither_strength", "space")
 @click.option("--size", callback=_size_option, metavar="WxH",
@@ -956,8 +958,8 @@ def plot(src, kind, out, size, force, **values):
 
 # ------------------------------------------------------------------ view
 @cli.command()
-@click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
+@click.argument("src", metavar="IN", type=FilePath(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out", type=FilePath(dir_okay=False),
               help="Write the page here (replacing it); default: a new temporary folder.")
 @click.option("--no-open", is_flag=True, help="Write the page without opening a browser.")
 def view(src, out, no_open):

@@ -35,7 +35,7 @@ from kpal import codec, container
 from kpal.errors import KpalError
 from kpal.io import check_destination, is_stream_target, write_all, write_atomic
 
-__all__ = ["STDIO", "KpalGroup", "Terminated", "encode_image_file"]
+__all__ = ["STDIO", "FilePath", "KpalGroup", "Terminated", "encode_image_file"]
 
 STDIO = "-"
 
@@ -343,6 +343,15 @@ def _open_image(name: str, data: bytes) -> Image.Image:
     except Image.DecompressionBombError as e:
         raise click.ClickException(f"{name}: {e}") from None
     return im
+
+
+class FilePath(click.Path):
+    """``click.Path`` that refuses an empty argument: ``Path("")`` would be the current folder."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
+        if isinstance(value, str) and not value:
+            self.fail("the path is empty", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def _check_input(path: str) -> None:

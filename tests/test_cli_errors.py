@@ -477,3 +477,26 @@ def test_palette_output_extension_is_checked_before_the_fit(runner, png, tmp_pat
            f"kpal: error: {out}: unknown palette extension '.xyz' "
            "(known: .kpal, .gpl, .act, .png, .gif, .hex, .txt)")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["encode", ""], ["encode", "{png}", "-o", ""], ["encode", "", "{png}", "-o", "out"],
+    ["encode", "{png}", "{png}", "-o", ""], ["decode", ""], ["decode", "{kpal}", "-o", ""],
+    ["info", ""], ["palette", "", "-o", "p.gpl"], ["palette", "{png}", "-o", ""],
+    ["sample", "{png}", "-o", ""], ["view", ""],
+])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(runner, tmp_path, png,
+                                                                  monkeypatch, args):
+    # Path("") is ".": `kpal info ''` described the current folder, `kpal encode '' a.png -o d`
+    # encoded every image in it, and `kpal encode ''` ended in a traceback.
+    kpal_file = tmp_path / "a.kpal"
+    kpal_file.write_bytes(kpal.encode(png, 4))
+    before = sorted(tmp_path.rglob("*"))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, [a.format(png=png, kpal=kpal_file) for a in args])
+    [line] = result.output.splitlines()
+    assert line.startswith("kpal: error: Invalid value for ")
+    assert line.endswith(": the path is empty")
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # never an escaped exception
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
