@@ -225,10 +225,14 @@ def _walk(folder: Path, recursive: bool, wanted: Callable[[Path], bool],
         if entry.name.startswith("."):
             continue  # hidden files, and the temporary files of writes in progress
         path = Path(entry.path)
-        if entry.is_dir():
+        try:
+            is_dir, is_file = entry.is_dir(), entry.is_file()
+        except OSError:  # a symbolic link loop: neither (a broken link is neither, too)
+            continue
+        if is_dir:
             if recursive and (skip is None or not _same(path, skip)):
                 yield from _walk(path, recursive, wanted, skip)
-        elif entry.is_file() and wanted(path):
+        elif is_file and wanted(path):
             yield path
 
 

@@ -89,6 +89,23 @@ def test_without_recursive_only_the_folders_own_files(runner, tree, tmp_path):
     assert _files(out) == ["a.kpal", "b.kpal"]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_symbolic_link_loops_and_broken_links_in_a_folder_are_passed_over(runner, tree,
+                                                                          tmp_path):
+    # A link loop stopped the whole batch: "kpal: error: [Errno 40] Too many levels of
+    # symbolic links", nothing encoded.
+    (tree / "loop.png").symlink_to(tree / "loop.png")
+    (tree / "sub" / "gone.png").symlink_to(tree / "missing.png")
+    (tree / "sub" / "up").symlink_to(tree / "sub" / "up")
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["encode", str(tree), "-r", "-o", str(out), "-k", "4", "-q",
+                                 "-j", "1"])
+    assert result.exit_code == 1  # the broken PNG of the tree, only
+    assert result.stderr.splitlines() == [
+        f"kpal: error: {tree / 'sub' / 'bad.png'}: not an image Pillow can read"]
+    assert _files(out) == _kpal(GOOD)
+
+
 def test_outputs_identical_whatever_the_jobs_and_to_single_file_encodes(runner, tree, tmp_path):
     args = ["-r", "-k", "8", "--seed", "3", "--coding", "radix", "-q"]
     for jobs in ("1", "2"):
