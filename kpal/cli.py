@@ -959,23 +959,31 @@ def plot(src, kind, out, size, force, **values):
 # ------------------------------------------------------------------ view
 @cli.command()
 @click.argument("src", metavar="IN", type=FilePath(exists=True, dir_okay=False))
-@click.option("-o", "--output", "out", type=FilePath(dir_okay=False),
-              help="Write the page here (replacing it); default: a new temporary folder.")
+@click.option("-o", "--output", "out", type=FilePath(dir_okay=False, allow_dash=True),
+              help="Write the page here (- for stdout); default: a new temporary folder.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--no-open", is_flag=True, help="Write the page without opening a browser.")
-def view(src, out, no_open):
+def view(src, out, force, no_open):
     """Show .kpal file IN in the web browser.
 
     Writes one self-contained HTML page (the viewer, the decoder and the file,
-    nothing to fetch) and prints its path. A damaged file is still shown, with
-    what is wrong; the exit code is then 1, as for kpal info.
+    nothing to fetch) and prints its path; with -o -, the page goes to stdout
+    and no browser opens. A damaged file is still shown, with what is wrong;
+    the exit code is then 1, as for kpal info.
     """
     from kpal import view as viewer
 
+    if out is not None:
+        _check_output(src, out, force)  # never the input itself, nor a file without --force
     try:
-        page = viewer.view(src, open_browser=not no_open, output=out)
+        if out == STDIO:
+            _write_output(STDIO, viewer.to_html(src).encode("utf-8"), force)
+        else:
+            click.echo(viewer.view(src, open_browser=not no_open, output=out))
     except KpalError as e:
         raise click.ClickException(f"{src}: {e}") from None
-    click.echo(page)
+    except OSError as e:
+        raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
     problem = codec.inspect(Path(src).read_bytes())["problem"]
     if problem:
         raise click.ClickException(f"{src}: {problem}")

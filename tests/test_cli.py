@@ -289,8 +289,39 @@ def test_view_writes_one_page_and_opens_it(tmp_path, monkeypatch):
     assert result.exit_code == 0 and result.output == f"{out}\n"
     assert opened == [out.resolve().as_uri()]
     assert out.read_text(encoding="utf-8") == viewer_module.to_html(src)
-    result = CliRunner().invoke(cli, ["view", str(src), "--no-open", "-o", str(out)])
+    result = CliRunner().invoke(cli, ["view", str(src), "--no-open", "-o", str(out), "--force"])
     assert result.exit_code == 0 and len(opened) == 1
+
+
+def test_view_never_overwrites_the_input_and_needs_force_for_a_file(tmp_path, monkeypatch):
+    # `kpal view x.kpal -o x.kpal` replaced the .kpal file with its page; any file was replaced.
+    from .conftest import GOLDEN
+
+    monkeypatch.setattr("webbrowser.open", lambda url: pytest.fail("no browser expected"))
+    src = tmp_path / "a.kpal"
+    src.write_bytes((GOLDEN / "k5_7x3.kpal").read_bytes())
+    other = tmp_path / "notes.txt"
+    other.write_text("keep me")
+    for out, force, message in (
+            (src, ["--force"], f"{src}: output is the input file; choose another -o"),
+            (other, [], f"{other}: file exists (use --force to overwrite)")):
+        result = CliRunner().invoke(cli, ["view", str(src), "--no-open", "-o", str(out), *force])
+        assert result.exit_code == 2
+        assert result.output.splitlines()[-1] == f"kpal: error: {message}"
+    assert src.read_bytes() == (GOLDEN / "k5_7x3.kpal").read_bytes()
+    assert other.read_text() == "keep me"
+
+
+def test_view_to_stdout_writes_the_page_and_opens_nothing(monkeypatch):
+    from kpal import view as viewer_module
+
+    from .conftest import GOLDEN
+
+    monkeypatch.setattr("webbrowser.open", lambda url: pytest.fail("no browser expected"))
+    src = GOLDEN / "k5_7x3.kpal"
+    result = CliRunner().invoke(cli, ["view", str(src), "-o", "-"])
+    assert result.exit_code == 0
+    assert result.stdout_bytes == viewer_module.to_html(src).encode("utf-8")
 
 
 def test_view_of_a_damaged_file_writes_the_page_and_says_what_is_wrong(tmp_path):
