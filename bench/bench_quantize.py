@@ -21,6 +21,13 @@ Full run (documented in bench/README.md)::
 
     python bench/bench_quantize.py
     python bench/bench_quantize.py --huge            # adds the 100 MP memory test
+
+Quality on the 26 photos of ``bench/photos.py`` instead: ``kpal``
+against ``sklearn`` only, one run each, PSNR and the difference per photo and
+k, then per k the mean, the worst photo and how many fall more than 0.05 dB
+below scikit-learn::
+
+    python bench/bench_quantize.py --photos          # -k and --images narrow it
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -42,7 +50,7 @@ from PIL import Image
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import corpus  # noqa: E402
+from bench import corpus, photos  # noqa: E402
 from bench.common import (  # noqa: E402
     median_time,
     print_machine_info,
@@ -294,16 +302,23 @@ def _run_clis(methods: list[str], image: corpus.CorpusImage, k: int, repeats: in
     return rows
 
 
-def _run_in_process(method: str, image: corpus.CorpusImage, k: int, repeats: int,
-                    opts: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    result_path = workdir / f"{method}_{image.name}_{k}.json"
+def _worker_argv(method: str, image_path: Path, k: int, repeats: int, opts: dict[str, Any],
+                 result_path: Path) -> list[str]:
+    """The command that runs ``worker`` in a child; clears ``result_path`` first."""
     result_path.unlink(missing_ok=True)
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", method,
-            "--worker-image", str(image.path), "--worker-result", str(result_path),
+            "--worker-image", str(image_path), "--worker-result", str(result_path),
             "-k", str(k), "--repeats", str(repeats), "--seed", str(opts.get("seed", 0)),
             "--budget", str(opts.get("budget", float("inf")))]
     if opts.get("sample") is not None:
         argv += ["--sample", str(opts["sample"])]
+    return argv
+
+
+def _run_in_process(method: str, image: corpus.CorpusImage, k: int, repeats: int,
+                    opts: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    result_path = workdir / f"{method}_{image.name}_{k}.json"
+    argv = _worker_argv(method, image.path, k, repeats, opts, result_path)
     _, rss, code = run_cmd_measured(argv, env=_thread_env(2), capture=False)
     if not result_path.exists():
         return {"error": f"worker exit {code}"}
@@ -463,6 +478,90 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
+# ---------------------------------------------------------------------------
+# --photos: kpal against scikit-learn on the 26 photos of bench/photos.py
+# ---------------------------------------------------------------------------
+
+SKLEARN_TOLERANCE_DB = 0.05  # the target: kpal's PSNR ≥ scikit-learn's − 0.05 dB
+
+
+def _run_once(method: str, image_path: Path, k: int, opts: dict[str, Any], workdir: Path,
+              timeout: float) -> dict[str, Any]:
+    """One run of an in-process method in a worker child, given up after ``timeout`` seconds."""
+    result_path = workdir / f"{method}_{image_path.stem}_{k}.json"
+    argv = _worker_argv(method, image_path, k, 1, {**opts, "sample": None}, result_path)
+    try:
+        code = subprocess.run(argv, env=_thread_env(2), timeout=timeout, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return {"error": f"{method} took more than {timeout:.0f} s, skipped"}
+    if not result_path.exists():
+        return {"error": f"{method} worker exit {code}"}
+    return json.loads(result_path.read_text())
+
+
+def _psnr_delta(ours: float, theirs: float) -> float:
+    # Both lossless (fewer distinct colours than k) is a tie, not inf − inf.
+    return 0.0 if ours == theirs else ours - theirs
+
+
+def measure_photos(names: list[str], ks: list[int], opts: dict[str, Any], workdir: Path,
+                   timeout: float) -> list[dict[str, Any]]:
+    """PSNR of ``kpal`` and ``sklearn`` on each photo and k; one row per (photo, k).
+
+    Each photo is written as a PNG (lossless) for the same worker the main
+    table uses, so both methods are exactly the ones measured there.
+    """
+    rows = []
+    for name in names:
+        path = workdir / f"{name}.png"
+        Image.fromarray(photos.load(name), "RGB").save(path, compress_level=1)
+        for k in ks:
+            print(f"  {name} k={k} ...", file=sys.stderr, flush=True)
+            ours, theirs = (_run_once(m, path, k, opts, workdir, timeout) for m in (KPAL, SKLEARN))
+            row: dict[str, Any] = {"photo": name, "k": k, "kpal": ours.get("psnr"),
+                                   "sklearn": theirs.get("psnr")}
+            errors = [r["error"] for r in (ours, theirs) if "error" in r]
+            if errors:
+                row["note"] = "; ".join(errors)
+                print(f"  {name} k={k}: {row['note']}", file=sys.stderr, flush=True)
+            else:
+                row["delta"] = _psnr_delta(ours["psnr"], theirs["psnr"])
+                row["note"] = f"iter {ours['n_iter']} / {theirs['n_iter']}"
+            rows.append(row)
+    return rows
+
+
+def photo_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per k: mean and minimum of kpal − scikit-learn, and the photos below the tolerance."""
+    summary = []
+    for k in dict.fromkeys(r["k"] for r in rows):
+        measured = [r for r in rows if r["k"] == k and "delta" in r]
+        if not measured:
+            continue
+        worst = min(measured, key=lambda r: r["delta"])
+        finite = [r["delta"] for r in measured if np.isfinite(r["delta"])]
+        summary.append({
+            "k": k, "photos": len(measured),
+            "mean dB": float(np.mean(finite)) if finite else None,
+            "min dB": worst["delta"], "worst photo": worst["photo"],
+            f"below −{SKLEARN_TOLERANCE_DB} dB": sum(
+                r["delta"] < -SKLEARN_TOLERANCE_DB for r in measured),
+        })
+    return summary
+
+
+def print_photo_results(rows: list[dict[str, Any]]) -> None:
+    """Print the per-photo table, then the per-k summary."""
+    table = [{"photo": r["photo"], "k": r["k"], "kpal dB": r["kpal"], "sklearn dB": r["sklearn"],
+              "kpal−sklearn dB": r.get("delta"), "notes (iterations kpal / sklearn)": r["note"]}
+             for r in rows]
+    print_table(table, list(table[0]) if table else [], "kpal vs scikit-learn k-means, PSNR")
+    summary = photo_summary(rows)
+    columns = ["k", "photos", "mean dB", "min dB", "worst photo",
+               f"below −{SKLEARN_TOLERANCE_DB} dB"]
+    print_table(summary, columns, "kpal − sklearn per k")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", nargs="+", default=None,
@@ -484,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="Add the 100 MP image (kpal CLI and pngquant only, one run).")
     parser.add_argument("--quick", action="store_true",
                         help="astronaut and the 0.25 MP photo, k 16 and 256, one run each.")
+    parser.add_argument("--photos", action="store_true",
+                        help="Instead: kpal vs scikit-learn PSNR on the photos of "
+                        "bench/photos.py (--images picks among them), one run each.")
+    parser.add_argument("--timeout", type=float, default=180.0,
+                        help="With --photos: give up a run after this many seconds.")
     parser.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE,
                         help="Corpus folder.")
     parser.add_argument("--json", type=Path, default=None, help="Also write the raw rows here.")
@@ -503,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 0
 
+    if args.photos:
+        return _main_photos(args, opts)
     if args.quick:
         names = args.images or ["astronaut", corpus.QUARTER_MP]
         ks = args.ks if args.ks != list(DEFAULT_KS) else [16, 256]
@@ -524,6 +630,27 @@ def main(argv: list[str] | None = None) -> int:
     add_comparisons(rows)
     print_results(rows)
     print_table(acceptance(rows), ["target", "measured", "met"], "Issue 3 acceptance")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def _main_photos(args: argparse.Namespace, opts: dict[str, Any]) -> int:
+    names = args.images or list(photos.PHOTOS)
+    unknown = [name for name in names if name not in photos.PHOTOS]
+    if unknown:
+        print(f"unknown photo(s): {', '.join(unknown)}; known: {', '.join(photos.PHOTOS)}",
+              file=sys.stderr)
+        return 2
+    print_machine_info()
+    print(f"{len(names)} photos of bench/photos.py, k {', '.join(map(str, args.ks))}, "
+          f"seed {args.seed}, one run each, no dithering; runs over {args.timeout:.0f} s "
+          "are skipped")
+    print()
+    with tempfile.TemporaryDirectory(prefix="kpal-bench-") as tmp:
+        rows = measure_photos(names, args.ks, {**opts, "budget": float("inf")}, Path(tmp),
+                              args.timeout)
+    print_photo_results(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -1,4 +1,4 @@
-"""Encode speed and memory: kpal's numpy path, its compiled path and pngquant, side by side.
+"""Encode speed and memory: kpal's numpy and compiled paths, pngquant and libimagequant.
 
 Images: a 0.25 MP photo (scikit-image's coffee resized to 600x420) and a
 14.7 MP mosaic (5760x2560) of 36 tiles of 640x640 cut from real photos
@@ -9,7 +9,10 @@ photo; an upscale of one photo would not).
 Every figure is file to file through the CLI (``kpal encode -q``: no report, as
 pngquant prints none), in a child process, the median
 of ``--repeats`` runs taken in turns; peak memory is the child's ``ru_maxrss``.
-Ratios are against pngquant (``--nofs``, default speed 4) in the same run.
+Ratios are against pngquant (``--nofs``, default speed 4) in the same run, and
+against libimagequant (pngquant's library, through the ``imagequant`` Python
+binding, at its default speed, no dithering) run file to file by a short
+script (Pillow reads the PNG and writes the PNG-8).
 "numpy" runs with ``KPAL_PURE_NUMPY=1``, "compiled" with ``KPAL_PURE_NUMPY=0``
 (the compiled kernels at every size, numba's start-up included); "same bytes"
 compares the two output files.
@@ -17,6 +20,7 @@ compares the two output files.
 Usage::
 
     python bench/bench_speed.py                 # the table
+    python bench/bench_speed.py --core          # adds the quantizer core alone, in process
     python bench/bench_speed.py --profile 256   # where the encode time goes, in process
     python bench/bench_speed.py --profile 16 --sort tottime
 """
@@ -130,6 +134,88 @@ def _pngquant_argv(source: Path, target: Path, k: int) -> list[str]:
             str(k), str(source)]
 
 
+#: libimagequant file to file through its Python binding: PNG in, PNG-8 out, no dithering
+#: (what pngquant --nofs does, without pngquant's own PNG code).
+_IMAGEQUANT_SCRIPT = """
+import sys
+import imagequant
+from PIL import Image
+source, target, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with Image.open(source) as im:
+    rgba = im.convert("RGBA")
+width, height = rgba.size
+data = rgba.tobytes()
+del rgba
+indices, palette = imagequant.quantize_raw_rgba_bytes(data, width, height,
+                                                      dithering_level=0.0, max_colors=k)
+out = Image.frombytes("P", (width, height), indices)
+out.putpalette(palette, "RGBA")
+out.save(target)
+"""
+
+
+def _imagequant_argv(source: Path, target: Path, k: int) -> list[str]:
+    return [sys.executable, "-c", _IMAGEQUANT_SCRIPT, str(source), str(target), str(k)]
+
+
+def core(path: Path, ks: list[int], repeats: int) -> list[dict]:
+    """Time the quantizer core alone (colours in, palette and labels out), in this process.
+
+    kpal: ``kpal.cluster.quantize`` on the RGB pixels, compiled and numpy
+    paths (switched by ``KPAL_PURE_NUMPY`` at each call); libimagequant:
+    ``quantize_raw_rgba_bytes`` (histogram, palette and remapping, no
+    dithering) on the same pixels as RGBA bytes made beforehand. Medians of
+    ``repeats`` runs after one untimed warm-up of each.
+    """
+    import imagequant
+
+    from kpal.cluster import quantize
+
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    height, width = rgb.shape[:2]
+    pixels = rgb.reshape(-1, 3)
+    rgba = np.empty((height, width, 4), np.uint8)
+    rgba[..., :3] = rgb
+    rgba[..., 3] = 255
+    data = rgba.tobytes()
+    del rgba
+    saved = os.environ.get("KPAL_PURE_NUMPY")
+
+    def kpal_path(flag: str):
+        def run(k: int) -> None:
+            os.environ["KPAL_PURE_NUMPY"] = flag
+            quantize(pixels, k, seed=0)
+        return run
+
+    def liq(k: int) -> None:
+        imagequant.quantize_raw_rgba_bytes(data, width, height, dithering_level=0.0,
+                                           max_colors=k)
+
+    contenders = {"kpal compiled": kpal_path("0"), "kpal numpy": kpal_path("1"),
+                  "libimagequant": liq}
+    rows = []
+    try:
+        for k in ks:
+            times: dict[str, list[float]] = {c: [] for c in contenders}
+            for run in contenders.values():
+                run(k)  # warm-up: imports, compiled kernels
+            for _ in range(repeats):
+                for c, run in contenders.items():
+                    start = time.perf_counter()
+                    run(k)
+                    times[c].append(time.perf_counter() - start)
+            med = {c: statistics.median(t) for c, t in times.items()}
+            rows.append({"image": f"{path.stem} {width * height / 1e6:.1f} MP", "k": k,
+                         **{f"{c} s": med[c] for c in contenders},
+                         "compiled/liq": med["kpal compiled"] / med["libimagequant"]})
+    finally:
+        if saved is None:
+            os.environ.pop("KPAL_PURE_NUMPY", None)
+        else:
+            os.environ["KPAL_PURE_NUMPY"] = saved
+    return rows
+
+
 def run(repeats: int, sizes: list[str], ks: list[int]) -> list[dict]:
     """Time every contender in turns; return one row per image and k."""
     paths = corpus()
@@ -149,6 +235,7 @@ def run(repeats: int, sizes: list[str], ks: list[int]) -> list[dict]:
                     "numpy": (_kpal_argv(source, out / "a.kpal", k), pure),
                     "compiled": (_kpal_argv(source, out / "b.kpal", k), fast),
                     "pngquant": (_pngquant_argv(source, out / "c.png", k), None),
+                    "libimagequant": (_imagequant_argv(source, out / "d.png", k), None),
                 }
                 runs: dict[str, list[tuple[float, int]]] = {c: [] for c in contenders}
                 for _ in range(repeats):
@@ -164,11 +251,12 @@ def run(repeats: int, sizes: list[str], ks: list[int]) -> list[dict]:
                 rows.append({
                     "image": name, "k": k,
                     "numpy s": med["numpy"], "compiled s": med["compiled"],
-                    "pngquant s": med["pngquant"],
+                    "pngquant s": med["pngquant"], "liq s": med["libimagequant"],
                     "numpy/pq": med["numpy"] / med["pngquant"],
                     "compiled/pq": med["compiled"] / med["pngquant"],
+                    "compiled/liq": med["compiled"] / med["libimagequant"],
                     "numpy MiB": peak["numpy"], "compiled MiB": peak["compiled"],
-                    "pngquant MiB": peak["pngquant"],
+                    "pngquant MiB": peak["pngquant"], "liq MiB": peak["libimagequant"],
                     "same bytes": "yes" if same else "NO",
                 })
     return rows
@@ -181,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small-only", action="store_true", help="Only the 0.25 MP photo.")
     parser.add_argument("--profile", type=int, metavar="K",
                         help="Profile one in-process encode of the mosaic at this k.")
+    parser.add_argument("--core", action="store_true",
+                        help="Also time the quantizer core alone on the mosaic, in process.")
     parser.add_argument("--sort", default="cumulative", choices=["cumulative", "tottime"],
                         help="Order of the --profile listing.")
     args = parser.parse_args(argv)
@@ -193,6 +283,9 @@ def main(argv: list[str] | None = None) -> None:
     print_machine_info()
     rows = run(args.repeats, sizes, args.k)
     print_table(rows, list(rows[0]), title="encode file to file (medians)")
+    if args.core:
+        rows = core(corpus()["mosaic 14.7 MP"], args.k, args.repeats)
+        print_table(rows, list(rows[0]), title="quantizer core in process (medians)")
 
 
 if __name__ == "__main__":

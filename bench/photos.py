@@ -15,7 +15,8 @@ as 1920 x 1280 (scikit-image's motorcycle is 741 x 500), so the two
 1920 x 1280 entries are Lanczos upscales of a 3:2 part of the two largest
 ones: they show content of the crops again, at another scale, and are there
 for the size, so 24 of the 26 photos are distinct. Four are greyscale photos
-(as RGB). None of these photos was used to tune kpal's settings.
+(as RGB). Apart from astronaut, chelsea and coffee, which the quantizer
+benchmark's corpus (``corpus.py``) holds too, none was used to tune kpal's settings.
 
 =====================  ============  ==================================================
 name                   size (w x h)  how it is made

@@ -136,3 +136,19 @@ def test_decode_bench_indexed_image_uses_every_index(bits):
     image = bench_decode.indexed_image(palette, labels, bits)
     assert image.mode == "P" and image.size == (96, 64)
     assert np.unique(np.asarray(image)).tolist() == list(range(1 << bits))
+
+
+def test_photo_summary_per_k_mean_worst_and_count_below_the_tolerance():
+    rows = [
+        {"photo": "a", "k": 16, "delta": 0.10},
+        {"photo": "b", "k": 16, "delta": -0.20},
+        {"photo": "c", "k": 16, "delta": bench_quantize._psnr_delta(np.inf, np.inf)},
+        {"photo": "d", "k": 16},  # skipped (timed out): no delta
+        {"photo": "a", "k": 256, "delta": -0.04},
+    ]
+    below = f"below −{bench_quantize.SKLEARN_TOLERANCE_DB} dB"
+    first, second = bench_quantize.photo_summary(rows)
+    assert first["k"] == 16 and first["photos"] == 3
+    assert first["mean dB"] == pytest.approx(-0.1 / 3)
+    assert (first["min dB"], first["worst photo"], first[below]) == (-0.20, "b", 1)
+    assert (second["k"], second["photos"], second[below]) == (256, 1, 0)
