@@ -31,6 +31,7 @@ import difflib
 import math
 import numbers
 import os
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +79,14 @@ MAX_ITER = 1_000_000
 
 
 # ------------------------------------------------------------------ checks
+#: Values in messages: long lists and strings shortened (a 300-colour palette is one line).
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = 4
+_SHORT.maxstring = _SHORT.maxother = 60
+
+
 def _describe(value: object) -> str:
-    return repr(value)
+    return _SHORT.repr(value)
 
 
 def _integer(name: str, low: int, high: int) -> Callable[[object], int]:
@@ -202,7 +209,10 @@ def _palette(value: object) -> str | tuple[tuple[int, ...], ...]:
                 return colours
         except (TypeError, ValueError, IndexError):
             pass
-    msg = (f"palette={_describe(value) if not hasattr(value, 'shape') else 'array'} must be a "
+    given = _describe(value) if not hasattr(value, "shape") else "array"
+    if not isinstance(value, str) and hasattr(value, "__len__") and len(value) > _SHORT.maxlist:
+        given += f" ({len(value)} entries)"  # the list was shortened
+    msg = (f"palette={given} must be a "
            f"palette file or 1..{MAX_K} colours, each three (RGB) or four (RGBA) integers in "
            "0..255")
     raise OptionError(msg)

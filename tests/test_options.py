@@ -55,6 +55,13 @@ BAD_VALUES = [
     ("palette", [[0, 0, 0], [0, 0, 0, 0]], "palette=[[0, 0, 0], [0, 0, 0, 0]] must be a palette "
                                            "file or 1..256 colours, each three (RGB) or four "
                                            "(RGBA) integers in 0..255"),
+    # A long value is shortened: the message stays one readable line.
+    ("palette", [(i, 0, 0) for i in range(300)], "palette=[(0, 0, 0), (1, 0, 0), (2, 0, 0), "
+                                                 "(3, 0, 0), ...] (300 entries) must be a palette "
+                                                 "file or 1..256 colours, each three (RGB) or "
+                                                 "four (RGBA) integers in 0..255"),
+    ("coding", "z" * 200, f"coding='{'z' * 27}...{'z' * 28}' must be one of 'fixed', 'radix', "
+                          "'entropy', 'context'"),
     ("background", "mauve-ish", "background='mauve-ish' must be a colour: #rrggbb, #rgb, a name "
                                 "such as white, or r,g,b with each 0..255 (not a known colour "
                                 "name)"),
