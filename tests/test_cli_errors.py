@@ -500,3 +500,20 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(runner, tmp_p
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)  # never an escaped exception
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize(("args", "what", "suffix", "fmt"), [
+    (["-o", "{tmp}/small.png"], "{tmp}/small.png", ".png", "PNG"),
+    (["-o", "{tmp}/small.JPG"], "{tmp}/small.JPG", ".jpg", "JPEG"),
+    (["{png}", "--ext", ".webp"], "--ext .webp", ".webp", "WEBP"),
+])
+def test_a_kpal_file_is_not_given_another_image_formats_extension(runner, tmp_path, png, args,
+                                                                   what, suffix, fmt):
+    # `kpal encode photo.jpg -o small.png` wrote a .kpal file named small.png: no viewer opened it.
+    argv = ["encode", str(png), *(a.format(tmp=tmp_path, png=png) for a in args)]
+    _fails(runner.invoke(cli, argv), 2,
+           f"kpal: error: {what.format(tmp=tmp_path)}: a .kpal file named {suffix} would not be "
+           f"a {fmt} image; name it .kpal (kpal decode writes a {fmt})")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+    ok = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "small.k4.bin"), "-q"])
+    assert ok.exit_code == 0 and (tmp_path / "small.k4.bin").read_bytes()[:5] == b"\x89KPAL"
