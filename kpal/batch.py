@@ -407,11 +407,24 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
     Raises
     ------
     BatchError
-        No input, an output that is its own input, or two inputs with one output.
+        No input, an output folder that is a file, an encode's ``ext`` naming
+        another image format (``.png``), an output that is its own input, or two
+        inputs with one output.
     """
     paths = list(paths)
+    if not paths:
+        msg = "no input given"
+        raise BatchError(msg)
     if out_dir is not None and is_url(os.fspath(out_dir)):
         _filesystem(os.fspath(out_dir))  # an unknown protocol fails now, not per file
+    elif out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        msg = f"{os.fspath(out_dir)}: the output folder is a file"
+        raise BatchError(msg)
+    if kind == "encode":
+        problem = kpal_name_problem(f"x{ext}")
+        if problem:
+            msg = f"extension {ext!r}: {problem}"
+            raise BatchError(msg)
     files = collect(paths, recursive=recursive, wanted=wanted,
                     skip=None if out_dir is None or is_url(os.fspath(out_dir)) else out_dir)
     if not files:
@@ -436,6 +449,30 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
         jobs.append(Job(kind, src, out, options=options, fmt=fmt, force=force,
                         background=background))
     return jobs
+
+
+def kpal_name_problem(name: str) -> str | None:
+    """Why ``name`` would mislead as the name of a .kpal file, or None.
+
+    A .kpal file named ``x.png`` (any extension Pillow reads as another
+    format) would not be a PNG: no viewer would open it.
+
+    Examples
+    --------
+    >>> kpal_name_problem("small.png")
+    'a .kpal file named .png would not be a PNG image; name it .kpal (kpal decode writes a PNG)'
+    >>> kpal_name_problem("small.k16.kpal") is None and kpal_name_problem("small") is None
+    True
+    """
+    suffix = Path(name).suffix.lower()
+    if suffix in ("", ".kpal"):
+        return None
+    Image.init()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt == "KPAL":
+        return None
+    return (f"a .kpal file named {suffix} would not be a {fmt} image; name it .kpal "
+            f"(kpal decode writes a {fmt})")
 
 
 # ------------------------------------------------------------------ one file

@@ -335,8 +335,6 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
         raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
     if _is_batch(srcs, out, ext):
         _check_batch_output(srcs, out)
-        if ext:
-            _check_kpal_name(f"x{ext}", f"--ext {ext}")
         planned = _plan("encode", srcs, out, ext=ext or ".kpal", recursive=recursive,
                         wanted=batch.image_file, options=opts, force=force)
         _run_batch(planned, "encoded", jobs=jobs, dask=dask, quiet=quiet, force=force,
@@ -348,7 +346,7 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     if _skip(out, skip_existing, quiet):
         return
     _check_output(src, out, force)
-    _check_kpal_name(out, out)
+    _check_kpal_name(out)
     name, data = _read_input(src)
     original_bytes = len(data)
     image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background)
@@ -378,16 +376,11 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
         echo(f"  {label:<14} {value}")
 
 
-def _check_kpal_name(out: str, what: str) -> None:
+def _check_kpal_name(out: str) -> None:
     """Refuse to give a .kpal file another image format's extension (x.png would not be a PNG)."""
-    suffix = Path(out).suffix.lower()
-    if out == STDIO or suffix in ("", ".kpal"):
-        return
-    Image.init()
-    fmt = Image.registered_extensions().get(suffix)
-    if fmt is not None and fmt != "KPAL":
-        raise click.UsageError(f"{what}: a .kpal file named {suffix} would not be a {fmt} image; "
-                               f"name it .kpal (kpal decode writes a {fmt})")
+    problem = None if out == STDIO else batch.kpal_name_problem(out)
+    if problem:
+        raise click.UsageError(f"{out}: {problem}")
 
 
 def _check_palette_file(opts: options.EncodeOptions) -> None:

@@ -297,6 +297,22 @@ def test_encode_many_checks_options_and_inputs_before_any_work(tree, tmp_path):
     assert not out.exists()
 
 
+def test_encode_many_refuses_a_file_as_folder_no_input_and_an_image_extension(tree, tmp_path):
+    # Each file failed alone with "[Errno 17] File exists"; [] said ": no input file found";
+    # ext=".png" wrote .kpal files named .png.
+    a_file = tmp_path / "taken.kpal"
+    a_file.write_bytes(b"x")
+    for paths, out, ext, message in (
+            ([tree], a_file, ".kpal", f"{a_file}: the output folder is a file"),
+            ([], tmp_path / "out", ".kpal", "no input given"),
+            ([tree], None, ".png", "extension '.png': a .kpal file named .png would not be a "
+                                   "PNG image; name it .kpal (kpal decode writes a PNG)")):
+        with pytest.raises(batch.BatchError) as caught:
+            batch.encode_many(paths, out, jobs=1, ext=ext, k=4)
+        assert str(caught.value) == message
+    assert not list(tree.rglob("*.kpal")) and not (tmp_path / "out").exists()
+
+
 def test_encode_many_same_bytes_as_the_api_and_options_object(tree, tmp_path):
     opts = kpal.options.EncodeOptions(k=6, seed=2)
     results = list(batch.encode_many([tree / "a.png", tree / "b.jpg"], tmp_path / "o",

@@ -505,7 +505,7 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(runner, tmp_p
 @pytest.mark.parametrize(("args", "what", "suffix", "fmt"), [
     (["-o", "{tmp}/small.png"], "{tmp}/small.png", ".png", "PNG"),
     (["-o", "{tmp}/small.JPG"], "{tmp}/small.JPG", ".jpg", "JPEG"),
-    (["{png}", "--ext", ".webp"], "--ext .webp", ".webp", "WEBP"),
+    (["{png}", "--ext", ".webp"], "extension '.webp'", ".webp", "WEBP"),
 ])
 def test_a_kpal_file_is_not_given_another_image_formats_extension(runner, tmp_path, png, args,
                                                                    what, suffix, fmt):
