@@ -169,7 +169,7 @@ def _quality(value: object) -> tuple[float, float]:
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-               "mib": 1024**2}
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 
 
 def _max_size(value: object) -> int:
@@ -185,10 +185,12 @@ def _max_size(value: object) -> int:
                 number = int(amount * unit)
         except ValueError:
             pass
-    if (isinstance(number, bool) or not isinstance(number, numbers.Integral)
-            or not 1 <= number <= MAX_SIZE_LIMIT):
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
         msg = (f"max_size={_describe(value)} must be a number of bytes, e.g. 50000, 50k or "
                "2MiB")
+        raise OptionError(msg)
+    if not 1 <= number <= MAX_SIZE_LIMIT:
+        msg = f"max_size={_describe(value)} must be between 1 and {MAX_SIZE_LIMIT:,} bytes"
         raise OptionError(msg)
     return int(number)
 

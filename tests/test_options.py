@@ -45,7 +45,8 @@ BAD_VALUES = [
     ("quality", "high", "quality='high' must be MAX or MIN-MAX, PSNR in dB between 0 and 100 "
                         "(e.g. 35-40)"),
     ("quality", 0, "quality=0 must be MAX or MIN-MAX, PSNR in dB between 0 and 100 (e.g. 35-40)"),
-    ("max_size", "0", "max_size='0' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
+    ("max_size", "0", "max_size='0' must be between 1 and 1,099,511,627,776 bytes"),
+    ("max_size", "2TB", "max_size='2TB' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
     ("max_size", "12 parsecs", "max_size='12 parsecs' must be a number of bytes, e.g. 50000, "
                                "50k or 2MiB"),
     ("palette", [[1, 2]], "palette=[[1, 2]] must be a palette file or 1..256 colours, each "
@@ -298,6 +299,8 @@ def test_unwritable_destination_fails_before_the_fit(tmp_path, jpeg, monkeypatch
     ("max_size", "50k", 50000),
     ("max_size", "2MiB", 2 * 1024 * 1024),
     ("max_size", "1.5kb", 1500),
+    ("max_size", "10G", 10 * 1000**3),
+    ("max_size", "1GiB", 1024**3),
     ("background", "#102030", (16, 32, 48)),
     ("background", "white", (255, 255, 255)),
     ("background", "1, 2, 3", (1, 2, 3)),
