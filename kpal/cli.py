@@ -991,7 +991,8 @@ def view(src, out, force, no_open):
     except KpalError as e:
         raise click.ClickException(f"{src}: {e}") from None
     except OSError as e:
-        raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+        where = out or getattr(e, "filename", None) or "the page"
+        raise click.ClickException(f"{where}: cannot write: {e.strerror or e}") from None
     problem = codec.inspect(Path(src).read_bytes())["problem"]
     if problem:
         raise click.ClickException(f"{src}: {problem}")
