@@ -1084,10 +1084,11 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
         if fmt is None:
             msg = f"unknown image extension {suffix!r}; use --format"
             raise BatchError(msg)
-    fmt = fmt.upper()
-    if fmt not in Image.SAVE:
+    named = codec.pillow_format(fmt)
+    if named is None:
         msg = f"unknown output format {fmt!r}"
         raise BatchError(msg)
+    fmt = named
     if ext is None:
         usual = [e for e, f in known.items() if f == fmt]
         ext = f".{fmt.lower()}" if f".{fmt.lower()}" in usual else (usual or [".img"])[0]

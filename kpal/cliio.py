@@ -470,9 +470,10 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
     click.ClickException
         The format's encoder failed on this image.
     """
-    Image.init()
-    if fmt.upper() not in Image.SAVE:
+    named = codec.pillow_format(fmt)
+    if named is None:
         raise click.UsageError(f"unknown output format {fmt!r}")
+    fmt = named
     failures = []
     attempts = [lambda: im] if im.mode == "RGB" else [lambda: im, lambda: im.convert("RGB")]
     for attempt in attempts:

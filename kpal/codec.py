@@ -57,7 +57,7 @@ from kpal.options import DEFAULT_K, MAX_K, EncodeOptions
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten", "for_format",
-    "writer_options",
+    "writer_options", "pillow_format",
     "has_transparency",
 ]
 
@@ -373,6 +373,22 @@ ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF", "GIF", "TGA", "ICO", "ICNS", "
 #: Pillow writer options of a decode: formats whose lossless mode is not Pillow's default.
 #: WebP's ``exact`` keeps the colour of fully transparent pixels too.
 _WRITER_OPTIONS = {"WEBP": {"lossless": True, "exact": True}}
+
+
+def pillow_format(name: str) -> str | None:
+    """The Pillow format that writes ``name`` (a format or an extension, any case), or None.
+
+    Examples
+    --------
+    >>> pillow_format("png"), pillow_format("jpg"), pillow_format("TIF"), pillow_format("xyz")
+    ('PNG', 'JPEG', 'TIFF', None)
+    """
+    Image.init()
+    upper = name.upper()
+    if upper in Image.SAVE:
+        return upper
+    fmt = Image.registered_extensions().get("." + name.lower().lstrip("."))
+    return fmt if fmt in Image.SAVE else None
 
 
 def writer_options(fmt: str) -> dict:

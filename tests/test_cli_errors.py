@@ -517,3 +517,23 @@ def test_a_kpal_file_is_not_given_another_image_formats_extension(runner, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
     ok = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / "small.k4.bin"), "-q"])
     assert ok.exit_code == 0 and (tmp_path / "small.k4.bin").read_bytes()[:5] == b"\x89KPAL"
+
+
+@pytest.mark.parametrize(("given", "fmt"), [("jpg", "JPEG"), ("TIF", "TIFF"), ("png", "PNG")])
+def test_format_takes_the_usual_extension_names(runner, tmp_path, png, given, fmt):
+    # --format jpg was "unknown output format 'JPG'": Pillow calls it JPEG.
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "src" / "a.kpal"
+    path.write_bytes(kpal.encode(png, 8))
+    single = tmp_path / "single"
+    assert runner.invoke(cli, ["decode", str(path), "-o", str(single), "--format", given]
+                         ).exit_code == 0
+    result = runner.invoke(cli, ["decode", str(path.parent), "-o", str(tmp_path / "many"),
+                                 "--format", given, "-q", "-j", "1"])
+    assert result.exit_code == 0, result.output
+    [many] = (tmp_path / "many").iterdir()
+    for written_path in (single, many):
+        with Image.open(written_path) as written:
+            assert written.format == fmt
+    _fails(runner.invoke(cli, ["decode", str(path), "-o", str(single), "--format", "xyz",
+                               "--force"]), 2, "kpal: error: unknown output format 'xyz'")
