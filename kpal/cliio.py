@@ -77,8 +77,9 @@ class KpalGroup(click.Group):
             _fail(e.format_message(), 2)
         except click.ClickException as e:
             _fail(e.format_message(), e.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            _fail("interrupted", 128 + signal.SIGINT)
+        except (click.Abort, KeyboardInterrupt) as e:
+            # click has started a new line after the ^C when it turned it into Abort.
+            _fail("interrupted", 128 + signal.SIGINT, new_line=not isinstance(e, click.Abort))
         except Terminated as e:
             _fail(SIGNAL_WORDS[e.signum], 128 + e.signum)
         except _ReaderGone:
@@ -193,12 +194,18 @@ def _restore_signals(previous: dict) -> None:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-def _fail(message: str, code: int):
-    """Print the error line and exit; after a signal, whatever the error, the signal's."""
+def _fail(message: str, code: int, *, new_line: bool = True):
+    """Print the error line and exit; after a signal, whatever the error, the signal's.
+
+    After SIGINT the line starts on a new line (the terminal shows ``^C``),
+    unless ``new_line`` is false because click has already started one.
+    """
+    lead = ""
     if _signal_received:
         signum = _signal_received[0]
         message, code = SIGNAL_WORDS[signum], 128 + signum
-    click.echo(f"kpal: error: {message}", err=True)
+        lead = "\n" if signum == signal.SIGINT and new_line else ""
+    click.echo(f"{lead}kpal: error: {message}", err=True)
     sys.exit(code)
 
 

@@ -178,7 +178,7 @@ def test_n3_pixels_give_flat_labels():
     ({"quality": (40, 35)}, r"quality=\(40, 35\): MIN 40 is above MAX 35"),
     ({"quality": (0, 35)}, r"quality=\(0, 35\) must be MAX or MIN-MAX, PSNR in dB between 0 "),
     ({"quality": "abc"}, r"quality='abc' must be MAX or MIN-MAX, PSNR in dB"),
-    ({"max_size": 0}, r"max_size=0 must be a number of bytes, e.g. 50000, 50k or 2MiB"),
+    ({"max_size": 0}, r"max_size=0 must be between 1 and 1,099,511,627,776 bytes"),
     ({"max_size": 10.5}, r"max_size=10.5 must be a number of bytes"),
     ({"max_size": "2MiB", "quality": "40-35"}, r"quality='40-35': MIN 40 is above MAX 35"),
     ({"quality": 30, "coding": "zip"}, r"coding"),

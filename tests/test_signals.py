@@ -369,3 +369,31 @@ def test_a_signal_swallowed_by_a_library_still_ends_kpal(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["encode", str(src), "-o", str(tmp_path / "o.kpal")])
     assert result.exit_code == 128 + signal.SIGTERM
     assert result.output.splitlines()[-1] == "kpal: error: terminated"
+
+
+@pytest.mark.parametrize("swallowed", [True, False])
+def test_sigint_turned_into_another_error_still_starts_a_new_line(swallowed):
+    # A ^C that arrives inside an import comes out of numpy as an ImportError: the error
+    # line then lacked the new line after the terminal's ^C (click only adds it for its
+    # own KeyboardInterrupt).
+    import click
+
+    from kpal.cliio import KpalGroup
+
+    @click.group(cls=KpalGroup)
+    def group():
+        pass
+
+    @group.command()
+    def work():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt as e:
+            if swallowed:
+                raise ImportError("numpy: interrupted while importing") from e
+            raise
+
+    result = CliRunner().invoke(group, ["work"])
+    assert result.exit_code == 130
+    assert result.stderr == "\nkpal: error: interrupted\n"
