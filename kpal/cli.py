@@ -929,7 +929,8 @@ def plot(src, kind, out, size, force, **values):
 
             if kind in ("compare", "palette", "scatter"):
                 # The real encoding, so the figure shows the file kpal would write.
-                plain = opts.replace(dither="none") if kind == "compare" else opts
+                plain = (opts.replace(dither="none", dither_strength=1.0) if kind == "compare"
+                         else opts)
                 encoded = codec.encode_image(rgb, options=plain)
                 extra = {}
                 if kind == "compare":

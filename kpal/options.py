@@ -476,6 +476,10 @@ class EncodeOptions:
             msg = (f"max_size measures the undithered file, and dither={self.dither!r} changes "
                    "its size: drop one")
             raise OptionError(msg)
+        if self.dither == "none" and self.dither_strength != 1.0:
+            msg = (f"dither_strength={self.dither_strength:g} has no effect without dither "
+                   "('fs' or 'ordered')")
+            raise OptionError(msg)
         if chosen == ["palette"] and (self.method, self.sample) != ("kmeans", None):
             msg = "palette maps onto given colours: method and sample have nothing to fit"
             raise OptionError(msg)

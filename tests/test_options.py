@@ -322,3 +322,12 @@ def test_one_way_to_decide_the_palette(pair):
     first, a, second, b = pair
     with pytest.raises(OptionError, match=f"{first} and {second} both decide the palette"):
         EncodeOptions(**{first: a, second: b})
+
+
+def test_a_dither_strength_without_dither_is_refused():
+    # --dither-strength 0.5 alone was accepted and did nothing: the file was undithered.
+    with pytest.raises(OptionError, match=r"^dither_strength=0\.5 has no effect without dither "
+                                          r"\('fs' or 'ordered'\)$"):
+        EncodeOptions(k=8, dither_strength=0.5)
+    assert EncodeOptions(k=8, dither="fs", dither_strength=0.5).dither_strength == 0.5
+    assert EncodeOptions(k=8, dither_strength=1.0).dither == "none"  # the default value
