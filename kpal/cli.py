@@ -612,10 +612,11 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
             fmt = Image.registered_extensions().get(ext)
             if fmt is None:
                 raise click.UsageError(f"{out}: unknown image extension {ext!r}; use --format")
-    elif codec.pillow_format(fmt) is None:
-        raise click.UsageError(f"unknown output format {fmt!r}")
     else:
-        fmt = codec.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
+        named = codec.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
+        if named is None:
+            raise click.UsageError(f"unknown output format {fmt!r}")
+        fmt = named
     if _skip(out, skip_existing, quiet):
         return
     _check_output(src, out, force)
