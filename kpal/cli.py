@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -36,6 +37,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     _warn_one_line,
     _write_output,
     encode_image_file,
+    output_in_folder,
 )
 from kpal.errors import KpalError, OptionError
 
@@ -122,8 +124,8 @@ def _checked(name: str, value: object):
 
 
 # ------------------------------------------------------------------ many files
-def _batch_flags(command):
-    """The flags every command that takes many files shares."""
+def _batch_flags(ext_example: str):
+    """The flags every command that takes many files shares (``ext_example``: for --ext's help)."""
     flags = [
         click.option("-r", "--recursive", is_flag=True,
                      help="Take the files of sub-folders too (and let ** span folders)."),
@@ -132,7 +134,7 @@ def _batch_flags(command):
                           "cores)."),
         click.option("--ext", metavar="EXT",
                      help="Extension of the outputs written beside their inputs (or in "
-                          "-o's folder), replacing the input's, e.g. .kpal or -k16.kpal."),
+                          f"-o's folder), replacing the input's, e.g. {ext_example}."),
         click.option("--skip-existing", is_flag=True,
                      help="Leave inputs whose output exists alone (resumes a batch)."),
         click.option("--dask", metavar="ADDRESS",
@@ -140,9 +142,12 @@ def _batch_flags(command):
                           "paths must be reachable from its workers (pip install "
                           "\"kpal[dask]\")."),
     ]
-    for flag in reversed(flags):
-        command = flag(command)
-    return command
+
+    def decorate(command):
+        for flag in reversed(flags):
+            command = flag(command)
+        return command
+    return decorate
 
 
 def _is_batch(srcs: tuple, out: str | None, ext: str | None) -> bool:
@@ -170,6 +175,9 @@ def _check_batch_output(srcs: tuple, out: str | None) -> None:
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise click.UsageError(f"{out}: with several inputs, -o names a folder; this is a file")
+    if not target.exists() and target.suffix.lower() in Image.registered_extensions():
+        raise click.UsageError(f"{out}: with several inputs, -o names a folder, and this looks "
+                               f"like a file name (make the folder first to use this name)")
 
 
 def _plan(kind: str, srcs: tuple, out: str | None, **how) -> list:
@@ -317,7 +325,7 @@ def _print_summary(s, verb: str, seconds: float) -> None:
 @click.option("--ssimulacra2", "ssim", is_flag=True,
               help="Report the perceptual SSIMULACRA2 score beside PSNR (needs kpal[metrics]; "
                    "about 3 s and 0.5 GB per megapixel).")
-@_batch_flags
+@_batch_flags(".kpal or -k16.kpal")
 def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip_existing,
            dask, ssim, **values):
     """Compress images to .kpal files and report their size against the bound.
@@ -343,6 +351,10 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     src = srcs[0]
     if out is None:
         out = STDIO if src == STDIO else str(Path(src).with_suffix(".kpal"))
+    out = output_in_folder(src, out, ".kpal")
+    if (isinstance(opts.palette, str) and out != STDIO and Path(out).exists()
+            and os.path.samefile(opts.palette, out)):
+        raise click.UsageError(f"{out}: output is the --palette file; choose another -o")
     if _skip(out, skip_existing, quiet):
         return
     _check_output(src, out, force)
@@ -446,8 +458,15 @@ def _target_missed(error: Exception) -> bool:
     return choose is not None and isinstance(error, choose.QualityError)
 
 
-def _choice_text(choice, opts: options.EncodeOptions) -> str:
-    """How ``--quality`` or ``--max-size`` chose k, with the neighbours it measured."""
+def _choice_text(choice, opts: options.EncodeOptions, stored_k: int | None = None) -> str:
+    """How ``--quality`` or ``--max-size`` chose k, with the neighbours it measured.
+
+    ``stored_k``: the k of the file, smaller than the chosen one when the
+    image has fewer colours (then kept exactly, whatever the target).
+    """
+    if stored_k is not None and stored_k < choice.k and choice.psnr == float("inf"):
+        return (f"k = {stored_k}: the image has only {_plural(stored_k, 'colour')}, "
+                "all kept (lossless)")
     def point(p) -> str:
         parts = [f"k = {p.k}"]
         if p.psnr is not None:
@@ -503,7 +522,7 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
         rows.append(("metadata", f"ICC profile kept ({_bytes(h.metadata_length)} with its "
                                  "block header)"))
     if encoded.choice is not None:
-        rows.append(("chosen", _choice_text(encoded.choice, opts)))
+        rows.append(("chosen", _choice_text(encoded.choice, opts, h.k)))
     if encoded.n_iter is not None:
         steps = (f"{_plural(encoded.n_iter, 'iteration')} (all coarse-to-fine levels)"
                  if encoded.method == "kmeans" else f"{_plural(encoded.n_iter, 'EM iteration')}")
@@ -571,16 +590,17 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
 @click.option("-o", "--output", "out", type=FilePath(allow_dash=True),
               help="Output image; its extension picks the format (default: IN as .png). "
                    "With several inputs, a folder or a pattern: the folder of the outputs.")
-@click.option("--format", "fmt", help="Output format when OUT is - or has no known extension "
-                                      "(e.g. PNG, BMP, TIFF); with several files, the format "
-                                      "of every output (default PNG).")
+@click.option("--format", "fmt", help="Output format (e.g. PNG, BMP, TIFF) when OUT is -, a "
+                                      "folder or has no known extension; with several files, "
+                                      "the format of every output (default PNG). It must agree "
+                                      "with OUT's extension.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no progress or summary for several "
                                                   "files.")
 @click.option("--background", metavar="COLOR", callback=lambda ctx, param, value: _checked(
     "background", value), help="Flatten transparency onto this colour (#rrggbb, a name or "
                                "r,g,b); formats without alpha (JPEG, BMP) get white otherwise.")
-@_batch_flags
+@_batch_flags(".png or -decoded.png")
 def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, dask,
            background):
     """Decode .kpal files to any image format Pillow writes.
@@ -602,31 +622,44 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
                    skip_existing=skip_existing)
         return
     src = srcs[0]
-    if out is None:
-        out = STDIO if src == STDIO else str(Path(src).with_suffix(".png"))
-    if fmt is None:
-        if out == STDIO:
-            fmt = "PNG"
-        else:
-            ext = Path(out).suffix.lower()
-            fmt = Image.registered_extensions().get(ext)
-            if fmt is None:
-                raise click.UsageError(f"{out}: unknown image extension {ext!r}; use --format")
-    else:
+    if fmt is not None:
         named = codec.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
         if named is None:
             raise click.UsageError(f"unknown output format {fmt!r}")
         fmt = named
+    if out is None or (out != STDIO and (Path(out).is_dir() or out.endswith(("/", os.sep)))):
+        try:
+            suffix = batch.output_format(fmt, None)[1]
+        except batch.BatchError as e:
+            raise click.UsageError(str(e)) from None
+        out = (STDIO if src == STDIO else str(Path(src).with_suffix(suffix))) if out is None \
+            else output_in_folder(src, out, suffix)
     if _skip(out, skip_existing, quiet):
         return
     _check_output(src, out, force)
+    if out != STDIO:
+        ext = Path(out).suffix.lower()
+        by_name = Image.registered_extensions().get(ext)
+        if fmt is None and by_name is None:
+            raise click.UsageError(f"{out}: unknown image extension {ext!r}; use --format")
+        if fmt is not None and by_name is not None and by_name != fmt:
+            raise click.UsageError(f"{out}: the extension {ext!r} means {by_name}, but "
+                                   f"--format says {fmt}; drop one of them")
+        fmt = fmt or by_name
+    fmt = fmt or "PNG"
     name, data = _read_input(src, kpal=True)
     try:
         im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     im, note = codec.for_format(im, fmt, background)
-    _write_output(out, encode_image_file(im, fmt, out), force)
+    with warnings.catch_warnings(record=True) as caught:  # name the file they are about
+        warnings.simplefilter("always")
+        encoded = encode_image_file(im, fmt, out)
+    for caught_warning in caught:
+        _warn_one_line(f"{out if out != STDIO else '<stdout>'}: {caught_warning.message}",
+                       caught_warning.category, caught_warning.filename, caught_warning.lineno)
+    _write_output(out, encoded, force)
     if note and not quiet:
         click.echo(f"note: {name}: {note}", err=True)
 
@@ -676,8 +709,9 @@ def info(srcs, as_json, recursive, jobs, dask):
         raise
     except click.ClickException as e:  # not a .kpal header: still say so in the JSON
         if as_json:
-            click.echo(json.dumps({"file": "<stdin>" if src == STDIO else src,
-                                   "problem": e.format_message()}, indent=2))
+            name = "<stdin>" if src == STDIO else src
+            click.echo(json.dumps({"file": name, "problem": e.format_message()
+                                   .removeprefix(f"{name}: ")}, indent=2))
         raise
     except (KpalError, Image.DecompressionBombError) as e:
         if as_json:
@@ -867,8 +901,10 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     else:
         try:
             save_palette(colours, out, force=force)
-        except KpalError as e:  # its message names the file
-            raise click.ClickException(str(e)) from None
+        except KpalError as e:
+            message = str(e)
+            raise click.ClickException(message if message.startswith(out)
+                                       else f"{out}: {message}") from None
     if not quiet:
         _echo_notes(caught)
         alpha = " with alpha" if colours.shape[1] == 4 else ""

@@ -62,6 +62,7 @@ class KpalGroup(click.Group):
         closed_stdout = sys.stdout is None
         if closed_stdout:
             sys.stdout = _closed_stdout()
+        _replace_unencodable()
         try:
             rv = super().main(args=args, prog_name=prog_name or "kpal",
                               complete_var=complete_var, standalone_mode=False, **extra)
@@ -85,7 +86,10 @@ class KpalGroup(click.Group):
         except _ReaderGone:
             _silence_stdout()
             sys.exit(BROKEN_PIPE_EXIT)
-        except (KpalError, OSError, Image.DecompressionBombError) as e:
+        except OSError as e:
+            _fail(f"<stdout>: cannot write: {e.strerror or e}" if _stdout_failed(e) else str(e),
+                  1)
+        except (KpalError, Image.DecompressionBombError) as e:
             _fail(str(e), 1)
         except MemoryError:
             _fail("out of memory", 1)
@@ -257,6 +261,37 @@ def _flush_stdout() -> None:
         raise click.ClickException(f"<stdout>: cannot write: {e.strerror or e}") from None
 
 
+def _replace_unencodable() -> None:
+    """Print what the terminal's encoding cannot show as ``?`` instead of failing.
+
+    With a Latin-1 or ASCII stdout (``LANG=C`` on older systems,
+    ``PYTHONIOENCODING``), the report's arrows and file names with other
+    characters would otherwise raise after the output file was written.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict":
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors="replace")
+
+
+def _stdout_failed(error: OSError) -> bool:
+    """Whether ``error`` came from writing a report to stdout (``click.echo``, not ``err``).
+
+    ``kpal info x.kpal > /dev/full`` then says ``<stdout>: cannot write: No
+    space left on device``, not a bare ``[Errno 28]``.
+    """
+    if error.filename is not None:
+        return False
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is click.utils.echo.__code__ and not frame.f_locals.get("err"):
+            _silence_stdout()  # the text still buffered would fail again at exit
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _silence_stdout() -> None:
     """Point descriptor 1 at /dev/null, so exiting flushes nothing into a broken pipe.
 
@@ -389,10 +424,12 @@ def _check_output(src: str, out: str, force: bool) -> None:
         raise click.UsageError(f"{out}: output is the input file; choose another -o")
     if is_stream_target(target):
         return
+    if target.is_dir():
+        raise click.UsageError(f"{out}: is a directory, expected a file")
+    if out.endswith(("/", os.sep)):  # Path() drops the slash: "new/" would become a file
+        raise click.UsageError(f"{out}: no such folder")
     if target.exists() and not force:
         raise click.UsageError(f"{out}: file exists (use --force to overwrite)")
-    if target.is_dir():
-        raise click.UsageError(f"{out}: is a directory")
     if not target.parent.exists():
         raise click.UsageError(f"{out}: folder {str(target.parent)!r} does not exist")
     try:  # before a long fit, not after it
@@ -401,6 +438,25 @@ def _check_output(src: str, out: str, force: bool) -> None:
         raise click.UsageError(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
+
+
+def output_in_folder(src: str, out: str | None, suffix: str) -> str | None:
+    """OUT as given, or, when it names a folder, the file for SRC in it (as ``cp`` does).
+
+    ``-o photos/`` or ``-o photos`` (an existing folder) writes
+    ``photos/<IN's name><suffix>``; a path ending in ``/`` that is not a
+    folder is refused, never written as a file.
+    """
+    if out is None or out == STDIO:
+        return out
+    if not Path(out).is_dir():
+        if out.endswith(("/", os.sep)):  # Path() drops the slash: "new/" would become a file
+            raise click.UsageError(f"{out}: no such folder")
+        return out
+    if src == STDIO:
+        raise click.UsageError(f"{out}: is a directory; with standard input, -o names the "
+                               "output file")
+    return str(Path(out) / (Path(src).stem + suffix))
 
 
 def _write_output(out: str, data: bytes, force: bool) -> None:

@@ -161,8 +161,8 @@ def _quality(value: object) -> tuple[float, float]:
         msg = f"quality={_describe(text)}: MIN {value[0]:g} is above MAX {value[1]:g}"
         raise OptionError(msg)
     if not ok:
-        msg = (f"quality={_describe(text)} must be MAX or MIN-MAX, PSNR in dB between 0 and "
-               f"{MAX_QUALITY:g} (e.g. 35-40)")
+        msg = (f"quality={_describe(text)} must be MAX or MIN-MAX, PSNR in dB above 0 and at "
+               f"most {MAX_QUALITY:g} (e.g. 35-40)")
         raise OptionError(msg)
     low, high = (float(value[0]), float(value[-1]))
     return (low, high)
@@ -475,6 +475,10 @@ class EncodeOptions:
         if chosen == ["max_size"] and self.dither != "none" and self.dither_strength > 0:
             msg = (f"max_size measures the undithered file, and dither={self.dither!r} changes "
                    "its size: drop one")
+            raise OptionError(msg)
+        if chosen == ["quality"] and self.dither != "none" and self.dither_strength > 0:
+            msg = (f"quality measures the undithered PSNR, and dither={self.dither!r} lowers "
+                   "it (by 1-3 dB): drop one")
             raise OptionError(msg)
         if self.dither == "none" and self.dither_strength != 1.0:
             msg = (f"dither_strength={self.dither_strength:g} has no effect without dither "

@@ -242,6 +242,17 @@ def _text_colour(colour: np.ndarray) -> str:
     return "black" if luma > 140 else "white"
 
 
+def _colours(k: int) -> str:
+    return "1 colour" if k == 1 else f"{k} colours"
+
+
+def _size_ratio(raw_bytes: int, compressed_bytes: int) -> str:
+    """``"4.2× smaller than raw"``, or larger, when the header outweighs a tiny image."""
+    if compressed_bytes <= raw_bytes:
+        return f"{raw_bytes / compressed_bytes:.1f}× smaller than raw"
+    return f"{compressed_bytes / raw_bytes:.1f}× larger than raw (the header outweighs the pixels)"
+
+
 def _fixed_bytes(k: int, n_pixels: int) -> int:
     """Bytes of palette plus fixed-width indices: ``ceil((k·24 + N·b) / 8)``."""
     return metrics.size_report(k, n_pixels, on_disk_bytes=1).theoretical_bytes
@@ -347,17 +358,17 @@ def compare(
     psnr_text = _psnr_text(quality)
 
     title_font = _font(13, scale)
-    panels = [(rgb, "Original"), (compressed, f"Compressed to {k_used} colours")]
+    panels = [(rgb, "Original"), (compressed, f"Compressed to {_colours(k_used)}")]
     pieces = [
         f"Original: {original_text}",
         f"Compressed: {compressed_text}",
-        f"{3 * n_pixels / compressed_bytes:.1f}× smaller than raw",
+        _size_ratio(3 * n_pixels, compressed_bytes),
         psnr_text,
     ]
     if dithered is not None:
         d_colours, d_labels = dithered
         d_image = np.asarray(d_colours)[np.asarray(d_labels).reshape(height, width)]
-        panels = [(rgb, "Original"), (compressed, f"{k_used} colours, not dithered"),
+        panels = [(rgb, "Original"), (compressed, f"{_colours(k_used)}, not dithered"),
                   (d_image, f"{len(d_colours)} colours, {dithered_title}")]
         d_text = "" if dithered_bytes is None else f"{dithered_bytes:,} bytes, "
         pieces = [f"Original: {original_text}",

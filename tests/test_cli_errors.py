@@ -283,8 +283,9 @@ def test_existing_output_and_output_equal_to_input(runner, tmp_path, png):
 def test_output_is_a_directory(runner, tmp_path, png):
     folder = tmp_path / "out.kpal"
     folder.mkdir()
+    (folder / "in.kpal").mkdir()  # -o names a folder: the output goes in it, as cp's does
     _fails(runner.invoke(cli, ["encode", str(png), "-o", str(folder), "--force"]), 2,
-           f"kpal: error: {folder}: is a directory")
+           f"kpal: error: {folder / 'in.kpal'}: is a directory, expected a file")
 
 
 # ------------------------------------------------------------------ input modes

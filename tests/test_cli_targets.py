@@ -58,6 +58,8 @@ def test_max_size_fits_the_file(runner, photo_path, tmp_path):
     (["-k", "8", "--quality", "30"], "k and quality both decide the palette"),
     (["--quality", "30", "--max-size", "9k"], "quality and max_size both decide the palette"),
     (["--max-size", "9k", "--dither", "fs"], "max_size measures the undithered file"),
+    (["--quality", "35", "--dither", "fs"], "quality measures the undithered PSNR"),
+    (["--quality", "35", "--dither", "ordered"], "quality measures the undithered PSNR"),
     (["--quality", "30", "--method", "gmm"], "quality chooses k with k-means on every pixel"),
     (["--quality", "40-30"], "MIN 40 is above MAX 30"),
     (["--space", "oklab", "--method", "gmm"], "method='gmm' is available with space='rgb' only"),
@@ -252,3 +254,15 @@ def test_ssimulacra2_without_the_package_is_a_usage_error_before_any_work(
     assert result.exit_code == 2
     assert "--ssimulacra2 needs the metric: pip install 'kpal[metrics]'" in result.output
     assert not (tmp_path / "x.kpal").exists()
+
+
+@pytest.mark.parametrize("target", [["--quality", "30-40"], ["--max-size", "1k"]])
+def test_a_target_on_fewer_colours_than_k_reports_the_stored_k(runner, tmp_path, target):
+    src = tmp_path / "solid.png"
+    Image.new("RGB", (20, 20), (5, 5, 5)).save(src)
+    out = tmp_path / "solid.kpal"
+    result = _encode(runner, src, *target, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "chosen         k = 1: the image has only 1 colour, all kept (lossless)" \
+        in result.output
+    assert kpal.codec.read_header(out.read_bytes())[0].k == 1

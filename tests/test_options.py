@@ -42,9 +42,10 @@ BAD_VALUES = [
     ("dither_strength", 1.5, "dither_strength=1.5 must be a fraction in [0, 1]"),
     ("space", "lab", "space='lab' must be one of 'rgb', 'oklab'"),
     ("quality", "40-35", "quality='40-35': MIN 40 is above MAX 35"),
-    ("quality", "high", "quality='high' must be MAX or MIN-MAX, PSNR in dB between 0 and 100 "
+    ("quality", "high", "quality='high' must be MAX or MIN-MAX, PSNR in dB above 0 and at most 100 "
                         "(e.g. 35-40)"),
-    ("quality", 0, "quality=0 must be MAX or MIN-MAX, PSNR in dB between 0 and 100 (e.g. 35-40)"),
+    ("quality", 0, "quality=0 must be MAX or MIN-MAX, PSNR in dB above 0 and at most 100 "
+                   "(e.g. 35-40)"),
     ("max_size", "0", "max_size='0' must be between 1 and 1,099,511,627,776 bytes"),
     ("max_size", "2TB", "max_size='2TB' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
     ("max_size", "12 parsecs", "max_size='12 parsecs' must be a number of bytes, e.g. 50000, "

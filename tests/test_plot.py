@@ -351,3 +351,11 @@ def test_curve_of_a_tiny_image_counts_bytes():
 def test_curve_of_two_colours_says_why_it_is_one_point():
     fig = plot.curve(two_colours(), size=(400, 300))
     assert "2 colours: lossless from k = 2" in fig.axes[0].get_title().replace("\n", " ")
+
+
+def test_compare_caption_words_tiny_images_right():
+    from kpal.plot import _colours, _size_ratio
+
+    assert _colours(1) == "1 colour" and _colours(16) == "16 colours"
+    assert _size_ratio(3, 33) == "11.0× larger than raw (the header outweighs the pixels)"
+    assert _size_ratio(3000, 330) == "9.1× smaller than raw"

@@ -1,0 +1,194 @@
+"""Output paths and messages a user meets: -o naming a folder, --format against the extension,
+reports on a stdout that cannot take them, and errors that name the file they are about."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal.cli import cli
+
+#: The real command line in a child process, as the console script runs it.
+KPAL = [sys.executable, "-c",
+        "import sys, _kpal_launcher; sys.argv[0] = 'kpal'; sys.exit(_kpal_launcher.main())"]
+
+
+@pytest.fixture
+def png(tmp_path):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def kpal_file(tmp_path, png):
+    path = tmp_path / "photo.kpal"
+    with Image.open(png) as image:
+        kpal.save(image, path, k=8)
+    return path
+
+
+def _files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_encode_into_an_existing_folder_writes_the_file_in_it(runner, png, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for out in (str(folder), f"{folder}/"):
+        result = runner.invoke(cli, ["encode", str(png), "-o", out, "-q", "--force"])
+        assert result.exit_code == 0, result.output
+        assert _files(folder) == ["photo.kpal"]
+        assert kpal.decode(folder / "photo.kpal").size == (10, 12)
+
+
+def test_a_trailing_slash_never_becomes_a_file(runner, png, kpal_file, tmp_path):
+    for args in (["encode", str(png)], ["decode", str(kpal_file)],
+                 ["view", str(kpal_file), "--no-open"]):
+        result = runner.invoke(cli, [*args, "-o", str(tmp_path / "new") + "/"])
+        assert result.exit_code == 2, result.output
+        assert "new/: no such folder" in result.output
+        assert not (tmp_path / "new").exists()
+
+
+def test_decode_into_a_folder_takes_the_format_extension(runner, kpal_file, tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    assert runner.invoke(cli, ["decode", str(kpal_file), "-o", str(folder)]).exit_code == 0
+    result = runner.invoke(cli, ["decode", str(kpal_file), "-o", str(folder), "--format", "bmp"])
+    assert result.exit_code == 0, result.output
+    assert _files(folder) == ["photo.bmp", "photo.png"]
+    expected = np.asarray(kpal.decode(kpal_file).convert("RGB"))
+    with Image.open(folder / "photo.bmp") as written:
+        assert written.format == "BMP"
+        assert np.array_equal(np.asarray(written.convert("RGB")), expected)
+
+
+def test_stdin_into_a_folder_is_refused(runner, png, tmp_path):
+    result = runner.invoke(cli, ["encode", "-", "-o", str(tmp_path)], input=png.read_bytes())
+    assert result.exit_code == 2
+    assert "is a directory; with standard input, -o names the output file" in result.output
+
+
+@pytest.mark.parametrize(("out", "fmt"), [("x.bmp", "png"), ("x.jpg", "gif")])
+def test_format_that_contradicts_the_extension_is_refused(runner, kpal_file, tmp_path, out, fmt):
+    target = tmp_path / out
+    result = runner.invoke(cli, ["decode", str(kpal_file), "-o", str(target), "--format", fmt])
+    assert result.exit_code == 2
+    assert f"the extension '{target.suffix}' means" in result.output
+    assert f"--format says {fmt.upper()}" in result.output
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(("out", "fmt", "written"), [
+    ("x.jpeg", "jpg", "JPEG"), ("x.TIF", "tiff", "TIFF"), ("x.noext", "png", "PNG")])
+def test_format_that_agrees_or_names_an_unknown_extension_is_used(runner, kpal_file, tmp_path,
+                                                                  out, fmt, written):
+    target = tmp_path / out
+    result = runner.invoke(cli, ["decode", str(kpal_file), "-o", str(target), "--format", fmt])
+    assert result.exit_code == 0, result.output
+    with Image.open(target) as image:
+        assert image.format == written
+
+
+def test_several_inputs_into_a_file_name_are_refused(runner, png, tmp_path):
+    other = tmp_path / "other.png"
+    other.write_bytes(png.read_bytes())
+    result = runner.invoke(cli, ["encode", str(png), str(other), "-o", str(tmp_path / "all.kpal")])
+    assert result.exit_code == 2
+    assert "with several inputs, -o names a folder, and this looks like a file name" \
+        in result.output
+    assert not (tmp_path / "all.kpal").exists()
+
+
+def test_decode_help_gives_a_decode_extension():
+    from click.testing import CliRunner
+
+    text = CliRunner().invoke(cli, ["decode", "--help"]).output
+    assert "-decoded.png" in text and ".kpal or -k16.kpal" not in text
+
+
+def test_the_palette_file_is_never_the_output(runner, png, tmp_path):
+    palette = tmp_path / "shared.kpal"
+    assert runner.invoke(cli, ["palette", str(png), "-o", str(palette), "-k", "4"]).exit_code == 0
+    before = palette.read_bytes()
+    result = runner.invoke(cli, ["encode", str(png), "--palette", str(palette), "-o",
+                                 str(palette), "--force"])
+    assert result.exit_code == 2
+    assert "output is the --palette file" in result.output
+    assert palette.read_bytes() == before
+
+
+def test_a_palette_format_error_names_the_file(runner, tmp_path):
+    rgba = np.zeros((6, 8, 4), dtype=np.uint8)
+    rgba[..., 0] = np.arange(8) * 30
+    rgba[..., 3] = np.arange(8) * 30 + 10
+    src = tmp_path / "logo.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    out = tmp_path / "shared.gpl"
+    result = runner.invoke(cli, ["palette", str(src), "-o", str(out)])
+    assert result.exit_code == 1
+    assert f"{out}: a GIMP (.gpl) palette holds no alpha" in result.output
+    assert not out.exists()
+
+
+def test_decode_warnings_name_the_output(runner, kpal_file, tmp_path, monkeypatch):
+    import warnings
+
+    from kpal import cli as cli_module
+
+    real = cli_module.encode_image_file
+
+    def warning_writer(im, fmt, out):
+        warnings.warn("the writer noticed something", UserWarning, stacklevel=1)
+        return real(im, fmt, out)
+
+    monkeypatch.setattr(cli_module, "encode_image_file", warning_writer)
+    out = tmp_path / "again.png"
+    result = runner.invoke(cli, ["decode", str(kpal_file), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"kpal: warning: {out}: the writer noticed something" in result.output
+    assert out.exists()
+
+
+def test_info_json_problem_does_not_repeat_the_file(runner, tmp_path):
+    short = tmp_path / "short.kpal"
+    short.write_bytes(b"\x89KPAL\r\n\x1a\n\x01")
+    result = runner.invoke(cli, ["info", str(short), "--json"])
+    assert result.exit_code == 1
+    record = json.loads(result.stdout)
+    assert record["file"] == str(short)
+    assert record["problem"].startswith("truncated header")
+
+
+def _run(args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([*KPAL, *args], capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_a_latin1_stdout_gets_the_report(png, tmp_path):
+    out = tmp_path / "x.kpal"
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    done = _run(["encode", str(png), "-o", str(out)], env=env, encoding="latin-1")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"{png} ? {out}" in done.stdout  # the arrow, which Latin-1 cannot show
+    assert "× smaller" in done.stdout  # which it can
+    assert out.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["info", "{kpal}"], ["info", "{kpal}", "--json"], ["--help"]])
+def test_a_full_stdout_is_named(kpal_file, args):
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*KPAL, *(a.format(kpal=kpal_file) for a in args)], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "kpal: error: <stdout>: cannot write: No space left on device\n"
