@@ -29,6 +29,8 @@ payload field.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from functools import lru_cache
 from types import ModuleType
 
@@ -201,8 +203,12 @@ def _code_function(width: int, height: int, action: str) -> tuple[object, bool]:
     if fast is not None:
         return fast.code, True
     if width * height > PLAIN_MAX_PIXELS:
+        remedy = ("unset KPAL_PURE_NUMPY=1, which turns them off"
+                  if os.environ.get("KPAL_PURE_NUMPY") == "1"
+                  and importlib.util.find_spec("numba") is not None
+                  else "install kpal[fast] (numba)")
         msg = (f"cannot {action} coding 3 (context) for a {width}x{height} image without "
-               f"the compiled kernels: install kpal[fast] (numba); plain Python handles "
+               f"the compiled kernels: {remedy}; plain Python handles "
                f"at most {PLAIN_MAX_PIXELS} pixels")
         raise KpalError(msg)
     return _context_kernel.code, False
