@@ -180,6 +180,14 @@ def _check_batch_output(srcs: tuple, out: str | None) -> None:
                                f"like a file name (make the folder first to use this name)")
 
 
+def _refuse_lone_folder(src: str) -> None:
+    """A folder alone, without -o or --ext: say how to make it a batch."""
+    if src != STDIO and Path(src).is_dir():
+        raise click.UsageError(f"{src}: is a directory; to take its files, give -o FOLDER for "
+                               "the outputs, or --ext (e.g. --ext .kpal) to write them beside "
+                               "the inputs")
+
+
 def _plan(kind: str, srcs: tuple, out: str | None, **how) -> list:
     try:
         return batch.plan(kind, srcs, out, **how)
@@ -349,6 +357,7 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
                    skip_existing=skip_existing)
         return
     src = srcs[0]
+    _refuse_lone_folder(src)
     if out is None:
         out = STDIO if src == STDIO else str(Path(src).with_suffix(".kpal"))
     out = output_in_folder(src, out, ".kpal")
@@ -622,6 +631,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
                    skip_existing=skip_existing)
         return
     src = srcs[0]
+    _refuse_lone_folder(src)
     if fmt is not None:
         named = codec.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
         if named is None:

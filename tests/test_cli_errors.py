@@ -71,7 +71,8 @@ def test_directory_as_input(runner, tmp_path):
     # Without -o a folder cannot be encoded or decoded (kpal info describes its files).
     for command in ("encode", "decode"):
         _fails(runner.invoke(cli, [command, str(tmp_path)]), 2,
-               f"kpal: error: {tmp_path}: is a directory, expected a file")
+               f"kpal: error: {tmp_path}: is a directory; to take its files, give -o FOLDER "
+               "for the outputs, or --ext (e.g. --ext .kpal) to write them beside the inputs")
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
