@@ -967,8 +967,11 @@ def plot(src, kind, out, size, force, **values):
         rgb, _ = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
+    # What kpal encode writes keeps the alpha and the ICC profile the figure leaves out.
+    flattened_or_profiled = im.info.get("icc_profile") is not None
     if rgb.shape[-1] == 4 and kind != "palette":  # the palette draws alpha on a checkerboard
         rgb = _over_white(name, rgb, "the figures show it")
+        flattened_or_profiled = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -981,8 +984,14 @@ def plot(src, kind, out, size, force, **values):
                 encoded = codec.encode_image(rgb, options=plain)
                 extra = {}
                 if kind == "compare":
+                    written = encoded
+                    if flattened_or_profiled:  # the size of the real file, not the figure's
+                        pixels, _, icc_profile = _pixels_for_encoding(name, data,
+                                                                      opts.background)
+                        written = codec.encode_image(pixels, options=plain,
+                                                     icc_profile=icc_profile)
                     extra = {"original_bytes": len(data),
-                             "compressed_bytes": len(encoded.data)}
+                             "compressed_bytes": len(written.data)}
                     if opts.dither != "none" and opts.dither_strength > 0:
                         # Dithered beside undithered: the same fitted palette, remapped.
                         same = tuple(map(tuple, encoded.palette.tolist()))

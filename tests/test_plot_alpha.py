@@ -11,6 +11,7 @@ from PIL import Image
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
+import kpal  # noqa: E402
 from kpal import plot  # noqa: E402
 
 LIGHT = (plot.CHECK_LIGHT,) * 3
@@ -88,3 +89,30 @@ def test_palette_of_wrong_shape_is_refused():
     with pytest.raises(ValueError, match=r"palette must have shape \(k, 3\) or \(k, 4\)"):
         plot.palette(np.zeros((2, 2, 4), dtype=np.uint8),
                      quantization=(np.zeros((2, 5), dtype=np.uint8), np.zeros(4, dtype=np.uint8)))
+
+
+def test_compare_caption_gives_the_size_of_the_file_encode_writes(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kpal.cli import cli
+
+    g = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (30, 1))
+    src = tmp_path / "logo.png"
+    Image.fromarray(np.dstack([g, 255 - g, g, g]), "RGBA").save(src)
+    seen = {}
+    real = plot.compare
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plot, "compare", spy)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["plot", str(src), "--kind", "compare", "-o",
+                                 str(tmp_path / "cmp.png")])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "x.kpal"),
+                               "-q"]).exit_code == 0
+    written = (tmp_path / "x.kpal").read_bytes()
+    assert kpal.codec.read_header(written)[0].version == 2  # an RGBA palette
+    assert seen["compressed_bytes"] == len(written)
