@@ -426,8 +426,12 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
     ``background``, transparency flattened onto it.
     """
     im = _open_image(name, data)
-    icc_profile = im.info.get("icc_profile")
     try:
+        with warnings.catch_warnings(record=True) as caught:  # name the file they are about
+            warnings.simplefilter("always")
+            im, icc_profile = codec.colour_managed(im)
+        for w in caught:
+            _warn_one_line(f"{name}: {w.message}", w.category, w.filename, w.lineno)
         im, orientation = codec.upright(im)
         if background is not None and codec.has_transparency(im):
             return np.asarray(codec.flatten(im, background)), orientation, icc_profile
@@ -883,7 +887,8 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
                               or sum(given) == 0):
         raise click.UsageError("--weight: weights must be finite, >= 0, not all 0")
     for path in paths:
-        _check_output(path, out, force)
+        _check_output(path, out, force, binary=not out.endswith((".txt", ".hex", ".gpl"))
+                      and out != STDIO)
     if out != STDIO:
         try:  # before the fit, not after it
             format_of_path(out)
@@ -1043,7 +1048,8 @@ def view(src, out, force, no_open):
     from kpal import view as viewer
 
     if out is not None:
-        _check_output(src, out, force)  # never the input itself, nor a file without --force
+        # Never the input itself, nor a file without --force; the page is text.
+        _check_output(src, out, force, binary=False)
     try:
         if out == STDIO:
             _write_output(STDIO, viewer.to_html(src).encode("utf-8"), force)

@@ -372,7 +372,7 @@ def _open_image(name: str, data: bytes) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data))
         frames = getattr(im, "n_frames", 1)
-        if frames > 1:
+        if frames > 1 and im.format not in codec.PRIMARY_IMAGE_FORMATS:
             raise KpalError(f"has {frames} frames; a .kpal file holds one image "
                             "(extract a frame first)")
         im.load()
@@ -408,16 +408,20 @@ def _check_input(path: str) -> None:
 
 
 # ------------------------------------------------------------------ output
-def _check_output(src: str, out: str, force: bool) -> None:
+def _check_output(src: str, out: str, force: bool, *, binary: bool = True) -> None:
     """Refuse an output that would overwrite the input, or a file, without --force.
 
     A device or a named pipe (``-o /dev/null``) is not "a file that exists":
     it is written straight through and needs no --force. A missing input is
-    reported first: it is the real problem.
+    reported first: it is the real problem. Binary output (not ``binary=False``:
+    an HTML page, hex colours) is not written to a terminal, as gzip refuses to.
     """
     if src != STDIO:
         _check_input(src)
     if out == STDIO:
+        if binary and _is_terminal(sys.stdout):
+            raise click.UsageError("-o -: binary output is not written to a terminal; "
+                                   "redirect it (> file, | program) or give -o FILE")
         return
     target = Path(out)
     if src != STDIO and target.exists() and os.path.samefile(src, target):
@@ -457,6 +461,13 @@ def output_in_folder(src: str, out: str | None, suffix: str) -> str | None:
         raise click.UsageError(f"{out}: is a directory; with standard input, -o names the "
                                "output file")
     return str(Path(out) / (Path(src).stem + suffix))
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def _write_output(out: str, data: bytes, force: bool) -> None:
@@ -566,7 +577,8 @@ def _save_to_bytes(make_image, fmt: str) -> tuple[bytes | None, str | None]:
     with _c_level_stderr() as said, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            make_image().save(buffer, format=fmt, **codec.writer_options(fmt))
+            image = make_image()
+            image.save(buffer, format=fmt, **codec.writer_options(fmt, image))
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - any encoder failure is reported

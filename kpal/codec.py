@@ -31,14 +31,24 @@ any transparency       kept: transparent pixels (RGBA, LA, PA), a
 CMYK, YCbCr, LAB, HSV  converted to RGB by Pillow, then quantized
 I;16*, I, F            rejected: samples wider than 8 bits need an explicit
                        choice of scaling
-multi-frame images     rejected: a ``.kpal`` file holds one image
+multi-frame images     rejected: a ``.kpal`` file holds one image; a
+                       multi-picture JPEG (MPO: phone photos, Ultra HDR)
+                       gives its primary image
 =====================  ===================================================
+
+An ICC profile (the image's, or ``icc_profile=``) is stored when it is an RGB
+profile. The pixels of an image with a profile of another colour space (grey,
+CMYK, Lab) are converted to sRGB with LittleCMS (``PIL.ImageCms``) and no
+profile is stored, sRGB being what a file without one means (spec/kpal.md);
+a profile LittleCMS cannot use is dropped with a warning, the pixels kept as
+they are.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,7 +68,7 @@ __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten", "for_format",
     "writer_options", "pillow_format",
-    "has_transparency",
+    "has_transparency", "colour_managed", "PRIMARY_IMAGE_FORMATS",
 ]
 
 #: What the encoders take: an image, a path, an encoded image file's bytes or
@@ -202,6 +212,8 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
                ) -> Image.Image:
     """Open an image with Pillow and load it, rejecting multi-frame files.
 
+    A multi-picture JPEG (:data:`PRIMARY_IMAGE_FORMATS`) gives its primary image.
+
     Parameters
     ----------
     source : path, bytes or binary file object
@@ -232,13 +244,27 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         raise TypeError(msg)
     with Image.open(source) as im:
         _reject_multiframe(im, name)
+        if im.format in PRIMARY_IMAGE_FORMATS:
+            im.seek(0)  # the primary image
         im.load()
         return im.copy()  # keeps info (e.g. transparency, EXIF) and the palette
 
 
+#: Multi-frame formats whose first frame is the image: a multi-picture JPEG
+#: (CIPA DC-007) holds the photo, then its previews, stereo views or HDR gain map.
+PRIMARY_IMAGE_FORMATS = frozenset({"MPO"})
+
+
 def _reject_multiframe(im: Image.Image, name: str) -> None:
+    """Refuse an image of several frames, except a multi-picture JPEG (its primary image).
+
+    Raises
+    ------
+    KpalError
+        ``im`` has more than one frame, naming how many.
+    """
     frames = getattr(im, "n_frames", 1)
-    if frames > 1:
+    if frames > 1 and im.format not in PRIMARY_IMAGE_FORMATS:
         msg = f"{name}: has {frames} frames; a .kpal file holds one image (extract a frame first)"
         raise KpalError(msg)
 
@@ -367,7 +393,11 @@ def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
 
 #: Pillow formats that keep transparency when written; others get a flattened image.
 ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF", "GIF", "TGA", "ICO", "ICNS", "JPEG2000",
-                           "AVIF", "QOI", "PDF"} - {"PDF"})
+                           "AVIF", "QOI", "KPAL"})
+#: Formats written from the "P" image as it is: their writers keep an RGBA palette.
+_PALETTE_ALPHA_FORMATS = frozenset({"PNG", "KPAL"})
+#: ICO stores an entry's width and height in one byte each (0 meaning 256).
+ICO_MAX_SIZE = 256
 
 
 #: Pillow writer options of a decode: formats whose lossless mode is not Pillow's default.
@@ -391,11 +421,31 @@ def pillow_format(name: str) -> str | None:
     return fmt if fmt in Image.SAVE else None
 
 
-def writer_options(fmt: str) -> dict:
+def writer_options(fmt: str, image: Image.Image | None = None) -> dict:
     """Keyword arguments for ``Image.save`` in Pillow format ``fmt`` that keep every pixel.
 
     Pillow writes WebP lossy by default; a decoded image is written losslessly
-    where the format can be (JPEG and AVIF cannot).
+    where the format can be (JPEG and AVIF cannot). Given the image to be
+    written, its ICC profile is passed on (Pillow's JPEG, WebP and JPEG 2000
+    writers take it only from the save arguments) and an ICO file holds the
+    image at its own size (Pillow's default resizes it to the icon sizes).
+
+    Parameters
+    ----------
+    fmt : str
+        A Pillow format name, any case.
+    image : PIL.Image.Image, optional
+        The image that will be saved with these options.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    KpalError
+        ICNS (it holds only fixed square icon sizes, so the pixels would be
+        resized), or ICO for an image above 256x256 pixels.
 
     Examples
     --------
@@ -403,8 +453,27 @@ def writer_options(fmt: str) -> dict:
     {'lossless': True, 'exact': True}
     >>> writer_options("PNG")
     {}
+    >>> writer_options("ico", Image.new("P", (80, 60)))
+    {'sizes': [(80, 60)]}
     """
-    return dict(_WRITER_OPTIONS.get(fmt.upper(), {}))
+    name = fmt.upper()
+    if name == "ICNS":
+        msg = ("ICNS holds only square icons of fixed sizes (16x16 to 1024x1024), so the "
+               "image would be resized: write PNG, or ICO up to 256x256")
+        raise KpalError(msg)
+    options = dict(_WRITER_OPTIONS.get(name, {}))
+    if image is None:
+        return options
+    if name == "ICO":
+        if image.width > ICO_MAX_SIZE or image.height > ICO_MAX_SIZE:
+            msg = (f"an icon is at most {ICO_MAX_SIZE}x{ICO_MAX_SIZE} pixels, the image is "
+                   f"{image.width}x{image.height}: write PNG, or resize it first")
+            raise KpalError(msg)
+        options["sizes"] = [image.size]
+    icc_profile = image.info.get("icc_profile")
+    if icc_profile:
+        options["icc_profile"] = icc_profile
+    return options
 
 
 def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | None = None
@@ -425,10 +494,10 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     if not has_transparency(image):
         return image, None
     if background is not None:
-        return flatten(image, background), None
+        return _with_profile(flatten(image, background), image), None
     name = fmt.upper()
-    if name == "PNG":
-        return image, None  # a palette with alpha becomes PNG's tRNS chunk
+    if name in _PALETTE_ALPHA_FORMATS:
+        return image, None  # a palette with alpha: PNG's tRNS chunk, a version 2 .kpal file
     if name == "GIF" and image.mode == "P":
         return _for_gif(image)
     if name in ALPHA_FORMATS:
@@ -436,7 +505,14 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
         return (image if image.mode == "RGBA" else image.convert("RGBA")), None
     note = (f"{name} has no transparency: flattened onto white "
             "(choose the colour with --background)")
-    return flatten(image, (255, 255, 255)), note
+    return _with_profile(flatten(image, (255, 255, 255)), image), note
+
+
+def _with_profile(out: Image.Image, source: Image.Image) -> Image.Image:
+    """``out`` with ``source``'s ICC profile: its colours are in the same space."""
+    if source.info.get("icc_profile"):
+        out.info["icc_profile"] = source.info["icc_profile"]
+    return out
 
 
 def _for_gif(image: Image.Image) -> tuple[Image.Image, str | None]:
@@ -523,16 +599,28 @@ def _drop_alpha(image: Image.Image) -> Image.Image:
 
 
 def _transparent_index_in_use(image: Image.Image) -> bool:
-    """A "P" image one of whose used entries is (partly) transparent."""
+    """A "P" image one of whose used entries is (partly) transparent.
+
+    An entry's alpha comes from an RGBA palette (what ``kpal.decode`` of a
+    version 2 file and Pillow's ``quantize()`` of an RGBA image give) or from
+    ``info["transparency"]`` (an index, or one alpha per entry, as in PNG's tRNS).
+    """
     transparency = image.info.get("transparency")
-    if transparency is None:
+    rgba_palette = image.palette is not None and image.palette.mode == "RGBA"
+    if transparency is None and not rgba_palette:
         return False
-    used = np.flatnonzero(np.bincount(np.asarray(image).reshape(-1), minlength=256))
+    alphas = np.full(256, 255, np.uint8)
+    if rgba_palette:
+        entries = np.asarray(image.getpalette("RGBA") or [], np.uint8)[3::4][:256]
+        alphas[: entries.size] = entries
     if isinstance(transparency, int):
-        return bool(np.isin(transparency, used))
-    alphas = np.frombuffer(bytes(transparency), np.uint8)  # one alpha per palette entry
-    used = used[used < alphas.size]
-    return bool(used.size and (alphas[used] < 255).any())
+        if 0 <= transparency < 256:
+            alphas[transparency] = 0
+    elif isinstance(transparency, (bytes, bytearray)):
+        keys = np.frombuffer(bytes(transparency), np.uint8)[:256]  # one alpha per entry
+        alphas[: keys.size] = np.minimum(alphas[: keys.size], keys)
+    used = np.bincount(np.asarray(image).reshape(-1), minlength=256) > 0
+    return bool((alphas[used[:256]] < 255).any())
 
 
 def _colour_key_hit(image: Image.Image, rgb: np.ndarray) -> bool:
@@ -600,6 +688,7 @@ def encode_image(image: ImageSource, k: int | None = None, *,
         image = open_image(image)
     if icc_profile is None and isinstance(image, Image.Image):
         icc_profile = image.info.get("icc_profile")
+    image, icc_profile = colour_managed(image, icc_profile)
     metadata = _metadata(icc_profile)
     pixels, p_image, orientation = _pixels(image, opts.background)
     del image  # a path's or bytes' Pillow image (4 bytes a pixel) is no longer needed
@@ -636,6 +725,98 @@ def encode_image(image: ImageSource, k: int | None = None, *,
                    method=fit.method, n_iter=fit.n_iter, inertia=fit.inertia,
                    n_colors=fit.n_colors, options=opts, orientation=orientation,
                    choice=fit.choice)
+
+
+def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = None
+                   ) -> tuple[Image.Image | np.ndarray, bytes | None]:
+    """The image to encode and the ICC profile to store with it.
+
+    An RGB profile a ``.kpal`` file can hold is kept, the pixels as they are.
+    The pixels of an image with a profile of another colour space (grey, CMYK,
+    Lab) are converted to sRGB with LittleCMS (perceptual intent) and no
+    profile is kept: a file without one is sRGB (spec/kpal.md). A profile
+    that cannot be read, or not used for the image's mode, is dropped with a
+    one-line ``UserWarning``, the pixels kept as they are. :func:`encode_image`
+    calls this; call it yourself before turning an image into an array.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or ndarray
+    icc_profile : bytes, optional
+        The profile; default the image's own ``info["icc_profile"]``.
+
+    Returns
+    -------
+    image : PIL.Image.Image or ndarray
+        ``image`` itself, or a new RGB (RGBA with transparency) image in sRGB
+        with the same ``info`` but the profile.
+    icc_profile : bytes or None
+        The profile to store.
+    """
+    if icc_profile is None and isinstance(image, Image.Image):
+        icc_profile = image.info.get("icc_profile")
+    if not icc_profile:
+        return image, None
+    icc_profile = bytes(icc_profile)
+    try:
+        container.parse_metadata(container.pack_metadata({container.ICC_BLOCK: icc_profile}))
+    except FormatError as e:
+        # The container's words, without the block's position in a file not yet written.
+        problem = re.sub(r"^iccp block at byte \d+:? ", "", str(e))
+        if problem.startswith("holds "):
+            problem = "the profile " + problem
+    else:
+        return image, icc_profile  # an RGB profile: stored, the palette in its space
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without LittleCMS
+        _drop_profile(f"{problem}, and this Pillow has no LittleCMS to convert the pixels")
+        return image, None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        _drop_profile(f"it cannot be read ({problem})")
+        return image, None
+    space = profile.profile.xcolor_space.strip() or "unknown"
+    if not isinstance(image, Image.Image):
+        _drop_profile(f"its colour space is {space} and the pixels are an RGB array")
+        return image, None
+    if image.mode in _WIDE_MODES:
+        return image, None  # refused by the mode rules, which say how to scale it first
+    try:
+        return _to_srgb(image, profile), None
+    except (OSError, ValueError, ImageCms.PyCMSError) as e:
+        _drop_profile(f"its colour space is {space} and LittleCMS cannot convert a mode "
+                      f"{image.mode} image with it ({e})")
+        return image, None
+
+
+def _drop_profile(why: str) -> None:
+    warnings.warn(f"the image's ICC profile is dropped: {why}; its pixels are kept as they "
+                  "are, read as sRGB", UserWarning, stacklevel=4)
+
+
+#: The mode holding an image's colour channels for LittleCMS, without alpha.
+_COLOUR_MODES = {"1": "L", "LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "RGBX": "RGB",
+                 "P": "RGB", "PA": "RGB"}
+
+
+def _to_srgb(image: Image.Image, profile: object) -> Image.Image:
+    """``image`` converted from ``profile`` to sRGB (perceptual intent), alpha and
+    ``info`` (EXIF orientation, ...) kept, without the profile."""
+    from PIL import ImageCms
+
+    alpha = _rgba(image)[..., 3] if has_transparency(image) else None
+    mode = _COLOUR_MODES.get(image.mode, image.mode)
+    colour = image if image.mode == mode else image.convert(mode)
+    srgb = ImageCms.createProfile("sRGB")
+    out = ImageCms.profileToProfile(colour, profile, srgb, outputMode="RGB")
+    assert out is not None  # inPlace=False: a new image
+    if alpha is not None and int(alpha.min()) < 255:
+        out.putalpha(Image.fromarray(alpha, "L"))
+    out.info = {key: value for key, value in image.info.items()
+                if key not in ("icc_profile", "transparency")}
+    return out
 
 
 def _metadata(icc_profile: bytes | None) -> dict[str, bytes]:

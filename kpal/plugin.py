@@ -19,7 +19,13 @@ Save options (``im.save(path, format="KPAL", **options)``) are the fields of
 ``k`` as in Pillow's ``Image.quantize(colors=)``; see :func:`kpal.encode`. An
 unknown keyword is an error naming it, though Pillow itself passes unknown
 keywords to every plugin silently, so ``colours=8`` never quietly gives the
-default 16 colours.
+default 16 colours. A multi-frame image (an animation, a multi-picture JPEG)
+saves its current frame, as Pillow's PNG writer does; ``save_all=True`` with
+more than one frame in all is an error, a ``.kpal`` file holding one image.
+
+``verify()`` checks the payload's length and the checksum without decoding
+the pixels, raising :class:`kpal.errors.ChecksumError` (a ``FormatError``,
+hence a ``ValueError``) as Pillow's PNG plugin raises on a bad CRC.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from PIL import Image, ImageFile, ImagePalette
 
 from kpal import codec, container
 from kpal import coding as codings
+from kpal.errors import KpalError
 from kpal.options import EncodeOptions
 
 __all__ = ["KpalImageFile", "KpalDecoder", "register", "FORMAT", "EXTENSION", "MIME"]
@@ -89,6 +96,30 @@ class KpalImageFile(ImageFile.ImageFile):
         args = (header.coding, header.k, header.payload_length, crc)
         self.tile = [ImageFile._Tile("kpal", (0, 0, *self._size), self.fp.tell(), args)]
 
+    def verify(self) -> None:
+        """Check the payload's length and the file's checksum, without decoding the pixels.
+
+        As Pillow's PNG plugin checks its chunks' CRCs: call it directly after
+        ``Image.open``; the file is closed afterwards.
+
+        Raises
+        ------
+        kpal.errors.ChecksumError
+            The checksum does not match (a ``FormatError``).
+        kpal.errors.FormatError
+            The payload is truncated or followed by trailing data.
+        RuntimeError
+            Not called directly after open.
+        """
+        if self.fp is None:
+            msg = "verify must be called directly after open"
+            raise RuntimeError(msg)
+        tile = self.tile[0]
+        _coding, _k, payload_length, crc = tile.args
+        self.fp.seek(tile.offset)
+        _check_rest(self.fp, payload_length, crc)
+        super().verify()
+
 
 def _read_exactly(fp: IO[bytes], size: int, part: str) -> bytes:
     data = fp.read(size) if size else b""
@@ -123,6 +154,33 @@ def _file_size(fp: IO[bytes]) -> int | None:
     return end
 
 
+#: verify() reads the payload in pieces of this size: a check needs no copy of it.
+_VERIFY_CHUNK = 1 << 20
+
+
+def _check_rest(fp: IO[bytes], payload_length: int, crc: int) -> None:
+    """Read the payload and checksum from ``fp``, continuing ``crc``, and check them."""
+    left = payload_length
+    while left:
+        piece = fp.read(min(left, _VERIFY_CHUNK))
+        if not piece:
+            break
+        crc = zlib.crc32(piece, crc)
+        left -= len(piece)
+    stored = fp.read(container.CHECKSUM_SIZE + 1)  # one more byte reveals trailing data
+    _check_length(payload_length - left + len(stored), payload_length)
+    container.verify_checksum(crc, stored)
+
+
+def _check_length(found: int, payload_length: int) -> None:
+    wanted = payload_length + container.CHECKSUM_SIZE
+    if found != wanted:
+        what = "truncated" if found < wanted else "has trailing data"
+        msg = (f"file {what}: the payload and checksum should be {wanted} bytes, "
+               f"{'got ' + str(found) if found < wanted else 'found more'}")
+        raise container.FormatError(msg)
+
+
 class KpalDecoder(ImageFile.PyDecoder):
     """Reads the payload and checksum, verifies the CRC, decodes the indices."""
 
@@ -133,11 +191,7 @@ class KpalDecoder(ImageFile.PyDecoder):
         coding_id, k, payload_length, crc = self.args
         wanted = payload_length + container.CHECKSUM_SIZE
         data = self.fd.read(wanted + 1)  # one more byte reveals trailing data
-        if len(data) != wanted:
-            what = "truncated" if len(data) < wanted else "has trailing data"
-            msg = (f"file {what}: the payload and checksum should be {wanted} bytes, "
-                   f"{'got ' + str(len(data)) if len(data) < wanted else 'found more'}")
-            raise container.FormatError(msg)
+        _check_length(len(data), payload_length)
         payload = memoryview(data)[:payload_length]
         container.verify_checksum(zlib.crc32(payload, crc), data[payload_length:])
         labels = codings.get(coding_id).decode(payload, k, self.state.xsize, self.state.ysize)
@@ -154,9 +208,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     # byte is written; an error leaves Pillow to remove the file it created.
     try:
         keywords = dict(im.encoderinfo)
+        for name in _SEQUENCE_KEYWORDS:  # see _save_all: one frame is all there is
+            keywords.pop(name, None)
         # As Pillow's PNG plugin: an icc_profile keyword, else the image's own profile.
         icc_profile = keywords.pop("icc_profile", None) or im.info.get("icc_profile")
         options = EncodeOptions.from_keywords(keywords, aliases=SAVE_ALIASES)
+        if getattr(im, "n_frames", 1) > 1:
+            # As Pillow's PNG writer: the current frame of an animation or a
+            # multi-picture JPEG (whose current frame, after open, is the primary image).
+            im = im.copy()
         data = codec.encode_image(im, options=options, icc_profile=icc_profile).data
     except (KeyboardInterrupt, SystemExit):
         # Pillow removes a file it created when an Exception escapes, but not on
@@ -164,6 +224,27 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         _remove_if_empty(fp, filename)
         raise
     fp.write(data)
+
+
+#: Pillow's keywords of a multi-frame save, not encode options.
+_SEQUENCE_KEYWORDS = ("save_all", "append_images")
+
+
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """``im.save(..., save_all=True)``: one frame is saved as usual; more are refused.
+
+    Raises
+    ------
+    KpalError
+        The image and ``append_images`` hold more than one frame.
+    """
+    frames = sum(getattr(frame, "n_frames", 1)
+                 for frame in (im, *im.encoderinfo.get("append_images", ())))
+    if frames > 1:
+        msg = (f"{frames} frames to save, but a .kpal file holds one image: save one frame "
+               "(without save_all and append_images)")
+        raise KpalError(msg)
+    _save(im, fp, filename)
 
 
 def _remove_if_empty(fp: IO[bytes], filename: str | bytes) -> None:
@@ -182,6 +263,7 @@ def register() -> None:
     """
     Image.register_open(FORMAT, KpalImageFile, _accept)
     Image.register_save(FORMAT, _save)
+    Image.register_save_all(FORMAT, _save_all)
     Image.register_extension(FORMAT, EXTENSION)
     Image.register_mime(FORMAT, MIME)
     Image.register_decoder("kpal", KpalDecoder)

@@ -257,12 +257,12 @@ def test_max_size_below_any_file_raises_size_error():
         choose_k_rgba(soft_photo(16), max_size=20)
 
 
-def test_quality_then_dither_dithers_the_chosen_palette():
+def test_quality_with_dither_is_refused_as_the_target_is_undithered():
+    # The search measures undithered PSNR; dithering would then miss the target.
     image = soft_photo()
-    plain = encode(image, quality=30)
-    dithered = encode(image, quality=30, dither="fs")
-    np.testing.assert_array_equal(dithered.palette, plain.palette)
-    assert_alpha_exact(image, decoded(dithered))
+    with pytest.raises(OptionError, match=r"quality measures the undithered PSNR"):
+        encode(image, quality=30, dither="fs")
+    assert_alpha_exact(image, decoded(encode(image, quality=30)))
 
 
 def test_choose_k_rgba_messages_name_the_option():

@@ -251,7 +251,8 @@ TOO_WIDE = {
     "gif": "GIF: int too big to convert",
     "tga": "TGA: int too big to convert",
     "pcx": "PCX: int too big to convert",
-    "ico": "ICO: All sizes too large for image",
+    "ico": "ICO: an icon is at most 256x256 pixels, the image is 70000x1: write PNG, or resize "
+           "it first",
     "webp": "WEBP: encoding error 5: Image size exceeds WebP limit of 16383 pixels",
     "sgi": "SGI: 'H' format requires 0 <= number <= 65535",
     "palm": "PALM: int too big to convert",

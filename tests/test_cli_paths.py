@@ -192,3 +192,36 @@ def test_a_full_stdout_is_named(kpal_file, args):
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr == "kpal: error: <stdout>: cannot write: No space left on device\n"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX terminals")
+def test_binary_output_is_not_written_to_a_terminal(png, kpal_file):
+    import pty
+
+    main, child = pty.openpty()
+    try:
+        for args, refused in ((["encode", str(png), "-o", "-"], True),
+                              (["decode", str(kpal_file), "-o", "-"], True),
+                              (["palette", str(png), "-o", "-", "-k", "2", "-q"], False)):
+            done = subprocess.run([*KPAL, *args], stdout=child, stderr=subprocess.PIPE,
+                                  text=True, timeout=120)
+            if refused:
+                assert done.returncode == 2
+                assert "binary output is not written to a terminal" in done.stderr
+            else:
+                assert done.returncode == 0, done.stderr
+                assert os.read(main, 1) == b"#"  # hex colours are text
+    finally:
+        os.close(main)
+        os.close(child)
+
+
+def test_an_unusable_icc_profile_is_dropped_with_a_warning_naming_the_file(runner, tmp_path):
+    src = tmp_path / "junk.png"
+    Image.new("RGB", (6, 4), (10, 20, 30)).save(src, icc_profile=b"not a profile")
+    out = tmp_path / "junk.kpal"
+    result = runner.invoke(cli, ["encode", str(src), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"kpal: warning: {src}: the image's ICC profile is dropped" in result.output
+    assert "icc_profile" not in kpal.decode(out).info
+    assert kpal.decode(out).convert("RGB").getpixel((0, 0)) == (10, 20, 30)

@@ -1,0 +1,359 @@
+"""Encoding rules at the edges of the input: RGBA palettes, non-RGB or broken ICC
+profiles, multi-picture JPEGs, and the writer options of a decode (ICO, ICNS, ICC)."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, features
+
+import kpal
+from kpal import codec
+from kpal.errors import KpalError
+
+#: Small pictures hold fewer colours than k: stored exactly, which the tests rely on.
+pytestmark = pytest.mark.filterwarnings("ignore:the image has .* distinct (RGBA )?colour")
+
+
+# ------------------------------------------------------------------ ICC profiles built here
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def _profile(device_class: bytes, space: bytes, pcs: bytes, tags: list) -> bytes:
+    """A version 2.1 ICC profile (ICC.1:2001-04): 128-byte header, tag table, tags."""
+    start = 128 + 4 + 12 * len(tags)
+    table = body = b""
+    for signature, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += signature + struct.pack(">II", start + len(body), len(data))
+        body += data
+    header = (struct.pack(">I", start + len(body)) + b"\0" * 4 + bytes([2, 0x10, 0, 0])
+              + device_class + space + pcs + b"\0" * 12 + b"acsp" + b"\0" * 28
+              + _s15(0.9642) + _s15(1.0) + _s15(0.8249) + b"\0" * 48)
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def _description(text: str) -> bytes:
+    ascii_text = text.encode() + b"\0"
+    return (b"desc" + b"\0" * 4 + struct.pack(">I", len(ascii_text)) + ascii_text
+            + b"\0" * 8 + b"\0" * 70)
+
+
+_WHITE_POINT = (b"wtpt", b"XYZ " + b"\0" * 4 + _s15(0.9642) + _s15(1.0) + _s15(0.8249))
+
+
+def gray_profile(gamma: float = 1.0) -> bytes:
+    """A grey display profile whose tone curve is ``gamma`` (1.0: linear light)."""
+    curve = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, round(gamma * 256))
+    return _profile(b"mntr", b"GRAY", b"XYZ ",
+                    [(b"desc", _description("linear grey")), _WHITE_POINT, (b"kTRC", curve)])
+
+
+def cmyk_profile() -> bytes:
+    """A CMYK printer profile: a 2-point lut16 from CMYK to Lab (made-up inks)."""
+    grid = []
+    for c in (0, 1):
+        for m in (0, 1):
+            for y in (0, 1):
+                for k in (0, 1):
+                    lightness = 100 * (1 - k) * (1 - 0.25 * (c + m + y))
+                    a, b = 60 * m - 30 * c, 60 * y - 30 * c
+                    grid += [round(lightness / 100 * 0xFF00), round((a + 128) * 256),
+                             round((b + 128) * 256)]
+    lut = (b"mft2" + b"\0" * 4 + bytes([4, 3, 2, 0])
+           + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+           + struct.pack(">HH", 2, 2) + struct.pack(">8H", *[0, 65535] * 4)
+           + struct.pack(f">{len(grid)}H", *grid) + struct.pack(">6H", *[0, 65535] * 3))
+    return _profile(b"prtr", b"CMYK", b"Lab ",
+                    [(b"desc", _description("toy cmyk")), _WHITE_POINT, (b"A2B0", lut)])
+
+
+def srgb_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def managed(image: Image.Image, profile: bytes) -> np.ndarray:
+    """What LittleCMS makes of ``image`` in ``profile``: sRGB pixels."""
+    out = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                    ImageCms.createProfile("sRGB"), outputMode="RGB")
+    return np.asarray(out)
+
+
+def decoded_rgba(data: bytes) -> np.ndarray:
+    return np.asarray(kpal.decode(data).convert("RGBA"))
+
+
+def _ramp(width: int = 16, height: int = 8) -> np.ndarray:
+    return np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+
+
+def mpo_bytes() -> bytes:
+    """A multi-picture JPEG: a 16x8 primary image and a smaller second picture."""
+    g = _ramp()
+    primary = Image.fromarray(np.dstack([g, 255 - g, g]))
+    buffer = io.BytesIO()
+    primary.save(buffer, format="MPO", save_all=True, append_images=[primary.resize((4, 2))])
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------ 1. RGBA palettes
+@pytest.fixture
+def transparent_kpal() -> bytes:
+    g = _ramp(32, 8)
+    rgba = np.dstack([g, 255 - g, g, g])  # alpha from 0 to 255
+    return kpal.encode(rgba, 16)
+
+
+def test_decoded_transparent_file_reencodes_losslessly_with_its_alpha(transparent_kpal):
+    decoded = kpal.decode(transparent_kpal)
+    assert decoded.mode == "P" and decoded.palette.mode == "RGBA"
+    encoded = codec.encode_image(decoded)
+    assert encoded.header.version == 2 and encoded.header.alpha
+    assert encoded.lossless and encoded.method == "palette"
+    again = decoded_rgba(encoded.data)
+    np.testing.assert_array_equal(again, decoded_rgba(transparent_kpal))
+    assert again[..., 3].min() == 0 and len(np.unique(again[..., 3])) > 2
+
+
+def test_pillow_quantize_of_rgba_keeps_alpha():
+    g = _ramp(32, 8)
+    rgba = Image.fromarray(np.dstack([g, 255 - g, g, 255 - g]), "RGBA")
+    quantized = rgba.quantize(8)
+    assert quantized.palette.mode == "RGBA"
+    data = kpal.encode(quantized)
+    assert kpal.decode(data).info["version"] == 2
+    np.testing.assert_array_equal(decoded_rgba(data), np.asarray(quantized.convert("RGBA")))
+
+
+def test_rgba_palette_whose_used_entries_are_opaque_stays_version_1():
+    indices = np.array([[0, 1], [1, 0]], np.uint8)
+    image = Image.fromarray(indices, "P")
+    # Entries 0 and 1 opaque; entry 2, unused, transparent.
+    image.putpalette([255, 0, 0, 255, 0, 0, 255, 255, 9, 9, 9, 0], "RGBA")
+    encoded = codec.encode_image(image)
+    assert encoded.header.version == 1 and not encoded.header.alpha
+    np.testing.assert_array_equal(encoded.palette[encoded.labels],
+                                  np.asarray(image.convert("RGB")))
+
+
+def test_decode_to_kpal_keeps_transparency(transparent_kpal):
+    decoded = kpal.decode(transparent_kpal)
+    image, note = codec.for_format(decoded, "KPAL")
+    assert note is None and image is decoded
+    assert "KPAL" in codec.ALPHA_FORMATS
+    buffer = io.BytesIO()
+    image.save(buffer, format="KPAL")
+    np.testing.assert_array_equal(decoded_rgba(buffer.getvalue()), decoded_rgba(transparent_kpal))
+
+
+# ------------------------------------------------------------------ 2. ICC profiles
+def _decoded_profile(data: bytes) -> bytes | None:
+    return kpal.decode(data).info.get("icc_profile")
+
+
+def test_grey_profile_pixels_are_converted_to_srgb_and_no_profile_stored():
+    grey = Image.fromarray(np.repeat(np.array([[0, 64, 128, 255]], np.uint8), 2, 0), "L")
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG", icc_profile=gray_profile())
+    encoded = codec.encode_image(buffer.getvalue())
+    expected = managed(grey, gray_profile())
+    np.testing.assert_array_equal(encoded.palette[encoded.labels], expected)
+    assert expected[0, 2, 0] == 188  # linear 50% grey is sRGB 188, not 128
+    assert _decoded_profile(encoded.data) is None
+
+
+def test_cmyk_jpeg_with_profile_is_converted_with_it():
+    cmyk = np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 255, 0, 0], [0, 0, 0, 255]]] * 2,
+                    np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(cmyk, "CMYK").save(buffer, format="JPEG", quality=100,
+                                       icc_profile=cmyk_profile())
+    opened = Image.open(io.BytesIO(buffer.getvalue()))
+    expected = managed(opened, cmyk_profile())
+    data = kpal.encode(buffer.getvalue(), 256)  # 8 pixels: every colour kept
+    np.testing.assert_array_equal(decoded_rgba(data)[..., :3], expected)
+    assert not np.array_equal(expected, np.asarray(opened.convert("RGB")))
+    assert _decoded_profile(data) is None
+
+
+def test_lab_tiff_is_converted_with_its_profile():
+    g = _ramp(8, 2)
+    lab = Image.fromarray(np.dstack([g, g, g])).convert("LAB")
+    buffer = io.BytesIO()
+    lab.save(buffer, format="TIFF")
+    opened = Image.open(io.BytesIO(buffer.getvalue()))
+    assert ImageCms.ImageCmsProfile(io.BytesIO(opened.info["icc_profile"])) \
+        .profile.xcolor_space == "Lab "
+    data = kpal.encode(buffer.getvalue(), 256)
+    np.testing.assert_array_equal(decoded_rgba(data)[..., :3],
+                                  managed(opened, opened.info["icc_profile"]))
+    assert _decoded_profile(data) is None
+
+
+def test_grey_profile_with_transparency_keeps_alpha():
+    la = np.dstack([np.array([[0, 128], [255, 64]], np.uint8),
+                    np.array([[255, 100], [0, 255]], np.uint8)])
+    image = Image.fromarray(la, "LA")
+    image.info["icc_profile"] = gray_profile()
+    out = decoded_rgba(kpal.encode(image))
+    np.testing.assert_array_equal(out[..., 3], la[..., 1])
+    colour = managed(Image.fromarray(la[..., 0], "L"), gray_profile())
+    visible = la[..., 1] > 0
+    # Stored premultiplied in 8 bits: the half-transparent pixel's colour within 2.
+    assert np.abs(out[..., :3][visible].astype(int) - colour[visible]).max() <= 2
+
+
+def test_profile_conversion_keeps_the_exif_orientation():
+    grey = Image.fromarray(np.arange(6, dtype=np.uint8).reshape(2, 3) * 40, "L")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG", icc_profile=gray_profile(), exif=exif.tobytes())
+    encoded = codec.encode_image(buffer.getvalue())
+    assert encoded.orientation == 6
+    np.testing.assert_array_equal(
+        encoded.palette[encoded.labels],
+        managed(grey.transpose(Image.Transpose.ROTATE_270), gray_profile()))
+
+
+@pytest.mark.parametrize(("profile", "why"), [
+    (b"not a profile", "it cannot be read (the profile holds 13 bytes, less than an ICC "
+                       "profile header (128))"),
+    # An sRGB profile relabelled grey: LittleCMS reads it but finds no grey tone curve.
+    (srgb_profile()[:16] + b"GRAY" + srgb_profile()[20:],
+     "its colour space is GRAY and LittleCMS cannot convert a mode L image with it "
+     "(cannot build transform)"),
+])
+def test_unusable_profile_is_dropped_with_a_warning(profile, why):
+    g = _ramp(8, 2)
+    buffer = io.BytesIO()
+    Image.fromarray(g, "L").save(buffer, format="PNG", icc_profile=profile)
+    with pytest.warns(UserWarning) as caught:
+        data = kpal.encode(buffer.getvalue(), 256)
+    messages = [str(w.message) for w in caught if "ICC" in str(w.message)]
+    assert messages == [f"the image's ICC profile is dropped: {why}; its pixels are kept as "
+                        "they are, read as sRGB"]
+    np.testing.assert_array_equal(decoded_rgba(data)[..., 0], g)
+    assert _decoded_profile(data) is None
+
+
+def test_sixteen_bit_grey_with_a_profile_is_still_refused_by_the_mode_rules():
+    wide = Image.fromarray(np.tile(np.linspace(0, 65535, 8), (2, 1)).astype(np.uint16))
+    buffer = io.BytesIO()
+    wide.save(buffer, format="PNG", icc_profile=gray_profile())
+    with pytest.raises(KpalError, match=r"^mode I;16 \(samples wider than 8 bits\)"):
+        kpal.encode(buffer.getvalue())
+
+
+def test_rgb_profile_is_still_stored_with_the_pixels_unchanged():
+    rgb = np.dstack([_ramp(8, 2)] * 3)
+    image = Image.fromarray(rgb)
+    image.info["icc_profile"] = srgb_profile()
+    data = kpal.encode(image, 256)
+    assert _decoded_profile(data) == srgb_profile()
+    np.testing.assert_array_equal(decoded_rgba(data)[..., :3], rgb)
+
+
+def test_colour_managed_on_an_array_drops_a_grey_profile():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    with pytest.warns(UserWarning, match="its colour space is GRAY and the pixels are an RGB"):
+        out, profile = codec.colour_managed(rgb, gray_profile())
+    assert out is rgb and profile is None
+
+
+def test_colour_managed_keeps_an_rgb_image_untouched():
+    image = Image.new("RGB", (2, 2))
+    assert codec.colour_managed(image, srgb_profile()) == (image, srgb_profile())
+    assert codec.colour_managed(image) == (image, None)
+
+
+# ------------------------------------------------------------------ 3. multi-picture JPEG
+def test_mpo_encodes_its_primary_image():
+    data = mpo_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+        primary = np.asarray(im.convert("RGB"))
+    encoded = codec.encode_image(data)
+    assert (encoded.header.width, encoded.header.height) == (16, 8)
+    assert encoded.data == kpal.encode(primary)
+
+
+def test_mpo_image_object_is_accepted_and_other_multiframe_images_are_not():
+    with Image.open(io.BytesIO(mpo_bytes())) as im:
+        codec._reject_multiframe(im, "phone.jpg")  # no error
+        assert kpal.decode(kpal.encode(im)).size == (16, 8)
+    frames = [Image.new("RGB", (4, 4), c) for c in ("red", "blue")]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    with Image.open(buffer) as gif, pytest.raises(
+            KpalError, match=r"^anim.gif: has 2 frames; a .kpal file holds one image"):
+        codec._reject_multiframe(gif, "anim.gif")
+
+
+# ------------------------------------------------------------------ 4, 5. writer options
+def _noise(width: int, height: int) -> Image.Image:
+    rng = np.random.default_rng(1)
+    return kpal.decode(kpal.encode(rng.integers(0, 256, (height, width, 3), np.uint8), 16,
+                                   seed=0))
+
+
+@pytest.mark.parametrize("size", [(80, 60), (1, 1), (256, 17)])
+def test_ico_is_written_at_the_image_size(size):
+    image = _noise(*size)
+    options = codec.writer_options("ico", image)
+    assert options == {"sizes": [size]}
+    buffer = io.BytesIO()
+    image.save(buffer, format="ICO", **options)
+    back = Image.open(io.BytesIO(buffer.getvalue()))
+    assert back.size == size
+    np.testing.assert_array_equal(np.asarray(back.convert("RGB")),
+                                  np.asarray(image.convert("RGB")))
+
+
+def test_ico_above_256_pixels_is_refused_not_shrunk():
+    with pytest.raises(KpalError, match=r"^an icon is at most 256x256 pixels, the image "
+                                        r"is 400x300: write PNG, or resize it first$"):
+        codec.writer_options("ICO", Image.new("P", (400, 300)))
+
+
+@pytest.mark.parametrize("image", [None, Image.new("P", (80, 60))])
+def test_icns_is_refused(image):
+    with pytest.raises(KpalError, match=r"^ICNS holds only square icons of fixed sizes"):
+        codec.writer_options("icns", image)
+
+
+def test_writer_options_without_an_image_are_unchanged():
+    assert codec.writer_options("WEBP") == {"lossless": True, "exact": True}
+    assert codec.writer_options("ico") == {} and codec.writer_options("JPEG") == {}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG", "TIFF", pytest.param(
+    "AVIF", marks=pytest.mark.skipif(not features.check("avif"), reason="Pillow without AVIF"))])
+def test_decoded_profile_is_kept_by_every_writer_that_stores_one(fmt):
+    image = _noise(8, 8)
+    image.info["icc_profile"] = srgb_profile()
+    data = kpal.encode(image, 256)
+    decoded = kpal.decode(data)
+    ready, _ = codec.for_format(decoded, fmt)
+    if fmt in ("JPEG", "AVIF"):
+        ready = ready.convert("RGB")  # as the command line does for a palette image
+    options = codec.writer_options(fmt, ready)
+    assert options["icc_profile"] == srgb_profile()
+    buffer = io.BytesIO()
+    ready.save(buffer, format=fmt, **options)
+    assert Image.open(io.BytesIO(buffer.getvalue())).info.get("icc_profile") == srgb_profile()
+
+
+def test_flattening_for_jpeg_keeps_the_profile(transparent_kpal):
+    decoded = kpal.decode(transparent_kpal)
+    decoded.info["icc_profile"] = srgb_profile()
+    flat, note = codec.for_format(decoded, "JPEG")
+    assert flat.mode == "RGB" and note.startswith("JPEG has no transparency")
+    assert codec.writer_options("JPEG", flat) == {"icc_profile": srgb_profile()}
+    flat, _ = codec.for_format(decoded, "BMP", background=(0, 0, 0))
+    assert flat.info["icc_profile"] == srgb_profile()
+

@@ -1,0 +1,144 @@
+"""The Pillow plugin at its edges: verify(), save_all, multi-frame images, RGBA
+palettes and ICC profiles through ``Image.save``."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal.errors import ChecksumError, KpalError
+
+from .test_codec_defects import cmyk_profile, managed, mpo_bytes
+
+pytestmark = pytest.mark.filterwarnings("ignore:the image has .* distinct (RGBA )?colour")
+
+
+@pytest.fixture
+def good_file() -> bytes:
+    rng = np.random.default_rng(3)
+    return kpal.encode(rng.integers(0, 256, (12, 10, 3), np.uint8), 8, seed=0)
+
+
+# ------------------------------------------------------------------ verify
+def test_verify_passes_a_good_file_and_closes_it(good_file, tmp_path):
+    path = tmp_path / "good.kpal"
+    path.write_bytes(good_file)
+    im = Image.open(path)
+    assert im.verify() is None
+    assert im.fp is None
+    with Image.open(path) as again:  # verify checks, it does not spoil the file
+        assert again.convert("RGB").size == (10, 12)
+
+
+@pytest.mark.parametrize("position", [-1, -5, 40])  # checksum, last payload byte, palette
+def test_verify_raises_on_a_flipped_bit(good_file, position):
+    data = bytearray(good_file)
+    data[position] ^= 1
+    im = Image.open(io.BytesIO(bytes(data)))
+    with pytest.raises(ChecksumError, match=r"^checksum mismatch: stored 0x[0-9a-f]{8}, "
+                                            r"computed 0x[0-9a-f]{8}$"):
+        im.verify()
+
+
+def test_verify_reads_a_payload_longer_than_its_chunk(monkeypatch):
+    from kpal import plugin
+
+    monkeypatch.setattr(plugin, "_VERIFY_CHUNK", 7)
+    rng = np.random.default_rng(5)
+    data = bytearray(kpal.encode(rng.integers(0, 256, (20, 20, 3), np.uint8), 16, seed=0))
+    Image.open(io.BytesIO(bytes(data))).verify()
+    data[60] ^= 0x10
+    with pytest.raises(ChecksumError):
+        Image.open(io.BytesIO(bytes(data))).verify()
+
+
+def test_verify_twice_is_a_runtime_error(good_file):
+    im = Image.open(io.BytesIO(good_file))
+    im.verify()
+    with pytest.raises(RuntimeError, match="verify must be called directly after open"):
+        im.verify()
+
+
+# ------------------------------------------------------------------ save_all and frames
+def test_save_all_of_several_frames_is_a_clear_error(tmp_path):
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    path = tmp_path / "anim.kpal"
+    with pytest.raises(KpalError, match=r"^2 frames to save, but a \.kpal file holds one "
+                                        r"image: save one frame \(without save_all and "
+                                        r"append_images\)$"):
+        frames[0].save(path, save_all=True, append_images=frames[1:])
+    assert not path.exists()
+
+
+def test_save_all_counts_the_frames_of_an_animation(tmp_path):
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue", "lime")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with Image.open(gif) as im, pytest.raises(KpalError, match="^3 frames to save"):
+        im.save(tmp_path / "anim.kpal", save_all=True)
+
+
+def test_save_all_of_one_frame_is_a_plain_save():
+    image = Image.new("RGB", (8, 8), (10, 20, 30))
+    plain, everything = io.BytesIO(), io.BytesIO()
+    image.save(plain, format="KPAL")
+    image.save(everything, format="KPAL", save_all=True, append_images=[])
+    assert everything.getvalue() == plain.getvalue()
+    assert kpal.decode(plain.getvalue()).convert("RGB").getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_save_of_an_animation_writes_the_current_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with Image.open(gif) as im:
+        im.seek(1)
+        im.save(tmp_path / "second.kpal")
+    with Image.open(tmp_path / "second.kpal") as saved:
+        assert np.unique(np.asarray(saved.convert("RGB")).reshape(-1, 3), axis=0).tolist() \
+            == [[0, 0, 255]]
+
+
+def test_save_of_a_multi_picture_jpeg_writes_the_primary_image(tmp_path):
+    with Image.open(io.BytesIO(mpo_bytes())) as im:
+        primary = np.asarray(im.convert("RGB"))
+        im.save(tmp_path / "phone.kpal")
+    assert (tmp_path / "phone.kpal").read_bytes() == kpal.encode(primary)
+
+
+# ------------------------------------------------------------------ alpha and profiles
+def test_saving_a_decoded_transparent_image_keeps_its_alpha():
+    g = np.tile(np.linspace(0, 255, 24).astype(np.uint8), (6, 1))
+    first = kpal.decode(kpal.encode(np.dstack([g, 255 - g, g, g]), 16))
+    buffer = io.BytesIO()
+    first.save(buffer, format="KPAL")
+    with Image.open(io.BytesIO(buffer.getvalue())) as again:
+        assert again.info["version"] == 2
+        np.testing.assert_array_equal(np.asarray(again.convert("RGBA")),
+                                      np.asarray(first.convert("RGBA")))
+
+
+def test_saving_a_cmyk_jpeg_converts_it_with_its_profile(tmp_path):
+    cmyk = np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 255, 0, 0], [40, 80, 120, 20]]],
+                    np.uint8)
+    jpeg = tmp_path / "print.jpg"
+    Image.fromarray(cmyk, "CMYK").save(jpeg, quality=100, icc_profile=cmyk_profile())
+    with Image.open(jpeg) as im:
+        expected = managed(im, cmyk_profile())
+        im.save(tmp_path / "print.kpal", colors=256)
+    with Image.open(tmp_path / "print.kpal") as saved:
+        assert "icc_profile" not in saved.info
+        np.testing.assert_array_equal(np.asarray(saved.convert("RGB")), expected)
+
+
+def test_saving_with_a_junk_profile_warns_and_saves(tmp_path):
+    image = Image.new("L", (4, 4), 77)
+    with pytest.warns(UserWarning, match="ICC profile is dropped: it cannot be read"):
+        image.save(tmp_path / "junk.kpal", icc_profile=b"not a profile")
+    with Image.open(tmp_path / "junk.kpal") as saved:
+        assert "icc_profile" not in saved.info
+        assert saved.convert("RGB").getpixel((0, 0)) == (77, 77, 77)
