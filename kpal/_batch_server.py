@@ -13,6 +13,10 @@ started. The server therefore chooses ``workqueue`` unless the user set
 another layer, in which case nothing is loaded here and each worker loads
 the kernels itself. Workers run one thread each, so the layer makes no
 difference to their speed or output.
+
+The server starts with SIGINT blocked (``kpal.batch`` starts it so): a
+Ctrl-C while it starts Python and runs these imports, before CPython's
+fork server ignores SIGINT, would otherwise end it with a traceback.
 """
 
 from __future__ import annotations

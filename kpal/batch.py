@@ -43,6 +43,7 @@ import io
 import math
 import os
 import signal
+import tempfile
 import threading
 import time
 import warnings
@@ -59,9 +60,10 @@ from kpal.errors import KpalError
 from kpal.io import write_atomic
 from kpal.options import EncodeOptions
 
-__all__ = ["Result", "Job", "BatchError", "Summary", "collect", "plan", "run", "run_job",
-           "encode_many", "decode_many", "info_many", "summarize", "default_jobs", "is_glob",
-           "image_file", "kpal_file", "output_format", "is_url", "exists"]
+__all__ = ["Result", "Job", "BatchError", "OutputFolderError", "Summary", "collect", "plan",
+           "run", "run_job", "encode_many", "decode_many", "info_many", "summarize",
+           "default_jobs", "is_glob", "image_file", "kpal_file", "skip_reason", "ext_problem",
+           "output_format", "is_url", "exists"]
 
 #: Tasks in flight per worker: one running, one queued so the worker never waits.
 IN_FLIGHT_PER_WORKER = 2
@@ -77,6 +79,13 @@ class BatchError(ValueError):
     """The batch cannot start: no input matched, two inputs map to one output, ...
 
     Raised before any file is read or written.
+    """
+
+
+class OutputFolderError(BatchError):
+    """The batch cannot start: its output folder cannot be created or take new files.
+
+    Raised before any file is read; the message names the folder.
     """
 
 
@@ -215,8 +224,11 @@ def _fixed_part(pattern: str) -> Path:
 
 
 def _walk(folder: Path, recursive: bool, wanted: Callable[[Path], bool],
-          skip: Path | None) -> Iterator[Path]:
-    """The wanted files of ``folder`` (hidden ones left out), sorted, level by level."""
+          skip: Path | None, rejected: list[Path]) -> Iterator[Path]:
+    """The wanted files of ``folder`` (hidden ones left out), sorted, level by level.
+
+    The files ``wanted`` turns down are added to ``rejected``.
+    """
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
@@ -231,9 +243,15 @@ def _walk(folder: Path, recursive: bool, wanted: Callable[[Path], bool],
             continue
         if is_dir:
             if recursive and (skip is None or not _same(path, skip)):
-                yield from _walk(path, recursive, wanted, skip)
+                yield from _walk(path, recursive, wanted, skip, rejected)
         elif is_file and wanted(path):
             yield path
+        elif is_file:
+            rejected.append(path)
+
+
+def _count(files: list) -> str:
+    return f"{len(files):,} file{'' if len(files) == 1 else 's'}"
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -245,7 +263,8 @@ def _same(a: Path, b: Path) -> bool:
 
 def collect(paths: Iterable[str], *, recursive: bool = False,
             wanted: Callable[[Path], bool] | None = None,
-            skip: str | os.PathLike | None = None) -> list[tuple[Path | str, Path]]:
+            skip: str | os.PathLike | None = None,
+            rejected: list[Path] | None = None) -> list[tuple[Path | str, Path]]:
     """The input files named by ``paths``, each with its place in the output tree.
 
     Parameters
@@ -261,6 +280,9 @@ def collect(paths: Iterable[str], *, recursive: bool = False,
         Which files of a folder or a pattern to take (default: all).
     skip : path, optional
         A folder never entered (the output folder, when it is inside an input).
+    rejected : list, optional
+        Receives the local files of folders and patterns that ``wanted``
+        turned down (to say why nothing was found).
 
     Returns
     -------
@@ -272,9 +294,11 @@ def collect(paths: Iterable[str], *, recursive: bool = False,
     Raises
     ------
     BatchError
-        A path does not exist, or a pattern matches nothing.
+        A path does not exist, or a pattern matches nothing (or only files
+        ``wanted`` turns down: the message says why they were skipped).
     """
     wanted = wanted or (lambda p: True)
+    rejected = [] if rejected is None else rejected
     skip_path = Path(skip) if skip is not None else None
     found: list[tuple[Path, Path]] = []
     seen: set[Path] = set()
@@ -297,18 +321,30 @@ def collect(paths: Iterable[str], *, recursive: bool = False,
             base = _fixed_part(text)
             matches = sorted(glob.glob(text, recursive=recursive))
             files = []
+            turned_down = len(rejected)
             for match in map(Path, matches):
                 if match.is_dir():
-                    files += [(f, base) for f in _walk(match, recursive, wanted, skip_path)]
-                elif match.is_file() and wanted(match) and not match.name.startswith("."):
+                    files += [(f, base) for f in _walk(match, recursive, wanted, skip_path,
+                                                       rejected)]
+                elif not match.is_file() or match.name.startswith("."):
+                    continue
+                elif wanted(match):
                     files.append((match, base))
+                else:
+                    rejected.append(match)
+            skipped = rejected[turned_down:]
+            if not files and skipped:
+                msg = (f"{text}: matches {_count(skipped)}, "
+                       f"{'skipped' if len(skipped) == 1 else 'all skipped'}: "
+                       f"{skip_reason(skipped, wanted)}")
+                raise BatchError(msg)
             if not files:
                 msg = f"{text}: no file matches"
                 raise BatchError(msg)
             for f, b in files:
                 add(f, b)
         elif path.is_dir():
-            for f in _walk(path, recursive, wanted, skip_path):
+            for f in _walk(path, recursive, wanted, skip_path, rejected):
                 add(f, path)
         elif path.exists():
             add(path, path.parent)
@@ -407,9 +443,13 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
     Raises
     ------
     BatchError
-        No input, an output folder that is a file, an encode's ``ext`` naming
+        No input, an output folder that is a file, an ``ext`` that is not a
+        file extension (see :func:`ext_problem`), an encode's ``ext`` naming
         another image format (``.png``), an output that is its own input, or two
         inputs with one output.
+    OutputFolderError
+        A local ``out_dir`` that cannot be created (a parent is a file, the
+        filesystem refuses new entries) or does not take new files.
     """
     paths = list(paths)
     if not paths:
@@ -420,16 +460,24 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
     elif out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         msg = f"{os.fspath(out_dir)}: the output folder is a file"
         raise BatchError(msg)
+    if kind != "info":
+        problem = ext_problem(ext)
+        if problem:
+            msg = f"--ext {ext!r}: {problem}"
+            raise BatchError(msg)
     if kind == "encode":
         problem = kpal_name_problem(f"x{ext}")
         if problem:
             msg = f"extension {ext!r}: {problem}"
             raise BatchError(msg)
-    files = collect(paths, recursive=recursive, wanted=wanted,
+    rejected: list[Path] = []
+    files = collect(paths, recursive=recursive, wanted=wanted, rejected=rejected,
                     skip=None if out_dir is None or is_url(os.fspath(out_dir)) else out_dir)
     if not files:
         hint = "" if recursive else " (-r takes sub-folders too)"
-        msg = f"{', '.join(paths)}: no input file found{hint}"
+        skipped = (f": {_count(rejected)} skipped, {skip_reason(rejected, wanted)}"
+                   if rejected else "")
+        msg = f"{', '.join(paths)}: no input file found{skipped}{hint}"
         raise BatchError(msg)
     jobs: list[Job] = []
     outputs: dict[str, str] = {}
@@ -448,7 +496,60 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
             outputs[_identity(out)] = src
         jobs.append(Job(kind, src, out, options=options, fmt=fmt, force=force,
                         background=background))
+    if kind != "info" and out_dir is not None and not is_url(os.fspath(out_dir)):
+        _check_output_folder(Path(out_dir))
     return jobs
+
+
+def ext_problem(ext: str) -> str | None:
+    """Why ``ext`` cannot replace an input's extension in an output's name, or None.
+
+    It must be one file name's ending: no folder, and a file extension of
+    its own (``.kpal``, or a suffix that ends with one, ``-k16.kpal``).
+
+    Examples
+    --------
+    >>> ext_problem(".kpal") is None and ext_problem("-fs8.kpal") is None
+    True
+    >>> ext_problem("kpal")
+    'it leaves the outputs without a file extension (photo → photokpal); start it with a dot: .kpal'
+    >>> ext_problem("/x.kpal")
+    "it cannot hold a path separator ('/'); write into another folder with -o"
+    """
+    if not ext:
+        return "it is empty; give an extension such as .kpal"
+    separators = {"/", os.sep, os.altsep} - {None}
+    found = next((c for c in ext if c in separators), None)
+    if found is not None:
+        return f"it cannot hold a path separator ({found!r}); write into another folder with -o"
+    if "\0" in ext:
+        return "it cannot hold a NUL character"
+    if not PurePosixPath(f"a{ext}").suffix:
+        hint = f"; start it with a dot: .{ext}" if ext.isalnum() else ""
+        return f"it leaves the outputs without a file extension (photo → photo{ext}){hint}"
+    return None
+
+
+def _check_output_folder(folder: Path) -> None:
+    """Check now that ``folder`` can be created and take new files: fail once, not per file.
+
+    Nothing is created: the nearest folder that exists (``folder`` itself or
+    a parent) must be a folder and take a new file, probed with an unnamed
+    temporary file (O_TMPFILE on Linux), which also catches read-only
+    filesystems and, as root, folders that permission bits would not stop.
+    """
+    existing = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), Path("."))
+    if not existing.is_dir():
+        msg = f"{folder}: cannot create the output folder: {existing} is a file"
+        raise OutputFolderError(msg)
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".kpal-probe.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        what = "cannot write in the output folder" if existing == folder else (
+            f"cannot create the output folder in {existing}")
+        msg = f"{folder}: {what}: {e.strerror or e}"
+        raise OutputFolderError(msg) from None
 
 
 def kpal_name_problem(name: str) -> str | None:
@@ -623,8 +724,8 @@ def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
     for candidate in (im, None):
         buffer = io.BytesIO()
         try:
-            (candidate or im.convert("RGB")).save(buffer, format=fmt,
-                                                   **codec.writer_options(fmt))
+            image = candidate or im.convert("RGB")
+            image.save(buffer, format=fmt, **codec.writer_options(fmt, image))
             return buffer.getvalue()
         except (OSError, ValueError, KeyError) as e:
             failure = " ".join(str(e).split()) or type(e).__name__
@@ -708,6 +809,8 @@ def _init_worker(batch_pid: int, compiled: bool = False) -> None:
     global _thread_limits, _stopping, _in_task
     _stopping, _in_task = 0, False
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked since its start (_start_fork_server)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminated)
@@ -792,6 +895,61 @@ def _single_threaded_children():
                 os.environ[name] = value
 
 
+def _start_fork_server(context) -> None:
+    """Start the pool's fork server now, with SIGINT blocked in it from its first instruction.
+
+    A process inherits its parent's signal mask. CPython's fork server only
+    ignores SIGINT once its preload imports are done: a Ctrl-C while it
+    starts Python and imports numba and the kernels (a second or more)
+    ended it with a traceback after ``kpal: error: interrupted``. Started
+    blocked, it cannot be interrupted there; it keeps SIGINT blocked (it
+    would ignore it anyway), and so do the workers it forks until they
+    ignore it (:func:`_init_worker`). CPython starts its resource tracker
+    the same way. This process blocks SIGINT only while it spawns the
+    server (no waiting), and a Ctrl-C meanwhile is delivered right after.
+    """
+    if context.get_start_method() != "forkserver" or not hasattr(signal, "pthread_sigmask"):
+        return
+    from multiprocessing import forkserver, resource_tracker
+
+    # The tracker first: starting it unblocks SIGINT in this thread when it is done.
+    resource_tracker.ensure_running()
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()  # a server already running is kept
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold a Ctrl-C back while a worker starts; raise it when the block ends.
+
+    Starting a worker waits for the fork server to finish loading. Cut in
+    half by a Ctrl-C, the worker would read its set-up after this process had
+    left and print a traceback of its own. A second Ctrl-C raises at once,
+    should that start never end. Only the main thread handles signals: from
+    another one, nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def defer(signum, frame) -> None:
+        received.append(signum)
+        if len(received) == 2:  # the user will not wait
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, defer)
+    try:
+        yield
+    finally:  # None: a handler set outside Python, which means the default
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if len(received) == 1:
+            signal.raise_signal(signal.SIGINT)  # now, to the handler it was meant for
+
+
 def _context(compiled: bool = False):
     """The start method of worker processes: forkserver where there is one, else spawn.
 
@@ -825,9 +983,11 @@ def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
             yield run_job(job)
         return
     waiting = iter(todo)
+    context = _context(encodes > 1)
     with _single_threaded_children():
+        _start_fork_server(context)
         executor = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                                          mp_context=_context(encodes > 1),
+                                          mp_context=context,
                                           initializer=_init_worker,
                                           initargs=(os.getpid(), encodes > 1))
         in_flight: dict[cf.Future, Job] = {}
@@ -837,7 +997,8 @@ def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
             if job is None:
                 return None
             try:
-                in_flight[executor.submit(_worker_task, job)] = job
+                with _sigint_deferred():  # the worker it may start
+                    in_flight[executor.submit(_worker_task, job)] = job
             except cf.process.BrokenProcessPool as e:
                 return _lost(job, e)
             return None
@@ -970,6 +1131,26 @@ def kpal_file(path: Path) -> bool:
     return path.suffix.lower() == ".kpal"
 
 
+def skip_reason(rejected: list[Path], wanted: Callable[[Path], bool] | None) -> str:
+    """Why the files of folders and patterns that ``wanted`` turned down were skipped.
+
+    Examples
+    --------
+    >>> skip_reason([Path("a.kpal"), Path("b.kpal")], image_file)
+    'they are .kpal files already'
+    >>> skip_reason([Path("notes.txt")], kpal_file)
+    'it is not a .kpal file'
+    """
+    one = len(rejected) == 1
+    if wanted is image_file and all(kpal_file(p) for p in rejected):
+        return "it is a .kpal file already" if one else "they are .kpal files already"
+    if wanted is image_file:
+        return ("it is" if one else "they are") + " not images Pillow reads, or .kpal files"
+    if wanted is kpal_file:
+        return "it is not a .kpal file" if one else "they are not .kpal files"
+    return "not taken"
+
+
 def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool = False,
                 skip_existing: bool = False, force: bool = False, client=None,
                 options: EncodeOptions | None = None, ext: str = ".kpal",
@@ -1074,8 +1255,13 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
     Raises
     ------
     BatchError
-        An unknown format, or an extension Pillow does not know and no format.
+        An unknown format, an extension Pillow does not know and no format, or
+        an ``ext`` that is not a file extension (see :func:`ext_problem`).
     """
+    problem = None if ext is None else ext_problem(ext)
+    if problem:
+        msg = f"--ext {ext!r}: {problem}"
+        raise BatchError(msg)
     Image.init()
     known = Image.registered_extensions()
     if fmt is None:

@@ -22,7 +22,7 @@ import click
 import numpy as np
 from PIL import Image
 
-from kpal import batch, codec, container, options
+from kpal import batch, codec, container, options, progress
 from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below use
     STDIO,
     FilePath,
@@ -191,6 +191,8 @@ def _refuse_lone_folder(src: str) -> None:
 def _plan(kind: str, srcs: tuple, out: str | None, **how) -> list:
     try:
         return batch.plan(kind, srcs, out, **how)
+    except batch.OutputFolderError as e:  # an I/O failure, as for one file: exit 1
+        raise click.ClickException(str(e)) from None
     except batch.BatchError as e:
         raise click.UsageError(str(e)) from None
 
@@ -227,22 +229,6 @@ def _connect(address: str):
             from None
 
 
-def _progress_text(seen: list, started: float):
-    def show(result) -> str | None:
-        if result is None:
-            return None
-        bytes_in = sum(r.bytes_in for r in seen)
-        bytes_out = sum(r.bytes_out for r in seen)
-        rate = len(seen) / max(time.perf_counter() - started, 1e-9)
-        return f"{_short(bytes_in)} → {_short(bytes_out)}, {rate:.1f} images/s"
-
-    return show
-
-
-def _short(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} kB"
-
-
 def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool,
                skip_existing: bool, on_result=None) -> None:
     """Run the files, showing progress on a terminal; print errors, notes and a summary.
@@ -255,17 +241,17 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
     client = _connect(dask) if dask else None
     seen: list = []
     bar_on = not quiet and sys.stderr is not None and sys.stderr.isatty()
-    bar = click.progressbar(length=len(planned), label=f"kpal: {len(planned)} files",
-                            file=sys.stderr, show_eta=True, show_pos=True,
-                            item_show_func=_progress_text(seen, started)) \
-        if bar_on else contextlib.nullcontext()
+    bar = progress.Progress(len(planned), sys.stderr) if bar_on else None
 
     def say(line: str) -> None:
-        click.echo(("\r\x1b[K" if bar_on else "") + line, err=True)
+        if bar is not None:
+            bar.say(line)
+        else:
+            click.echo(line, err=True)
 
     try:
         results = batch.run(planned, jobs, client=client, skip_existing=skip_existing)
-        with contextlib.closing(results), bar:
+        with contextlib.closing(results), bar or contextlib.nullcontext():
             for result in results:
                 seen.append(result)
                 if result.error is not None:
@@ -275,8 +261,8 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
                         say(f"kpal: warning: {result.path}: {note}")
                 if on_result is not None:
                     on_result(result)
-                if bar_on:
-                    bar.update(1, result)
+                if bar is not None:
+                    bar.add(result.bytes_in, result.bytes_out)
     finally:
         if client is not None:
             client.close()
@@ -288,31 +274,8 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
 
 
 def _print_summary(s, verb: str, seconds: float) -> None:
-    parts = [f"{s.done:,} {verb}"]
-    if s.skipped:
-        parts.append(f"{s.skipped:,} skipped (output exists)")
-    if s.failed:
-        parts.append(f"{s.failed:,} failed")
-    rows = [("bytes in", _bytes(s.bytes_in))]
-    ratio = ""
-    if s.bytes_out and verb == "encoded":
-        factor = s.bytes_in / s.bytes_out
-        ratio = (f" ({factor:.2f}× smaller than the inputs)" if factor >= 1
-                 else f" ({1 / factor:.2f}× larger than the inputs)")
-    rows.append(("bytes out", _bytes(s.bytes_out) + ratio))
-    if verb == "encoded" and (s.mean_psnr is not None or s.lossless):
-        mean = "-" if s.mean_psnr is None else f"{s.mean_psnr:.2f} dB"
-        lossless = f" ({s.lossless:,} more lossless)" if s.lossless else ""
-        rows.append(("mean PSNR", mean + lossless))
-    if s.slowest is not None:
-        rows.append(("slowest", f"{s.slowest.path} ({s.slowest.seconds:.2f} s)"))
-    rate = s.done / seconds if seconds > 0 else 0.0
-    rows.append(("time", f"{seconds:.2f} s, {rate:.1f} images/s"))
-    for error in s.errors:
-        rows.append(("failed", error))
-    click.echo(f"{_plural(s.files, 'file')}: {', '.join(parts)}")
-    for label, value in rows:
-        click.echo(f"  {label:<14} {value}")
+    for line in progress.summary_lines(s, verb, seconds):
+        click.echo(line)
 
 
 # ------------------------------------------------------------------ encode
@@ -351,7 +314,8 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
         raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
     if _is_batch(srcs, out, ext):
         _check_batch_output(srcs, out)
-        planned = _plan("encode", srcs, out, ext=ext or ".kpal", recursive=recursive,
+        planned = _plan("encode", srcs, out, ext=".kpal" if ext is None else ext,
+                        recursive=recursive,
                         wanted=batch.image_file, options=opts, force=force)
         _run_batch(planned, "encoded", jobs=jobs, dask=dask, quiet=quiet, force=force,
                    skip_existing=skip_existing)

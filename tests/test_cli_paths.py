@@ -225,3 +225,25 @@ def test_an_unusable_icc_profile_is_dropped_with_a_warning_naming_the_file(runne
     assert f"kpal: warning: {src}: the image's ICC profile is dropped" in result.output
     assert "icc_profile" not in kpal.decode(out).info
     assert kpal.decode(out).convert("RGB").getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_batch_decode_keeps_the_icc_profile_and_the_icon_size(runner, tmp_path):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+        src / "p.png", icc_profile=profile)
+    assert runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "k"), "-q"]).exit_code == 0
+    for fmt in ("jpg", "ico"):
+        out = tmp_path / fmt
+        result = runner.invoke(cli, ["decode", str(tmp_path / "k"), "-o", str(out), "--format",
+                                     fmt, "-q"])
+        assert result.exit_code == 0, result.output
+        (written,) = out.iterdir()
+        with Image.open(written) as image:
+            assert image.size == (40, 30)
+            if fmt == "jpg":  # ICO holds no profile
+                assert image.info.get("icc_profile") == profile
