@@ -1018,7 +1018,12 @@ def view(src, out, force, no_open):
         if out == STDIO:
             _write_output(STDIO, viewer.to_html(src).encode("utf-8"), force)
         else:
-            click.echo(viewer.view(src, open_browser=not no_open, output=out))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                page = viewer.view(src, open_browser=not no_open, output=out)
+            click.echo(page)
+            for w in caught:
+                _warn_one_line(w.message, w.category, w.filename, w.lineno)
     except KpalError as e:
         raise click.ClickException(f"{src}: {e}") from None
     except OSError as e:

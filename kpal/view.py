@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 import webbrowser
 from pathlib import Path
 from typing import IO
@@ -163,8 +164,9 @@ def view(path: str | os.PathLike, open_browser: bool = True,
     else:
         target = Path(output)
     write_atomic(target, page, force=True)
-    if open_browser:
-        webbrowser.open(target.resolve().as_uri())
+    if open_browser and not webbrowser.open(target.resolve().as_uri()):
+        warnings.warn(f"no web browser could be started: open {target} yourself", UserWarning,
+                      stacklevel=2)
     return target
 
 

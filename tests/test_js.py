@@ -465,6 +465,21 @@ def test_view_writes_the_page_and_opens_it_in_the_browser(tmp_path, monkeypatch)
     assert len(opened) == 1
 
 
+def test_view_without_a_browser_says_where_the_page_is(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kpal import view
+    from kpal.cli import cli
+
+    monkeypatch.setattr(view.webbrowser, "open", lambda url: False)  # none could be started
+    page = tmp_path / "page.html"
+    result = CliRunner().invoke(cli, ["view", str(GOLDEN / "k17_5x5.kpal"), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    assert f"kpal: warning: no web browser could be started: open {page} yourself" \
+        in result.stderr
+    assert result.stdout.strip() == str(page) and page.exists()
+
+
 def test_update_viewer_rewrites_a_stale_region(tmp_path, monkeypatch):
     from kpal import view
 
