@@ -176,7 +176,8 @@ def test_n3_pixels_give_flat_labels():
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({}, r"choose_k needs quality=\(min_db, max_db\) or max_size=BYTES"),
     ({"quality": (40, 35)}, r"quality=\(40, 35\): MIN 40 is above MAX 35"),
-    ({"quality": (0, 35)}, r"quality=\(0, 35\) must be MAX or MIN-MAX, PSNR in dB between 0 "),
+    ({"quality": (0, 35)},
+     r"quality=\(0, 35\) must be MAX or MIN-MAX, PSNR in dB above 0 and at most 100"),
     ({"quality": "abc"}, r"quality='abc' must be MAX or MIN-MAX, PSNR in dB"),
     ({"max_size": 0}, r"max_size=0 must be between 1 and 1,099,511,627,776 bytes"),
     ({"max_size": 10.5}, r"max_size=10.5 must be a number of bytes"),
