@@ -552,28 +552,8 @@ def _check_output_folder(folder: Path) -> None:
         raise OutputFolderError(msg) from None
 
 
-def kpal_name_problem(name: str) -> str | None:
-    """Why ``name`` would mislead as the name of a .kpal file, or None.
-
-    A .kpal file named ``x.png`` (any extension Pillow reads as another
-    format) would not be a PNG: no viewer would open it.
-
-    Examples
-    --------
-    >>> kpal_name_problem("small.png")
-    'a .kpal file named .png would not be a PNG image; name it .kpal (kpal decode writes a PNG)'
-    >>> kpal_name_problem("small.k16.kpal") is None and kpal_name_problem("small") is None
-    True
-    """
-    suffix = Path(name).suffix.lower()
-    if suffix in ("", ".kpal"):
-        return None
-    Image.init()
-    fmt = Image.registered_extensions().get(suffix)
-    if fmt is None or fmt == "KPAL":
-        return None
-    return (f"a .kpal file named {suffix} would not be a {fmt} image; name it .kpal "
-            f"(kpal decode writes a {fmt})")
+#: Why a name would mislead as a .kpal file's (shared with :func:`kpal.codec.save`).
+kpal_name_problem = codec.kpal_name_problem
 
 
 # ------------------------------------------------------------------ one file

@@ -768,9 +768,13 @@ def _echo_notes(caught) -> None:
 @click.argument("src", metavar="IN", type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
               help="Output image; its extension picks the format (PNG keeps it exact).")
-@option_flags("k", "seed")
+@click.option("-k", "--colors", "k", default=None, metavar="K",
+              help="Components of the Gaussian mixture, 1..256 (default 16); a .kpal "
+                   "output holds K colours.")
+@option_flags("seed")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-def sample(src, out, force, **values):
+@click.option("-q", "--quiet", is_flag=True, help="Print no notes.")
+def sample(src, out, force, quiet, **values):
     """Draw a new image from the colours of IN.
 
     Fits a Gaussian mixture of K components to IN's pixels and writes an image
@@ -794,8 +798,14 @@ def sample(src, out, force, **values):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         drawn = sample_image(rgb, k, seed=seed)
-    _echo_notes(caught)
-    _write_output(out, encode_image_file(Image.fromarray(drawn, "RGB"), fmt, out), force)
+        if fmt == "KPAL":  # the drawn colours, quantized to K like the mixture
+            written = codec.encode_image(drawn, options=options.EncodeOptions(k=k,
+                                                                              seed=seed)).data
+        else:
+            written = encode_image_file(Image.fromarray(drawn, "RGB"), fmt, out)
+    if not quiet:
+        _echo_notes(caught)
+    _write_output(out, written, force)
 
 
 def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:
@@ -1029,9 +1039,13 @@ def view(src, out, force, no_open):
     except OSError as e:
         where = out or getattr(e, "filename", None) or "the page"
         raise click.ClickException(f"{where}: cannot write: {e.strerror or e}") from None
-    problem = codec.inspect(Path(src).read_bytes())["problem"]
-    if problem:
-        raise click.ClickException(f"{src}: {problem}")
+    report = codec.inspect(Path(src).read_bytes())
+    if report["reader_needs"] is not None:  # an optional coding the page's reader lacks
+        _warn_one_line(f"{src}: the page cannot decode coding {report['header']['coding']} "
+                       f"({report['coding']}), an optional one: it shows the header and "
+                       "palette only (kpal decode reads it)", UserWarning, __file__, 0)
+    if report["problem"]:
+        raise click.ClickException(f"{src}: {report['problem']}")
 
 
 def main() -> None:

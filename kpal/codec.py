@@ -55,20 +55,20 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kpal import coding as codings
 from kpal import container, metrics
 from kpal.cluster import quantize
 from kpal.cluster.histogram import pack_rgb
-from kpal.errors import ChecksumError, FormatError, KpalError
-from kpal.options import DEFAULT_K, MAX_K, EncodeOptions
+from kpal.errors import ChecksumError, FormatError, KpalError, OptionError
+from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten", "for_format",
     "writer_options", "pillow_format",
-    "has_transparency", "colour_managed", "PRIMARY_IMAGE_FORMATS",
+    "has_transparency", "colour_managed", "PRIMARY_IMAGE_FORMATS", "kpal_name_problem",
 ]
 
 #: What the encoders take: an image, a path, an encoded image file's bytes or
@@ -201,6 +201,10 @@ def encode_options(k: object = None, options: EncodeOptions | None = None,
     keywords = dict(keywords or {})
     if k is not None:
         keywords["k"] = k  # a positional k and k= cannot both reach here
+    if options is not None and not isinstance(options, EncodeOptions):
+        msg = (f"options={_describe(options)} must be a kpal.EncodeOptions "
+               "(or give the options as keywords, e.g. kpal.encode(image, k=16))")
+        raise OptionError(msg)
     if options is None:
         return EncodeOptions.from_keywords(keywords)
     given = {name: value for name, value in keywords.items() if value is not None}
@@ -231,10 +235,13 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         ``source`` is none of these (a list, None, ...).
     """
     name = "image"
+    hint = ""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
             msg = "the image data is empty (0 bytes)"
             raise KpalError(msg)
+        if len(source) < 4096 and os.path.isfile(bytes(source)):
+            hint = " (these bytes name a file: pass a path as str or pathlib.Path)"
         source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
@@ -242,7 +249,15 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         msg = (f"expected an image: a PIL image, a uint8 array, or the path, bytes or "
                f"binary file object of an image file, got {type(source).__name__}")
         raise TypeError(msg)
-    with Image.open(source) as im:
+    elif isinstance(source, io.TextIOBase):
+        msg = "the file object is open in text mode; open it with 'rb'"
+        raise TypeError(msg)
+    try:
+        opened = Image.open(source)
+    except UnidentifiedImageError:  # an OSError, as documented; without the object's address
+        msg = f"{name}: not an image Pillow can read{hint}"
+        raise UnidentifiedImageError(msg) from None
+    with opened as im:
         _reject_multiframe(im, name)
         if im.format in PRIMARY_IMAGE_FORMATS:
             im.seek(0)  # the primary image
@@ -1061,6 +1076,30 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
     return encode_image(image, k, **options).data
 
 
+def kpal_name_problem(name: str) -> str | None:
+    """Why ``name`` would mislead as the name of a .kpal file, or None.
+
+    A .kpal file named ``x.png`` (any extension Pillow reads as another
+    format) would not be a PNG: no viewer would open it.
+
+    Examples
+    --------
+    >>> kpal_name_problem("small.png")
+    'a .kpal file named .png would not be a PNG image; name it .kpal (kpal decode writes a PNG)'
+    >>> kpal_name_problem("small.k16.kpal") is None and kpal_name_problem("small") is None
+    True
+    """
+    suffix = Path(name).suffix.lower()
+    if suffix in ("", ".kpal"):
+        return None
+    Image.init()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt == "KPAL":
+        return None
+    return (f"a .kpal file named {suffix} would not be a {fmt} image; name it .kpal "
+            f"(kpal decode writes a {fmt})")
+
+
 def save(image: ImageSource, path: str | os.PathLike, k: int | None = None, *,
          force: bool = False, **options) -> Encoded:
     """Encode ``image`` and write it to ``path`` atomically.
@@ -1073,11 +1112,30 @@ def save(image: ImageSource, path: str | os.PathLike, k: int | None = None, *,
     Returns
     -------
     Encoded
+
+    Raises
+    ------
+    KpalError
+        ``path`` names another image format (``photo.png``): no viewer would
+        open the .kpal bytes in it.
+    FileExistsError
+        ``path`` exists and ``force`` is false.
     """
     from kpal.io import check_destination, write_atomic
 
+    if not isinstance(force, bool):
+        msg = f"force={force!r} must be True or False"
+        raise TypeError(msg)
     opts = encode_options(k, options.pop("options", None), options)
-    check_destination(path, force=force)  # before the fit: a refusal costs nothing
+    problem = kpal_name_problem(os.fspath(path))
+    if problem:
+        msg = f"{os.fspath(path)}: {problem}"
+        raise KpalError(msg)
+    try:
+        check_destination(path, force=force)  # before the fit: a refusal costs nothing
+    except FileExistsError as e:
+        msg = f"{os.fspath(path)}: file exists (pass force=True to overwrite)"
+        raise FileExistsError(e.errno, msg) from None
     encoded = encode_image(image, options=opts)
     write_atomic(path, encoded.data, force=force)
     return encoded
@@ -1256,8 +1314,11 @@ def decode(source: KpalSource) -> Image.Image:
     return im
 
 
-def inspect(data: bytes) -> dict:
+def inspect(data: KpalSource) -> dict:
     """Describe a file for ``kpal info``: header, palette, sizes and checksum status.
+
+    ``data`` is what :func:`decode` takes: the file's bytes (or a bytearray or
+    memoryview), its path or a binary file object.
 
     Unlike :func:`decode` it reports a bad length, metadata block, checksum or
     payload instead of raising, so a damaged file can still be looked at; only
@@ -1290,6 +1351,8 @@ def inspect(data: bytes) -> dict:
         The header claims more than twice ``Image.MAX_IMAGE_PIXELS`` pixels
         (checked before decoding, see :func:`check_decompression_bomb`).
     """
+    if not isinstance(data, bytes):  # a path, a file object, a bytearray or memoryview
+        data = read_bytes(data)
     header = container.read_header(data)
     chosen = codings.get(header.coding)
     start = header.header_size

@@ -546,6 +546,18 @@ class EncodeOptions:
         return dataclasses.asdict(self)
 
 
+_dataclass_init = EncodeOptions.__init__
+
+
+def _checked_init(self, *args: Any, **kwargs: Any) -> None:
+    """The dataclass constructor, an unknown option name raising OptionError as everywhere."""
+    _reject_unknown(kwargs, names())
+    _dataclass_init(self, *args, **kwargs)
+
+
+EncodeOptions.__init__ = _checked_init
+
+
 def names() -> tuple[str, ...]:
     """The option names, in :data:`SPECS` order."""
     return tuple(SPECS)

@@ -556,6 +556,11 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
     >>> colors.tolist(), counts.tolist()
     ([[0, 0, 0, 0], [0, 0, 0, 255], [0, 0, 255, 128], [255, 0, 0, 255]], [2.0, 1.0, 1.0, 1.0])
     """
+    if (isinstance(images, (str, bytes, os.PathLike, np.ndarray))
+            or (hasattr(images, "mode") and hasattr(images, "size"))):  # one PIL image
+        msg = (f"images must be a list (or other iterable) of images, got one "
+               f"{type(images).__name__}: wrap it in a list, e.g. [image]")
+        raise TypeError(msg)
     # Colours are packed as r << 24 | g << 16 | b << 8 | a: RGB ones with a = 255.
     packed = np.empty(0, dtype=np.uint32)
     counts = np.empty(0, dtype=np.float64)

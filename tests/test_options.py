@@ -287,9 +287,13 @@ def test_unwritable_destination_fails_before_the_fit(tmp_path, jpeg, monkeypatch
     assert result.output == f"kpal: error: {out}: cannot write: Read-only file system\n"
     with pytest.raises(OSError, match="Read-only"):
         kpal.save(jpeg, folder / "x.kpal", 8)
-    with pytest.raises(FileExistsError):
-        kpal.save(jpeg, jpeg, 8)
-    assert calls == []  # no fit ran
+    existing = tmp_path / "existing.kpal"
+    existing.write_bytes(b"keep")
+    with pytest.raises(FileExistsError, match="pass force=True"):
+        kpal.save(jpeg, existing, 8)
+    with pytest.raises(KpalError, match="would not be a JPEG image"):  # never over the photo
+        kpal.save(jpeg, jpeg, 8, force=True)
+    assert calls == [] and existing.read_bytes() == b"keep"  # no fit ran
 
 
 @pytest.mark.parametrize(("name", "text", "value"), [
