@@ -904,7 +904,7 @@ def curve(
             color="tab:blue",
             # Readable where the size line crosses it.
             bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none",
-                  "alpha": 0.75},
+                  "alpha": 0.9},
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(used_ks, [str(k) for k in used_ks])
@@ -925,6 +925,9 @@ def curve(
     right.set_ylabel(f"file size ({unit})", color="tab:red", fontsize=font)
     right.tick_params(labelsize=small)
     right.set_ylim(0, shown_sizes.max() * 1.15)
+    # The PSNR axes (line and value labels) above the size line, which would hide them.
+    ax.set_zorder(right.get_zorder() + 1)
+    ax.patch.set_visible(False)
     raw = 3 * n_pixels
     raw_text = f"{raw / 1024:,.0f} KiB" if raw >= 10 * 1024 else f"{raw:,} bytes"
     title_font = _font(12, scale)

@@ -359,3 +359,11 @@ def test_compare_caption_words_tiny_images_right():
     assert _colours(1) == "1 colour" and _colours(16) == "16 colours"
     assert _size_ratio(3, 33) == "11.0× larger than raw (the header outweighs the pixels)"
     assert _size_ratio(3000, 330) == "9.1× smaller than raw"
+
+
+def test_curve_value_labels_are_drawn_above_the_size_line():
+    fig = plot.curve(IMAGE, ks=(2, 4, 8, 16), overhead_bytes=30, size=(500, 300))
+    psnr_axes, size_axes = fig.axes
+    assert psnr_axes.get_ylabel() == "PSNR (dB)" and size_axes.get_ylabel().startswith("file")
+    assert psnr_axes.get_zorder() > size_axes.get_zorder()
+    assert psnr_axes.texts and not psnr_axes.patch.get_visible()
