@@ -391,11 +391,8 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
     """
     im = _open_image(name, data)
     try:
-        with warnings.catch_warnings(record=True) as caught:  # name the file they are about
-            warnings.simplefilter("always")
+        with _warnings_about(name):
             im, icc_profile = codec.colour_managed(im)
-        for w in caught:
-            _warn_one_line(f"{name}: {w.message}", w.category, w.filename, w.lineno)
         im, orientation = codec.upright(im)
         if background is not None and codec.has_transparency(im):
             return np.asarray(codec.flatten(im, background)), orientation, icc_profile
@@ -631,12 +628,8 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     im, note = codec.for_format(im, fmt, background)
-    with warnings.catch_warnings(record=True) as caught:  # name the file they are about
-        warnings.simplefilter("always")
+    with _warnings_about("<stdout>" if out == STDIO else out):
         encoded = encode_image_file(im, fmt, out)
-    for caught_warning in caught:
-        _warn_one_line(f"{out if out != STDIO else '<stdout>'}: {caught_warning.message}",
-                       caught_warning.category, caught_warning.filename, caught_warning.lineno)
     _write_output(out, encoded, force)
     if note and not quiet:
         click.echo(f"note: {name}: {note}", err=True)
@@ -758,6 +751,17 @@ def _size_option(ctx, param, value):
     return width, height
 
 
+@contextlib.contextmanager
+def _warnings_about(name: str | None):
+    """Show the warnings raised inside as ``kpal: warning:`` lines, naming ``name`` first."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        text = str(w.message) if name is None else f"{name}: {w.message}"
+        _warn_one_line(text, w.category, w.filename, w.lineno)
+
+
 def _echo_notes(caught) -> None:
     for w in caught:
         if issubclass(w.category, UserWarning):
@@ -861,8 +865,7 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
                               or sum(given) == 0):
         raise click.UsageError("--weight: weights must be finite, >= 0, not all 0")
     for path in paths:
-        _check_output(path, out, force, binary=not out.endswith((".txt", ".hex", ".gpl"))
-                      and out != STDIO)
+        _check_output(path, out, force, binary=False)  # -o - prints hex colours: text
     if out != STDIO:
         try:  # before the fit, not after it
             format_of_path(out)
@@ -1028,12 +1031,9 @@ def view(src, out, force, no_open):
         if out == STDIO:
             _write_output(STDIO, viewer.to_html(src).encode("utf-8"), force)
         else:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with _warnings_about(None):
                 page = viewer.view(src, open_browser=not no_open, output=out)
             click.echo(page)
-            for w in caught:
-                _warn_one_line(w.message, w.category, w.filename, w.lineno)
     except KpalError as e:
         raise click.ClickException(f"{src}: {e}") from None
     except OSError as e:
