@@ -66,18 +66,20 @@ def _plural(n: int, word: str) -> str:
 
 
 # ------------------------------------------------------------------ options
-def option_flags(*names: str):
+def option_flags(*names: str, helps: dict | None = None):
     """Declare encode options as command-line flags, from :data:`kpal.options.SPECS`.
 
     Every flag is read as text and checked by :func:`encode_options`, so the
     command line gives the same messages, ranges and defaults as the API.
+    ``helps`` replaces an option's help where a command gives it another use.
     """
     def decorate(command):
         for name in reversed(names):
             spec = options.SPECS[name]
             default = "" if spec.default is None else f" [default: {spec.default}]"
+            text = (helps or {}).get(name, spec.help + default)
             command = click.option(*spec.flags, name, default=None, metavar=spec.metavar,
-                                   help=spec.help + default)(command)
+                                   help=text)(command)
         return command
 
     return decorate
@@ -772,10 +774,8 @@ def _echo_notes(caught) -> None:
 @click.argument("src", metavar="IN", type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
               help="Output image; its extension picks the format (PNG keeps it exact).")
-@click.option("-k", "--colors", "k", default=None, metavar="K",
-              help="Components of the Gaussian mixture, 1..256 (default 16); a .kpal "
-                   "output holds K colours.")
-@option_flags("seed")
+@option_flags("k", "seed", helps={"k": "Components of the Gaussian mixture, 1..256 (default "
+                                        "16); a .kpal output holds K colours."})
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no notes.")
 def sample(src, out, force, quiet, **values):
