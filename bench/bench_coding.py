@@ -14,9 +14,10 @@ exactly the same pixels:
 - PNG-8: Pillow, ``optimize=True``; GIF: Pillow writes it, then ``gifsicle -O3``.
 
 Results are cached per photo and k in ``bench/.cache/coding/`` (labels as
-``.npz``, sizes and times as ``.json``), keyed by the sources of
-``kpal/coding/`` and the peers' versions, so a re-run only measures what
-changed (``--fresh`` ignores the cache).
+``.npz``, sizes and times as ``.json``), keyed by the sources of the
+quantizer (``kpal/cluster/``) and the codings (``kpal/coding/``) and the
+peers' versions, so a re-run only measures what changed (``--fresh`` ignores
+the cache).
 
 Then the 12 MP speed check (``--twelve-mp``): time the entropy and context
 payload codings add to an encode, and the whole decode of the ``.kpal`` file
@@ -107,9 +108,17 @@ def _tool_version(command: list[str]) -> str:
     return lines[0] if lines else "?"
 
 
-def cache_key() -> str:
-    """Digest of the payload codings' sources and the peers' versions."""
+def quantizer_key() -> str:
+    """Digest of the quantizer's sources: the labels every coder stores depend on them."""
     digest = hashlib.sha256()
+    for path in sorted((Path(codec.__file__).parent / "cluster").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_key() -> str:
+    """Digest of the quantizer's and payload codings' sources and the peers' versions."""
+    digest = hashlib.sha256(quantizer_key().encode())
     for path in sorted((Path(codec.__file__).parent / "coding").glob("*.py")):
         digest.update(path.read_bytes())
     for command in (["cjxl", "--version"], ["cwebp", "-version"], ["gifsicle", "--version"]):
@@ -119,7 +128,7 @@ def cache_key() -> str:
 
 def cached_indexed(name: str, k: int, fresh: bool) -> tuple[np.ndarray, np.ndarray]:
     """Labels and palette of ``name`` at ``k``, from the cache when there."""
-    path = CACHE / f"{name}_k{k}.npz"
+    path = CACHE / f"{name}_k{k}_{quantizer_key()}.npz"
     if path.exists() and not fresh:
         with np.load(path) as saved:
             return saved["labels"], saved["palette"]

@@ -691,7 +691,8 @@ def _decode(job: Job) -> dict:
         raise _Failure(f"{job.path}: {e}", size) from None
     k = im.info.get("k")
     # Transparency onto the background, or white for formats without alpha (JPEG & co).
-    im, note = codec.for_format(im, job.fmt or "PNG", job.background)
+    im, note = codec.for_format(im, job.fmt or "PNG", job.background,
+                                os.path.splitext(job.output or "")[1].lower())
     image_bytes = _save_image(im, job.fmt or "PNG", job.output)
     _write(job, image_bytes)
     return {"bytes_in": size, "bytes_out": len(image_bytes), "k": k,

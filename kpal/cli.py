@@ -629,7 +629,8 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
-    im, note = codec.for_format(im, fmt, background)
+    im, note = codec.for_format(im, fmt, background,
+                                None if out == STDIO else Path(out).suffix.lower())
     with _warnings_about("<stdout>" if out == STDIO else out):
         encoded = encode_image_file(im, fmt, out)
     _write_output(out, encoded, force)

@@ -492,21 +492,75 @@ def writer_options(fmt: str, image: Image.Image | None = None) -> dict:
     return options
 
 
-def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | None = None
-               ) -> tuple[Image.Image, str | None]:
+def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | None = None,
+               suffix: str | None = None) -> tuple[Image.Image, str | None]:
     """A decoded image ready for Pillow format ``fmt``, and a note when it was flattened.
 
     Transparency is kept for formats that store it (:data:`ALPHA_FORMATS`);
     for the others (JPEG, BMP, PPM, ...) the image is composited over
     ``background``, white by default. With ``background`` given it is always
-    flattened.
+    flattened. Formats of one channel get one: a ``.pgm`` file grey levels, a
+    ``.pbm`` or XBM file black and white (Pillow picks its PPM variant by
+    mode, not by extension).
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        A decoded image.
+    fmt : str
+        Pillow format name.
+    background : tuple of 3 int, optional
+        Colour to flatten transparency onto.
+    suffix : str, optional
+        The output file's extension, lower case (``".pgm"``).
 
     Returns
     -------
     image : PIL.Image.Image
     note : str or None
-        One line saying what was done, when a default flattening happened.
+        One line saying what was done, when pixels changed: a default
+        flattening, or colours made grey or black and white.
     """
+    image, note = _for_alpha(image, fmt, background)
+    image, channel_note = _for_channels(image, fmt.upper(), suffix)
+    notes = [n for n in (note, channel_note) if n]
+    return image, "; ".join(notes) or None
+
+
+#: One-channel outputs: Pillow's PPM writer picks P5 (grey) or P4 (bilevel) by
+#: mode, whatever the extension, and its XBM writer takes bilevel images only.
+_GREY_SUFFIXES = (".pgm",)
+_BILEVEL_SUFFIXES = (".pbm",)
+
+
+def _for_channels(image: Image.Image, fmt: str, suffix: str | None
+                  ) -> tuple[Image.Image, str | None]:
+    """The image as grey or bilevel when its output holds only that; a note if pixels changed."""
+    bilevel = fmt == "XBM" or suffix in _BILEVEL_SUFFIXES
+    if not bilevel and suffix not in _GREY_SUFFIXES:
+        return image, None
+    what = "XBM" if fmt == "XBM" else suffix.lstrip(".").upper()  # type: ignore[union-attr]
+    rgb = np.asarray(image.convert("RGB"))
+    is_grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1])
+                   and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    grey = Image.fromarray(np.ascontiguousarray(rgb[..., 0]), "L") if is_grey \
+        else Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L")
+    if not bilevel:
+        note = None if is_grey else (f"{what} holds grey levels: the colours were converted "
+                                     "to grey (write .ppm or .png to keep them)")
+        return grey, note  # no profile: an RGB profile does not describe grey levels
+    levels = np.asarray(grey)
+    exact = is_grey and bool(np.isin(levels, (0, 255)).all())
+    note = None if exact else (f"{what} holds black and white only: the image was dithered "
+                               "to black and white (write .pgm or .png to keep its levels)")
+    # Exact black and white stay as they are; other levels are dithered
+    # (Floyd-Steinberg), which keeps their look.
+    return grey.convert("1"), note
+
+
+def _for_alpha(image: Image.Image, fmt: str, background: tuple[int, int, int] | None
+               ) -> tuple[Image.Image, str | None]:
+    """The image with its transparency as ``fmt`` can hold it (see :func:`for_format`)."""
     if not has_transparency(image):
         return image, None
     if background is not None:
