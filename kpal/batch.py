@@ -946,8 +946,24 @@ def _context(compiled: bool = False):
         # numpy and kpal imported once; a server already running keeps its modules.
         context.set_forkserver_preload(["kpal.batch", "kpal._batch_server"] if compiled
                                        else ["kpal.batch"])
-        return context
-    return multiprocessing.get_context("spawn")
+        return _WithoutMain(context)
+    return _WithoutMain(multiprocessing.get_context("spawn"))
+
+
+class _WithoutMain:
+    """A multiprocessing context whose processes do not import the caller's ``__main__``.
+
+    See :mod:`kpal._workers`; everything but ``Process`` is the context's own.
+    """
+
+    def __init__(self, context) -> None:
+        from kpal import _workers
+
+        self._context = context
+        self.Process = _workers.process_class(context.get_start_method())
+
+    def __getattr__(self, name: str):
+        return getattr(self._context, name)
 
 
 def _lost(job: Job, error: BaseException) -> Result:

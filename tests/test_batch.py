@@ -504,14 +504,19 @@ def test_workers_run_one_blas_thread_each():
     assert threads and set(threads) == {1}
 
 
-_WORKER_KERNELS = """
-import concurrent.futures as cf, os, sys
-from kpal import batch
+#: A module beside the script: kpal's workers never import the script itself.
+_KERNELS_PROBE = """
+import sys
 
 
 def kernels_loaded():
     return "kpal.cluster._kmeans_fast" in sys.modules
+"""
 
+_WORKER_KERNELS = """
+import concurrent.futures as cf, os, sys
+from kpal import batch
+from kernels_probe import kernels_loaded
 
 if __name__ == "__main__":
     encodes = sys.argv[1] == "1"
@@ -528,6 +533,7 @@ def test_encoding_workers_load_the_compiled_kernels_before_the_first_image(tmp_p
     pytest.importorskip("numba")
     script = tmp_path / "worker_kernels.py"
     script.write_text(_WORKER_KERNELS)
+    (tmp_path / "kernels_probe.py").write_text(_KERNELS_PROBE)
     done = subprocess.run([sys.executable, str(script), str(int(encodes))],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
