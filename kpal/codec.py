@@ -409,9 +409,10 @@ def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
 
 #: Pillow formats that keep transparency when written; others get a flattened image.
 ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF", "GIF", "TGA", "ICO", "ICNS", "JPEG2000",
-                           "AVIF", "QOI", "KPAL"})
-#: Formats written from the "P" image as it is: their writers keep an RGBA palette.
-_PALETTE_ALPHA_FORMATS = frozenset({"PNG", "KPAL"})
+                           "AVIF", "QOI", "KPAL", "DDS", "SGI", "IM", "BLP"})
+#: Formats written from the "P" image as it is: their writers keep an RGBA palette
+#: (BLP takes only a palette image, and stores its alpha).
+_PALETTE_ALPHA_FORMATS = frozenset({"PNG", "KPAL", "BLP"})
 #: ICO stores an entry's width and height in one byte each (0 meaning 256).
 ICO_MAX_SIZE = 256
 
@@ -563,8 +564,11 @@ def _for_alpha(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     """The image with its transparency as ``fmt`` can hold it (see :func:`for_format`)."""
     if not has_transparency(image):
         return image, None
+    if image.mode == "P" and _used_entries_opaque(image):
+        # An RGBA palette whose entries in use are all opaque: nothing to flatten.
+        return _opaque_palette(image), None
     if background is not None:
-        return _with_profile(flatten(image, background), image), None
+        return _with_profile(_flattened(image, background), image), None
     name = fmt.upper()
     if name in _PALETTE_ALPHA_FORMATS:
         return image, None  # a palette with alpha: PNG's tRNS chunk, a version 2 .kpal file
@@ -575,7 +579,53 @@ def _for_alpha(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
         return (image if image.mode == "RGBA" else image.convert("RGBA")), None
     note = (f"{name} has no transparency: flattened onto white "
             "(choose the colour with --background)")
-    return _with_profile(flatten(image, (255, 255, 255)), image), note
+    return _with_profile(_flattened(image, (255, 255, 255)), image), note
+
+
+def _flattened(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """:func:`flatten`, keeping a "P" image a palette image (its entries composited).
+
+    The pixels are the same as flattening each pixel, and writers that take a
+    palette image (BMP, PDF, PCX, Palm) then store it as one, losslessly: PDF
+    would store an RGB image as JPEG.
+    """
+    if image.mode != "P":
+        return flatten(image, background)
+    from kpal.cluster.alpha import flatten as composite  # the one rounding rule
+
+    out = Image.fromarray(np.asarray(image), "P")
+    out.putpalette(composite(_palette_entries(image), background).reshape(-1).tolist(), "RGB")
+    return out
+
+
+def _used_entries_opaque(image: Image.Image) -> bool:
+    """Whether every palette entry that a pixel of a "P" image uses is fully opaque."""
+    alpha = _palette_entries(image)[:, 3]
+    used = np.bincount(np.asarray(image).ravel(), minlength=256)[:alpha.shape[0]] > 0
+    return bool((alpha[used] == 255).all())
+
+
+def _opaque_palette(image: Image.Image) -> Image.Image:
+    """A "P" image whose used entries are opaque, with an RGB palette (the same pixels)."""
+    out = Image.fromarray(np.asarray(image), "P")
+    out.putpalette(_palette_entries(image)[:, :3].reshape(-1).tolist(), "RGB")
+    return _with_profile(out, image)
+
+
+def _palette_entries(image: Image.Image) -> np.ndarray:
+    """Every palette entry of a "P" image once, as RGBA, as Pillow reads them.
+
+    The alpha comes from an RGBA palette or a transparency key (one index or
+    bytes of alpha per entry).
+    """
+    rgb = image.getpalette("RGB") or []
+    strip = Image.fromarray(np.arange(len(rgb) // 3, dtype=np.uint8)[None], "P")
+    strip.putpalette(image.getpalette("RGBA"), "RGBA")
+    if "transparency" in image.info:
+        strip.info["transparency"] = image.info["transparency"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+        return np.ascontiguousarray(np.asarray(strip.convert("RGBA"))[0])
 
 
 def _with_profile(out: Image.Image, source: Image.Image) -> Image.Image:
@@ -593,13 +643,7 @@ def _for_gif(image: Image.Image) -> tuple[Image.Image, str | None]:
     """
     from kpal.cluster.alpha import flatten as composite  # the one rounding rule
 
-    # Every entry once, as Pillow reads it (an RGBA palette or a transparency key).
-    rgb = image.getpalette("RGB") or []
-    strip = Image.fromarray(np.arange(len(rgb) // 3, dtype=np.uint8)[None], "P")
-    strip.putpalette(image.getpalette("RGBA"), "RGBA")
-    if "transparency" in image.info:
-        strip.info["transparency"] = image.info["transparency"]
-    entries = np.ascontiguousarray(np.asarray(strip.convert("RGBA"))[0])
+    entries = _palette_entries(image)
     alpha = entries[:, 3]
     translucent = (alpha > 0) & (alpha < 255)
     palette = entries[:, :3].copy()

@@ -1,0 +1,79 @@
+"""Decoding transparent files: alpha kept by every format that stores it, and flattening
+that keeps a palette image, so palette writers (PDF, BMP, PCX, Palm) stay lossless."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal import codec
+from kpal.cli import cli
+from kpal.cluster.alpha import flatten as composite
+
+
+@pytest.fixture
+def soft(tmp_path):
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (8, 9, 4), dtype=np.uint8)
+    pixels[..., 3] = rng.choice([0, 128, 255], (8, 9))
+    path = tmp_path / "soft.kpal"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer colours than k
+        kpal.save(Image.fromarray(pixels, "RGBA"), path, k=8)
+    return path
+
+
+def _rgba(path) -> np.ndarray:
+    return np.asarray(kpal.decode(path).convert("RGBA"))
+
+
+@pytest.mark.parametrize("ext", ["dds", "sgi", "blp", "tga"])
+def test_formats_with_alpha_keep_it_without_a_note(runner, soft, tmp_path, ext):
+    out = tmp_path / f"soft.{ext}"
+    result = runner.invoke(cli, ["decode", str(soft), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "note" not in result.output
+    with Image.open(out) as back:
+        assert np.array_equal(np.asarray(back.convert("RGBA")), _rgba(soft))
+
+
+@pytest.mark.parametrize("ext", ["bmp", "pcx"])
+def test_flattening_keeps_a_palette_image_with_the_same_pixels(runner, soft, tmp_path, ext):
+    out = tmp_path / f"soft.{ext}"
+    result = runner.invoke(cli, ["decode", str(soft), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "has no transparency: flattened onto white" in result.output
+    white = composite(_rgba(soft).reshape(-1, 4), (255, 255, 255)).reshape(8, 9, 3)
+    with Image.open(out) as back:
+        assert back.mode == "P"
+        assert np.array_equal(np.asarray(back.convert("RGB")), white)
+
+
+def test_a_flattened_pdf_holds_the_palette_not_a_jpeg(runner, soft, tmp_path):
+    out = tmp_path / "soft.pdf"
+    result = runner.invoke(cli, ["decode", str(soft), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    assert b"/Indexed" in data
+    assert b"DCTDecode" not in data
+
+
+def test_palm_takes_a_flattened_transparent_file(runner, soft, tmp_path):
+    out = tmp_path / "soft.palm"
+    result = runner.invoke(cli, ["decode", str(soft), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:4] == b"\x00\x09\x00\x08"  # width 9, height 8
+
+
+def test_an_rgba_palette_whose_used_entries_are_opaque_is_not_flattened():
+    image = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
+    image.putpalette([10, 20, 30, 255, 40, 50, 60, 255, 0, 0, 0, 0], "RGBA")  # entry 2 unused
+    out, note = codec.for_format(image, "JPEG")
+    assert note is None
+    assert out.mode == "P"
+    assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(image.convert("RGB")))
+    assert not codec.has_transparency(out)
