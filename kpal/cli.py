@@ -1028,25 +1028,31 @@ def view(src, out, force, no_open):
     if out is not None:
         # Never the input itself, nor a file without --force; the page is text.
         _check_output(src, out, force, binary=False)
+    # Read once: IN may be a pipe (a FIFO, <(...)) that gives its bytes only once.
+    name, data = _read_input(src, kpal=True)
     try:
         if out == STDIO:
-            _write_output(STDIO, viewer.to_html(src).encode("utf-8"), force)
+            _write_output(STDIO, viewer.to_html(data, name=Path(src).name).encode("utf-8"),
+                          force)
         else:
             with _warnings_about(None):
-                page = viewer.view(src, open_browser=not no_open, output=out)
+                page = viewer.view(src, open_browser=not no_open, output=out, data=data)
             click.echo(page)
     except KpalError as e:
-        raise click.ClickException(f"{src}: {e}") from None
+        raise click.ClickException(f"{name}: {e}") from None
     except OSError as e:
         where = out or getattr(e, "filename", None) or "the page"
         raise click.ClickException(f"{where}: cannot write: {e.strerror or e}") from None
-    report = codec.inspect(Path(src).read_bytes())
+    try:
+        report = codec.inspect(data)
+    except (KpalError, Image.DecompressionBombError) as e:
+        raise click.ClickException(f"{name}: {e}") from None
     if report["reader_needs"] is not None:  # an optional coding the page's reader lacks
-        _warn_one_line(f"{src}: the page cannot decode coding {report['header']['coding']} "
-                       f"({report['coding']}), an optional one: it shows the header and "
-                       "palette only (kpal decode reads it)", UserWarning, __file__, 0)
+        _warn_one_line(f"{name}: the page cannot decode coding {report['header']['coding']} "
+                       f"({report['coding']}), an optional one: it shows the header only "
+                       "(kpal decode reads it)", UserWarning, __file__, 0)
     if report["problem"]:
-        raise click.ClickException(f"{src}: {report['problem']}")
+        raise click.ClickException(f"{name}: {report['problem']}")
 
 
 def main() -> None:

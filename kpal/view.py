@@ -77,8 +77,11 @@ def _region(name: str, data: bytes | None, file_name: str) -> str:
     if name == "file":
         if data is None:
             return ""
+        # A name read from the file system may hold bytes that are not UTF-8
+        # (surrogate escapes): the page shows U+FFFD for them.
+        shown = file_name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return (f'<script type="application/octet-stream" id="kpal-embedded" '
-                f'data-name="{html.escape(file_name)}">\n{_base64_lines(data)}\n</script>\n')
+                f'data-name="{html.escape(shown)}">\n{_base64_lines(data)}\n</script>\n')
     msg = f"viewer.html: unknown inline region {name!r}"
     raise ValueError(msg)
 
@@ -130,7 +133,7 @@ def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[byte
 
 
 def view(path: str | os.PathLike, open_browser: bool = True,
-         output: str | os.PathLike | None = None) -> Path:
+         output: str | os.PathLike | None = None, data: bytes | None = None) -> Path:
     """Write the page of :func:`to_html` for a file and open it in the web browser.
 
     Parameters
@@ -142,6 +145,8 @@ def view(path: str | os.PathLike, open_browser: bool = True,
     output : str or PathLike, optional
         Where to write the page (replaced if it exists); default a new temporary
         folder, ``NAME.html`` inside it.
+    data : bytes, optional
+        The file's bytes, already read (``path`` then only names it).
 
     Returns
     -------
@@ -158,7 +163,7 @@ def view(path: str | os.PathLike, open_browser: bool = True,
     from kpal.io import write_atomic
 
     source = Path(path)
-    page = to_html(source).encode("utf-8")
+    page = to_html(source if data is None else data, name=source.name).encode("utf-8")
     if output is None:
         target = Path(tempfile.mkdtemp(prefix="kpal-view-")) / f"{source.stem}.html"
     else:
