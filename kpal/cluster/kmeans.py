@@ -615,7 +615,7 @@ def fit_histogram(
     restarts = _restarts(k, points.shape[0])
     # With several draws, each gets a few iterations (most of the descent)
     # and only the best one is run to convergence.
-    trial_iter = min(max_iter, _TRIAL_ITER) if restarts > 1 else max_iter
+    trial_iter = min(max_iter, _trial_iter(k)) if restarts > 1 else max_iter
     best, best_inertia = None, np.inf
     for _ in range(restarts):
         centres = initial_centres(init, points, weights, k, rng, kernels)
@@ -715,13 +715,31 @@ def _carry(state: LloydState, coarse: tuple, fine: tuple,
 
 def _restarts(k: int, n_points: int) -> int:
     """Initial draws compared on the first level: affordable for small k and few points."""
+    if n_points * k <= _TINY_WORK:
+        return _TINY_RESTARTS
     if n_points > _RESTART_POINTS or k > 64:
         return 1
     return 8 if k <= 16 else 4
 
 
-#: Iterations each of several initial draws gets before they are compared.
+def _trial_iter(k: int) -> int:
+    """Iterations each of several initial draws gets before they are compared."""
+    return _TRIAL_ITER if k <= 16 else _TRIAL_ITER_LARGE_K
+
+
+#: Iterations each of several initial draws gets before they are compared, for
+#: k <= 16 ...
 _TRIAL_ITER = 10
+#: ... and above: with more clusters the ranking of the draws settles later
+#: (china at k = 64: the draw kept after 10 iterations ends 0.08 dB below
+#: scikit-learn, after 25 iterations 0.02 dB).
+_TRIAL_ITER_LARGE_K = 25
+#: A first level with at most this many point-centre pairs (a few hundred
+#: colours: grey photos, flat graphics) is cheap enough for _TINY_RESTARTS
+#: draws: its k-means is a small problem with many local optima, where one
+#: or a few draws fell up to 0.1 dB short of scikit-learn.
+_TINY_WORK = 1 << 16
+_TINY_RESTARTS = 16
 #: Several initial draws are compared only on a first level this small.
 _RESTART_POINTS = 20_000
 #: Cell sizes of the coarse levels (bits kept per channel), coarse to fine.
