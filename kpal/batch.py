@@ -57,7 +57,7 @@ from PIL import Image, UnidentifiedImageError
 from kpal import codec
 from kpal import options as options_module
 from kpal.errors import KpalError
-from kpal.io import write_atomic
+from kpal.io import temp_prefix, write_atomic
 from kpal.options import EncodeOptions
 
 __all__ = ["Result", "Job", "BatchError", "OutputFolderError", "Summary", "collect", "plan",
@@ -637,7 +637,7 @@ def _write_url(job: Job, data: bytes) -> None:
         folder, _, name = target.rpartition("/")
         if folder:
             fs.makedirs(folder, exist_ok=True)
-        temporary = f"{folder}/.{name}.{uuid4().hex[:8]}.tmp"
+        temporary = f"{folder}/{temp_prefix(name)}{uuid4().hex[:8]}.tmp"
         try:
             fs.pipe_file(temporary, data)
             fs.mv(temporary, target)

@@ -27,7 +27,27 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_all", "is_stream_target", "check_destination"]
+__all__ = ["write_atomic", "write_all", "is_stream_target", "check_destination", "temp_prefix"]
+
+#: Bytes of a file's name kept in its temporary file's name: ``.NAME.`` plus 8
+#: random characters and ``.tmp`` must fit in 255 bytes, most file systems' limit.
+_TEMP_NAME_BYTES = 255 - 2 - 8 - 4
+
+
+def temp_prefix(name: str) -> str:
+    """``.NAME.``, the prefix of a temporary file written before it is renamed to ``NAME``.
+
+    A long ``NAME`` is cut so that the temporary name still fits in 255 bytes:
+    any name the file system accepts can be written.
+
+    Examples
+    --------
+    >>> temp_prefix("photo.kpal")
+    '.photo.kpal.'
+    >>> len(os.fsencode(temp_prefix("x" * 255)))
+    242
+    """
+    return "." + os.fsdecode(os.fsencode(name)[:_TEMP_NAME_BYTES]) + "."
 
 #: How much one ``os.write`` call is asked to take: pipes accept 64 KiB at a time anyway.
 _CHUNK = 1 << 20
@@ -130,7 +150,7 @@ def check_destination(path: str | os.PathLike, *, force: bool = False) -> None:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
         raise FileNotFoundError(errno.ENOENT, f"folder {str(folder)!r} does not exist")
     # An unnamed file (O_TMPFILE on Linux): a signal during the probe leaves nothing behind.
-    with tempfile.TemporaryFile(dir=folder, prefix=f".{real.name}.", suffix=".tmp"):
+    with tempfile.TemporaryFile(dir=folder, prefix=temp_prefix(real.name), suffix=".tmp"):
         pass
 
 
@@ -180,7 +200,8 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
     # A link (even a dangling one) is written through: the temporary file goes
     # beside the file it points to, so the final rename stays on one filesystem.
     real = Path(os.path.realpath(target)) if os.path.islink(target) else target
-    fd, tmp_name = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=real.parent, prefix=temp_prefix(real.name),
+                                    suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)

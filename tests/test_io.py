@@ -262,3 +262,14 @@ def test_write_all_waits_on_a_non_blocking_pipe():
     reader.join(10)
     os.close(read_fd)
     assert bytes(received) == DATA
+
+
+def test_the_longest_name_the_file_system_takes_can_be_written(tmp_path):
+    """The temporary name adds ``.``, ``.``, 8 characters and ``.tmp``: it is cut to fit."""
+    for name in ("写" * 80 + ".kpal", "a" * 250 + ".kpal"):  # 245 and 255 bytes
+        target = tmp_path / name
+        kpal_io.check_destination(target)
+        kpal_io.write_atomic(target, b"data")
+        assert target.read_bytes() == b"data"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+        target.unlink()
