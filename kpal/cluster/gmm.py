@@ -5,8 +5,8 @@ components, each with a full ``d × d`` covariance: the colours of an image in
 RGB space (``d = 3``), or translucent colours in the four premultiplied
 coordinates of :mod:`kpal.cluster.alpha` (``d = 4``, see
 :mod:`kpal.cluster.alpha_gmm`). kpal uses it as a second way to choose a
-palette (each pixel goes to its most probable component, the palette is the
-component means) and to draw new pixels from an image's colour distribution
+palette (the palette is the component means, each pixel takes the nearest)
+and to draw new pixels from an image's colour distribution
 (:meth:`GaussianMixture.sample`).
 
 How the fit works, and why:
