@@ -46,6 +46,7 @@ they are.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
@@ -524,8 +525,48 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     """
     image, note = _for_alpha(image, fmt, background)
     image, channel_note = _for_channels(image, fmt.upper(), suffix)
-    notes = [n for n in (note, channel_note) if n]
+    image, profile_note = _for_profile(image, fmt.upper())
+    notes = [n for n in (note, channel_note, profile_note) if n]
     return image, "; ".join(notes) or None
+
+
+#: Pillow writers that store an ICC profile (PDF only for RGB images).
+_ICC_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "TIFF", "AVIF", "KPAL", "PDF"})
+
+
+def _for_profile(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]:
+    """The image in sRGB when ``fmt`` cannot store its ICC profile, and a note saying so.
+
+    A viewer shows a file without a profile as sRGB: converting the colours
+    (LittleCMS, perceptual intent; a palette image's entries, so its indices
+    stay) keeps how the image looks, where dropping the profile would shift a
+    Display P3 or Adobe RGB image's colours.
+    """
+    profile = image.info.get("icc_profile")
+    if not profile or (fmt in _ICC_FORMATS and not (fmt == "PDF" and image.mode != "RGB")):
+        return image, None
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        if image.mode != "P":
+            return _to_srgb(image, source), (f"{fmt} cannot hold the ICC profile: the colours "
+                                             "were converted to sRGB")
+        entries = _palette_entries(image)
+        strip = Image.fromarray(np.ascontiguousarray(entries[None, :, :3]), "RGB")
+        srgb = ImageCms.profileToProfile(strip, source, ImageCms.createProfile("sRGB"),
+                                         outputMode="RGB")
+    except (OSError, ImageCms.PyCMSError) as e:
+        out = image.copy()
+        out.info.pop("icc_profile", None)
+        return out, f"{fmt} cannot hold the ICC profile, and it cannot be applied ({e}): dropped"
+    colours = np.asarray(srgb)[0]
+    out = Image.fromarray(np.asarray(image), "P")
+    if entries[:, 3].min() < 255:
+        out.putpalette(np.column_stack([colours, entries[:, 3]]).reshape(-1).tolist(), "RGBA")
+    else:
+        out.putpalette(colours.reshape(-1).tolist(), "RGB")
+    return out, f"{fmt} cannot hold the ICC profile: the palette was converted to sRGB"
 
 
 #: One-channel outputs: Pillow's PPM writer picks P5 (grey) or P4 (bilevel) by
@@ -973,7 +1014,9 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
         result = quantize_rgba(pixels.reshape(-1, 4), k, method=opts.method, init=opts.init,
                                seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol,
                                sample=opts.sample, space=opts.space)
-    method = "palette" if from_palette and result.n_iter == 0 else result.method
+    # A palette image kept as it is (not the one entry of k = 1, which also runs no iteration).
+    lossless = result.n_iter == 0 and result.n_colors <= k
+    method = "palette" if from_palette and lossless else result.method
     palette, labels = result.palette, result.labels.reshape(height, width)
     inertia = result.inertia
     if _dithers(opts) and result.n_iter > 0:  # n_iter 0: every colour kept, nothing to dither
@@ -1233,7 +1276,7 @@ def save(image: ImageSource, path: str | os.PathLike, k: int | None = None, *,
         check_destination(path, force=force)  # before the fit: a refusal costs nothing
     except FileExistsError as e:
         msg = f"{os.fspath(path)}: file exists (pass force=True to overwrite)"
-        raise FileExistsError(e.errno, msg) from None
+        raise FileExistsError(e.errno or errno.EEXIST, msg) from None
     encoded = encode_image(image, options=opts)
     write_atomic(path, encoded.data, force=force)
     return encoded
