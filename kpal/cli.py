@@ -454,7 +454,12 @@ def _choice_text(choice, opts: options.EncodeOptions, stored_k: int | None = Non
     if opts.quality is not None:
         low, high = opts.quality
         target = f"{high:g} dB" if low == high else f"{high:g} dB, accepting {low:g}"
-        text = f"k = {choice.k}: smallest k reaching {target}"
+        if choice.psnr is not None and choice.psnr < high:
+            # No k reached MAX: the file is the best one found within MIN..MAX.
+            text = (f"k = {choice.k}: {choice.psnr:.2f} dB, short of {high:g} dB and within "
+                    f"the accepted {low:g}")
+        else:
+            text = f"k = {choice.k}: smallest k reaching {target}"
     else:
         text = f"k = {choice.k}: largest k whose file fits {_bytes(opts.max_size)}"
     neighbours = [point(p) for p in choice.neighbours() if p is not None]
@@ -940,6 +945,9 @@ def plot(src, kind, out, size, force, **values):
     k = opts.k or options.DEFAULT_K
     if kind == "iterations" and opts.method != "kmeans":
         raise click.UsageError("--kind iterations shows k-means iterations; drop --method gmm")
+    if kind in ("curve", "iterations") and (opts.space != "rgb" or opts.dither != "none"):
+        raise click.UsageError(f"--kind {kind} measures undithered k-means in RGB; drop "
+                               "--space and --dither (compare, palette and scatter take them)")
     fmt = "png" if out == STDIO else (Path(out).suffix.lower().lstrip(".") or "png")
     if fmt not in ("png", "svg", "pdf"):
         raise click.UsageError(f"{out}: figures are written as .png, .svg or .pdf")

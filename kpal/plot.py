@@ -201,14 +201,25 @@ def _no_content(
 
 
 def _rgb_array(image: Any) -> np.ndarray:
-    """An (height, width, 3) uint8 array from a PIL image or an array."""
+    """An (height, width, 3) uint8 array from a PIL image or an array.
+
+    A PIL image goes through the codec's mode rules (so a 16-bit image is
+    refused with advice instead of being clipped), and transparency is
+    flattened onto white, as the command line's figures show it.
+    """
     if hasattr(image, "convert"):  # a PIL image; PIL itself need not be imported here
-        image = image.convert("RGB")
+        from kpal import codec
+
+        rgb, _ = codec.to_rgb(image)
+        if rgb.shape[-1] == 4:
+            rgb = np.asarray(codec.flatten(image, (255, 255, 255)))
+        image = rgb
     array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+    if (array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8
+            or not array.shape[0] or not array.shape[1]):
         msg = (
-            "image must be a PIL image or a uint8 array of shape (height, width, 3), "
-            f"got {array.dtype} {array.shape}"
+            "image must be a PIL image or a uint8 array of shape (height, width, 3) with "
+            f"height and width >= 1, got {array.dtype} {array.shape}"
         )
         raise ValueError(msg)
     return array
@@ -503,10 +514,10 @@ _CHECK_CELL = 100
 
 def _palette_pixels(image: Any) -> np.ndarray:
     """(height, width, 3) or (height, width, 4) uint8 pixels for :func:`palette`."""
-    if hasattr(image, "convert"):  # a PIL image
-        has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-            "transparency" in getattr(image, "info", {}))
-        return np.asarray(image.convert("RGBA")) if has_alpha else _rgb_array(image)
+    if hasattr(image, "convert"):  # a PIL image: the codec's mode rules, alpha kept
+        from kpal import codec
+
+        image, _ = codec.to_rgb(image)
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 4 and array.dtype == np.uint8:
         return array

@@ -210,8 +210,12 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         keywords = dict(im.encoderinfo)
         for name in _SEQUENCE_KEYWORDS:  # see _save_all: one frame is all there is
             keywords.pop(name, None)
-        # As Pillow's PNG plugin: an icc_profile keyword, else the image's own profile.
-        icc_profile = keywords.pop("icc_profile", None) or im.info.get("icc_profile")
+        # As Pillow's PNG plugin: an icc_profile keyword, else the image's own
+        # profile; icc_profile=None or b"" stores none (b"" tells the codec so).
+        if "icc_profile" in keywords:
+            icc_profile = keywords.pop("icc_profile") or b""
+        else:
+            icc_profile = im.info.get("icc_profile")
         options = EncodeOptions.from_keywords(keywords, aliases=SAVE_ALIASES)
         if getattr(im, "n_frames", 1) > 1:
             # As Pillow's PNG writer: the current frame of an animation or a

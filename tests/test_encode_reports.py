@@ -1,0 +1,70 @@
+"""What encode reports and refuses in corner cases: a quality target that was only met at
+its lower bound, k = 1 on an image with a transparency mask, the Pillow plugin's
+icc_profile keyword, and the API's refusal to overwrite."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal.cli import cli
+
+
+def test_a_quality_target_met_only_at_its_lower_bound_says_so(runner, tmp_path):
+    rng = np.random.default_rng(5)
+    source = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(source)
+    result = runner.invoke(cli, ["encode", str(source), "--quality", "5-90", "-o",
+                                 str(tmp_path / "q.kpal")])
+    assert result.exit_code == 0, result.output
+    assert "short of 90 dB and within the accepted 5" in result.output
+    assert "smallest k reaching" not in result.output
+
+
+def _masked(tmp_path):
+    indices = np.random.default_rng(0).integers(0, 4, (6, 7)).astype(np.uint8)
+    image = Image.fromarray(indices, "P")
+    image.putpalette([10, 20, 30, 200, 0, 0, 0, 200, 0, 0, 0, 200])
+    path = tmp_path / "mask.png"
+    image.save(path, transparency=0)
+    return path
+
+
+def test_k1_on_a_masked_image_warns_that_the_mask_is_lost(runner, tmp_path):
+    result = runner.invoke(cli, ["encode", str(_masked(tmp_path)), "-k", "1", "-o",
+                                 str(tmp_path / "one.kpal")])
+    assert result.exit_code == 0, result.output
+    assert "k=1: one palette entry cannot keep both the fully transparent pixels" in \
+        result.output
+    assert "own palette kept" not in result.output  # the label of a lossless palette image
+
+
+def test_the_plugin_stores_no_profile_when_told_none(tmp_path):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (5, 6, 3), np.uint8))
+    image.info["icc_profile"] = profile
+    for value in (None, b""):
+        path = tmp_path / "x.kpal"
+        image.save(path, k=4, icc_profile=value)
+        with Image.open(path) as back:
+            assert "icc_profile" not in back.info
+    image.save(path, k=4)  # no keyword: the image's own profile
+    with Image.open(path) as back:
+        assert back.info["icc_profile"] == profile
+
+
+def test_save_refuses_an_existing_file_with_its_errno(tmp_path):
+    path = tmp_path / "x.kpal"
+    pixels = np.random.default_rng(2).integers(0, 256, (5, 6, 3), np.uint8)
+    kpal.save(pixels, path, k=4)
+    with pytest.raises(FileExistsError) as caught:
+        kpal.save(pixels, path, k=4)
+    assert caught.value.errno == errno.EEXIST
+    assert "pass force=True to overwrite" in str(caught.value)
+    assert "None" not in str(caught.value)

@@ -1,0 +1,50 @@
+"""The figures' inputs: images go through the codec's mode rules (a 16-bit image is refused,
+not clipped), transparency is flattened over white as on the command line, and options a
+figure cannot show are refused instead of ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kpal.cli import cli
+from kpal.errors import KpalError
+
+pytest.importorskip("matplotlib")
+
+from kpal import plot  # noqa: E402 - needs matplotlib
+
+
+def test_a_16_bit_image_is_refused_with_advice():
+    image = Image.new("I;16", (4, 3))
+    image.putdata(list(range(0, 60000, 5000)))
+    with pytest.raises(KpalError, match="scale the values to 0..255"):
+        plot.palette(image, k=2)
+
+
+def test_an_empty_array_is_a_value_error():
+    with pytest.raises(ValueError, match="height and width >= 1"):
+        plot.palette(np.zeros((0, 0, 3), dtype=np.uint8), k=2)
+
+
+def test_transparency_is_flattened_over_white():
+    pixels = np.zeros((2, 3, 4), dtype=np.uint8)
+    pixels[..., 0] = 200  # a colour hidden under alpha 0 ...
+    pixels[0, 0, 3] = 255  # ... except one opaque pixel
+    rgb = plot._rgb_array(Image.fromarray(pixels, "RGBA"))
+    assert rgb[0, 0].tolist() == [200, 0, 0]
+    assert (rgb.reshape(-1, 3)[1:] == 255).all()
+
+
+@pytest.mark.parametrize("kind", ["curve", "iterations"])
+@pytest.mark.parametrize("flag", [["--space", "oklab"], ["--dither", "fs"]])
+def test_curve_and_iterations_refuse_what_they_cannot_show(runner, tmp_path, kind, flag):
+    source = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+        source)
+    out = tmp_path / "fig.png"
+    result = runner.invoke(cli, ["plot", str(source), "--kind", kind, "-o", str(out), *flag])
+    assert result.exit_code == 2
+    assert f"--kind {kind} measures undithered k-means in RGB" in result.output
+    assert not out.exists()
