@@ -913,6 +913,11 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
     if not icc_profile:
         return image, None
     icc_profile = bytes(icc_profile)
+    declared = int.from_bytes(icc_profile[:4], "big") if len(icc_profile) >= 4 else 0
+    if 128 <= declared < len(icc_profile):
+        # Bytes after the size the profile declares (padding some writers add) are
+        # not part of it: the profile itself is stored, not converted away.
+        icc_profile = icc_profile[:declared]
     try:
         container.parse_metadata(container.pack_metadata({container.ICC_BLOCK: icc_profile}))
     except FormatError as e:
@@ -939,11 +944,15 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
     if image.mode in _WIDE_MODES:
         return image, None  # refused by the mode rules, which say how to scale it first
     try:
-        return _to_srgb(image, profile), None
+        converted = _to_srgb(image, profile)
     except (OSError, ValueError, ImageCms.PyCMSError) as e:
         _drop_profile(f"its colour space is {space} and LittleCMS cannot convert a mode "
                       f"{image.mode} image with it ({e})")
         return image, None
+    if space == "RGB":  # an RGB profile the format cannot store as it is: say so
+        warnings.warn(f"the image's ICC profile cannot be stored ({problem}): its pixels "
+                      "were converted to sRGB with it", UserWarning, stacklevel=3)
+    return converted, None
 
 
 def _drop_profile(why: str) -> None:

@@ -5,6 +5,7 @@ icc_profile keyword, and the API's refusal to overwrite."""
 from __future__ import annotations
 
 import errno
+import io
 
 import numpy as np
 import pytest
@@ -68,3 +69,19 @@ def test_save_refuses_an_existing_file_with_its_errno(tmp_path):
     assert caught.value.errno == errno.EEXIST
     assert "pass force=True to overwrite" in str(caught.value)
     assert "None" not in str(caught.value)
+
+
+def test_a_profile_with_trailing_padding_is_stored_not_converted():
+    from PIL import ImageCms
+
+    from tests.test_decode_profile import swapped_primaries_profile
+
+    profile = swapped_primaries_profile()
+    pixels = np.array([[[200, 30, 30], [30, 200, 30], [1, 2, 3]]], dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    image.info["icc_profile"] = profile + b"\0" * 4
+    with pytest.warns(UserWarning, match="lossless"):
+        back = kpal.decode(kpal.encode(image, k=4))
+    assert back.info["icc_profile"] == profile
+    assert np.array_equal(np.asarray(back.convert("RGB")), pixels)  # not converted to sRGB
+    assert ImageCms.ImageCmsProfile(io.BytesIO(back.info["icc_profile"])) is not None
