@@ -1080,8 +1080,10 @@ def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
     workers : int, optional
         Worker processes (default: the number of cores); 1 runs in this process.
         Ignored with ``client``.
-    client : distributed.Client, optional
-        Run each file as a Dask task on this client's cluster.
+    client : distributed.Client or str, optional
+        Run each file as a Dask task on this client's cluster; a scheduler
+        address (``"tcp://scheduler:8786"``, as ``--dask`` takes) is connected
+        to for the run and closed after it.
     skip_existing : bool, default False
         A job whose output exists is not run; its record says ``skipped``.
 
@@ -1090,6 +1092,10 @@ def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
     Result
         One per job, in the order they finish (skipped ones first).
     """
+    if isinstance(client, str):
+        with _connected(client) as connected:
+            yield from run(jobs, workers, client=connected, skip_existing=skip_existing)
+        return
     todo = []
     for job in jobs:
         if skip_existing and job.output is not None and exists(job.output):
@@ -1102,6 +1108,25 @@ def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
         yield from _run_dask(todo, client)
     else:
         yield from _run_local(todo, workers or default_jobs())
+
+
+@contextlib.contextmanager
+def _connected(address: str) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``address``, closed on leaving."""
+    try:
+        from distributed import Client
+    except ImportError:
+        msg = f'client={address!r} needs Dask: pip install "kpal[dask]"'
+        raise BatchError(msg) from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        msg = f"{address}: cannot reach the Dask scheduler: {e}"
+        raise BatchError(msg) from None
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _check_workers(jobs: int | None) -> None:
@@ -1172,9 +1197,9 @@ def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool
         Replace existing outputs; otherwise such a file fails, unless it
         already holds exactly the bytes it would get (so a task retried after
         its worker died succeeds).
-    client : distributed.Client, optional
-        Run the files as tasks on a Dask cluster; paths must be reachable
-        from its workers.
+    client : distributed.Client or str, optional
+        Run the files as tasks on a Dask cluster (a client, or its
+        scheduler's address); paths must be reachable from its workers.
     options : EncodeOptions, optional
         The encode options of every file, with ``option_keywords`` on top.
     ext : str, default ".kpal"

@@ -62,6 +62,13 @@ def test_dask_batch_matches_the_local_batch(tree, tmp_path, client):
         f"kpal: error: {tree / 'sub' / 'bad.png'}: not an image Pillow can read"]
     assert _outputs(tmp_path / "cli") == _outputs(tmp_path / "local")
 
+    # The API, through the scheduler's address: connected to, then closed.
+    by_address = list(batch.encode_many(tree, tmp_path / "address", recursive=True, k=8,
+                                        client=client.scheduler.address))
+    assert sorted((r.path, r.error) for r in by_address) == sorted(
+        (r.path, r.error) for r in local)
+    assert _outputs(tmp_path / "address") == _outputs(tmp_path / "local")
+
     # fsspec URLs: the workers open them themselves.
     pytest.importorskip("fsspec")
     by_url = list(batch.encode_many(f"file://{tree}", f"file://{tmp_path / 'url'}",
