@@ -45,7 +45,7 @@ def temp_prefix(name: str) -> str:
     >>> temp_prefix("photo.kpal")
     '.photo.kpal.'
     >>> len(os.fsencode(temp_prefix("x" * 255)))
-    242
+    243
     """
     return "." + os.fsdecode(os.fsencode(name)[:_TEMP_NAME_BYTES]) + "."
 
