@@ -871,7 +871,7 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
                               or sum(given) == 0):
         raise click.UsageError("--weight: weights must be finite, >= 0, not all 0")
     for path in paths:
-        _check_output(path, out, force, binary=False)  # -o - prints hex colours: text
+        _check_output(path, out, force, binary=False, stdin=False)  # -o -: hex colours, text
     if out != STDIO:
         try:  # before the fit, not after it
             format_of_path(out)
@@ -880,7 +880,7 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
 
     def images():  # one image in memory at a time
         for path in paths:
-            name, data = _read_input(path)
+            name, data = _read_input(path, stdin=False)
             pixels = _pixels_for_encoding(name, data)[0]
             if isinstance(pixels, Image.Image):  # a "P" image: its colours, alpha included
                 pixels = codec.to_rgb(pixels)[0]
@@ -948,6 +948,12 @@ def plot(src, kind, out, size, force, **values):
     if kind in ("curve", "iterations") and (opts.space != "rgb" or opts.dither != "none"):
         raise click.UsageError(f"--kind {kind} measures undithered k-means in RGB; drop "
                                "--space and --dither (compare, palette and scatter take them)")
+    try:
+        from kpal.plot import check_size
+
+        check_size(kind, size)  # before the fit, which can take seconds
+    except KpalError as e:
+        raise click.UsageError(f"--size: {e}") from None
     fmt = "png" if out == STDIO else (Path(out).suffix.lower().lstrip(".") or "png")
     if fmt not in ("png", "svg", "pdf"):
         raise click.UsageError(f"{out}: figures are written as .png, .svg or .pdf")
@@ -1018,13 +1024,14 @@ def plot(src, kind, out, size, force, **values):
 
 # ------------------------------------------------------------------ view
 @cli.command()
-@click.argument("src", metavar="IN", type=FilePath(exists=True, dir_okay=False))
+@click.argument("src", metavar="IN", type=FilePath(exists=True, dir_okay=False,
+                                                   allow_dash=True))
 @click.option("-o", "--output", "out", type=FilePath(dir_okay=False, allow_dash=True),
               help="Write the page here (- for stdout); default: a new temporary folder.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--no-open", is_flag=True, help="Write the page without opening a browser.")
 def view(src, out, force, no_open):
-    """Show .kpal file IN in the web browser.
+    """Show .kpal file IN (- for stdin) in the web browser.
 
     Writes one self-contained HTML page (the viewer, the decoder and the file,
     nothing to fetch) and prints its path; with -o -, the page goes to stdout
@@ -1038,13 +1045,14 @@ def view(src, out, force, no_open):
         _check_output(src, out, force, binary=False)
     # Read once: IN may be a pipe (a FIFO, <(...)) that gives its bytes only once.
     name, data = _read_input(src, kpal=True)
+    shown = "image.kpal" if src == STDIO else Path(src).name
     try:
         if out == STDIO:
-            _write_output(STDIO, viewer.to_html(data, name=Path(src).name).encode("utf-8"),
-                          force)
+            _write_output(STDIO, viewer.to_html(data, name=shown).encode("utf-8"), force)
         else:
             with _warnings_about(None):
-                page = viewer.view(src, open_browser=not no_open, output=out, data=data)
+                page = viewer.view(shown if src == STDIO else src, open_browser=not no_open,
+                                   output=out, data=data)
             click.echo(page)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None

@@ -306,7 +306,7 @@ def _silence_stdout() -> None:
 
 
 # ------------------------------------------------------------------ input
-def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
+def _read_input(path: str, kpal: bool = False, stdin: bool = True) -> tuple[str, bytes]:
     """Return a display name and the bytes of IN (a file or - for stdin).
 
     With ``kpal``, the header is read and checked first, so a file that is
@@ -315,7 +315,7 @@ def _read_input(path: str, kpal: bool = False) -> tuple[str, bytes]:
     """
     name = "<stdin>" if path == STDIO else path
     if path != STDIO:
-        _check_input(path)
+        _check_input(path, stdin)
     elif sys.stdin is None:
         raise click.ClickException("<stdin>: cannot read: standard input is closed")
     try:
@@ -396,7 +396,7 @@ class FilePath(click.Path):
         return super().convert(value, param, ctx)
 
 
-def _check_input(path: str) -> None:
+def _check_input(path: str, stdin: bool = True) -> None:
     """Refuse an input file that is missing, a folder or a device, naming it."""
     p = Path(path)
     if p.is_dir():
@@ -404,11 +404,13 @@ def _check_input(path: str) -> None:
     if not p.exists():
         raise click.UsageError(f"{path}: no such file")
     if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
-        raise click.UsageError(f"{path}: is a device, expected a file (use - for stdin)")
+        hint = " (use - for stdin)" if stdin else ""
+        raise click.UsageError(f"{path}: is a device, expected a file{hint}")
 
 
 # ------------------------------------------------------------------ output
-def _check_output(src: str, out: str, force: bool, *, binary: bool = True) -> None:
+def _check_output(src: str, out: str, force: bool, *, binary: bool = True,
+                  stdin: bool = True) -> None:
     """Refuse an output that would overwrite the input, or a file, without --force.
 
     A device or a named pipe (``-o /dev/null``) is not "a file that exists":
@@ -417,7 +419,7 @@ def _check_output(src: str, out: str, force: bool, *, binary: bool = True) -> No
     an HTML page, hex colours) is not written to a terminal, as gzip refuses to.
     """
     if src != STDIO:
-        _check_input(src)
+        _check_input(src, stdin)
     if out == STDIO:
         if binary and _is_terminal(sys.stdout):
             raise click.UsageError("-o -: binary output is not written to a terminal; "

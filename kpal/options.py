@@ -169,7 +169,8 @@ def _quality(value: object) -> tuple[float, float]:
 
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+               "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+               "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
 
 
 def _max_size(value: object) -> int:

@@ -48,6 +48,7 @@ __all__ = [
     "KINDS",
     "MIN_SIZES",
     "MISSING_MATPLOTLIB",
+    "check_size",
     "compare",
     "curve",
     "fit_options",
@@ -91,19 +92,31 @@ _MIN_FONT = 5.0
 _CHAR_WIDTH = 0.62
 
 
+def check_size(kind: str, size: tuple[int, int] | None) -> None:
+    """Refuse a figure size below :data:`MIN_SIZES` for ``kind`` (None: the default size).
+
+    Raises
+    ------
+    KpalError
+        The size cannot hold the figure's text.
+    """
+    if size is None:
+        return
+    width, height = size
+    min_width, min_height = MIN_SIZES[kind]
+    if width < min_width or height < min_height:
+        msg = (f"figure size {width}x{height} is too small for the {kind} figure "
+               f"(at least {min_width}x{min_height} pixels)")
+        raise KpalError(msg)
+
+
 def _figure(kind: str, size: tuple[int, int] | None) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(MISSING_MATPLOTLIB) from error
     width, height = size or _DEFAULT_SIZES[kind]
-    min_width, min_height = MIN_SIZES[kind]
-    if width < min_width or height < min_height:
-        msg = (
-            f"figure size {width}x{height} is too small for a {kind} figure "
-            f"(at least {min_width}x{min_height} pixels)"
-        )
-        raise KpalError(msg)
+    check_size(kind, (width, height))
     fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, layout="constrained")
     pad = 4 / 72 * min(1.0, _scale(fig, kind))  # inches
     fig.get_layout_engine().set(w_pad=pad, h_pad=pad, wspace=0.02, hspace=0.02)
@@ -463,7 +476,7 @@ def palette(
     scale = _scale(fig, "palette")
     fig_w, fig_h = fig.get_size_inches() * _DPI
     title_font = _font(13, scale)
-    kind = "RGBA colours" if with_alpha else "colours"
+    kind = ("RGBA colour" if with_alpha else "colour") + ("" if n == 1 else "s")
     title = _suptitle(fig, f"Palette: {n} {kind}, by share of pixels".split(" "), title_font)
     # The swatch area: the figure below the title (an estimate made before layout).
     area_w = fig_w - 12
@@ -636,7 +649,8 @@ def scatter(
         getattr(ax, f"set_{axis}label")(name, fontsize=font, labelpad=0)
     ax.tick_params(labelsize=_font(8, scale), pad=0)
     title = (
-        f"{len(points):,} pixels in RGB space and the {len(colours)} palette colours (stars)"
+        f"{len(points):,} pixel{'' if len(points) == 1 else 's'} in RGB space and the "
+        f"{len(colours)} palette colour{'' if len(colours) == 1 else 's'} (stars)"
     )
     _suptitle(fig, title.split(" "), _font(12, scale))
     return fig

@@ -47,7 +47,8 @@ BAD_VALUES = [
     ("quality", 0, "quality=0 must be MAX or MIN-MAX, PSNR in dB above 0 and at most 100 "
                    "(e.g. 35-40)"),
     ("max_size", "0", "max_size='0' must be between 1 and 1,099,511,627,776 bytes"),
-    ("max_size", "2TB", "max_size='2TB' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
+    ("max_size", "2TB", "max_size='2TB' must be between 1 and 1,099,511,627,776 bytes"),
+    ("max_size", "2PB", "max_size='2PB' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
     ("max_size", "12 parsecs", "max_size='12 parsecs' must be a number of bytes, e.g. 50000, "
                                "50k or 2MiB"),
     ("palette", [[1, 2]], "palette=[[1, 2]] must be a palette file or 1..256 colours, each "

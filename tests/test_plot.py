@@ -329,7 +329,7 @@ def test_iterations_says_when_there_is_nothing_to_show(image):
 @pytest.mark.parametrize("kind", plot.KINDS)
 def test_too_small_sizes_name_the_minimum(kind):
     width, height = plot.MIN_SIZES[kind]
-    message = rf"too small for a {kind} figure \(at least {width}x{height} pixels\)"
+    message = rf"too small for the {kind} figure \(at least {width}x{height} pixels\)"
     with pytest.raises(KpalError, match=message):
         draw(kind, IMAGE, (width - 1, height))
     with pytest.raises(KpalError, match=message):

@@ -64,3 +64,17 @@ def test_a_huge_claiming_file_is_named(runner, tmp_path):
                                  str(tmp_path / "p.html")])
     assert result.exit_code == 1
     assert f"{source}: Image size (1073741824 pixels) exceeds limit" in result.output
+
+
+def test_stdin_is_read_for_a_page_named_image_kpal(runner, kpal_bytes, tmp_path):
+    out = tmp_path / "page.html"
+    result = runner.invoke(cli, ["view", "-", "--no-open", "-o", str(out)], input=kpal_bytes)
+    assert result.exit_code == 0, result.output
+    assert 'data-name="image.kpal"' in out.read_text(encoding="utf-8")
+
+
+def test_palette_does_not_offer_stdin_for_a_device(runner, tmp_path):
+    result = runner.invoke(cli, ["palette", "/dev/null", "-o", str(tmp_path / "p.hex")])
+    assert result.exit_code == 2
+    assert "/dev/null: is a device, expected a file" in result.output
+    assert "use - for stdin" not in result.output
