@@ -1014,6 +1014,7 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
         inertia, payload = 3 * choice.mse, choice.payload
         if _dithers(opts) and choice.psnr != float("inf"):
             labels, inertia, payload = _remap(pixels, palette, opts), None, None
+        _warn_if_mask_lost(pixels, palette)
         return _Fit(palette, labels, "kmeans", None, inertia, choice.n_colors, choice, payload)
     # A palette image keeps all its colours unless told otherwise (it has at most 256).
     k = opts.k if opts.k is not None else (MAX_K if from_palette else DEFAULT_K)
@@ -1023,6 +1024,7 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
         result = quantize_rgba(pixels.reshape(-1, 4), k, method=opts.method, init=opts.init,
                                seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol,
                                sample=opts.sample, space=opts.space)
+    _warn_if_mask_lost(pixels, result.palette)
     # A palette image kept as it is (not the one entry of k = 1, which also runs no iteration).
     lossless = result.n_iter == 0 and result.n_colors <= k
     method = "palette" if from_palette and lossless else result.method
@@ -1031,6 +1033,19 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
     if _dithers(opts) and result.n_iter > 0:  # n_iter 0: every colour kept, nothing to dither
         labels, inertia = _remap(pixels, palette, opts), None
     return _Fit(palette, labels, method, result.n_iter, inertia, result.n_colors)
+
+
+def _warn_if_mask_lost(pixels: np.ndarray, palette: np.ndarray) -> None:
+    """Warn when one entry stands for fully transparent and other pixels (k = 1)."""
+    if palette.shape[0] != 1:
+        return
+    alpha = pixels[..., 3]
+    transparent = alpha == 0
+    if transparent.any() and not transparent.all():
+        warnings.warn(
+            "k=1: one palette entry cannot keep both the fully transparent pixels and the "
+            "others, so the mask is not kept: the entry is their premultiplied mean (k=2 "
+            "keeps it)", UserWarning, stacklevel=4)
 
 
 def _with_transparent_entry(given: np.ndarray) -> np.ndarray:

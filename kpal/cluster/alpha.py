@@ -756,11 +756,6 @@ def _lossless(parts: _Parts, method: str) -> Quantization:
 
 def _single_entry(parts: _Parts, method: str) -> Quantization:
     """k = 1: the premultiplied mean of every pixel (transparent ones count as zero)."""
-    if parts.t_count and parts.t_count < parts.total:
-        warnings.warn(
-            "k=1: one palette entry cannot keep both the fully transparent pixels and the "
-            "others, so the mask is not kept: the entry is their premultiplied mean (k=2 "
-            "keeps it)", UserWarning, stacklevel=3)
     points = np.concatenate([_premultiply(_with_alpha(parts.o_colors)),
                              _premultiply(parts.s_colors)])
     weights = np.concatenate([parts.o_counts, parts.s_counts]).astype(np.float64)
