@@ -961,14 +961,17 @@ def plot(src, kind, out, size, force, **values):
     name, data = _read_input(src)
     im = _open_image(name, data)
     try:
-        rgb, _ = codec.to_rgb(im)
+        rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
+    # An opaque palette image keeps its own palette unless -k is given, as encode does.
+    keep_palette = p_image is not None and rgb.shape[-1] == 3 and opts.k is None
     # What kpal encode writes keeps the alpha and the ICC profile the figure leaves out.
     flattened_or_profiled = im.info.get("icc_profile") is not None
     if rgb.shape[-1] == 4 and kind != "palette":  # the palette draws alpha on a checkerboard
         rgb = _over_white(name, rgb, "the figures show it")
         flattened_or_profiled = True
+    source = p_image if keep_palette else rgb
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -978,7 +981,7 @@ def plot(src, kind, out, size, force, **values):
                 # The real encoding, so the figure shows the file kpal would write.
                 plain = (opts.replace(dither="none", dither_strength=1.0) if kind == "compare"
                          else opts)
-                encoded = codec.encode_image(rgb, options=plain)
+                encoded = codec.encode_image(source, options=plain)
                 extra = {}
                 if kind == "compare":
                     written = encoded

@@ -48,3 +48,26 @@ def test_curve_and_iterations_refuse_what_they_cannot_show(runner, tmp_path, kin
     assert result.exit_code == 2
     assert f"--kind {kind} measures undithered k-means in RGB" in result.output
     assert not out.exists()
+
+
+def test_a_palette_image_keeps_its_own_palette_unless_k_is_given(runner, tmp_path,
+                                                                 monkeypatch):
+    rng = np.random.default_rng(3)
+    colours = rng.integers(0, 256, (100, 3), dtype=np.uint8)
+    image = Image.fromarray(rng.integers(0, 100, (40, 50)).astype(np.uint8), "P")
+    image.putpalette(colours.reshape(-1).tolist())
+    source = tmp_path / "p100.png"
+    image.save(source)
+    seen = []
+    real = plot.palette
+
+    def spy(pixels, *args, quantization=None, **kwargs):
+        seen.append(len(quantization[0]))
+        return real(pixels, *args, quantization=quantization, **kwargs)
+
+    monkeypatch.setattr(plot, "palette", spy)
+    for extra, expected in (([], 100), (["-k", "8"], 8)):
+        result = runner.invoke(cli, ["plot", str(source), "--kind", "palette", "-o",
+                                     str(tmp_path / "fig.png"), "--force", *extra])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] == expected
