@@ -509,9 +509,11 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
                  if encoded.method == "kmeans" else f"{_plural(encoded.n_iter, 'EM iteration')}")
         rows.append(("fit", f"{steps}, MSE {encoded.mse:.2f} per channel"))
         if opts.sample is not None and opts.sample < 1:
-            fitted = max(1, round(opts.sample * h.n_pixels))
-            rows.append(("sample", f"fitted on {opts.sample:.0%} of the pixels ({fitted:,}), "
-                                   f"then every pixel assigned"))
+            # Each pixel is drawn with probability --sample: the count is not known here,
+            # and a draw with no more colours than k falls back to every pixel.
+            rows.append(("sample", f"fitted on a random {100 * opts.sample:.3g}% of the pixels "
+                                   "(all of them if the draw has no more colours than k), "
+                                   "then every pixel assigned"))
     if opts.space != "rgb" and encoded.n_iter is not None:
         rows.append(("space", f"{opts.space} (clustered there; palette stored as 8-bit sRGB)"))
     if opts.dither != "none" and opts.dither_strength > 0 and encoded.method != "palette" \

@@ -225,7 +225,9 @@ def test_report_time_covers_one_fit_when_sampling(runner, small_jpg, monkeypatch
     monkeypatch.setattr(codec, "quantize", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
     rows = _report(runner, small_jpg, "-k", "8", "--sample", "0.5")
     assert len(calls) == 1 and calls[0]["sample"] == 0.5
-    assert rows["sample"].startswith("fitted on 50% of the pixels")
+    assert rows["sample"].startswith("fitted on a random 50% of the pixels")
+    tiny = _report(runner, small_jpg, "-k", "8", "--sample", "0.00001")
+    assert tiny["sample"].startswith("fitted on a random 0.001% of the pixels (all of them if")
     assert "sampling cost" not in rows
 
 
