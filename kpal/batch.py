@@ -1300,6 +1300,9 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
     if ext is None:
         usual = [e for e, f in known.items() if f == fmt]
         ext = f".{fmt.lower()}" if f".{fmt.lower()}" in usual else (usual or [".img"])[0]
+    problem = codec.output_problem(fmt, Path(f"x{ext}").suffix.lower())
+    if problem:
+        raise BatchError(problem)
     return fmt, ext
 
 

@@ -631,6 +631,9 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
                                    f"--format says {fmt}; drop one of them")
         fmt = fmt or by_name
     fmt = fmt or "PNG"
+    problem = codec.output_problem(fmt, None if out == STDIO else Path(out).suffix.lower())
+    if problem:
+        raise click.UsageError(f"{out if out != STDIO else '-o -'}: {problem}")
     name, data = _read_input(src, kpal=True)
     try:
         im = codec.decode(data)

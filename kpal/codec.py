@@ -68,7 +68,7 @@ from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten", "for_format",
-    "writer_options", "pillow_format",
+    "writer_options", "output_problem", "pillow_format",
     "has_transparency", "colour_managed", "PRIMARY_IMAGE_FORMATS", "kpal_name_problem",
 ]
 
@@ -437,6 +437,40 @@ def pillow_format(name: str) -> str | None:
         return upper
     fmt = Image.registered_extensions().get("." + name.lower().lstrip("."))
     return fmt if fmt in Image.SAVE else None
+
+
+def output_problem(fmt: str, suffix: str | None = None) -> str | None:
+    """Why a decoded palette image cannot be written as Pillow format ``fmt`` to ``suffix``.
+
+    Both formats named here store floating-point samples, which Pillow writes
+    without a word from a palette image: SPIDER as one grey channel, and a
+    ``.pfm`` name gets Pillow's 8-bit PPM data.
+
+    Parameters
+    ----------
+    fmt : str
+        A Pillow format name, any case.
+    suffix : str, optional
+        The output file's extension, lower case.
+
+    Returns
+    -------
+    str or None
+        The problem, or None when the image can be written.
+
+    Examples
+    --------
+    >>> output_problem("PNG", ".png") is None
+    True
+    >>> output_problem("PPM", ".pfm")
+    'PFM holds floating-point samples (Pillow writes it from mode F only): write .ppm or .png'
+    """
+    if fmt.upper() == "SPIDER":
+        return "SPIDER holds one channel of floating-point samples: write PNG or TIFF"
+    if suffix == ".pfm":
+        return ("PFM holds floating-point samples (Pillow writes it from mode F only): "
+                "write .ppm or .png")
+    return None
 
 
 def writer_options(fmt: str, image: Image.Image | None = None) -> dict:

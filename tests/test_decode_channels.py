@@ -114,3 +114,22 @@ def test_a_batch_decodes_to_pgm_and_pbm_the_same_way(colour, grey, tmp_path):
         assert notes["grey.kpal"] == (() if suffix == ".pgm" else notes["grey.kpal"])
         assert any("the colours were converted" in n or "dithered" in n
                    for n in notes["img.kpal"])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-o", "{dir}/x.pfm"], "PFM holds floating-point samples"),
+    (["-o", "{dir}/x.spi", "--format", "spider"], "SPIDER holds one channel of floating-point"),
+])
+def test_float_formats_are_refused_before_any_work(runner, colour, tmp_path, args, message):
+    argv = [arg.format(dir=tmp_path) for arg in args]
+    result = runner.invoke(cli, ["decode", str(colour), *argv])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not any(p.suffix in (".pfm", ".spi") for p in tmp_path.iterdir())
+
+
+def test_a_batch_refuses_spider_too(colour, tmp_path):
+    from kpal.batch import BatchError
+
+    with pytest.raises(BatchError, match="SPIDER holds one channel"):
+        list(decode_many([colour], tmp_path / "out", jobs=1, fmt="SPIDER"))
