@@ -36,22 +36,22 @@ def _main_hidden() -> Iterator[None]:
             sys.modules["__main__"] = main
 
 
-class SpawnWorker(mp_context.SpawnProcess):
-    """A spawned process that does not import the parent's main script."""
+class _StartWithoutMain:
+    """Starts the process while the parent's ``__main__`` is hidden (see the module)."""
 
     def start(self) -> None:
         with _main_hidden():
-            super().start()
+            super().start()  # type: ignore[misc]
+
+
+class SpawnWorker(_StartWithoutMain, mp_context.SpawnProcess):
+    """A spawned process that does not import the parent's main script."""
 
 
 if hasattr(mp_context, "ForkServerProcess"):
 
-    class ForkServerWorker(mp_context.ForkServerProcess):
+    class ForkServerWorker(_StartWithoutMain, mp_context.ForkServerProcess):
         """A fork-server process that does not import the parent's main script."""
-
-        def start(self) -> None:
-            with _main_hidden():
-                super().start()
 
 
 def process_class(start_method: str) -> type:

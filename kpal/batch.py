@@ -60,10 +60,10 @@ from kpal.errors import KpalError
 from kpal.io import temp_prefix, write_atomic
 from kpal.options import EncodeOptions
 
-__all__ = ["Result", "Job", "BatchError", "OutputFolderError", "Summary", "collect", "plan",
-           "run", "run_job", "encode_many", "decode_many", "info_many", "summarize",
-           "default_jobs", "is_glob", "image_file", "kpal_file", "skip_reason", "ext_problem",
-           "output_format", "is_url", "exists"]
+__all__ = ["Result", "Job", "BatchError", "OutputFolderError", "SchedulerError", "Summary",
+           "collect", "plan", "run", "run_job", "encode_many", "decode_many", "info_many",
+           "summarize", "default_jobs", "is_glob", "image_file", "kpal_file", "skip_reason",
+           "ext_problem", "output_format", "is_url", "exists", "connect"]
 
 #: Tasks in flight per worker: one running, one queued so the worker never waits.
 IN_FLIGHT_PER_WORKER = 2
@@ -1110,19 +1110,43 @@ def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
         yield from _run_local(todo, workers or default_jobs())
 
 
-@contextlib.contextmanager
-def _connected(address: str) -> Iterator[Any]:
-    """A Dask client of the scheduler at ``address``, closed on leaving."""
+class SchedulerError(BatchError):
+    """The Dask scheduler cannot be reached (an I/O failure: exit code 1 on the command line)."""
+
+
+def connect(address: str, name: str = "client"):
+    """A Dask client of the scheduler at ``address``, as ``--dask`` and ``client=`` take it.
+
+    Parameters
+    ----------
+    address : str
+        E.g. ``"tcp://scheduler:8786"``.
+    name : str, default "client"
+        What asked for it, for the message when Dask is not installed.
+
+    Raises
+    ------
+    BatchError
+        Dask (``kpal[dask]``) is not installed.
+    SchedulerError
+        The scheduler does not answer within 10 s.
+    """
     try:
         from distributed import Client
     except ImportError:
-        msg = f'client={address!r} needs Dask: pip install "kpal[dask]"'
+        msg = f'{name} needs Dask: pip install "kpal[dask]"'
         raise BatchError(msg) from None
     try:
-        client = Client(address, timeout="10s")
+        return Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as e:
         msg = f"{address}: cannot reach the Dask scheduler: {e}"
-        raise BatchError(msg) from None
+        raise SchedulerError(msg) from None
+
+
+@contextlib.contextmanager
+def _connected(address: str) -> Iterator[Any]:
+    """:func:`connect`, the client closed on leaving."""
+    client = connect(address, f"client={address!r}")
     try:
         yield client
     finally:

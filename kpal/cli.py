@@ -221,14 +221,11 @@ def _refuse_existing(planned: list, force: bool, skip_existing: bool) -> None:
 
 def _connect(address: str):
     try:
-        from distributed import Client
-    except ImportError:
-        raise click.UsageError('--dask needs Dask: pip install "kpal[dask]"') from None
-    try:
-        return Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as e:
-        raise click.ClickException(f"{address}: cannot reach the Dask scheduler: {e}") \
-            from None
+        return batch.connect(address, "--dask")
+    except batch.SchedulerError as e:
+        raise click.ClickException(str(e)) from None
+    except batch.BatchError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool,
