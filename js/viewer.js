@@ -3,7 +3,7 @@
 // the page around it.
 import * as kpal from './kpal.js';
 
-const ZOOMS = [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+const ZOOMS = [1 / 256, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -54,6 +54,10 @@ export function openBytes(name, data) {
     } catch {
       entry.header = null;
     }
+    if (entry.header && data.length >= entry.header.metadataOffset) {
+      // and the palette (a file this reader does not decode, e.g. coding 3, still has one)
+      entry.palette = data.slice(entry.header.headerSize, entry.header.metadataOffset);
+    }
   }
   entry.millis = performance.now() - start;
   opened.push(entry);
@@ -85,16 +89,51 @@ function render() {
   renderPalette(entry);
   if (entry?.image) {
     const { image } = entry;
-    els.canvas.width = image.width;
-    els.canvas.height = image.height;
-    els.canvas.getContext('2d').putImageData(image.toImageData(), 0, 0);
+    const step = canvasStep(image.width, image.height);
+    const shown = shownPixels(image, step);
+    els.canvas.width = shown.width;
+    els.canvas.height = shown.height;
+    els.canvas.getContext('2d').putImageData(shown, 0, 0);
     if (fitted) zoom = fitZoom(image);
     applyZoom();
-    els.status.textContent = `decoded in ${entry.millis.toFixed(1)} ms`;
+    els.status.textContent = `decoded in ${entry.millis.toFixed(1)} ms` + (step === 1 ? ''
+      : `; drawn at 1/${step} scale (a browser draws a canvas of at most `
+        + `${MAX_SIDE.toLocaleString('en-US')} pixels a side, ${MAX_AREA.toLocaleString('en-US')} in all)`);
   } else {
     els.status.textContent = entry ? 'not decoded' : '';
   }
   document.body.classList.toggle('has-image', Boolean(entry?.image));
+}
+
+// The largest canvas every current browser draws (Chromium's limits; larger ones stay blank).
+const MAX_SIDE = 32767;
+const MAX_AREA = 16384 * 16384;
+
+/** Every step-th pixel of each row and column is drawn: 1 unless the image is too large. */
+function canvasStep(width, height) {
+  let step = Math.max(1, Math.ceil(width / MAX_SIDE), Math.ceil(height / MAX_SIDE));
+  while (Math.ceil(width / step) * Math.ceil(height / step) > MAX_AREA) step++;
+  return step;
+}
+
+/** The pixels to draw: the whole image, or every step-th pixel of it (nearest neighbour). */
+function shownPixels(image, step) {
+  if (step === 1) return image.toImageData();
+  const width = Math.ceil(image.width / step);
+  const height = Math.ceil(image.height / step);
+  const out = new Uint8ClampedArray(4 * width * height);
+  const { palette, channels: c, indices } = image;
+  for (let y = 0, o = 0; y < height; y++) {
+    const row = y * step * image.width;
+    for (let x = 0; x < width; x++, o += 4) {
+      const v = c * indices[row + x * step];
+      out[o] = palette[v];
+      out[o + 1] = palette[v + 1];
+      out[o + 2] = palette[v + 2];
+      out[o + 3] = c === 4 ? palette[v + 3] : 255;
+    }
+  }
+  return new ImageData(out, width, height);
 }
 
 function renderList() {
@@ -141,7 +180,7 @@ function renderInfo(entry) {
     rows.push(row('order-0', `${bytes(Math.ceil(s.order0EntropyBits / 8))} (each index coded alone)`));
     rows.push(row('on disk', `${bytes(s.onDiskBytes)} (payload ${bytes(s.payloadBytes)}, overhead ${
       s.overheadBytes} bytes)`));
-    rows.push(row('ratio', `${s.ratio.toFixed(2)}× smaller than raw ${8 * entry.image.channels}-bit`));
+    rows.push(row('ratio', ratioText(s.ratio, 8 * entry.image.channels)));
     rows.push(row('checksum', 'ok'));
   } else if (entry) {
     rows.push(row('on disk', bytes(entry.size)));
@@ -149,16 +188,26 @@ function renderInfo(entry) {
   els.info.replaceChildren(...rows);
 }
 
+/** Raw size against the file, the right way round, as `kpal info` words it. */
+function ratioText(ratio, bits) {
+  if (ratio >= 1) return `${ratio.toFixed(2)}× smaller than raw ${bits}-bit`;
+  return `${(1 / ratio).toFixed(2)}× larger than raw ${bits}-bit (header and checksum outweigh the pixels)`;
+}
+
 function renderPalette(entry) {
-  const image = entry?.image;
+  // a decoded image, else the palette of a file whose pixels this reader cannot decode
+  const image = entry?.image ?? (entry?.palette && { ...entry.header, palette: entry.palette });
   els.paletteTitle.hidden = !image;
   if (!image) {
     els.palette.replaceChildren();
     return;
   }
-  const counts = new Float64Array(image.k);
-  for (const v of image.indices) counts[v]++;
-  const n = image.indices.length;
+  let counts = null;
+  if (image.indices) {
+    counts = new Float64Array(image.k);
+    for (const v of image.indices) counts[v]++;
+  }
+  const n = image.width * image.height;
   els.palette.replaceChildren(...Array.from({ length: image.k }, (_, i) => {
     const swatch = document.createElement('span');
     const colour = hexColour(image.palette, i, image.channels);
@@ -166,7 +215,8 @@ function renderPalette(entry) {
     // with alpha, the colour over a checkerboard, as the image itself is shown
     swatch.style.background = image.alpha ? `linear-gradient(${colour}, ${colour}), `
       + 'repeating-conic-gradient(#ccc 0 25%, #fff 0 50%) 0 0 / 8px 8px' : colour;
-    swatch.title = `${i}: ${colour}, ${(100 * counts[i] / n).toFixed(2)} % of the pixels`;
+    swatch.title = `${i}: ${colour}` + (counts
+      ? `, ${(100 * counts[i] / n).toFixed(2)} % of the pixels` : '');
     return swatch;
   }));
 }

@@ -495,6 +495,14 @@ def test_update_viewer_rewrites_a_stale_region(tmp_path, monkeypatch):
     assert view.update_viewer(check=True)
 
 
+def _info_text(path: Path) -> str:
+    from click.testing import CliRunner
+
+    from kpal.cli import cli
+
+    return CliRunner().invoke(cli, ["info", str(path)]).output
+
+
 def base64_in(page: str) -> bytes:
     """The file bytes a page carries (``<script id="kpal-embedded">``)."""
     import base64
@@ -578,10 +586,50 @@ def test_viewer_in_headless_chromium(tmp_path):
             _, small_palette, small_labels = codec.decode_indices(small)
             assert base64.b64decode(page.evaluate(_CANVAS_BASE64)) == _expected_rgba(
                 small_palette, small_labels)
+            # the size rows read as `kpal info` prints them, a file larger than raw included
+            tiny = (GOLDEN / "k2_9x1.kpal").read_bytes()
+            page.evaluate("""bytes => {
+              const transfer = new DataTransfer();
+              transfer.items.add(new File([new Uint8Array(bytes)], 'tiny.kpal'));
+              document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
+            }""", list(tiny))
+            page.wait_for_function("document.querySelector('#canvas').width === 9")
+            assert "ratio\t1.41× larger than raw 24-bit (header and checksum outweigh the " \
+                "pixels)" in page.inner_text("#info")
+            assert "ratio\t1.41× larger" in _info_text(GOLDEN / "k2_9x1.kpal").replace(
+                "ratio          ", "ratio\t")
+            # wider than a browser's canvas: every second pixel drawn, and the page says so
+            wide_labels = ((np.arange(40001)[None, :] // 3 + np.arange(3)[:, None]) % 3).astype(
+                np.uint8)
+            wide_palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+            wide = _write(wide_labels, wide_palette, "fixed")
+            page.evaluate("""bytes => {
+              const transfer = new DataTransfer();
+              transfer.items.add(new File([new Uint8Array(bytes)], 'wide.kpal'));
+              document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
+            }""", list(wide))
+            page.wait_for_function("document.querySelector('#canvas').width === 20001")
+            assert page.evaluate("document.querySelector('#canvas').height") == 2
+            assert base64.b64decode(page.evaluate(_CANVAS_BASE64)) == _expected_rgba(
+                wide_palette, wide_labels[::2, ::2])
+            assert "drawn at 1/2 scale" in page.inner_text("#status")
+            # coding 3, which this reader does not decode: the error, and still the palette
+            context = (GOLDEN / "context_k5_11x7.kpal").read_bytes()
+            page.evaluate("""bytes => {
+              const transfer = new DataTransfer();
+              transfer.items.add(new File([new Uint8Array(bytes)], 'context.kpal'));
+              document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
+            }""", list(context))
+            page.wait_for_selector("#error:not([hidden])")
+            assert CONTEXT_UNSUPPORTED in page.inner_text("#error")
+            _, context_palette, _ = codec.decode_indices(context)
+            assert [page.locator("#palette .swatch").nth(i).get_attribute("title")
+                    for i in range(5)] == [f"{i}: #{bytes(c).hex()}"
+                                           for i, c in enumerate(context_palette)]
             page.locator("#files .file", has_text=photo.name).click()
             page.wait_for_function(f"document.querySelector('#canvas').width === {PHOTO_SIZE[0]}")
             shot = tmp_path / "viewer.png"
-            assert page.locator("#files .file").count() == 3
+            assert page.locator("#files .file").count() == 6
             page.screenshot(path=shot)
             if os.environ.get("KPAL_UPDATE_SCREENSHOT"):  # docs/images/viewer.png, on request
                 with Image.open(shot) as im:  # 256 colours hold the 64-colour page: 40 % size
