@@ -54,7 +54,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from kpal import codec
+from kpal import codec, outputs
 from kpal import options as options_module
 from kpal.errors import KpalError
 from kpal.io import temp_prefix, write_atomic
@@ -691,7 +691,7 @@ def _decode(job: Job) -> dict:
         raise _Failure(f"{job.path}: {e}", size) from None
     k = im.info.get("k")
     # Transparency onto the background, or white for formats without alpha (JPEG & co).
-    im, note = codec.for_format(im, job.fmt or "PNG", job.background,
+    im, note = outputs.for_format(im, job.fmt or "PNG", job.background,
                                 os.path.splitext(job.output or "")[1].lower())
     image_bytes = _save_image(im, job.fmt or "PNG", job.output)
     _write(job, image_bytes)
@@ -706,7 +706,7 @@ def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
         buffer = io.BytesIO()
         try:
             image = candidate or im.convert("RGB")
-            image.save(buffer, format=fmt, **codec.writer_options(fmt, image))
+            image.save(buffer, format=fmt, **outputs.writer_options(fmt, image))
             return buffer.getvalue()
         except (OSError, ValueError, KeyError) as e:
             failure = " ".join(str(e).split()) or type(e).__name__
@@ -1316,7 +1316,7 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
         if fmt is None:
             msg = f"unknown image extension {suffix!r}; use --format"
             raise BatchError(msg)
-    named = codec.pillow_format(fmt)
+    named = outputs.pillow_format(fmt)
     if named is None:
         msg = f"unknown output format {fmt!r}"
         raise BatchError(msg)
@@ -1324,7 +1324,7 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
     if ext is None:
         usual = [e for e, f in known.items() if f == fmt]
         ext = f".{fmt.lower()}" if f".{fmt.lower()}" in usual else (usual or [".img"])[0]
-    problem = codec.output_problem(fmt, Path(f"x{ext}").suffix.lower())
+    problem = outputs.output_problem(fmt, Path(f"x{ext}").suffix.lower())
     if problem:
         raise BatchError(problem)
     return fmt, ext

@@ -22,7 +22,7 @@ import click
 import numpy as np
 from PIL import Image
 
-from kpal import batch, codec, container, options, progress
+from kpal import batch, codec, container, options, outputs, progress
 from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below use
     STDIO,
     FilePath,
@@ -604,7 +604,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
     src = srcs[0]
     _refuse_lone_folder(src)
     if fmt is not None:
-        named = codec.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
+        named = outputs.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
         if named is None:
             raise click.UsageError(f"unknown output format {fmt!r}")
         fmt = named
@@ -628,7 +628,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
                                    f"--format says {fmt}; drop one of them")
         fmt = fmt or by_name
     fmt = fmt or "PNG"
-    problem = codec.output_problem(fmt, None if out == STDIO else Path(out).suffix.lower())
+    problem = outputs.output_problem(fmt, None if out == STDIO else Path(out).suffix.lower())
     if problem:
         raise click.UsageError(f"{out if out != STDIO else '-o -'}: {problem}")
     name, data = _read_input(src, kpal=True)
@@ -636,7 +636,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
-    im, note = codec.for_format(im, fmt, background,
+    im, note = outputs.for_format(im, fmt, background,
                                 None if out == STDIO else Path(out).suffix.lower())
     with _warnings_about("<stdout>" if out == STDIO else out):
         encoded = encode_image_file(im, fmt, out)

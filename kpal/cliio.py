@@ -31,7 +31,7 @@ import click
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from kpal import codec, container
+from kpal import codec, container, outputs
 from kpal.errors import KpalError
 from kpal.io import check_destination, is_stream_target, write_all, write_atomic
 
@@ -546,7 +546,7 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
     click.ClickException
         The format's encoder failed on this image.
     """
-    named = codec.pillow_format(fmt)
+    named = outputs.pillow_format(fmt)
     if named is None:
         raise click.UsageError(f"unknown output format {fmt!r}")
     fmt = named
@@ -580,7 +580,7 @@ def _save_to_bytes(make_image, fmt: str) -> tuple[bytes | None, str | None]:
         warnings.simplefilter("always")
         try:
             image = make_image()
-            image.save(buffer, format=fmt, **codec.writer_options(fmt, image))
+            image.save(buffer, format=fmt, **outputs.writer_options(fmt, image))
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - any encoder failure is reported

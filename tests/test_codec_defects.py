@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageCms, features
 
 import kpal
-from kpal import codec
+from kpal import codec, outputs
 from kpal.errors import KpalError
 
 #: Small pictures hold fewer colours than k: stored exactly, which the tests rely on.
@@ -142,9 +142,9 @@ def test_rgba_palette_whose_used_entries_are_opaque_stays_version_1():
 
 def test_decode_to_kpal_keeps_transparency(transparent_kpal):
     decoded = kpal.decode(transparent_kpal)
-    image, note = codec.for_format(decoded, "KPAL")
+    image, note = outputs.for_format(decoded, "KPAL")
     assert note is None and image is decoded
-    assert "KPAL" in codec.ALPHA_FORMATS
+    assert "KPAL" in outputs.ALPHA_FORMATS
     buffer = io.BytesIO()
     image.save(buffer, format="KPAL")
     np.testing.assert_array_equal(decoded_rgba(buffer.getvalue()), decoded_rgba(transparent_kpal))
@@ -304,7 +304,7 @@ def _noise(width: int, height: int) -> Image.Image:
 @pytest.mark.parametrize("size", [(80, 60), (1, 1), (256, 17)])
 def test_ico_is_written_at_the_image_size(size):
     image = _noise(*size)
-    options = codec.writer_options("ico", image)
+    options = outputs.writer_options("ico", image)
     assert options == {"sizes": [size]}
     buffer = io.BytesIO()
     image.save(buffer, format="ICO", **options)
@@ -317,18 +317,18 @@ def test_ico_is_written_at_the_image_size(size):
 def test_ico_above_256_pixels_is_refused_not_shrunk():
     with pytest.raises(KpalError, match=r"^an icon is at most 256x256 pixels, the image "
                                         r"is 400x300: write PNG, or resize it first$"):
-        codec.writer_options("ICO", Image.new("P", (400, 300)))
+        outputs.writer_options("ICO", Image.new("P", (400, 300)))
 
 
 @pytest.mark.parametrize("image", [None, Image.new("P", (80, 60))])
 def test_icns_is_refused(image):
     with pytest.raises(KpalError, match=r"^ICNS holds only square icons of fixed sizes"):
-        codec.writer_options("icns", image)
+        outputs.writer_options("icns", image)
 
 
 def test_writer_options_without_an_image_are_unchanged():
-    assert codec.writer_options("WEBP") == {"lossless": True, "exact": True}
-    assert codec.writer_options("ico") == {} and codec.writer_options("JPEG") == {}
+    assert outputs.writer_options("WEBP") == {"lossless": True, "exact": True}
+    assert outputs.writer_options("ico") == {} and outputs.writer_options("JPEG") == {}
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG", "TIFF", pytest.param(
@@ -338,10 +338,10 @@ def test_decoded_profile_is_kept_by_every_writer_that_stores_one(fmt):
     image.info["icc_profile"] = srgb_profile()
     data = kpal.encode(image, 256)
     decoded = kpal.decode(data)
-    ready, _ = codec.for_format(decoded, fmt)
+    ready, _ = outputs.for_format(decoded, fmt)
     if fmt in ("JPEG", "AVIF"):
         ready = ready.convert("RGB")  # as the command line does for a palette image
-    options = codec.writer_options(fmt, ready)
+    options = outputs.writer_options(fmt, ready)
     assert options["icc_profile"] == srgb_profile()
     buffer = io.BytesIO()
     ready.save(buffer, format=fmt, **options)
@@ -351,12 +351,12 @@ def test_decoded_profile_is_kept_by_every_writer_that_stores_one(fmt):
 def test_flattening_for_jpeg_keeps_the_profile(transparent_kpal):
     decoded = kpal.decode(transparent_kpal)
     decoded.info["icc_profile"] = srgb_profile()
-    flat, note = codec.for_format(decoded, "JPEG")
+    flat, note = outputs.for_format(decoded, "JPEG")
     # Still a palette image (its entries flattened); the JPEG writer takes it as RGB.
     assert flat.mode == "P" and note.startswith("JPEG has no transparency")
-    assert codec.writer_options("JPEG", flat) == {"icc_profile": srgb_profile()}
+    assert outputs.writer_options("JPEG", flat) == {"icc_profile": srgb_profile()}
     # BMP cannot store a profile: the palette is converted to sRGB instead.
-    flat, note = codec.for_format(decoded, "BMP", background=(0, 0, 0))
+    flat, note = outputs.for_format(decoded, "BMP", background=(0, 0, 0))
     assert "icc_profile" not in flat.info
     assert note == "BMP cannot hold the ICC profile: the palette was converted to sRGB"
 

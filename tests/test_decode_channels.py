@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import kpal
-from kpal import codec
+from kpal import outputs
 from kpal.batch import decode_many
 from kpal.cli import cli
 
@@ -97,7 +97,7 @@ def test_other_levels_are_dithered_to_black_and_white_with_a_note(runner, colour
 def test_other_formats_keep_their_colours(colour, tmp_path):
     image = kpal.decode(colour)
     for fmt, suffix in (("PPM", ".ppm"), ("PNG", ".png"), ("PPM", None)):
-        out, note = codec.for_format(image, fmt, None, suffix)
+        out, note = outputs.for_format(image, fmt, None, suffix)
         assert out is image
         assert note is None
 

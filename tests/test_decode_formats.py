@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import kpal
-from kpal import codec
+from kpal import codec, outputs
 from kpal.cli import cli
 from kpal.cluster.alpha import flatten as composite
 
@@ -72,7 +72,7 @@ def test_palm_takes_a_flattened_transparent_file(runner, soft, tmp_path):
 def test_an_rgba_palette_whose_used_entries_are_opaque_is_not_flattened():
     image = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
     image.putpalette([10, 20, 30, 255, 40, 50, 60, 255, 0, 0, 0, 0], "RGBA")  # entry 2 unused
-    out, note = codec.for_format(image, "JPEG")
+    out, note = outputs.for_format(image, "JPEG")
     assert note is None
     assert out.mode == "P"
     assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(image.convert("RGB")))
