@@ -33,6 +33,8 @@ export class FormatError extends KpalError {}
 export class ChecksumError extends FormatError {}
 /** A header field outside the limits of spec §2. */
 export class LimitError extends FormatError {}
+/** The file ends before its header says it does. */
+export class TruncatedError extends FormatError {}
 /** More pixels than the caller's cap (DecodeOptions.maxPixels). */
 export class DecompressionBombError extends KpalError {}
 

@@ -72,6 +72,8 @@ export class FormatError extends KpalError {}
 export class ChecksumError extends FormatError {}
 /** A header field outside the limits of spec §2 (mirrors kpal.errors.LimitError). */
 export class LimitError extends FormatError {}
+/** The file ends before its header says it does (mirrors kpal.errors.TruncatedError). */
+export class TruncatedError extends FormatError {}
 /** More pixels than the caller's cap (options.maxPixels); the Python reader raises
  *  Pillow's DecompressionBombError for the same files. */
 export class DecompressionBombError extends KpalError {}
@@ -225,7 +227,7 @@ function readHeaderChecked(data, fileSize) {
     }, expected ${pyBytes(MAGIC)})`);
   }
   if (data.length < HEADER_SIZE) {
-    throw new FormatError(`truncated header: ${data.length} of ${HEADER_SIZE} bytes`);
+    throw new TruncatedError(`truncated header: ${data.length} of ${HEADER_SIZE} bytes`);
   }
   const view = new DataView(data.buffer, data.byteOffset, HEADER_SIZE);
   const version = view.getUint8(9);
@@ -239,7 +241,7 @@ function readHeaderChecked(data, fileSize) {
   let metadataLength = 0;
   if (version === VERSION_2) {
     if (data.length < HEADER_SIZE_V2) {
-      throw new FormatError(`truncated header: ${data.length} of ${HEADER_SIZE_V2} bytes (version 2)`);
+      throw new TruncatedError(`truncated header: ${data.length} of ${HEADER_SIZE_V2} bytes (version 2)`);
     }
     const extension = new DataView(data.buffer, data.byteOffset + HEADER_SIZE, 5);
     flags = extension.getUint8(0);
@@ -286,7 +288,8 @@ function readHeaderChecked(data, fileSize) {
   const size = payloadOffset + payloadLength + CHECKSUM_SIZE;
   if (fileSize !== undefined && fileSize !== size) {
     const what = fileSize < size ? 'is truncated' : 'has trailing data';
-    throw new FormatError(`file ${what}: ${fileSize} bytes, the header implies ${size}`);
+    const Kind = fileSize < size ? TruncatedError : FormatError;
+    throw new Kind(`file ${what}: ${fileSize} bytes, the header implies ${size}`);
   }
   return {
     version, coding, codingName: CODINGS[coding], bitsPerIndex, k, width, height,

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from kpal.cluster import KMeans, quantize
 from kpal.codec import decode, encode, save
-from kpal.errors import ChecksumError, FormatError, KpalError, LimitError, OptionError
+from kpal.errors import (
+    ChecksumError,
+    FormatError,
+    KpalError,
+    LimitError,
+    OptionError,
+    TruncatedError,
+)
 from kpal.options import EncodeOptions
 from kpal.plugin import register
 
@@ -36,6 +43,7 @@ __all__ = [
     "OptionError",
     "FormatError",
     "ChecksumError",
+    "TruncatedError",
     "LimitError",
     "QualityError",
     "__version__",

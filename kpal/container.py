@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kpal.errors import ChecksumError, FormatError, LimitError
+from kpal.errors import ChecksumError, FormatError, LimitError, TruncatedError
 
 __all__ = [
     "MAGIC",
@@ -224,22 +224,22 @@ class Header:
         Raises
         ------
         FormatError
-            Wrong magic ("not a .kpal file"), a truncated header, or any field
-            value the specification does not allow (the message names the
-            field and the value).
+            Wrong magic ("not a .kpal file"), a truncated header
+            (:class:`~kpal.errors.TruncatedError`), or any field value the
+            specification does not allow (the message names the field and the value).
         """
         if len(data) < len(MAGIC) or not data.startswith(MAGIC):
             msg = f"not a .kpal file (magic is {bytes(data[:len(MAGIC)])!r}, expected {MAGIC!r})"
             raise FormatError(msg)
         if len(data) < HEADER_SIZE:
             msg = f"truncated header: {len(data)} of {HEADER_SIZE} bytes"
-            raise FormatError(msg)
+            raise TruncatedError(msg)
         _, version, coding, b, k, width, height, payload_length = _HEADER.unpack_from(data)
         flags = metadata_length = 0
         if version == VERSION_2:
             if len(data) < HEADER_SIZE_V2:
                 msg = f"truncated header: {len(data)} of {HEADER_SIZE_V2} bytes (version 2)"
-                raise FormatError(msg)
+                raise TruncatedError(msg)
             flags, metadata_length = _EXTENSION.unpack_from(data, HEADER_SIZE)
         header = cls(coding=coding, k=k, width=width, height=height,
                      payload_length=payload_length, bits_per_index=b, version=version,
@@ -305,7 +305,7 @@ def check_file_length(header: Header, actual: int) -> None:
     if actual != header.file_size:
         what = "is truncated" if actual < header.file_size else "has trailing data"
         msg = f"file {what}: {actual} bytes, the header implies {header.file_size}"
-        raise FormatError(msg)
+        raise (TruncatedError if actual < header.file_size else FormatError)(msg)
 
 
 # §3.2 Metadata --------------------------------------------------------------

@@ -4,12 +4,15 @@ Every error about bad *data* (a corrupt or unsupported ``.kpal`` file, an image
 kpal cannot encode, an option out of range) is a :class:`KpalError`, which is a
 ``ValueError`` so code that already catches ``ValueError`` keeps working.
 I/O problems stay ``OSError``; Pillow's own ``DecompressionBombError`` passes
-through unchanged.
+through unchanged. A file shorter than its header says is both: a
+:class:`TruncatedError` is a ``FormatError`` and an ``OSError``, as Pillow
+reports a short image file.
 """
 
 from __future__ import annotations
 
-__all__ = ["KpalError", "OptionError", "FormatError", "ChecksumError", "LimitError"]
+__all__ = ["KpalError", "OptionError", "FormatError", "ChecksumError", "LimitError",
+           "TruncatedError"]
 
 
 class KpalError(ValueError):
@@ -34,3 +37,12 @@ class ChecksumError(FormatError):
 
 class LimitError(FormatError):
     """A header field is outside the limits the specification allows."""
+
+
+class TruncatedError(FormatError, OSError):
+    """The file ends before its header says it does: in the header, palette, metadata or payload.
+
+    Also an ``OSError``, which is how Pillow's readers report a short file:
+    ``PIL.ImageFile.Parser`` (fed a file piece by piece, as web frameworks do
+    to read an upload's size) then waits for more data instead of failing.
+    """

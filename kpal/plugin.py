@@ -23,6 +23,11 @@ default 16 colours. A multi-frame image (an animation, a multi-picture JPEG)
 saves its current frame, as Pillow's PNG writer does; ``save_all=True`` with
 more than one frame in all is an error, a ``.kpal`` file holding one image.
 
+``PIL.ImageFile.Parser`` works too, fed a file piece by piece (as web
+frameworks learn an upload's size): while the file is shorter than its header
+says, opening raises :class:`kpal.errors.TruncatedError`, an ``OSError`` as
+well, so the Parser waits for more.
+
 ``verify()`` checks the payload's length and the checksum without decoding
 the pixels, raising :class:`kpal.errors.ChecksumError` (a ``FormatError``,
 hence a ``ValueError``) as Pillow's PNG plugin raises on a bad CRC.
@@ -39,7 +44,7 @@ from PIL import Image, ImageFile, ImagePalette
 
 from kpal import codec, container
 from kpal import coding as codings
-from kpal.errors import KpalError
+from kpal.errors import KpalError, TruncatedError
 from kpal.options import EncodeOptions
 
 __all__ = ["KpalImageFile", "KpalDecoder", "register", "FORMAT", "EXTENSION", "MIME"]
@@ -125,7 +130,7 @@ def _read_exactly(fp: IO[bytes], size: int, part: str) -> bytes:
     data = fp.read(size) if size else b""
     if len(data) != size:
         msg = f"file is truncated in the {part}: {len(data)} of {size} bytes"
-        raise container.FormatError(msg)
+        raise TruncatedError(msg)
     return data
 
 
@@ -178,19 +183,35 @@ def _check_length(found: int, payload_length: int) -> None:
         what = "truncated" if found < wanted else "has trailing data"
         msg = (f"file {what}: the payload and checksum should be {wanted} bytes, "
                f"{'got ' + str(found) if found < wanted else 'found more'}")
-        raise container.FormatError(msg)
+        raise (TruncatedError if found < wanted else container.FormatError)(msg)
 
 
 class KpalDecoder(ImageFile.PyDecoder):
-    """Reads the payload and checksum, verifies the CRC, decodes the indices."""
+    """Reads the payload and checksum, verifies the CRC, decodes the indices.
+
+    ``im.load()`` lets it read the file itself; ``ImageFile.Parser`` instead
+    pushes the bytes as they arrive, which are kept until the payload and
+    checksum are complete (the Parser opens the image only once the whole
+    file is there, :func:`_file_size` being its length; trailing data is then
+    found by the open).
+    """
 
     _pulls_fd = True
+    _pushed: bytearray | None = None
 
     def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
-        assert self.fd is not None
         coding_id, k, payload_length, crc = self.args
         wanted = payload_length + container.CHECKSUM_SIZE
-        data = self.fd.read(wanted + 1)  # one more byte reveals trailing data
+        if self.fd is not None:
+            data: bytes | bytearray = self.fd.read(wanted + 1)  # one more reveals trailing data
+        else:
+            piece = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+            if self._pushed is None:
+                self._pushed = bytearray()
+            self._pushed += piece[: wanted + 1 - len(self._pushed)]
+            if len(self._pushed) < wanted:
+                return piece.nbytes, 0  # more to come
+            data = self._pushed
         _check_length(len(data), payload_length)
         payload = memoryview(data)[:payload_length]
         container.verify_checksum(zlib.crc32(payload, crc), data[payload_length:])

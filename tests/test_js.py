@@ -352,7 +352,7 @@ def cases(tmp_path_factory) -> tuple[Path, dict[str, int]]:
 def test_cases_cover_every_verdict(cases):
     """The case set itself: both accepted files and every kind of rejection."""
     _, tally = cases
-    assert set(tally) == {"ok", "FormatError", "ChecksumError", "LimitError",
+    assert set(tally) == {"ok", "FormatError", "ChecksumError", "LimitError", "TruncatedError",
                           "DecompressionBombError"}
     assert tally["ok"] >= len(MATRIX_K) * len(MATRIX_SIZES) * 3 + 3
 

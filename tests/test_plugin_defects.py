@@ -4,15 +4,19 @@ palettes and ICC profiles through ``Image.save``."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 import kpal
-from kpal.errors import ChecksumError, KpalError
+from kpal.errors import ChecksumError, FormatError, KpalError, TruncatedError
 
 from .test_codec_defects import cmyk_profile, managed, mpo_bytes
+
+GOLDEN = Path(__file__).resolve().parent.parent / "samples" / "golden"
+SAMPLES = GOLDEN.parent
 
 pytestmark = pytest.mark.filterwarnings("ignore:the image has .* distinct (RGBA )?colour")
 
@@ -142,3 +146,65 @@ def test_saving_with_a_junk_profile_warns_and_saves(tmp_path):
     with Image.open(tmp_path / "junk.kpal") as saved:
         assert "icc_profile" not in saved.info
         assert saved.convert("RGB").getpixel((0, 0)) == (77, 77, 77)
+
+
+# ------------------------------------------------------------------ ImageFile.Parser
+def _parse(data: bytes, piece: int) -> Image.Image:
+    parser = ImageFile.Parser()
+    for start in range(0, len(data), piece):
+        parser.feed(data[start:start + piece])
+    return parser.close()
+
+
+@pytest.mark.parametrize("name", ["icc_k5_7x3.kpal", "rgba_entropy_k17_9x7.kpal",
+                                  "context_k17_70x3.kpal"])
+@pytest.mark.parametrize("piece", [1, 7, 1024, 1 << 20])
+def test_parser_fed_piece_by_piece_gives_the_image(name, piece):
+    """ImageFile.Parser, which web frameworks feed an upload with to learn its size."""
+    data = (GOLDEN / name).read_bytes()
+    parsed = _parse(data, piece)
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        assert parsed.size == opened.size and parsed.mode == "P"
+        assert parsed.tobytes() == opened.tobytes()
+        assert parsed.palette.tobytes() == opened.palette.tobytes()
+        assert parsed.info.get("icc_profile") == opened.info.get("icc_profile")
+
+
+def test_parser_of_a_photo_in_growing_pieces_knows_its_size_early():
+    """As Django's get_image_dimensions does: pieces of 1 KiB, doubling, until p.image."""
+    photo = kpal.encode(Image.open(SAMPLES / "rocket.jpg"), 64, seed=0)
+    parser, fed, piece = ImageFile.Parser(), 0, 1024
+    while parser.image is None:
+        parser.feed(photo[fed:fed + piece])
+        fed, piece = fed + piece, 2 * piece
+    assert parser.image.size == (640, 427)
+    parser.feed(photo[fed:])
+    assert np.array_equal(np.asarray(parser.close()), np.asarray(Image.open(io.BytesIO(photo))))
+
+
+def test_parser_of_a_truncated_or_damaged_file_fails_at_close(good_file):
+    parser = ImageFile.Parser()
+    parser.feed(good_file[:-3])
+    with pytest.raises(OSError, match="cannot parse this image"):
+        parser.close()
+    damaged = bytearray(good_file)
+    damaged[-1] ^= 1
+    with pytest.raises(ChecksumError):
+        _parse(bytes(damaged), 16)
+    with pytest.raises(FormatError, match="has trailing data"):
+        _parse(good_file + b"x", 1 << 20)
+
+
+@pytest.mark.parametrize(("cut", "message"), [
+    (20, "truncated header: 20 of 26 bytes"),
+    (40, "file is truncated: 40 bytes, the header implies"),
+])
+def test_a_truncated_file_is_a_format_error_and_an_oserror(good_file, tmp_path, cut, message):
+    path = tmp_path / "short.kpal"
+    path.write_bytes(good_file[:cut])
+    with pytest.raises(TruncatedError, match=message) as raised:
+        Image.open(path)
+    assert isinstance(raised.value, FormatError) and isinstance(raised.value, OSError)
+    with pytest.raises(TruncatedError, match=message):
+        kpal.decode(good_file[:cut])

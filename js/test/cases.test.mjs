@@ -9,7 +9,8 @@ import { test } from 'node:test';
 import * as kpal from '../kpal.js';
 
 const folder = process.env.KPAL_JS_CASES;
-const ERRORS = new Set(['FormatError', 'ChecksumError', 'LimitError', 'DecompressionBombError']);
+const ERRORS = new Set(['FormatError', 'ChecksumError', 'LimitError', 'TruncatedError',
+  'DecompressionBombError']);
 
 const hex = (bytes) => Array.from(bytes, (v) => v.toString(16).padStart(2, '0')).join('');
 
