@@ -213,6 +213,41 @@ def test_property_rans_round_trip(probs, seed, n_lanes, cuts):
 
 @settings(max_examples=40, deadline=None)
 @given(
+    probs=st.lists(st.integers(1, 4095), min_size=1, max_size=400),
+    seed=st.integers(0, 2**32 - 1),
+    n_lanes=st.sampled_from([1, 2, 7, 127, 128, 300]),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_property_scalar_and_vector_rans_write_and_read_the_same(probs, seed, n_lanes, cuts):
+    """Few lanes are coded one decision at a time (_rans.SCALAR_LANES), many with numpy:
+    the two give the same states and words, and each reads the other's stream."""
+    p = np.array(probs, dtype=np.int64)
+    bits = np.random.default_rng(seed).random(p.size) * 4096 < p
+    edges = sorted({0, p.size, *[c for c in cuts if c <= p.size]})
+    groups = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    streams, decoded = [], []
+    for scalar_below in (1, 1 << 20):  # every lane count vector, then every one scalar
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_rans, "SCALAR_LANES", scalar_below)
+            states, words = _rans.encode(p, bits, groups, n_lanes)
+            streams.append((states.tolist(), words.tolist()))
+            decoder = _rans.Decoder(states, words)
+            pairs = zip(edges, edges[1:], strict=False)
+            decoded.append(np.concatenate([decoder.decode(p[a:b]) for a, b in pairs]))
+            decoder.check_finished()
+            truncated = _rans.Decoder(states, words[:-1]) if words.size else None
+            if truncated is not None:
+                with pytest.raises(FormatError, match="ran out of words|unread|corrupt"):
+                    for a, b in zip(edges, edges[1:], strict=False):
+                        truncated.decode(p[a:b])
+                    truncated.check_finished()
+    assert streams[0] == streams[1]
+    np.testing.assert_array_equal(decoded[0], bits)
+    np.testing.assert_array_equal(decoded[1], bits)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
     k=st.integers(2, 256),
     height=st.integers(1, 12),
     width=st.integers(1, 12),

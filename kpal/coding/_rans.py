@@ -26,6 +26,11 @@ WORD_MASK = (1 << WORD_BITS) - 1
 # Encoder renormalizes when x >= freq * 2**_EMIT_SHIFT, so that after coding the
 # state is back below 2**32: (STATE_LOW >> PROB_BITS) << WORD_BITS = 2**20.
 _EMIT_SHIFT = 16 - PROB_BITS + WORD_BITS
+#: Below this many lanes a round holds too few decisions for numpy's per-call cost
+#: (about a microsecond a call, ten calls a round): a plain loop codes them one by
+#: one instead, with the same arithmetic, so the bytes are the same. Small images
+#: have few lanes (one per 1024 pixels), so this is their path.
+SCALAR_LANES = 128
 
 
 def rounds(group_sizes: list[int], n_lanes: int) -> list[tuple[int, int]]:
@@ -69,6 +74,8 @@ def encode(probs: np.ndarray, bits: np.ndarray, group_sizes: list[int],
     words : ndarray of uint16
         Renormalization words in the order the decoder reads them.
     """
+    if n_lanes < SCALAR_LANES:
+        return _encode_scalar(probs, bits, n_lanes)
     state = np.full(n_lanes, STATE_LOW, dtype=np.int64)
     emitted: list[np.ndarray] = []
     for start, stop in reversed(rounds(group_sizes, n_lanes)):
@@ -90,6 +97,26 @@ def encode(probs: np.ndarray, bits: np.ndarray, group_sizes: list[int],
     return state.astype(np.uint32), words.astype(np.uint16)
 
 
+def _encode_scalar(probs: np.ndarray, bits: np.ndarray,
+                   n_lanes: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`encode` one decision at a time, last first (decision g on lane g % n_lanes)."""
+    state = [STATE_LOW] * n_lanes
+    emitted: list[int] = []
+    emit_shift = _EMIT_SHIFT
+    for g in range(len(probs) - 1, -1, -1):
+        p1 = int(probs[g])
+        lane = g % n_lanes
+        x = state[lane]
+        freq = p1 if bits[g] else PROB_ONE - p1
+        if x >= freq << emit_shift:
+            emitted.append(x & WORD_MASK)
+            x >>= WORD_BITS
+        quotient, remainder = divmod(x, freq)
+        state[lane] = (quotient << PROB_BITS) + remainder + (PROB_ONE - p1 if bits[g] else 0)
+    emitted.reverse()
+    return np.array(state, dtype=np.uint32), np.array(emitted, dtype=np.uint16)
+
+
 class Decoder:
     """The decoding side: lane states and a read position in the word stream."""
 
@@ -100,9 +127,12 @@ class Decoder:
         self.n_lanes = states.size
         self.position = 0  # next word to read
         self.lane = 0  # lane of the next decision
+        self._scalar: list[int] | None = None  # the states as ints, on the scalar path
 
     def decode(self, probs: np.ndarray) -> np.ndarray:
         """Decode one group of independent decisions; return them as a bool array."""
+        if self.n_lanes < SCALAR_LANES:
+            return self._decode_scalar(probs)
         n = probs.size
         out = np.empty(n, dtype=bool)
         offset = 0
@@ -132,8 +162,38 @@ class Decoder:
             offset = stop
         return out
 
+    def _decode_scalar(self, probs: np.ndarray) -> np.ndarray:
+        """:meth:`decode` one decision at a time: the same states, words and bits."""
+        if self._scalar is None:
+            self._scalar = self.state.tolist()
+        state, words, position, lane = self._scalar, self.words, self.position, self.lane
+        n_lanes, mask = self.n_lanes, PROB_ONE - 1
+        out = []
+        for p1 in probs.tolist():
+            x = state[lane]
+            slot = x & mask
+            zero_freq = PROB_ONE - p1
+            if slot >= zero_freq:
+                x = p1 * (x >> PROB_BITS) + slot - zero_freq
+                out.append(True)
+            else:
+                x = zero_freq * (x >> PROB_BITS) + slot
+                out.append(False)
+            if x < STATE_LOW:
+                if position >= words.size:
+                    msg = "entropy payload is truncated: the coder ran out of words"
+                    raise FormatError(msg)
+                x = (x << WORD_BITS) | int(words[position])
+                position += 1
+            state[lane] = x
+            lane = lane + 1 if lane + 1 < n_lanes else 0
+        self.position, self.lane = position, lane
+        return np.array(out, dtype=bool)
+
     def check_finished(self) -> None:
         """Raise FormatError unless every word was read and every lane is back at its start."""
+        if self._scalar is not None:
+            self.state = np.array(self._scalar, dtype=np.int64)
         if self.position != self.words.size:
             msg = (f"entropy payload has {self.words.size - self.position} unread words "
                    "after the last pixel")

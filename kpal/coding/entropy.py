@@ -144,6 +144,13 @@ def _chunks(n: int, size: int = _CHUNK) -> range:
     return range(0, n, size)
 
 
+def _probability(p: np.ndarray) -> np.ndarray:
+    """``p`` (a new int64 array) clipped to 1..4095 in place: ``np.clip``, without its
+    per-call overhead, which small images pay thousands of times."""
+    np.maximum(p, 1, out=p)
+    return np.minimum(p, _rans.PROB_ONE - 1, out=p)
+
+
 class _FlagCounts:
     """Counts (zeros, ones) per pattern for one yes/no flag."""
 
@@ -155,8 +162,7 @@ class _FlagCounts:
         """12-bit probability of a 1 for each pattern (recomputed after an update)."""
         if self._probs is None:
             c = self.counts
-            self._probs = np.clip((c[:, 1] << _rans.PROB_BITS) // (c[:, 0] + c[:, 1]), 1,
-                                  _rans.PROB_ONE - 1)
+            self._probs = _probability((c[:, 1] << _rans.PROB_BITS) // (c[:, 0] + c[:, 1]))
         return self._probs
 
     def update(self, pattern: np.ndarray, bit: np.ndarray) -> None:
@@ -206,7 +212,7 @@ class _Model:
         den = self.by_left[base_l + nodes] + self.by_above[base_a + nodes] + self.prior[nodes]
         # den is 0 only under an invalid node a corrupt payload led to; the index
         # check after the step rejects it, this only avoids dividing by zero.
-        return np.clip((num << _rans.PROB_BITS) // np.maximum(den, 1), 1, _rans.PROB_ONE - 1)
+        return _probability((num << _rans.PROB_BITS) // np.maximum(den, 1))
 
     def halve(self) -> None:
         """The update after a step without pixels: only the flag halving (spec §7.5)."""
