@@ -984,6 +984,7 @@ def plot(src, kind, out, size, force, **values):
                 plain = (opts.replace(dither="none", dither_strength=1.0) if kind == "compare"
                          else opts)
                 encoded = codec.encode_image(source, options=plain)
+                shown = (encoded.palette, encoded.labels)
                 extra = {}
                 if kind == "compare":
                     written = encoded
@@ -994,6 +995,13 @@ def plot(src, kind, out, size, force, **values):
                                                      icc_profile=icc_profile)
                     extra = {"original_bytes": len(data),
                              "compressed_bytes": len(written.data)}
+                    if written.palette.shape[1] == 4:
+                        # The file's own RGBA entries over white, as the original is shown:
+                        # the picture, PSNR and sizes all describe the file kpal writes.
+                        from kpal.cluster.alpha import flatten
+
+                        shown = (flatten(written.palette, (255, 255, 255)), written.labels)
+                        extra["raw_bits"] = 32
                     if opts.dither != "none" and opts.dither_strength > 0:
                         # Dithered beside undithered: the same fitted palette, remapped.
                         same = tuple(map(tuple, encoded.palette.tolist()))
@@ -1003,8 +1011,7 @@ def plot(src, kind, out, size, force, **values):
                         extra.update(dithered=(dithered.palette, dithered.labels),
                                      dithered_title=_dither_title(opts),
                                      dithered_bytes=len(dithered.data))
-                fig = getattr(plots, kind)(rgb, quantization=(encoded.palette, encoded.labels),
-                                           size=size, **extra)
+                fig = getattr(plots, kind)(rgb, quantization=shown, size=size, **extra)
             elif kind == "iterations":
                 fig = plots.iterations(rgb, k, seed=opts.seed, size=size)
             elif opts.method == "kmeans":

@@ -270,11 +270,12 @@ def _colours(k: int) -> str:
     return "1 colour" if k == 1 else f"{k} colours"
 
 
-def _size_ratio(raw_bytes: int, compressed_bytes: int) -> str:
-    """``"4.2× smaller than raw"``, or larger, when the header outweighs a tiny image."""
+def _size_ratio(raw_bytes: int, compressed_bytes: int, raw_bits: int = 24) -> str:
+    """``"4.2× smaller than raw 24-bit"``, or larger, when the header outweighs a tiny image."""
     if compressed_bytes <= raw_bytes:
-        return f"{raw_bytes / compressed_bytes:.1f}× smaller than raw"
-    return f"{compressed_bytes / raw_bytes:.1f}× larger than raw (the header outweighs the pixels)"
+        return f"{raw_bytes / compressed_bytes:.1f}× smaller than raw {raw_bits}-bit"
+    return (f"{compressed_bytes / raw_bytes:.1f}× larger than raw {raw_bits}-bit (the header "
+            "outweighs the pixels)")
 
 
 def _fixed_bytes(k: int, n_pixels: int) -> int:
@@ -306,6 +307,7 @@ def compare(
     dithered: tuple[np.ndarray, np.ndarray] | None = None,
     dithered_title: str = "dithered",
     dithered_bytes: int | None = None,
+    raw_bits: int = 24,
 ) -> Figure:
     """The original and the compressed image side by side (and a dithered one).
 
@@ -338,6 +340,9 @@ def compare(
     dithered_bytes : int, optional
         Size of the dithered ``.kpal`` file, given in the caption beside its
         scores when known.
+    raw_bits : {24, 32}, default 24
+        Bits per pixel of the raw image the caption compares the file with:
+        32 for a file with an RGBA palette (shown composited, as the original).
 
     Returns
     -------
@@ -386,7 +391,7 @@ def compare(
     pieces = [
         f"Original: {original_text}",
         f"Compressed: {compressed_text}",
-        _size_ratio(3 * n_pixels, compressed_bytes),
+        _size_ratio(raw_bits // 8 * n_pixels, compressed_bytes, raw_bits),
         psnr_text,
     ]
     if dithered is not None:

@@ -357,8 +357,9 @@ def test_compare_caption_words_tiny_images_right():
     from kpal.plot import _colours, _size_ratio
 
     assert _colours(1) == "1 colour" and _colours(16) == "16 colours"
-    assert _size_ratio(3, 33) == "11.0× larger than raw (the header outweighs the pixels)"
-    assert _size_ratio(3000, 330) == "9.1× smaller than raw"
+    assert _size_ratio(3, 33) == "11.0× larger than raw 24-bit (the header outweighs the pixels)"
+    assert _size_ratio(3000, 330) == "9.1× smaller than raw 24-bit"
+    assert _size_ratio(4000, 330, 32) == "12.1× smaller than raw 32-bit"
 
 
 def test_curve_value_labels_are_drawn_above_the_size_line():

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 
 import kpal  # noqa: E402
 from kpal import plot  # noqa: E402
+from kpal.cluster.alpha import flatten  # noqa: E402
 
 LIGHT = (plot.CHECK_LIGHT,) * 3
 DARK = (plot.CHECK_DARK,) * 3
@@ -116,3 +117,9 @@ def test_compare_caption_gives_the_size_of_the_file_encode_writes(tmp_path, monk
     written = (tmp_path / "x.kpal").read_bytes()
     assert kpal.codec.read_header(written)[0].version == 2  # an RGBA palette
     assert seen["compressed_bytes"] == len(written)
+    # the picture is that file's entries over white, and the ratio is against raw 32-bit
+    header, palette, labels = kpal.codec.decode_indices(written)
+    shown_palette, shown_labels = seen["quantization"]
+    assert np.array_equal(shown_palette, flatten(palette, (255, 255, 255)))
+    assert np.array_equal(np.asarray(shown_labels).reshape(labels.shape), labels)
+    assert seen["raw_bits"] == 32
