@@ -158,6 +158,12 @@ class Job:
     background : (r, g, b) or None
         Decode only: flatten transparency onto this colour (formats without
         alpha get white otherwise).
+    pillow : tuple
+        The caller's Pillow settings when the job was made (see
+        :func:`pillow_settings`), which the worker takes on before the file.
+    command_line : bool
+        Messages name the command line's options (``--force``), not the
+        keywords of :func:`encode_many` (``force=True``).
     """
 
     kind: str
@@ -167,6 +173,55 @@ class Job:
     fmt: str | None = None
     force: bool = False
     background: tuple[int, int, int] | None = None
+    pillow: tuple = field(default_factory=lambda: pillow_settings())
+    command_line: bool = False
+
+    @property
+    def overwrite_hint(self) -> str:
+        """How this job's messages say to replace an existing output."""
+        return "use --force to overwrite" if self.command_line else "pass force=True to overwrite"
+
+
+def pillow_settings() -> tuple[int | None, bool, tuple[str, ...]]:
+    """The Pillow set-up of this process that decides what a worker reads.
+
+    ``Image.MAX_IMAGE_PIXELS`` (the decompression-bomb limit),
+    ``ImageFile.LOAD_TRUNCATED_IMAGES``, and the modules of the image plugins
+    registered besides Pillow's own (``pillow_avif``, ``pillow_jxl``, ...). A
+    worker process starts with Pillow's defaults; :func:`_take_pillow_settings`
+    gives it these, so that a file is read the same way whatever the number of
+    jobs.
+    """
+    from PIL import ImageFile
+
+    Image.init()
+    factories = [factory for factory, _ in Image.OPEN.values()] + list(Image.SAVE.values())
+    modules = sorted({getattr(f, "__module__", None) or "" for f in factories})
+    plugins = tuple(m for m in modules
+                    if m and m.split(".")[0] not in ("PIL", "kpal", "__main__"))
+    return Image.MAX_IMAGE_PIXELS, bool(ImageFile.LOAD_TRUNCATED_IMAGES), plugins
+
+
+def _take_pillow_settings(settings: tuple) -> None:
+    """Apply :func:`pillow_settings` of the batch's process in this (worker) process.
+
+    A plugin module that registers itself when imported is imported; one that
+    needs a call after its import (``pillow_heif.register_heif_opener()``)
+    cannot be reached this way: register it in the workers' start-up, or run
+    the batch with one job.
+    """
+    import importlib
+    import sys
+
+    from PIL import ImageFile
+
+    max_pixels, truncated, plugins = settings
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    ImageFile.LOAD_TRUNCATED_IMAGES = truncated
+    for name in plugins:
+        if name not in sys.modules:
+            with contextlib.suppress(Exception):  # a plugin that fails to import: as before
+                importlib.import_module(name)
 
 
 # ------------------------------------------------------------------ inputs
@@ -418,7 +473,8 @@ def _identity(path: str) -> str:
 def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
          ext: str, recursive: bool = False, wanted: Callable[[Path], bool] | None = None,
          options: EncodeOptions | None = None, fmt: str | None = None,
-         force: bool = False, background: tuple[int, int, int] | None = None) -> list[Job]:
+         force: bool = False, background: tuple[int, int, int] | None = None,
+         command_line: bool = False) -> list[Job]:
     """One :class:`Job` per input file, with its output path decided.
 
     Parameters
@@ -439,6 +495,9 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
     force : bool, default False
     background : (r, g, b), optional
         Decoded images' transparency flattened onto this colour.
+    command_line : bool, default False
+        The jobs' messages name the command line's options (``--force``)
+        instead of the keywords of :func:`encode_many` (``force=True``).
 
     Raises
     ------
@@ -463,7 +522,7 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
     if kind != "info":
         problem = ext_problem(ext)
         if problem:
-            msg = f"--ext {ext!r}: {problem}"
+            msg = f"extension {ext!r}: {problem}"
             raise BatchError(msg)
     if kind == "encode":
         problem = kpal_name_problem(f"x{ext}")
@@ -474,13 +533,14 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
     files = collect(paths, recursive=recursive, wanted=wanted, rejected=rejected,
                     skip=None if out_dir is None or is_url(os.fspath(out_dir)) else out_dir)
     if not files:
-        hint = "" if recursive else " (-r takes sub-folders too)"
+        hint = "" if recursive else " (-r, or recursive=True, takes sub-folders too)"
         skipped = (f": {_count(rejected)} skipped, {skip_reason(rejected, wanted)}"
                    if rejected else "")
         msg = f"{', '.join(paths)}: no input file found{skipped}{hint}"
         raise BatchError(msg)
     jobs: list[Job] = []
     outputs: dict[str, str] = {}
+    pillow = pillow_settings()
     for src, relative in files:
         src = str(src)
         out = None
@@ -495,7 +555,7 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
                 raise BatchError(msg)
             outputs[_identity(out)] = src
         jobs.append(Job(kind, src, out, options=options, fmt=fmt, force=force,
-                        background=background))
+                        background=background, pillow=pillow, command_line=command_line))
     if kind != "info" and out_dir is not None and not is_url(os.fspath(out_dir)):
         _check_output_folder(Path(out_dir))
     return jobs
@@ -514,14 +574,15 @@ def ext_problem(ext: str) -> str | None:
     >>> ext_problem("kpal")
     'it leaves the outputs without a file extension (photo → photokpal); start it with a dot: .kpal'
     >>> ext_problem("/x.kpal")
-    "it cannot hold a path separator ('/'); write into another folder with -o"
+    "it cannot hold a path separator ('/'); write into another folder (-o, or out_dir=)"
     """
     if not ext:
         return "it is empty; give an extension such as .kpal"
     separators = {"/", os.sep, os.altsep} - {None}
     found = next((c for c in ext if c in separators), None)
     if found is not None:
-        return f"it cannot hold a path separator ({found!r}); write into another folder with -o"
+        return (f"it cannot hold a path separator ({found!r}); write into another folder "
+                "(-o, or out_dir=)")
     if "\0" in ext:
         return "it cannot hold a NUL character"
     if not PurePosixPath(f"a{ext}").suffix:
@@ -564,6 +625,7 @@ def run_job(job: Job) -> Result:
     """
     start = time.perf_counter()
     try:
+        _take_pillow_settings(job.pillow)
         fields = _WORK[job.kind](job)
     except MemoryError:
         fields = {"error": f"{job.path}: out of memory"}
@@ -606,10 +668,10 @@ def _write(job: Job, data: bytes) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out, data, force=job.force)
-    except FileExistsError as e:
+    except FileExistsError:
         if _holds(out, data):
             return  # a retried task (its worker died after writing): already done
-        raise _Failure(str(e)) from None
+        raise _Failure(f"{out}: file exists ({job.overwrite_hint})") from None
     except OSError as e:
         raise _Failure(f"{out}: cannot write: {e.strerror or e}") from None
 
@@ -633,7 +695,7 @@ def _write_url(job: Job, data: bytes) -> None:
             if not job.force:
                 if fs.cat_file(target) == data:
                     return  # a retried task, already done
-                raise _Failure(f"{url}: file exists (use --force to overwrite)")
+                raise _Failure(f"{url}: file exists ({job.overwrite_hint})")
         folder, _, name = target.rpartition("/")
         if folder:
             fs.makedirs(folder, exist_ok=True)
@@ -668,9 +730,14 @@ def _encode(job: Job) -> dict:
             raise _Failure(f"{job.path}: cannot decode image: {e}", size) from None
     del data
     _write(job, encoded.data)
-    notes = tuple(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
     return {"bytes_in": size, "bytes_out": len(encoded.data), "k": encoded.header.k,
-            "psnr": encoded.psnr(), "notes": notes}
+            "psnr": encoded.psnr(), "notes": _notes(caught)}
+
+
+def _notes(caught: list[warnings.WarningMessage], *more: str | None) -> tuple[str, ...]:
+    """A record's notes: the warnings of its file (once each, one line each), then ``more``."""
+    texts = [" ".join(str(w.message).split()) for w in caught] + [m for m in more if m]
+    return tuple(dict.fromkeys(texts))
 
 
 def _strip_name(error: Exception, path: str) -> str:
@@ -685,18 +752,21 @@ def _strip_name(error: Exception, path: str) -> str:
 def _decode(job: Job) -> dict:
     data = _read(job.path)
     size = len(data)
-    try:
-        im = codec.decode(data)
-    except (KpalError, Image.DecompressionBombError) as e:
-        raise _Failure(f"{job.path}: {e}", size) from None
+    with warnings.catch_warnings(record=True) as caught:  # a large image's warning: a note
+        warnings.simplefilter("always")
+        try:
+            im = codec.decode(data)
+        except (KpalError, Image.DecompressionBombError) as e:
+            raise _Failure(f"{job.path}: {e}", size) from None
     k = im.info.get("k")
     # Transparency onto the background, or white for formats without alpha (JPEG & co).
-    im, note = outputs.for_format(im, job.fmt or "PNG", job.background,
-                                os.path.splitext(job.output or "")[1].lower())
+    im, note = outputs.for_format(
+        im, job.fmt or "PNG", job.background, os.path.splitext(job.output or "")[1].lower(),
+        background_option="--background" if job.command_line else "background=")
     image_bytes = _save_image(im, job.fmt or "PNG", job.output)
     _write(job, image_bytes)
     return {"bytes_in": size, "bytes_out": len(image_bytes), "k": k,
-            "notes": (note,) if note else ()}
+            "notes": _notes(caught, note)}
 
 
 def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
@@ -722,13 +792,15 @@ def _info(job: Job) -> dict:
                                          "problem": str(e).removeprefix(f"{job.path}: ")}) \
             from None
     size = len(data)
-    try:
-        report = codec.inspect(data)
-    except (KpalError, Image.DecompressionBombError) as e:
-        problem = str(e)
-        raise _InfoProblem(job.path, size, {"file": job.path, "problem": problem}) from None
+    with warnings.catch_warnings(record=True) as caught:  # a large image's warning: a note
+        warnings.simplefilter("always")
+        try:
+            report = codec.inspect(data)
+        except (KpalError, Image.DecompressionBombError) as e:
+            problem = str(e)
+            raise _InfoProblem(job.path, size, {"file": job.path, "problem": problem}) from None
     fields = {"bytes_in": size, "k": report["header"]["k"],
-              "report": {"file": job.path, **report}}
+              "report": {"file": job.path, **report}, "notes": _notes(caught)}
     if report["problem"]:
         fields["error"] = f"{job.path}: {report['problem']}"
     return fields
@@ -1153,9 +1225,16 @@ def _connected(address: str) -> Iterator[Any]:
         client.close()
 
 
-def _check_workers(jobs: int | None) -> None:
+def _check_workers(jobs: int | None, **flags: object) -> None:
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         msg = f"jobs={jobs!r} must be a positive integer"
+        raise BatchError(msg)
+    for name, value in flags.items():  # force="false" would be true
+        if not isinstance(value, bool):
+            msg = f"{name}={value!r} must be True or False"
+            raise TypeError(msg)
+    if flags.get("force") and flags.get("skip_existing"):
+        msg = "force and skip_existing contradict each other: give one"
         raise BatchError(msg)
 
 
@@ -1256,7 +1335,9 @@ def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool
     ['a.kpal']
     """
     opts = codec.encode_options(None, options, option_keywords)
-    _check_workers(jobs)
+    _check_workers(jobs, recursive=recursive, skip_existing=skip_existing, force=force)
+    if isinstance(opts.palette, str):
+        codec.given_palette(opts.palette)  # a bad palette file fails here, not once per file
     planned = plan("encode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
                    wanted=image_file, options=opts, force=force)
     return run(planned, jobs, client=client, skip_existing=skip_existing)
@@ -1273,7 +1354,7 @@ def decode_many(paths, out_dir=None, jobs: int | None = None, *, fmt: str = "PNG
     encode option takes it) that transparency is flattened onto. Folders
     contribute their ``.kpal`` files.
     """
-    _check_workers(jobs)
+    _check_workers(jobs, recursive=recursive, skip_existing=skip_existing, force=force)
     if background is not None:
         background = options_module.check("background", background)
     fmt, ext = output_format(fmt, ext)
@@ -1289,7 +1370,7 @@ def info_many(paths, jobs: int | None = None, *, recursive: bool = False,
     Parameters are those of :func:`encode_many`. A file that cannot be
     described still has a report, ``{"file": ..., "problem": ...}``.
     """
-    _check_workers(jobs)
+    _check_workers(jobs, recursive=recursive)
     planned = plan("info", _as_list(paths), None, ext="", recursive=recursive,
                    wanted=kpal_file)
     return run(planned, jobs, client=client)
@@ -1301,12 +1382,13 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
     Raises
     ------
     BatchError
-        An unknown format, an extension Pillow does not know and no format, or
-        an ``ext`` that is not a file extension (see :func:`ext_problem`).
+        An unknown format, an extension Pillow does not know and no format, an
+        extension that means another format than ``fmt`` (``.png`` with
+        JPEG), or an ``ext`` that is not a file extension (see :func:`ext_problem`).
     """
     problem = None if ext is None else ext_problem(ext)
     if problem:
-        msg = f"--ext {ext!r}: {problem}"
+        msg = f"extension {ext!r}: {problem}"
         raise BatchError(msg)
     Image.init()
     known = Image.registered_extensions()
@@ -1314,13 +1396,19 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
         suffix = Path(f"x{ext or '.png'}").suffix.lower()
         fmt = known.get(suffix)
         if fmt is None:
-            msg = f"unknown image extension {suffix!r}; use --format"
+            msg = f"unknown image extension {suffix!r}; name the format (--format, or fmt=)"
             raise BatchError(msg)
     named = outputs.pillow_format(fmt)
     if named is None:
         msg = f"unknown output format {fmt!r}"
         raise BatchError(msg)
     fmt = named
+    by_name = None if ext is None else known.get(Path(f"x{ext}").suffix.lower())
+    if by_name is not None and by_name != fmt:
+        # A .png name holding JPEG bytes would mislead every program that opens it.
+        msg = (f"the extension {ext!r} means {by_name}, but the format is {fmt}; "
+               "give only one of them, or ones that agree")
+        raise BatchError(msg)
     if ext is None:
         usual = [e for e, f in known.items() if f == fmt]
         ext = f".{fmt.lower()}" if f".{fmt.lower()}" in usual else (usual or [".img"])[0]

@@ -320,12 +320,16 @@ class _Search:
         out = mapper(self.pixels, self.hist.colors, candidate.color_labels)
         return out.reshape(self.height, self.width)
 
-    def _measure(self, k: int) -> _Candidate:
+    def measure_cold(self, k: int) -> _Candidate:
+        """Fit ``k`` colours as ``kpal encode -k`` does (not from a warm start) and measure it."""
+        return self._measure(k, cold=True)
+
+    def _measure(self, k: int, cold: bool = False) -> _Candidate:
         hist = self.hist
         if self.n_colors <= k:  # lossless, as quantize: the colours themselves
             labels = np.arange(self.n_colors, dtype=np.uint8)
             return _Candidate(k, hist.colors, labels, 0.0, None)
-        if self.cold:
+        if self.cold or cold:
             # Exactly quantize's fit: same histogram, same seed, fresh generator.
             state = fit_histogram(hist.colors, hist.counts, k, init=self.opts.init,
                                   rng=np.random.default_rng(self.opts.seed),
@@ -768,7 +772,19 @@ def _quality_search(search: _Search, low_db: float, high_db: float, k_cap: int,
         first = guess
     if reached is not None:
         return search.done[reached]
-    return _accept_or_raise(search.done[ceiling], low_db, high_db, capped)
+    best = search.done[ceiling]
+    if not search.cold:
+        # No k reaches MAX: the answer is the ceiling, then fitted as encode -k fits it
+        # (the warm starts on cells cost up to 0.2 dB, which may be what MIN lacks).
+        cold = search.measure_cold(ceiling)
+        if cold.psnr > best.psnr:
+            best = search.done[ceiling] = cold
+    return _accept_or_raise(best, low_db, high_db, capped)
+
+
+#: A quality target above this many dB is likely meant on JPEG's 0-100 scale: 8-bit
+#: photos at k = 256 reach 35-45 dB (only images with few colours go higher).
+_NOT_A_PSNR = 60
 
 
 def _accept_or_raise(candidate: _Candidate | _RgbaCandidate, low_db: float, high_db: float,
@@ -777,8 +793,11 @@ def _accept_or_raise(candidate: _Candidate | _RgbaCandidate, low_db: float, high
     if candidate.psnr >= low_db:
         return candidate
     limit = " (the largest k max_size allows)" if capped else ""
-    msg = (f"quality {low_db:g}-{high_db:g} dB cannot be reached: k={candidate.k}{limit} "
-           f"gives {candidate.psnr:.2f} dB, below the minimum {low_db:g} dB")
+    target = f"{low_db:g}" if low_db == high_db else f"{low_db:g}-{high_db:g}"
+    hint = (" (quality is a PSNR in dB, not the 0-100 scale of JPEG or WebP)"
+            if low_db > _NOT_A_PSNR else "")
+    msg = (f"quality {target} dB cannot be reached: k={candidate.k}{limit} "
+           f"gives {candidate.psnr:.2f} dB, below the minimum {low_db:g} dB{hint}")
     raise QualityError(msg)
 
 

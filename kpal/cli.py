@@ -182,21 +182,26 @@ def _check_batch_output(srcs: tuple, out: str | None) -> None:
                                f"like a file name (make the folder first to use this name)")
 
 
-def _refuse_lone_folder(src: str) -> None:
+def _refuse_lone_folder(src: str, ext: str = ".kpal") -> None:
     """A folder alone, without -o or --ext: say how to make it a batch."""
     if src != STDIO and Path(src).is_dir():
         raise click.UsageError(f"{src}: is a directory; to take its files, give -o FOLDER for "
-                               "the outputs, or --ext (e.g. --ext .kpal) to write them beside "
+                               f"the outputs, or --ext (e.g. --ext {ext}) to write them beside "
                                "the inputs")
 
 
 def _plan(kind: str, srcs: tuple, out: str | None, **how) -> list:
     try:
-        return batch.plan(kind, srcs, out, **how)
+        return batch.plan(kind, srcs, out, command_line=True, **how)
     except batch.OutputFolderError as e:  # an I/O failure, as for one file: exit 1
         raise click.ClickException(str(e)) from None
     except batch.BatchError as e:
         raise click.UsageError(str(e)) from None
+
+
+def _check_force_or_skip(force: bool, skip_existing: bool) -> None:
+    if force and skip_existing:  # one replaces an existing output, the other leaves it
+        raise click.UsageError("--force and --skip-existing contradict each other: give one")
 
 
 def _skip(out: str, skip_existing: bool, quiet: bool) -> bool:
@@ -309,6 +314,7 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
                                                 "--packing": packing,
                                                 "--entropy": "entropy" if entropy else None})
     _check_palette_file(opts)
+    _check_force_or_skip(force, skip_existing)
     if ssim and importlib.util.find_spec("ssimulacra2") is None:  # before any work
         raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
     if _is_batch(srcs, out, ext):
@@ -378,8 +384,8 @@ def _check_palette_file(opts: options.EncodeOptions) -> None:
     except OSError as e:
         raise click.ClickException(
             f"palette file {opts.palette}: cannot read: {e.strerror or e}") from None
-    except KpalError as e:
-        raise click.ClickException(str(e)) from None
+    except KpalError as e:  # its message starts with the file's name
+        raise click.ClickException(f"palette file {e}") from None
 
 
 def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None):
@@ -590,6 +596,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
     IN is a .kpal file, or several files, folders (their .kpal files; with
     -r, sub-folders too) and glob patterns, decoded in parallel.
     """
+    _check_force_or_skip(force, skip_existing)
     if _is_batch(srcs, out, ext):
         _check_batch_output(srcs, out)
         try:
@@ -602,7 +609,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
                    skip_existing=skip_existing)
         return
     src = srcs[0]
-    _refuse_lone_folder(src)
+    _refuse_lone_folder(src, ".png")
     if fmt is not None:
         named = outputs.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
         if named is None:
@@ -633,11 +640,13 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         raise click.UsageError(f"{out if out != STDIO else '-o -'}: {problem}")
     name, data = _read_input(src, kpal=True)
     try:
-        im = codec.decode(data)
+        with _warnings_about(name):
+            im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     im, note = outputs.for_format(im, fmt, background,
-                                None if out == STDIO else Path(out).suffix.lower())
+                                None if out == STDIO else Path(out).suffix.lower(),
+                                background_option="--background")
     with _warnings_about("<stdout>" if out == STDIO else out):
         encoded = encode_image_file(im, fmt, out)
     _write_output(out, encoded, force)
@@ -675,6 +684,8 @@ def info(srcs, as_json, recursive, jobs, dask):
         def show(result) -> None:
             if result.report is None:
                 return
+            for note in result.notes:  # a large image's warning, named
+                _warn_one_line(f"{result.path}: {note}", UserWarning, "", 0)
             if as_json:
                 click.echo(json.dumps(result.report))
             elif "header" in result.report:
@@ -685,7 +696,8 @@ def info(srcs, as_json, recursive, jobs, dask):
         return
     try:
         name, data = _read_input(src, kpal=True)
-        report = codec.inspect(data)
+        with _warnings_about(name):
+            report = codec.inspect(data)
     except click.UsageError:
         raise
     except click.ClickException as e:  # not a .kpal header: still say so in the JSON
@@ -1038,8 +1050,9 @@ def plot(src, kind, out, size, force, **values):
 @cli.command()
 @click.argument("src", metavar="IN", type=FilePath(exists=True, dir_okay=False,
                                                    allow_dash=True))
-@click.option("-o", "--output", "out", type=FilePath(dir_okay=False, allow_dash=True),
-              help="Write the page here (- for stdout); default: a new temporary folder.")
+@click.option("-o", "--output", "out", type=FilePath(allow_dash=True),
+              help="Write the page here: a .html file, a folder (IN's name with .html) or - "
+                   "for stdout; default: a new temporary folder.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--no-open", is_flag=True, help="Write the page without opening a browser.")
 def view(src, out, force, no_open):
@@ -1052,6 +1065,12 @@ def view(src, out, force, no_open):
     """
     from kpal import view as viewer
 
+    if out is not None and out != STDIO:
+        if Path(out).is_dir() or out.endswith(("/", os.sep)):  # a folder, as cp takes one
+            stem = "image" if src == STDIO else Path(src).stem
+            out = str(Path(out) / f"{stem}.html")
+        elif Path(out).suffix.lower() not in (".html", ".htm"):
+            raise click.UsageError(f"{out}: the page is HTML; name it .html (or give a folder)")
     if out is not None:
         # Never the input itself, nor a file without --force; the page is text.
         _check_output(src, out, force, binary=False)
@@ -1072,7 +1091,8 @@ def view(src, out, force, no_open):
         where = out or getattr(e, "filename", None) or "the page"
         raise click.ClickException(f"{where}: cannot write: {e.strerror or e}") from None
     try:
-        report = codec.inspect(data)
+        with _warnings_about(name):
+            report = codec.inspect(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     if report["reader_needs"] is not None:  # an optional coding the page's reader lacks

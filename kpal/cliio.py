@@ -369,6 +369,16 @@ def _rgb_array(im: Image.Image) -> np.ndarray:
 def _open_image(name: str, data: bytes) -> Image.Image:
     if not data:
         raise click.ClickException(f"{name}: file is empty")
+    with warnings.catch_warnings(record=True) as caught:  # Pillow's, about a large image
+        warnings.simplefilter("always")
+        try:
+            return _opened(name, data)
+        finally:
+            for w in caught:
+                _warn_one_line(f"{name}: {w.message}", w.category, w.filename, w.lineno)
+
+
+def _opened(name: str, data: bytes) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data))
         frames = getattr(im, "n_frames", 1)
@@ -440,8 +450,8 @@ def _check_output(src: str, out: str, force: bool, *, binary: bool = True,
         raise click.UsageError(f"{out}: folder {str(target.parent)!r} does not exist")
     try:  # before a long fit, not after it
         check_destination(target, force=force)
-    except FileExistsError as e:
-        raise click.UsageError(str(e)) from None
+    except FileExistsError:
+        raise click.UsageError(f"{out}: file exists (use --force to overwrite)") from None
     except OSError as e:
         raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
 
@@ -479,8 +489,8 @@ def _write_output(out: str, data: bytes, force: bool) -> None:
         return
     try:
         write_atomic(out, data, force=force)
-    except FileExistsError as e:
-        raise click.UsageError(str(e)) from None
+    except FileExistsError:
+        raise click.UsageError(f"{out}: file exists (use --force to overwrite)") from None
     except OSError as e:
         raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
 

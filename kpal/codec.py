@@ -51,7 +51,7 @@ import io
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -121,11 +121,13 @@ class Encoded:
         With ``quality`` or ``max_size``: the k chosen and the curve measured.
     """
 
-    data: bytes
+    # The bytes and pixel arrays stay out of the repr: a notebook showing
+    # ``kpal.save(...)`` would print the whole file.
+    data: bytes = field(repr=False)
     header: container.Header
     palette: np.ndarray
-    labels: np.ndarray
-    source: np.ndarray
+    labels: np.ndarray = field(repr=False)
+    source: np.ndarray = field(repr=False)
     method: str
     n_iter: int | None
     inertia: float | None
@@ -541,7 +543,7 @@ def encode_image(image: ImageSource, k: int | None = None, *,
     """
     opts = encode_options(k, options, keywords)  # every option checked before any work
     chosen = codings.get(opts.coding)
-    given = _given_palette(opts.palette) if opts.palette is not None else None
+    given = given_palette(opts.palette) if opts.palette is not None else None
     if not isinstance(image, (np.ndarray, Image.Image)):
         image = open_image(image)
     if icc_profile is None and isinstance(image, Image.Image):
@@ -803,20 +805,38 @@ class _Fit:
     payload: bytes | None = None  # the labels already coded with the chosen coding
 
 
-def _given_palette(value: str | tuple) -> np.ndarray:
+def given_palette(value: str | tuple) -> np.ndarray:
     """The colours of ``palette=``: read from its file, or the colours given; (k, 4)
-    only when some alpha is below 255."""
+    only when some alpha is below 255.
+
+    An entry that repeats an earlier one is dropped, with a warning: it could
+    never be the nearest colour, and would only widen the indices (an old
+    ``.act`` file padded with black to 256 entries would cost 8 bits a pixel).
+    """
     if isinstance(value, str):
         from kpal.palettes import load_palette
 
         try:
-            return load_palette(value)
+            colours = load_palette(value)
         except OSError as e:
             msg = f"palette file {value}: cannot read: {e.strerror or e}"
             raise KpalError(msg) from None
-    colours = np.array(value, dtype=np.uint8).reshape(len(value), -1)
-    if colours.shape[1] == 4 and (colours[:, 3] == 255).all():
-        return np.ascontiguousarray(colours[:, :3])
+        except KpalError as e:
+            raise KpalError(f"palette file {e}") from None  # its message starts with the name
+        where = f"palette file {value}"
+    else:
+        colours = np.array(value, dtype=np.uint8).reshape(len(value), -1)
+        where = "palette"
+        if colours.shape[1] == 4 and (colours[:, 3] == 255).all():
+            colours = np.ascontiguousarray(colours[:, :3])
+    rows = np.ascontiguousarray(colours).view(f"V{colours.shape[1]}").ravel()
+    _, first = np.unique(rows, return_index=True)
+    if first.size < colours.shape[0]:
+        kept = np.sort(first)
+        warnings.warn(f"{where}: {colours.shape[0] - kept.size} of its {colours.shape[0]} "
+                      f"entries repeat earlier ones; the {kept.size} distinct colours are "
+                      f"used (k={kept.size})", UserWarning, stacklevel=2)
+        colours = np.ascontiguousarray(colours[kept])
     return colours
 
 

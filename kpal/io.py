@@ -137,11 +137,15 @@ def check_destination(path: str | os.PathLike, *, force: bool = False) -> None:
     target = Path(path)
     if is_stream_target(target):
         return
+    given = os.fspath(path)
+    if isinstance(given, str) and given.endswith(("/", os.sep)) and not target.is_dir():
+        # Path("new/") is Path("new"): without this a file named "new" would be written.
+        raise FileNotFoundError(errno.ENOENT, f"{given}: no such folder")
     if target.is_dir():
         msg = f"{target}: is a directory"
         raise IsADirectoryError(errno.EISDIR, msg)
     if target.exists() and not force:
-        msg = f"{target}: file exists (use --force to overwrite)"
+        msg = f"{target}: file exists (pass force=True to overwrite)"
         raise FileExistsError(msg)
     real = Path(os.path.realpath(target)) if os.path.islink(target) else target
     folder = real.parent
@@ -195,7 +199,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
         _write_through(target, data)
         return
     if not force and existing is not None:
-        msg = f"{target}: file exists (use --force to overwrite)"
+        msg = f"{target}: file exists (pass force=True to overwrite)"
         raise FileExistsError(msg)
     # A link (even a dangling one) is written through: the temporary file goes
     # beside the file it points to, so the final rename stays on one filesystem.
@@ -246,11 +250,11 @@ def _link_no_clobber(tmp_name: str, target: Path, shown: Path) -> None:
     try:
         os.link(tmp_name, target)
     except FileExistsError:
-        msg = f"{shown}: file exists (use --force to overwrite)"
+        msg = f"{shown}: file exists (pass force=True to overwrite)"
         raise FileExistsError(msg) from None
     except OSError:  # a filesystem without hard links
         if target.exists():
-            msg = f"{shown}: file exists (use --force to overwrite)"
+            msg = f"{shown}: file exists (pass force=True to overwrite)"
             raise FileExistsError(msg) from None
         os.replace(tmp_name, target)
         return

@@ -30,6 +30,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+import operator
 import os
 import reprlib
 from collections.abc import Callable, Iterable, Mapping
@@ -205,7 +206,7 @@ def _palette(value: object) -> str | tuple[tuple[int, ...], ...]:
             return path
     else:
         try:
-            colours = tuple(tuple(int(c) for c in row) for row in value)  # type: ignore[union-attr]
+            colours = tuple(tuple(_channel(c) for c in row) for row in value)  # type: ignore[union-attr]
             ok = len({len(row) for row in colours}) == 1 and len(colours[0]) in (3, 4) and all(
                 0 <= c <= 255 for row in colours for c in row)
             if ok and 1 <= len(colours) <= MAX_K:
@@ -217,8 +218,16 @@ def _palette(value: object) -> str | tuple[tuple[int, ...], ...]:
         given += f" ({len(value)} entries)"  # the list was shortened
     msg = (f"palette={given} must be a "
            f"palette file or 1..{MAX_K} colours, each three (RGB) or four (RGBA) integers in "
-           "0..255")
+           "0..255 (round floats first, e.g. numpy.rint(centres).astype(int))")
     raise OptionError(msg)
+
+
+def _channel(value: object) -> int:
+    """One palette channel: an integer (numpy's included), never a bool or a float,
+    which ``int()`` would quietly truncate."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    return operator.index(value)  # type: ignore[arg-type]
 
 
 def _colour(value: object) -> tuple[int, int, int]:
@@ -459,7 +468,9 @@ class EncodeOptions:
         chosen = [name for name in ("k", "quality", "max_size", "palette")
                   if getattr(self, name) is not None]
         if len(chosen) > 1:
-            msg = f"{' and '.join(chosen)} both decide the palette; give one"
+            which = (f"{chosen[0]} and {chosen[1]} both" if len(chosen) == 2
+                     else f"{', '.join(chosen[:-1])} and {chosen[-1]} all")
+            msg = f"{which} decide the palette; give one"
             raise OptionError(msg)
         fitted_otherwise = [f"{name}={getattr(self, name)!r}" for name, usual in
                             (("method", "kmeans"), ("space", "rgb"), ("sample", None))
@@ -485,8 +496,11 @@ class EncodeOptions:
             msg = (f"dither_strength={self.dither_strength:g} has no effect without dither "
                    "('fs' or 'ordered')")
             raise OptionError(msg)
-        if chosen == ["palette"] and (self.method, self.sample) != ("kmeans", None):
-            msg = "palette maps onto given colours: method and sample have nothing to fit"
+        fitting = [f"{name}={getattr(self, name)!r}" for name, usual in
+                   (("method", "kmeans"), ("sample", None)) if getattr(self, name) != usual]
+        if chosen == ["palette"] and fitting:
+            msg = (f"palette maps onto given colours: {' and '.join(fitting)} "
+                   f"{'has' if len(fitting) == 1 else 'have'} nothing to fit")
             raise OptionError(msg)
 
     # ---------------------------------------------------------- derived values

@@ -145,7 +145,8 @@ def writer_options(fmt: str, image: Image.Image | None = None) -> dict:
 
 
 def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | None = None,
-               suffix: str | None = None) -> tuple[Image.Image, str | None]:
+               suffix: str | None = None, *, background_option: str = "background="
+               ) -> tuple[Image.Image, str | None]:
     """A decoded image ready for Pillow format ``fmt``, and a note when it was flattened.
 
     Transparency is kept for formats that store it (:data:`ALPHA_FORMATS`);
@@ -165,6 +166,9 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
         Colour to flatten transparency onto.
     suffix : str, optional
         The output file's extension, lower case (``".pgm"``).
+    background_option : str, default "background="
+        How a note names the way to choose the background colour (the
+        command line passes ``"--background"``).
 
     Returns
     -------
@@ -174,6 +178,8 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
         flattening, or colours made grey or black and white.
     """
     image, note = _for_alpha(image, fmt, background)
+    if note:
+        note = note.format(background_option=background_option)
     image, channel_note = _for_channels(image, fmt.upper(), suffix)
     image, profile_note = _for_profile(image, fmt.upper())
     notes = [n for n in (note, channel_note, profile_note) if n]
@@ -268,8 +274,8 @@ def _for_alpha(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     if name in ALPHA_FORMATS:
         # Other writers (TIFF, ...) would drop a palette's alpha: give them RGBA.
         return (image if image.mode == "RGBA" else image.convert("RGBA")), None
-    note = (f"{name} has no transparency: flattened onto white "
-            "(choose the colour with --background)")
+    note = (f"{name} has no transparency: flattened onto white "  # for_format names the option
+            "(choose the colour with {background_option})")
     return _with_profile(_flattened(image, (255, 255, 255)), image), note
 
 
@@ -350,5 +356,5 @@ def _for_gif(image: Image.Image) -> tuple[Image.Image, str | None]:
     note = None
     if translucent[np.unique(indices)].any():
         note = ("GIF has no partial transparency: translucent pixels flattened onto white, "
-                "fully transparent ones kept (choose the colour with --background)")
+                "fully transparent ones kept (choose the colour with {background_option})")
     return out, note

@@ -411,8 +411,9 @@ def dump_palette(palette: object, format: str) -> bytes:
         raise KpalError(msg)
     if palette.shape[1] == 4 and format in ("gpl", "act"):
         n = int((palette[:, 3] < 255).sum())
-        msg = (f"{_FORMAT_NAMES[format]} palette holds no alpha, and {n} of these "
-               f"{palette.shape[0]} entries are not opaque: write .hex, .kpal or .png")
+        msg = (f"{_FORMAT_NAMES[format]} palette holds no alpha, and {n} of its "
+               f"{palette.shape[0]} entries {'is' if n == 1 else 'are'} not opaque: write "
+               ".hex, .kpal or .png")
         raise KpalError(msg)
     if format in ("png", "gif"):
         return _dump_image(palette, format)

@@ -19,7 +19,10 @@ Save options (``im.save(path, format="KPAL", **options)``) are the fields of
 ``k`` as in Pillow's ``Image.quantize(colors=)``; see :func:`kpal.encode`. An
 unknown keyword is an error naming it, though Pillow itself passes unknown
 keywords to every plugin silently, so ``colours=8`` never quietly gives the
-default 16 colours. A multi-frame image (an animation, a multi-picture JPEG)
+default 16 colours; only :data:`GENERIC_KEYWORDS` (``dpi``, which matplotlib
+always passes, and other formats' compression settings) are ignored. Note
+that ``quality`` is kpal's target in dB of PSNR (``quality=40`` or ``(35, 40)``),
+not the 0-100 scale of JPEG and WebP. A multi-frame image (an animation, a multi-picture JPEG)
 saves its current frame, as Pillow's PNG writer does; ``save_all=True`` with
 more than one frame in all is an error, a ``.kpal`` file holding one image.
 
@@ -231,6 +234,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         keywords = dict(im.encoderinfo)
         for name in _SEQUENCE_KEYWORDS:  # see _save_all: one frame is all there is
             keywords.pop(name, None)
+        for name in GENERIC_KEYWORDS:  # what other formats' writers take: nothing to change here
+            keywords.pop(name, None)
         # As Pillow's PNG plugin: an icc_profile keyword, else the image's own
         # profile; icc_profile=None or b"" stores none (b"" tells the codec so).
         if "icc_profile" in keywords:
@@ -253,6 +258,10 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 #: Pillow's keywords of a multi-frame save, not encode options.
 _SEQUENCE_KEYWORDS = ("save_all", "append_images")
+#: Keywords that programs pass to every Pillow writer (matplotlib's ``imsave`` always
+#: passes ``dpi``) about what a .kpal file does not hold (a resolution) or how other
+#: formats compress: ignored, as Pillow's own writers ignore what they do not use.
+GENERIC_KEYWORDS = ("dpi", "optimize", "compress_level", "progressive")
 
 
 def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:

@@ -3,6 +3,7 @@ images, names that would mislead, and the commands around them (sample, view).""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,113 @@ def test_view_of_an_optional_coding_warns_that_the_page_cannot_decode_it(tmp_pat
     assert result.exit_code == 0, result.output
     assert "the page cannot decode coding 3 (context)" in result.stderr
     assert page.exists()
+
+
+# ------------------------------------------------------------------ a Python developer's batch
+def _two_photos(folder: Path) -> list[Path]:
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    paths = []
+    for name in ("a.png", "b.png"):
+        paths.append(folder / name)
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_workers_take_the_callers_decompression_bomb_limit(tmp_path, monkeypatch, jobs):
+    from kpal.batch import encode_many
+
+    paths = _two_photos(tmp_path / "in")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 2,000 pixels is a bomb now
+    results = list(encode_many(paths, tmp_path / "out", jobs=jobs, k=4))
+    assert [r.ok for r in results] == [False, False]
+    assert all("decompression bomb" in r.error for r in results), [r.error for r in results]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_workers_take_the_callers_truncated_images_setting(tmp_path, monkeypatch, jobs):
+    from PIL import ImageFile
+
+    from kpal.batch import encode_many
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    whole = tmp_path / "whole.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)).save(whole)
+    (folder / "cut.jpg").write_bytes(whole.read_bytes()[:-600])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    results = list(encode_many(folder, tmp_path / "out", jobs=jobs, k=4))
+    assert [r.error for r in results] == [None]
+
+
+def test_the_encoded_repr_leaves_out_the_bytes_and_pixels():
+    image = np.random.default_rng(2).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    text = repr(kpal.codec.encode_image(image, 16))
+    assert len(text) < 2000 and "data=" not in text and "labels=" not in text
+    assert "header=Header(" in text and "width=400" in text
+
+
+def test_batch_api_checks_its_flags_and_palette_file_before_any_work(tmp_path):
+    from kpal.batch import decode_many, encode_many
+
+    paths = _two_photos(tmp_path / "in")
+    with pytest.raises(TypeError, match=r"force='false' must be True or False"):
+        encode_many(paths, tmp_path / "out", force="false")
+    with pytest.raises(TypeError, match=r"recursive=1 must be True or False"):
+        decode_many(paths, tmp_path / "out", recursive=1)
+    with pytest.raises(KpalError, match=r"palette file .*missing.gpl: cannot read"):
+        encode_many(paths, tmp_path / "out", palette=str(tmp_path / "missing.gpl"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:the image has .* distinct")
+def test_batch_api_messages_name_the_keywords_not_the_flags(tmp_path):
+    from kpal.batch import BatchError, decode_many, encode_many
+
+    paths = _two_photos(tmp_path / "in")
+    assert all(r.ok for r in encode_many(paths, tmp_path / "out", jobs=1, k=4))
+    again = list(encode_many(paths, tmp_path / "out", jobs=1, k=8))  # other bytes
+    assert [r.error for r in again] == [
+        f"{tmp_path / 'out' / p.with_suffix('.kpal').name}: file exists (pass force=True to "
+        "overwrite)" for p in paths]
+    with pytest.raises(BatchError, match=r"no input file found.*recursive=True"):
+        encode_many(tmp_path / "out", tmp_path / "o2")
+    with pytest.raises(BatchError, match=re.escape("write into another folder (-o, or out_dir=)")):
+        encode_many(paths, ext="sub/x.kpal")
+    transparent = tmp_path / "t.kpal"
+    kpal.save(np.dstack([np.zeros((4, 4, 3), np.uint8), np.full((4, 4), 128, np.uint8)]),
+              transparent, 2)
+    [result] = decode_many([transparent], tmp_path / "d", fmt="JPEG", jobs=1)
+    assert result.notes == ("JPEG has no transparency: flattened onto white (choose the "
+                            "colour with background=)",)
+
+
+@pytest.mark.filterwarnings("ignore:the image has .* distinct")
+def test_decode_many_refuses_an_extension_of_another_format(tmp_path):
+    from kpal.batch import BatchError, decode_many
+
+    kpal.save(np.zeros((4, 4, 3), np.uint8), tmp_path / "a.kpal", 2)
+    with pytest.raises(BatchError, match=r"the extension '.png' means PNG, but the format is "
+                                         r"JPEG"):
+        decode_many([tmp_path / "a.kpal"], tmp_path / "d", fmt="JPEG", ext=".png")
+    result = CliRunner().invoke(cli, ["decode", str(tmp_path / "a.kpal"), "-o",
+                                      str(tmp_path / "d2") + "/", "--format", "png", "--ext",
+                                      ".jpg"])
+    assert result.exit_code == 2 and "the extension '.jpg' means JPEG, but the format is PNG" \
+        in result.output
+    assert not (tmp_path / "d").exists() and not (tmp_path / "d2").exists()
+
+
+def test_save_into_a_folder_that_does_not_exist_writes_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="new/: no such folder"):
+        kpal.save(np.zeros((2, 2, 3), np.uint8), str(tmp_path / "new") + "/", 2)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("palette", [[(0.5, 1.7, 254.9)], [(1.0, 2.0, 3.0)], [(True, False, True)],
+                                     np.array([[0.5, 1.5, 2.5]])])
+def test_a_palette_of_floats_or_bools_is_refused_not_truncated(palette):
+    with pytest.raises(OptionError, match=r"integers in 0..255 \(round floats first"):
+        kpal.encode(np.zeros((2, 2, 3), np.uint8), palette=palette)

@@ -422,7 +422,7 @@ def test_an_output_already_holding_the_same_bytes_counts_as_written(tree, tmp_pa
     results = {Path(r.path).name: r for r in batch.encode_many(
         [tree / "a.png", tree / "b.jpg"], out, jobs=1, k=4)}
     assert results["a.png"].ok and results["a.png"].bytes_out == (out / "a.kpal").stat().st_size
-    assert results["b.jpg"].error == f"{out / 'b.kpal'}: file exists (use --force to overwrite)"
+    assert results["b.jpg"].error == f"{out / 'b.kpal'}: file exists (pass force=True to overwrite)"
     assert (out / "b.kpal").read_bytes() == b"something else"
 
 
@@ -469,7 +469,7 @@ def test_a_folder_without_images_is_a_usage_error(runner, tmp_path):
     result = runner.invoke(cli, ["encode", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert result.stderr == (f"kpal: error: {tmp_path / 'empty'}: no input file found "
-                             f"(-r takes sub-folders too)\n")
+                             f"(-r, or recursive=True, takes sub-folders too)\n")
 
 
 def test_info_batch_unreadable_file_still_gets_its_json_line(runner, encoded, monkeypatch):

@@ -162,7 +162,7 @@ def one_png(tmp_path) -> Path:
     return path
 
 
-SEPARATOR = "it cannot hold a path separator ('/'); write into another folder with -o"
+SEPARATOR = "it cannot hold a path separator ('/'); write into another folder (-o, or out_dir=)"
 
 
 @pytest.mark.parametrize(("ext", "problem"), [
@@ -176,7 +176,7 @@ SEPARATOR = "it cannot hold a path separator ('/'); write into another folder wi
 ])
 def test_encode_ext_that_is_not_an_extension_is_a_usage_error(runner, one_png, ext, problem):
     result = runner.invoke(cli, ["encode", str(one_png), "--ext", ext, "-q"])
-    assert (result.exit_code, result.stderr) == (2, f"kpal: error: --ext {ext!r}: {problem}\n")
+    assert (result.exit_code, result.stderr) == (2, f"kpal: error: extension {ext!r}: {problem}\n")
     assert _listing(one_png.parent) == ["a.png"]
 
 
@@ -201,15 +201,15 @@ def test_decode_ext_that_is_not_an_extension_is_a_usage_error(runner, one_png, a
     kpal_path.write_bytes(kpal.encode(one_png, 2))
     result = runner.invoke(cli, ["decode", str(kpal_path), *args, "-q"])
     ext = args[-1]
-    assert (result.exit_code, result.stderr) == (2, f"kpal: error: --ext {ext!r}: {problem}\n")
+    assert (result.exit_code, result.stderr) == (2, f"kpal: error: extension {ext!r}: {problem}\n")
     assert _listing(one_png.parent) == ["a.kpal", "a.png"]
 
 
 @pytest.mark.parametrize("ext", ["", "/x.kpal", "kpal", "."])
 def test_plan_and_encode_many_refuse_the_ext_before_any_work(one_png, ext):
-    with pytest.raises(batch.BatchError, match=re.escape(f"--ext {ext!r}: it ")):
+    with pytest.raises(batch.BatchError, match=re.escape(f"extension {ext!r}: it ")):
         batch.plan("encode", [str(one_png)], None, ext=ext)
-    with pytest.raises(batch.BatchError, match=re.escape(f"--ext {ext!r}: it ")):
+    with pytest.raises(batch.BatchError, match=re.escape(f"extension {ext!r}: it ")):
         batch.encode_many(one_png, ext=ext, jobs=1)
     assert _listing(one_png.parent) == ["a.png"]
 
@@ -286,7 +286,7 @@ def test_a_pattern_matching_only_kpal_files_says_they_were_skipped(runner, one_p
     result = runner.invoke(cli, ["encode", str(folder), "-o", str(folder / "out")])
     assert (result.exit_code, result.stderr) == (
         2, f"kpal: error: {folder}: no input file found: 2 files skipped, they are .kpal "
-           f"files already (-r takes sub-folders too)\n")
+           f"files already (-r, or recursive=True, takes sub-folders too)\n")
 
 
 # ------------------------------------------------------------------ progress line
@@ -451,3 +451,50 @@ def test_the_batch_on_a_narrow_or_dumb_terminal(tmp_path, term):
     if term == "dumb":
         assert "\r" not in shown.replace("\r\n", "\n")
     assert "4 files: 4 encoded" in shown
+
+
+# ------------------------------------------------------------------ large-image warnings
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_large_images_warning_names_each_file_in_every_command(tmp_path, monkeypatch, jobs):
+    from click.testing import CliRunner
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 256, (60, 60, 3), np.uint8)
+    for name in ("a", "b"):
+        kpal.save(pixels, folder / f"{name}.kpal", 4)
+    Image.fromarray(pixels).save(tmp_path / "c.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 3,600 pixels: warned, not refused
+    warning = ": Image size (3600 pixels) exceeds limit of 2000 pixels, could be decompression"
+    runner = CliRunner()
+    for argv in (["decode", str(folder), "-o", str(tmp_path / "out"), "-j", jobs],
+                 ["info", str(folder), "-j", jobs]):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 0, result.output
+        lines = [line for line in result.stderr.splitlines() if "Image size" in line]
+        assert sorted(lines) == [f"kpal: warning: {folder / n}.kpal{warning} bomb DOS attack."
+                                 for n in ("a", "b")], result.stderr
+    for argv, name in ((["info", str(folder / "a.kpal")], folder / "a.kpal"),
+                       (["decode", str(folder / "a.kpal"), "-o", str(tmp_path / "a.png")],
+                        folder / "a.kpal"),
+                       (["encode", str(tmp_path / "c.png"), "-o", str(tmp_path / "c.kpal"),
+                         "-q"], tmp_path / "c.png")):
+        result = runner.invoke(cli, argv)
+        assert result.exit_code == 0, result.output
+        assert f"kpal: warning: {name}{warning} bomb DOS attack." in result.stderr.splitlines()
+
+
+def test_force_and_skip_existing_together_are_refused(runner, one_png, tmp_path):
+    for argv in (["encode", str(one_png), "-o", str(tmp_path / "x.kpal")],
+                 ["decode", str(tmp_path / "x.kpal"), "-o", str(tmp_path / "x.png")],
+                 ["encode", str(one_png.parent), "-o", str(tmp_path / "out")]):
+        result = runner.invoke(cli, [*argv, "--force", "--skip-existing"])
+        assert (result.exit_code, result.stderr) == (
+            2, "kpal: error: --force and --skip-existing contradict each other: give one\n")
+    with pytest.raises(batch.BatchError, match="force and skip_existing contradict"):
+        batch.encode_many(one_png, tmp_path / "out", force=True, skip_existing=True)
+
+
+def test_a_lone_folder_to_decode_suggests_an_image_extension(runner, tmp_path):
+    result = runner.invoke(cli, ["decode", str(tmp_path)])
+    assert result.exit_code == 2 and "--ext (e.g. --ext .png)" in result.stderr

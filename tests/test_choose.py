@@ -217,3 +217,21 @@ def test_measure_curve_is_exact_at_every_k():
         assert point.size == choose.file_size(point.k, 200, 200)
     with pytest.raises(OptionError, match="k=0"):
         choose.measure_curve(image, [0])
+
+
+def test_a_target_that_only_the_full_fit_at_256_reaches_is_met_not_refused():
+    """The search fits large images from warm starts on cells, up to 0.2 dB below the
+    fit ``kpal encode -k 256`` makes: a MIN between the two used to exit 99."""
+    image = _big_photo()
+    full = _brute_force_psnr(image, [256])[256]
+    choice = choose_k(image, quality=(full - 0.005, full + 5))
+    assert choice.k == 256 and choice.psnr >= full - 0.005
+    with pytest.raises(QualityError, match=rf"gives {full:.2f} dB, below the minimum"):
+        choose_k(image, quality=(full + 0.01, full + 5))
+
+
+def test_a_quality_on_jpegs_scale_is_named_as_such():
+    image = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    with pytest.raises(QualityError, match=r"^quality 85 dB cannot be reached: .* \(quality is a "
+                                           r"PSNR in dB, not the 0-100 scale of JPEG or WebP\)$"):
+        choose_k(image, quality=(85, 85))

@@ -22,6 +22,8 @@ from kpal.errors import FormatError, KpalError, OptionError
 from kpal.options import EncodeOptions
 
 PIXELS = np.arange(60, dtype=np.uint8).reshape(20, 3)
+#: The end of every palette message: floats are refused, not truncated.
+ROUND = "(round floats first, e.g. numpy.rint(centres).astype(int))"
 
 # name, bad value, the one message every surface gives for it
 BAD_VALUES = [
@@ -52,17 +54,17 @@ BAD_VALUES = [
     ("max_size", "12 parsecs", "max_size='12 parsecs' must be a number of bytes, e.g. 50000, "
                                "50k or 2MiB"),
     ("palette", [[1, 2]], "palette=[[1, 2]] must be a palette file or 1..256 colours, each "
-                          "three (RGB) or four (RGBA) integers in 0..255"),
+                          "three (RGB) or four (RGBA) integers in 0..255 " + ROUND),
     ("palette", [[0, 0, 256]], "palette=[[0, 0, 256]] must be a palette file or 1..256 colours, "
-                               "each three (RGB) or four (RGBA) integers in 0..255"),
+                               "each three (RGB) or four (RGBA) integers in 0..255 " + ROUND),
     ("palette", [[0, 0, 0], [0, 0, 0, 0]], "palette=[[0, 0, 0], [0, 0, 0, 0]] must be a palette "
                                            "file or 1..256 colours, each three (RGB) or four "
-                                           "(RGBA) integers in 0..255"),
+                                           "(RGBA) integers in 0..255 " + ROUND),
     # A long value is shortened: the message stays one readable line.
     ("palette", [(i, 0, 0) for i in range(300)], "palette=[(0, 0, 0), (1, 0, 0), (2, 0, 0), "
                                                  "(3, 0, 0), ...] (300 entries) must be a palette "
                                                  "file or 1..256 colours, each three (RGB) or "
-                                                 "four (RGBA) integers in 0..255"),
+                                                 "four (RGBA) integers in 0..255 " + ROUND),
     ("coding", "z" * 200, f"coding='{'z' * 27}...{'z' * 28}' must be one of 'fixed', 'radix', "
                           "'entropy', 'context'"),
     ("background", "mauve-ish", "background='mauve-ish' must be a colour: #rrggbb, #rgb, a name "
@@ -337,3 +339,13 @@ def test_a_dither_strength_without_dither_is_refused():
         EncodeOptions(k=8, dither_strength=0.5)
     assert EncodeOptions(k=8, dither="fs", dither_strength=0.5).dither_strength == 0.5
     assert EncodeOptions(k=8, dither_strength=1.0).dither == "none"  # the default value
+
+
+def test_a_given_palette_names_only_the_fitting_options_given():
+    with pytest.raises(OptionError, match=r"^palette maps onto given colours: method='gmm' has "
+                                          r"nothing to fit$"):
+        EncodeOptions(palette=[(1, 2, 3)], method="gmm")
+    with pytest.raises(OptionError, match=r"method='gmm' and sample=0.5 have nothing to fit$"):
+        EncodeOptions(palette=[(1, 2, 3)], method="gmm", sample=0.5)
+    with pytest.raises(OptionError, match=r"^k, quality and palette all decide the palette"):
+        EncodeOptions(k=4, quality=(30, 40), palette=[(1, 2, 3)])

@@ -486,8 +486,8 @@ def test_png_palette_with_trns_and_gif_with_a_transparent_index(tmp_path):
 @pytest.mark.parametrize(("fmt", "name"), [("gpl", r"a GIMP \(\.gpl\)"),
                                            ("act", r"an Adobe \(\.act\)")])
 def test_formats_without_alpha_refuse_an_rgba_palette(fmt, name):
-    with pytest.raises(KpalError, match=rf"{name} palette holds no alpha, and 1 of these 2 "
-                                        r"entries are not opaque: write \.hex, \.kpal or \.png"):
+    with pytest.raises(KpalError, match=rf"{name} palette holds no alpha, and 1 of its 2 "
+                                        r"entries is not opaque: write \.hex, \.kpal or \.png"):
         palettes.dump_palette([[0, 0, 0, 0], [1, 2, 3, 255]], fmt)
 
 
@@ -527,3 +527,34 @@ def test_a_palette_file_that_is_not_what_its_extension_says_is_refused_as_such(t
     plain = tmp_path / "colours"  # no extension: the content decides, hex here
     plain.write_text("#ff0000\n#00ff00\n")
     assert palettes.load_palette(plain).tolist() == [[255, 0, 0], [0, 255, 0]]
+
+
+def test_repeated_entries_of_a_palette_file_are_dropped_with_a_warning(tmp_path):
+    """An old .act file padded with black to 256 entries: 4 colours, not 8 bits a pixel."""
+    act = tmp_path / "padded.act"
+    act.write_bytes(bytes([255, 0, 0, 0, 255, 0, 0, 0, 255]) + bytes(768 - 9))
+    image = _photo()
+    with pytest.warns(UserWarning, match=rf"palette file {act}: 252 of its 256 entries repeat "
+                                         r"earlier ones; the 4 distinct colours are used \(k=4\)"):
+        data = kpal.encode(image, palette=str(act))
+    header, palette, _ = kpal.codec.decode_indices(data)
+    assert header.k == 4 and palette.tolist() == [[255, 0, 0], [0, 255, 0], [0, 0, 255],
+                                                  [0, 0, 0]]
+
+
+def test_a_damaged_palette_file_is_named_as_the_palette(tmp_path):
+    from click.testing import CliRunner
+
+    from kpal.cli import cli
+
+    bad = tmp_path / "pal.kpal"
+    data = bytearray(kpal.encode(_photo(), 4))
+    data[-1] ^= 1
+    bad.write_bytes(bytes(data))
+    with pytest.raises(KpalError, match=rf"^palette file {bad}: checksum mismatch"):
+        kpal.encode(_photo(), palette=str(bad))
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    result = CliRunner().invoke(cli, ["encode", str(tmp_path / "a.png"), "--palette", str(bad),
+                                      "-o", str(tmp_path / "a.kpal")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"kpal: error: palette file {bad}: checksum mismatch")

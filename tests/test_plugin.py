@@ -76,11 +76,27 @@ def test_save_options_are_the_api_options_with_colors_for_k(photo):
     assert buf.getvalue() == kpal.encode(photo, k=4)
 
 
+def test_keywords_every_writer_gets_are_ignored(photo, tmp_path):
+    """matplotlib's imsave passes dpi to every format; other formats' compression settings
+    change nothing in a .kpal file."""
+    buf = io.BytesIO()
+    photo.save(buf, format="KPAL", k=4, dpi=(72, 72), optimize=True, compress_level=9,
+               progressive=True)
+    assert buf.getvalue() == kpal.encode(photo, k=4)
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    pyplot.imsave(tmp_path / "figure.kpal", np.asarray(photo))
+    with Image.open(tmp_path / "figure.kpal") as im:
+        assert im.size == photo.size and im.info["k"] == 16
+
+
 @pytest.mark.parametrize(("keywords", "match"), [
     ({"colours": 8}, r"unknown option 'colours' \(kpal calls it k\); accepted: k, method"),
     ({"packing": "radix"}, r"unknown option 'packing' \(kpal calls it coding\)"),
     ({"entropy": True}, r"unknown option 'entropy' \(kpal calls it coding='entropy'\)"),
-    ({"optimize": True}, r"unknown option 'optimize'; accepted: .*colors"),
+    ({"lossless": True}, r"unknown option 'lossless'; accepted: .*colors"),
     ({"coding": "nope"}, r"coding='nope' must be one of 'fixed', 'radix', 'entropy', 'context'"),
     ({"colors": 4, "k": 8}, r"colors=4 and k=8 both set k: give one"),
     ({"colors": 300}, r"k=300 must be an integer between 1 and 256"),

@@ -78,3 +78,17 @@ def test_palette_does_not_offer_stdin_for_a_device(runner, tmp_path):
     assert result.exit_code == 2
     assert "/dev/null: is a device, expected a file" in result.output
     assert "use - for stdin" not in result.output
+
+
+def test_the_page_is_written_as_html_or_into_a_folder(runner, kpal_bytes, tmp_path):
+    src = tmp_path / "photo.kpal"
+    src.write_bytes(kpal_bytes)
+    result = runner.invoke(cli, ["view", str(src), "-o", str(tmp_path / "v.png"), "--no-open"])
+    assert result.exit_code == 2 and "v.png: the page is HTML; name it .html" in result.stderr
+    assert not (tmp_path / "v.png").exists()
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    result = runner.invoke(cli, ["view", str(src), "-o", str(folder), "--no-open"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(folder / "photo.html")
+    assert (folder / "photo.html").read_text(encoding="utf-8").startswith("<!doctype html>")
