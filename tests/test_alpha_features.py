@@ -189,6 +189,7 @@ def test_rgba_palette_gets_a_transparent_entry_only_when_needed():
     full = np.full((256, 4), 255, np.uint8)
     full[:, 3] = 100
     full[0, 3] = 255
+    full[:, 0] = np.arange(256)  # 256 distinct entries (repeated ones would be dropped)
     with pytest.raises(KpalError, match=r"palette has 256 entries and none of alpha 0: the "
                                         r"image's transparent pixels need one more"):
         encode(image, palette=[tuple(c) for c in full.tolist()])

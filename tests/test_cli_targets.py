@@ -209,7 +209,8 @@ def test_plot_compare_fits_once_and_dithers_onto_that_palette(runner, photo_path
 
 @pytest.mark.parametrize("content, message", [
     (None, "palette file {path}: cannot read: No such file or directory"),
-    (b"zzz\n", "{path}:1: 'zzz' is not a GIMP palette header (expected 'GIMP Palette')"),
+    (b"zzz\n", "palette file {path}:1: 'zzz' is not a GIMP palette header (expected "
+               "'GIMP Palette')"),
 ])
 def test_bad_palette_file_is_reported_before_the_input_is_read(tmp_path, content, message):
     import os
