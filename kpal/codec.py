@@ -377,7 +377,8 @@ def _pixels(image: ImageSource, background: tuple[int, int, int] | None = None
     if mode in _WIDE_MODES:
         msg = (f"mode {mode} (samples wider than 8 bits) is not supported: scale the values "
                f"to 0..255 first (16-bit samples: divide by 257, e.g. numpy's "
-               f"(a // 257).astype('uint8')); Pillow's im.convert('L') clips them instead")
+               f"(a // 257).astype('uint8'), or save the image with 8 bits per sample from an "
+               f"image editor); Pillow's im.convert('L') clips them instead")
         raise KpalError(msg)
     if mode not in _GREY_MODES and mode not in _CONVERTED_MODES and mode != "RGB":
         msg = f"mode {mode} is not supported (use RGB, L, P or an opaque RGBA/LA)"
