@@ -424,7 +424,8 @@ def test_wide_modes_are_rejected_with_the_mode_named(runner, tmp_path, mode, fmt
     _fails(runner.invoke(cli, ["encode", str(path)]), 1,
            f"kpal: error: {path}: mode {mode} (samples wider than 8 bits) is not supported: "
            "scale the values to 0..255 first (16-bit samples: divide by 257, e.g. numpy's "
-           "(a // 257).astype('uint8')); Pillow's im.convert('L') clips them instead")
+           "(a // 257).astype('uint8'), or save the image with 8 bits per sample from an image "
+           "editor); Pillow's im.convert('L') clips them instead")
     _no_kpal_written(tmp_path)
 
 
