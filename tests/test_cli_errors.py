@@ -69,10 +69,10 @@ def test_missing_input_is_named_when_the_output_already_exists(runner, tmp_path)
 
 def test_directory_as_input(runner, tmp_path):
     # Without -o a folder cannot be encoded or decoded (kpal info describes its files).
-    for command in ("encode", "decode"):
+    for command, ext in (("encode", ".kpal"), ("decode", ".png")):
         _fails(runner.invoke(cli, [command, str(tmp_path)]), 2,
                f"kpal: error: {tmp_path}: is a directory; to take its files, give -o FOLDER "
-               "for the outputs, or --ext (e.g. --ext .kpal) to write them beside the inputs")
+               f"for the outputs, or --ext (e.g. --ext {ext}) to write them beside the inputs")
 
 
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
