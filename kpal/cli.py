@@ -1026,14 +1026,8 @@ def plot(src, kind, out, size, force, **values):
                 fig = getattr(plots, kind)(rgb, quantization=shown, size=size, **extra)
             elif kind == "iterations":
                 fig = plots.iterations(rgb, k, seed=opts.seed, size=size)
-            elif opts.method == "kmeans":
-                # One histogram, warm starts from k to k: every point exact, no full refit.
-                from kpal.choose import measure_curve
-
-                points = measure_curve(rgb, plots.CURVE_KS, seed=opts.seed)
-                fig = plots.curve(rgb, points=[(p.k, p.psnr, p.size) for p in points],
-                                  size=size)
             else:
+                # Each k fitted as encode -k fits it: the curve shows the files encode writes.
                 fig = plots.curve(rgb, method=opts.method, seed=opts.seed,
                                   overhead_bytes=container.OVERHEAD, size=size)
         except ImportError as e:

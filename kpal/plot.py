@@ -820,7 +820,9 @@ def iterations(
             title = f"Iteration {step}"
         ax.set_title(_wrap_words(title, title_font, panel_w), fontsize=title_font)
     _suptitle(fig, [f"k-means with k = {paths.shape[1]}: centroids after each iteration",
-                    "(pixels projected on their two main directions)"], _font(12, scale))
+                    "(textbook Lloyd on the colour histogram; kpal encode fits coarse to fine "
+                    "and may end a little elsewhere; pixels projected on their two main "
+                    "directions)"], _font(12, scale))
     return fig
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from kpal.cluster import gmm as gmm_module
 from kpal.cluster.gmm import GaussianMixture, quantize_histogram
+from kpal.errors import OptionError
 
 TRUE_MEANS = np.array([[40.0, 60.0, 200.0], [200.0, 50.0, 40.0], [120.0, 210.0, 110.0]])
 TRUE_COVS = np.array(
@@ -533,3 +534,15 @@ def test_quantize_histogram_checks_k_and_shapes():
         quantize_histogram(colors, np.ones(3), 4)
     with pytest.raises(ValueError, match=r"colors must have shape \(n_samples, 3\)"):
         quantize_histogram(colors[:, :2], np.ones(2), 4)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("max_iter", 0, r"max_iter=0 must be an integer between 1 and"),
+    ("tol", -1.0, r"tol=-1.0 must be a finite number >= 0"),
+    ("k", 0, r"k=0 must be an integer between 1 and 256"),
+])
+def test_parameters_set_after_construction_are_checked_by_fit(name, value, message):
+    gm = GaussianMixture(2)
+    setattr(gm, name, value)
+    with pytest.raises(OptionError, match=message):
+        gm.fit(np.random.default_rng(0).random((50, 3)) * 255)

@@ -296,3 +296,15 @@ def test_lloyd_gives_the_same_result_whether_few_points_compare_every_centre(k, 
     assert sparse.n_iter == dense.n_iter > 1
     np.testing.assert_array_equal(sparse.labels, dense.labels)
     assert sparse.centres.tobytes() == dense.centres.tobytes()
+
+
+def test_fewer_distinct_samples_than_k_is_one_error_whatever_the_dtype():
+    rows = [[0, 0, 0], [0, 0, 0], [9, 9, 9], [1, 2, 3], [9, 9, 9], [0, 0, 0]]
+    for X in (np.array(rows, np.uint8), np.array(rows, np.float64), np.array(rows, np.int64)):
+        with pytest.raises(ValueError, match=r"^k=5 is more than the 3 distinct samples$"):
+            KMeans(5).fit(X)
+
+
+def test_coordinates_whose_squares_overflow_are_refused():
+    with pytest.raises(ValueError, match=r"magnitude up to 1e\+300, over 1e\+100"):
+        KMeans(2).fit(np.array([[1e300, 0, 0], [1, 1, 1], [2, 2, 2]]))

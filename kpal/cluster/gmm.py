@@ -117,6 +117,18 @@ def _unique_rows(X: np.ndarray, sample_weight: np.ndarray | None) -> tuple[np.nd
     return rows.astype(np.float64), weights.astype(np.float64)
 
 
+def _check_parameters(k: object, init: object, seed: object, max_iter: object, tol: object,
+                      reg_covar: object) -> None:
+    """k, init, seed, max_iter and tol: the ranges and messages of kpal.options, shared by
+    every way into kpal; reg_covar non-negative."""
+    for name, value in (("k", k), ("init", init), ("seed", seed), ("max_iter", max_iter),
+                        ("tol", tol)):
+        options.SPECS[name].checker(value)
+    if not reg_covar >= 0:  # type: ignore[operator]
+        msg = f"reg_covar={reg_covar} must be non-negative"
+        raise ValueError(msg)
+
+
 class GaussianMixture:
     """Gaussian mixture with full covariances, fitted by EM on (weighted) points.
 
@@ -185,14 +197,7 @@ class GaussianMixture:
         reg_covar: float = 1e-6,
         init: str = "k-means++",
     ) -> None:
-        # k, init, seed, max_iter and tol: the ranges and messages of kpal.options,
-        # shared by every way into kpal.
-        for name, value in (("k", k), ("init", init), ("seed", seed), ("max_iter", max_iter),
-                            ("tol", tol)):
-            options.SPECS[name].checker(value)
-        if not reg_covar >= 0:
-            msg = f"reg_covar={reg_covar} must be non-negative"
-            raise ValueError(msg)
+        _check_parameters(k, init, seed, max_iter, tol, reg_covar)
         self.k = int(k)
         self.seed = seed
         self.max_iter = int(max_iter)
@@ -229,6 +234,8 @@ class GaussianMixture:
             infinite, negative (weights) or too large (``X``, ``|x| > 1e100``)
             values, or the weights sum to zero or overflow.
         """
+        # Again: an attribute set after construction (gm.max_iter = 0) is checked too.
+        _check_parameters(self.k, self.init, self.seed, self.max_iter, self.tol, self.reg_covar)
         X = _check_X(X)
         weights = _scale_weights(_check_weight(sample_weight, X.shape[0]))
         colors, counts = _unique_rows(X, weights)

@@ -112,6 +112,16 @@ class KMeans:
         -------
         KMeans
             ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            ``X`` is not a non-empty 2-D array of finite numbers of magnitude at
+            most 1e100, the weights are negative or of the wrong shape, or ``X``
+            has fewer distinct samples of positive weight than ``k`` (use
+            :func:`kpal.quantize` for colours: it keeps them all, losslessly).
+        OptionError
+            A parameter (``k``, ``init``, ``seed``, ``max_iter``, ``tol``) is invalid.
         """
         validate_params(self.k, self.init, self.seed, self.max_iter, self.tol)
         X = _check_points(X)
@@ -129,8 +139,10 @@ class KMeans:
         keep = point_weights > 0
         if not keep.all():
             points, point_weights = points[keep], point_weights[keep]
-        if points.shape[0] < self.k:
-            msg = f"k={self.k} is more than the {points.shape[0]} distinct samples"
+        n_distinct = points.shape[0] if pixels else np.unique(points, axis=0).shape[0]
+        if n_distinct < self.k:
+            # Whatever the dtype: duplicate centres and empty clusters would be no answer.
+            msg = f"k={self.k} is more than the {n_distinct} distinct samples"
             raise ValueError(msg)
         rng = np.random.default_rng(self.seed)
         if pixels and isinstance(self.init, str):
@@ -206,7 +218,15 @@ def _check_points(X: object) -> np.ndarray:
     if X.dtype.kind == "f" and not np.isfinite(X).all():
         msg = "X must not contain NaN or infinity"
         raise ValueError(msg)
+    if X.dtype.kind in "iuf" and X.dtype.itemsize > 1 and np.abs(X).max() > _MAX_ABS_X:
+        # Squared distances would overflow to infinity: labels and inertia would be wrong.
+        msg = f"X holds values of magnitude up to {float(np.abs(X).max()):.3g}, over {_MAX_ABS_X:g}"
+        raise ValueError(msg)
     return X
+
+
+#: Largest magnitude of a coordinate (as GaussianMixture): squares of differences stay finite.
+_MAX_ABS_X = 1e100
 
 
 def _check_weights(sample_weight: object, n: int) -> np.ndarray:
