@@ -190,8 +190,9 @@ function renderInfo(entry) {
 
 /** Raw size against the file, the right way round, as `kpal info` words it. */
 function ratioText(ratio, bits) {
-  if (ratio >= 1) return `${ratio.toFixed(2)}× smaller than raw ${bits}-bit`;
-  return `${(1 / ratio).toFixed(2)}× larger than raw ${bits}-bit (header and checksum outweigh the pixels)`;
+  const fixed2 = (v) => v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  if (ratio >= 1) return `${fixed2(ratio)}× smaller than raw ${bits}-bit`;
+  return `${fixed2(1 / ratio)}× larger than raw ${bits}-bit (header and checksum outweigh the pixels)`;
 }
 
 function renderPalette(entry) {

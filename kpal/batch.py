@@ -1045,6 +1045,14 @@ def _lost(job: Job, error: BaseException) -> Result:
 
 def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
     encodes = sum(job.kind == "encode" for job in todo)
+    import multiprocessing
+
+    if workers > 1 and multiprocessing.current_process().daemon:
+        # Inside a multiprocessing.Pool worker, which may not start processes of its own.
+        warnings.warn(f"this process is a daemonic worker, which cannot start worker "
+                      f"processes: the {len(todo)} files run here, one at a time",
+                      UserWarning, stacklevel=3)
+        workers = 1
     if workers == 1 or len(todo) == 1:
         if encodes >= IN_PROCESS_COMPILED_FILES:
             _load_compiled()
@@ -1402,7 +1410,7 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
     if named is None:
         msg = f"unknown output format {fmt!r}"
         raise BatchError(msg)
-    fmt = named
+    given, fmt = f".{fmt.lower().lstrip('.')}", named
     by_name = None if ext is None else known.get(Path(f"x{ext}").suffix.lower())
     if by_name is not None and by_name != fmt:
         # A .png name holding JPEG bytes would mislead every program that opens it.
@@ -1411,7 +1419,8 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
         raise BatchError(msg)
     if ext is None:
         usual = [e for e, f in known.items() if f == fmt]
-        ext = f".{fmt.lower()}" if f".{fmt.lower()}" in usual else (usual or [".img"])[0]
+        # The format as given when it is an extension of it (--format jpg: .jpg files).
+        ext = next((e for e in (given, f".{fmt.lower()}") if e in usual), (usual or [".img"])[0])
     problem = outputs.output_problem(fmt, Path(f"x{ext}").suffix.lower())
     if problem:
         raise BatchError(problem)

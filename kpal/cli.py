@@ -56,8 +56,8 @@ def _bytes(n: int) -> str:
 def _ratio(ratio: float, bits: int = 24) -> str:
     """Raw 24-bit (32-bit with alpha) size against the file, the right way round."""
     if ratio >= 1:
-        return f"{ratio:.2f}× smaller than raw {bits}-bit"
-    return (f"{1 / ratio:.2f}× larger than raw {bits}-bit (header and checksum outweigh the "
+        return f"{ratio:,.2f}× smaller than raw {bits}-bit"
+    return (f"{1 / ratio:,.2f}× larger than raw {bits}-bit (header and checksum outweigh the "
             "pixels)")
 
 

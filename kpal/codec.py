@@ -263,7 +263,12 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         _reject_multiframe(im, name)
         if im.format in PRIMARY_IMAGE_FORMATS:
             im.seek(0)  # the primary image
-        im.load()
+        try:
+            im.load()
+        except OSError as e:  # "image file is truncated": say which file, when it has a name
+            if name == "image" or str(e).startswith(name):
+                raise
+            raise OSError(f"{name}: {e}") from e
         return im.copy()  # keeps info (e.g. transparency, EXIF) and the palette
 
 
@@ -965,6 +970,10 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
     return encode_image(image, k, **options).data
 
 
+#: Palette-file extensions that no image format claims (kpal.palettes reads and writes them).
+_PALETTE_SUFFIXES = {".gpl": "a GIMP palette", ".act": "an Adobe colour table"}
+
+
 def kpal_name_problem(name: str) -> str | None:
     """Why ``name`` would mislead as the name of a .kpal file, or None.
 
@@ -981,6 +990,9 @@ def kpal_name_problem(name: str) -> str | None:
     suffix = Path(name).suffix.lower()
     if suffix in ("", ".kpal"):
         return None
+    if suffix in _PALETTE_SUFFIXES:
+        return (f"a .kpal file named {suffix} would not be {_PALETTE_SUFFIXES[suffix]}; "
+                "name it .kpal (kpal palette writes palette files)")
     Image.init()
     fmt = Image.registered_extensions().get(suffix)
     if fmt is None or fmt == "KPAL":
@@ -1197,9 +1209,14 @@ def decode(source: KpalSource) -> Image.Image:
     OSError
         The path cannot be read.
     """
-    with io.BytesIO(read_bytes(source)) as fp:
-        im = Image.open(fp, formats=["KPAL"])
-        im.load()
+    try:
+        with io.BytesIO(read_bytes(source)) as fp:
+            im = Image.open(fp, formats=["KPAL"])
+            im.load()
+    except KpalError as e:
+        if not isinstance(source, (str, os.PathLike)):
+            raise
+        raise type(e)(f"{os.fspath(source)}: {e}") from None  # which file, when it has a name
     return im
 
 

@@ -215,3 +215,65 @@ def test_save_into_a_folder_that_does_not_exist_writes_nothing(tmp_path):
 def test_a_palette_of_floats_or_bools_is_refused_not_truncated(palette):
     with pytest.raises(OptionError, match=r"integers in 0..255 \(round floats first"):
         kpal.encode(np.zeros((2, 2, 3), np.uint8), palette=palette)
+
+
+def _encode_folder_in_a_pool_worker(folder: str) -> tuple[list, list[str]]:
+    import warnings
+
+    from kpal.batch import encode_many
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = [(r.ok, r.error) for r in encode_many(folder, f"{folder}/out", jobs=2, k=4)]
+    return results, [str(w.message) for w in caught if "daemonic" in str(w.message)]
+
+
+def test_a_batch_inside_a_pool_worker_runs_there_with_a_warning(tmp_path):
+    import multiprocessing
+
+    _two_photos(tmp_path / "in")
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        results, warned = pool.apply(_encode_folder_in_a_pool_worker, (str(tmp_path / "in"),))
+    assert results == [(True, None), (True, None)]
+    assert warned == ["this process is a daemonic worker, which cannot start worker "
+                      "processes: the 2 files run here, one at a time"]
+
+
+def test_errors_about_a_named_file_name_it(tmp_path):
+    from kpal.errors import TruncatedError
+
+    good = (GOLDEN / "k5_7x3.kpal").read_bytes()
+    short = tmp_path / "short.kpal"
+    short.write_bytes(good[:-5])
+    with pytest.raises(TruncatedError, match=rf"^{re.escape(str(short))}: file is truncated"):
+        kpal.decode(short)
+    with pytest.raises(TruncatedError, match=r"^file is truncated"):
+        kpal.decode(good[:-5])  # bytes: no name to give
+    jpeg = tmp_path / "cut.jpg"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)).save(jpeg)
+    jpeg.write_bytes(jpeg.read_bytes()[:-600])
+    with pytest.raises(OSError, match=rf"^{re.escape(str(jpeg))}: image file is truncated"):
+        kpal.encode(jpeg)
+
+
+def test_decoded_files_take_the_extension_the_format_was_named_by():
+    from kpal.batch import output_format
+
+    assert output_format("jpg", None) == ("JPEG", ".jpg")
+    assert output_format("tif", None) == ("TIFF", ".tif")
+    assert output_format("PNG", None) == ("PNG", ".png")
+
+
+def test_a_kpal_file_is_not_named_as_a_palette_file(tmp_path, small_png):
+    with pytest.raises(KpalError, match=r"a \.kpal file named \.gpl would not be a GIMP palette"):
+        kpal.save(small_png, tmp_path / "out.gpl", 4)
+    result = CliRunner().invoke(cli, ["encode", str(small_png), "-o", str(tmp_path / "p.act")])
+    assert result.exit_code == 2 and "would not be a Adobe colour table" not in result.stderr
+    assert "a .kpal file named .act would not be an Adobe colour table" in result.stderr
+    assert not list(tmp_path.glob("out.*")) and not list(tmp_path.glob("p.*"))
+
+
+def test_a_huge_ratio_is_printed_with_separators():
+    from kpal.cli import _ratio
+
+    assert _ratio(13090909.0909) == "13,090,909.09× smaller than raw 24-bit"

@@ -302,10 +302,10 @@ def test_view_never_overwrites_the_input_and_needs_force_for_a_file(tmp_path, mo
     monkeypatch.setattr("webbrowser.open", lambda url: pytest.fail("no browser expected"))
     src = tmp_path / "a.kpal"
     src.write_bytes((GOLDEN / "k5_7x3.kpal").read_bytes())
-    other = tmp_path / "notes.txt"
+    other = tmp_path / "notes.html"
     other.write_text("keep me")
     for out, force, message in (
-            (src, ["--force"], f"{src}: output is the input file; choose another -o"),
+            (src, ["--force"], f"{src}: the page is HTML; name it .html (or give a folder)"),
             (other, [], f"{other}: file exists (use --force to overwrite)")):
         result = CliRunner().invoke(cli, ["view", str(src), "--no-open", "-o", str(out), *force])
         assert result.exit_code == 2
