@@ -216,3 +216,13 @@ def test_gmm_method_is_dispatched():
     assert set(np.unique(q.labels)) == set(range(len(q.palette)))
     diff = px.astype(np.int64) - q.palette[q.labels]
     assert q.inertia == pytest.approx((diff**2).sum(axis=1).mean())
+
+
+def test_the_result_is_a_pair_by_index_too():
+    pixels = np.random.default_rng(0).integers(0, 256, (50, 3), np.uint8)
+    result = quantize(pixels, 4)
+    palette, labels = result
+    assert result[0] is palette and result[1] is labels and result[-1] is labels
+    assert len(result) == 2
+    with pytest.raises(IndexError):
+        result[2]

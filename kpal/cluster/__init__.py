@@ -126,6 +126,13 @@ class Quantization:
         yield self.palette
         yield self.labels
 
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """``result[0]`` is the palette and ``result[1]`` the labels, as a pair would give."""
+        return (self.palette, self.labels)[index]
+
 
 def quantize(
     pixels: np.ndarray,
