@@ -923,7 +923,8 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
     ----------
     image : PIL.Image.Image, path, bytes, binary file object or ndarray
         The image; a path to, the bytes of, or an open binary file of any
-        image file Pillow reads; or a uint8 array of shape (height, width, 3).
+        image file Pillow reads; or a uint8 array of shape (height, width, 3)
+        (RGB), (height, width, 4) (straight RGBA) or (height, width) (grey).
         Modes follow the rules in this module's docstring; an EXIF
         orientation is applied, so the pixels are stored upright.
     k : int, optional
@@ -941,8 +942,28 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
         Default 1e-4 for k-means, 1e-3 for EM.
     sample : float, optional
         Fit on this fraction of the pixels, then assign every pixel.
-    coding : {"fixed", "radix", "entropy"}, default "fixed"
-        Payload coding (spec/kpal.md §5–7).
+    coding : {"fixed", "radix", "entropy", "context"}, default "fixed"
+        Payload coding (spec/kpal.md §5–7 and §12).
+    dither : {"none", "fs", "ordered"}, default "none"
+        Map pixels to the palette by nearest colour, Floyd-Steinberg error
+        diffusion or an 8x8 Bayer matrix.
+    dither_strength : float, default 1.0
+        How much of the error is diffused (0..1); needs ``dither``.
+    space : {"rgb", "oklab"}, default "rgb"
+        Where the clustering measures distances; the palette is stored as sRGB.
+    palette : path or sequence of (r, g, b) or (r, g, b, a), optional
+        Map onto these colours (a palette file or the colours) instead of
+        fitting; repeated entries are dropped with a warning.
+    quality : float, str or (float, float), optional
+        The smallest k whose PSNR reaches MAX dB (``40``, ``"35-40"``,
+        ``(35, 40)``); MIN is accepted when no k reaches MAX.
+    max_size : int or str, optional
+        The largest k whose file fits this many bytes (``50000``, ``"50k"``).
+    background : colour, optional
+        Flatten transparency onto this colour (``"white"``, ``"#rrggbb"``, a triple).
+    options : EncodeOptions, optional
+        All of the above at once (:class:`kpal.options.EncodeOptions`); keywords
+        given as well override its fields.
 
     Returns
     -------
@@ -956,6 +977,10 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
         value out of range; raised before the image is read.
     KpalError
         An image kpal cannot encode (the mode rules above).
+    kpal.choose.QualityError
+        ``quality``: not even the largest k reaches MIN (a ``KpalError``).
+    kpal.choose.SizeError
+        ``max_size``: not even k = 1 fits (a ``QualityError``).
     OSError
         The image cannot be read.
 
