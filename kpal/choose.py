@@ -500,7 +500,7 @@ def choose_k(
         module docstring). A single number means ``min_db = max_db``.
     max_size : int, optional
         Largest file size in bytes, everything included.
-    coding : {"fixed", "radix", "entropy"}, default "fixed"
+    coding : {"fixed", "radix", "entropy", "context"}, default "fixed"
         The payload coding the sizes are measured with.
     init, seed, max_iter, tol
         As for :func:`kpal.cluster.quantize` (k-means is the method).

@@ -437,6 +437,16 @@ def _target_missed(error: Exception) -> bool:
     return choose is not None and isinstance(error, choose.QualityError)
 
 
+def _db(value: float, target: float | None = None) -> str:
+    """``value`` with 2 decimals, or as many (up to 4) as it takes to stay on its side of
+    ``target``: 39.9989 dB is not shown as 40.00 beside a target of 40."""
+    for places in (2, 3, 4):
+        text = f"{value:.{places}f}"
+        if target is None or (float(text) >= target) == (value >= target):
+            return text
+    return text
+
+
 def _choice_text(choice, opts: options.EncodeOptions, stored_k: int | None = None) -> str:
     """How ``--quality`` or ``--max-size`` chose k, with the neighbours it measured.
 
@@ -446,10 +456,12 @@ def _choice_text(choice, opts: options.EncodeOptions, stored_k: int | None = Non
     if stored_k is not None and stored_k < choice.k and choice.psnr == float("inf"):
         return (f"k = {stored_k}: the image has only {_plural(stored_k, 'colour')}, "
                 "all kept (lossless)")
+    goal = opts.quality[1] if opts.quality is not None else None
+
     def point(p) -> str:
         parts = [f"k = {p.k}"]
         if p.psnr is not None:
-            parts.append("lossless" if p.psnr == float("inf") else f"{p.psnr:.2f} dB")
+            parts.append("lossless" if p.psnr == float("inf") else f"{_db(p.psnr, goal)} dB")
         if p.size is not None:
             parts.append(_bytes(p.size))
         return " ".join(parts)
@@ -459,7 +471,7 @@ def _choice_text(choice, opts: options.EncodeOptions, stored_k: int | None = Non
         target = f"{high:g} dB" if low == high else f"{high:g} dB, accepting {low:g}"
         if choice.psnr is not None and choice.psnr < high:
             # No k reached MAX: the file is the best one found within MIN..MAX.
-            text = (f"k = {choice.k}: {choice.psnr:.2f} dB, short of {high:g} dB and within "
+            text = (f"k = {choice.k}: {_db(choice.psnr, high)} dB, short of {high:g} dB and within "
                     f"the accepted {low:g}")
         else:
             text = f"k = {choice.k}: smallest k reaching {target}"
@@ -1061,6 +1073,8 @@ def view(src, out, force, no_open):
 
     if out is not None and out != STDIO:
         if Path(out).is_dir() or out.endswith(("/", os.sep)):  # a folder, as cp takes one
+            if not Path(out).is_dir():
+                raise click.UsageError(f"{out}: no such folder")
             stem = "image" if src == STDIO else Path(src).stem
             out = str(Path(out) / f"{stem}.html")
         elif Path(out).suffix.lower() not in (".html", ".htm"):

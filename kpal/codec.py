@@ -946,7 +946,7 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
         Payload coding (spec/kpal.md §5–7 and §12).
     dither : {"none", "fs", "ordered"}, default "none"
         Map pixels to the palette by nearest colour, Floyd-Steinberg error
-        diffusion or an 8x8 Bayer matrix.
+        diffusion or a 64x64 blue-noise threshold map.
     dither_strength : float, default 1.0
         How much of the error is diffused (0..1); needs ``dither``.
     space : {"rgb", "oklab"}, default "rgb"
@@ -1230,7 +1230,10 @@ def decode(source: KpalSource) -> Image.Image:
     Raises
     ------
     FormatError
-        Not a .kpal file, or any invalid field, length, checksum or payload.
+        Not a .kpal file, or any invalid field, length, checksum or payload
+        (for a path, the message starts with it).
+    PIL.Image.DecompressionBombError
+        More than twice ``Image.MAX_IMAGE_PIXELS`` pixels (a warning above it).
     OSError
         The path cannot be read.
     """

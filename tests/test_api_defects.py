@@ -277,3 +277,10 @@ def test_a_huge_ratio_is_printed_with_separators():
     from kpal.cli import _ratio
 
     assert _ratio(13090909.0909) == "13,090,909.09× smaller than raw 24-bit"
+
+
+def test_a_psnr_short_of_the_target_is_never_shown_reaching_it():
+    from kpal.cli import _db
+
+    assert _db(39.9989, 40) == "39.999" and _db(40.0004, 40) == "40.00"
+    assert _db(35.123, 40) == "35.12" and _db(35.125) == "35.12"

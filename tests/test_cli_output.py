@@ -326,8 +326,8 @@ def test_each_warning_is_shown_once(runner, wide_kpal, monkeypatch):
         result = runner.invoke(cli, ["info", str(wide_kpal)])
     assert result.exit_code == 0, result.output
     shown = [line for line in result.output.splitlines() if "warning" in line]
-    assert shown == ["kpal: warning: the same thing, twice",
-                     "kpal: warning: image size (9 pixels) exceeds limit"]
+    assert shown == [f"kpal: warning: {wide_kpal}: the same thing, twice",  # the file named
+                     f"kpal: warning: {wide_kpal}: image size (9 pixels) exceeds limit"]
 
 
 def test_warning_text_is_one_line(runner, wide_kpal, monkeypatch):
@@ -341,7 +341,7 @@ def test_warning_text_is_one_line(runner, wide_kpal, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         result = runner.invoke(cli, ["info", str(wide_kpal)])
-    assert "kpal: warning: first line second line" in result.output.splitlines()
+    assert f"kpal: warning: {wide_kpal}: first line second line" in result.output.splitlines()
 
 
 def test_python_dash_m_kpal_is_the_same_command_line(tmp_path):

@@ -288,7 +288,7 @@ def test_between_the_limit_and_twice_it_is_a_warning(monkeypatch):
         result = CliRunner().invoke(cli, ["info", "-"], input=K256)
     assert result.exit_code == 0
     assert result.output.splitlines()[0] == (
-        "kpal: warning: Image size (256 pixels) exceeds limit of 200 pixels, could be "
+        "kpal: warning: <stdin>: Image size (256 pixels) exceeds limit of 200 pixels, could be "
         "decompression bomb DOS attack.")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
