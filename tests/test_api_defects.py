@@ -232,7 +232,8 @@ def test_a_batch_inside_a_pool_worker_runs_there_with_a_warning(tmp_path):
     import multiprocessing
 
     _two_photos(tmp_path / "in")
-    with multiprocessing.get_context("fork").Pool(1) as pool:
+    # spawn: a fork of this process, whose numba threads may be running, could hang
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
         results, warned = pool.apply(_encode_folder_in_a_pool_worker, (str(tmp_path / "in"),))
     assert results == [(True, None), (True, None)]
     assert warned == ["this process is a daemonic worker, which cannot start worker "
