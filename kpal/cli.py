@@ -593,8 +593,8 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
                                       "the format of every output (default PNG). It must agree "
                                       "with OUT's extension.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="Print no progress or summary for several "
-                                                  "files.")
+@click.option("-q", "--quiet", is_flag=True, help="Print no notes, and no progress or summary "
+                                                  "for several files.")
 @click.option("--background", metavar="COLOR", callback=lambda ctx, param, value: _checked(
     "background", value), help="Flatten transparency onto this colour (#rrggbb, a name or "
                                "r,g,b); formats without alpha (JPEG, BMP) get white otherwise.")
@@ -858,7 +858,8 @@ def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:
 @click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
               help="Palette file; its extension picks the format: .gpl (GIMP), .act (Adobe), "
                    ".png or .gif (a palette image), .kpal, or .txt/.hex (hex colours).")
-@option_flags("k", "method", "init", "seed", "max_iter", "tol")
+@option_flags("k", "method", "init", "seed", "max_iter", "tol",
+              helps={"k": "Number of colours, 1..256 (default 16)."})
 @click.option("-w", "--weight", "weights", multiple=True, metavar="W",
               help="Weight of each image, in the order given (default 1 each); repeat it "
                    "once per image.")
