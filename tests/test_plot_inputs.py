@@ -71,3 +71,18 @@ def test_a_palette_image_keeps_its_own_palette_unless_k_is_given(runner, tmp_pat
                                      str(tmp_path / "fig.png"), "--force", *extra])
         assert result.exit_code == 0, result.output
         assert seen[-1] == expected
+
+
+def test_matplotlib_imsave_writes_a_kpal_file(tmp_path):
+    """imsave passes dpi= to every Pillow writer: the plugin ignores it."""
+    import matplotlib
+
+    import kpal  # noqa: F401 - registers the plugin
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.uint8)
+    pyplot.imsave(tmp_path / "figure.kpal", pixels)
+    with Image.open(tmp_path / "figure.kpal") as im:
+        assert im.format == "KPAL" and im.size == (30, 20) and im.info["k"] == 16

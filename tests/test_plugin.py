@@ -76,20 +76,14 @@ def test_save_options_are_the_api_options_with_colors_for_k(photo):
     assert buf.getvalue() == kpal.encode(photo, k=4)
 
 
-def test_keywords_every_writer_gets_are_ignored(photo, tmp_path):
+def test_keywords_every_writer_gets_are_ignored(photo):
     """matplotlib's imsave passes dpi to every format; other formats' compression settings
     change nothing in a .kpal file."""
     buf = io.BytesIO()
     photo.save(buf, format="KPAL", k=4, dpi=(72, 72), optimize=True, compress_level=9,
                progressive=True)
     assert buf.getvalue() == kpal.encode(photo, k=4)
-    matplotlib = pytest.importorskip("matplotlib")
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    pyplot.imsave(tmp_path / "figure.kpal", np.asarray(photo))
-    with Image.open(tmp_path / "figure.kpal") as im:
-        assert im.size == photo.size and im.info["k"] == 16
+    # matplotlib's imsave itself: tests/test_plot_inputs.py (matplotlib is an extra)
 
 
 @pytest.mark.parametrize(("keywords", "match"), [
