@@ -9,6 +9,7 @@ from kpal.cluster import KMeans
 from kpal.cluster.histogram import cell_sums
 from kpal.cluster.kmeans import fit_histogram, lloyd, nearest_palette_colors
 from kpal.cluster.nearest import Neighbours, assign
+from kpal.errors import OptionError
 
 
 def clustered_pixels(n: int = 3000, seed: int = 0) -> np.ndarray:
@@ -308,3 +309,26 @@ def test_fewer_distinct_samples_than_k_is_one_error_whatever_the_dtype():
 def test_coordinates_whose_squares_overflow_are_refused():
     with pytest.raises(ValueError, match=r"magnitude up to 1e\+300, over 1e\+100"):
         KMeans(2).fit(np.array([[1e300, 0, 0], [1, 1, 1], [2, 2, 2]]))
+
+
+def test_parameters_as_scikit_learn_reads_them():
+    from kpal.cluster.gmm import GaussianMixture
+
+    sklearn_base = pytest.importorskip("sklearn.base")
+    km = KMeans(16, seed=3)
+    assert km.get_params() == {"k": 16, "init": "k-means++", "seed": 3, "max_iter": 300,
+                               "tol": 1e-4}
+    assert repr(km) == "KMeans(k=16, seed=3)" and repr(KMeans()) == "KMeans()"
+    copy = sklearn_base.clone(km)
+    assert copy is not km and copy.get_params() == km.get_params()
+    assert km.set_params(k=4, tol=0.5) is km and (km.k, km.tol) == (4, 0.5)
+    with pytest.raises(ValueError, match=r"'n_clusters' is not a parameter of KMeans; its "
+                                         r"parameters are k, init, seed, max_iter, tol"):
+        km.set_params(n_clusters=3)
+    gm = sklearn_base.clone(GaussianMixture(4, tol=1e-4))
+    assert repr(gm) == "GaussianMixture(k=4, tol=0.0001)"
+    X = np.random.default_rng(0).random((200, 3))
+    assert np.array_equal(gm.fit(X).means_, GaussianMixture(4, tol=1e-4).fit(X).means_)
+    gm.set_params(max_iter=0)
+    with pytest.raises(OptionError, match="max_iter=0"):
+        gm.fit(X)

@@ -60,6 +60,7 @@ from threadpoolctl import threadpool_limits
 
 from kpal import options
 from kpal.cluster.histogram import color_histogram
+from kpal.cluster.params import Params
 
 __all__ = ["GaussianMixture", "quantize_histogram", "sample_image"]
 
@@ -129,8 +130,13 @@ def _check_parameters(k: object, init: object, seed: object, max_iter: object, t
         raise ValueError(msg)
 
 
-class GaussianMixture:
+class GaussianMixture(Params):
     """Gaussian mixture with full covariances, fitted by EM on (weighted) points.
+
+    The interface of scikit-learn's ``GaussianMixture(covariance_type="full")``
+    for ``fit``, ``predict``, ``predict_proba``, ``score_samples``, ``score``
+    and ``get_params``/``set_params``, with kpal's names: ``k`` for
+    ``n_components``, ``seed`` for ``random_state``.
 
     The points are colours (``d = 3``) or have any number ``d >= 1`` of
     features: ``d`` is ``X.shape[1]`` at :meth:`fit`.

@@ -32,6 +32,7 @@ from kpal.cluster.nearest import (
     _nearest_two,
     assign,
 )
+from kpal.cluster.params import Params
 from kpal.errors import OptionError
 
 __all__ = [
@@ -45,8 +46,13 @@ __all__ = [
 ]
 
 
-class KMeans:
+class KMeans(Params):
     """k-means clustering by Lloyd's algorithm.
+
+    The interface of scikit-learn's ``KMeans`` (``fit``, ``predict``,
+    ``fit_predict``, ``get_params``/``set_params``, so ``sklearn.base.clone``
+    works), with kpal's names: ``k`` for ``n_clusters``, ``seed`` for
+    ``random_state``; one k-means++ draw (scikit-learn's ``n_init="auto"``).
 
     Parameters
     ----------
