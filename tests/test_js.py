@@ -495,6 +495,15 @@ def test_update_viewer_rewrites_a_stale_region(tmp_path, monkeypatch):
     assert view.update_viewer(check=True)
 
 
+def _drop(page, name: str, data: bytes) -> None:
+    """Drop a file named ``name`` holding ``data`` on the page, as from a file manager."""
+    page.evaluate("""([name, bytes]) => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([new Uint8Array(bytes)], name));
+      document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
+    }""", [name, list(data)])
+
+
 def _info_text(path: Path) -> str:
     from click.testing import CliRunner
 
@@ -577,22 +586,14 @@ def test_viewer_in_headless_chromium(tmp_path):
             page.click("#zoom-fit")
             # drag and drop: a file dropped on the page opens like one from the input
             small = (GOLDEN / "k5_7x3.kpal").read_bytes()
-            page.evaluate("""bytes => {
-              const transfer = new DataTransfer();
-              transfer.items.add(new File([new Uint8Array(bytes)], 'dropped.kpal'));
-              document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
-            }""", list(small))
+            _drop(page, "dropped.kpal", small)
             page.wait_for_function("document.querySelector('#canvas').width === 7")
             _, small_palette, small_labels = codec.decode_indices(small)
             assert base64.b64decode(page.evaluate(_CANVAS_BASE64)) == _expected_rgba(
                 small_palette, small_labels)
             # the size rows read as `kpal info` prints them, a file larger than raw included
             tiny = (GOLDEN / "k2_9x1.kpal").read_bytes()
-            page.evaluate("""bytes => {
-              const transfer = new DataTransfer();
-              transfer.items.add(new File([new Uint8Array(bytes)], 'tiny.kpal'));
-              document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
-            }""", list(tiny))
+            _drop(page, "tiny.kpal", tiny)
             page.wait_for_function("document.querySelector('#canvas').width === 9")
             assert "ratio\t1.41× larger than raw 24-bit (header and checksum outweigh the " \
                 "pixels)" in page.inner_text("#info")
@@ -603,11 +604,7 @@ def test_viewer_in_headless_chromium(tmp_path):
                 np.uint8)
             wide_palette = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
             wide = _write(wide_labels, wide_palette, "fixed")
-            page.evaluate("""bytes => {
-              const transfer = new DataTransfer();
-              transfer.items.add(new File([new Uint8Array(bytes)], 'wide.kpal'));
-              document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
-            }""", list(wide))
+            _drop(page, "wide.kpal", wide)
             page.wait_for_function("document.querySelector('#canvas').width === 20001")
             assert page.evaluate("document.querySelector('#canvas').height") == 2
             assert base64.b64decode(page.evaluate(_CANVAS_BASE64)) == _expected_rgba(
@@ -615,11 +612,7 @@ def test_viewer_in_headless_chromium(tmp_path):
             assert "drawn at 1/2 scale" in page.inner_text("#status")
             # coding 3, which this reader does not decode: the error, and still the palette
             context = (GOLDEN / "context_k5_11x7.kpal").read_bytes()
-            page.evaluate("""bytes => {
-              const transfer = new DataTransfer();
-              transfer.items.add(new File([new Uint8Array(bytes)], 'context.kpal'));
-              document.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer}));
-            }""", list(context))
+            _drop(page, "context.kpal", context)
             page.wait_for_selector("#error:not([hidden])")
             assert CONTEXT_UNSUPPORTED in page.inner_text("#error")
             _, context_palette, _ = codec.decode_indices(context)
