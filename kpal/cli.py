@@ -110,7 +110,8 @@ def encode_options(values: dict, *, coding_flags: dict | None = None) -> options
             flags = "/".join(options.SPECS[name].flags)
             raise click.UsageError(f"{flags}: {e}") from None
     try:
-        return options.EncodeOptions.from_keywords(values)
+        with options.flag_names():  # "-k and --quality", not "k and quality"
+            return options.EncodeOptions.from_keywords(values)
     except OptionError as e:  # options that exclude each other: a usage error too
         raise click.UsageError(str(e)) from None
 

@@ -26,6 +26,7 @@ clustering included) can check its parameters with the same messages.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -33,7 +34,8 @@ import numbers
 import operator
 import os
 import reprlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,7 @@ __all__ = [
     "DEFAULT_K",
     "MAX_K",
     "check",
+    "flag_names",
 ]
 
 #: Palette size when none is given (a "P" image then keeps its own palette).
@@ -396,6 +399,38 @@ def check(name: str, value: object) -> Any:
     return SPECS[name].check(value)
 
 
+#: True while :func:`flag_names` is in effect (in this thread or task).
+_FLAG_NAMES: ContextVar[bool] = ContextVar("kpal_flag_names", default=False)
+
+
+@contextlib.contextmanager
+def flag_names() -> Iterator[None]:
+    """Name options by their command-line flags in the messages of conflicting options.
+
+    The command line builds :class:`EncodeOptions` inside this, so that
+    ``-k 16 --quality 40`` is refused as "-k and --quality both decide the
+    palette", where the Python API says "k and quality".
+    """
+    token = _FLAG_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _FLAG_NAMES.reset(token)
+
+
+def _name(name: str) -> str:
+    """An option as a message names it: ``max_size``, or ``--max-size`` on the command line."""
+    return SPECS[name].flags[0] if _FLAG_NAMES.get() else name
+
+
+def _setting(name: str, value: object) -> str:
+    """An option and its value: ``dither='fs'``, or ``--dither fs`` on the command line."""
+    if not _FLAG_NAMES.get():
+        return f"{name}={value!r}"
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{SPECS[name].flags[0]} {shown}"
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     """The options of one encode, validated when built (see :data:`SPECS`).
@@ -468,38 +503,40 @@ class EncodeOptions:
         chosen = [name for name in ("k", "quality", "max_size", "palette")
                   if getattr(self, name) is not None]
         if len(chosen) > 1:
-            which = (f"{chosen[0]} and {chosen[1]} both" if len(chosen) == 2
-                     else f"{', '.join(chosen[:-1])} and {chosen[-1]} all")
+            names = [_name(name) for name in chosen]
+            which = (f"{names[0]} and {names[1]} both" if len(names) == 2
+                     else f"{', '.join(names[:-1])} and {names[-1]} all")
             msg = f"{which} decide the palette; give one"
             raise OptionError(msg)
-        fitted_otherwise = [f"{name}={getattr(self, name)!r}" for name, usual in
+        fitted_otherwise = [_setting(name, getattr(self, name)) for name, usual in
                             (("method", "kmeans"), ("space", "rgb"), ("sample", None))
                             if getattr(self, name) != usual]
         if chosen and chosen[0] in ("quality", "max_size") and fitted_otherwise:
-            msg = (f"{chosen[0]} chooses k with k-means on every pixel (in RGB, or "
+            msg = (f"{_name(chosen[0])} chooses k with k-means on every pixel (in RGB, or "
                    f"premultiplied RGBA with transparency); "
                    f"{', '.join(fitted_otherwise)} cannot be combined with it")
             raise OptionError(msg)
         if self.space != "rgb" and self.method != "kmeans":
-            msg = (f"method={self.method!r} is available with space='rgb' only; "
-                   f"space={self.space!r} clusters with kmeans")
+            msg = (f"{_setting('method', self.method)} is available with "
+                   f"{_setting('space', 'rgb')} only; {_setting('space', self.space)} "
+                   "clusters with kmeans")
             raise OptionError(msg)
         if chosen == ["max_size"] and self.dither != "none" and self.dither_strength > 0:
-            msg = (f"max_size measures the undithered file, and dither={self.dither!r} changes "
-                   "its size: drop one")
+            msg = (f"{_name('max_size')} measures the undithered file, and "
+                   f"{_setting('dither', self.dither)} changes its size: drop one")
             raise OptionError(msg)
         if chosen == ["quality"] and self.dither != "none" and self.dither_strength > 0:
-            msg = (f"quality measures the undithered PSNR, and dither={self.dither!r} lowers "
-                   "it (by 1-3 dB): drop one")
+            msg = (f"{_name('quality')} measures the undithered PSNR, and "
+                   f"{_setting('dither', self.dither)} lowers it (by 1-3 dB): drop one")
             raise OptionError(msg)
         if self.dither == "none" and self.dither_strength != 1.0:
-            msg = (f"dither_strength={self.dither_strength:g} has no effect without dither "
-                   "('fs' or 'ordered')")
+            msg = (f"{_setting('dither_strength', self.dither_strength)} has no effect "
+                   f"without {_name('dither')} ('fs' or 'ordered')")
             raise OptionError(msg)
-        fitting = [f"{name}={getattr(self, name)!r}" for name, usual in
+        fitting = [_setting(name, getattr(self, name)) for name, usual in
                    (("method", "kmeans"), ("sample", None)) if getattr(self, name) != usual]
         if chosen == ["palette"] and fitting:
-            msg = (f"palette maps onto given colours: {' and '.join(fitting)} "
+            msg = (f"{_name('palette')} maps onto given colours: {' and '.join(fitting)} "
                    f"{'has' if len(fitting) == 1 else 'have'} nothing to fit")
             raise OptionError(msg)
 
