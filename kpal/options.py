@@ -332,7 +332,8 @@ SPECS: dict[str, Spec] = {
              ("--init",), "|".join(INITS), _choice("init", INITS), INITS),
         Spec("seed", 0, "Random seed; the same input and seed give byte-identical files.",
              ("--seed",), "N", _integer("seed", 0, MAX_SEED)),
-        Spec("max_iter", None, "Maximum iterations (default 300 for kmeans, 100 for gmm).",
+        Spec("max_iter", None, "Maximum iterations (default 300 for kmeans, at each coarse-to-fine "
+             "level; 100 for gmm).",
              ("--max-iter",), "N", _integer("max_iter", 1, MAX_ITER)),
         Spec("tol", None, "Convergence tolerance (default 1e-4 for kmeans, 1e-3 for gmm).",
              ("--tol",), "X", _real("tol", 0.0, math.inf, open_low=False)),

@@ -57,9 +57,11 @@ def test_max_size_fits_the_file(runner, photo_path, tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["-k", "8", "--quality", "30"], "-k and --quality both decide the palette"),
     (["--quality", "30", "--max-size", "9k"], "--quality and --max-size both decide the palette"),
-    (["--max-size", "9k", "--dither", "fs"], "--max-size measures the undithered file, and --dither fs"),
+    (["--max-size", "9k", "--dither", "fs"],
+     "--max-size measures the undithered file, and --dither fs"),
     (["--quality", "35", "--dither", "fs"], "--quality measures the undithered PSNR"),
-    (["--quality", "35", "--dither", "ordered"], "--quality measures the undithered PSNR, and --dither ordered"),
+    (["--quality", "35", "--dither", "ordered"],
+     "--quality measures the undithered PSNR, and --dither ordered"),
     (["--quality", "30", "--method", "gmm"], "--quality chooses k with k-means on every pixel"),
     (["--quality", "40-30"], "MIN 40 is above MAX 30"),
     (["--space", "oklab", "--method", "gmm"], "--method gmm is available with --space rgb only"),

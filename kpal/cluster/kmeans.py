@@ -52,7 +52,10 @@ class KMeans(Params):
     The interface of scikit-learn's ``KMeans`` (``fit``, ``predict``,
     ``fit_predict``, ``get_params``/``set_params``, so ``sklearn.base.clone``
     works), with kpal's names: ``k`` for ``n_clusters``, ``seed`` for
-    ``random_state``; one k-means++ draw (scikit-learn's ``n_init="auto"``).
+    ``random_state``. uint8 colours are fitted coarse to fine on cells of
+    their histogram; where the coarsest level is small, several k-means++
+    draws are compared there (up to 16 for a few hundred cells, 8 or 4 for
+    up to 20,000 cells at k <= 64), else one (scikit-learn's ``n_init="auto"``).
 
     Parameters
     ----------
@@ -64,7 +67,8 @@ class KMeans(Params):
     seed : int, default 0
         Seed of the random choices: the same seed gives the same result.
     max_iter : int, default 300
-        Maximum number of Lloyd iterations.
+        Maximum number of Lloyd iterations; for uint8 colours, at each
+        coarse-to-fine level.
     tol : float, default 1e-4
         Stop when the total squared centre shift falls below ``tol`` times the
         mean per-feature variance of the data (scikit-learn's convention).
@@ -77,7 +81,8 @@ class KMeans(Params):
     inertia_ : float
         Sum over samples of (weight times) the squared distance to their centre.
     n_iter_ : int
-        Lloyd iterations run.
+        Lloyd iterations run, summed over the coarse-to-fine levels (so it
+        can exceed ``max_iter``).
 
     Examples
     --------
