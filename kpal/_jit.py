@@ -10,6 +10,11 @@ ever a speed-up. :func:`load` decides whether to take it:
   compiled loops save, so small images never import it;
 - numba not installed: never.
 
+A caller that knows early that an image will take compiled kernels (the
+command line, from a PNG's header) can start numba on a background thread
+with :func:`prefetch`, so that its start-up overlaps the decoding of the
+pixels; :func:`load` waits for that thread and then decides as above.
+
 numba keeps compiled machine code in ``__pycache__`` beside the module; when
 that folder is not writable (a read-only site-packages) the cache goes to
 ``$XDG_CACHE_HOME/kpal/numba`` (default ``~/.cache/kpal/numba``), through
@@ -19,14 +24,17 @@ compile takes 10-15 s per machine; on a terminal, a line on stderr says so.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MIN_PIXELS", "cache_dir", "load", "skip_blas_probe"]
+__all__ = ["MIN_PIXELS", "cache_dir", "load", "prefetch", "skip_blas_probe"]
 
 #: Images below this many pixels take the numpy path (unless KPAL_PURE_NUMPY=0).
 MIN_PIXELS = 1 << 20
@@ -35,6 +43,8 @@ MIN_PIXELS = 1 << 20
 COMPILING = "compiling kpal's fast kernels, once (10-15 s)"
 
 _announced = False
+#: The thread started by :func:`prefetch`, until :func:`load` has waited for it.
+_prefetching: threading.Thread | None = None
 
 
 def user_cache_dir() -> Path:
@@ -141,12 +151,17 @@ def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
         None when numba is missing, ``KPAL_PURE_NUMPY=1``, or the image is
         smaller than ``min_pixels`` (unless ``KPAL_PURE_NUMPY=0``).
     """
-    global _announced
     choice = os.environ.get("KPAL_PURE_NUMPY")
+    _wait_for_prefetch()
     if cold_min_pixels is not None and "numba" not in sys.modules:
         min_pixels = max(min_pixels, cold_min_pixels)
     if choice == "1" or (choice != "0" and n_pixels < min_pixels):
         return None
+    return _import(module)
+
+
+def _import(module: str) -> ModuleType | None:
+    global _announced
     if module in sys.modules:
         return sys.modules[module]
     if importlib.util.find_spec("numba") is None:
@@ -160,3 +175,40 @@ def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
         return importlib.import_module(module)
     except ImportError:  # numba present but broken (e.g. a numpy it does not support)
         return None
+
+
+def prefetch(module: str, warm: Callable[[ModuleType], object] | None = None) -> None:
+    """Start importing ``module`` (and numba) on a background thread.
+
+    For a caller that knows, before the pixels are decoded, that the image
+    will take ``module``'s kernels: numba's start (about 1 s) then runs on a
+    second core while the main thread decodes the image (Pillow's decoders
+    release the GIL). ``warm(module)`` runs next on that thread, e.g. a call of
+    one kernel on a tiny array, which loads numba's type registries. The
+    next :func:`load` waits for the thread before it looks at ``sys.modules``,
+    so no kernel is used half-imported or from two threads at once; it still
+    decides the path as it would have. Does nothing when a prefetch already
+    ran, ``KPAL_PURE_NUMPY=1``, or numba is not installed. Any error on the
+    thread is dropped: :func:`load` then imports (and reports) as usual.
+    """
+    global _prefetching
+    if (_prefetching is not None or module in sys.modules
+            or os.environ.get("KPAL_PURE_NUMPY") == "1"
+            or importlib.util.find_spec("numba") is None):
+        return
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            loaded = _import(module)
+            if loaded is not None and warm is not None:
+                warm(loaded)
+
+    _prefetching = threading.Thread(target=run, name="kpal-prefetch", daemon=True)
+    _prefetching.start()
+
+
+def _wait_for_prefetch() -> None:
+    """Join the :func:`prefetch` thread, if one runs (not from that thread itself)."""
+    thread = _prefetching
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()

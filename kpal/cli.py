@@ -340,7 +340,8 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     _check_kpal_name(out)
     name, data = _read_input(src)
     original_bytes = len(data)
-    image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background)
+    image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background,
+                                                           prefetch=opts)
     del data  # the encoded input is no longer needed: keep the peak memory down
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -389,13 +390,17 @@ def _check_palette_file(opts: options.EncodeOptions) -> None:
         raise click.ClickException(f"palette file {e}") from None
 
 
-def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None):
+def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None,
+                         prefetch: options.EncodeOptions | None = None):
     """IN's pixels as the codec takes them, the EXIF orientation applied, and its ICC profile.
 
     The pixels are an RGB or RGBA array, or the palette image itself; with
-    ``background``, transparency flattened onto it.
+    ``background``, transparency flattened onto it. With ``prefetch`` (the
+    options of the encode to come), a large image with an alpha band starts
+    loading the compiled kernels while its pixels are decoded.
     """
-    im = _open_image(name, data)
+    im = _open_image(name, data,
+                     None if prefetch is None else lambda im: codec.prefetch_kernels(im, prefetch))
     try:
         with _warnings_about(name):
             im, icc_profile = codec.colour_managed(im)

@@ -24,6 +24,7 @@ import signal
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -366,25 +367,30 @@ def _rgb_array(im: Image.Image) -> np.ndarray:
     return out.reshape(height, width, 3)
 
 
-def _open_image(name: str, data: bytes) -> Image.Image:
+def _open_image(name: str, data: bytes,
+                before_load: Callable[[Image.Image], None] | None = None) -> Image.Image:
+    """IN's image, loaded; ``before_load`` sees it once its header is read."""
     if not data:
         raise click.ClickException(f"{name}: file is empty")
     with warnings.catch_warnings(record=True) as caught:  # Pillow's, about a large image
         warnings.simplefilter("always")
         try:
-            return _opened(name, data)
+            return _opened(name, data, before_load)
         finally:
             for w in caught:
                 _warn_one_line(f"{name}: {w.message}", w.category, w.filename, w.lineno)
 
 
-def _opened(name: str, data: bytes) -> Image.Image:
+def _opened(name: str, data: bytes,
+            before_load: Callable[[Image.Image], None] | None) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data))
         frames = getattr(im, "n_frames", 1)
         if frames > 1 and im.format not in codec.PRIMARY_IMAGE_FORMATS:
             raise KpalError(f"has {frames} frames; a .kpal file holds one image "
                             "(extract a frame first)")
+        if before_load is not None:
+            before_load(im)
         im.load()
     except UnidentifiedImageError:
         raise click.ClickException(f"{name}: not an image Pillow can read") from None

@@ -51,6 +51,7 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -214,8 +215,8 @@ def encode_options(k: object = None, options: EncodeOptions | None = None,
 
 
 # ---------------------------------------------------------------- input rules
-def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
-               ) -> Image.Image:
+def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[bytes], *,
+               before_load: Callable[[Image.Image], object] | None = None) -> Image.Image:
     """Open an image with Pillow and load it, rejecting multi-frame files.
 
     A multi-picture JPEG (:data:`PRIMARY_IMAGE_FORMATS`) gives its primary image.
@@ -225,6 +226,10 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
     source : path, bytes or binary file object
         A path, the bytes of an encoded image file (JPEG, PNG, ...), or a file
         object open for reading in binary mode.
+    before_load : callable, optional
+        Called with the opened image once its header is read (size and mode
+        known), before its pixels are decoded; :func:`encode` uses it to start
+        loading compiled kernels meanwhile (:func:`prefetch_kernels`).
 
     Raises
     ------
@@ -263,6 +268,8 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         _reject_multiframe(im, name)
         if im.format in PRIMARY_IMAGE_FORMATS:
             im.seek(0)  # the primary image
+        if before_load is not None:
+            before_load(im)
         try:
             im.load()
         except OSError as e:  # "image file is truncated": say which file, when it has a name
@@ -422,6 +429,26 @@ def has_transparency(image: Image.Image) -> bool:
     return image.mode in _ALPHA_MODES or "transparency" in image.info
 
 
+def prefetch_kernels(image: Image.Image, opts: EncodeOptions) -> None:
+    """Start loading the compiled kernels a large image will take.
+
+    Called with an opened image whose pixels are not decoded yet, so that
+    numba's start-up overlaps the decoding (see
+    :func:`kpal.cluster.prefetch_kernels` and
+    :func:`kpal.cluster.alpha.prefetch_kernels`); the path taken and the
+    bytes written stay the same.
+    """
+    n_pixels = image.width * image.height
+    if image.mode in _ALPHA_MODES:
+        from kpal.cluster.alpha import prefetch_kernels as prefetch_alpha
+
+        prefetch_alpha(n_pixels, opts)
+    elif image.mode in ("RGB", "CMYK", "YCbCr") and "transparency" not in image.info:
+        from kpal.cluster import prefetch_kernels as prefetch_rgb
+
+        prefetch_rgb(n_pixels, opts)
+
+
 def _array_to_image(array: np.ndarray) -> Image.Image:
     if array.dtype != np.uint8 or not (
         array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))
@@ -551,7 +578,7 @@ def encode_image(image: ImageSource, k: int | None = None, *,
     chosen = codings.get(opts.coding)
     given = given_palette(opts.palette) if opts.palette is not None else None
     if not isinstance(image, (np.ndarray, Image.Image)):
-        image = open_image(image)
+        image = open_image(image, before_load=lambda im: prefetch_kernels(im, opts))
     if icc_profile is None and isinstance(image, Image.Image):
         icc_profile = image.info.get("icc_profile")
     image, icc_profile = colour_managed(image, icc_profile)

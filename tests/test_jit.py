@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kpal import _jit
@@ -33,3 +35,121 @@ def test_a_module_without_cache_files_is_cold(tmp_path, monkeypatch):
     (tmp_path / "_context_kernel.code-35.py311.nbi").write_bytes(b"")
     assert not _jit._is_cold("kpal.coding._context_fast")
     assert _jit._is_cold("kpal.coding._entropy_fast")
+
+
+# The prefetch runs in a fresh interpreter: this one may have imported numba already.
+PREFETCH = r"""
+import os, sys, numpy as np
+from PIL import Image
+from kpal import _jit, codec, options
+
+side = int(sys.argv[3])
+rng = np.random.default_rng(0)
+pixels = rng.integers(0, 256, (side, side, 4), dtype=np.uint8)  # mostly translucent
+Image.fromarray(pixels).convert(sys.argv[1]).save("big.png", compress_level=0)
+im = Image.open("big.png")  # header only: the pixels are not decoded yet
+codec.prefetch_kernels(im, options.EncodeOptions(**eval(sys.argv[2])))
+started = _jit._prefetching is not None
+im.load()
+_jit._wait_for_prefetch()
+print(started, sorted(name for name in sys.modules if name.endswith("_fast")))
+"""
+ALPHA = "['kpal.cluster._alpha_fast', 'kpal.cluster._remap_fast']"
+KMEANS = "['kpal.cluster._kmeans_fast']"
+
+
+def _prefetched(tmp_path, mode, opts, side=1500, **env):
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if k != "KPAL_PURE_NUMPY"}, **env}
+    done = subprocess.run([sys.executable, "-c", PREFETCH, mode, opts, str(side)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split("\n")[-2]
+
+
+@pytest.mark.parametrize(("mode", "opts", "side", "expected"), [
+    ("RGBA", "{'k': 16}", 1500, f"True {ALPHA}"),  # 2.25 MP with alpha: the pixel path
+    ("LA", "{}", 1500, f"True {ALPHA}"),
+    ("RGBA", "{'k': 16}", 1000, "False []"),  # 1 MP: numpy
+    ("RGBA", "{'k': 16, 'background': (255, 255, 255)}", 1500, "False []"),  # flattened
+    ("RGBA", "{'k': 16, 'space': 'oklab'}", 1500, "False []"),  # not the pixel path
+    ("RGBA", "{'k': 1}", 1500, "False []"),
+    ("RGB", "{'k': 64}", 2300, f"True {KMEANS}"),  # 5.3 MP, k > 32: compiled k-means
+    ("RGB", "{'k': 16}", 2300, "False []"),  # k <= 32 takes it from 12 MP only
+    ("RGB", "{'k': 64, 'quality': None, 'space': 'oklab'}", 2300, "False []"),
+    ("RGB", "{'quality': (30, 40)}", 2300, "False []"),  # the search decides its own way
+])
+def test_a_large_image_loads_the_kernels_it_will_take_while_it_decodes(tmp_path, mode, opts,
+                                                                      side, expected):
+    pytest.importorskip("numba")
+    assert _prefetched(tmp_path, mode, opts, side) == expected
+
+
+def test_no_prefetch_with_pure_numpy(tmp_path):
+    assert _prefetched(tmp_path, "RGBA", "{'k': 16}", KPAL_PURE_NUMPY="1") == "False []"
+
+
+def test_load_waits_for_the_prefetch_thread(monkeypatch):
+    """A module half-imported by the prefetch thread is never handed out."""
+    import threading
+
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    monkeypatch.setattr(_jit, "_prefetching", thread)
+    thread.start()
+    waited = []
+    loader = threading.Thread(target=lambda: waited.append(
+        _jit.load("kpal.cluster._alpha_fast", 0)))
+    loader.start()
+    loader.join(0.3)
+    assert loader.is_alive() and not waited  # still waiting for the prefetch
+    release.set()
+    loader.join(10)
+    assert waited == [None]  # then decides as usual: 0 pixels take numpy
+
+
+def test_the_command_line_writes_the_same_file_with_and_without_the_prefetch(tmp_path):
+    """The prefetch only moves numba's start: the compiled and numpy paths agree."""
+    pytest.importorskip("numba")
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    y, x = np.mgrid[0:1500, 0:1500]
+    rgb = np.random.default_rng(1).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    alpha = np.clip(x // 6 + y // 12, 0, 255).astype(np.uint8)  # a soft ramp, 2.25 MP
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "big.png", compress_level=1)
+    files = []
+    for pure in ("", "1"):
+        env = {k: v for k, v in os.environ.items() if k != "KPAL_PURE_NUMPY"}
+        if pure:
+            env["KPAL_PURE_NUMPY"] = pure
+        out = tmp_path / f"out{pure}.kpal"
+        done = subprocess.run([sys.executable, "-m", "kpal", "encode", "big.png", "-k", "8",
+                               "-o", out.name, "-q"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        files.append(out.read_bytes())
+    assert files[0] == files[1]
+    assert Image.open(tmp_path / "out.kpal").convert("RGBA").size == (1500, 1500)
+
+
+def test_encoding_a_path_prefetches_for_a_large_image_with_alpha(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import kpal
+
+    calls = []
+    monkeypatch.setattr(_jit, "prefetch", lambda module, warm=None: calls.append(module))
+    y, x = np.mgrid[0:1500, 0:1500]
+    rgba = np.dstack([np.zeros((1500, 1500, 3), np.uint8), (x // 6).astype(np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "big.png")
+    kpal.encode(tmp_path / "big.png", k=4, background=(255, 255, 255))
+    assert calls == []  # flattened: the RGB path
+    kpal.encode(tmp_path / "big.png", k=4)
+    assert calls == ["kpal.cluster._alpha_fast"]
+    kpal.encode(rgba, k=4)  # an array: no decoding to overlap
+    assert calls == ["kpal.cluster._alpha_fast"]

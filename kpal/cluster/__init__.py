@@ -43,6 +43,23 @@ COLD_SMALL_K = 32
 COMPILED_WARM_PIXELS = 0
 
 
+def prefetch_kernels(n_pixels: int, opts: options.EncodeOptions) -> None:
+    """Start loading the compiled k-means for an RGB image whose pixels are not decoded yet.
+
+    For a caller that has the image's size but not its pixels (the command
+    line, from a JPEG's or PNG's header): when :func:`quantize` will take
+    the compiled kernels (:func:`compiled_cold_pixels`), numba's start-up
+    then overlaps the decoding (:func:`kpal._jit.prefetch`). Only a fit of
+    a given k in RGB: the targets, a given palette and the perceptual spaces
+    decide their kernels on their own terms.
+    """
+    if (opts.k is None or opts.space != "rgb" or opts.palette is not None
+            or opts.quality is not None or opts.max_size is not None
+            or n_pixels < compiled_cold_pixels(opts.k)):
+        return
+    tiny = np.zeros((1, 3), dtype=np.uint8)
+    _jit.prefetch("kpal.cluster._kmeans_fast", warm=lambda fast: fast.color_histogram(tiny))
+
 def compiled_cold_pixels(k: int) -> int:
     """Smallest image that takes the compiled k-means in a process without numba yet.
 
@@ -160,8 +177,8 @@ def quantize(
     seed : int, default 0
         Seed of every random choice: same input and seed, same result.
     max_iter : int, optional
-        Maximum iterations of the clustering (default: 300 for k-means, 100
-        for EM).
+        Maximum iterations of the clustering (default: 300 for k-means, at
+        each of its coarse-to-fine levels; 100 for EM).
     tol : float, optional
         Convergence tolerance (k-means: relative centre shift, default 1e-4;
         GMM: gain in mean log-likelihood, default 1e-3).

@@ -342,6 +342,23 @@ def fit_histogram_rgba(colors: np.ndarray, counts: np.ndarray,
 # ------------------------------------------------- large images, from the pixels
 
 
+def prefetch_kernels(n_pixels: int, opts: options.EncodeOptions) -> None:
+    """Start loading the compiled kernels of a large image with an alpha band.
+
+    For a caller that has the image's size and mode but not its pixels yet
+    (the command line, between reading a PNG's header and decoding it): an
+    image of :data:`_PIXEL_COLD` pixels or more with many translucent pixels
+    takes the compiled kernels, and their start-up then overlaps the decoding
+    (:func:`kpal._jit.prefetch`). Which path runs is still decided from the
+    pixels, and both paths give the same palette and labels.
+    """
+    if (n_pixels < _PIXEL_COLD or opts.k == 1 or opts.space != "rgb"
+            or opts.palette is not None or opts.background is not None):
+        return
+    tiny = np.zeros((1, 4), dtype=np.uint8)
+    _jit.prefetch("kpal.cluster._alpha_fast", warm=lambda fast: fast.count_colours(tiny))
+
+
 def _many_translucent(pixels: np.ndarray) -> bool:
     """Whether the image takes :func:`_premultiplied_pixels` (at least _PIXEL_PATH
     translucent pixels)."""
@@ -558,6 +575,8 @@ def _used_entries(palette: np.ndarray, labels: np.ndarray, counts: np.ndarray,
     and the labels renumbered to it."""
     used = counts > 0
     used[:has_t] = True
+    if used.all():
+        return palette, labels.astype(np.uint8, copy=False)  # usual: no pass over them
     renumber = (np.cumsum(used, dtype=np.intp) - 1).astype(np.uint8)
     return palette[used], renumber[labels]
 
