@@ -17,6 +17,7 @@ from kpal.errors import (
     ChecksumError,
     FormatError,
     KpalError,
+    KpalWarning,
     LimitError,
     OptionError,
     TruncatedError,
@@ -46,6 +47,7 @@ __all__ = [
     "TruncatedError",
     "LimitError",
     "QualityError",
+    "KpalWarning",
     "__version__",
 ]
 

@@ -56,7 +56,7 @@ from PIL import Image, UnidentifiedImageError
 
 from kpal import codec, outputs
 from kpal import options as options_module
-from kpal.errors import KpalError
+from kpal.errors import KpalError, KpalWarning
 from kpal.io import temp_prefix, write_atomic
 from kpal.options import EncodeOptions
 
@@ -1051,7 +1051,7 @@ def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
         # Inside a multiprocessing.Pool worker, which may not start processes of its own.
         warnings.warn(f"this process is a daemonic worker, which cannot start worker "
                       f"processes: the {len(todo)} files run here, one at a time",
-                      UserWarning, stacklevel=3)
+                      KpalWarning, stacklevel=3)
         workers = 1
     if workers == 1 or len(todo) == 1:
         if encodes >= IN_PROCESS_COMPILED_FILES:

@@ -63,7 +63,7 @@ from kpal import coding as codings
 from kpal import container, metrics
 from kpal.cluster import quantize
 from kpal.cluster.histogram import pack_rgb
-from kpal.errors import ChecksumError, FormatError, KpalError, OptionError
+from kpal.errors import ChecksumError, FormatError, KpalError, KpalWarning, OptionError
 from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 
 __all__ = [
@@ -629,7 +629,7 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
     Lab) are converted to sRGB with LittleCMS (perceptual intent) and no
     profile is kept: a file without one is sRGB (spec/kpal.md). A profile
     that cannot be read, or not used for the image's mode, is dropped with a
-    one-line ``UserWarning``, the pixels kept as they are. :func:`encode_image`
+    one-line ``KpalWarning``, the pixels kept as they are. :func:`encode_image`
     calls this; call it yourself before turning an image into an array.
 
     Parameters
@@ -689,13 +689,13 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
         return image, None
     if space == "RGB":  # an RGB profile the format cannot store as it is: say so
         warnings.warn(f"the image's ICC profile cannot be stored ({problem}): its pixels "
-                      "were converted to sRGB with it", UserWarning, stacklevel=3)
+                      "were converted to sRGB with it", KpalWarning, stacklevel=3)
     return converted, None
 
 
 def _drop_profile(why: str) -> None:
     warnings.warn(f"the image's ICC profile is dropped: {why}; its pixels are kept as they "
-                  "are, read as sRGB", UserWarning, stacklevel=4)
+                  "are, read as sRGB", KpalWarning, stacklevel=4)
 
 
 #: The mode holding an image's colour channels for LittleCMS, without alpha.
@@ -783,7 +783,7 @@ def _warn_if_mask_lost(pixels: np.ndarray, palette: np.ndarray) -> None:
         warnings.warn(
             "k=1: one palette entry cannot keep both the fully transparent pixels and the "
             "others, so the mask is not kept: the entry is their premultiplied mean (k=2 "
-            "keeps it)", UserWarning, stacklevel=4)
+            "keeps it)", KpalWarning, stacklevel=4)
 
 
 def _with_transparent_entry(given: np.ndarray) -> np.ndarray:
@@ -868,7 +868,7 @@ def given_palette(value: str | tuple) -> np.ndarray:
         kept = np.sort(first)
         warnings.warn(f"{where}: {colours.shape[0] - kept.size} of its {colours.shape[0]} "
                       f"entries repeat earlier ones; the {kept.size} distinct colours are "
-                      f"used (k={kept.size})", UserWarning, stacklevel=2)
+                      f"used (k={kept.size})", KpalWarning, stacklevel=2)
         colours = np.ascontiguousarray(colours[kept])
     return colours
 
@@ -957,7 +957,7 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
     k : int, optional
         Number of colours, 1..256 (default 16; for a "P" image, default its
         own palette, kept losslessly). An image with fewer distinct colours
-        than ``k`` is stored exactly (lossless), with a ``UserWarning``.
+        than ``k`` is stored exactly (lossless), with a ``KpalWarning``.
     method : {"kmeans", "gmm"}, default "kmeans"
         How the palette is chosen.
     init : {"k-means++", "random"}, default "k-means++"

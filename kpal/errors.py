@@ -3,7 +3,10 @@
 Every error about bad *data* (a corrupt or unsupported ``.kpal`` file, an image
 kpal cannot encode, an option out of range) is a :class:`KpalError`, which is a
 ``ValueError`` so code that already catches ``ValueError`` keeps working.
-I/O problems stay ``OSError``; Pillow's own ``DecompressionBombError`` passes
+Warnings kpal issues (fewer colours than k, a profile it could not apply, a
+palette entry repeated, ...) are :class:`KpalWarning`, a ``UserWarning``, so
+``warnings.filterwarnings("ignore", category=KpalWarning)`` silences kpal's
+and only kpal's. I/O problems stay ``OSError``; Pillow's own ``DecompressionBombError`` passes
 through unchanged. A file shorter than its header says is both: a
 :class:`TruncatedError` is a ``FormatError`` and an ``OSError``, as Pillow
 reports a short image file.
@@ -12,7 +15,7 @@ reports a short image file.
 from __future__ import annotations
 
 __all__ = ["KpalError", "OptionError", "FormatError", "ChecksumError", "LimitError",
-           "TruncatedError"]
+           "TruncatedError", "KpalWarning"]
 
 
 class KpalError(ValueError):
@@ -45,4 +48,12 @@ class TruncatedError(FormatError, OSError):
     Also an ``OSError``, which is how Pillow's readers report a short file:
     ``PIL.ImageFile.Parser`` (fed a file piece by piece, as web frameworks do
     to read an upload's size) then waits for more data instead of failing.
+    """
+
+
+class KpalWarning(UserWarning):
+    """Base class for every warning kpal issues: the input was accepted, with a caveat.
+
+    For example: the image has no more colours than k (stored losslessly), an
+    ICC profile could not be applied, a palette file repeats an entry.
     """

@@ -63,7 +63,7 @@ import numpy as np
 
 from kpal import container, options
 from kpal.cluster.histogram import color_histogram, unpack_rgb
-from kpal.errors import FormatError, KpalError
+from kpal.errors import FormatError, KpalError, KpalWarning
 
 __all__ = [
     "FORMATS",
@@ -687,7 +687,7 @@ def fit_palette(
 
     Warns
     -----
-    UserWarning
+    KpalWarning
         When the images hold ``k`` or fewer distinct colours.
 
     Examples
@@ -709,7 +709,7 @@ def fit_palette(
         warnings.warn(
             f"the images have {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: the palette holds exactly those colours",
-            UserWarning,
+            KpalWarning,
             stacklevel=2,
         )
         return colors

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from kpal import codec
+from kpal.errors import KpalWarning
 
 __all__ = ["JS_DIR", "to_html", "view", "update_viewer"]
 
@@ -170,7 +171,7 @@ def view(path: str | os.PathLike, open_browser: bool = True,
         target = Path(output)
     write_atomic(target, page, force=True)
     if open_browser and not webbrowser.open(target.resolve().as_uri()):
-        warnings.warn(f"no web browser could be started: open {target} yourself", UserWarning,
+        warnings.warn(f"no web browser could be started: open {target} yourself", KpalWarning,
                       stacklevel=2)
     return target
 

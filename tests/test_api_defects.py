@@ -285,3 +285,22 @@ def test_a_psnr_short_of_the_target_is_never_shown_reaching_it():
 
     assert _db(39.9989, 40) == "39.999" and _db(40.0004, 40) == "40.00"
     assert _db(35.123, 40) == "35.12" and _db(35.125) == "35.12"
+
+
+def test_kpal_warnings_are_their_own_category():
+    """kpal's warnings can be filtered apart from every other UserWarning."""
+    import warnings
+
+    import kpal
+
+    few = np.zeros((4, 4, 3), dtype=np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kpal.encode(few, k=4)
+    assert [w.category for w in caught] == [kpal.KpalWarning]
+    assert issubclass(kpal.KpalWarning, UserWarning)
+    assert "no more than k=4" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=kpal.KpalWarning)
+        kpal.encode(few, k=4)  # silenced: no error

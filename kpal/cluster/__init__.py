@@ -18,7 +18,7 @@ import numpy as np
 from kpal import _jit, options
 from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors
-from kpal.errors import KpalError
+from kpal.errors import KpalError, KpalWarning
 
 __all__ = ["METHODS", "HistogramFit", "KMeans", "Quantization", "fit_histogram_palette",
            "load_compiled", "quantize"]
@@ -192,7 +192,7 @@ def quantize(
 
     Warns
     -----
-    UserWarning
+    KpalWarning
         When the pixels hold ``k`` or fewer distinct colours: the palette is
         then exactly those colours and the result is lossless.
 
@@ -225,7 +225,7 @@ def quantize(
             f"the image has {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: "
             "the palette holds exactly those colours (lossless)",
-            UserWarning,
+            KpalWarning,
             stacklevel=2,
         )
         labels = _map(kernels, pixels, hist.colors, np.arange(n_colors, dtype=np.uint8))

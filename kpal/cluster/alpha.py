@@ -80,7 +80,7 @@ from kpal.cluster import COMPILED_WARM_PIXELS, Quantization, compiled_cold_pixel
 from kpal.cluster.histogram import color_histogram, map_pixels
 from kpal.cluster.kmeans import LloydState, initial_centres, lloyd, nearest_palette_colors
 from kpal.cluster.nearest import _MARGIN, Neighbours, assign
-from kpal.errors import KpalError
+from kpal.errors import KpalError, KpalWarning
 
 __all__ = ["TRANSPARENT", "composite_mse", "fit_histogram_rgba", "flatten", "quantize_rgba"]
 
@@ -205,7 +205,7 @@ def quantize_rgba(
 
     Warns
     -----
-    UserWarning
+    KpalWarning
         When the image has ``k`` or fewer distinct colours: the palette is
         then exactly those colours (lossless).
 
@@ -276,7 +276,7 @@ def quantize_rgba(
         warnings.warn(
             f"the image has {n_colors} distinct RGBA colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: the palette holds exactly those colours (lossless)",
-            UserWarning,
+            KpalWarning,
             stacklevel=2,
         )
         return _lossless(parts, method)

@@ -61,6 +61,7 @@ from threadpoolctl import threadpool_limits
 from kpal import options
 from kpal.cluster.histogram import color_histogram
 from kpal.cluster.params import Params
+from kpal.errors import KpalWarning
 
 __all__ = ["GaussianMixture", "quantize_histogram", "sample_image"]
 
@@ -262,7 +263,7 @@ class GaussianMixture(Params):
                 f"only {colors.shape[0]} distinct colour{'' if colors.shape[0] == 1 else 's'} "
                 f"for k={self.k}: fitting one "
                 f"component per colour",
-                UserWarning,
+                KpalWarning,
                 stacklevel=3,
             )
         m, d = colors.shape
@@ -317,7 +318,7 @@ class GaussianMixture(Params):
                 f"EM did not converge in max_iter={self.max_iter} iterations "
                 f"(last improvement {self.lower_bounds_[-1] - self.lower_bounds_[-2]:.3g} "
                 f">= tol={self.tol}); raise max_iter or tol",
-                UserWarning,
+                KpalWarning,
                 stacklevel=3,
             )
 

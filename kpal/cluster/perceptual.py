@@ -31,7 +31,7 @@ from kpal.cluster import Quantization, _check_pixels, _sample_histogram, quantiz
 from kpal.cluster.histogram import color_histogram, map_pixels, reduce_histogram
 from kpal.cluster.kmeans import KMeans
 from kpal.cluster.nearest import assign
-from kpal.errors import KpalError
+from kpal.errors import KpalError, KpalWarning
 
 __all__ = ["SPACES", "oklab_from_srgb8", "quantize_perceptual", "srgb8_from_oklab"]
 
@@ -165,7 +165,7 @@ def quantize_perceptual(
 
     Warns
     -----
-    UserWarning
+    KpalWarning
         When the pixels hold ``k`` or fewer distinct colours (kept exactly).
 
     Examples
@@ -197,7 +197,7 @@ def quantize_perceptual(
         warnings.warn(
             f"the image has {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: the palette holds exactly those colours (lossless)",
-            UserWarning, stacklevel=2)
+            KpalWarning, stacklevel=2)
         return result
     rng = np.random.default_rng(seed)
     fit_hist = hist
