@@ -30,11 +30,10 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["MIN_PIXELS", "cache_dir", "load", "prefetch", "skip_blas_probe"]
+__all__ = ["MIN_PIXELS", "cache_dir", "load", "load_cached", "prefetch", "skip_blas_probe"]
 
 #: Images below this many pixels take the numpy path (unless KPAL_PURE_NUMPY=0).
 MIN_PIXELS = 1 << 20
@@ -43,6 +42,8 @@ MIN_PIXELS = 1 << 20
 COMPILING = "compiling kpal's fast kernels, once (10-15 s)"
 
 _announced = False
+#: Python's thread switch interval while :func:`prefetch`'s thread runs (seconds).
+_SWITCH_INTERVAL = 1e-4
 #: The thread started by :func:`prefetch`, until :func:`load` has waited for it.
 _prefetching: threading.Thread | None = None
 
@@ -177,34 +178,77 @@ def _import(module: str) -> ModuleType | None:
         return None
 
 
-def prefetch(module: str, warm: Callable[[ModuleType], object] | None = None) -> None:
-    """Start importing ``module`` (and numba) on a background thread.
+def prefetch(*modules: str) -> None:
+    """Start importing ``modules`` (and numba) and loading their cached kernels, on a thread.
 
     For a caller that knows, before the pixels are decoded, that the image
-    will take ``module``'s kernels: numba's start (about 1 s) then runs on a
-    second core while the main thread decodes the image (Pillow's decoders
-    release the GIL). ``warm(module)`` runs next on that thread, e.g. a call of
-    one kernel on a tiny array, which loads numba's type registries. The
-    next :func:`load` waits for the thread before it looks at ``sys.modules``,
-    so no kernel is used half-imported or from two threads at once; it still
-    decides the path as it would have. Does nothing when a prefetch already
-    ran, ``KPAL_PURE_NUMPY=1``, or numba is not installed. Any error on the
-    thread is dropped: :func:`load` then imports (and reports) as usual.
+    will take these modules' kernels: numba's start (about 1 s: the import,
+    its type registries, then each kernel's machine code read from the
+    cache) then runs on a second core while the main thread decodes the
+    image (Pillow's decoders release the GIL). Every kernel whose machine
+    code is cached is loaded (:func:`load_cached`), whether or not this
+    image needs it. The next :func:`load` waits for the thread before it
+    looks at ``sys.modules``, so no kernel is used half-loaded or from two
+    threads at once; it still decides the path as it would have. Does
+    nothing when a prefetch already ran, ``KPAL_PURE_NUMPY=1``, or numba is
+    not installed. Any error on the thread is dropped: :func:`load` then
+    imports (and reports) as usual.
     """
     global _prefetching
-    if (_prefetching is not None or module in sys.modules
+    if (_prefetching is not None or all(module in sys.modules for module in modules)
             or os.environ.get("KPAL_PURE_NUMPY") == "1"
             or importlib.util.find_spec("numba") is None):
         return
 
     def run() -> None:
-        with contextlib.suppress(Exception):
-            loaded = _import(module)
-            if loaded is not None and warm is not None:
-                warm(loaded)
+        try:
+            for module in modules:
+                with contextlib.suppress(Exception):
+                    loaded = _import(module)
+                    if loaded is not None:
+                        load_cached(loaded)
+        finally:
+            sys.setswitchinterval(interval)
 
+    # The decoding thread gets the GIL back after each piece of the image it
+    # decodes (a 64 KiB PNG chunk): with Python's 5 ms switch interval it would
+    # wait that long each time while this thread runs Python code, and decode
+    # at a third of its speed.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
     _prefetching = threading.Thread(target=run, name="kpal-prefetch", daemon=True)
     _prefetching.start()
+
+
+def load_cached(module: ModuleType) -> int:
+    """Load the machine code numba has cached for every kernel of ``module``; how many.
+
+    numba reads a kernel's cached code at its first call, about 25 ms each
+    (17 kernels for a large k-means). Only overloads whose cache entry
+    matches the kernel's current source are loaded, so nothing is compiled
+    here. This reads numba's cache index through its internals
+    (``Dispatcher._cache``); with another numba that changed them, nothing
+    is loaded and the kernels load at their first call, as usual.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    count = 0
+    for kernel in list(vars(module).values()):
+        if not isinstance(kernel, Dispatcher) or kernel.py_func.__module__ not in (
+                module.__name__, _SOURCE_OF.get(module.__name__)):
+            continue
+        try:
+            cache = kernel._cache  # noqa: SLF001 - numba's cache of this kernel
+            codegen = kernel.targetctx.codegen()
+            for key in cache._cache_file._load_index():  # noqa: SLF001
+                signature = key[0]
+                if signature not in kernel.overloads and cache._index_key(  # noqa: SLF001
+                        signature, codegen) == key:
+                    kernel.compile(signature)
+                    count += 1
+        except Exception:  # noqa: BLE001 - a speed-up only: any surprise skips it
+            continue
+    return count
 
 
 def _wait_for_prefetch() -> None:

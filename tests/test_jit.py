@@ -52,9 +52,10 @@ codec.prefetch_kernels(im, options.EncodeOptions(**eval(sys.argv[2])))
 started = _jit._prefetching is not None
 im.load()
 _jit._wait_for_prefetch()
+assert sys.getswitchinterval() == 0.005, sys.getswitchinterval()  # Python's, restored
 print(started, sorted(name for name in sys.modules if name.endswith("_fast")))
 """
-ALPHA = "['kpal.cluster._alpha_fast', 'kpal.cluster._remap_fast']"
+ALPHA = "['kpal.cluster._alpha_fast', 'kpal.cluster._kmeans_fast', 'kpal.cluster._remap_fast']"
 KMEANS = "['kpal.cluster._kmeans_fast']"
 
 
@@ -143,13 +144,49 @@ def test_encoding_a_path_prefetches_for_a_large_image_with_alpha(tmp_path, monke
     import kpal
 
     calls = []
-    monkeypatch.setattr(_jit, "prefetch", lambda module, warm=None: calls.append(module))
+    monkeypatch.setattr(_jit, "prefetch", lambda *modules: calls.append(modules))
     y, x = np.mgrid[0:1500, 0:1500]
     rgba = np.dstack([np.zeros((1500, 1500, 3), np.uint8), (x // 6).astype(np.uint8)])
     Image.fromarray(rgba).save(tmp_path / "big.png")
     kpal.encode(tmp_path / "big.png", k=4, background=(255, 255, 255))
     assert calls == []  # flattened: the RGB path
     kpal.encode(tmp_path / "big.png", k=4)
-    assert calls == ["kpal.cluster._alpha_fast"]
+    assert calls == [("kpal.cluster._alpha_fast", "kpal.cluster._kmeans_fast")]
     kpal.encode(rgba, k=4)  # an array: no decoding to overlap
-    assert calls == ["kpal.cluster._alpha_fast"]
+    assert len(calls) == 1
+
+
+WARM = r"""
+import numpy as np, kpal
+rng = np.random.default_rng(0)
+pixels = rng.integers(0, 256, (1100, 1000, 4), dtype=np.uint8)
+pixels[..., 3] = rng.integers(1, 255, (1100, 1000))  # 1.1 MP translucent: the pixel path
+kpal.encode(np.ascontiguousarray(pixels[..., :3]), k=4)
+kpal.encode(pixels, k=4)
+"""
+LOAD_CACHED = r"""
+import sys
+from kpal import _jit
+fast = _jit._import(sys.argv[1])
+before = sum(len(k.overloads) for k in vars(fast).values() if hasattr(k, "overloads"))
+loaded = _jit.load_cached(fast)
+after = sum(len(k.overloads) for k in vars(fast).values() if hasattr(k, "overloads"))
+print(before, loaded, after, _jit.load_cached(fast))
+"""
+
+
+@pytest.mark.parametrize("module", ["kpal.cluster._kmeans_fast", "kpal.cluster._alpha_fast"])
+def test_load_cached_reads_every_cached_kernel_once_and_compiles_nothing(module):
+    """In a fresh process, after another one ran (and so cached) the kernels."""
+    pytest.importorskip("numba")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "KPAL_PURE_NUMPY"}
+    subprocess.run([sys.executable, "-c", WARM], env={**env, "KPAL_PURE_NUMPY": "0"},
+                   check=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", LOAD_CACHED, module], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    before, loaded, after, again = map(int, done.stdout.split())
+    assert before == 0 and loaded > 0 and loaded == after and again == 0

@@ -57,8 +57,7 @@ def prefetch_kernels(n_pixels: int, opts: options.EncodeOptions) -> None:
             or opts.quality is not None or opts.max_size is not None
             or n_pixels < compiled_cold_pixels(opts.k)):
         return
-    tiny = np.zeros((1, 3), dtype=np.uint8)
-    _jit.prefetch("kpal.cluster._kmeans_fast", warm=lambda fast: fast.color_histogram(tiny))
+    _jit.prefetch("kpal.cluster._kmeans_fast")
 
 def compiled_cold_pixels(k: int) -> int:
     """Smallest image that takes the compiled k-means in a process without numba yet.

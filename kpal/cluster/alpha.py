@@ -355,8 +355,7 @@ def prefetch_kernels(n_pixels: int, opts: options.EncodeOptions) -> None:
     if (n_pixels < _PIXEL_COLD or opts.k == 1 or opts.space != "rgb"
             or opts.palette is not None or opts.background is not None):
         return
-    tiny = np.zeros((1, 4), dtype=np.uint8)
-    _jit.prefetch("kpal.cluster._alpha_fast", warm=lambda fast: fast.count_colours(tiny))
+    _jit.prefetch("kpal.cluster._alpha_fast", "kpal.cluster._kmeans_fast")
 
 
 def _many_translucent(pixels: np.ndarray) -> bool:
