@@ -163,8 +163,11 @@ def load(module: str, n_pixels: int, min_pixels: int = MIN_PIXELS,
 
 def _import(module: str) -> ModuleType | None:
     global _announced
-    if module in sys.modules:
-        return sys.modules[module]
+    loaded = sys.modules.get(module)
+    if loaded is not None and not getattr(loaded.__spec__, "_initializing", False):
+        return loaded
+    # Not imported yet, or being imported by another thread (numba takes about
+    # a second): import_module then waits for that import to finish.
     if importlib.util.find_spec("numba") is None:
         return None
     _use_user_cache_if_needed(module)

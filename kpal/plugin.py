@@ -91,9 +91,7 @@ class KpalImageFile(ImageFile.ImageFile):
         if header.alpha:
             self.palette = ImagePalette.ImagePalette("RGBA", palette_bytes)
             self.palette.dirty = 1
-            transparent = _transparent_index(palette_bytes[3::4])
-            if transparent is not None:
-                self.info["transparency"] = transparent
+            self.info["transparency"] = _transparency(palette_bytes[3::4])
         else:
             self.palette = ImagePalette.raw("RGB", palette_bytes)
         for name, body in metadata:
@@ -104,11 +102,36 @@ class KpalImageFile(ImageFile.ImageFile):
         args = (header.coding, header.k, header.payload_length, crc)
         self.tile = [ImageFile._Tile("kpal", (0, 0, *self._size), self.fp.tell(), args)]
 
+    def load(self):  # noqa: ANN201 - Pillow's signature
+        """Decode the pixels; on a damaged payload, close the file as Pillow does, then raise.
+
+        Pillow closes the file (when it opened it) after a decoder reports an
+        error code; kpal's decoder raises a ``FormatError`` that names the
+        problem instead, which would skip that step and leave the file open.
+        A later ``load()`` raises the same error again, never returning the
+        blank pixels Pillow allocated for the decoding.
+        """
+        failed = getattr(self, "_load_error", None)
+        if failed is not None:
+            raise failed.with_traceback(None)
+        try:
+            return super().load()
+        except Exception as e:
+            if self.tile:
+                self._load_error = e
+                self.tile = []
+                if getattr(self, "_exclusive_fp", False) and self.fp is not None:
+                    self.fp.close()
+                self.fp = None
+            raise
+
     def verify(self) -> None:
         """Check the payload's length and the file's checksum, without decoding the pixels.
 
         As Pillow's PNG plugin checks its chunks' CRCs: call it directly after
-        ``Image.open``; the file is closed afterwards.
+        ``Image.open``; the file is closed afterwards. The errors are kpal's,
+        ``ValueError`` subclasses (PNG raises ``SyntaxError``): a loop that
+        checks many images catches ``(OSError, SyntaxError, ValueError)``.
 
         Raises
         ------
@@ -137,17 +160,19 @@ def _read_exactly(fp: IO[bytes], size: int, part: str) -> bytes:
     return data
 
 
-def _transparent_index(alpha: bytes) -> int | None:
-    """``info["transparency"]`` for the simple case of Pillow's PNG reader.
+def _transparency(alpha: bytes) -> int | bytes:
+    """``info["transparency"]`` as Pillow's PNG reader gives it for a palette with tRNS.
 
     The index of the only fully transparent entry when every other entry is
-    opaque (GIF-style); otherwise None, the alpha being in the RGBA palette
-    only (``info["transparency"]`` as bytes makes Pillow warn on every
-    conversion to RGB).
+    opaque (GIF-style), else the alpha of every entry as bytes. The RGBA
+    palette holds the same alpha; ``info`` carries it too because Pillow's
+    pickling, ``copy.deepcopy`` and ``==`` read the palette as RGB only.
+    As for such a PNG, Pillow warns on ``convert("RGB")`` of the bytes form
+    (convert to "RGBA", or flatten onto a background, instead).
     """
     if alpha.count(0) == 1 and alpha.count(255) == len(alpha) - 1:
         return alpha.index(0)
-    return None
+    return bytes(alpha)
 
 
 def _file_size(fp: IO[bytes]) -> int | None:

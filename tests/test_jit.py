@@ -190,3 +190,31 @@ def test_load_cached_reads_every_cached_kernel_once_and_compiles_nothing(module)
     assert done.returncode == 0, done.stderr
     before, loaded, after, again = map(int, done.stdout.split())
     assert before == 0 and loaded > 0 and loaded == after and again == 0
+
+
+def test_threads_that_load_a_module_at_once_each_get_the_whole_module(tmp_path, monkeypatch):
+    """A module another thread is still importing is waited for, never handed out half-made."""
+    pytest.importorskip("numba")
+    import sys
+    import threading
+
+    (tmp_path / "kpal_slow_kernels.py").write_text(
+        "import time\ntime.sleep(0.5)  # numba's import, say\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "kpal_slow_kernels", raising=False)
+    barrier = threading.Barrier(8)
+    found, errors = [], []
+
+    def first_use():
+        barrier.wait()
+        try:
+            found.append(_jit._import("kpal_slow_kernels").VALUE)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (found, errors) == ([42] * 8, [])

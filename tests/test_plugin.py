@@ -146,7 +146,8 @@ def test_open_rgba_with_icc_profile_sets_palette_mode_and_info():
     with Image.open(path) as im:
         assert im.tile and im.tile[0][0] == "kpal"  # the metadata is read, pixels are not
         assert im.info == {"k": 5, "bits_per_index": 3, "coding": "radix", "version": 2,
-                           "icc_profile": (GOLDEN / "srgb.icc").read_bytes()}
+                           "icc_profile": (GOLDEN / "srgb.icc").read_bytes(),
+                           "transparency": bytes([0, 255, 200, 255, 255])}  # as PNG's tRNS
         im.load()
         assert im.palette.mode == "RGBA"
         alpha = np.asarray(im.convert("RGBA"))[..., 3]
@@ -167,4 +168,4 @@ def test_rgba_file_from_a_file_object_matches_the_path():
     with open(path, "rb") as f, Image.open(f) as from_file, Image.open(path) as from_path:
         assert from_file.tobytes() == from_path.tobytes()
         assert from_file.getpalette("RGBA") == from_path.getpalette("RGBA")
-        assert "transparency" not in from_file.info  # alpha 0..255: in the palette only
+        assert from_file.info["transparency"] == bytes(from_file.getpalette("RGBA")[3::4])

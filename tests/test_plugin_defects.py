@@ -208,3 +208,27 @@ def test_a_truncated_file_is_a_format_error_and_an_oserror(good_file, tmp_path, 
     assert isinstance(raised.value, FormatError) and isinstance(raised.value, OSError)
     with pytest.raises(TruncatedError, match=message):
         kpal.decode(good_file[:cut])
+
+
+def test_a_failed_load_closes_the_file_and_fails_again(tmp_path):
+    """As Pillow does after a decoder error: the file it opened is closed; and a second
+    load raises the same error instead of returning blank pixels."""
+    good = tmp_path / "good.kpal"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+                    ).save(good, colors=16)
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "bad.kpal"
+    bad.write_bytes(bytes(data))
+    im = Image.open(bad)
+    fp = im.fp
+    with pytest.raises(kpal.ChecksumError):
+        im.load()
+    assert fp.closed and im.fp is None
+    with pytest.raises(kpal.ChecksumError):
+        im.load()
+    with open(bad, "rb") as f:  # a file object the caller opened stays open
+        im = Image.open(f)
+        with pytest.raises(kpal.ChecksumError):
+            im.load()
+        assert not f.closed
