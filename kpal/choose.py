@@ -86,7 +86,7 @@ from kpal.cluster.kmeans import (
     start_state,
 )
 from kpal.cluster.nearest import assign
-from kpal.errors import KpalError, OptionError
+from kpal.errors import KpalError, OptionError, silenced
 from kpal.metrics import psnr_from_mse
 
 __all__ = ["Choice", "CurvePoint", "QualityError", "SizeError", "choose_k", "choose_k_rgba",
@@ -898,13 +898,11 @@ class _RgbaSearch:
 
     def measure(self, k: int) -> _RgbaCandidate:
         if k not in self.done:
-            import warnings
 
             from kpal.cluster.alpha import quantize_rgba
 
             opts = self.opts
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "the image has", UserWarning)
+            with silenced("the image has"):
                 result = quantize_rgba(self.pixels, k, init=opts.init, seed=opts.seed,
                                        max_iter=opts.max_iter, tol=opts.tol)
             self.n_colors = result.n_colors

@@ -52,6 +52,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -63,7 +64,7 @@ from kpal import coding as codings
 from kpal import container, metrics
 from kpal.cluster import quantize
 from kpal.cluster.histogram import pack_rgb
-from kpal.errors import ChecksumError, FormatError, KpalError, KpalWarning, OptionError
+from kpal.errors import ChecksumError, FormatError, KpalError, OptionError, silenced, warn
 from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 
 __all__ = [
@@ -381,11 +382,10 @@ def _pixels(image: ImageSource, background: tuple[int, int, int] | None = None
     if mode == "P":
         if _transparent_index_in_use(image):
             return _rgba(image), image, orientation
-        with warnings.catch_warnings():
-            # The entries in use are opaque (checked above): Pillow's advice to
-            # convert transparent palettes to RGBA does not apply.
-            warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
-            return np.asarray(image.convert("RGB")), image, orientation
+        # The entries in use are opaque (checked above): Pillow's advice to convert
+        # transparent palettes to RGBA does not apply, and its warning is avoided
+        # without touching the process's warning filters (not thread-safe).
+        return np.asarray(_without_transparency(image).convert("RGB")), image, orientation
     if mode in _WIDE_MODES:
         msg = (f"mode {mode} (samples wider than 8 bits) is not supported: scale the values "
                f"to 0..255 first (16-bit samples: divide by 257, e.g. numpy's "
@@ -467,10 +467,20 @@ def _rgba(image: Image.Image) -> np.ndarray:
         return np.asarray(image)  # one copy, not two
     if image.mode in ("RGBa", "La"):  # premultiplied: Pillow converts to straight alpha
         image = image.convert("RGBA" if image.mode == "RGBa" else "LA")
-    with warnings.catch_warnings():
-        # Pillow advises converting transparent palettes to RGBA: that is what this does.
-        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
-        return np.asarray(image.convert("RGBA"))
+    return np.asarray(image.convert("RGBA"))  # Pillow warns on RGB only, not on this
+
+
+def _without_transparency(image: Image.Image) -> Image.Image:
+    """A palette image without ``info["transparency"]``, sharing the pixels when it has none.
+
+    For a conversion to RGB whose transparent entries are unused: Pillow warns
+    when ``info["transparency"]`` is bytes.
+    """
+    if "transparency" not in image.info:
+        return image
+    plain = image.copy()
+    del plain.info["transparency"]
+    return plain
 
 
 def _opaque(image: Image.Image) -> bool:
@@ -688,14 +698,14 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
                       f"{image.mode} image with it ({e})")
         return image, None
     if space == "RGB":  # an RGB profile the format cannot store as it is: say so
-        warnings.warn(f"the image's ICC profile cannot be stored ({problem}): its pixels "
-                      "were converted to sRGB with it", KpalWarning, stacklevel=3)
+        warn(f"the image's ICC profile cannot be stored ({problem}): its pixels "
+             "were converted to sRGB with it", stacklevel=3)
     return converted, None
 
 
 def _drop_profile(why: str) -> None:
-    warnings.warn(f"the image's ICC profile is dropped: {why}; its pixels are kept as they "
-                  "are, read as sRGB", KpalWarning, stacklevel=4)
+    warn(f"the image's ICC profile is dropped: {why}; its pixels are kept as they "
+         "are, read as sRGB", stacklevel=4)
 
 
 #: The mode holding an image's colour channels for LittleCMS, without alpha.
@@ -756,9 +766,8 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
         return _Fit(palette, labels, "kmeans", None, inertia, choice.n_colors, choice, payload)
     # A palette image keeps all its colours unless told otherwise (it has at most 256).
     k = opts.k if opts.k is not None else (MAX_K if from_palette else DEFAULT_K)
-    with warnings.catch_warnings():
-        if from_palette and opts.k is None:  # keeping a palette image's colours is no news
-            warnings.filterwarnings("ignore", "the image has", UserWarning)
+    # Keeping a palette image's colours is no news.
+    with silenced("the image has") if from_palette and opts.k is None else nullcontext():
         result = quantize_rgba(pixels.reshape(-1, 4), k, method=opts.method, init=opts.init,
                                seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol,
                                sample=opts.sample, space=opts.space)
@@ -780,10 +789,10 @@ def _warn_if_mask_lost(pixels: np.ndarray, palette: np.ndarray) -> None:
     alpha = pixels[..., 3]
     transparent = alpha == 0
     if transparent.any() and not transparent.all():
-        warnings.warn(
+        warn(
             "k=1: one palette entry cannot keep both the fully transparent pixels and the "
             "others, so the mask is not kept: the entry is their premultiplied mean (k=2 "
-            "keeps it)", KpalWarning, stacklevel=4)
+            "keeps it)", stacklevel=4)
 
 
 def _with_transparent_entry(given: np.ndarray) -> np.ndarray:
@@ -866,9 +875,9 @@ def given_palette(value: str | tuple) -> np.ndarray:
     _, first = np.unique(rows, return_index=True)
     if first.size < colours.shape[0]:
         kept = np.sort(first)
-        warnings.warn(f"{where}: {colours.shape[0] - kept.size} of its {colours.shape[0]} "
-                      f"entries repeat earlier ones; the {kept.size} distinct colours are "
-                      f"used (k={kept.size})", KpalWarning, stacklevel=2)
+        warn(f"{where}: {colours.shape[0] - kept.size} of its {colours.shape[0]} "
+             f"entries repeat earlier ones; the {kept.size} distinct colours are "
+             f"used (k={kept.size})", stacklevel=2)
         colours = np.ascontiguousarray(colours[kept])
     return colours
 

@@ -14,8 +14,13 @@ reports a short image file.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+
 __all__ = ["KpalError", "OptionError", "FormatError", "ChecksumError", "LimitError",
-           "TruncatedError", "KpalWarning"]
+           "TruncatedError", "KpalWarning", "warn", "silenced"]
 
 
 class KpalError(ValueError):
@@ -57,3 +62,35 @@ class KpalWarning(UserWarning):
     For example: the image has no more colours than k (stored losslessly), an
     ICC profile could not be applied, a palette file repeats an entry.
     """
+
+
+#: Per thread: the message prefixes :func:`silenced` holds back (``""``: every one).
+_silence = threading.local()
+
+
+def warn(message: str, stacklevel: int = 1) -> None:
+    """Issue a :class:`KpalWarning`, unless :func:`silenced` holds it back in this thread.
+
+    ``stacklevel`` counts from the caller, as for ``warnings.warn``.
+    """
+    if any(message.startswith(prefix) for prefix in getattr(_silence, "prefixes", ())):
+        return
+    warnings.warn(message, KpalWarning, stacklevel=stacklevel + 1)
+
+
+@contextlib.contextmanager
+def silenced(*prefixes: str) -> Iterator[None]:
+    """Hold back kpal's warnings that start with one of ``prefixes`` (all, without any).
+
+    For kpal's own use, where a step's warning is news to nobody (the lossless
+    fit of a palette image, a budgeted EM fit). Unlike ``warnings.catch_warnings``,
+    which swaps the process's filters, it acts in this thread only, so
+    concurrent encodes neither lose each other's warnings nor leave a filter
+    behind.
+    """
+    previous = getattr(_silence, "prefixes", ())
+    _silence.prefixes = previous + (prefixes or ("",))
+    try:
+        yield
+    finally:
+        _silence.prefixes = previous

@@ -12,7 +12,6 @@ into what the chosen format holds (and says in one line what changed),
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 from PIL import Image
@@ -320,9 +319,7 @@ def _palette_entries(image: Image.Image) -> np.ndarray:
     strip.putpalette(image.getpalette("RGBA"), "RGBA")
     if "transparency" in image.info:
         strip.info["transparency"] = image.info["transparency"]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
-        return np.ascontiguousarray(np.asarray(strip.convert("RGBA"))[0])
+    return np.ascontiguousarray(np.asarray(strip.convert("RGBA"))[0])
 
 
 def _with_profile(out: Image.Image, source: Image.Image) -> Image.Image:

@@ -54,7 +54,6 @@ import io
 import os
 import re
 import struct
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
@@ -63,7 +62,7 @@ import numpy as np
 
 from kpal import container, options
 from kpal.cluster.histogram import color_histogram, unpack_rgb
-from kpal.errors import FormatError, KpalError, KpalWarning
+from kpal.errors import FormatError, KpalError, warn
 
 __all__ = [
     "FORMATS",
@@ -706,10 +705,9 @@ def fit_palette(
     colors, counts = merge_histograms(images, weights)
     n_colors = colors.shape[0]
     if n_colors <= k:
-        warnings.warn(
+        warn(
             f"the images have {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: the palette holds exactly those colours",
-            KpalWarning,
             stacklevel=2,
         )
         return colors

@@ -22,13 +22,12 @@ import os
 import re
 import sys
 import tempfile
-import warnings
 import webbrowser
 from pathlib import Path
 from typing import IO
 
 from kpal import codec
-from kpal.errors import KpalWarning
+from kpal.errors import warn
 
 __all__ = ["JS_DIR", "to_html", "view", "update_viewer"]
 
@@ -171,8 +170,8 @@ def view(path: str | os.PathLike, open_browser: bool = True,
         target = Path(output)
     write_atomic(target, page, force=True)
     if open_browser and not webbrowser.open(target.resolve().as_uri()):
-        warnings.warn(f"no web browser could be started: open {target} yourself", KpalWarning,
-                      stacklevel=2)
+        warn(f"no web browser could be started: open {target} yourself",
+             stacklevel=2)
     return target
 
 

@@ -304,3 +304,46 @@ def test_kpal_warnings_are_their_own_category():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", category=kpal.KpalWarning)
         kpal.encode(few, k=4)  # silenced: no error
+
+
+def test_concurrent_encodes_keep_the_warning_filters_and_each_others_warnings():
+    """kpal holds back its own warnings per thread, never through the process's filters."""
+    import threading
+    import warnings
+
+    import kpal
+    from kpal.errors import silenced, warn
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    few = np.zeros((8, 8, 3), dtype=np.uint8)
+    before = list(warnings.filters)
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def work(i):
+        barrier.wait()
+        try:
+            for _ in range(5):
+                kpal.encode(photo, k=4, method="gmm", max_iter=2)  # EM stops unconverged
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(repr(e))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        kpal.encode(few, k=4)  # its warning is not held back by the threads above
+    assert errors == []
+    assert warnings.filters == before
+    assert [str(w.message)[:13] for w in caught] == ["the image has"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with silenced("the image"):
+            warn("the image has 1 colour")
+            warn("something else")
+        warn("the image has 2 colours")
+    assert [str(w.message) for w in caught] == ["something else", "the image has 2 colours"]

@@ -18,7 +18,7 @@ import numpy as np
 from kpal import _jit, options
 from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors
-from kpal.errors import KpalError, KpalWarning
+from kpal.errors import KpalError, warn
 
 __all__ = ["METHODS", "HistogramFit", "KMeans", "Quantization", "fit_histogram_palette",
            "load_compiled", "quantize"]
@@ -220,11 +220,10 @@ def quantize(
         hist = ColorHistogram(hist.colors, hist.counts.astype(np.float64))
     n_colors = len(hist)
     if n_colors <= k:
-        warnings.warn(
+        warn(
             f"the image has {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: "
             "the palette holds exactly those colours (lossless)",
-            KpalWarning,
             stacklevel=2,
         )
         labels = _map(kernels, pixels, hist.colors, np.arange(n_colors, dtype=np.uint8))

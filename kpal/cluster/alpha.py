@@ -68,7 +68,6 @@ number of threads.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -80,7 +79,7 @@ from kpal.cluster import COMPILED_WARM_PIXELS, Quantization, compiled_cold_pixel
 from kpal.cluster.histogram import color_histogram, map_pixels
 from kpal.cluster.kmeans import LloydState, initial_centres, lloyd, nearest_palette_colors
 from kpal.cluster.nearest import _MARGIN, Neighbours, assign
-from kpal.errors import KpalError, KpalWarning
+from kpal.errors import KpalError, warn
 
 __all__ = ["TRANSPARENT", "composite_mse", "fit_histogram_rgba", "flatten", "quantize_rgba"]
 
@@ -273,10 +272,9 @@ def quantize_rgba(
     parts = _Parts(pixels, kernels)
     n_colors = parts.n_colors
     if n_colors <= k:
-        warnings.warn(
+        warn(
             f"the image has {n_colors} distinct RGBA colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: the palette holds exactly those colours (lossless)",
-            KpalWarning,
             stacklevel=2,
         )
         return _lossless(parts, method)

@@ -40,7 +40,6 @@ same results as numpy).
 
 from __future__ import annotations
 
-import warnings
 from types import ModuleType
 
 import numpy as np
@@ -68,6 +67,7 @@ from kpal.cluster.alpha import (
 )
 from kpal.cluster.gmm import GaussianMixture
 from kpal.cluster.nearest import assign
+from kpal.errors import silenced
 
 __all__ = ["gmm_centres", "quantize_translucent", "quantize_translucent_pixels"]
 
@@ -239,10 +239,9 @@ def _fit_mixture(points: np.ndarray, weights: np.ndarray, k: int,
     seed = int(rng.integers(0, 2**31 - 1))
     mixture = GaussianMixture(k, seed=seed, max_iter=opts.iterations, tol=opts.tolerance,
                               reg_covar=_REG_COVAR, init=opts.init)
-    with warnings.catch_warnings():
+    with silenced():
         # Not converging within max_iter is the caller's chosen budget, not an error;
         # fewer distinct points than k is reported by the caller's lossless path.
-        warnings.simplefilter("ignore", UserWarning)
         mixture.fit(fit_points, sample_weight=fit_weights)
     means = mixture.means_.copy()
     if cells is None:

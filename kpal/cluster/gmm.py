@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import functools
 import numbers
-import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -61,7 +60,7 @@ from threadpoolctl import threadpool_limits
 from kpal import options
 from kpal.cluster.histogram import color_histogram
 from kpal.cluster.params import Params
-from kpal.errors import KpalWarning
+from kpal.errors import silenced, warn
 
 __all__ = ["GaussianMixture", "quantize_histogram", "sample_image"]
 
@@ -259,11 +258,10 @@ class GaussianMixture(Params):
 
     def _fit_one_per_colour(self, colors: np.ndarray, counts: np.ndarray) -> None:
         if colors.shape[0] < self.k:
-            warnings.warn(
+            warn(
                 f"only {colors.shape[0]} distinct colour{'' if colors.shape[0] == 1 else 's'} "
                 f"for k={self.k}: fitting one "
                 f"component per colour",
-                KpalWarning,
                 stacklevel=3,
             )
         m, d = colors.shape
@@ -314,11 +312,10 @@ class GaussianMixture(Params):
         self.lower_bound_ = self.score(colors, counts)
         self.lower_bounds_.append(self.lower_bound_)
         if not self.converged_:
-            warnings.warn(
+            warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "
                 f"(last improvement {self.lower_bounds_[-1] - self.lower_bounds_[-2]:.3g} "
                 f">= tol={self.tol}); raise max_iter or tol",
-                KpalWarning,
                 stacklevel=3,
             )
 
@@ -599,9 +596,8 @@ def quantize_histogram(
     if colors.shape[0] <= k:
         return colors.astype(np.float64), np.arange(colors.shape[0], dtype=np.intp), 0
     gm = GaussianMixture(k, seed=seed, max_iter=max_iter, tol=tol, init=init)
-    with warnings.catch_warnings():
+    with silenced():
         # Not converging in max_iter is the caller's chosen budget for a palette, not an error.
-        warnings.simplefilter("ignore", UserWarning)
         gm.fit(colors, sample_weight=counts)
     labels = gm.predict(colors.astype(np.float64))
     used, colour_labels = np.unique(labels, return_inverse=True)

@@ -22,8 +22,6 @@ and labels, bit for bit.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from kpal import options
@@ -31,7 +29,7 @@ from kpal.cluster import Quantization, _check_pixels, _sample_histogram, quantiz
 from kpal.cluster.histogram import color_histogram, map_pixels, reduce_histogram
 from kpal.cluster.kmeans import KMeans
 from kpal.cluster.nearest import assign
-from kpal.errors import KpalError, KpalWarning
+from kpal.errors import KpalError, silenced, warn
 
 __all__ = ["SPACES", "oklab_from_srgb8", "quantize_perceptual", "srgb8_from_oklab"]
 
@@ -191,13 +189,11 @@ def quantize_perceptual(
     hist = color_histogram(pixels)
     n_colors = len(hist)
     if n_colors <= k:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with silenced("the image has"):
             result = quantize(pixels, k, seed=seed)
-        warnings.warn(
+        warn(
             f"the image has {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
-            f"no more than k={k}: the palette holds exactly those colours (lossless)",
-            KpalWarning, stacklevel=2)
+            f"no more than k={k}: the palette holds exactly those colours (lossless)", stacklevel=2)
         return result
     rng = np.random.default_rng(seed)
     fit_hist = hist
