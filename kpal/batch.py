@@ -56,7 +56,7 @@ from PIL import Image, UnidentifiedImageError
 
 from kpal import codec, outputs
 from kpal import options as options_module
-from kpal.errors import KpalError, KpalWarning
+from kpal.errors import KpalError, warn
 from kpal.io import temp_prefix, write_atomic
 from kpal.options import EncodeOptions
 
@@ -974,13 +974,18 @@ def _start_fork_server(context) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
 
+#: Signals held back while a worker starts (:func:`_signals_deferred`).
+_DEFERRED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                  if hasattr(signal, name))
+
+
 @contextlib.contextmanager
-def _sigint_deferred():
-    """Hold a Ctrl-C back while a worker starts; raise it when the block ends.
+def _signals_deferred():
+    """Hold a Ctrl-C (or SIGTERM, SIGHUP) back while a worker starts; raise it after.
 
     Starting a worker waits for the fork server to finish loading. Cut in
-    half by a Ctrl-C, the worker would read its set-up after this process had
-    left and print a traceback of its own. A second Ctrl-C raises at once,
+    half by a signal, the worker would read its set-up after this process had
+    left and print a traceback of its own. A second signal is raised at once,
     should that start never end. Only the main thread handles signals: from
     another one, nothing changes.
     """
@@ -988,19 +993,27 @@ def _sigint_deferred():
         yield
         return
     received: list[int] = []
+    previous: dict[int, object] = {}
+
+    def restore() -> None:
+        for signum, handler in previous.items():  # None: set outside Python, the default
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        previous.clear()
 
     def defer(signum, frame) -> None:
         received.append(signum)
         if len(received) == 2:  # the user will not wait
-            raise KeyboardInterrupt
+            restore()
+            signal.raise_signal(signum)
 
-    previous = signal.signal(signal.SIGINT, defer)
+    for signum in _DEFERRED:
+        previous[signum] = signal.signal(signum, defer)
     try:
         yield
-    finally:  # None: a handler set outside Python, which means the default
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    finally:
+        restore()
         if len(received) == 1:
-            signal.raise_signal(signal.SIGINT)  # now, to the handler it was meant for
+            signal.raise_signal(received[0])  # now, to the handler it was meant for
 
 
 def _context(compiled: bool = False):
@@ -1049,9 +1062,8 @@ def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
 
     if workers > 1 and multiprocessing.current_process().daemon:
         # Inside a multiprocessing.Pool worker, which may not start processes of its own.
-        warnings.warn(f"this process is a daemonic worker, which cannot start worker "
-                      f"processes: the {len(todo)} files run here, one at a time",
-                      KpalWarning, stacklevel=3)
+        warn(f"this process is a daemonic worker, which cannot start worker "
+             f"processes: the {len(todo)} files run here, one at a time", stacklevel=3)
         workers = 1
     if workers == 1 or len(todo) == 1:
         if encodes >= IN_PROCESS_COMPILED_FILES:
@@ -1074,7 +1086,7 @@ def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
             if job is None:
                 return None
             try:
-                with _sigint_deferred():  # the worker it may start
+                with _signals_deferred():  # the worker it may start
                     in_flight[executor.submit(_worker_task, job)] = job
             except cf.process.BrokenProcessPool as e:
                 return _lost(job, e)

@@ -36,8 +36,11 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     _rgb_array,
     _warn_one_line,
     _write_output,
+    default_output,
     encode_image_file,
     output_in_folder,
+    printable,
+    stdout_alias,
 )
 from kpal.errors import KpalError, OptionError
 
@@ -329,15 +332,15 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     src = srcs[0]
     _refuse_lone_folder(src)
     if out is None:
-        out = STDIO if src == STDIO else str(Path(src).with_suffix(".kpal"))
-    out = output_in_folder(src, out, ".kpal")
+        out = default_output(src, ".kpal")
+    out = stdout_alias(output_in_folder(src, out, ".kpal"))
     if (isinstance(opts.palette, str) and out != STDIO and Path(out).exists()
             and os.path.samefile(opts.palette, out)):
         raise click.UsageError(f"{out}: output is the --palette file; choose another -o")
     if _skip(out, skip_existing, quiet):
         return
+    _check_kpal_name(out)  # first: --force, which the next check suggests, cannot help this
     _check_output(src, out, force)
-    _check_kpal_name(out)
     name, data = _read_input(src)
     original_bytes = len(data)
     image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background,
@@ -363,7 +366,7 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     rows = _report_rows(encoded, original_bytes, orientation)
     rows += _ssimulacra2_rows(encoded, ssim)
     rows.append(("time", f"{time.perf_counter() - start:.2f} s"))
-    echo(f"{name} → {out if out != STDIO else '<stdout>'}")
+    echo(printable(f"{name} → {out if out != STDIO else '<stdout>'}"))
     for label, value in rows:
         echo(f"  {label:<14} {value}")
 
@@ -638,8 +641,8 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
             suffix = batch.output_format(fmt, None)[1]
         except batch.BatchError as e:
             raise click.UsageError(str(e)) from None
-        out = (STDIO if src == STDIO else str(Path(src).with_suffix(suffix))) if out is None \
-            else output_in_folder(src, out, suffix)
+        out = default_output(src, suffix) if out is None else output_in_folder(src, out, suffix)
+    out = stdout_alias(out)
     if _skip(out, skip_existing, quiet):
         return
     _check_output(src, out, force)

@@ -18,11 +18,13 @@ like Unix tools:
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import signal
 import sys
 import tempfile
+import unicodedata
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -88,8 +90,13 @@ class KpalGroup(click.Group):
             _silence_stdout()
             sys.exit(BROKEN_PIPE_EXIT)
         except OSError as e:
-            _fail(f"<stdout>: cannot write: {e.strerror or e}" if _stdout_failed(e) else str(e),
-                  1)
+            if _stdout_failed(e):
+                _fail(f"<stdout>: cannot write: {e.strerror or e}", 1)
+            elif e.filename is not None and e.strerror:
+                # e.g. a name too long for the file system, met while checking a path:
+                # the user's to change, as a usage error.
+                _fail(f"{e.filename}: {e.strerror}", 2 if e.errno == errno.ENAMETOOLONG else 1)
+            _fail(str(e), 1)
         except (KpalError, Image.DecompressionBombError) as e:
             _fail(str(e), 1)
         except MemoryError:
@@ -134,7 +141,7 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None) ->
     if key in _shown_warnings:
         return
     _shown_warnings.add(key)
-    click.echo(f"kpal: warning: {text}", err=True)
+    click.echo(f"kpal: warning: {printable(text)}", err=True)
 
 
 # ------------------------------------------------------------------ signals
@@ -199,6 +206,13 @@ def _restore_signals(previous: dict) -> None:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): for file names in
+    messages, which must stay one line and must not drive the terminal."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+
+
 def _fail(message: str, code: int, *, new_line: bool = True):
     """Print the error line and exit; after a signal, whatever the error, the signal's.
 
@@ -210,7 +224,7 @@ def _fail(message: str, code: int, *, new_line: bool = True):
         signum = _signal_received[0]
         message, code = SIGNAL_WORDS[signum], 128 + signum
         lead = "\n" if signum == signal.SIGINT and new_line else ""
-    click.echo(f"{lead}kpal: error: {message}", err=True)
+    click.echo(f"{lead}kpal: error: {printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -365,6 +379,38 @@ def _rgb_array(im: Image.Image) -> np.ndarray:
         msg = f"cannot convert the pixels (encoder status {status})"
         raise OSError(msg)
     return out.reshape(height, width, 3)
+
+
+def default_output(src: str, suffix: str) -> str:
+    """OUT when none is given: stdout for stdin, else IN with ``suffix`` beside it.
+
+    An input that is not a regular file (``/dev/stdin``, a named pipe, a
+    device) has no folder of its own to write beside: -o is then required.
+    """
+    if src == STDIO:
+        return STDIO
+    path = Path(src)
+    if path.exists() and not path.is_file():
+        raise click.UsageError(f"{printable(src)}: not a regular file, so there is no name to "
+                               f"write beside it: give -o OUT (- for stdout)")
+    return str(path.with_suffix(suffix))
+
+
+def stdout_alias(out: str) -> str:
+    """``-`` when OUT names this process's standard output (``/dev/stdout``,
+    ``/dev/fd/1``, or the very file stdout is redirected to), else OUT.
+
+    Written to through its name, a redirected file would be replaced by a
+    new one (and the report would go into the image data): as ``-``, the
+    image goes to the descriptor and the report to stderr.
+    """
+    if out == STDIO or sys.stdout is None:
+        return out
+    try:
+        named, ours = os.stat(out), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return out
+    return STDIO if (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino) else out
 
 
 def _open_image(name: str, data: bytes,

@@ -535,7 +535,8 @@ class EncodeOptions:
                    f"without {_name('dither')} ('fs' or 'ordered')")
             raise OptionError(msg)
         fitting = [_setting(name, getattr(self, name)) for name, usual in
-                   (("method", "kmeans"), ("sample", None)) if getattr(self, name) != usual]
+                   (("method", "kmeans"), ("sample", None), ("init", "k-means++"),
+                    ("max_iter", None), ("tol", None)) if getattr(self, name) != usual]
         if chosen == ["palette"] and fitting:
             msg = (f"{_name('palette')} maps onto given colours: {' and '.join(fitting)} "
                    f"{'has' if len(fitting) == 1 else 'have'} nothing to fit")

@@ -105,20 +105,46 @@ def test_ctrl_c_while_the_fork_server_loads_is_one_line_and_leaves_whole_files(t
 def test_ctrl_c_while_a_worker_starts_is_raised_after_the_start():
     reached = False
     with pytest.raises(KeyboardInterrupt):
-        with batch._sigint_deferred():
+        with batch._signals_deferred():
             signal.raise_signal(signal.SIGINT)
             reached = True
     assert reached, "the start of the worker was cut in half"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     steps = []
     with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C does not wait for the block
-        with batch._sigint_deferred():
+        with batch._signals_deferred():
             signal.raise_signal(signal.SIGINT)
             steps.append("first held")
             signal.raise_signal(signal.SIGINT)
             steps.append("second held")
     assert steps == ["first held"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_while_a_worker_starts_are_raised_after_the_start(signame):
+    """As the command line turns them into an exit (its Terminated), after the block."""
+    signum = getattr(signal, signame, None)
+    if signum is None:
+        pytest.skip(f"no {signame} here")
+
+    class Stop(Exception):
+        pass
+
+    def stop(received, frame):
+        raise Stop(received)
+
+    previous = signal.signal(signum, stop)
+    try:
+        reached = False
+        with pytest.raises(Stop):
+            with batch._signals_deferred():
+                signal.raise_signal(signum)
+                reached = True
+        assert reached, "the start of the worker was cut in half"
+        assert signal.getsignal(signum) is stop
+    finally:
+        signal.signal(signum, previous)
 
 
 @pytest.mark.skipif(not LINUX, reason="the fork server and /proc")

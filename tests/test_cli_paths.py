@@ -247,3 +247,70 @@ def test_batch_decode_keeps_the_icc_profile_and_the_icon_size(runner, tmp_path):
             assert image.size == (40, 30)
             if fmt == "jpg":  # ICO holds no profile
                 assert image.info.get("icc_profile") == profile
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="no /dev/stdout here")
+def test_dev_stdout_as_output_is_standard_output(png, tmp_path):
+    """Into a pipe: the image alone on stdout, the report on stderr, as with -o -."""
+    dash = subprocess.run([*KPAL, "encode", str(png), "-k", "4", "-o", "-"],
+                          capture_output=True, check=True)
+    named = subprocess.run([*KPAL, "encode", str(png), "-k", "4", "-o", "/dev/stdout"],
+                           capture_output=True, check=True)
+    assert named.stdout == dash.stdout and len(named.stdout) > 30
+    assert b"on disk" in named.stderr
+    redirected = tmp_path / "redirected.kpal"
+    with open(redirected, "wb") as f:  # > redirected.kpal: no "file exists", no report inside
+        done = subprocess.run([*KPAL, "encode", str(png), "-k", "4", "-o", "/dev/stdout"],
+                              stdout=f, stderr=subprocess.PIPE, check=False)
+    assert done.returncode == 0, done.stderr
+    assert redirected.read_bytes() == dash.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="no /dev/stdin here")
+def test_an_input_that_is_not_a_regular_file_needs_an_output_name(png, tmp_path):
+    for command in ("encode", "decode"):
+        done = subprocess.run([*KPAL, command, "/dev/stdin"], input=png.read_bytes(),
+                              capture_output=True, cwd=tmp_path, check=False)
+        assert done.returncode == 2
+        assert b"/dev/stdin: not a regular file" in done.stderr and b"give -o" in done.stderr
+    assert not os.path.exists("/dev/stdin.kpal") and not os.path.exists("/dev/stdin.png")
+
+
+def test_a_name_too_long_is_a_usage_error_naming_it(runner, png, tmp_path):
+    long = str(tmp_path / ("a" * 300 + ".png"))
+    result = runner.invoke(cli, ["encode", long])
+    assert result.exit_code == 2, result.output
+    assert "File name too long" in result.output and "Traceback" not in result.output
+    result = runner.invoke(cli, ["encode", str(png), "-o", str(tmp_path / ("b" * 300 + ".kpal"))])
+    assert result.exit_code == 2 and "File name too long" in result.output
+
+
+def test_control_characters_in_names_are_escaped_in_messages(runner, tmp_path):
+    for name, shown in (("two\nlines.png", "two\\nlines.png"),
+                        ("evil\x1b]0;title\x07.png", "evil\\x1b]0;title\\x07.png")):
+        path = tmp_path / name
+        path.write_bytes(b"not an image")
+        result = runner.invoke(cli, ["encode", str(path)])
+        assert result.exit_code == 1
+        line = result.output.strip()
+        assert "\n" not in line and "\x1b" not in line and "\x07" not in line
+        assert shown in line
+
+
+def test_a_given_palette_refuses_every_fitting_option(runner, png, tmp_path):
+    palette = tmp_path / "pal.hex"
+    palette.write_text("#000000\n#ffffff\n")
+    for flags in (["--max-iter", "1"], ["--tol", "100"], ["--init", "random"]):
+        result = runner.invoke(cli, ["encode", str(png), "--palette", str(palette), *flags,
+                                     "-o", str(tmp_path / "x.kpal")])
+        assert result.exit_code == 2, result.output
+        assert f"--palette maps onto given colours: {flags[0]} {flags[1]} has nothing to fit" \
+            in result.output
+
+
+def test_an_image_extension_is_refused_before_the_file_exists_check(runner, png, tmp_path):
+    existing = tmp_path / "x.PNG"
+    existing.write_bytes(b"keep")
+    result = runner.invoke(cli, ["encode", str(png), "-o", str(existing)])
+    assert result.exit_code == 2 and "would not be a PNG" in result.output
+    assert "--force" not in result.output and existing.read_bytes() == b"keep"
