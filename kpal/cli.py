@@ -979,6 +979,8 @@ def plot(src, kind, out, size, force, **values):
     """Draw a figure of what kpal does to image IN (needs pip install "kpal[plot]")."""
     opts = encode_options(values)
     k = opts.k or options.DEFAULT_K
+    if kind == "curve" and opts.k is not None:
+        raise click.UsageError("--kind curve measures k = 2, 4, 8, ..., 256: drop -k")
     if kind == "iterations" and opts.method != "kmeans":
         raise click.UsageError("--kind iterations shows k-means iterations; drop --method gmm")
     if kind in ("curve", "iterations") and (opts.space != "rgb" or opts.dither != "none"):

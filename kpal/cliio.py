@@ -333,6 +333,9 @@ def _read_input(path: str, kpal: bool = False, stdin: bool = True) -> tuple[str,
         _check_input(path, stdin)
     elif sys.stdin is None:
         raise click.ClickException("<stdin>: cannot read: standard input is closed")
+    elif _is_terminal(sys.stdin):  # it would wait, silently, for bytes typed in
+        raise click.UsageError("-: standard input is a terminal; pipe or redirect a file "
+                               "into it (kpal ... - < photo.png) or give the file's name")
     try:
         source = nullcontext(sys.stdin.buffer) if path == STDIO else open(path, "rb")  # noqa: SIM115
         with source as f:

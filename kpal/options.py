@@ -33,6 +33,7 @@ import math
 import numbers
 import operator
 import os
+import re
 import reprlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -95,11 +96,8 @@ def _describe(value: object) -> str:
 
 def _integer(name: str, low: int, high: int) -> Callable[[object], int]:
     def check_int(value: object) -> int:
-        if isinstance(value, str):
-            try:
-                value = int(value.strip(), 10)
-            except ValueError:
-                pass
+        if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+            value = int(value.strip(), 10)  # ASCII digits only: not "1_6", not other scripts
         if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
                 or not low <= value <= high):
             msg = f"{name}={_describe(value)} must be an integer between {low} and {high}"

@@ -314,3 +314,33 @@ def test_an_image_extension_is_refused_before_the_file_exists_check(runner, png,
     result = runner.invoke(cli, ["encode", str(png), "-o", str(existing)])
     assert result.exit_code == 2 and "would not be a PNG" in result.output
     assert "--force" not in result.output and existing.read_bytes() == b"keep"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal")
+def test_standard_input_from_a_terminal_is_refused_not_waited_on(tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        for args in (["encode", "-", "-o", "x.kpal"], ["info", "-"],
+                     ["decode", "-", "-o", "x.png"]):
+            done = subprocess.run([*KPAL, *args], stdin=follower, capture_output=True,
+                                  cwd=tmp_path, timeout=60, check=False)
+            assert done.returncode == 2
+            assert b"standard input is a terminal" in done.stderr
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+@pytest.mark.parametrize("spelling", ["1_6", "\u0661\u0666", "16.0", "0x10", "1e1"])
+def test_k_takes_plain_ascii_digits_only(runner, png, tmp_path, spelling):
+    result = runner.invoke(cli, ["encode", str(png), "-k", spelling, "-o",
+                                 str(tmp_path / "x.kpal")])
+    assert result.exit_code == 2 and "must be an integer between 1 and 256" in result.output
+
+
+def test_curve_refuses_k(runner, png, tmp_path):
+    result = runner.invoke(cli, ["plot", str(png), "--kind", "curve", "-k", "8", "-o",
+                                 str(tmp_path / "c.png")])
+    assert result.exit_code == 2 and "drop -k" in result.output
