@@ -850,7 +850,16 @@ def sample(src, out, force, quiet, **values):
             written = encode_image_file(Image.fromarray(drawn, "RGB"), fmt, out)
     if not quiet:
         _echo_notes(caught)
+        if fmt in _LOSSY_FOR_SAMPLES:
+            click.echo(f"note: {printable(out)}: {_LOSSY_FOR_SAMPLES[fmt]}: the drawn colours "
+                       "are not kept exactly (.png keeps them)", err=True)
     _write_output(out, written, force)
+
+
+#: Output formats that change the colours ``kpal sample`` draws (a photo's
+#: sample has tens of thousands), and why.
+_LOSSY_FOR_SAMPLES = {"GIF": "GIF holds at most 256 colours", "JPEG": "JPEG is lossy",
+                      "AVIF": "AVIF is written lossy"}
 
 
 def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:

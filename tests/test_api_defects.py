@@ -98,6 +98,21 @@ def test_sample_to_kpal_keeps_k_colours_and_has_quiet(small_png, tmp_path):
     assert "Components of the Gaussian mixture" in runner.invoke(cli, ["sample", "--help"]).output
 
 
+@pytest.mark.parametrize(("ext", "note"), [(".gif", "GIF holds at most 256 colours"),
+                                           (".jpg", "JPEG is lossy"), (".png", None),
+                                           (".webp", None)])  # WebP is written losslessly
+def test_sample_says_when_the_format_changes_the_drawn_colours(small_png, tmp_path, ext, note):
+    out = tmp_path / f"s{ext}"
+    result = CliRunner().invoke(cli, ["sample", str(small_png), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    if note is None:
+        assert "not kept exactly" not in result.stderr
+    else:
+        assert f"note: {out}: {note}: the drawn colours are not kept exactly" in result.stderr
+    quiet = CliRunner().invoke(cli, ["sample", str(small_png), "-o", str(out), "-f", "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
 def test_view_of_an_optional_coding_warns_that_the_page_cannot_decode_it(tmp_path):
     page = tmp_path / "ctx.html"
     result = CliRunner().invoke(cli, ["view", str(GOLDEN / "context_k5_11x7.kpal"), "--no-open",
