@@ -1063,7 +1063,7 @@ def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
     if workers > 1 and multiprocessing.current_process().daemon:
         # Inside a multiprocessing.Pool worker, which may not start processes of its own.
         warn(f"this process is a daemonic worker, which cannot start worker "
-             f"processes: the {len(todo)} files run here, one at a time", stacklevel=3)
+             f"processes: the {len(todo)} files run here, one at a time")
         workers = 1
     if workers == 1 or len(todo) == 1:
         if encodes >= IN_PROCESS_COMPILED_FILES:

@@ -457,6 +457,11 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
                f"shape (height, width, 3), (height, width, 4) or (height, width)")
         raise KpalError(msg)
     if array.ndim == 2:
+        height, width = array.shape
+        if width in (3, 4) and height >= 16:  # most likely a list of colours, not a picture
+            warn(f"an array of shape ({height}, {width}) is read as a grey image {height} "
+                 f"pixels high and {width} wide; for {height} {'RGB' if width == 3 else 'RGBA'} "
+                 f"pixels pass array.reshape(-1, 1, {width})")
         return Image.fromarray(array, "L")
     return Image.fromarray(array, "RGB" if array.shape[2] == 3 else "RGBA")
 
@@ -699,13 +704,13 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
         return image, None
     if space == "RGB":  # an RGB profile the format cannot store as it is: say so
         warn(f"the image's ICC profile cannot be stored ({problem}): its pixels "
-             "were converted to sRGB with it", stacklevel=3)
+             "were converted to sRGB with it")
     return converted, None
 
 
 def _drop_profile(why: str) -> None:
     warn(f"the image's ICC profile is dropped: {why}; its pixels are kept as they "
-         "are, read as sRGB", stacklevel=4)
+         "are, read as sRGB")
 
 
 #: The mode holding an image's colour channels for LittleCMS, without alpha.
@@ -792,7 +797,7 @@ def _warn_if_mask_lost(pixels: np.ndarray, palette: np.ndarray) -> None:
         warn(
             "k=1: one palette entry cannot keep both the fully transparent pixels and the "
             "others, so the mask is not kept: the entry is their premultiplied mean (k=2 "
-            "keeps it)", stacklevel=4)
+            "keeps it)")
 
 
 def _with_transparent_entry(given: np.ndarray) -> np.ndarray:
@@ -877,7 +882,7 @@ def given_palette(value: str | tuple) -> np.ndarray:
         kept = np.sort(first)
         warn(f"{where}: {colours.shape[0] - kept.size} of its {colours.shape[0]} "
              f"entries repeat earlier ones; the {kept.size} distinct colours are "
-             f"used (k={kept.size})", stacklevel=2)
+             f"used (k={kept.size})")
         colours = np.ascontiguousarray(colours[kept])
     return colours
 

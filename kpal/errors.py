@@ -15,6 +15,7 @@ reports a short image file.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -68,13 +69,20 @@ class KpalWarning(UserWarning):
 _silence = threading.local()
 
 
-def warn(message: str, stacklevel: int = 1) -> None:
+def warn(message: str, stacklevel: int | None = None) -> None:
     """Issue a :class:`KpalWarning`, unless :func:`silenced` holds it back in this thread.
 
-    ``stacklevel`` counts from the caller, as for ``warnings.warn``.
+    ``stacklevel`` counts from the caller, as for ``warnings.warn``; None
+    points at the first caller outside kpal (and Pillow, whose ``save`` and
+    ``open`` call kpal's plugin), however deep the call.
     """
     if any(message.startswith(prefix) for prefix in getattr(_silence, "prefixes", ())):
         return
+    if stacklevel is None:
+        frame, stacklevel = sys._getframe(1), 1  # noqa: SLF001 - the callers' frames
+        while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] \
+                in ("kpal", "PIL"):  # Pillow's too: im.save("x.kpal") is the user's line
+            frame, stacklevel = frame.f_back, stacklevel + 1
     warnings.warn(message, KpalWarning, stacklevel=stacklevel + 1)
 
 

@@ -707,9 +707,7 @@ def fit_palette(
     if n_colors <= k:
         warn(
             f"the images have {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
-            f"no more than k={k}: the palette holds exactly those colours",
-            stacklevel=2,
-        )
+            f"no more than k={k}: the palette holds exactly those colours")
         return colors
     if colors.shape[1] == 4:
         return _fit_rgba(colors, counts, opts)

@@ -170,8 +170,7 @@ def view(path: str | os.PathLike, open_browser: bool = True,
         target = Path(output)
     write_atomic(target, page, force=True)
     if open_browser and not webbrowser.open(target.resolve().as_uri()):
-        warn(f"no web browser could be started: open {target} yourself",
-             stacklevel=2)
+        warn(f"no web browser could be started: open {target} yourself")
     return target
 
 

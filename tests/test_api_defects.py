@@ -362,3 +362,23 @@ def test_concurrent_encodes_keep_the_warning_filters_and_each_others_warnings():
             warn("something else")
         warn("the image has 2 colours")
     assert [str(w.message) for w in caught] == ["something else", "the image has 2 colours"]
+
+
+def test_warnings_point_at_the_callers_line_and_a_list_of_colours_is_flagged(tmp_path):
+    """A KpalWarning names the user's line, not one inside kpal or Pillow."""
+    import warnings
+
+    import kpal
+
+    colours = np.random.default_rng(0).integers(0, 256, (100, 3), dtype=np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kpal.encode(colours, k=4)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "few.kpal", colors=8)
+    assert [w.filename for w in caught] == [__file__, __file__]
+    assert "an array of shape (100, 3) is read as a grey image" in str(caught[0].message)
+    assert "array.reshape(-1, 1, 3)" in str(caught[0].message)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kpal.encode(np.arange(24, dtype=np.uint8).reshape(8, 3), k=2)  # 3 wide, small: no hint
+    assert caught == []

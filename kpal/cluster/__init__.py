@@ -223,9 +223,7 @@ def quantize(
         warn(
             f"the image has {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
             f"no more than k={k}: "
-            "the palette holds exactly those colours (lossless)",
-            stacklevel=2,
-        )
+            "the palette holds exactly those colours (lossless)")
         labels = _map(kernels, pixels, hist.colors, np.arange(n_colors, dtype=np.uint8))
         return Quantization(hist.colors, labels, 0, 0.0, n_colors, method)
     rng = np.random.default_rng(seed)

@@ -274,9 +274,7 @@ def quantize_rgba(
     if n_colors <= k:
         warn(
             f"the image has {n_colors} distinct RGBA colour{'' if n_colors == 1 else 's'}, "
-            f"no more than k={k}: the palette holds exactly those colours (lossless)",
-            stacklevel=2,
-        )
+            f"no more than k={k}: the palette holds exactly those colours (lossless)")
         return _lossless(parts, method)
     if k == 1:
         return _single_entry(parts, method)

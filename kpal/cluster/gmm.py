@@ -261,9 +261,7 @@ class GaussianMixture(Params):
             warn(
                 f"only {colors.shape[0]} distinct colour{'' if colors.shape[0] == 1 else 's'} "
                 f"for k={self.k}: fitting one "
-                f"component per colour",
-                stacklevel=3,
-            )
+                f"component per colour")
         m, d = colors.shape
         self._shift = np.einsum("n,nd->d", counts, colors) / counts.sum()
         self.weights_ = counts / counts.sum()
@@ -315,9 +313,7 @@ class GaussianMixture(Params):
             warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "
                 f"(last improvement {self.lower_bounds_[-1] - self.lower_bounds_[-2]:.3g} "
-                f">= tol={self.tol}); raise max_iter or tol",
-                stacklevel=3,
-            )
+                f">= tol={self.tol}); raise max_iter or tol")
 
     def _e_step(self, centred: np.ndarray, counts: np.ndarray) -> tuple[float, np.ndarray]:
         """One pass: total weighted log-likelihood and the M-step's sufficient statistics.

@@ -193,7 +193,7 @@ def quantize_perceptual(
             result = quantize(pixels, k, seed=seed)
         warn(
             f"the image has {n_colors} distinct colour{'' if n_colors == 1 else 's'}, "
-            f"no more than k={k}: the palette holds exactly those colours (lossless)", stacklevel=2)
+            f"no more than k={k}: the palette holds exactly those colours (lossless)")
         return result
     rng = np.random.default_rng(seed)
     fit_hist = hist
