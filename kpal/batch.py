@@ -43,6 +43,7 @@ import io
 import math
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -118,6 +119,9 @@ class Result:
         Warnings the encode raised (e.g. fewer distinct colours than k).
     report : dict or None
         For ``info``: the fields ``kpal info --json`` prints for the file.
+    target_missed : bool
+        The file failed because no k meets its ``quality`` or ``max_size``
+        (``kpal.choose.QualityError``): the command line's exit code 99.
     """
 
     path: str
@@ -131,6 +135,7 @@ class Result:
     skipped: bool = False
     notes: tuple[str, ...] = ()
     report: dict | None = field(default=None, compare=False, hash=False)
+    target_missed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -632,7 +637,7 @@ def run_job(job: Job) -> Result:
     except _InfoProblem as e:
         fields = {"error": str(e), "bytes_in": e.bytes_in, "report": e.report}
     except _Failure as e:
-        fields = {"error": str(e), "bytes_in": e.bytes_in}
+        fields = {"error": str(e), "bytes_in": e.bytes_in, "target_missed": e.target_missed}
     except Exception as e:  # noqa: BLE001 - one file's unexpected failure must not end the batch
         fields = {"error": f"{job.path}: {type(e).__name__}: {e}"}
     return Result(path=job.path, output=job.output, seconds=time.perf_counter() - start,
@@ -642,9 +647,10 @@ def run_job(job: Job) -> Result:
 class _Failure(Exception):
     """One file failed: the message is its one-line error."""
 
-    def __init__(self, message: str, bytes_in: int = 0) -> None:
+    def __init__(self, message: str, bytes_in: int = 0, target_missed: bool = False) -> None:
         super().__init__(message)
         self.bytes_in = bytes_in
+        self.target_missed = target_missed
 
 
 def _read(path: str) -> bytes:
@@ -725,7 +731,9 @@ def _encode(job: Job) -> dict:
         except UnidentifiedImageError:
             raise _Failure(f"{job.path}: not an image Pillow can read", size) from None
         except (KpalError, Image.DecompressionBombError) as e:
-            raise _Failure(f"{job.path}: {_strip_name(e, job.path)}", size) from None
+            choose = sys.modules.get("kpal.choose")  # imported when a target was given
+            missed = choose is not None and isinstance(e, choose.QualityError)
+            raise _Failure(f"{job.path}: {_strip_name(e, job.path)}", size, missed) from None
         except (OSError, SyntaxError, ValueError) as e:
             raise _Failure(f"{job.path}: cannot decode image: {e}", size) from None
     del data

@@ -241,7 +241,8 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
                skip_existing: bool, on_result=None) -> None:
     """Run the files, showing progress on a terminal; print errors, notes and a summary.
 
-    Exits with code 1 when any file failed.
+    Exits with code 1 when any file failed, 99 when every failure is a missed
+    ``--quality`` or ``--max-size`` target.
     """
     if verb != "described":
         _refuse_existing(planned, force, skip_existing)
@@ -278,7 +279,9 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
     if not quiet and verb != "described":
         _print_summary(summary, verb, time.perf_counter() - started)
     if summary.failed:
-        click.get_current_context().exit(1)
+        # As for one file: 99 when no file failed but for missing its target (pngquant's).
+        missed_only = all(r.target_missed for r in seen if r.error is not None)
+        click.get_current_context().exit(QUALITY_EXIT if missed_only else 1)
 
 
 def _print_summary(s, verb: str, seconds: float) -> None:

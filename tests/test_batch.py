@@ -797,3 +797,25 @@ def test_the_fork_server_hands_back_library_pages_and_the_library_still_runs(tmp
         assert advised > 0 and before > 0 and after < before, done.stdout
     else:  # MADV_PAGEOUT is Linux 5.4+: refused, nothing advised
         assert advised == 0
+
+
+def test_a_batch_whose_only_failures_are_missed_targets_exits_99(runner, tmp_path):
+    """As one file does (pngquant's code); any other failure makes it 1."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):  # noise: no k reaches 60 dB
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+            folder / f"noise{i}.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "flat.png")  # lossless: met
+    args = ["encode", str(folder), "-o", str(tmp_path / "out"), "--quality", "60", "-j", "1",
+            "-q"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 99, result.output
+    assert (tmp_path / "out" / "flat.kpal").exists()
+    results = list(batch.encode_many(sorted(folder.iterdir()), tmp_path / "api", jobs=1,
+                                     quality=60))
+    assert [r.target_missed for r in results] == [False, True, True]
+    (folder / "broken.png").write_bytes(b"not a png")
+    result = runner.invoke(cli, [*args, "--force"])
+    assert result.exit_code == 1, result.output
