@@ -1035,7 +1035,7 @@ def plot(src, kind, out, size, force, **values):
                 shown = (encoded.palette, encoded.labels)
                 extra = {}
                 if kind == "compare":
-                    written = encoded
+                    written, pixels, icc_profile = encoded, rgb, None
                     if flattened_or_profiled:  # the size of the real file, not the figure's
                         pixels, _, icc_profile = _pixels_for_encoding(name, data,
                                                                       opts.background)
@@ -1051,12 +1051,19 @@ def plot(src, kind, out, size, force, **values):
                         shown = (flatten(written.palette, (255, 255, 255)), written.labels)
                         extra["raw_bits"] = 32
                     if opts.dither != "none" and opts.dither_strength > 0:
-                        # Dithered beside undithered: the same fitted palette, remapped.
-                        same = tuple(map(tuple, encoded.palette.tolist()))
+                        # Dithered beside undithered: the file's palette, remapped with
+                        # dithering (RGBA entries kept, then shown over white as above).
+                        same = tuple(map(tuple, written.palette.tolist()))
                         dithered = codec.encode_image(
-                            rgb, options=opts.replace(k=None, method="kmeans", sample=None,
-                                                     palette=same))
-                        extra.update(dithered=(dithered.palette, dithered.labels),
+                            pixels, icc_profile=icc_profile,
+                            options=opts.replace(k=None, method="kmeans", sample=None,
+                                                 palette=same))
+                        dithered_shown = dithered.palette
+                        if dithered_shown.shape[1] == 4:
+                            from kpal.cluster.alpha import flatten
+
+                            dithered_shown = flatten(dithered_shown, (255, 255, 255))
+                        extra.update(dithered=(dithered_shown, dithered.labels),
                                      dithered_title=_dither_title(opts),
                                      dithered_bytes=len(dithered.data))
                 fig = getattr(plots, kind)(rgb, quantization=shown, size=size, **extra)

@@ -123,3 +123,36 @@ def test_compare_caption_gives_the_size_of_the_file_encode_writes(tmp_path, monk
     assert np.array_equal(shown_palette, flatten(palette, (255, 255, 255)))
     assert np.array_equal(np.asarray(shown_labels).reshape(labels.shape), labels)
     assert seen["raw_bits"] == 32
+
+
+def test_compare_dithered_panel_of_a_transparent_image_is_the_rgba_file(tmp_path, monkeypatch):
+    """The dithered panel is the file `kpal encode --dither fs` writes with the same RGBA
+    palette (so the same size), shown over white, not an opaque re-encode of the flattening."""
+    from click.testing import CliRunner
+
+    from kpal.cli import cli
+
+    g = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (30, 1))
+    src = tmp_path / "logo.png"
+    Image.fromarray(np.dstack([g, 255 - g, g, g]), "RGBA").save(src)
+    seen = {}
+    real = plot.compare
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plot, "compare", spy)
+    result = CliRunner().invoke(cli, ["plot", str(src), "--kind", "compare", "-k", "6",
+                                      "--dither", "fs", "-o", str(tmp_path / "cmp.png")])
+    assert result.exit_code == 0, result.output
+    assert seen["dithered_bytes"] == seen["compressed_bytes"]
+    written = kpal.encode(src, k=6)
+    _, palette, _ = kpal.codec.decode_indices(written)
+    dithered = kpal.encode(src, palette=tuple(map(tuple, palette.tolist())), dither="fs")
+    header, dithered_palette, dithered_labels = kpal.codec.decode_indices(dithered)
+    assert header.alpha
+    shown_palette, shown_labels = seen["dithered"]
+    assert np.array_equal(shown_palette, flatten(dithered_palette, (255, 255, 255)))
+    assert np.array_equal(np.asarray(shown_labels).reshape(dithered_labels.shape),
+                          dithered_labels)
