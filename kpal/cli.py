@@ -42,7 +42,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     printable,
     stdout_alias,
 )
-from kpal.errors import KpalError, OptionError
+from kpal.errors import KpalError, KpalWarning, OptionError
 
 
 @click.group(cls=KpalGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -838,7 +838,9 @@ def sample(src, out, force, quiet, **values):
     _check_output(src, out, force)
     name, data = _read_input(src)
     try:
-        rgb, _ = codec.to_rgb(_open_image(name, data))
+        im = _open_image(name, data)
+        profile = im.info.get("icc_profile")  # the drawn colours are in its space too
+        rgb, _ = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     if rgb.shape[-1] == 4:  # the mixture is fitted to colours: those seen over white
@@ -847,10 +849,17 @@ def sample(src, out, force, quiet, **values):
         warnings.simplefilter("always")
         drawn = sample_image(rgb, k, seed=seed)
         if fmt == "KPAL":  # the drawn colours, quantized to K like the mixture
-            written = codec.encode_image(drawn, options=options.EncodeOptions(k=k,
-                                                                              seed=seed)).data
+            written = codec.encode_image(drawn, options=options.EncodeOptions(k=k, seed=seed),
+                                         icc_profile=profile).data
         else:
-            written = encode_image_file(Image.fromarray(drawn, "RGB"), fmt, out)
+            image = Image.fromarray(drawn, "RGB")
+            if profile:
+                image.info["icc_profile"] = profile
+            # A format without profiles gets the colours converted to sRGB, with a note.
+            image, note = outputs.for_format(image, fmt, None, Path(out).suffix.lower())
+            if note:
+                warnings.warn(note, KpalWarning, stacklevel=1)
+            written = encode_image_file(image, fmt, out)
     if not quiet:
         _echo_notes(caught)
         if fmt in _LOSSY_FOR_SAMPLES:
@@ -863,6 +872,31 @@ def sample(src, out, force, quiet, **values):
 #: sample has tens of thousands), and why.
 _LOSSY_FOR_SAMPLES = {"GIF": "GIF holds at most 256 colours", "JPEG": "JPEG is lossy",
                       "AVIF": "AVIF is written lossy"}
+
+
+#: Primaries, greys and a few mixtures: a profile that maps them all onto themselves
+#: (within one level) is sRGB for a figure.
+_PROFILE_PROBE = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128],
+                            [200, 120, 40], [30, 160, 220], [250, 250, 250], [10, 10, 10]]],
+                          dtype=np.uint8)
+
+
+def _in_srgb(pixels: np.ndarray, profile: bytes) -> tuple[np.ndarray, bool]:
+    """RGB or RGBA ``pixels`` converted from ``profile`` to sRGB (LittleCMS), and whether
+    they were: an sRGB profile, or one LittleCMS cannot read, leaves them as they are."""
+    from PIL import ImageCms
+
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        probe = Image.fromarray(_PROFILE_PROBE)
+        same = ImageCms.profileToProfile(probe, source, ImageCms.createProfile("sRGB"),
+                                         outputMode="RGB")
+        if np.abs(np.asarray(same, dtype=int) - _PROFILE_PROBE).max() <= 1:
+            return pixels, False  # sRGB by another name
+        image = Image.fromarray(pixels, "RGBA" if pixels.shape[-1] == 4 else "RGB")
+        return np.asarray(codec._to_srgb(image, source)), True  # noqa: SLF001
+    except (OSError, ImageCms.PyCMSError):
+        return pixels, False
 
 
 def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:
@@ -1014,14 +1048,33 @@ def plot(src, kind, out, size, force, **values):
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
-    # An opaque palette image keeps its own palette unless -k is given, as encode does.
-    keep_palette = p_image is not None and rgb.shape[-1] == 3 and opts.k is None
     # What kpal encode writes keeps the alpha and the ICC profile the figure leaves out.
     flattened_or_profiled = im.info.get("icc_profile") is not None
+    converted = False
+    if flattened_or_profiled:
+        # A figure is an sRGB image: a Display P3 or Adobe RGB photo's colours drawn as
+        # they are would look washed out, so they are converted first.
+        rgb, converted = _in_srgb(rgb, im.info["icc_profile"])
+        if converted:
+            p_image = None
+            click.echo(f"note: {printable(name)} has an ICC profile: the figures show its "
+                       "colours converted to sRGB", err=True)
+    # An opaque palette image keeps its own palette unless -k is given, as encode does.
+    keep_palette = p_image is not None and rgb.shape[-1] == 3 and opts.k is None
     if rgb.shape[-1] == 4 and kind != "palette":  # the palette draws alpha on a checkerboard
         rgb = _over_white(name, rgb, "the figures show it")
         flattened_or_profiled = True
     source = p_image if keep_palette else rgb
+
+    def shown_entries(palette: np.ndarray) -> np.ndarray:
+        """A file's RGBA entries as the figure shows them: over white, in sRGB."""
+        from kpal.cluster.alpha import flatten
+
+        entries = flatten(palette, (255, 255, 255))
+        if converted:
+            entries = _in_srgb(np.ascontiguousarray(entries[None]), im.info["icc_profile"])[0][0]
+        return entries
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -1046,9 +1099,7 @@ def plot(src, kind, out, size, force, **values):
                     if written.palette.shape[1] == 4:
                         # The file's own RGBA entries over white, as the original is shown:
                         # the picture, PSNR and sizes all describe the file kpal writes.
-                        from kpal.cluster.alpha import flatten
-
-                        shown = (flatten(written.palette, (255, 255, 255)), written.labels)
+                        shown = (shown_entries(written.palette), written.labels)
                         extra["raw_bits"] = 32
                     if opts.dither != "none" and opts.dither_strength > 0:
                         # Dithered beside undithered: the file's palette, remapped with
@@ -1060,9 +1111,7 @@ def plot(src, kind, out, size, force, **values):
                                                  palette=same))
                         dithered_shown = dithered.palette
                         if dithered_shown.shape[1] == 4:
-                            from kpal.cluster.alpha import flatten
-
-                            dithered_shown = flatten(dithered_shown, (255, 255, 255))
+                            dithered_shown = shown_entries(dithered_shown)
                         extra.update(dithered=(dithered_shown, dithered.labels),
                                      dithered_title=_dither_title(opts),
                                      dithered_bytes=len(dithered.data))

@@ -34,8 +34,12 @@ ICO_MAX_SIZE = 256
 
 
 #: Pillow writer options of a decode: formats whose lossless mode is not Pillow's default.
-#: WebP's ``exact`` keeps the colour of fully transparent pixels too.
-_WRITER_OPTIONS = {"WEBP": {"lossless": True, "exact": True}}
+#: WebP's ``exact`` keeps the colour of fully transparent pixels too. JPEG has no
+#: lossless mode: quality 95 without chroma subsampling, where Pillow's default
+#: (75, 4:2:0) adds about as much error as the quantization did and smears a
+#: dithered image's colours.
+_WRITER_OPTIONS = {"WEBP": {"lossless": True, "exact": True},
+                   "JPEG": {"quality": 95, "subsampling": 0}}
 
 
 def pillow_format(name: str) -> str | None:
@@ -92,7 +96,8 @@ def writer_options(fmt: str, image: Image.Image | None = None) -> dict:
     """Keyword arguments for ``Image.save`` in Pillow format ``fmt`` that keep every pixel.
 
     Pillow writes WebP lossy by default; a decoded image is written losslessly
-    where the format can be (JPEG and AVIF cannot). Given the image to be
+    where the format can be (JPEG and AVIF cannot: JPEG is written at quality
+    95 without chroma subsampling). Given the image to be
     written, its ICC profile is passed on (Pillow's JPEG, WebP and JPEG 2000
     writers take it only from the save arguments) and an ICO file holds the
     image at its own size (Pillow's default resizes it to the icon sizes).
@@ -179,9 +184,10 @@ def for_format(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     image, note = _for_alpha(image, fmt, background)
     if note:
         note = note.format(background_option=background_option)
-    image, channel_note = _for_channels(image, fmt.upper(), suffix)
+    # The profile first: grey levels are taken from the colours as they look (sRGB).
     image, profile_note = _for_profile(image, fmt.upper())
-    notes = [n for n in (note, channel_note, profile_note) if n]
+    image, channel_note = _for_channels(image, fmt.upper(), suffix)
+    notes = [n for n in (note, profile_note, channel_note) if n]
     return image, "; ".join(notes) or None
 
 
@@ -245,7 +251,7 @@ def _for_channels(image: Image.Image, fmt: str, suffix: str | None
     if not bilevel:
         note = None if is_grey else (f"{what} holds grey levels: the colours were converted "
                                      "to grey (write .ppm or .png to keep them)")
-        return grey, note  # no profile: an RGB profile does not describe grey levels
+        return grey, note  # no profile: the colours are sRGB by now (_for_profile)
     levels = np.asarray(grey)
     exact = is_grey and bool(np.isin(levels, (0, 255)).all())
     note = None if exact else (f"{what} holds black and white only: the image was dithered "

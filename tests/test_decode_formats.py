@@ -77,3 +77,25 @@ def test_an_rgba_palette_whose_used_entries_are_opaque_is_not_flattened():
     assert out.mode == "P"
     assert np.array_equal(np.asarray(out.convert("RGB")), np.asarray(image.convert("RGB")))
     assert not codec.has_transparency(out)
+
+
+def test_jpeg_output_is_quality_95_without_chroma_subsampling(runner, tmp_path):
+    from PIL import JpegImagePlugin
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 16, (48, 64), dtype=np.uint8)
+    palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    src = tmp_path / "dithered.kpal"
+    with pytest.warns(kpal.KpalWarning, match="lossless"):
+        kpal.save(palette[labels], src, k=16)
+    out = tmp_path / "out.jpg"
+    assert runner.invoke(cli, ["decode", str(src), "-o", str(out)]).exit_code == 0
+    with Image.open(out) as jpeg:
+        assert JpegImagePlugin.get_sampling(jpeg) == 0  # 4:4:4
+        got = np.asarray(jpeg.convert("RGB")).astype(float)
+        default = tmp_path / "default.jpg"
+        kpal.decode(src).convert("RGB").save(default)  # Pillow's quality 75, 4:2:0
+    want = palette[labels].astype(float)
+    with Image.open(default) as low:
+        low_error = np.mean((np.asarray(low.convert("RGB")) - want) ** 2)
+    assert np.mean((got - want) ** 2) < low_error / 3

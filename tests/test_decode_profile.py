@@ -71,3 +71,41 @@ def test_formats_with_profiles_keep_it_and_the_pixels(runner, profiled, tmp_path
         assert back.info["icc_profile"] == profile
         assert np.array_equal(np.asarray(back.convert("RGB")),
                               np.asarray(kpal.decode(path).convert("RGB")))
+
+
+def test_grey_outputs_take_the_levels_of_the_colours_as_they_look(runner, profiled, tmp_path):
+    """.pgm: the stored colours converted from their profile to sRGB, then to grey."""
+    path, profile = profiled
+    stored = np.asarray(kpal.decode(path).convert("RGB"))
+    out = tmp_path / "out.pgm"
+    result = runner.invoke(cli, ["decode", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "cannot hold the ICC profile" in result.output and "to grey" in result.output
+    with Image.open(out) as back:
+        got = np.asarray(back)
+    want = np.asarray(Image.fromarray(_srgb(stored, profile)).convert("L"))
+    assert np.array_equal(got, want)
+    assert not np.array_equal(got, np.asarray(Image.fromarray(stored).convert("L")))
+
+
+def test_sample_keeps_the_profile_or_converts_to_srgb(runner, tmp_path):
+    """The drawn colours are in the photo's colour space: tagged with its profile, or
+    converted to sRGB for a format that has no profiles."""
+    profile = swapped_primaries_profile()
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "wide.png"
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(
+        photo, icc_profile=profile)
+    for ext in ("png", "kpal"):
+        out = tmp_path / f"s.{ext}"
+        result = runner.invoke(cli, ["sample", str(photo), "-k", "4", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        with Image.open(out) as drawn:
+            assert drawn.info.get("icc_profile") == profile
+    png = np.asarray(Image.open(tmp_path / "s.png").convert("RGB"))
+    out = tmp_path / "s.bmp"
+    result = runner.invoke(cli, ["sample", str(photo), "-k", "4", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "BMP cannot hold the ICC profile: the colours were converted to sRGB" in result.output
+    with Image.open(out) as drawn:
+        assert np.array_equal(np.asarray(drawn.convert("RGB")), _srgb(png, profile))

@@ -86,3 +86,42 @@ def test_matplotlib_imsave_writes_a_kpal_file(tmp_path):
     pyplot.imsave(tmp_path / "figure.kpal", pixels)
     with Image.open(tmp_path / "figure.kpal") as im:
         assert im.format == "KPAL" and im.size == (30, 20) and im.info["k"] == 16
+
+
+def test_figures_of_a_photo_with_a_wide_gamut_profile_are_in_srgb(tmp_path, monkeypatch):
+    """A figure is an untagged sRGB image: the photo's colours are converted, with a note."""
+    import io
+
+    from click.testing import CliRunner
+    from PIL import ImageCms
+
+    from kpal import plot
+    from kpal.cli import cli
+
+    from .test_decode_profile import swapped_primaries_profile
+
+    profile = swapped_primaries_profile()
+    rng = np.random.default_rng(1)
+    raw = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    src = tmp_path / "wide.png"
+    Image.fromarray(raw).save(src, icc_profile=profile)
+    want = np.asarray(ImageCms.profileToProfile(
+        Image.fromarray(raw), ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+        ImageCms.createProfile("sRGB"), outputMode="RGB"))
+    seen = []
+
+    def spy(real):
+        def figure(rgb, *args, **kwargs):
+            seen.append(rgb)
+            return real(rgb, *args, **kwargs)
+        return figure
+
+    for kind in ("compare", "palette", "scatter"):
+        monkeypatch.setattr(plot, kind, spy(getattr(plot, kind)))
+        result = CliRunner().invoke(cli, ["plot", str(src), "--kind", kind, "-k", "4", "-o",
+                                          str(tmp_path / f"{kind}.png")])
+        assert result.exit_code == 0, result.output
+        assert "has an ICC profile: the figures show its colours converted to sRGB" \
+            in result.output
+    for rgb in seen:
+        assert np.array_equal(rgb, want)
