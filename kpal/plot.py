@@ -176,11 +176,23 @@ def _shown_ratio(height: int, width: int) -> float:
     return min(_MAX_ASPECT, max(1 / _MAX_ASPECT, height / width))
 
 
+#: Longest side of an image as handed to matplotlib: a panel is at most a few
+#: thousand pixels wide, and matplotlib resamples through float RGBA copies
+#: (32 bytes a pixel: 2 GB for the three panels of a 24 MP compare).
+_MAX_SHOWN_SIDE = 2048
+
+
 def _show_image(ax, picture: np.ndarray) -> bool:
-    """Draw an image, nearest neighbour, stretched if too thin to see; True if stretched."""
+    """Draw an image, nearest neighbour, stretched if too thin to see; True if stretched.
+
+    A large image is subsampled first (every n-th pixel, as nearest-neighbour
+    drawing picks them anyway), to at most :data:`_MAX_SHOWN_SIDE` a side.
+    """
     height, width = picture.shape[:2]
     shown = _shown_ratio(height, width)
-    ax.imshow(picture, interpolation="nearest", aspect=shown * width / height)
+    step = max(1, math.ceil(max(height, width) / _MAX_SHOWN_SIDE))
+    ax.imshow(picture[::step, ::step], interpolation="nearest", aspect=shown * width / height,
+              extent=(0, width, height, 0))
     ax.set_axis_off()
     return not math.isclose(shown, height / width)
 
