@@ -106,7 +106,8 @@ def test_sample_errors(runner, photo_png, tmp_path):
 def test_plot_each_kind(runner, photo_png, tmp_path, kind):
     pytest.importorskip("matplotlib")
     out = tmp_path / f"{kind}.png"
-    args = ["plot", str(photo_png), "-k", "4", "--kind", kind, "-o", str(out), "--size", "320x240"]
+    k = [] if kind == "curve" else ["-k", "4"]  # the curve measures every k
+    args = ["plot", str(photo_png), *k, "--kind", kind, "-o", str(out), "--size", "320x240"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     with Image.open(out) as figure:
@@ -182,7 +183,8 @@ def test_plot_odd_shapes(runner, tmp_path, kind, shape):
     image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     src = write_png(tmp_path / "odd.png", image)
     out = tmp_path / "figure.png"
-    result = runner.invoke(cli, ["plot", str(src), "--kind", kind, "-k", "4", "-o", str(out)])
+    k = [] if kind == "curve" else ["-k", "4"]  # the curve measures every k
+    result = runner.invoke(cli, ["plot", str(src), "--kind", kind, *k, "-o", str(out)])
     assert result.exit_code == 0, result.output
     with Image.open(out) as figure:
         assert figure.format == "PNG"
