@@ -957,9 +957,11 @@ def curve(
     ax.set_ylabel("PSNR (dB)", color="tab:blue", fontsize=font)
     ax.tick_params(labelsize=small)
     ax.grid(True, alpha=0.3)
-    # Headroom above the highest point for its label.
+    # Both curves rise with k, and with axes fitted to each they would lie on one
+    # another: the PSNR curve takes the upper half of the plot (with headroom for its
+    # labels), the sizes the lower half.
     bottom, top = ax.get_ylim()
-    ax.set_ylim(bottom, top + 0.12 * (top - bottom))
+    ax.set_ylim(bottom - 0.9 * (top - bottom), top + 0.12 * (top - bottom))
     right = ax.twinx()
     # KiB, or bytes for files under 1 KiB (a tiny image would read 0.00 KiB).
     unit, divisor = ("KiB", 1024) if max(sizes) >= 1024 else ("bytes", 1)
@@ -968,7 +970,7 @@ def curve(
                markersize=6 * min(1.0, scale))
     right.set_ylabel(f"file size ({unit})", color="tab:red", fontsize=font)
     right.tick_params(labelsize=small)
-    right.set_ylim(0, shown_sizes.max() * 1.15)
+    right.set_ylim(0, shown_sizes.max() * 2.0)
     # The PSNR axes (line and value labels) above the size line, which would hide them.
     ax.set_zorder(right.get_zorder() + 1)
     ax.patch.set_visible(False)
@@ -983,5 +985,5 @@ def curve(
         pieces.append(f"{used_ks[0]} {noun}: lossless from k = {used_ks[0]}")
     ax.set_title(_wrap(pieces, title_font, fig_w - 20, " "), fontsize=title_font)
     lines = ax.get_lines()[:1] + right.get_lines()[:1]
-    ax.legend(lines, [line.get_label() for line in lines], loc="lower right", fontsize=small)
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper left", fontsize=small)
     return fig
