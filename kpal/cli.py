@@ -40,6 +40,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     encode_image_file,
     output_in_folder,
     printable,
+    refuse_input_as_output,
     stdout_alias,
 )
 from kpal.errors import KpalError, KpalWarning, OptionError
@@ -342,7 +343,8 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
         raise click.UsageError(f"{out}: output is the --palette file; choose another -o")
     if _skip(out, skip_existing, quiet):
         return
-    _check_kpal_name(out)  # first: --force, which the next check suggests, cannot help this
+    refuse_input_as_output(src, out)
+    _check_kpal_name(out)  # before "file exists": --force, which that suggests, cannot help
     _check_output(src, out, force)
     name, data = _read_input(src)
     original_bytes = len(data)

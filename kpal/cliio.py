@@ -392,11 +392,22 @@ def default_output(src: str, suffix: str) -> str:
     """
     if src == STDIO:
         return STDIO
+    _check_input(src)  # a missing input, a folder or a device: said as such first
     path = Path(src)
-    if path.exists() and not path.is_file():
+    if not path.is_file():
         raise click.UsageError(f"{printable(src)}: not a regular file, so there is no name to "
                                f"write beside it: give -o OUT (- for stdout)")
     return str(path.with_suffix(suffix))
+
+
+def refuse_input_as_output(src: str, out: str) -> None:
+    """Refuse OUT when it is IN (by name, link or hard link): the first thing to say."""
+    if src == STDIO or out == STDIO:
+        return
+    _check_input(src)
+    target = Path(out)
+    if target.exists() and os.path.samefile(src, target):
+        raise click.UsageError(f"{printable(out)}: output is the input file; choose another -o")
 
 
 def stdout_alias(out: str) -> str:

@@ -328,7 +328,8 @@ def test_icns_is_refused(image):
 
 def test_writer_options_without_an_image_are_unchanged():
     assert outputs.writer_options("WEBP") == {"lossless": True, "exact": True}
-    assert outputs.writer_options("ico") == {} and outputs.writer_options("JPEG") == {}
+    assert outputs.writer_options("ico") == {}
+    assert outputs.writer_options("JPEG") == {"quality": 95, "subsampling": 0}
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "PNG", "TIFF", pytest.param(
@@ -354,7 +355,8 @@ def test_flattening_for_jpeg_keeps_the_profile(transparent_kpal):
     flat, note = outputs.for_format(decoded, "JPEG")
     # Still a palette image (its entries flattened); the JPEG writer takes it as RGB.
     assert flat.mode == "P" and note.startswith("JPEG has no transparency")
-    assert outputs.writer_options("JPEG", flat) == {"icc_profile": srgb_profile()}
+    assert outputs.writer_options("JPEG", flat) == {"quality": 95, "subsampling": 0,
+                                                    "icc_profile": srgb_profile()}
     # BMP cannot store a profile: the palette is converted to sRGB instead.
     flat, note = outputs.for_format(decoded, "BMP", background=(0, 0, 0))
     assert "icc_profile" not in flat.info
