@@ -46,6 +46,7 @@ _announced = False
 _SWITCH_INTERVAL = 1e-4
 #: The thread started by :func:`prefetch`, until :func:`load` has waited for it.
 _prefetching: threading.Thread | None = None
+_prefetch_lock = threading.Lock()
 
 
 def user_cache_dir() -> Path:
@@ -195,32 +196,41 @@ def prefetch(*modules: str) -> None:
     threads at once; it still decides the path as it would have. Does
     nothing when a prefetch already ran, ``KPAL_PURE_NUMPY=1``, or numba is
     not installed. Any error on the thread is dropped: :func:`load` then
-    imports (and reports) as usual.
+    imports (and reports) as usual. Python's thread switch interval is 0.1 ms
+    while the thread runs (see the comment below), then back to what it was,
+    unless the program changed it meanwhile.
     """
     global _prefetching
     if (_prefetching is not None or all(module in sys.modules for module in modules)
             or os.environ.get("KPAL_PURE_NUMPY") == "1"
             or importlib.util.find_spec("numba") is None):
         return
+    with _prefetch_lock:  # one prefetch per process, whichever thread asks first
+        if _prefetching is not None:
+            return
+        # The decoding thread gets the GIL back after each piece of the image it
+        # decodes (a 64 KiB PNG chunk): with Python's 5 ms switch interval it would
+        # wait that long each time while this thread runs Python code, and decode
+        # at a third of its speed.
+        interval = sys.getswitchinterval()
+        shortened = min(interval, _SWITCH_INTERVAL)
 
-    def run() -> None:
-        try:
-            for module in modules:
-                with contextlib.suppress(Exception):
-                    loaded = _import(module)
-                    if loaded is not None:
-                        load_cached(loaded)
-        finally:
-            sys.setswitchinterval(interval)
+        def run() -> None:
+            try:
+                for module in modules:
+                    with contextlib.suppress(Exception):
+                        loaded = _import(module)
+                        if loaded is not None:
+                            load_cached(loaded)
+            finally:
+                # Put back the program's interval, unless it set its own meanwhile.
+                if sys.getswitchinterval() == applied:
+                    sys.setswitchinterval(interval)
 
-    # The decoding thread gets the GIL back after each piece of the image it
-    # decodes (a 64 KiB PNG chunk): with Python's 5 ms switch interval it would
-    # wait that long each time while this thread runs Python code, and decode
-    # at a third of its speed.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
-    _prefetching = threading.Thread(target=run, name="kpal-prefetch", daemon=True)
-    _prefetching.start()
+        sys.setswitchinterval(shortened)
+        applied = sys.getswitchinterval()  # as Python stores it (whole microseconds)
+        _prefetching = threading.Thread(target=run, name="kpal-prefetch", daemon=True)
+        _prefetching.start()
 
 
 def load_cached(module: ModuleType) -> int:

@@ -771,8 +771,8 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
         return _Fit(palette, labels, "kmeans", None, inertia, choice.n_colors, choice, payload)
     # A palette image keeps all its colours unless told otherwise (it has at most 256).
     k = opts.k if opts.k is not None else (MAX_K if from_palette else DEFAULT_K)
-    # Keeping a palette image's colours is no news.
-    with silenced("the image has") if from_palette and opts.k is None else nullcontext():
+    # Keeping a palette image's colours is no news (as for an opaque one, _own_palette).
+    with silenced("the image has") if from_palette else nullcontext():
         result = quantize_rgba(pixels.reshape(-1, 4), k, method=opts.method, init=opts.init,
                                seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol,
                                sample=opts.sample, space=opts.space)

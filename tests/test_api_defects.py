@@ -382,3 +382,24 @@ def test_warnings_point_at_the_callers_line_and_a_list_of_colours_is_flagged(tmp
         warnings.simplefilter("always")
         kpal.encode(np.arange(24, dtype=np.uint8).reshape(8, 3), k=2)  # 3 wide, small: no hint
     assert caught == []
+
+
+def test_a_palette_image_with_transparency_keeps_its_colours_silently_as_an_opaque_one(tmp_path):
+    """k above a palette image's colour count is no news, transparent or not."""
+    import warnings
+
+    import kpal
+
+    rng = np.random.default_rng(4)
+    for transparency in (None, 3):
+        image = Image.fromarray(rng.integers(0, 30, (16, 16)).astype(np.uint8), "P")
+        image.putpalette(rng.integers(0, 256, 90).tolist())
+        if transparency is not None:
+            image.info["transparency"] = transparency
+        path = tmp_path / f"p{transparency}.png"
+        image.save(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = kpal.encode(path, k=64)
+        assert caught == [], [str(w.message) for w in caught]
+        assert kpal.codec.read_header(data)[0].k <= 30

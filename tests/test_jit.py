@@ -218,3 +218,31 @@ def test_threads_that_load_a_module_at_once_each_get_the_whole_module(tmp_path, 
     for thread in threads:
         thread.join()
     assert (found, errors) == ([42] * 8, [])
+
+
+SWITCH = r"""
+import sys, numpy as np
+from PIL import Image
+from kpal import _jit, codec, options
+
+pixels = np.random.default_rng(0).integers(0, 256, (1500, 1500, 4), dtype=np.uint8)
+Image.fromarray(pixels).save("big.png", compress_level=0)
+im = Image.open("big.png")
+codec.prefetch_kernels(im, options.EncodeOptions(k=16))
+shortened = sys.getswitchinterval()
+sys.setswitchinterval(0.002)  # the program's own choice, while the kernels load
+_jit._wait_for_prefetch()
+print(shortened < 0.001, sys.getswitchinterval())
+"""
+
+
+def test_the_programs_own_switch_interval_is_left_alone(tmp_path):
+    pytest.importorskip("numba")
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "KPAL_PURE_NUMPY"}
+    done = subprocess.run([sys.executable, "-c", SWITCH], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "True 0.002"
