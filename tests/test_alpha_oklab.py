@@ -261,3 +261,26 @@ def test_cli_encodes_a_soft_edged_png_in_oklab(tmp_path) -> None:
         warnings.simplefilter("ignore", UserWarning)
         api = codec.encode_image(image, k=8, space="oklab").data
     assert hashlib.sha256(api).hexdigest() == digest
+
+
+def test_large_images_are_labelled_and_summed_a_block_of_colours_at_a_time(monkeypatch):
+    """The same labels as all colours at once, and the same cell means to rounding."""
+    from kpal.cluster import alpha_oklab
+
+    rng = np.random.default_rng(7)
+    colours = rng.integers(0, 256, (5000, 4), dtype=np.uint8)
+    colours[:800, 3] = 255
+    colours[800:900, 3] = 0
+    palette = rng.integers(0, 256, (12, 4), dtype=np.uint8)
+    palette[:4, 3] = 255
+    palette[4, 3] = 0
+    guess = rng.integers(0, 12, 5000)
+    weights = rng.integers(1, 9, 5000).astype(np.float64)
+    lab = alpha_oklab.oklab_from_srgb8(colours[:, :3])
+    whole = alpha_oklab._nearest(colours[:, 3], lab, alpha_oklab._from_lab(lab, colours[:, 3]),
+                                 palette, guess)
+    whole_cells = alpha_oklab._CellLevel(colours, weights).points
+    monkeypatch.setattr(alpha_oklab, "_COLOUR_BLOCK", 777)
+    assert np.array_equal(alpha_oklab._nearest_blocks(colours, palette, guess), whole)
+    np.testing.assert_allclose(alpha_oklab._CellLevel(colours, weights).points, whole_cells,
+                               rtol=1e-12, atol=1e-9)

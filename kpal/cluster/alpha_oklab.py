@@ -120,6 +120,8 @@ _L_MID = 127.5
 _UNIT = _OPAQUE * _ALPHA_SCALE / _L_MID
 #: Colours labelled per block (bounds the (block, k) distance tables).
 _BLOCK = 1 << 18
+#: Colours whose coordinates are computed at once on large images (32 MiB of them).
+_COLOUR_BLOCK = 1 << 20
 #: From this many entries, colours not settled by their guess are searched
 #: among the entries near the guess only (:func:`_search`).
 _SEARCH_ENTRIES = 32
@@ -226,6 +228,18 @@ def _nearest(alpha: np.ndarray, lab: np.ndarray, points: np.ndarray, palette: np
     return labels
 
 
+def _nearest_blocks(colours: np.ndarray, palette: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """:func:`_nearest` of straight RGBA ``colours``, :data:`_COLOUR_BLOCK` at a time
+    (each colour's label depends on it alone: the same labels, in bounded memory)."""
+    labels = np.empty(colours.shape[0], dtype=np.intp)
+    for start in range(0, colours.shape[0], _COLOUR_BLOCK):
+        block = slice(start, start + _COLOUR_BLOCK)
+        lab = oklab_from_srgb8(colours[block, :3])
+        labels[block] = _nearest(colours[block, 3], lab, _from_lab(lab, colours[block, 3]),
+                                 palette, guess[block])
+    return labels
+
+
 def _search(points: np.ndarray, entries: np.ndarray, guess: np.ndarray | None) -> np.ndarray:
     """Nearest entry of every point, ties to the lowest index: :func:`assign`'s labels.
 
@@ -280,15 +294,17 @@ def quantize_translucent(parts: _Parts, k_free: int, opts: options.EncodeOptions
         sampled = rng.binomial(counts.astype(np.int64), opts.sample).astype(np.float64)
         if np.count_nonzero(sampled) > k_free:
             weights = sampled
-    lab = oklab_from_srgb8(colours[:, :3])
-    points = _from_lab(lab, colours[:, 3])
     has_t = parts.has_transparent
-    if points.shape[0] > _CONVERGE_POINTS:
+    if colours.shape[0] > _CONVERGE_POINTS:
         # Many colours (a soft-alpha photo): the kinds and the passes work on
-        # cells, and every colour is labelled exactly once, at the end.
-        level = _CellLevel(colours, points, weights)
+        # cells, and every colour is labelled exactly once, at the end; their
+        # coordinates are computed a block at a time (a 12 MP photo has about
+        # 12 million colours: 700 MB of them at once).
+        level = _CellLevel(colours, weights)
     else:
-        level = _ExactLevel(colours[:, 3], lab, points, weights, n_opaque)
+        lab = oklab_from_srgb8(colours[:, :3])
+        level = _ExactLevel(colours[:, 3], lab, _from_lab(lab, colours[:, 3]), weights,
+                            n_opaque)
     centres, point_labels, n_iter = _fit_points(level.points, level.weights, k_free, opts, rng,
                                                 kernels)
     opaque_kind = _opaque_kinds(point_labels, level.weights, level.n_opaque, centres.shape[0])
@@ -298,14 +314,19 @@ def quantize_translucent(parts: _Parts, k_free: int, opts: options.EncodeOptions
                                         has_t, min(opts.iterations, _MAX_PASSES))
     n_iter += n_passes
     if isinstance(level, _CellLevel):
-        labels = _nearest(colours[:, 3], lab, points, palette, labels[level.cell_of_point])
+        labels = _nearest_blocks(colours, palette, labels[level.cell_of_point])
     used = np.zeros(palette.shape[0], dtype=np.bool_)
     used[:has_t] = True
     used[labels] = True
     renumber = np.cumsum(used, dtype=np.intp) - 1
     pixel_labels = parts.labels(0, renumber[labels[:n_opaque]], renumber[labels[n_opaque:]])
-    composite = _squared_to(_composites(colours), _composites(palette), labels)
-    inertia = float(np.einsum("n,n->", composite, counts)) / _COMPOSITE_UNIT / parts.total
+    entries = _composites(palette)
+    error = 0.0
+    for start in range(0, colours.shape[0], _COLOUR_BLOCK):
+        block = slice(start, start + _COLOUR_BLOCK)
+        composite = _squared_to(_composites(colours[block]), entries, labels[block])
+        error += float(np.einsum("n,n->", composite, counts[block]))
+    inertia = error / _COMPOSITE_UNIT / parts.total
     return Quantization(palette[used], pixel_labels, n_iter, inertia, parts.n_colors,
                         opts.method)
 
@@ -361,7 +382,7 @@ class _CellLevel:
     Cells are numbered through a table of all keys: no sort of the colours.
     """
 
-    def __init__(self, colours: np.ndarray, points: np.ndarray, weights: np.ndarray) -> None:
+    def __init__(self, colours: np.ndarray, weights: np.ndarray) -> None:
         alpha = colours[:, 3].astype(np.int64)
         key = np.where(alpha == _OPAQUE, 0, 1 + alpha // 8)
         for channel in range(3):
@@ -375,11 +396,15 @@ class _CellLevel:
         # A cell whose colours all weigh 0 (left out of a sample) gets their plain mean.
         mass = np.where(self.weights[self.cell_of_point] == 0, 1.0, weights)
         total = np.bincount(self.cell_of_point, weights=mass, minlength=n_cells)
-        self.points = np.empty((n_cells, 4))
-        for column in range(4):
-            self.points[:, column] = np.bincount(self.cell_of_point,
-                                                 weights=mass * points[:, column],
-                                                 minlength=n_cells) / total
+        sums = np.zeros((n_cells, 4))
+        for start in range(0, colours.shape[0], _COLOUR_BLOCK):
+            block = slice(start, start + _COLOUR_BLOCK)
+            points = to_space(colours[block])
+            for column in range(4):
+                sums[:, column] += np.bincount(self.cell_of_point[block],
+                                               weights=mass[block] * points[:, column],
+                                               minlength=n_cells)
+        self.points = sums / total[:, None]
         self.points[:self.n_opaque, 3] = _OPAQUE * _ALPHA_SCALE  # exactly, for the kind rules
 
     def label(self, palette: np.ndarray, guess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
