@@ -92,11 +92,8 @@ def test_palette_of_wrong_shape_is_refused():
                      quantization=(np.zeros((2, 5), dtype=np.uint8), np.zeros(4, dtype=np.uint8)))
 
 
-def test_compare_caption_gives_the_size_of_the_file_encode_writes(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
-    from kpal.cli import cli
-
+def _spied_compare(tmp_path, monkeypatch) -> tuple:
+    """A translucent gradient PNG, and the keywords ``plot.compare`` will be called with."""
     g = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (30, 1))
     src = tmp_path / "logo.png"
     Image.fromarray(np.dstack([g, 255 - g, g, g]), "RGBA").save(src)
@@ -108,6 +105,15 @@ def test_compare_caption_gives_the_size_of_the_file_encode_writes(tmp_path, monk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(plot, "compare", spy)
+    return src, seen
+
+
+def test_compare_caption_gives_the_size_of_the_file_encode_writes(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from kpal.cli import cli
+
+    src, seen = _spied_compare(tmp_path, monkeypatch)
     runner = CliRunner()
     result = runner.invoke(cli, ["plot", str(src), "--kind", "compare", "-o",
                                  str(tmp_path / "cmp.png")])
@@ -132,17 +138,7 @@ def test_compare_dithered_panel_of_a_transparent_image_is_the_rgba_file(tmp_path
 
     from kpal.cli import cli
 
-    g = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (30, 1))
-    src = tmp_path / "logo.png"
-    Image.fromarray(np.dstack([g, 255 - g, g, g]), "RGBA").save(src)
-    seen = {}
-    real = plot.compare
-
-    def spy(*args, **kwargs):
-        seen.update(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(plot, "compare", spy)
+    src, seen = _spied_compare(tmp_path, monkeypatch)
     result = CliRunner().invoke(cli, ["plot", str(src), "--kind", "compare", "-k", "6",
                                       "--dither", "fs", "-o", str(tmp_path / "cmp.png")])
     assert result.exit_code == 0, result.output
