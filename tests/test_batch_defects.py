@@ -70,7 +70,9 @@ def test_ctrl_c_while_the_fork_server_loads_is_one_line_and_leaves_whole_files(t
     """SIGINT to the whole process group (a terminal's Ctrl-C), ``delay`` s after the fork
     server started: while it starts Python, imports numba, loads the kernels."""
     folder = tmp_path / "noise"
-    sources = _noise(folder, 6)
+    # Enough files that the batch cannot end before the signal, however fast the
+    # fork server loads (a warm numba cache) or however late the poll below sees it.
+    sources = _noise(folder, 24)
     out = tmp_path / "out"
     proc = subprocess.Popen([*KPAL, "encode", str(folder), "-o", str(out), "-k", "16",
                              "-j", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
