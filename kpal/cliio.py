@@ -22,6 +22,7 @@ import errno
 import io
 import os
 import signal
+import stat
 import sys
 import tempfile
 import unicodedata
@@ -422,6 +423,8 @@ def stdout_alias(out: str) -> str:
         return out
     try:
         named, ours = os.stat(out), os.fstat(sys.stdout.fileno())
+        if stat.S_ISCHR(ours.st_mode) and not os.isatty(sys.stdout.fileno()):
+            return out  # /dev/null both ways: the report stays where stdout sends it
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return out
     return STDIO if (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino) else out

@@ -264,6 +264,10 @@ def test_dev_stdout_as_output_is_standard_output(png, tmp_path):
                               stdout=f, stderr=subprocess.PIPE, check=False)
     assert done.returncode == 0, done.stderr
     assert redirected.read_bytes() == dash.stdout
+    # -o /dev/null > /dev/null: the report is silenced as before, not moved to stderr.
+    quiet = subprocess.run([*KPAL, "encode", str(png), "-k", "4", "-o", os.devnull],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    assert quiet.stderr == b""
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="no /dev/stdin here")
