@@ -1002,6 +1002,8 @@ def _dither_title(opts: options.EncodeOptions) -> str:
 
 
 def _output_format(out: str) -> str:
+    if Path(out).is_dir():  # said as such, not as a name without an extension
+        raise click.UsageError(f"{printable(out)}: is a directory, expected a file")
     ext = Path(out).suffix.lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt is None:
@@ -1040,6 +1042,8 @@ def plot(src, kind, out, size, force, **values):
         check_size(kind, size)  # before the fit, which can take seconds
     except KpalError as e:
         raise click.UsageError(f"--size: {e}") from None
+    if out != STDIO and Path(out).is_dir():
+        raise click.UsageError(f"{printable(out)}: is a directory, expected a file")
     fmt = "png" if out == STDIO else (Path(out).suffix.lower().lstrip(".") or "png")
     if fmt not in ("png", "svg", "pdf"):
         raise click.UsageError(f"{out}: figures are written as .png, .svg or .pdf")

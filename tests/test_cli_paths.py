@@ -348,3 +348,13 @@ def test_curve_refuses_k(runner, png, tmp_path):
     result = runner.invoke(cli, ["plot", str(png), "--kind", "curve", "-k", "8", "-o",
                                  str(tmp_path / "c.png")])
     assert result.exit_code == 2 and "drop -k" in result.output
+
+
+@pytest.mark.parametrize("command", [["sample"], ["plot", "--kind", "palette"]])
+def test_a_folder_as_the_figure_or_sample_output_is_named_as_one(runner, png, tmp_path,
+                                                                 command):
+    folder = tmp_path / "somewhere"
+    folder.mkdir()
+    result = runner.invoke(cli, [command[0], str(png), *command[1:], "-o", str(folder)])
+    assert result.exit_code == 2
+    assert f"{folder}: is a directory, expected a file" in result.output
