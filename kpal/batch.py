@@ -466,9 +466,15 @@ def _output_path(src: str, relative: PurePosixPath | Path, out_dir, ext: str) ->
         where = str(Path(out_dir) / relative)
     if is_url(where):
         head, _, name = where.rpartition("/")
-        return f"{head}/{PurePosixPath(name).stem}{ext}"
+        return f"{head}/{_stem(name)}{ext}"
     where_path = Path(where)
-    return str(where_path.with_name(where_path.stem + ext))
+    return str(where_path.with_name(_stem(where_path.name) + ext))
+
+
+def _stem(name: str) -> str:
+    """A file name without its extension, nor the dots a name may end with: "x.png." and
+    "x.png" both give "x" (else "x.png..kpal")."""
+    return PurePosixPath(name.rstrip(".") or name).stem
 
 
 def _identity(path: str) -> str:

@@ -398,7 +398,8 @@ def default_output(src: str, suffix: str) -> str:
     if not path.is_file():
         raise click.UsageError(f"{printable(src)}: not a regular file, so there is no name to "
                                f"write beside it: give -o OUT (- for stdout)")
-    return str(path.with_suffix(suffix))
+    # "x.png." names x.png's output as "x.png" does, not "x.png..kpal".
+    return str(path.with_name(path.name.rstrip(".") or path.name).with_suffix(suffix))
 
 
 def refuse_input_as_output(src: str, out: str) -> None:

@@ -358,3 +358,14 @@ def test_a_folder_as_the_figure_or_sample_output_is_named_as_one(runner, png, tm
     result = runner.invoke(cli, [command[0], str(png), *command[1:], "-o", str(folder)])
     assert result.exit_code == 2
     assert f"{folder}: is a directory, expected a file" in result.output
+
+
+def test_a_name_ending_in_a_dot_gets_its_output_named_as_without_it(runner, png, tmp_path):
+    dotted = tmp_path / "d.o.t.png."
+    dotted.write_bytes(png.read_bytes())
+    assert runner.invoke(cli, ["encode", str(dotted), "-k", "4", "-q"]).exit_code == 0
+    assert (tmp_path / "d.o.t.kpal").exists() and not (tmp_path / "d.o.t.png..kpal").exists()
+    result = runner.invoke(cli, ["encode", str(dotted), str(png), "-o", str(tmp_path / "out"),
+                                 "-k", "4", "-q"])
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "out") == ["d.o.t.kpal", "photo.kpal"]
