@@ -505,9 +505,8 @@ def _check_output(src: str, out: str, force: bool, *, binary: bool = True,
             raise click.UsageError("-o -: binary output is not written to a terminal; "
                                    "redirect it (> file, | program) or give -o FILE")
         return
+    refuse_input_as_output(src, out)
     target = Path(out)
-    if src != STDIO and target.exists() and os.path.samefile(src, target):
-        raise click.UsageError(f"{out}: output is the input file; choose another -o")
     if is_stream_target(target):
         return
     if target.is_dir():
