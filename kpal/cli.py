@@ -43,7 +43,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     refuse_input_as_output,
     stdout_alias,
 )
-from kpal.errors import KpalError, KpalWarning, OptionError
+from kpal.errors import KpalError, KpalWarning, OptionError, warn
 
 
 @click.group(cls=KpalGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -876,31 +876,6 @@ _LOSSY_FOR_SAMPLES = {"GIF": "GIF holds at most 256 colours", "JPEG": "JPEG is l
                       "AVIF": "AVIF is written lossy"}
 
 
-#: Primaries, greys and a few mixtures: a profile that maps them all onto themselves
-#: (within one level) is sRGB for a figure.
-_PROFILE_PROBE = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128],
-                            [200, 120, 40], [30, 160, 220], [250, 250, 250], [10, 10, 10]]],
-                          dtype=np.uint8)
-
-
-def _in_srgb(pixels: np.ndarray, profile: bytes) -> tuple[np.ndarray, bool]:
-    """RGB or RGBA ``pixels`` converted from ``profile`` to sRGB (LittleCMS), and whether
-    they were: an sRGB profile, or one LittleCMS cannot read, leaves them as they are."""
-    from PIL import ImageCms
-
-    try:
-        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-        probe = Image.fromarray(_PROFILE_PROBE)
-        same = ImageCms.profileToProfile(probe, source, ImageCms.createProfile("sRGB"),
-                                         outputMode="RGB")
-        if np.abs(np.asarray(same, dtype=int) - _PROFILE_PROBE).max() <= 1:
-            return pixels, False  # sRGB by another name
-        image = Image.fromarray(pixels, "RGBA" if pixels.shape[-1] == 4 else "RGB")
-        return np.asarray(codec._to_srgb(image, source)), True  # noqa: SLF001
-    except (OSError, ImageCms.PyCMSError):
-        return pixels, False
-
-
 def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:
     """RGBA pixels composited over white, with a note saying so (``what`` over white)."""
     from kpal.cluster.alpha import flatten
@@ -965,9 +940,14 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     def images():  # one image in memory at a time
         for path in paths:
             name, data = _read_input(path, stdin=False)
-            pixels = _pixels_for_encoding(name, data)[0]
+            pixels, _, icc_profile = _pixels_for_encoding(name, data)
             if isinstance(pixels, Image.Image):  # a "P" image: its colours, alpha included
                 pixels = codec.to_rgb(pixels)[0]
+            if icc_profile is not None:  # a palette's colours are sRGB
+                pixels, converted = codec.srgb_array(pixels, icc_profile)
+                if converted:
+                    warn(f"{name}: its ICC profile is not sRGB: its colours were converted "
+                         "to sRGB, as a palette's are")
             yield pixels
 
     with warnings.catch_warnings(record=True) as caught:
@@ -1060,7 +1040,7 @@ def plot(src, kind, out, size, force, **values):
     if flattened_or_profiled:
         # A figure is an sRGB image: a Display P3 or Adobe RGB photo's colours drawn as
         # they are would look washed out, so they are converted first.
-        rgb, converted = _in_srgb(rgb, im.info["icc_profile"])
+        rgb, converted = codec.srgb_array(rgb, im.info["icc_profile"])
         if converted:
             p_image = None
             click.echo(f"note: {printable(name)} has an ICC profile: the figures show its "
@@ -1078,7 +1058,8 @@ def plot(src, kind, out, size, force, **values):
 
         entries = flatten(palette, (255, 255, 255))
         if converted:
-            entries = _in_srgb(np.ascontiguousarray(entries[None]), im.info["icc_profile"])[0][0]
+            entries = codec.srgb_array(np.ascontiguousarray(entries[None]),
+                                       im.info["icc_profile"])[0][0]
         return entries
 
     with warnings.catch_warnings(record=True) as caught:

@@ -41,12 +41,15 @@ profile. The pixels of an image with a profile of another colour space (grey,
 CMYK, Lab) are converted to sRGB with LittleCMS (``PIL.ImageCms``) and no
 profile is stored, sRGB being what a file without one means (spec/kpal.md);
 a profile LittleCMS cannot use is dropped with a warning, the pixels kept as
-they are.
+they are. An encode that needs sRGB values (a given ``palette``, whose
+colours are sRGB, or ``space="oklab"``) converts the pixels of an RGB
+profile other than sRGB too, with a warning, and stores no profile.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import re
@@ -70,7 +73,8 @@ from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten",
-    "has_transparency", "colour_managed", "PRIMARY_IMAGE_FORMATS", "kpal_name_problem",
+    "has_transparency", "colour_managed", "is_srgb_profile", "srgb_array",
+    "PRIMARY_IMAGE_FORMATS", "kpal_name_problem",
 ]
 
 #: What the encoders take: an image, a path, an encoded image file's bytes or
@@ -597,6 +601,10 @@ def encode_image(image: ImageSource, k: int | None = None, *,
     if icc_profile is None and isinstance(image, Image.Image):
         icc_profile = image.info.get("icc_profile")
     image, icc_profile = colour_managed(image, icc_profile)
+    if icc_profile is not None and (given is not None or opts.space != "rgb"):
+        image, icc_profile = _srgb_for(image, icc_profile, "the given palette's colours are "
+                                       "sRGB" if given is not None else "oklab is computed "
+                                       "from sRGB colours")
     metadata = _metadata(icc_profile)
     pixels, p_image, orientation = _pixels(image, opts.background)
     del image  # a path's or bytes' Pillow image (4 bytes a pixel) is no longer needed
@@ -705,6 +713,79 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
     if space == "RGB":  # an RGB profile the format cannot store as it is: say so
         warn(f"the image's ICC profile cannot be stored ({problem}): its pixels "
              "were converted to sRGB with it")
+    return converted, None
+
+
+#: Colours whose conversion tells whether a profile is sRGB under another name.
+_PROFILE_PROBE = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128],
+                            [200, 120, 40], [30, 160, 220], [250, 250, 250], [10, 10, 10]]],
+                          dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_verdict(icc_profile: bytes) -> bool | None:
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without LittleCMS
+        return None
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        same = ImageCms.profileToProfile(Image.fromarray(_PROFILE_PROBE), source,
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return None
+    return bool(np.abs(np.asarray(same, dtype=int) - _PROFILE_PROBE).max() <= 1)
+
+
+def is_srgb_profile(icc_profile: bytes) -> bool:
+    """True when an RGB ICC profile is sRGB under another name.
+
+    The profile is sRGB when LittleCMS maps a probe of saturated, grey and
+    mid colours from it to sRGB onto themselves, within one level; a profile
+    it cannot read (or a Pillow without LittleCMS) counts as sRGB, since its
+    colours can only be taken as they are.
+    """
+    return _srgb_verdict(bytes(icc_profile)) is not False
+
+
+def srgb_array(pixels: np.ndarray, icc_profile: bytes) -> tuple[np.ndarray, bool]:
+    """RGB or RGBA uint8 ``pixels`` in the space of an RGB ``icc_profile``, in sRGB.
+
+    Converted with LittleCMS (perceptual intent), alpha kept. Returns the
+    pixels and whether they were converted: an sRGB profile (see
+    :func:`is_srgb_profile`) leaves them as they are.
+    """
+    if is_srgb_profile(icc_profile):
+        return pixels, False
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc_profile)))
+    image = Image.fromarray(np.ascontiguousarray(pixels),
+                            "RGBA" if pixels.shape[-1] == 4 else "RGB")
+    return np.asarray(_to_srgb(image, profile)), True
+
+
+def _srgb_for(image: Image.Image | np.ndarray, icc_profile: bytes, why: str
+              ) -> tuple[Image.Image | np.ndarray, bytes | None]:
+    """An image with an RGB profile, for an encode that needs sRGB colours.
+
+    An sRGB profile is kept as it is. Any other is applied: the pixels are
+    converted to sRGB and no profile is stored, with a note saying ``why``.
+    """
+    if is_srgb_profile(icc_profile):
+        return image, icc_profile
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+    if isinstance(image, np.ndarray):
+        array = image if image.ndim == 3 else image[..., None].repeat(3, axis=2)
+        converted: Image.Image | np.ndarray = np.asarray(_to_srgb(Image.fromarray(
+            np.ascontiguousarray(array), "RGBA" if array.shape[-1] == 4 else "RGB"), profile))
+    else:
+        converted = _to_srgb(image, profile)
+    name = profile.profile.profile_description or "not sRGB"
+    warn(f"the image's ICC profile ({name.strip()}) was applied: its pixels were converted "
+         f"to sRGB and no profile is stored, because {why}")
     return converted, None
 
 

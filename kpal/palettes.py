@@ -522,7 +522,9 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
         (n_pixels, 3 or 4) (RGB, or straight RGBA; an empty one adds
         nothing), or anything :func:`kpal.codec.to_rgb` takes (a PIL image, a
         path, bytes), which applies the same mode rules as encoding (an image
-        with transparency gives RGBA). A generator is read lazily: only one
+        with transparency gives RGBA); the colours of an image with an ICC
+        profile other than sRGB are converted to sRGB, as palette colours are
+        (arrays are taken as sRGB). A generator is read lazily: only one
         image's pixels are in memory at a time.
     weights : sequence of float, optional
         A non-negative weight per image, multiplying its pixel counts
@@ -632,9 +634,19 @@ def _image_pixels(image: object) -> np.ndarray:
             and image.shape[-1] in (3, 4):
         pixels = image.reshape(-1, image.shape[-1])
     else:
-        from kpal.codec import to_rgb  # imported here: the codec may use this module
+        from PIL import Image
 
+        # imported here: the codec may use this module
+        from kpal.codec import colour_managed, open_image, srgb_array, to_rgb
+
+        if not isinstance(image, (Image.Image, np.ndarray)):
+            image = open_image(image)  # type: ignore[arg-type]
+        profile = None
+        if isinstance(image, Image.Image):
+            image, profile = colour_managed(image)
         pixels, _ = to_rgb(image)  # type: ignore[arg-type]
+        if profile is not None:  # palette colours are sRGB: so must the image's be
+            pixels, _ = srgb_array(pixels, profile)
         pixels = pixels.reshape(-1, pixels.shape[-1])
     if pixels.shape[1] == 4 and (pixels.shape[0] == 0 or int(pixels[:, 3].min()) == 255):
         return pixels[:, :3]

@@ -1,0 +1,141 @@
+"""Encodes that need sRGB colours (a given palette, oklab, a shared palette) apply a
+profile that is not sRGB first, instead of mixing profile-space values with sRGB ones."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kpal
+from kpal.cli import cli
+from kpal.codec import is_srgb_profile, srgb_array
+from kpal.palettes import fit_palette, load_palette
+
+from .test_codec_defects import srgb_profile
+from .test_decode_profile import _srgb, swapped_primaries_profile
+
+PALETTE = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (120, 120, 120)]
+
+
+def _photo() -> np.ndarray:
+    """Reds, greens, blues and greys: the swapped profile moves the first two far."""
+    rng = np.random.default_rng(3)
+    base = np.array(PALETTE, dtype=np.int16)[rng.integers(0, 4, size=(24, 30))]
+    return np.clip(base + rng.integers(-12, 13, size=base.shape), 0, 255).astype(np.uint8)
+
+
+def _profiled(profile: bytes) -> Image.Image:
+    image = Image.fromarray(_photo())
+    image.info["icc_profile"] = profile
+    return image
+
+
+def _nearest(rgb: np.ndarray, palette) -> np.ndarray:
+    entries = np.asarray(palette, dtype=np.int64)
+    d = ((rgb.reshape(-1, 1, 3).astype(np.int64) - entries[None]) ** 2).sum(axis=2)
+    return entries[d.argmin(axis=1)].reshape(rgb.shape).astype(np.uint8)
+
+
+def test_the_probe_tells_srgb_from_another_space():
+    assert is_srgb_profile(srgb_profile())
+    assert not is_srgb_profile(swapped_primaries_profile())
+    assert is_srgb_profile(b"not a profile at all")  # unreadable: taken as it is
+
+
+def test_srgb_array_converts_only_another_space():
+    photo = _photo()
+    same, converted = srgb_array(photo, srgb_profile())
+    assert same is photo and not converted
+    moved, converted = srgb_array(photo, swapped_primaries_profile())
+    assert converted and np.array_equal(moved, _srgb(photo, swapped_primaries_profile()))
+
+
+@pytest.mark.parametrize("source", ["image", "array"])
+def test_a_given_palette_maps_the_srgb_colours_of_a_profiled_photo(source):
+    profile = swapped_primaries_profile()
+    image = _profiled(profile)
+    given = image if source == "image" else np.asarray(image)
+    with pytest.warns(kpal.KpalWarning, match=r"profile \(.*\) was applied: its pixels were "
+                      r"converted to sRGB and no profile is stored, because the given "
+                      r"palette's colours are sRGB"):
+        data = kpal.encode(given, palette=PALETTE, icc_profile=profile)
+    back = kpal.decode(data)
+    assert "icc_profile" not in back.info
+    expected = _nearest(_srgb(_photo(), profile), PALETTE)
+    assert np.array_equal(np.asarray(back.convert("RGB")), expected)
+    # Without the conversion the reds would have taken the red entry.
+    assert not np.array_equal(expected, _nearest(_photo(), PALETTE))
+
+
+def test_an_srgb_profile_is_kept_with_a_given_palette():
+    image = _profiled(srgb_profile())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = kpal.encode(image, palette=PALETTE)
+    back = kpal.decode(data)
+    assert back.info["icc_profile"] == srgb_profile()
+    assert np.array_equal(np.asarray(back.convert("RGB")), _nearest(_photo(), PALETTE))
+
+
+def test_oklab_clusters_the_srgb_colours_of_a_profiled_photo():
+    profile = swapped_primaries_profile()
+    with pytest.warns(kpal.KpalWarning, match="because oklab is computed from sRGB colours"):
+        data = kpal.encode(_profiled(profile), k=8, space="oklab")
+    back = kpal.decode(data)
+    assert "icc_profile" not in back.info
+    assert np.array_equal(np.asarray(back.convert("RGB")),
+                          np.asarray(kpal.decode(kpal.encode(_srgb(_photo(), profile), k=8,
+                                                             space="oklab")).convert("RGB")))
+
+
+def test_rgb_k_means_keeps_the_profile_and_the_values_as_before():
+    profile = swapped_primaries_profile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = kpal.encode(_profiled(profile), k=8)
+    assert kpal.decode(data).info["icc_profile"] == profile
+
+
+def test_a_shared_palette_is_fitted_to_srgb_colours():
+    profile = swapped_primaries_profile()
+    converted = _srgb(_photo(), profile)
+    expected = fit_palette([converted, _photo()], 6)
+    assert np.array_equal(fit_palette([_profiled(profile), _photo()], 6), expected)
+    # and an sRGB-tagged image is taken as it is
+    assert np.array_equal(fit_palette([_profiled(srgb_profile()), _photo()], 6),
+                          fit_palette([_photo(), _photo()], 6))
+
+
+def test_kpal_palette_converts_a_profiled_photo_with_a_note(runner, tmp_path):
+    profile = swapped_primaries_profile()
+    wide, plain = tmp_path / "wide.png", tmp_path / "plain.png"
+    _profiled(profile).save(wide, icc_profile=profile)
+    Image.fromarray(_photo()).save(plain)
+    out = tmp_path / "shared.gpl"
+    result = runner.invoke(cli, ["palette", str(wide), str(plain), "-k", "6", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"{wide}: its ICC profile is not sRGB: its colours were converted to sRGB" \
+        in result.stderr
+    assert str(plain) not in result.stderr
+    expected = fit_palette([_srgb(_photo(), profile), _photo()], 6)
+    assert np.array_equal(load_palette(str(out)), expected)
+
+
+def test_encode_palette_on_the_command_line_writes_srgb(runner, tmp_path):
+    profile = swapped_primaries_profile()
+    wide = tmp_path / "wide.png"
+    _profiled(profile).save(wide, icc_profile=profile)
+    hexes = tmp_path / "p.hex"
+    hexes.write_text("".join(f"#{r:02x}{g:02x}{b:02x}\n" for r, g, b in PALETTE))
+    out = tmp_path / "wide.kpal"
+    result = runner.invoke(cli, ["encode", str(wide), "--palette", str(hexes), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no profile is stored, because the given palette's colours are sRGB" \
+        in result.output
+    back = kpal.decode(out)
+    assert "icc_profile" not in back.info
+    assert np.array_equal(np.asarray(back.convert("RGB")),
+                          _nearest(_srgb(_photo(), profile), PALETTE))
