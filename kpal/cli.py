@@ -65,6 +65,21 @@ def _ratio(ratio: float, bits: int = 24) -> str:
             "pixels)")
 
 
+def _grey_ratio(n_pixels: int, on_disk: int) -> str:
+    """A grey image's file against its raw 8-bit grey size, the right way round."""
+    if on_disk <= n_pixels:
+        return f"{n_pixels / on_disk:,.2f}× smaller than raw 8-bit grey"
+    return (f"{on_disk / n_pixels:,.2f}× larger than raw 8-bit grey (the palette and header "
+            "outweigh what the indices save)")
+
+
+def _is_grey(palette: np.ndarray) -> bool:
+    """Every entry an opaque grey: the image is grey, and 8-bit grey is its raw size."""
+    return bool(palette.size) and bool((palette[:, 0] == palette[:, 1]).all()
+                                       and (palette[:, 1] == palette[:, 2]).all()
+                                       and (palette.shape[1] == 3 or (palette[:, 3] == 255).all()))
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
 
@@ -560,6 +575,9 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
         ("original file", _bytes(original_bytes)),
         (f"raw {r.entry_bits}-bit", _bytes(r.raw_bytes)),
     ]
+    grey = _is_grey(encoded.palette)
+    if grey:
+        rows.append(("raw 8-bit grey", f"{_bytes(h.n_pixels)} (every palette entry is grey)"))
     metadata = f" + metadata {h.metadata_length:,}" if h.metadata_length else ""
     layout = (f"header {h.header_size} + palette {h.palette_size:,}{metadata} + payload "
               f"{h.payload_length:,} + checksum {container.CHECKSUM_SIZE} bytes")
@@ -588,7 +606,8 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
         ]
     psnr = encoded.psnr()
     rows += [
-        ("ratio", f"{_ratio(r.ratio, r.entry_bits)}, {r.bits_per_pixel:.3f} bits per pixel"),
+        ("ratio", f"{_ratio(r.ratio, r.entry_bits)}, {r.bits_per_pixel:.3f} bits per pixel"
+                  + (f"; {_grey_ratio(h.n_pixels, r.on_disk_bytes)}" if grey else "")),
         ("PSNR", ("lossless (inf dB)" if psnr == float("inf") else f"{psnr:.2f} dB")
                  + (" (composites over black and white)" if h.alpha else "")),
     ]
@@ -779,6 +798,10 @@ def _print_info(name: str, report: dict) -> None:
                         f"overhead {s['overhead_bytes']} bytes)"),
             ("ratio", _ratio(s["ratio"], 32 if report.get("alpha") else 24)),
         ]
+        entries = report.get("palette") or []
+        if entries and all(len(e) == 7 and e[1:3] == e[3:5] == e[5:7] for e in entries):
+            rows.append(("grey", f"every palette entry is grey: "
+                                 f"{_grey_ratio(h['width'] * h['height'], s['on_disk_bytes'])}"))
     rows.append(("checksum", report["checksum"]))
     click.echo(name)
     for label, value in rows:

@@ -85,3 +85,39 @@ def test_a_profile_with_trailing_padding_is_stored_not_converted():
     assert back.info["icc_profile"] == profile
     assert np.array_equal(np.asarray(back.convert("RGB")), pixels)  # not converted to sRGB
     assert ImageCms.ImageCmsProfile(io.BytesIO(back.info["icc_profile"])) is not None
+
+
+def _grey_photo(tmp_path):
+    rng = np.random.default_rng(2)
+    ramp = np.linspace(0, 255, 64)[None, :] + rng.normal(0, 6, (48, 64))
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.clip(ramp, 0, 255).astype(np.uint8), "L").save(path)
+    return path
+
+
+@pytest.mark.parametrize("k, smaller", [(16, True), (256, False)])
+def test_a_grey_image_is_also_measured_against_raw_8_bit_grey(runner, tmp_path, k, smaller):
+    out = tmp_path / "grey.kpal"
+    result = runner.invoke(cli, ["encode", str(_grey_photo(tmp_path)), "-k", str(k), "-o",
+                                 str(out)])
+    assert result.exit_code == 0, result.output
+    assert "raw 8-bit grey 3,072 bytes (every palette entry is grey)" in result.output
+    size = out.stat().st_size
+    expected = (f"{3072 / size:,.2f}× smaller than raw 8-bit grey" if smaller
+                else f"{size / 3072:,.2f}× larger than raw 8-bit grey (the palette and header")
+    assert expected in result.output
+    assert smaller == (size < 3072)
+    info = runner.invoke(cli, ["info", str(out)])
+    assert info.exit_code == 0, info.output
+    assert f"every palette entry is grey: {expected}" in info.output
+
+
+def test_a_colour_image_has_no_grey_comparison(runner, tmp_path):
+    source = tmp_path / "colour.png"
+    rgb = np.random.default_rng(4).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(source)
+    out = tmp_path / "colour.kpal"
+    result = runner.invoke(cli, ["encode", str(source), "-k", "8", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "grey" not in result.output
+    assert "grey" not in runner.invoke(cli, ["info", str(out)]).output
