@@ -943,8 +943,12 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     if not paths:
         raise click.UsageError(f"no image files in {' '.join(srcs)}")
     if weights and len(weights) != len(paths):
-        raise click.UsageError(f"{len(weights)} --weight values for {len(paths)} images: give "
-                               "one per image, or none")
+        named = [Path(src).resolve() for src in srcs if src != STDIO and Path(src).is_file()]
+        twice = (" (an image named more than once counts once)"
+                 if len(set(named)) < len(named) else "")
+        raise click.UsageError(f"{_plural(len(weights), '--weight value')} for "
+                               f"{_plural(len(paths), 'image')}{twice}: give one per image, "
+                               "or none")
     try:
         given = [float(w) for w in weights] or None
     except ValueError:

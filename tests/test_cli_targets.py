@@ -136,7 +136,13 @@ def test_palette_command_weights_and_errors(runner, photo_path, tmp_path):
     shared = tmp_path / "w.gpl"
     result = runner.invoke(cli, ["palette", str(photo_path), "-w", "1", "-w", "2", "-o",
                                  str(shared)])
-    assert result.exit_code == 2 and "2 --weight values for 1 images" in result.output
+    assert result.exit_code == 2
+    assert "2 --weight values for 1 image: give one per image, or none" in result.output
+    result = runner.invoke(cli, ["palette", str(photo_path), str(photo_path), "-w", "1", "-w",
+                                 "2", "-o", str(shared)])
+    assert result.exit_code == 2 and not shared.exists()
+    assert ("2 --weight values for 1 image (an image named more than once counts once)"
+            in result.output)
     result = runner.invoke(cli, ["palette", str(tmp_path / "*.nothing"), "-o", str(shared)])
     assert result.exit_code != 0 and not shared.exists()
     shared.write_text("keep me")
