@@ -57,7 +57,7 @@ from PIL import Image, UnidentifiedImageError
 
 from kpal import codec, outputs
 from kpal import options as options_module
-from kpal.errors import KpalError, warn
+from kpal.errors import KpalError, recording, warn
 from kpal.io import temp_prefix, write_atomic
 from kpal.options import EncodeOptions
 
@@ -730,8 +730,7 @@ def _encode(job: Job) -> dict:
     size = len(data)
     if not data:
         raise _Failure(f"{job.path}: file is empty")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recording() as caught:
         try:
             encoded = codec.encode_image(data, options=job.options)
         except UnidentifiedImageError:
@@ -748,9 +747,9 @@ def _encode(job: Job) -> dict:
             "psnr": encoded.psnr(), "notes": _notes(caught)}
 
 
-def _notes(caught: list[warnings.WarningMessage], *more: str | None) -> tuple[str, ...]:
+def _notes(caught: list[str], *more: str | None) -> tuple[str, ...]:
     """A record's notes: the warnings of its file (once each, one line each), then ``more``."""
-    texts = [" ".join(str(w.message).split()) for w in caught] + [m for m in more if m]
+    texts = [" ".join(message.split()) for message in caught] + [m for m in more if m]
     return tuple(dict.fromkeys(texts))
 
 
@@ -766,8 +765,7 @@ def _strip_name(error: Exception, path: str) -> str:
 def _decode(job: Job) -> dict:
     data = _read(job.path)
     size = len(data)
-    with warnings.catch_warnings(record=True) as caught:  # a large image's warning: a note
-        warnings.simplefilter("always")
+    with recording() as caught:  # a large image's warning: a note
         try:
             im = codec.decode(data)
         except (KpalError, Image.DecompressionBombError) as e:
@@ -806,8 +804,7 @@ def _info(job: Job) -> dict:
                                          "problem": str(e).removeprefix(f"{job.path}: ")}) \
             from None
     size = len(data)
-    with warnings.catch_warnings(record=True) as caught:  # a large image's warning: a note
-        warnings.simplefilter("always")
+    with recording() as caught:  # a large image's warning: a note
         try:
             report = codec.inspect(data)
         except (KpalError, Image.DecompressionBombError) as e:
@@ -882,6 +879,8 @@ def _init_worker(batch_pid: int, compiled: bool = False) -> None:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminated)
     os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    # Every file's warnings go to its record (recording()): Pillow's too, each time.
+    warnings.simplefilter("always")
     with contextlib.suppress(ImportError):  # numpy's BLAS is loaded already: limit it now
         from threadpoolctl import threadpool_limits
 

@@ -276,7 +276,10 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
 
     try:
         results = batch.run(planned, jobs, client=client, skip_existing=skip_existing)
-        with contextlib.closing(results), bar or contextlib.nullcontext():
+        # Files run here (one job) record Pillow's warnings each time, as workers do.
+        with contextlib.closing(results), bar or contextlib.nullcontext(), \
+                warnings.catch_warnings():
+            warnings.simplefilter("always")
             for result in results:
                 seen.append(result)
                 if result.error is not None:

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 
 __all__ = ["KpalError", "OptionError", "FormatError", "ChecksumError", "LimitError",
-           "TruncatedError", "KpalWarning", "warn", "silenced"]
+           "TruncatedError", "KpalWarning", "warn", "silenced", "recording"]
 
 
 class KpalError(ValueError):
@@ -78,6 +78,10 @@ def warn(message: str, stacklevel: int | None = None) -> None:
     """
     if any(message.startswith(prefix) for prefix in getattr(_silence, "prefixes", ())):
         return
+    messages = getattr(_recorded, "messages", None)
+    if messages is not None:  # recording() in this thread: every one, whatever the filters
+        messages.append(message)
+        return
     if stacklevel is None:
         frame, stacklevel = sys._getframe(1), 1  # noqa: SLF001 - the callers' frames
         while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] \
@@ -102,3 +106,45 @@ def silenced(*prefixes: str) -> Iterator[None]:
         yield
     finally:
         _silence.prefixes = previous
+
+
+#: Per thread: the list :func:`recording` collects into, or None.
+_recorded = threading.local()
+_hook_lock = threading.Lock()
+
+
+def _show(message, category, filename, lineno, file=None, line=None):
+    """``warnings.showwarning`` while :func:`recording` is used: to the recording
+    thread's list, else to the function it replaced."""
+    messages = getattr(_recorded, "messages", None)
+    if messages is None:
+        return _show.shown(message, category, filename, lineno, file, line)
+    messages.append(str(message))
+    return None
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[str]]:
+    """Collect, in order, the warnings this thread issues inside the block, instead of showing them.
+
+    kpal's own warnings are all collected, whatever the warning filters say;
+    others (Pillow's, numpy's) as far as the filters let them through (Python's
+    default shows each once per place in the code). Unlike
+    ``warnings.catch_warnings(record=True)``, which swaps the whole process's
+    filters and ``showwarning`` and is undone out of order when two threads
+    use it at once, it acts in this thread only: on a Dask worker running
+    several files at once, each file gets its own warnings and nothing is
+    left behind. The first use wraps ``warnings.showwarning`` once; threads
+    that are not recording see no difference.
+    """
+    with _hook_lock:
+        if warnings.showwarning is not _show:
+            _show.shown = warnings.showwarning  # type: ignore[attr-defined]
+            warnings.showwarning = _show
+    previous = getattr(_recorded, "messages", None)
+    messages: list[str] = []
+    _recorded.messages = messages
+    try:
+        yield messages
+    finally:
+        _recorded.messages = previous
