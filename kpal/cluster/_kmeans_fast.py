@@ -675,13 +675,20 @@ def _lookup(pixels, table, out):
                        | np.uint32(pixels[i, 2])]
 
 
+@njit(cache=True, nogil=True)
+def _fill(colors, values, table):
+    for i in range(colors.shape[0]):
+        table[(np.uint32(colors[i, 0]) << 16) | (np.uint32(colors[i, 1]) << 8)
+              | np.uint32(colors[i, 2])] = values[i]
+
+
 def map_pixels(pixels: np.ndarray, colors: np.ndarray, values: np.ndarray) -> np.ndarray:
     """:func:`kpal.cluster.histogram.map_pixels` for (n_pixels, 3) uint8 pixels."""
     values = np.asarray(values)
     # Only the entries of the image's colours are ever read: no need to clear 16 MiB.
     table = np.empty(N_PACKED, dtype=values.dtype)
-    packed = (colors[:, 0].astype(np.uint32) << 16) | (colors[:, 1].astype(np.uint32) << 8)
-    table[packed | colors[:, 2]] = values
+    # Filled in a loop: no packed copy of the colours (4 bytes each) beside the labels.
+    _fill(np.ascontiguousarray(colors), np.ascontiguousarray(values), table)
     out = np.empty(pixels.shape[0], dtype=values.dtype)
     _lookup(np.ascontiguousarray(pixels), table, out)
     return out
