@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_K",
     "MAX_K",
     "check",
+    "check_number",
     "flag_names",
 ]
 
@@ -131,6 +132,19 @@ def _real(name: str, low: float, high: float, *, open_low: bool) -> Callable[[ob
         return float(number)
 
     return check_real
+
+
+def check_number(name: str, value: object) -> int | float:
+    """Check a numeric parameter of an estimator (``k``, ``seed``, ``max_iter``, ``tol``).
+
+    The ranges and messages of :data:`SPECS`, but a string is refused, as
+    scikit-learn's estimators refuse one: ``encode(k="16")`` takes the
+    command line's text, an estimator's parameters are Python numbers.
+    """
+    if isinstance(value, str):
+        msg = f"{name}={_describe(value)} must be a number, not a string"
+        raise OptionError(msg)
+    return SPECS[name].checker(value)
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:

@@ -120,7 +120,8 @@ def test_weighted_histogram_fit_equals_pixel_fit():
     np.testing.assert_allclose(on_histogram.covariances_, on_pixels.covariances_, rtol=1e-9)
     assert on_histogram.n_iter_ == on_pixels.n_iter_
     # The weighted score of the histogram is the mean over all pixels.
-    assert on_histogram.score(colors, counts) == pytest.approx(on_pixels.score(pixels), rel=1e-12)
+    assert on_histogram.score(colors, sample_weight=counts) == pytest.approx(
+        on_pixels.score(pixels), rel=1e-12)
 
 
 def test_chunking_does_not_change_the_fit(monkeypatch):
@@ -252,7 +253,8 @@ def test_zero_weight_rows_are_ignored():
     X, _ = draw_mixture(4_000)
     outliers = np.array([[255.0, 255.0, 255.0], [0.0, 255.0, 0.0]])
     weights = np.concatenate([np.ones(len(X)), [0.0, 0.0]])
-    with_zeros = GaussianMixture(3, seed=0).fit(np.concatenate([X, outliers]), weights)
+    with_zeros = GaussianMixture(3, seed=0).fit(np.concatenate([X, outliers]),
+                                                sample_weight=weights)
     without = GaussianMixture(3, seed=0).fit(X)
     np.testing.assert_allclose(with_zeros.means_, without.means_, rtol=1e-9)
 

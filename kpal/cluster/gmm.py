@@ -122,9 +122,9 @@ def _check_parameters(k: object, init: object, seed: object, max_iter: object, t
                       reg_covar: object) -> None:
     """k, init, seed, max_iter and tol: the ranges and messages of kpal.options, shared by
     every way into kpal; reg_covar non-negative."""
-    for name, value in (("k", k), ("init", init), ("seed", seed), ("max_iter", max_iter),
-                        ("tol", tol)):
-        options.SPECS[name].checker(value)
+    options.SPECS["init"].checker(init)
+    for name, value in (("k", k), ("seed", seed), ("max_iter", max_iter), ("tol", tol)):
+        options.check_number(name, value)
     if not reg_covar >= 0:  # type: ignore[operator]
         msg = f"reg_covar={reg_covar} must be non-negative"
         raise ValueError(msg)
@@ -134,7 +134,7 @@ class GaussianMixture(Params):
     """Gaussian mixture with full covariances, fitted by EM on (weighted) points.
 
     The interface of scikit-learn's ``GaussianMixture(covariance_type="full")``
-    for ``fit``, ``predict``, ``predict_proba``, ``score_samples``, ``score``
+    for ``fit``, ``predict``, ``fit_predict``, ``predict_proba``, ``score_samples``, ``score``
     and ``get_params``/``set_params``, with kpal's names: ``k`` for
     ``n_components``, ``seed`` for ``random_state``.
 
@@ -214,7 +214,8 @@ class GaussianMixture(Params):
     # ------------------------------------------------------------------ fitting
 
     @_one_blas_thread
-    def fit(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> GaussianMixture:
+    def fit(self, X: np.ndarray, y: object = None,
+            sample_weight: np.ndarray | None = None) -> GaussianMixture:
         """Fit the mixture to ``X`` by EM from a k-means initialization.
 
         Parameters
@@ -222,6 +223,8 @@ class GaussianMixture(Params):
         X : ndarray of shape (n_samples, d)
             Colours (uint8 pixels or floats, ``d = 3``), or points of any
             number ``d >= 1`` of features (integers or floats).
+        y : ignored
+            Not used: there for scikit-learn's API (``fit(X, y)`` in a pipeline).
         sample_weight : ndarray of shape (n_samples,), optional
             Non-negative weight of each row, e.g. pixel counts of unique colours.
             Fitting unique colours weighted by their counts gives exactly the
@@ -270,7 +273,7 @@ class GaussianMixture(Params):
         self._set_precisions()
         self.converged_ = True
         self.n_iter_ = 0
-        self.lower_bound_ = self.score(colors, counts)
+        self.lower_bound_ = self.score(colors, sample_weight=counts)
         self.lower_bounds_ = [self.lower_bound_]
 
     def _fit_em(self, colors: np.ndarray, counts: np.ndarray) -> None:
@@ -307,7 +310,7 @@ class GaussianMixture(Params):
                 break
             previous = mean_ll
         self.n_iter_ = n_iter
-        self.lower_bound_ = self.score(colors, counts)
+        self.lower_bound_ = self.score(colors, sample_weight=counts)
         self.lower_bounds_.append(self.lower_bound_)
         if not self.converged_:
             warn(
@@ -469,6 +472,16 @@ class GaussianMixture(Params):
             out[start : start + log_prob.shape[0]] = log_prob.argmax(axis=1)
         return out
 
+    def fit_predict(self, X: np.ndarray, y: object = None,
+                    sample_weight: np.ndarray | None = None) -> np.ndarray:
+        """Fit, then return :meth:`predict` of ``X`` (``y`` is ignored, as in scikit-learn).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), dtype intp
+        """
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
     @_one_blas_thread
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Log-likelihood ``log p(x)`` of each row of ``X`` under the mixture.
@@ -485,12 +498,15 @@ class GaussianMixture(Params):
         return out
 
     @_one_blas_thread
-    def score(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> float:
+    def score(self, X: np.ndarray, y: object = None,
+              sample_weight: np.ndarray | None = None) -> float:
         """Mean log-likelihood per sample (weighted by ``sample_weight`` if given).
 
         Parameters
         ----------
         X : ndarray of shape (n_samples, d)
+        y : ignored
+            Not used: there for scikit-learn's API.
         sample_weight : ndarray of shape (n_samples,), optional
 
         Returns

@@ -107,7 +107,8 @@ class KMeans(Params):
         self.max_iter = max_iter
         self.tol = tol
 
-    def fit(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> KMeans:
+    def fit(self, X: np.ndarray, y: object = None,
+            sample_weight: np.ndarray | None = None) -> KMeans:
         """Compute the clusters of ``X``.
 
         Parameters
@@ -116,6 +117,8 @@ class KMeans(Params):
             Points; uint8 RGB pixels of shape (n, 3) are clustered through
             their colour histogram (the same Lloyd steps, less work), coarse
             to fine unless ``init`` is an array (see :func:`fit_histogram`).
+        y : ignored
+            Not used: there for scikit-learn's API (``fit(X, y)`` in a pipeline).
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of every sample (default 1).
 
@@ -200,9 +203,10 @@ class KMeans(Params):
             return map_pixels(X, colors, labels.astype(np.uint8)).astype(np.intp)
         return assign(X.astype(np.float64, copy=False), self.cluster_centers_)[0]
 
-    def fit_predict(self, X: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
-        """Fit, then return ``labels_``."""
-        return self.fit(X, sample_weight).labels_
+    def fit_predict(self, X: np.ndarray, y: object = None,
+                    sample_weight: np.ndarray | None = None) -> np.ndarray:
+        """Fit, then return ``labels_`` (``y`` is ignored, as in scikit-learn)."""
+        return self.fit(X, sample_weight=sample_weight).labels_
 
 
 def validate_params(k: object, init: object, seed: object, max_iter: object, tol: object) -> None:
@@ -212,7 +216,7 @@ def validate_params(k: object, init: object, seed: object, max_iter: object, tol
     way into kpal; ``init`` may also be an array of starting centres here.
     """
     for name, value in (("k", k), ("seed", seed), ("max_iter", max_iter), ("tol", tol)):
-        options.SPECS[name].checker(value)  # None is not a value here: no method default
+        options.check_number(name, value)
     if not isinstance(init, np.ndarray) and init not in INITS:
         msg = f"init={init!r} must be one of {', '.join(map(repr, INITS))} or an array"
         raise OptionError(msg)

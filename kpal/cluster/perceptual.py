@@ -232,7 +232,8 @@ def _fit(colors: np.ndarray, counts: np.ndarray, k: int, init: str,
         centres, n_iter = _best_of(points, weights, k, init, rng, max_iter, tol)
         return centres, n_iter
     polish = _POLISH_ITER if points.shape[0] > _CONVERGE_POINTS else max_iter
-    model = KMeans(k, init=start, max_iter=min(polish, max_iter), tol=tol).fit(points, weights)
+    model = KMeans(k, init=start, max_iter=min(polish, max_iter), tol=tol)
+    model.fit(points, sample_weight=weights)
     return model.cluster_centers_, n_iter + model.n_iter_
 
 
@@ -244,12 +245,12 @@ def _best_of(points: np.ndarray, weights: np.ndarray, k: int, init: str,
     best = None
     for seed in rng.integers(0, 2**31 - 1, size=draws).tolist():
         model = KMeans(k, init=init, seed=seed, max_iter=trial_iter, tol=tol)
-        model.fit(points, weights)
+        model.fit(points, sample_weight=weights)
         if best is None or model.inertia_ < best.inertia_:
             best = model
     n_iter = best.n_iter_
     if draws > 1 and n_iter < max_iter:
         model = KMeans(k, init=best.cluster_centers_, max_iter=max_iter - n_iter, tol=tol)
-        model.fit(points, weights)
+        model.fit(points, sample_weight=weights)
         return model.cluster_centers_, n_iter + model.n_iter_
     return best.cluster_centers_, n_iter
