@@ -1005,6 +1005,19 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
                    err=out == STDIO)
 
 
+def _encoded_curve(pixels, icc_profile: bytes | None, opts: options.EncodeOptions,
+                   ks) -> list[tuple[int, float, int]]:
+    """(k, PSNR, bytes) of the file ``kpal encode -k`` writes at each of ``ks``, up to the
+    first that holds every colour: an image's alpha and profile as encode keeps them."""
+    points: list[tuple[int, float, int]] = []
+    for k in ks:
+        encoded = codec.encode_image(pixels, icc_profile=icc_profile, options=opts.replace(k=k))
+        if points and encoded.header.k == points[-1][0]:
+            break  # no more colours: the curve has reached its end
+        points.append((encoded.header.k, encoded.psnr(), len(encoded.data)))
+    return points
+
+
 def _dither_title(opts: options.EncodeOptions) -> str:
     name = {"fs": "Floyd-Steinberg", "ordered": "ordered"}[opts.dither]
     strength = "" if opts.dither_strength == 1 else f" {opts.dither_strength:g}"
@@ -1077,7 +1090,8 @@ def plot(src, kind, out, size, force, **values):
                        "colours converted to sRGB", err=True)
     # An opaque palette image keeps its own palette unless -k is given, as encode does.
     keep_palette = p_image is not None and rgb.shape[-1] == 3 and opts.k is None
-    if rgb.shape[-1] == 4 and kind != "palette":  # the palette draws alpha on a checkerboard
+    alpha = rgb.shape[-1] == 4
+    if alpha and kind != "palette":  # the palette draws alpha on a checkerboard
         rgb = _over_white(name, rgb, "the figures show it")
         flattened_or_profiled = True
     source = p_image if keep_palette else rgb
@@ -1137,8 +1151,13 @@ def plot(src, kind, out, size, force, **values):
                 fig = plots.iterations(rgb, k, seed=opts.seed, size=size)
             else:
                 # Each k fitted as encode -k fits it: the curve shows the files encode writes.
+                points = None
+                if flattened_or_profiled:  # alpha or a profile: measured on the real files
+                    pixels, _, icc_profile = _pixels_for_encoding(name, data)
+                    points = _encoded_curve(pixels, icc_profile, opts, plots.CURVE_KS)
                 fig = plots.curve(rgb, method=opts.method, seed=opts.seed,
-                                  overhead_bytes=container.OVERHEAD, size=size)
+                                  overhead_bytes=container.OVERHEAD, size=size, points=points,
+                                  raw_bits=32 if alpha else 24)
         except ImportError as e:
             raise click.ClickException(str(e)) from None
         except ValueError as e:  # KpalError, or a figure size that cannot hold the figure

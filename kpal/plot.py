@@ -865,6 +865,7 @@ def curve(
     size_of: Callable[[Quantization, int, int], int] | None = None,
     size: tuple[int, int] | None = None,
     points: Sequence[tuple[int, float, int]] | None = None,
+    raw_bits: int = 24,
 ) -> Figure:
     """PSNR and file size against k: the trade-off a user chooses from.
 
@@ -886,6 +887,9 @@ def curve(
     points : sequence of (k, psnr, bytes), optional
         Points already measured (e.g. :func:`kpal.choose.measure_curve`, or a
         :class:`kpal.choose.Choice`'s ``curve``): drawn as given, nothing fitted.
+    raw_bits : {24, 32}, default 24
+        Bits per raw pixel in the title; 32 for an image with alpha, whose
+        points are then PSNRs of its composites over black and white.
 
     Returns
     -------
@@ -962,6 +966,13 @@ def curve(
     # labels), the sizes the lower half.
     bottom, top = ax.get_ylim()
     ax.set_ylim(bottom - 0.9 * (top - bottom), top + 0.12 * (top - bottom))
+    # dB ticks only where PSNRs were measured: none in the sizes' half (it would read
+    # -20 dB), none beside a lossless point (drawn above the rest, at no dB value).
+    ticks = ax.get_yticks()
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    low, high = (min(finite), max(finite)) if finite else (math.inf, -math.inf)
+    ax.set_yticks([t for t in ticks if low - step < t <= high + 1e-9 * step])
+    ax.set_ylim(bottom - 0.9 * (top - bottom), top + 0.12 * (top - bottom))
     right = ax.twinx()
     # KiB, or bytes for files under 1 KiB (a tiny image would read 0.00 KiB).
     unit, divisor = ("KiB", 1024) if max(sizes) >= 1024 else ("bytes", 1)
@@ -974,11 +985,13 @@ def curve(
     # The PSNR axes (line and value labels) above the size line, which would hide them.
     ax.set_zorder(right.get_zorder() + 1)
     ax.patch.set_visible(False)
-    raw = 3 * n_pixels
+    raw = raw_bits // 8 * n_pixels
     raw_text = f"{raw / 1024:,.0f} KiB" if raw >= 10 * 1024 else f"{raw:,} bytes"
     title_font = _font(12, scale)
     pieces = [f"Quality against size, {width}×{height} image ({method});",
-              f"raw 24-bit is {raw_text}"]
+              f"raw {raw_bits}-bit is {raw_text}"]
+    if raw_bits == 32:
+        pieces.append("(PSNR of the composites over black and white)")
     if len(used_ks) == 1 and math.isinf(psnrs[0]):
         # A single point: say why there is no curve.
         noun = "colour" if used_ks[0] == 1 else "colours"
