@@ -72,4 +72,9 @@ def __getattr__(name: str):
     raise AttributeError(msg)
 
 
+def __dir__() -> list[str]:
+    # The lazy names too, so that dir(kpal), help(kpal) and completion list them.
+    return sorted(set(globals()) | set(_LAZY))
+
+
 register()

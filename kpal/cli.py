@@ -65,6 +65,13 @@ def _ratio(ratio: float, bits: int = 24) -> str:
             "pixels)")
 
 
+def _layout_sum(layout: dict) -> str:
+    """A file's parts, in file order, summed by hand: ``header 26 + palette 48 + ...``."""
+    parts = [f"{name} {layout[name]:,}" for name in ("header", "palette", "metadata", "payload",
+                                                     "checksum") if layout.get(name)]
+    return " + ".join(parts)
+
+
 def _grey_ratio(n_pixels: int, on_disk: int) -> str:
     """A grey image's file against its raw 8-bit grey size, the right way round."""
     if on_disk <= n_pixels:
@@ -797,8 +804,7 @@ def _print_info(name: str, report: dict) -> None:
             rows.append(("order-0", f"{_bytes(math.ceil(s['order0_entropy_bits'] / 8))} (each "
                                     f"index coded alone; context models go below it)"))
         rows += [
-            ("on disk", f"{_bytes(s['on_disk_bytes'])} (payload {_bytes(h['payload_length'])}, "
-                        f"overhead {s['overhead_bytes']} bytes)"),
+            ("on disk", f"{_bytes(s['on_disk_bytes'])} = {_layout_sum(report['layout'])}"),
             ("ratio", _ratio(s["ratio"], 32 if report.get("alpha") else 24)),
         ]
         entries = report.get("palette") or []

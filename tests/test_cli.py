@@ -143,6 +143,10 @@ def test_info_text_and_json(runner, tmp_path, small_jpg):
     assert result.exit_code == 0
     assert "checksum       ok" in result.output
     assert "16 colours, 4 bits per index" in result.output
+    size, payload = kpal_path.stat().st_size, kpal_path.stat().st_size - 26 - 48 - 4
+    # The parts add up by hand to the file's size.
+    assert (f"on disk        {size:,} bytes = header 26 + palette 48 + payload {payload:,} + "
+            "checksum 4") in result.output
     result = runner.invoke(cli, ["info", str(kpal_path), "--json"])
     report = json.loads(result.output)
     assert report["header"]["k"] == 16 and report["checksum"] == "ok"

@@ -60,3 +60,14 @@ def test_a_parameter_given_as_text_is_refused(cls, name, value):
     params = {"k": 3, name: value}
     with pytest.raises(OptionError, match=f"^{name}='{value}' must be a number, not a string$"):
         cls(**params).fit(X)
+
+
+def test_help_lists_the_names_imported_on_first_use():
+    import pydoc
+
+    import kpal
+
+    text = pydoc.render_doc(kpal, renderer=pydoc.plaintext)
+    for name in ("GaussianMixture", "choose_k", "fit_palette", "load_palette", "save_palette",
+                 "QualityError"):
+        assert name in dir(kpal) and f"class {name}" in text or f"{name}(" in text
