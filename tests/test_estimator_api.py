@@ -70,4 +70,4 @@ def test_help_lists_the_names_imported_on_first_use():
     text = pydoc.render_doc(kpal, renderer=pydoc.plaintext)
     for name in ("GaussianMixture", "choose_k", "fit_palette", "load_palette", "save_palette",
                  "QualityError"):
-        assert name in dir(kpal) and f"class {name}" in text or f"{name}(" in text
+        assert name in dir(kpal) and (f"class {name}" in text or f"{name}(" in text)
