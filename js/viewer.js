@@ -4,6 +4,8 @@
 import * as kpal from './kpal.js';
 
 const ZOOMS = [1 / 256, 1 / 128, 1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+// Pillow warns of a possible decompression bomb above this many pixels; so does the page.
+const LARGE_PIXELS = 89478485;
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -54,6 +56,9 @@ export function openBytes(name, data) {
     } catch {
       entry.header = null;
     }
+    // A valid file in a coding this reader does not decode (3, context): not an error.
+    entry.unsupported = Boolean(entry.header && entry.header.coding === 3
+      && entry.error.includes('is not supported by this reader'));
     if (entry.header && data.length >= entry.header.metadataOffset) {
       // and the palette (a file this reader does not decode, e.g. coding 3, still has one)
       entry.palette = data.slice(entry.header.headerSize, entry.header.metadataOffset);
@@ -84,7 +89,9 @@ function render() {
   els.canvas.hidden = !entry?.image;
   els.name.textContent = entry ? entry.name : '';
   els.error.hidden = !entry?.error;
-  els.error.textContent = entry?.error ? `kpal: error: ${entry.name}: ${entry.error}` : '';
+  els.error.classList.toggle('note', Boolean(entry?.unsupported));
+  els.error.textContent = !entry?.error ? ''
+    : `kpal: ${entry.unsupported ? 'warning' : 'error'}: ${entry.name}: ${entry.error}`;
   renderInfo(entry);
   renderPalette(entry);
   if (entry?.image) {
@@ -96,11 +103,16 @@ function render() {
     els.canvas.getContext('2d').putImageData(shown, 0, 0);
     if (fitted) zoom = fitZoom(image);
     applyZoom();
+    const n = image.width * image.height;
     els.status.textContent = `decoded in ${entry.millis.toFixed(1)} ms` + (step === 1 ? ''
       : `; drawn at 1/${step} scale (a browser draws a canvas of at most `
-        + `${MAX_SIDE.toLocaleString('en-US')} pixels a side, ${MAX_AREA.toLocaleString('en-US')} in all)`);
+        + `${MAX_SIDE.toLocaleString('en-US')} pixels a side, ${MAX_AREA.toLocaleString('en-US')} in all)`)
+      + (n > LARGE_PIXELS ? `; a very large image (${plural(n, 'pixel')}, `
+        + `${(4 * n / 2 ** 20).toFixed(0)} MiB drawn): Pillow would warn of a decompression bomb` : '')
+      + (image.iccProfile ? '; its ICC profile is not applied: colours shown as sRGB' : '');
   } else {
-    els.status.textContent = entry ? 'not decoded' : '';
+    els.status.textContent = !entry ? '' : entry.unsupported
+      ? 'not decoded: its header and palette are shown' : 'not decoded';
   }
   document.body.classList.toggle('has-image', Boolean(entry?.image));
 }
@@ -140,7 +152,8 @@ function renderList() {
   els.files.replaceChildren(...opened.map((entry, i) => {
     const item = document.createElement('button');
     item.type = 'button';
-    item.className = 'file' + (i === current ? ' current' : '') + (entry.error ? ' bad' : '');
+    item.className = 'file' + (i === current ? ' current' : '')
+      + (entry.error && !entry.unsupported ? ' bad' : '');
     item.textContent = entry.name;
     item.title = entry.error ?? `${entry.image.width}×${entry.image.height}, k=${entry.image.k}`;
     item.addEventListener('click', () => select(i));
@@ -171,10 +184,12 @@ function renderInfo(entry) {
   }
   if (entry?.image?.metadata.length) {
     rows.push(row('metadata', entry.image.metadata.map((b) => `${b.type} ${bytes(b.data.length)}${
-      b.type === 'iccp' ? ' (ICC profile)' : ''}`).join(', ')));
+      b.type === 'iccp' ? ' (ICC profile; not applied here: colours shown as sRGB)' : ''}`)
+      .join(', ')));
   }
   if (entry?.image) {
-    const s = entry.image.sizeReport();
+    entry.report ??= entry.image.sizeReport(); // counted once per file, not per render
+    const s = entry.report;
     rows.push(row('fixed width', `${s.formula} = ${bytes(s.theoreticalBytes)}`));
     rows.push(row('log2 k', bytes(Math.ceil(s.log2BoundBits / 8))));
     rows.push(row('order-0', `${bytes(Math.ceil(s.order0EntropyBits / 8))} (each index coded alone)`));
@@ -182,6 +197,16 @@ function renderInfo(entry) {
       s.overheadBytes} bytes)`));
     rows.push(row('ratio', ratioText(s.ratio, 8 * entry.image.channels)));
     rows.push(row('checksum', 'ok'));
+  } else if (entry?.unsupported) {
+    // What needs only the header: the textbook sizes, beside the real one.
+    const n = h.width * h.height;
+    const paletteBits = 8 * h.channels * h.k;
+    const bits = paletteBits + n * h.bitsPerIndex;
+    rows.push(row('fixed width', `${h.k}×${8 * h.channels} + ${n}×${h.bitsPerIndex} = ${bits} bits = ${
+      bytes(Math.ceil(bits / 8))}`));
+    rows.push(row('log2 k', bytes(Math.ceil((paletteBits + n * Math.log2(h.k)) / 8))));
+    rows.push(row('on disk', `${bytes(entry.size)} (payload ${bytes(h.payloadLength)})`));
+    rows.push(row('ratio', ratioText(h.channels * n / entry.size, 8 * h.channels)));
   } else if (entry) {
     rows.push(row('on disk', bytes(entry.size)));
   }
@@ -203,10 +228,13 @@ function renderPalette(entry) {
     els.palette.replaceChildren();
     return;
   }
-  let counts = null;
-  if (image.indices) {
-    counts = new Float64Array(image.k);
-    for (const v of image.indices) counts[v]++;
+  let counts = entry.counts ?? null;
+  if (!counts && image.indices) {
+    // An indexed loop: iterating a typed array with for-of is several times slower.
+    counts = new Float64Array(256);
+    const { indices } = image;
+    for (let i = 0; i < indices.length; i++) counts[indices[i]]++;
+    entry.counts = counts;
   }
   const n = image.width * image.height;
   els.palette.replaceChildren(...Array.from({ length: image.k }, (_, i) => {
@@ -222,10 +250,12 @@ function renderPalette(entry) {
   }));
 }
 
+/** The zoom that fits the stage: a whole step above 1×, the exact fraction below it. */
 function fitZoom(image) {
   const room = Math.min((els.stage.clientWidth - 32) / image.width,
     (els.stage.clientHeight - 32) / image.height);
-  let best = ZOOMS[0];
+  if (room < 1) return Math.max(ZOOMS[0], room);
+  let best = 1;
   for (const z of ZOOMS) if (z <= room) best = z;
   return best;
 }
@@ -235,12 +265,15 @@ function applyZoom() {
   if (!entry?.image) return;
   els.canvas.style.width = `${entry.image.width * zoom}px`;
   els.canvas.style.height = `${entry.image.height * zoom}px`;
-  els.zoomLabel.textContent = zoom >= 1 ? `${zoom}×` : `1/${1 / zoom}×`;
+  els.zoomLabel.textContent = zoom >= 1 ? `${zoom}×`
+    : ZOOMS.includes(zoom) ? `1/${1 / zoom}×` : `${(100 * zoom).toPrecision(2)} %`;
 }
 
 function stepZoom(direction) {
-  const at = ZOOMS.indexOf(zoom);
-  const next = at < 0 ? ZOOMS.findIndex((z) => z > zoom) : at + direction;
+  let next = ZOOMS.indexOf(zoom) + direction;
+  if (!ZOOMS.includes(zoom)) { // a fitted fraction: the next listed step that way
+    next = direction > 0 ? ZOOMS.findIndex((z) => z > zoom) : ZOOMS.findLastIndex((z) => z < zoom);
+  }
   zoom = ZOOMS[Math.max(0, Math.min(ZOOMS.length - 1, next))];
   fitted = false;
   applyZoom();

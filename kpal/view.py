@@ -29,7 +29,7 @@ from typing import IO
 from kpal import codec
 from kpal.errors import warn
 
-__all__ = ["JS_DIR", "to_html", "view", "update_viewer"]
+__all__ = ["JS_DIR", "to_html", "to_iframe", "view", "update_viewer"]
 
 #: The viewer's sources: installed beside this module as ``kpal/_js`` (package data of
 #: a wheel), or js/ of a source checkout (kpal installed with ``pip install -e``).
@@ -130,6 +130,41 @@ def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[byte
             name = Path(source).name if isinstance(source, (str, os.PathLike)) else "image.kpal"
         data = codec.read_bytes(source)
     return _fill(_asset("viewer.html"), data, name or "image.kpal")
+
+
+def to_iframe(source: bytes | bytearray | memoryview | str | os.PathLike | IO[bytes] | None = None,
+              *, name: str | None = None, height: int = 600) -> str:
+    """The page of :func:`to_html` in an ``<iframe srcdoc>``, for a notebook cell.
+
+    The page styles its whole document (its layout is a grid on ``<body>``):
+    put straight into a notebook's output it would take over the notebook's
+    own layout. Inside an iframe it keeps to its box.
+    ``IPython.display.HTML(kpal.view.to_iframe("photo.kpal"))`` shows it.
+
+    Parameters
+    ----------
+    source, name
+        As for :func:`to_html`.
+    height : int, default 600
+        The frame's height in CSS pixels; its width is that of the cell.
+
+    Returns
+    -------
+    str
+        One ``<iframe>`` element.
+
+    Examples
+    --------
+    >>> to_iframe(height=400).startswith('<iframe srcdoc="&lt;!doctype html&gt;')
+    True
+    """
+    height = int(height)
+    if height < 1:
+        msg = f"height={height} must be a positive number of pixels"
+        raise ValueError(msg)
+    page = html.escape(to_html(source, name=name), quote=True)
+    return (f'<iframe srcdoc="{page}" style="width: 100%; height: {height}px; border: 0" '
+            'title="kpal viewer"></iframe>')
 
 
 def view(path: str | os.PathLike, open_browser: bool = True,

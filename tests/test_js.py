@@ -614,15 +614,28 @@ def test_viewer_in_headless_chromium(tmp_path):
             context = (GOLDEN / "context_k5_11x7.kpal").read_bytes()
             _drop(page, "context.kpal", context)
             page.wait_for_selector("#error:not([hidden])")
+            # a valid file this reader cannot decode: a note, not an error, and the sizes
+            # that need only the header
             assert CONTEXT_UNSUPPORTED in page.inner_text("#error")
+            assert page.inner_text("#error").startswith("kpal: warning: context.kpal: ")
+            assert page.get_attribute("#error", "class") == "note"
+            context_info = page.inner_text("#info")
+            assert "fixed width\t5×24 + 77×3 = 351 bits = 44 bytes" in context_info
+            assert f"on disk\t{len(context):,} bytes" in context_info
             _, context_palette, _ = codec.decode_indices(context)
             assert [page.locator("#palette .swatch").nth(i).get_attribute("title")
                     for i in range(5)] == [f"{i}: #{bytes(c).hex()}"
                                            for i, c in enumerate(context_palette)]
+            # a profile the page does not apply: it says so
+            _drop(page, "profile.kpal", (GOLDEN / "icc_k5_7x3.kpal").read_bytes())
+            page.wait_for_function("document.querySelector('#canvas').width === 7")
+            assert "ICC profile; not applied here: colours shown as sRGB" in page.inner_text(
+                "#info")
+            assert "its ICC profile is not applied" in page.inner_text("#status")
             page.locator("#files .file", has_text=photo.name).click()
             page.wait_for_function(f"document.querySelector('#canvas').width === {PHOTO_SIZE[0]}")
             shot = tmp_path / "viewer.png"
-            assert page.locator("#files .file").count() == 6
+            assert page.locator("#files .file").count() == 7
             page.screenshot(path=shot)
             if os.environ.get("KPAL_UPDATE_SCREENSHOT"):  # docs/images/viewer.png, on request
                 with Image.open(shot) as im:  # 256 colours hold the 64-colour page: 40 % size
@@ -636,6 +649,14 @@ def test_viewer_in_headless_chromium(tmp_path):
             page.goto(single.as_uri())
             page.wait_for_function(f"document.querySelector('#canvas').width === {PHOTO_SIZE[0]}")
             assert base64.b64decode(page.evaluate(_CANVAS_BASE64)) == drawn
+            # in a notebook's output: the iframe keeps the page to its box
+            page.set_content(f'<p id="host">notebook text</p>{view.to_iframe(photo, height=300)}')
+            frame = page.frame_locator("iframe")
+            frame.locator("html[data-ready=true]").wait_for()
+            assert frame.locator("#canvas").evaluate("c => c.width") == PHOTO_SIZE[0]
+            assert page.evaluate("getComputedStyle(document.body).display") == "block"
+            assert page.evaluate("document.querySelector('iframe').getBoundingClientRect()"
+                                 ".height") == 300
             assert errors == []
         finally:
             browser.close()
