@@ -28,6 +28,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     FilePath,
     KpalGroup,
     Terminated,
+    _check_input,
     _check_output,
     _fail,
     _open_image,
@@ -44,6 +45,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     stdout_alias,
 )
 from kpal.errors import KpalError, KpalWarning, OptionError, warn
+from kpal.io import is_stream_target
 
 
 @click.group(cls=KpalGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -868,7 +870,7 @@ def sample(src, out, force, quiet, **values):
 
     opts = encode_options(values)
     k, seed = opts.k or options.DEFAULT_K, opts.seed
-    fmt = "PNG" if out == STDIO else _output_format(out)
+    fmt = "PNG" if out == STDIO or _extensionless_stream(out) else _output_format(out)
     _check_output(src, out, force)
     name, data = _read_input(src)
     try:
@@ -967,7 +969,8 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
         raise click.UsageError("--weight: weights must be finite, >= 0, not all 0")
     for path in paths:
         _check_output(path, out, force, binary=False, stdin=False)  # -o -: hex colours, text
-    if out != STDIO:
+    stream = _extensionless_stream(out)  # -o /dev/null: any format will do
+    if out != STDIO and not stream:
         try:  # before the fit, not after it
             format_of_path(out)
         except KpalError as e:
@@ -998,7 +1001,7 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
         click.echo("\n".join("#" + bytes(entry).hex() for entry in colours.tolist()))
     else:
         try:
-            save_palette(colours, out, force=force)
+            save_palette(colours, out, "gpl" if stream else None, force=force)
         except KpalError as e:
             message = str(e)
             raise click.ClickException(message if message.startswith(out)
@@ -1028,6 +1031,11 @@ def _dither_title(opts: options.EncodeOptions) -> str:
     name = {"fs": "Floyd-Steinberg", "ordered": "ordered"}[opts.dither]
     strength = "" if opts.dither_strength == 1 else f" {opts.dither_strength:g}"
     return f"dithered ({name}{strength})"
+
+
+def _extensionless_stream(out: str) -> bool:
+    """``-o /dev/null`` (a device or a pipe) without an extension: the format is the default."""
+    return out != STDIO and not Path(out).suffix and is_stream_target(out)
 
 
 def _output_format(out: str) -> str:
@@ -1176,8 +1184,7 @@ def plot(src, kind, out, size, force, **values):
 
 # ------------------------------------------------------------------ view
 @cli.command()
-@click.argument("src", metavar="IN", type=FilePath(exists=True, dir_okay=False,
-                                                   allow_dash=True))
+@click.argument("src", metavar="IN", type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", type=FilePath(allow_dash=True),
               help="Write the page here: a .html file, a folder (IN's name with .html) or - "
                    "for stdout; default: a new temporary folder.")
@@ -1193,7 +1200,9 @@ def view(src, out, force, no_open):
     """
     from kpal import view as viewer
 
-    if out is not None and out != STDIO:
+    if src != STDIO:
+        _check_input(src)  # "x.kpal: no such file", as every command says it
+    if out is not None and out != STDIO and not _extensionless_stream(out):
         if Path(out).is_dir() or out.endswith(("/", os.sep)):  # a folder, as cp takes one
             if not Path(out).is_dir():
                 raise click.UsageError(f"{out}: no such folder")

@@ -482,6 +482,11 @@ def _check_input(path: str, stdin: bool = True) -> None:
     if p.is_dir():
         raise click.UsageError(f"{path}: is a directory, expected a file")
     if not p.exists():
+        try:
+            p.stat()
+        except OSError as e:  # a symlink loop, a denied folder: not "no such file"
+            if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                raise click.UsageError(f"{path}: {e.strerror or e}") from None
         raise click.UsageError(f"{path}: no such file")
     if p.is_char_device() or p.is_block_device():  # /dev/zero would be read forever
         hint = " (use - for stdin)" if stdin else ""

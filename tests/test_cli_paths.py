@@ -369,3 +369,29 @@ def test_a_name_ending_in_a_dot_gets_its_output_named_as_without_it(runner, png,
                                  "-k", "4", "-q"])
     assert result.exit_code == 0, result.output
     assert _files(tmp_path / "out") == ["d.o.t.kpal", "photo.kpal"]
+
+
+def test_view_names_a_missing_input_as_every_command_does(runner, tmp_path):
+    missing = tmp_path / "nothere.kpal"
+    for command in (["view", str(missing), "--no-open"], ["info", str(missing)]):
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 2
+        assert f"{missing}: no such file" in result.output, command
+
+
+def test_a_symlink_loop_is_said_to_be_one(runner, tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for command in (["info", str(tmp_path / "a")], ["encode", str(tmp_path / "a")],
+                    ["view", str(tmp_path / "a"), "--no-open"]):
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 2, command
+        assert f"{tmp_path / 'a'}: Too many levels of symbolic links" in result.output, command
+
+
+@pytest.mark.skipif(not os.path.exists(os.devnull), reason="no /dev/null")
+@pytest.mark.parametrize("command", [["view", "--no-open"], ["palette"], ["sample"]])
+def test_dev_null_takes_the_default_format(runner, kpal_file, command):
+    argv = [command[0], str(kpal_file), *command[1:], "-o", os.devnull]
+    result = runner.invoke(cli, argv)
+    assert result.exit_code == 0, result.output
