@@ -1069,14 +1069,16 @@ def _lost(job: Job, error: BaseException) -> Result:
     return Result(path=job.path, output=job.output, error=f"{job.path}: {text}")
 
 
-def _run_local(todo: list[Job], workers: int) -> Iterator[Result]:
+def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator[Result]:
     encodes = sum(job.kind == "encode" for job in todo)
     import multiprocessing
 
     if workers > 1 and multiprocessing.current_process().daemon:
-        # Inside a multiprocessing.Pool worker, which may not start processes of its own.
-        warn(f"this process is a daemonic worker, which cannot start worker "
-             f"processes: the {len(todo)} files run here, one at a time")
+        # Inside a multiprocessing.Pool worker, which may not start processes of its own:
+        # news only to a caller who asked for several (the default adapts silently).
+        if asked:
+            warn(f"this process is a daemonic worker, which cannot start worker "
+                 f"processes: the {len(todo)} files run here, one at a time")
         workers = 1
     if workers == 1 or len(todo) == 1:
         if encodes >= IN_PROCESS_COMPILED_FILES:
@@ -1212,7 +1214,7 @@ def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
     if client is not None:
         yield from _run_dask(todo, client)
     else:
-        yield from _run_local(todo, workers or default_jobs())
+        yield from _run_local(todo, workers or default_jobs(), asked=workers is not None)
 
 
 class SchedulerError(BatchError):

@@ -232,14 +232,15 @@ def test_a_palette_of_floats_or_bools_is_refused_not_truncated(palette):
         kpal.encode(np.zeros((2, 2, 3), np.uint8), palette=palette)
 
 
-def _encode_folder_in_a_pool_worker(folder: str) -> tuple[list, list[str]]:
+def _encode_folder_in_a_pool_worker(folder: str, jobs: int | None) -> tuple[list, list[str]]:
     import warnings
 
     from kpal.batch import encode_many
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        results = [(r.ok, r.error) for r in encode_many(folder, f"{folder}/out", jobs=2, k=4)]
+        results = [(r.ok, r.error) for r in encode_many(folder, f"{folder}/out{jobs}",
+                                                        jobs=jobs, k=4)]
     return results, [str(w.message) for w in caught if "daemonic" in str(w.message)]
 
 
@@ -249,10 +250,12 @@ def test_a_batch_inside_a_pool_worker_runs_there_with_a_warning(tmp_path):
     _two_photos(tmp_path / "in")
     # spawn: a fork of this process, whose numba threads may be running, could hang
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        results, warned = pool.apply(_encode_folder_in_a_pool_worker, (str(tmp_path / "in"),))
-    assert results == [(True, None), (True, None)]
-    assert warned == ["this process is a daemonic worker, which cannot start worker "
-                      "processes: the 2 files run here, one at a time"]
+        asked = pool.apply(_encode_folder_in_a_pool_worker, (str(tmp_path / "in"), 2))
+        default = pool.apply(_encode_folder_in_a_pool_worker, (str(tmp_path / "in"), None))
+    assert asked[0] == default[0] == [(True, None), (True, None)]
+    assert asked[1] == ["this process is a daemonic worker, which cannot start worker "
+                        "processes: the 2 files run here, one at a time"]
+    assert default[1] == []  # jobs left at its default: adapting is no news
 
 
 def test_errors_about_a_named_file_name_it(tmp_path):
