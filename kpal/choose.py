@@ -193,11 +193,14 @@ class Choice:
 
 
 def file_size(k: int, width: int, height: int, coding: str = "fixed",
-              labels: np.ndarray | None = None) -> int:
+              labels: np.ndarray | None = None, *, metadata_bytes: int = 0) -> int:
     """Bytes of a complete ``.kpal`` file: header, ``3k`` palette, payload and CRC.
 
     ``labels`` (shape (height, width), uint8) are needed only for codings
-    whose payload length depends on the data (``entropy``).
+    whose payload length depends on the data (``entropy``). ``metadata_bytes``
+    is the length of the file's metadata blocks (an ICC profile's, as
+    :func:`kpal.container.pack_metadata` packs it): a file with some is a
+    version 2 file, whose header is 5 bytes longer.
     """
     chosen = codings.get(coding)
     payload = chosen.payload_size(k, width, height)
@@ -206,7 +209,17 @@ def file_size(k: int, width: int, height: int, coding: str = "fixed",
             msg = f"the size of a {coding!r} payload depends on the labels: pass them"
             raise ValueError(msg)
         payload = len(chosen.encode(labels.reshape(height, width), k))
-    return container.OVERHEAD + 3 * k + payload
+    return overhead(metadata_bytes) + 3 * k + payload
+
+
+def overhead(metadata_bytes: int = 0, alpha: bool = False) -> int:
+    """Bytes of a file beyond its palette and payload: header, metadata blocks and CRC.
+
+    A version 1 file (30 bytes) unless it has metadata or an RGBA palette.
+    """
+    if metadata_bytes or alpha:
+        return container.OVERHEAD_V2 + metadata_bytes
+    return container.OVERHEAD
 
 
 @dataclass
@@ -233,10 +246,13 @@ class _Search:
     """
 
     def __init__(self, pixels: np.ndarray, shape: tuple[int, int], coding: str,
-                 opts: options.EncodeOptions, reduce: bool = True) -> None:
+                 opts: options.EncodeOptions, reduce: bool = True, metadata_bytes: int = 0
+                 ) -> None:
         self.pixels = pixels
         self.height, self.width = shape
         self.coding = coding
+        self.metadata_bytes = metadata_bytes
+        self.overhead = overhead(metadata_bytes)
         self.opts = opts
         self.fast = _fast_kernels(pixels.shape[0])
         kernels = self.fast.get("kernels")
@@ -309,9 +325,10 @@ class _Search:
             if self.size_needs_labels:
                 candidate.payload = codings.get(self.coding).encode(self.labels(candidate),
                                                                     k_used)
-                candidate.size = container.OVERHEAD + 3 * k_used + len(candidate.payload)
+                candidate.size = self.overhead + 3 * k_used + len(candidate.payload)
             else:
-                candidate.size = file_size(k_used, self.width, self.height, self.coding)
+                candidate.size = file_size(k_used, self.width, self.height, self.coding,
+                                           metadata_bytes=self.metadata_bytes)
         return candidate
 
     def labels(self, candidate: _Candidate) -> np.ndarray:
@@ -486,6 +503,7 @@ def choose_k(
     seed: int = 0,
     max_iter: int | None = None,
     tol: float | None = None,
+    metadata_bytes: int = 0,
 ) -> Choice:
     """Choose ``k`` from a quality target and/or a file size limit, and quantize.
 
@@ -504,6 +522,10 @@ def choose_k(
         The payload coding the sizes are measured with.
     init, seed, max_iter, tol
         As for :func:`kpal.cluster.quantize` (k-means is the method).
+    metadata_bytes : int, default 0
+        Length of the metadata blocks the file will carry (an ICC profile's
+        block, see :func:`file_size`): sizes are then those of that version 2
+        file.
 
     Returns
     -------
@@ -534,7 +556,8 @@ def choose_k(
     shape = _shape(pixels)
     size_needs_labels = codings.get(opts.coding).payload_size(1, 1, 1) is None
     one_candidate = quality is None and not size_needs_labels
-    search = _Search(pixels.reshape(-1, 3), shape, opts.coding, opts, reduce=not one_candidate)
+    search = _Search(pixels.reshape(-1, 3), shape, opts.coding, opts, reduce=not one_candidate,
+                     metadata_bytes=_checked_metadata_bytes(metadata_bytes))
     k_cap, size_only = options.MAX_K, []
     if max_size is not None:
         if not size_needs_labels:
@@ -635,6 +658,13 @@ def _checked_pixels(pixels: object, channels: int = 3) -> np.ndarray:
     return pixels
 
 
+def _checked_metadata_bytes(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        msg = f"metadata_bytes={value!r} must be a non-negative integer"
+        raise OptionError(msg)
+    return int(value)
+
+
 def _shape(pixels: np.ndarray) -> tuple[int, int]:
     """(height, width); an (n, channels) array is one row."""
     return pixels.shape[:2] if pixels.ndim == 3 else (1, pixels.shape[0])
@@ -642,7 +672,8 @@ def _shape(pixels: np.ndarray) -> tuple[int, int]:
 
 def _size_cap(search: _Search, max_size: int) -> tuple[int, list[CurvePoint]]:
     """Largest k whose file fits when the payload length follows from k alone."""
-    sizes = [file_size(k, search.width, search.height, search.coding)
+    sizes = [file_size(k, search.width, search.height, search.coding,
+                       metadata_bytes=search.metadata_bytes)
              for k in range(1, options.MAX_K + 1)]
     fitting = [k for k, size in enumerate(sizes, start=1) if size <= max_size]
     if not fitting:
@@ -667,10 +698,10 @@ def _entropy_size_search(search: _Search, max_size: int) -> int:
     ratios: dict[int, float] = {}
 
     def estimate(k: int) -> float:
-        return container.OVERHEAD + 3 * k + _interpolate(ratios, k) * search.label_bits(k) / 8
+        return search.overhead + 3 * k + _interpolate(ratios, k) * search.label_bits(k) / 8
 
     first = min(_FIRST_K, ceiling)
-    slope = max(estimate(first) - container.OVERHEAD, 1.0) / max(math.log2(first), 1.0)
+    slope = max(estimate(first) - search.overhead, 1.0) / max(math.log2(first), 1.0)
     while True:
         top = exceeds if exceeds is not None else ceiling + 1
         if top - fits <= 1:
@@ -678,7 +709,7 @@ def _entropy_size_search(search: _Search, max_size: int) -> int:
         guess = _smallest_reaching(estimate, max_size + 1, fits, top, first, slope)
         guess = min(guess, top - 1)
         candidate = search.measure(guess, with_size=True)
-        payload = candidate.size - container.OVERHEAD - 3 * candidate.palette.shape[0]
+        payload = candidate.size - search.overhead - 3 * candidate.palette.shape[0]
         bits = search.label_bits(guess)
         if bits > 0:
             ratios[guess] = payload * 8 / bits
@@ -827,6 +858,7 @@ def choose_k_rgba(
     seed: int = 0,
     max_iter: int | None = None,
     tol: float | None = None,
+    metadata_bytes: int = 0,
 ) -> Choice:
     """:func:`choose_k` for straight RGBA pixels, quantized by :func:`quantize_rgba`.
 
@@ -835,7 +867,8 @@ def choose_k_rgba(
     black and over white (:func:`kpal.cluster.alpha.composite_mse`), i.e. the
     premultiplied RGBA error. Sizes are those of the file ``encode`` writes:
     an RGBA palette (``35 + 4k`` bytes besides the payload), or the opaque
-    layout (``30 + 3k``) when no entry is transparent. Every candidate is a
+    layout (``30 + 3k``) when no entry is transparent, plus ``metadata_bytes``
+    (with which the opaque layout is version 2 too: ``35 + 3k``). Every candidate is a
     full :func:`~kpal.cluster.alpha.quantize_rgba` fit (no reduced histogram):
     the chosen palette is exactly the one ``quantize_rgba(pixels, k)`` gives,
     and the same guarantee holds as for :func:`choose_k` (the chosen ``k``
@@ -845,7 +878,7 @@ def choose_k_rgba(
     Parameters
     ----------
     pixels : ndarray of shape (height, width, 4) or (n_pixels, 4), uint8
-    quality, max_size, coding, init, seed, max_iter, tol
+    quality, max_size, coding, init, seed, max_iter, tol, metadata_bytes
         As for :func:`choose_k`.
 
     Returns
@@ -861,7 +894,8 @@ def choose_k_rgba(
     low_db, high_db, max_size, opts = _checked_targets(
         "choose_k_rgba", quality, max_size, init=init, seed=seed, max_iter=max_iter, tol=tol,
         coding=coding)
-    search = _RgbaSearch(_checked_pixels(pixels, channels=4), opts)
+    search = _RgbaSearch(_checked_pixels(pixels, channels=4), opts,
+                         _checked_metadata_bytes(metadata_bytes))
     chosen_k = options.MAX_K
     if max_size is not None:
         chosen_k = _rgba_size_cap(search, max_size)
@@ -888,7 +922,9 @@ class _RgbaCandidate:
 class _RgbaSearch:
     """Full RGBA fits, one per ``k`` asked, with their exact PSNR and file size."""
 
-    def __init__(self, pixels: np.ndarray, opts: options.EncodeOptions) -> None:
+    def __init__(self, pixels: np.ndarray, opts: options.EncodeOptions,
+                 metadata_bytes: int = 0) -> None:
+        self.metadata_bytes = metadata_bytes
         self.height, self.width = _shape(pixels)
         self.pixels = pixels.reshape(-1, 4)
         self.opts = opts
@@ -914,16 +950,16 @@ class _RgbaSearch:
                 payload = self.coding.encode(labels, k_used)
                 payload_size = len(payload)
             self.done[k] = _RgbaCandidate(k, result.palette, labels, result.inertia / 3,
-                                          _rgba_file_size(result.palette, payload_size),
-                                          payload)
+                                          _rgba_file_size(result.palette, payload_size,
+                                                          self.metadata_bytes), payload)
         return self.done[k]
 
 
-def _rgba_file_size(palette: np.ndarray, payload_size: int) -> int:
-    """Bytes of the file ``encode`` writes (no metadata): RGBA layout unless all opaque."""
-    if bool((palette[:, 3] < 255).any()):
-        return container.OVERHEAD_V2 + 4 * palette.shape[0] + payload_size
-    return container.OVERHEAD + 3 * palette.shape[0] + payload_size
+def _rgba_file_size(palette: np.ndarray, payload_size: int, metadata_bytes: int = 0) -> int:
+    """Bytes of the file ``encode`` writes: RGBA layout unless all opaque."""
+    alpha = bool((palette[:, 3] < 255).any())
+    entry = 4 if alpha else 3
+    return overhead(metadata_bytes, alpha) + entry * palette.shape[0] + payload_size
 
 
 def _rgba_size_cap(search: _RgbaSearch, max_size: int) -> int:
@@ -932,7 +968,7 @@ def _rgba_size_cap(search: _RgbaSearch, max_size: int) -> int:
     if fixed:
         # The size follows from k (an RGBA palette at most): the largest k whose
         # bound fits, then k = 1 measured only if even that bound is too large.
-        bounds = [container.OVERHEAD_V2 + 4 * k
+        bounds = [overhead(search.metadata_bytes, alpha=True) + 4 * k
                   + search.coding.payload_size(k, search.width, search.height)
                   for k in range(1, options.MAX_K + 1)]
         fitting = [k for k, size in enumerate(bounds, start=1) if size <= max_size]
@@ -944,7 +980,8 @@ def _rgba_size_cap(search: _RgbaSearch, max_size: int) -> int:
         first = 16
         size_first = search.measure(first).size
         top = min(search.n_colors, options.MAX_K)
-        slope = max(size_first - container.OVERHEAD_V2, 1.0) / math.log2(first)
+        slope = max(size_first - overhead(search.metadata_bytes, alpha=True), 1.0) \
+            / math.log2(first)
         over = _smallest_reaching(lambda k: search.measure(k).size, max_size + 1, 0, top + 1,
                                   min(first, top), slope)
         if over > 1 or search.measure(1).size <= max_size:

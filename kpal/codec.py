@@ -618,15 +618,18 @@ def encode_image(image: ImageSource, k: int | None = None, *,
         opaque[..., :3] = pixels
         pixels = opaque
     fit = None
+    # A target's sizes are those of the file written: its metadata (a profile) included.
+    metadata_bytes = len(container.pack_metadata(metadata)) if metadata else 0
     if pixels.shape[2] == 4:
-        fit = _fit_rgba(pixels, opts, given, from_palette=p_image is not None)
+        fit = _fit_rgba(pixels, opts, given, from_palette=p_image is not None,
+                        metadata_bytes=metadata_bytes)
     elif p_image is not None and given is None and opts.quality is None \
             and opts.max_size is None:
         palette, labels = _own_palette(p_image)
         if opts.k is None or len(palette) <= opts.k:  # kept as it is: lossless
             fit = _Fit(palette, labels, "palette", None, None, len(palette))
     if fit is None:
-        fit = _fit(pixels, opts, given)
+        fit = _fit(pixels, opts, given, metadata_bytes)
     palette, labels = fit.palette, fit.labels
     k_stored = len(palette)
     alpha = palette.shape[1] == 4 and bool((palette[:, 3] < 255).any())
@@ -823,7 +826,7 @@ def _metadata(icc_profile: bytes | None) -> dict[str, bytes]:
 
 
 def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None, *,
-              from_palette: bool) -> _Fit:
+              from_palette: bool, metadata_bytes: int = 0) -> _Fit:
     """Quantize an image with transparency (premultiplied RGBA, see cluster.alpha).
 
     The same ways as :func:`_fit`: a given palette (an RGB one: its colours
@@ -843,7 +846,8 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
 
         choice = choose_k_rgba(pixels, quality=opts.quality, max_size=opts.max_size,
                                coding=opts.coding, init=opts.init, seed=opts.seed,
-                               max_iter=opts.max_iter, tol=opts.tol)
+                               max_iter=opts.max_iter, tol=opts.tol,
+                               metadata_bytes=metadata_bytes)
         palette, labels = choice.palette, choice.labels.reshape(height, width)
         inertia, payload = 3 * choice.mse, choice.payload
         if _dithers(opts) and choice.psnr != float("inf"):
@@ -968,7 +972,8 @@ def given_palette(value: str | tuple) -> np.ndarray:
     return colours
 
 
-def _fit(rgb: np.ndarray, opts: EncodeOptions, given: np.ndarray | None) -> _Fit:
+def _fit(rgb: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
+         metadata_bytes: int = 0) -> _Fit:
     """Choose the palette (fitted, chosen by a target, or given) and label every pixel."""
     height, width = rgb.shape[:2]
     pixels = rgb.reshape(-1, 3)
@@ -981,7 +986,8 @@ def _fit(rgb: np.ndarray, opts: EncodeOptions, given: np.ndarray | None) -> _Fit
         from kpal.choose import choose_k
 
         choice = choose_k(rgb, quality=opts.quality, max_size=opts.max_size, coding=opts.coding,
-                          init=opts.init, seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol)
+                          init=opts.init, seed=opts.seed, max_iter=opts.max_iter, tol=opts.tol,
+                          metadata_bytes=metadata_bytes)
         palette, labels = choice.palette, choice.labels.reshape(height, width)
         inertia, payload = 3 * choice.mse, choice.payload
         if _dithers(opts) and choice.psnr != float("inf"):

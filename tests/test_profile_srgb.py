@@ -139,3 +139,28 @@ def test_encode_palette_on_the_command_line_writes_srgb(runner, tmp_path):
     assert "icc_profile" not in back.info
     assert np.array_equal(np.asarray(back.convert("RGB")),
                           _nearest(_srgb(_photo(), profile), PALETTE))
+
+
+@pytest.mark.parametrize("coding", ["fixed", "entropy"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_a_size_target_counts_the_profile_and_the_longer_header(coding, alpha):
+    from kpal.choose import SizeError
+
+    profile = swapped_primaries_profile()
+    pixels = _photo()
+    if alpha:
+        mask = np.full(pixels.shape[:2], 255, np.uint8)
+        mask[:, :5] = 0
+        pixels = np.dstack([pixels, mask])
+    image = Image.fromarray(pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kpal.KpalWarning)  # k=1 loses the mask: said
+        sizes = {k: len(kpal.encode(image, k=k, coding=coding, icc_profile=profile))
+                 for k in (1, 8, 9)}
+    assert sizes[8] < sizes[9]
+    data = kpal.encode(image, max_size=sizes[8], coding=coding, icc_profile=profile)
+    assert len(data) <= sizes[8]
+    assert kpal.decode(data).info["k"] >= 8
+    assert kpal.decode(data).info["icc_profile"] == profile
+    with pytest.raises(SizeError):
+        kpal.encode(image, max_size=sizes[1] - 1, coding=coding, icc_profile=profile)
