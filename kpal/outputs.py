@@ -223,7 +223,10 @@ def _for_profile(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]
         return out, f"{fmt} cannot hold the ICC profile, and it cannot be applied ({e}): dropped"
     colours = np.asarray(srgb)[0]
     out = Image.fromarray(np.asarray(image), "P")
-    if entries[:, 3].min() < 255:
+    if "transparency" in image.info:  # kept as given (GIF's one transparent index)
+        out.putpalette(colours.reshape(-1).tolist(), "RGB")
+        out.info["transparency"] = image.info["transparency"]
+    elif entries[:, 3].min() < 255:
         out.putpalette(np.column_stack([colours, entries[:, 3]]).reshape(-1).tolist(), "RGBA")
     else:
         out.putpalette(colours.reshape(-1).tolist(), "RGB")
@@ -360,4 +363,4 @@ def _for_gif(image: Image.Image) -> tuple[Image.Image, str | None]:
     if translucent[np.unique(indices)].any():
         note = ("GIF has no partial transparency: translucent pixels flattened onto white, "
                 "fully transparent ones kept (choose the colour with {background_option})")
-    return out, note
+    return _with_profile(out, image), note  # converted to sRGB next, as GIF holds none

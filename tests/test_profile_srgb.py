@@ -164,3 +164,26 @@ def test_a_size_target_counts_the_profile_and_the_longer_header(coding, alpha):
     assert kpal.decode(data).info["icc_profile"] == profile
     with pytest.raises(SizeError):
         kpal.encode(image, max_size=sizes[1] - 1, coding=coding, icc_profile=profile)
+
+
+def test_decoding_a_profiled_transparent_file_to_gif_converts_its_palette(runner, tmp_path):
+    profile = swapped_primaries_profile()
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., :3] = (200, 60, 40)
+    rgba[..., 3] = 255
+    rgba[:, :2, 3] = 0
+    source = tmp_path / "cut.kpal"
+    image = Image.fromarray(rgba, "RGBA")
+    image.info["icc_profile"] = profile
+    with pytest.warns(kpal.KpalWarning, match="lossless"):
+        kpal.save(image, source, k=4)
+
+    out = tmp_path / "cut.gif"
+    result = runner.invoke(cli, ["decode", str(source), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "GIF cannot hold the ICC profile: the palette was converted to sRGB" in result.output
+    with Image.open(out) as back:
+        got = np.asarray(back.convert("RGBA"))
+    expected = _srgb(np.array([[[200, 60, 40]]], np.uint8), profile)[0, 0]
+    assert got[0, 5].tolist() == [*expected.tolist(), 255]
+    assert got[0, 0, 3] == 0  # the transparent pixels stay transparent
