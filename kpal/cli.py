@@ -441,7 +441,9 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
             im, icc_profile = codec.colour_managed(im)
         im, orientation = codec.upright(im)
         if background is not None and codec.has_transparency(im):
-            return np.asarray(codec.flatten(im, background)), orientation, icc_profile
+            # #rrggbb is sRGB: in the profile's space, so that it shows as that colour
+            shown = codec.srgb_colour_in(background, icc_profile)
+            return np.asarray(codec.flatten(im, shown)), orientation, icc_profile
         if im.mode in ("P", "PA"):
             # The codec applies the mode rules and keeps the palette; converting
             # here too would expand the pixels to RGB twice.

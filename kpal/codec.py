@@ -73,7 +73,7 @@ from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
     "check_decompression_bomb", "read_header", "open_image", "flatten",
-    "has_transparency", "colour_managed", "is_srgb_profile", "srgb_array",
+    "has_transparency", "colour_managed", "is_srgb_profile", "srgb_array", "srgb_colour_in",
     "PRIMARY_IMAGE_FORMATS", "kpal_name_problem",
 ]
 
@@ -606,7 +606,10 @@ def encode_image(image: ImageSource, k: int | None = None, *,
                                        "sRGB" if given is not None else "oklab is computed "
                                        "from sRGB colours")
     metadata = _metadata(icc_profile)
-    pixels, p_image, orientation = _pixels(image, opts.background)
+    # The background is sRGB (#rrggbb): flattened onto, it must show as that colour.
+    background = None if opts.background is None else srgb_colour_in(opts.background,
+                                                                      icc_profile)
+    pixels, p_image, orientation = _pixels(image, background)
     del image  # a path's or bytes' Pillow image (4 bytes a pixel) is no longer needed
     height, width = pixels.shape[:2]
     if chosen.check is not None:
@@ -766,6 +769,24 @@ def srgb_array(pixels: np.ndarray, icc_profile: bytes) -> tuple[np.ndarray, bool
     image = Image.fromarray(np.ascontiguousarray(pixels),
                             "RGBA" if pixels.shape[-1] == 4 else "RGB")
     return np.asarray(_to_srgb(image, profile)), True
+
+
+def srgb_colour_in(colour: tuple[int, int, int], icc_profile: bytes | None
+                   ) -> tuple[int, int, int]:
+    """An sRGB colour (a ``background=``, ``#rrggbb`` as CSS means it) in an RGB profile's space.
+
+    The values that, stored with the profile, show as ``colour``; the colour
+    itself when there is no profile, or it is sRGB (:func:`is_srgb_profile`).
+    """
+    if not icc_profile or is_srgb_profile(icc_profile):
+        return colour
+    from PIL import ImageCms
+
+    target = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc_profile)))
+    pixel = ImageCms.profileToProfile(Image.new("RGB", (1, 1), tuple(colour)),
+                                      ImageCms.createProfile("sRGB"), target, outputMode="RGB")
+    assert pixel is not None  # inPlace=False: a new image
+    return tuple(int(v) for v in pixel.getpixel((0, 0)))  # type: ignore[return-value]
 
 
 def _srgb_for(image: Image.Image | np.ndarray, icc_profile: bytes, why: str

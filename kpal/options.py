@@ -373,7 +373,7 @@ SPECS: dict[str, Spec] = {
         Spec("max_size", None, "Choose the largest k whose file fits in this many bytes "
              "(50000, 50k, 2MiB).", ("--max-size",), "BYTES", _max_size),
         Spec("background", None, "Flatten transparency onto this colour (#rrggbb, a name "
-             "or r,g,b) for an opaque result.", ("--background",), "COLOR", _colour),
+             "or r,g,b; sRGB) for an opaque result.", ("--background",), "COLOR", _colour),
     )
 }
 

@@ -16,7 +16,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from kpal.codec import _to_srgb, flatten, has_transparency
+from kpal.codec import _to_srgb, flatten, has_transparency, srgb_colour_in
 from kpal.errors import KpalError
 
 __all__ = ["ALPHA_FORMATS", "ICO_MAX_SIZE", "for_format", "output_problem", "pillow_format",
@@ -272,8 +272,9 @@ def _for_alpha(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     if image.mode == "P" and _used_entries_opaque(image):
         # An RGBA palette whose entries in use are all opaque: nothing to flatten.
         return _opaque_palette(image), None
-    if background is not None:
-        return _with_profile(_flattened(image, background), image), None
+    if background is not None:  # sRGB: in the profile's space, it shows as asked
+        shown = srgb_colour_in(background, image.info.get("icc_profile"))
+        return _with_profile(_flattened(image, shown), image), None
     name = fmt.upper()
     if name in _PALETTE_ALPHA_FORMATS:
         return image, None  # a palette with alpha: PNG's tRNS chunk, a version 2 .kpal file

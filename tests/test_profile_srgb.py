@@ -187,3 +187,35 @@ def test_decoding_a_profiled_transparent_file_to_gif_converts_its_palette(runner
     expected = _srgb(np.array([[[200, 60, 40]]], np.uint8), profile)[0, 0]
     assert got[0, 5].tolist() == [*expected.tolist(), 255]
     assert got[0, 0, 3] == 0  # the transparent pixels stay transparent
+
+
+def _managed(path) -> np.ndarray:
+    from PIL import ImageCms
+
+    with Image.open(path) as im:
+        rgb = im.convert("RGB")
+        profile = im.info.get("icc_profile")
+    if not profile:
+        return np.asarray(rgb)
+    source = ImageCms.ImageCmsProfile(__import__("io").BytesIO(profile))
+    return np.asarray(ImageCms.profileToProfile(rgb, source, ImageCms.createProfile("sRGB")))
+
+
+@pytest.mark.parametrize("where", ["encode", "decode"])
+def test_a_background_colour_is_srgb_whatever_the_profile(runner, tmp_path, where):
+    profile = swapped_primaries_profile()
+    rgba = np.zeros((6, 8, 4), np.uint8)
+    rgba[..., :3] = (200, 60, 40)
+    rgba[..., 3] = 255
+    rgba[:, :2, 3] = 0
+    source = tmp_path / "cut.png"
+    Image.fromarray(rgba, "RGBA").save(source, icc_profile=profile)
+    encoded = tmp_path / "cut.kpal"
+    argv = ["encode", str(source), "-k", "4", "-o", str(encoded)]
+    runner.invoke(cli, argv + (["--background", "#3366cc"] if where == "encode" else []))
+    out = tmp_path / "flat.png"
+    argv = ["decode", str(encoded), "-o", str(out)]
+    result = runner.invoke(cli, argv + (["--background", "#3366cc"] if where == "decode" else []))
+    assert result.exit_code == 0, result.output
+    shown = _managed(out)[0, 0]
+    assert np.abs(shown.astype(int) - [0x33, 0x66, 0xCC]).max() <= 1, shown
