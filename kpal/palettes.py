@@ -226,11 +226,25 @@ def _opaque_as_rgb(palette: np.ndarray) -> np.ndarray:
 
 def _read_kpal(data: bytes, name: str) -> np.ndarray:
     try:
-        _, palette, _ = container.read(data)
+        _, palette, blocks, _ = container.read_parts(data)
     except FormatError as error:
         msg = f"{name}: {error}"
         raise FormatError(msg) from None
-    return palette.copy()
+    return _in_srgb(palette.copy(), dict(blocks).get(container.ICC_BLOCK), name)
+
+
+def _in_srgb(entries: np.ndarray, icc_profile: bytes | None, name: str) -> np.ndarray:
+    """A palette file's entries in sRGB, as palette colours are: converted, with a note,
+    when the file carries a profile of another space (a wide-gamut photo's .kpal, PNG-8)."""
+    if not icc_profile or not entries.size:
+        return entries
+    from kpal.codec import srgb_array  # imported here: the codec may use this module
+
+    converted, changed = srgb_array(np.ascontiguousarray(entries[None]), icc_profile)
+    if changed:
+        warn(f"palette file {name}: its ICC profile is not sRGB: its entries were converted "
+             "to sRGB, as palette colours are")
+    return np.ascontiguousarray(converted[0])
 
 
 def _read_act(data: bytes, name: str) -> np.ndarray:
@@ -318,6 +332,7 @@ def _read_image(data: bytes, name: str) -> np.ndarray:
             indices = np.asarray(im)
             entries = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
             entries = _with_transparency(entries, im.info.get("transparency"))
+            profile = im.info.get("icc_profile")
     except UnidentifiedImageError:
         msg = f"{name}: not a PNG or GIF image (a palette image was expected)"
         raise KpalError(msg) from None
@@ -329,7 +344,7 @@ def _read_image(data: bytes, name: str) -> np.ndarray:
         msg = (f"{name}: pixels use palette index {used[-1]} but the palette has "
                f"{entries.shape[0]} entries")
         raise KpalError(msg)
-    return entries[used]
+    return _in_srgb(entries[used], profile, name)
 
 
 def _with_transparency(entries: np.ndarray, transparency: object) -> np.ndarray:

@@ -219,3 +219,25 @@ def test_a_background_colour_is_srgb_whatever_the_profile(runner, tmp_path, wher
     assert result.exit_code == 0, result.output
     shown = _managed(out)[0, 0]
     assert np.abs(shown.astype(int) - [0x33, 0x66, 0xCC]).max() <= 1, shown
+
+
+@pytest.mark.parametrize("kind", ["kpal", "png"])
+def test_a_palette_file_with_a_profile_gives_srgb_entries(tmp_path, kind):
+    profile = swapped_primaries_profile()
+    kpal_file = tmp_path / "wide.kpal"
+    kpal.save(_profiled(profile), kpal_file, k=6)
+    raw = np.asarray(kpal.decode(kpal_file).getpalette("RGB"), np.uint8).reshape(-1, 3)[:6]
+    path = kpal_file
+    if kind == "png":
+        path = tmp_path / "wide.png"
+        with Image.open(kpal_file) as im:
+            im.save(path, icc_profile=profile)
+    with pytest.warns(kpal.KpalWarning, match=f"palette file .*{path.name}: its ICC profile is "
+                      "not sRGB: its entries were converted to sRGB"):
+        entries = load_palette(str(path))
+    assert np.array_equal(entries, _srgb(raw[None], profile)[0])
+    # an sRGB-tagged one is read as it is
+    kpal.save(_profiled(srgb_profile()), tmp_path / "srgb.kpal", k=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_palette(str(tmp_path / "srgb.kpal"))
