@@ -558,8 +558,14 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
             else "the given palette has alpha"
         rows.append(("alpha", f"RGBA palette (32 bits per entry): {why}"))
     if h.metadata_length:
-        rows.append(("metadata", f"ICC profile kept ({_bytes(h.metadata_length)} with its "
-                                 "block header)"))
+        blocks = container.parse_metadata(
+            encoded.data[h.metadata_offset : h.payload_offset], h.metadata_offset)
+        profile = dict(blocks).get(container.ICC_BLOCK)
+        named = codec.profile_description(profile) if profile else None
+        space = ("" if profile and codec.is_srgb_profile(profile)
+                 else "; palette values in its space")
+        rows.append(("metadata", f"ICC profile {f'{named!r} ' if named else ''}kept "
+                                 f"({_bytes(h.metadata_length)} with its block header{space})"))
     if encoded.choice is not None:
         rows.append(("chosen", _choice_text(encoded.choice, opts, h.k)))
     if encoded.n_iter is not None:
@@ -599,7 +605,7 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
     if coding == "fixed":
         rows += [
             ("theoretical", f"{r.formula} = {_bytes(r.theoretical_bytes)}"),
-            ("on disk", f"{_bytes(r.on_disk_bytes)} (overhead {r.overhead_bytes} bytes: "
+            ("on disk", f"{_bytes(r.on_disk_bytes)} (overhead {r.overhead_bytes:,} bytes: "
                         f"{overhead})"),
         ]
     else:
@@ -794,7 +800,8 @@ def _print_info(name: str, report: dict) -> None:
                     ("reader needs", report["reader_needs"]))
     for block in report.get("metadata") or ():
         known = "" if block.get("known", True) else ", unknown to this reader: skipped"
-        rows.append(("metadata", f"{block['type']} {_bytes(block['bytes'])}{known}"))
+        named = f" ({block['description']!r})" if block.get("description") else ""
+        rows.append(("metadata", f"{block['type']} {_bytes(block['bytes'])}{named}{known}"))
     if s is None:  # truncated or extended: there is no file to account for
         what = "short" if report["file_bytes"] < report["expected_bytes"] else "long"
         rows.append(("on disk", f"{_bytes(report['file_bytes'])}, but the header implies "
@@ -1101,7 +1108,12 @@ def plot(src, kind, out, size, force, **values):
         # they are would look washed out, so they are converted first.
         rgb, converted = codec.srgb_array(rgb, im.info["icc_profile"])
         if converted:
-            p_image = None
+            if p_image is not None:  # its palette in sRGB: the figures keep the file's k
+                entries = np.asarray(p_image.getpalette("RGB"), np.uint8).reshape(1, -1, 3)
+                p_image = p_image.copy()
+                p_image.putpalette(codec.srgb_array(entries, im.info["icc_profile"])[0]
+                                   .reshape(-1).tolist())
+                p_image.info.pop("icc_profile", None)
             click.echo(f"note: {printable(name)} has an ICC profile: the figures show its "
                        "colours converted to sRGB", err=True)
     # An opaque palette image keeps its own palette unless -k is given, as encode does.

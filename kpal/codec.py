@@ -771,6 +771,20 @@ def srgb_array(pixels: np.ndarray, icc_profile: bytes) -> tuple[np.ndarray, bool
     return np.asarray(_to_srgb(image, profile)), True
 
 
+def profile_description(icc_profile: bytes) -> str | None:
+    """An ICC profile's own name ("Display P3", "Adobe RGB (1998)"), or None if unreadable."""
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without LittleCMS
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc_profile)))
+        name = (profile.profile.profile_description or "").strip()
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return None
+    return name or None
+
+
 def srgb_colour_in(colour: tuple[int, int, int], icc_profile: bytes | None
                    ) -> tuple[int, int, int]:
     """An sRGB colour (a ``background=``, ``#rrggbb`` as CSS means it) in an RGB profile's space.
@@ -1465,7 +1479,10 @@ def inspect(data: KpalSource) -> dict:
             pass
         else:
             metadata = [{"type": name, "bytes": len(body),
-                         "known": name in container.KNOWN_BLOCKS} for name, body in blocks]
+                         "known": name in container.KNOWN_BLOCKS}
+                        | ({"description": profile_description(body)}
+                           if name == container.ICC_BLOCK else {})
+                        for name, body in blocks]
     size = None
     if len(data) == header.file_size:
         size = metrics.size_report(header.k, header.n_pixels, len(data),

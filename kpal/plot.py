@@ -39,7 +39,7 @@ from kpal.cluster import Quantization, quantize
 from kpal.cluster.histogram import color_histogram
 from kpal.cluster.init import kmeans_plusplus, random_init
 from kpal.cluster.kmeans import KMeans, tolerance
-from kpal.errors import KpalError
+from kpal.errors import KpalError, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -229,15 +229,24 @@ def _rgb_array(image: Any) -> np.ndarray:
     """An (height, width, 3) uint8 array from a PIL image or an array.
 
     A PIL image goes through the codec's mode rules (so a 16-bit image is
-    refused with advice instead of being clipped), and transparency is
-    flattened onto white, as the command line's figures show it.
+    refused with advice instead of being clipped), its colours are converted
+    to sRGB when it has an ICC profile of another space (a figure is an sRGB
+    image: a Display P3 or Adobe RGB photo would look washed out), with a
+    ``KpalWarning``, and transparency is flattened onto white, as the command
+    line's figures show it.
     """
     if hasattr(image, "convert"):  # a PIL image; PIL itself need not be imported here
         from kpal import codec
 
+        image, profile = codec.colour_managed(image)
         rgb, _ = codec.to_rgb(image)
         if rgb.shape[-1] == 4:
             rgb = np.asarray(codec.flatten(image, (255, 255, 255)))
+        if profile is not None:
+            rgb, converted = codec.srgb_array(rgb, profile)
+            if converted:
+                warn("the image has an ICC profile: the figure shows its colours converted "
+                     "to sRGB")
         image = rgb
     array = np.asarray(image)
     if (array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8

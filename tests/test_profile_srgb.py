@@ -241,3 +241,50 @@ def test_a_palette_file_with_a_profile_gives_srgb_entries(tmp_path, kind):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_palette(str(tmp_path / "srgb.kpal"))
+
+
+def test_the_report_and_info_name_the_stored_profile(runner, tmp_path):
+    profile = swapped_primaries_profile()
+    source = tmp_path / "wide.png"
+    _profiled(profile).save(source, icc_profile=profile)
+    out = tmp_path / "wide.kpal"
+    result = runner.invoke(cli, ["encode", str(source), "-k", "8", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert ("ICC profile 'sRGB built-in' kept (596 bytes with its block header; palette values "
+            "in its space)") in result.output
+    info = runner.invoke(cli, ["info", str(out)])
+    assert "metadata       iccp 588 bytes ('sRGB built-in')" in info.output
+    Image.fromarray(_photo()).save(source, icc_profile=srgb_profile())
+    result = runner.invoke(cli, ["encode", str(source), "-k", "8", "-o", str(out), "--force"])
+    assert "with its block header)" in result.output  # sRGB: nothing to say about the values
+
+
+def test_plot_functions_show_a_profiled_image_in_srgb():
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    profile = swapped_primaries_profile()
+    with pytest.warns(kpal.KpalWarning, match="the figure shows its colours converted to sRGB"):
+        shown = plot._rgb_array(_profiled(profile))
+    assert np.array_equal(shown, _srgb(_photo(), profile))
+
+
+def test_plot_of_a_profiled_kpal_keeps_its_palette(runner, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    profile = swapped_primaries_profile()
+    path = tmp_path / "wide.kpal"
+    kpal.save(_profiled(profile), path, k=24)
+    seen = {}
+    real = plot.palette
+
+    def spy(image, quantization=None, **kwargs):
+        seen["k"] = len(quantization[0])
+        return real(image, quantization=quantization, **kwargs)
+
+    monkeypatch.setattr(plot, "palette", spy)
+    result = runner.invoke(cli, ["plot", str(path), "--kind", "palette", "-o",
+                                 str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    assert seen["k"] == 24  # the file's palette, not a new 16-colour fit
