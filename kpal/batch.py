@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import glob
 import io
 import math
@@ -743,8 +744,24 @@ def _encode(job: Job) -> dict:
             raise _Failure(f"{job.path}: cannot decode image: {e}", size) from None
     del data
     _write(job, encoded.data)
+    _bomb_note(caught, encoded.header.n_pixels)
     return {"bytes_in": size, "bytes_out": len(encoded.data), "k": encoded.header.k,
             "psnr": encoded.psnr(), "notes": _notes(caught)}
+
+
+def _bomb_note(caught: list[str], n_pixels: int) -> None:
+    """Add Pillow's decompression-bomb warning to a file's notes when the filters hid it.
+
+    Python shows a warning once per place and text under its default filter, so
+    the second image of the same size in a process (or on a Dask worker) would
+    lose it: the note must not depend on what the process did before.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or not limit < n_pixels <= 2 * limit:
+        return
+    if not any(message.startswith("Image size (") for message in caught):
+        caught.append(f"Image size ({n_pixels} pixels) exceeds limit of {limit} pixels, could "
+                      "be decompression bomb DOS attack.")
 
 
 def _notes(caught: list[str], *more: str | None) -> tuple[str, ...]:
@@ -770,6 +787,7 @@ def _decode(job: Job) -> dict:
             im = codec.decode(data)
         except (KpalError, Image.DecompressionBombError) as e:
             raise _Failure(f"{job.path}: {e}", size) from None
+    _bomb_note(caught, im.width * im.height)
     k = im.info.get("k")
     # Transparency onto the background, or white for formats without alpha (JPEG & co).
     im, note = outputs.for_format(
@@ -810,6 +828,8 @@ def _info(job: Job) -> dict:
         except (KpalError, Image.DecompressionBombError) as e:
             problem = str(e)
             raise _InfoProblem(job.path, size, {"file": job.path, "problem": problem}) from None
+    header = report["header"]
+    _bomb_note(caught, header["width"] * header["height"])
     fields = {"bytes_in": size, "k": report["header"]["k"],
               "report": {"file": job.path, **report}, "notes": _notes(caught)}
     if report["problem"]:
@@ -1096,6 +1116,8 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
                                           initargs=(os.getpid(), encodes > 1))
         in_flight: dict[cf.Future, Job] = {}
 
+        broken: list[BaseException] = []
+
         def submit_next() -> Result | None:
             job = next(waiting, None)
             if job is None:
@@ -1104,6 +1126,7 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
                 with _signals_deferred():  # the worker it may start
                     in_flight[executor.submit(_worker_task, job)] = job
             except cf.process.BrokenProcessPool as e:
+                broken.append(e)
                 return _lost(job, e)
             return None
 
@@ -1119,11 +1142,16 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
                     try:
                         result = future.result()
                     except cf.process.BrokenProcessPool as e:
+                        broken.append(e)
                         result = _lost(job, e)
                     lost = submit_next()
                     yield result
                     if lost is not None:
                         yield lost
+            # A broken pool (a worker killed: out of memory, SIGKILL) runs nothing more:
+            # every file not handed out yet still gets its record, as failed.
+            for job in waiting if broken else ():
+                yield _lost(job, broken[0])
         except BaseException:
             # Ctrl-C, SIGTERM, or the caller stopped: start nothing more, let the images
             # in progress finish (workers ignore SIGINT), so every output is whole or absent.
@@ -1144,7 +1172,11 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
     from distributed import as_completed
 
     token = uuid4().hex[:12]
-    threads = sum(client.nthreads().values()) or 1
+    threads = sum(client.nthreads().values())
+    if not threads:
+        msg = (f"the Dask scheduler {client.scheduler.address} has no workers: start some "
+               "(dask worker ADDRESS), then run the batch again")
+        raise BatchError(msg)
     waiting = enumerate(todo)
     in_flight: dict[Any, Job] = {}
     tracker = as_completed([])
@@ -1154,7 +1186,8 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
         if job is None:
             return
         # Paths and options go out, a small Result comes back: no pixels through the scheduler.
-        future = client.submit(_run_compiled, job, key=_task_key(job, index, token),
+        # A worker's working folder is not the caller's: local paths go out absolute.
+        future = client.submit(_run_compiled, _absolute(job), key=_task_key(job, index, token),
                                pure=False)
         in_flight[future] = job
         tracker.add(future)
@@ -1165,7 +1198,7 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
         for future in tracker:
             job = in_flight.pop(future)
             try:
-                result = future.result()
+                result = _as_named(future.result(), job)
             except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: this file failed
                 result = _lost(job, e)
             future.release()
@@ -1174,6 +1207,34 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
     except BaseException:
         client.cancel(list(in_flight))
         raise
+
+
+def _absolute(job: Job) -> Job:
+    """``job`` with its local input and output paths absolute (URLs as they are)."""
+    def absolute(path: str | None) -> str | None:
+        return path if path is None or is_url(path) else os.path.abspath(path)
+
+    return dataclasses.replace(job, path=absolute(job.path), output=absolute(job.output))
+
+
+def _as_named(result: Result, job: Job) -> Result:
+    """A worker's record with the paths spelled as the caller gave them."""
+    renamed = dataclasses.replace(result, path=job.path, output=job.output)
+    if renamed.error is not None:  # the message names the file too
+        renamed = dataclasses.replace(renamed, error=renamed.error.replace(
+            os.path.abspath(job.path) if not is_url(job.path) else job.path, job.path))
+    return renamed
+
+
+def _check_client(client: Any) -> None:
+    """Refuse what is not a connected ``distributed.Client``, naming the problem."""
+    if not hasattr(client, "submit") or not hasattr(client, "nthreads"):
+        msg = f"client={client!r} must be a distributed.Client (or a scheduler address)"
+        raise BatchError(msg)
+    status = getattr(client, "status", "running")
+    if status != "running":
+        msg = f"the Dask client is {status}: connect a new one (distributed.Client(address))"
+        raise BatchError(msg)
 
 
 def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
@@ -1203,6 +1264,8 @@ def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
         with _connected(client) as connected:
             yield from run(jobs, workers, client=connected, skip_existing=skip_existing)
         return
+    if client is not None:
+        _check_client(client)
     todo = []
     for job in jobs:
         if skip_existing and job.output is not None and exists(job.output):
@@ -1375,6 +1438,8 @@ def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool
         codec.given_palette(opts.palette)  # a bad palette file fails here, not once per file
     planned = plan("encode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
                    wanted=image_file, options=opts, force=force)
+    if client is not None and not isinstance(client, str):
+        _check_client(client)  # now, not at the first record
     return run(planned, jobs, client=client, skip_existing=skip_existing)
 
 
@@ -1395,6 +1460,8 @@ def decode_many(paths, out_dir=None, jobs: int | None = None, *, fmt: str = "PNG
     fmt, ext = output_format(fmt, ext)
     planned = plan("decode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
                    wanted=kpal_file, fmt=fmt, force=force, background=background)
+    if client is not None and not isinstance(client, str):
+        _check_client(client)  # now, not at the first record
     return run(planned, jobs, client=client, skip_existing=skip_existing)
 
 
@@ -1408,6 +1475,8 @@ def info_many(paths, jobs: int | None = None, *, recursive: bool = False,
     _check_workers(jobs, recursive=recursive)
     planned = plan("info", _as_list(paths), None, ext="", recursive=recursive,
                    wanted=kpal_file)
+    if client is not None and not isinstance(client, str):
+        _check_client(client)  # now, not at the first record
     return run(planned, jobs, client=client)
 
 

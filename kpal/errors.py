@@ -111,6 +111,8 @@ def silenced(*prefixes: str) -> Iterator[None]:
 #: Per thread: the list :func:`recording` collects into, or None.
 _recorded = threading.local()
 _hook_lock = threading.Lock()
+#: Recordings in progress, all threads: the hook is in place while there are any.
+_active = 0
 
 
 def _show(message, category, filename, lineno, file=None, line=None):
@@ -134,13 +136,17 @@ def recording() -> Iterator[list[str]]:
     filters and ``showwarning`` and is undone out of order when two threads
     use it at once, it acts in this thread only: on a Dask worker running
     several files at once, each file gets its own warnings and nothing is
-    left behind. The first use wraps ``warnings.showwarning`` once; threads
-    that are not recording see no difference.
+    left behind. While any thread records, ``warnings.showwarning`` is
+    wrapped (threads that are not recording see no difference); after the
+    last recording the function it wrapped is put back, unless someone
+    replaced the wrapper meanwhile.
     """
+    global _active
     with _hook_lock:
         if warnings.showwarning is not _show:
             _show.shown = warnings.showwarning  # type: ignore[attr-defined]
             warnings.showwarning = _show
+        _active += 1
     previous = getattr(_recorded, "messages", None)
     messages: list[str] = []
     _recorded.messages = messages
@@ -148,3 +154,7 @@ def recording() -> Iterator[list[str]]:
         yield messages
     finally:
         _recorded.messages = previous
+        with _hook_lock:
+            _active -= 1
+            if not _active and warnings.showwarning is _show:
+                warnings.showwarning = _show.shown  # type: ignore[attr-defined]

@@ -115,3 +115,22 @@ def test_a_worker_killed_mid_batch_is_retried_and_nothing_is_lost(tree, tmp_path
     assert [(r.path, r.error) for r in results if not r.ok] == [
         (str(bad), f"{bad}: not an image Pillow can read")]
     assert _outputs(tmp_path / "dask") == _outputs(expected)
+
+
+def test_relative_paths_mean_what_they_mean_to_the_caller(tree, tmp_path, client, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the workers' working folder stays where it was
+    results = list(batch.encode_many("photos", "out", recursive=True, k=8, client=client))
+    assert sorted(r.path for r in results) == sorted(
+        str(Path("photos") / n) for n in [*NAMES, "sub/bad.png"])
+    assert [r.error for r in results if not r.ok] == [
+        f"{Path('photos/sub/bad.png')}: not an image Pillow can read"]
+    assert len(_outputs(tmp_path / "out")) == len(NAMES)
+
+
+def test_a_closed_client_or_no_client_is_refused_at_once(tree, tmp_path, client):
+    with pytest.raises(batch.BatchError, match="must be a distributed.Client"):
+        batch.encode_many(tree, tmp_path / "out", client=42)
+    client.close()
+    with pytest.raises(batch.BatchError, match="the Dask client is closed"):
+        batch.encode_many(tree, tmp_path / "out", recursive=True, client=client)
+    assert not (tmp_path / "out").exists()

@@ -526,3 +526,39 @@ def test_force_and_skip_existing_together_are_refused(runner, one_png, tmp_path)
 def test_a_lone_folder_to_decode_suggests_an_image_extension(runner, tmp_path):
     result = runner.invoke(cli, ["decode", str(tmp_path)])
     assert result.exit_code == 2 and "--ext (e.g. --ext .png)" in result.stderr
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """Processes started by the children of ``pid`` (a fork server's workers)."""
+    found = []
+    for child in _children(pid):
+        found += _children(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out += [int(c) for c in f.read().split()]
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux's /proc")
+def test_a_worker_killed_mid_batch_leaves_no_file_without_a_record(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(folder / f"{i:02}.png")
+    results = []
+    for result in batch.encode_many(folder, tmp_path / "out", jobs=2, k=8):
+        if not results:  # the pool runs: kill one of its workers, as the OOM killer would
+            workers = _grandchildren(os.getpid())  # forked by the fork server, our child
+            os.kill(workers[0], signal.SIGKILL)
+        results.append(result)
+    assert sorted(r.path for r in results) == sorted(str(p) for p in folder.iterdir())
+    failed = [r for r in results if not r.ok]
+    assert failed, "no file failed: the worker was not killed"
+    assert all("terminated abruptly" in r.error for r in failed)
+    assert len({p.name for p in (tmp_path / "out").iterdir()}) == 24 - len(failed)

@@ -69,3 +69,34 @@ def test_files_run_on_threads_each_get_their_own_notes(tmp_path):
         assert result.error is None
         assert result.notes == (f"the image has {colours} distinct colours, no more than "
                                 f"k=16: the palette holds exactly those colours (lossless)",)
+
+
+def test_recording_puts_showwarning_back_and_leaves_logging_alone():
+    import logging
+
+    before = warnings.showwarning
+    with recording():
+        assert warnings.showwarning is not before
+    assert warnings.showwarning is before
+    logging.captureWarnings(True)
+    try:
+        captured = warnings.showwarning
+        with recording():
+            pass
+        assert warnings.showwarning is captured
+    finally:
+        logging.captureWarnings(False)
+    assert warnings.showwarning is before  # logging's hook gone: nothing of kpal's left
+
+
+def test_a_bomb_sized_image_gets_its_note_every_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 3,600 pixels: warned, not refused
+    for name in ("a", "b"):  # the same size: Python's default filter shows one warning once
+        Image.fromarray(np.full((60, 60, 3), 90, np.uint8)).save(tmp_path / f"{name}.png")
+    note = ("Image size (3600 pixels) exceeds limit of 2000 pixels, could be decompression "
+            "bomb DOS attack.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # a program's filters, not the test suite's
+        for round_ in range(2):
+            results = list(batch.encode_many(tmp_path, tmp_path / f"out{round_}", jobs=1, k=4))
+            assert [r.notes.count(note) for r in results] == [1, 1], results

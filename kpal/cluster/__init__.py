@@ -8,7 +8,6 @@ palette colour through a lookup table over the distinct colours.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -18,7 +17,7 @@ import numpy as np
 from kpal import _jit, options
 from kpal.cluster.histogram import ColorHistogram, color_histogram, map_pixels
 from kpal.cluster.kmeans import KMeans, fit_histogram, nearest_palette_colors
-from kpal.errors import KpalError, warn
+from kpal.errors import KpalError, silenced, warn
 
 __all__ = ["METHODS", "HistogramFit", "KMeans", "Quantization", "fit_histogram_palette",
            "load_compiled", "quantize"]
@@ -102,8 +101,9 @@ def load_compiled() -> bool:
     centres = rng.integers(16, 240, size=(64, 3))
     noise = rng.normal(0.0, 8.0, size=(1 << 16, 3))
     pixels = np.clip(centres[rng.integers(0, 64, 1 << 16)] + noise, 0, 255).astype(np.uint8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # Per thread: the process's warning filters are not this warm-up's to change
+    # (other threads, a Dask worker's other tasks, keep theirs).
+    with silenced():
         quantize(pixels, 16)
         quantize(pixels[:4], 2)
     return True
