@@ -204,10 +204,13 @@ def _check_batch_output(srcs: tuple, out: str | None) -> None:
     if out == STDIO:
         raise click.UsageError("-o -: several outputs cannot all go to standard output")
     target = Path(out)
+    # A URL input runs as a batch even alone (fsspec paths): say so, not "several inputs".
+    why = ("a URL input runs as a batch" if len(srcs) == 1
+           and batch.is_url(srcs[0]) else "with several inputs")
     if target.exists() and not target.is_dir():
-        raise click.UsageError(f"{out}: with several inputs, -o names a folder; this is a file")
+        raise click.UsageError(f"{out}: {why}, -o names a folder; this is a file")
     if not target.exists() and target.suffix.lower() in Image.registered_extensions():
-        raise click.UsageError(f"{out}: with several inputs, -o names a folder, and this looks "
+        raise click.UsageError(f"{out}: {why}, -o names a folder, and this looks "
                                f"like a file name (make the folder first to use this name)")
 
 

@@ -395,3 +395,12 @@ def test_dev_null_takes_the_default_format(runner, kpal_file, command):
     argv = [command[0], str(kpal_file), *command[1:], "-o", os.devnull]
     result = runner.invoke(cli, argv)
     assert result.exit_code == 0, result.output
+
+
+def test_one_url_input_with_a_file_output_is_told_why_it_needs_a_folder(runner, png, tmp_path):
+    pytest.importorskip("fsspec")
+    out = tmp_path / "x.kpal"
+    result = runner.invoke(cli, ["encode", png.as_uri(), "-o", str(out), "-k", "4"])
+    assert result.exit_code == 2
+    assert (f"{out}: a URL input runs as a batch, -o names a folder, and this looks like a "
+            "file name") in result.output
