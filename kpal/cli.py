@@ -391,15 +391,21 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
                 error.exit_code = QUALITY_EXIT
             raise error from None
     del image
-    _write_output(out, encoded.data, force)
+    # The report first: then the pixels and labels it reads go before the write, which
+    # was the encode's peak memory (a 14.7 MP photo's 44 MB of pixels, 15 MB of labels).
+    rows = [] if quiet else _report_rows(encoded, original_bytes, orientation)
+    file_bytes = encoded.data
+    if not ssim:  # the perceptual score compares the pixels after the write, as before
+        del encoded
+    _write_output(out, file_bytes, force)
     if quiet:
         return
     echo = _reporter(out)
     for w in caught:
         if issubclass(w.category, UserWarning):
             echo(f"note: {w.message}")
-    rows = _report_rows(encoded, original_bytes, orientation)
-    rows += _ssimulacra2_rows(encoded, ssim)
+    if ssim:
+        rows += _ssimulacra2_rows(encoded, ssim)
     rows.append(("time", f"{time.perf_counter() - start:.2f} s"))
     echo(printable(f"{name} → {out if out != STDIO else '<stdout>'}"))
     for label, value in rows:
