@@ -193,8 +193,7 @@ function renderInfo(entry) {
     rows.push(row('fixed width', `${s.formula} = ${bytes(s.theoreticalBytes)}`));
     rows.push(row('log2 k', bytes(Math.ceil(s.log2BoundBits / 8))));
     rows.push(row('order-0', `${bytes(Math.ceil(s.order0EntropyBits / 8))} (each index coded alone)`));
-    rows.push(row('on disk', `${bytes(s.onDiskBytes)} (payload ${bytes(s.payloadBytes)}, overhead ${
-      s.overheadBytes} bytes)`));
+    rows.push(row('on disk', `${bytes(s.onDiskBytes)} = ${layoutSum(entry.image)}`));
     rows.push(row('ratio', ratioText(s.ratio, 8 * entry.image.channels)));
     rows.push(row('checksum', 'ok'));
   } else if (entry?.unsupported) {
@@ -211,6 +210,16 @@ function renderInfo(entry) {
     rows.push(row('on disk', bytes(entry.size)));
   }
   els.info.replaceChildren(...rows);
+}
+
+/** The file's parts, in file order, summed by hand, as `kpal info` prints them. */
+function layoutSum(image) {
+  const n = (v) => v.toLocaleString('en-US');
+  const palette = image.channels * image.k;
+  const header = image.fileSize - palette - image.metadataLength - image.payloadLength - 4;
+  const parts = [['header', header], ['palette', palette], ['metadata', image.metadataLength],
+    ['payload', image.payloadLength], ['checksum', 4]];
+  return parts.filter(([, v]) => v).map(([name, v]) => `${name} ${n(v)}`).join(' + ');
 }
 
 /** Raw size against the file, the right way round, as `kpal info` words it. */

@@ -1429,7 +1429,8 @@ def inspect(data: KpalSource) -> dict:
         reader needs to decode an optional coding), ``alpha`` (whether palette entries are
         RGBA), ``palette`` (``#rrggbb`` strings, ``#rrggbbaa`` with alpha, as
         many as the file holds), ``metadata`` (one dict per block: ``type``,
-        ``bytes``, ``known``; ``None`` when the blocks cannot be read),
+        ``bytes``, ``known``, and for an ICC profile its ``description``, the
+        name it gives itself, or None; ``None`` when the blocks cannot be read),
         ``layout`` (bytes of ``header``, ``palette``, ``metadata``,
         ``payload`` and ``checksum``), ``size`` (see
         :class:`kpal.metrics.SizeReport`, with the palette counted at 32 bits

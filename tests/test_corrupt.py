@@ -496,7 +496,7 @@ def test_bad_metadata_is_reported_by_kpal_info():
     assert report["checksum"] == "not checked" and report["metadata"] is None
     good = codec.inspect(ICC)
     assert good["problem"] is None and good["metadata"] == [
-        {"type": "iccp", "bytes": 588, "known": True}]
+        {"type": "iccp", "bytes": 588, "known": True, "description": "sRGB built-in"}]
 
 
 def test_crc_is_zlib_crc32_of_everything_before_it():

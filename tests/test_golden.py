@@ -181,7 +181,8 @@ def test_inspect_accounts_for_32_bit_entries_and_metadata():
     assert report["layout"] == {"header": 31, "palette": 16, "metadata": 0, "payload": 4,
                                 "checksum": 4}
     report = codec.inspect((GOLDEN / "rgba_icc_extra_radix_k5_6x4.kpal").read_bytes())
-    assert report["metadata"] == [{"type": "iccp", "bytes": 588, "known": True},
+    assert report["metadata"] == [{"type": "iccp", "bytes": 588, "known": True,
+                                   "description": "sRGB built-in"},
                                   {"type": "xtra", "bytes": 7, "known": False}]
     assert report["size"]["overhead_bytes"] == 31 + 611 + 4
     plain = codec.inspect((GOLDEN / "k5_7x3.kpal").read_bytes())

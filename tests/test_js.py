@@ -573,6 +573,10 @@ def test_viewer_in_headless_chromium(tmp_path):
             info = page.inner_text("#info")
             assert "768×512 = 393,216 pixels" in info and "entropy" in info
             assert "checksum\tok" in info
+            # the parts add up as kpal info adds them
+            python_on_disk = next(line for line in _info_text(photo).splitlines()
+                                  if line.strip().startswith("on disk"))
+            assert "on disk\t" + python_on_disk.split("on disk", 1)[1].strip() in info
             assert page.locator("#palette .swatch").count() == PHOTO_K
             # zoom: nearest-neighbour pixels, one step up doubles the displayed size
             assert page.evaluate("getComputedStyle(document.querySelector('#canvas'))"
