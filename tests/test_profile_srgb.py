@@ -166,15 +166,21 @@ def test_a_size_target_counts_the_profile_and_the_longer_header(coding, alpha):
         kpal.encode(image, max_size=sizes[1] - 1, coding=coding, icc_profile=profile)
 
 
-def test_decoding_a_profiled_transparent_file_to_gif_converts_its_palette(runner, tmp_path):
-    profile = swapped_primaries_profile()
+def _cut_out(profile: bytes) -> Image.Image:
+    """One opaque colour with its two left columns fully transparent, tagged with ``profile``."""
     rgba = np.zeros((6, 8, 4), np.uint8)
     rgba[..., :3] = (200, 60, 40)
     rgba[..., 3] = 255
     rgba[:, :2, 3] = 0
-    source = tmp_path / "cut.kpal"
     image = Image.fromarray(rgba, "RGBA")
     image.info["icc_profile"] = profile
+    return image
+
+
+def test_decoding_a_profiled_transparent_file_to_gif_converts_its_palette(runner, tmp_path):
+    profile = swapped_primaries_profile()
+    source = tmp_path / "cut.kpal"
+    image = _cut_out(profile)
     with pytest.warns(kpal.KpalWarning, match="lossless"):
         kpal.save(image, source, k=4)
 
@@ -204,12 +210,8 @@ def _managed(path) -> np.ndarray:
 @pytest.mark.parametrize("where", ["encode", "decode"])
 def test_a_background_colour_is_srgb_whatever_the_profile(runner, tmp_path, where):
     profile = swapped_primaries_profile()
-    rgba = np.zeros((6, 8, 4), np.uint8)
-    rgba[..., :3] = (200, 60, 40)
-    rgba[..., 3] = 255
-    rgba[:, :2, 3] = 0
     source = tmp_path / "cut.png"
-    Image.fromarray(rgba, "RGBA").save(source, icc_profile=profile)
+    _cut_out(profile).save(source, icc_profile=profile)
     encoded = tmp_path / "cut.kpal"
     argv = ["encode", str(source), "-k", "4", "-o", str(encoded)]
     runner.invoke(cli, argv + (["--background", "#3366cc"] if where == "encode" else []))
