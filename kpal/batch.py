@@ -39,6 +39,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
+import errno
 import glob
 import io
 import math
@@ -410,9 +411,18 @@ def collect(paths: Iterable[str], *, recursive: bool = False,
         elif path.exists():
             add(path, path.parent)
         else:
-            msg = f"{text}: no such file"
-            raise BatchError(msg)
+            raise BatchError(f"{text}: {_missing_reason(path)}")
     return found
+
+
+def _missing_reason(path: Path) -> str:
+    """Why ``path`` cannot be read: "no such file", or the system's words (a symlink loop)."""
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return e.strerror or str(e)
+    return "no such file"
 
 
 def _collect_url(url: str, recursive: bool,
@@ -1086,6 +1096,11 @@ class _WithoutMain:
 
 def _lost(job: Job, error: BaseException) -> Result:
     text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, cf.process.BrokenProcessPool):
+        text = ("not encoded or not finished: a worker process died (killed, or out of "
+                "memory), and the pool stopped") if job.kind == "encode" else (
+                "not done: a worker process died (killed, or out of memory), and the pool "
+                "stopped")
     return Result(path=job.path, output=job.output, error=f"{job.path}: {text}")
 
 
@@ -1435,7 +1450,10 @@ def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool
     opts = codec.encode_options(None, options, option_keywords)
     _check_workers(jobs, recursive=recursive, skip_existing=skip_existing, force=force)
     if isinstance(opts.palette, str):
-        codec.given_palette(opts.palette)  # a bad palette file fails here, not once per file
+        # A bad palette file fails here, not once per file; its notes are said once,
+        # and every file gets its colours (read and converted once).
+        colours = codec.given_palette(opts.palette)
+        opts = opts.replace(palette=tuple(tuple(int(v) for v in entry) for entry in colours))
     planned = plan("encode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
                    wanted=image_file, options=opts, force=force)
     if client is not None and not isinstance(client, str):

@@ -44,7 +44,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     refuse_input_as_output,
     stdout_alias,
 )
-from kpal.errors import KpalError, KpalWarning, OptionError, warn
+from kpal.errors import KpalError, KpalWarning, OptionError, silenced, warn
 from kpal.io import is_stream_target
 
 
@@ -56,7 +56,7 @@ def cli() -> None:
 
 # ------------------------------------------------------------------ helpers
 def _bytes(n: int) -> str:
-    return f"{n:,} bytes"
+    return f"{n:,} byte" + ("" if n == 1 else "s")
 
 
 def _ratio(ratio: float, bits: int = 24) -> str:
@@ -357,6 +357,7 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
         raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
     if _is_batch(srcs, out, ext):
         _check_batch_output(srcs, out)
+        opts = _palette_read_once(opts, quiet)
         planned = _plan("encode", srcs, out, ext=".kpal" if ext is None else ext,
                         recursive=recursive,
                         wanted=batch.image_file, options=opts, force=force)
@@ -419,6 +420,18 @@ def _check_kpal_name(out: str) -> None:
         raise click.UsageError(f"{out}: {problem}")
 
 
+def _palette_read_once(opts: options.EncodeOptions, quiet: bool) -> options.EncodeOptions:
+    """A batch's ``--palette FILE`` as its colours: its notes said once, not once per file."""
+    if not isinstance(opts.palette, str):
+        return opts
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        colours = codec.given_palette(opts.palette)
+    if not quiet:
+        _echo_notes(caught)
+    return opts.replace(palette=tuple(tuple(int(v) for v in entry) for entry in colours))
+
+
 def _check_palette_file(opts: options.EncodeOptions) -> None:
     """Read ``--palette FILE`` before any input, so a bad palette costs no decoding."""
     if not isinstance(opts.palette, str):
@@ -426,7 +439,8 @@ def _check_palette_file(opts: options.EncodeOptions) -> None:
     from kpal.palettes import load_palette
 
     try:
-        load_palette(opts.palette)
+        with silenced("palette file"):  # its notes come with the encode that uses it
+            load_palette(opts.palette)
     except OSError as e:
         raise click.ClickException(
             f"palette file {opts.palette}: cannot read: {e.strerror or e}") from None
@@ -451,7 +465,8 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
         im, orientation = codec.upright(im)
         if background is not None and codec.has_transparency(im):
             # #rrggbb is sRGB: in the profile's space, so that it shows as that colour
-            shown = codec.srgb_colour_in(background, icc_profile)
+            with _warnings_about(name):
+                shown = codec.srgb_colour_in(background, icc_profile)
             return np.asarray(codec.flatten(im, shown)), orientation, icc_profile
         if im.mode in ("P", "PA"):
             # The codec applies the mode rules and keeps the palette; converting
@@ -577,7 +592,7 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
                                  f"({_bytes(h.metadata_length)} with its block header{space})"))
     if encoded.choice is not None:
         rows.append(("chosen", _choice_text(encoded.choice, opts, h.k)))
-    if encoded.n_iter is not None:
+    if encoded.n_iter is not None and encoded.method != "palette":  # kept: nothing fitted
         steps = (f"{_plural(encoded.n_iter, 'iteration')} (all coarse-to-fine levels)"
                  if encoded.method == "kmeans" else f"{_plural(encoded.n_iter, 'EM iteration')}")
         rows.append(("fit", f"{steps}, MSE {encoded.mse:.2f} per channel"))

@@ -796,9 +796,16 @@ def srgb_colour_in(colour: tuple[int, int, int], icc_profile: bytes | None
         return colour
     from PIL import ImageCms
 
-    target = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc_profile)))
-    pixel = ImageCms.profileToProfile(Image.new("RGB", (1, 1), tuple(colour)),
-                                      ImageCms.createProfile("sRGB"), target, outputMode="RGB")
+    try:
+        target = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc_profile)))
+        pixel = ImageCms.profileToProfile(Image.new("RGB", (1, 1), tuple(colour)),
+                                          ImageCms.createProfile("sRGB"), target,
+                                          outputMode="RGB")
+    except (OSError, ValueError, ImageCms.PyCMSError) as e:
+        # An input-only profile (a scanner's, a camera's: no sRGB -> profile direction).
+        warn(f"the background colour is used as given: the image's ICC profile cannot "
+             f"take colours into its space ({' '.join(str(e).split())})")
+        return colour
     assert pixel is not None  # inPlace=False: a new image
     return tuple(int(v) for v in pixel.getpixel((0, 0)))  # type: ignore[return-value]
 
@@ -812,6 +819,10 @@ def _srgb_for(image: Image.Image | np.ndarray, icc_profile: bytes, why: str
     """
     if is_srgb_profile(icc_profile):
         return image, icc_profile
+    if isinstance(image, np.ndarray) and not (
+            image.dtype == np.uint8 and image.size and (
+                image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)))):
+        return image, icc_profile  # the mode rules (_pixels) refuse it, saying why
     from PIL import ImageCms
 
     profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))

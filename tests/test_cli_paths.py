@@ -404,3 +404,13 @@ def test_one_url_input_with_a_file_output_is_told_why_it_needs_a_folder(runner, 
     assert result.exit_code == 2
     assert (f"{out}: a URL input runs as a batch, -o names a folder, and this looks like a "
             "file name") in result.output
+
+
+def test_a_symlink_loop_among_several_inputs_is_said_to_be_one(runner, png, tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for command in (["encode", str(tmp_path / "a"), str(png), "-o", str(tmp_path / "out")],
+                    ["palette", str(tmp_path / "a"), "-o", "-"]):
+        result = runner.invoke(cli, command)
+        assert result.exit_code == 2, command
+        assert f"{tmp_path / 'a'}: Too many levels of symbolic links" in result.output, command

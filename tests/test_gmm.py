@@ -223,7 +223,8 @@ def test_not_converging_warns():
         ({"k": 2, "init": "kmeans"}, r"init='kmeans' must be one of 'k-means\+\+', 'random'"),
         ({"k": 2, "max_iter": 0}, r"max_iter=0 must be an integer between 1 and "),
         ({"k": 2, "tol": -1}, r"tol=-1 must be a finite number >= 0"),
-        ({"k": 2, "reg_covar": -1e-3}, r"reg_covar=-0.001 must be non-negative"),
+        ({"k": 2, "reg_covar": -1e-3}, r"reg_covar=-0.001 must be a non-negative number"),
+        ({"k": 2, "reg_covar": "1e-6"}, r"reg_covar='1e-6' must be a non-negative number"),
     ],
 )
 def test_bad_parameters(kwargs, match):

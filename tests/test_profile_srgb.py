@@ -290,3 +290,58 @@ def test_plot_of_a_profiled_kpal_keeps_its_palette(runner, tmp_path, monkeypatch
                                  str(tmp_path / "p.png")])
     assert result.exit_code == 0, result.output
     assert seen["k"] == 24  # the file's palette, not a new 16-colour fit
+
+
+def _scanner_profile() -> bytes:
+    """An RGB input profile with only A2B0 (RGB -> Lab): LittleCMS cannot go into it."""
+    import struct
+
+    from .test_codec_defects import _WHITE_POINT, _description, _profile, _s15
+
+    grid = []
+    for r in (0, 1):
+        for g in (0, 1):
+            for b in (0, 1):
+                light, a, bb = 100 * (0.3 * r + 0.59 * g + 0.11 * b), 80 * (r - g), 64 * g - 90 * b
+                grid += [round(light / 100 * 0xFF00), round((a + 128) * 256),
+                         round((bb + 128) * 256)]
+    lut = (b"mft2" + b"\0" * 4 + bytes([3, 3, 2, 0])
+           + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+           + struct.pack(">HH", 2, 2) + struct.pack(">6H", *[0, 65535] * 3)
+           + struct.pack(f">{len(grid)}H", *grid) + struct.pack(">6H", *[0, 65535] * 3))
+    return _profile(b"scnr", b"RGB ", b"Lab ",
+                    [(b"desc", _description("toy scanner")), _WHITE_POINT, (b"A2B0", lut)])
+
+
+def test_a_background_over_an_input_only_profile_is_used_as_given(runner, tmp_path):
+    profile = _scanner_profile()
+    source = tmp_path / "scan.png"
+    _cut_out(profile).save(source, icc_profile=profile)
+    out = tmp_path / "scan.kpal"
+    result = runner.invoke(cli, ["encode", str(source), "-k", "4", "--background", "white",
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "the background colour is used as given" in result.output
+    assert np.asarray(kpal.decode(out).convert("RGB"))[0, 0].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 3)),
+                                 np.zeros((4, 4, 1), np.uint8)])
+def test_a_bad_array_with_a_profile_gets_the_mode_rules_message(bad):
+    with pytest.raises(kpal.KpalError, match="expected uint8"):
+        kpal.encode(bad, icc_profile=swapped_primaries_profile(), palette=[(0, 0, 0)])
+
+
+def test_a_batch_says_a_palette_files_note_once(runner, tmp_path):
+    profile = swapped_primaries_profile()
+    palette = tmp_path / "wide.kpal"
+    kpal.save(_profiled(profile), palette, k=6)
+    for name in ("a", "b", "c"):
+        Image.fromarray(_photo()).save(tmp_path / f"{name}.png")
+    result = runner.invoke(cli, ["encode", *(str(tmp_path / f"{n}.png") for n in "abc"),
+                                 "-o", str(tmp_path / "out"), "--palette", str(palette)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("its entries were converted to sRGB") == 1
+    single = runner.invoke(cli, ["encode", str(tmp_path / "a.png"), "-o",
+                                 str(tmp_path / "one.kpal"), "--palette", str(palette)])
+    assert single.output.count("its entries were converted to sRGB") == 1

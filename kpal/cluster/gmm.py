@@ -60,7 +60,7 @@ from threadpoolctl import threadpool_limits
 from kpal import options
 from kpal.cluster.histogram import color_histogram
 from kpal.cluster.params import Params
-from kpal.errors import silenced, warn
+from kpal.errors import OptionError, silenced, warn
 
 __all__ = ["GaussianMixture", "quantize_histogram", "sample_image"]
 
@@ -125,9 +125,10 @@ def _check_parameters(k: object, init: object, seed: object, max_iter: object, t
     options.SPECS["init"].checker(init)
     for name, value in (("k", k), ("seed", seed), ("max_iter", max_iter), ("tol", tol)):
         options.check_number(name, value)
-    if not reg_covar >= 0:  # type: ignore[operator]
-        msg = f"reg_covar={reg_covar} must be non-negative"
-        raise ValueError(msg)
+    if isinstance(reg_covar, (str, bool)) or not isinstance(reg_covar, numbers.Real) \
+            or not reg_covar >= 0:
+        msg = f"reg_covar={reg_covar!r} must be a non-negative number"
+        raise OptionError(msg)
 
 
 class GaussianMixture(Params):
