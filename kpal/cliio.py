@@ -79,7 +79,9 @@ class KpalGroup(click.Group):
             click.echo(e.ctx.get_help(), err=True)
             sys.exit(2)
         except click.UsageError as e:
-            _fail(e.format_message(), 2)
+            # click lists choices on indented lines ("Choose from:\n\tcompare,\n\t..."):
+            # one line here, as every kpal error is
+            _fail(e.format_message().replace("\n\t", " "), 2)
         except click.ClickException as e:
             _fail(e.format_message(), e.exit_code)
         except (click.Abort, KeyboardInterrupt) as e:

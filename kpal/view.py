@@ -158,9 +158,8 @@ def to_iframe(source: bytes | bytearray | memoryview | str | os.PathLike | IO[by
     >>> to_iframe(height=400).startswith('<iframe srcdoc="&lt;!doctype html&gt;')
     True
     """
-    height = int(height)
-    if height < 1:
-        msg = f"height={height} must be a positive number of pixels"
+    if isinstance(height, bool) or not isinstance(height, int) or height < 1:
+        msg = f"height={height!r} must be a positive whole number of pixels"
         raise ValueError(msg)
     page = html.escape(to_html(source, name=name), quote=True)
     return (f'<iframe srcdoc="{page}" style="width: 100%; height: {height}px; border: 0" '

@@ -542,3 +542,17 @@ def test_format_takes_the_usual_extension_names(runner, tmp_path, png, given, fm
             assert written.format == fmt
     _fails(runner.invoke(cli, ["decode", str(path), "-o", str(single), "--format", "xyz",
                                "--force"]), 2, "kpal: error: unknown output format 'xyz'")
+
+
+def test_a_missing_choice_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parent.parent / "samples" / "rocket.jpg"
+    result = subprocess.run([sys.executable, "-m", "kpal", "plot", str(sample), "-o",
+                             str(tmp_path / "x.png")], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 2
+    assert result.stderr == ("kpal: error: Missing option '--kind'. Choose from: compare, "
+                             "palette, scatter, iterations, curve\n")
