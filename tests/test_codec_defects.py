@@ -64,12 +64,17 @@ def cmyk_profile() -> bytes:
                     a, b = 60 * m - 30 * c, 60 * y - 30 * c
                     grid += [round(lightness / 100 * 0xFF00), round((a + 128) * 256),
                              round((b + 128) * 256)]
-    lut = (b"mft2" + b"\0" * 4 + bytes([4, 3, 2, 0])
-           + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
-           + struct.pack(">HH", 2, 2) + struct.pack(">8H", *[0, 65535] * 4)
-           + struct.pack(f">{len(grid)}H", *grid) + struct.pack(">6H", *[0, 65535] * 3))
     return _profile(b"prtr", b"CMYK", b"Lab ",
-                    [(b"desc", _description("toy cmyk")), _WHITE_POINT, (b"A2B0", lut)])
+                    [(b"desc", _description("toy cmyk")), _WHITE_POINT,
+                     (b"A2B0", lab_lut(grid, inputs=4))])
+
+
+def lab_lut(grid: list[int], inputs: int) -> bytes:
+    """An A2B0 ``lut16`` tag: a 2-point grid of ``inputs`` channels to Lab (16-bit values)."""
+    return (b"mft2" + b"\0" * 4 + bytes([inputs, 3, 2, 0])
+            + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+            + struct.pack(">HH", 2, 2) + struct.pack(f">{2 * inputs}H", *[0, 65535] * inputs)
+            + struct.pack(f">{len(grid)}H", *grid) + struct.pack(">6H", *[0, 65535] * 3))
 
 
 def srgb_profile() -> bytes:

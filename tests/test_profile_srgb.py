@@ -294,9 +294,7 @@ def test_plot_of_a_profiled_kpal_keeps_its_palette(runner, tmp_path, monkeypatch
 
 def _scanner_profile() -> bytes:
     """An RGB input profile with only A2B0 (RGB -> Lab): LittleCMS cannot go into it."""
-    import struct
-
-    from .test_codec_defects import _WHITE_POINT, _description, _profile, _s15
+    from .test_codec_defects import _WHITE_POINT, _description, _profile, lab_lut
 
     grid = []
     for r in (0, 1):
@@ -305,12 +303,8 @@ def _scanner_profile() -> bytes:
                 light, a, bb = 100 * (0.3 * r + 0.59 * g + 0.11 * b), 80 * (r - g), 64 * g - 90 * b
                 grid += [round(light / 100 * 0xFF00), round((a + 128) * 256),
                          round((bb + 128) * 256)]
-    lut = (b"mft2" + b"\0" * 4 + bytes([3, 3, 2, 0])
-           + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
-           + struct.pack(">HH", 2, 2) + struct.pack(">6H", *[0, 65535] * 3)
-           + struct.pack(f">{len(grid)}H", *grid) + struct.pack(">6H", *[0, 65535] * 3))
-    return _profile(b"scnr", b"RGB ", b"Lab ",
-                    [(b"desc", _description("toy scanner")), _WHITE_POINT, (b"A2B0", lut)])
+    return _profile(b"scnr", b"RGB ", b"Lab ", [(b"desc", _description("toy scanner")),
+                                                 _WHITE_POINT, (b"A2B0", lab_lut(grid, 3))])
 
 
 def test_a_background_over_an_input_only_profile_is_used_as_given(runner, tmp_path):
