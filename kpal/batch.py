@@ -66,7 +66,7 @@ from kpal.options import EncodeOptions
 __all__ = ["Result", "Job", "BatchError", "OutputFolderError", "SchedulerError", "Summary",
            "collect", "plan", "run", "run_job", "encode_many", "decode_many", "info_many",
            "summarize", "default_jobs", "is_glob", "image_file", "kpal_file", "skip_reason",
-           "ext_problem", "output_format", "is_url", "exists", "connect"]
+           "ext_problem", "output_format", "is_url", "exists", "connect", "palette_read_once"]
 
 #: Tasks in flight per worker: one running, one queued so the worker never waits.
 IN_FLIGHT_PER_WORKER = 2
@@ -770,8 +770,7 @@ def _bomb_note(caught: list[str], n_pixels: int) -> None:
     if limit is None or not limit < n_pixels <= 2 * limit:
         return
     if not any(message.startswith("Image size (") for message in caught):
-        caught.append(f"Image size ({n_pixels} pixels) exceeds limit of {limit} pixels, could "
-                      "be decompression bomb DOS attack.")
+        caught.append(codec.bomb_message(n_pixels, limit))
 
 
 def _notes(caught: list[str], *more: str | None) -> tuple[str, ...]:
@@ -1097,10 +1096,8 @@ class _WithoutMain:
 def _lost(job: Job, error: BaseException) -> Result:
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, cf.process.BrokenProcessPool):
-        text = ("not encoded or not finished: a worker process died (killed, or out of "
-                "memory), and the pool stopped") if job.kind == "encode" else (
-                "not done: a worker process died (killed, or out of memory), and the pool "
-                "stopped")
+        what = "not encoded or not finished" if job.kind == "encode" else "not done"
+        text = f"{what}: a worker process died (killed, or out of memory), and the pool stopped"
     return Result(path=job.path, output=job.output, error=f"{job.path}: {text}")
 
 
@@ -1252,6 +1249,14 @@ def _check_client(client: Any) -> None:
         raise BatchError(msg)
 
 
+def _started(planned: list[Job], jobs: int | None, client: Any, *,
+             skip_existing: bool = False) -> Iterator[Result]:
+    """:func:`run`, with a bad ``client`` refused now, not at the first record."""
+    if client is not None and not isinstance(client, str):
+        _check_client(client)
+    return run(planned, jobs, client=client, skip_existing=skip_existing)
+
+
 def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
         skip_existing: bool = False) -> Iterator[Result]:
     """Run jobs in a local process pool or on a Dask cluster; yield each file's record.
@@ -1389,6 +1394,19 @@ def skip_reason(rejected: list[Path], wanted: Callable[[Path], bool] | None) -> 
     return "not taken"
 
 
+def palette_read_once(opts: EncodeOptions) -> EncodeOptions:
+    """``opts`` with a palette file (``palette="x.gpl"``) replaced by its colours.
+
+    A bad palette file fails here, not once per file; its notes (repeated
+    entries, a profile applied) are said once, and every file gets the same
+    colours, read and converted once.
+    """
+    if not isinstance(opts.palette, str):
+        return opts
+    colours = codec.given_palette(opts.palette)
+    return opts.replace(palette=tuple(tuple(int(v) for v in entry) for entry in colours))
+
+
 def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool = False,
                 skip_existing: bool = False, force: bool = False, client=None,
                 options: EncodeOptions | None = None, ext: str = ".kpal",
@@ -1449,16 +1467,10 @@ def encode_many(paths, out_dir=None, jobs: int | None = None, *, recursive: bool
     """
     opts = codec.encode_options(None, options, option_keywords)
     _check_workers(jobs, recursive=recursive, skip_existing=skip_existing, force=force)
-    if isinstance(opts.palette, str):
-        # A bad palette file fails here, not once per file; its notes are said once,
-        # and every file gets its colours (read and converted once).
-        colours = codec.given_palette(opts.palette)
-        opts = opts.replace(palette=tuple(tuple(int(v) for v in entry) for entry in colours))
+    opts = palette_read_once(opts)
     planned = plan("encode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
                    wanted=image_file, options=opts, force=force)
-    if client is not None and not isinstance(client, str):
-        _check_client(client)  # now, not at the first record
-    return run(planned, jobs, client=client, skip_existing=skip_existing)
+    return _started(planned, jobs, client, skip_existing=skip_existing)
 
 
 def decode_many(paths, out_dir=None, jobs: int | None = None, *, fmt: str = "PNG",
@@ -1478,9 +1490,7 @@ def decode_many(paths, out_dir=None, jobs: int | None = None, *, fmt: str = "PNG
     fmt, ext = output_format(fmt, ext)
     planned = plan("decode", _as_list(paths), out_dir, ext=ext, recursive=recursive,
                    wanted=kpal_file, fmt=fmt, force=force, background=background)
-    if client is not None and not isinstance(client, str):
-        _check_client(client)  # now, not at the first record
-    return run(planned, jobs, client=client, skip_existing=skip_existing)
+    return _started(planned, jobs, client, skip_existing=skip_existing)
 
 
 def info_many(paths, jobs: int | None = None, *, recursive: bool = False,
@@ -1493,9 +1503,7 @@ def info_many(paths, jobs: int | None = None, *, recursive: bool = False,
     _check_workers(jobs, recursive=recursive)
     planned = plan("info", _as_list(paths), None, ext="", recursive=recursive,
                    wanted=kpal_file)
-    if client is not None and not isinstance(client, str):
-        _check_client(client)  # now, not at the first record
-    return run(planned, jobs, client=client)
+    return _started(planned, jobs, client)
 
 
 def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:

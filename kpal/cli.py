@@ -426,10 +426,10 @@ def _palette_read_once(opts: options.EncodeOptions, quiet: bool) -> options.Enco
         return opts
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        colours = codec.given_palette(opts.palette)
+        opts = batch.palette_read_once(opts)
     if not quiet:
         _echo_notes(caught)
-    return opts.replace(palette=tuple(tuple(int(v) for v in entry) for entry in colours))
+    return opts
 
 
 def _check_palette_file(opts: options.EncodeOptions) -> None:

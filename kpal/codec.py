@@ -72,7 +72,7 @@ from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
-    "check_decompression_bomb", "read_header", "open_image", "flatten",
+    "check_decompression_bomb", "bomb_message", "read_header", "open_image", "flatten",
     "has_transparency", "colour_managed", "is_srgb_profile", "srgb_array", "srgb_colour_in",
     "PRIMARY_IMAGE_FORMATS", "kpal_name_problem",
 ]
@@ -823,17 +823,16 @@ def _srgb_for(image: Image.Image | np.ndarray, icc_profile: bytes, why: str
             image.dtype == np.uint8 and image.size and (
                 image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4)))):
         return image, icc_profile  # the mode rules (_pixels) refuse it, saying why
-    from PIL import ImageCms
-
-    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+    converted: Image.Image | np.ndarray
     if isinstance(image, np.ndarray):
-        array = image if image.ndim == 3 else image[..., None].repeat(3, axis=2)
-        converted: Image.Image | np.ndarray = np.asarray(_to_srgb(Image.fromarray(
-            np.ascontiguousarray(array), "RGBA" if array.shape[-1] == 4 else "RGB"), profile))
+        converted = srgb_array(image if image.ndim == 3 else image[..., None].repeat(3, axis=2),
+                               icc_profile)[0]
     else:
-        converted = _to_srgb(image, profile)
-    name = profile.profile.profile_description or "not sRGB"
-    warn(f"the image's ICC profile ({name.strip()}) was applied: its pixels were converted "
+        from PIL import ImageCms
+
+        converted = _to_srgb(image, ImageCms.ImageCmsProfile(io.BytesIO(icc_profile)))
+    name = profile_description(icc_profile) or "not sRGB"
+    warn(f"the image's ICC profile ({name}) was applied: its pixels were converted "
          f"to sRGB and no profile is stored, because {why}")
     return converted, None
 
@@ -1343,13 +1342,17 @@ def check_decompression_bomb(header: container.Header) -> None:
     if limit is None:
         return
     n = header.n_pixels
-    # Pillow's own words, so the same problem reads the same on every path.
-    what = (f"Image size ({n} pixels) exceeds limit of {{}} pixels, could be decompression "
-            "bomb DOS attack.")
     if n > 2 * limit:
-        raise Image.DecompressionBombError(what.format(2 * limit))
+        raise Image.DecompressionBombError(bomb_message(n, 2 * limit))
     if n > limit:
-        warnings.warn(what.format(limit), Image.DecompressionBombWarning, stacklevel=3)
+        warnings.warn(bomb_message(n, limit), Image.DecompressionBombWarning, stacklevel=3)
+
+
+def bomb_message(n_pixels: int, limit: int) -> str:
+    """Pillow's own words for an image over its pixel limit: the same problem reads the same
+    on every path."""
+    return (f"Image size ({n_pixels} pixels) exceeds limit of {limit} pixels, could be "
+            "decompression bomb DOS attack.")
 
 
 def read_bytes(source: KpalSource) -> bytes:
