@@ -649,6 +649,22 @@ def encode_image(image: ImageSource, k: int | None = None, *,
                    choice=fit.choice)
 
 
+def _profile_bytes(icc_profile: object) -> bytes | None:
+    """An ``icc_profile`` argument as bytes: bytes-like, or a Pillow ``ImageCmsProfile``."""
+    if icc_profile is None or isinstance(icc_profile, bytes):
+        return icc_profile
+    if isinstance(icc_profile, (bytearray, memoryview)):
+        return bytes(icc_profile)
+    try:
+        from PIL import ImageCms
+    except ImportError:  # a Pillow built without LittleCMS
+        ImageCms = None  # noqa: N806
+    if ImageCms is not None and isinstance(icc_profile, ImageCms.ImageCmsProfile):
+        return icc_profile.tobytes()
+    msg = f"icc_profile must be the profile's bytes, not {type(icc_profile).__name__}"
+    raise OptionError(msg)
+
+
 def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = None
                    ) -> tuple[Image.Image | np.ndarray, bytes | None]:
     """The image to encode and the ICC profile to store with it.
@@ -677,9 +693,9 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
     """
     if icc_profile is None and isinstance(image, Image.Image):
         icc_profile = image.info.get("icc_profile")
+    icc_profile = _profile_bytes(icc_profile)
     if not icc_profile:
         return image, None
-    icc_profile = bytes(icc_profile)
     declared = int.from_bytes(icc_profile[:4], "big") if len(icc_profile) >= 4 else 0
     if 128 <= declared < len(icc_profile):
         # Bytes after the size the profile declares (padding some writers add) are

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import zlib
 from typing import IO
 
@@ -47,7 +48,7 @@ from PIL import Image, ImageFile, ImagePalette
 
 from kpal import codec, container
 from kpal import coding as codings
-from kpal.errors import KpalError, TruncatedError
+from kpal.errors import KpalError, OptionError, TruncatedError
 from kpal.options import EncodeOptions
 
 __all__ = ["KpalImageFile", "KpalDecoder", "register", "FORMAT", "EXTENSION", "MIME"]
@@ -69,12 +70,12 @@ class KpalImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         assert self.fp is not None
-        prefix = self.fp.read(container.HEADER_SIZE)
+        prefix = bytes(_read_up_to(self.fp, container.HEADER_SIZE))
         if not _accept(prefix):
             msg = "not a .kpal file"
             raise SyntaxError(msg)
         # Version 2 has 5 more header bytes (spec §2.1).
-        prefix += self.fp.read(container.header_size(prefix) - len(prefix))
+        prefix += _read_up_to(self.fp, container.header_size(prefix) - len(prefix))
         # From here on the file claims to be .kpal: bad fields raise FormatError
         # (a ValueError), which Pillow passes through instead of trying other formats.
         header, chosen = codec.read_header(prefix, file_size=_file_size(self.fp))
@@ -147,13 +148,33 @@ class KpalImageFile(ImageFile.ImageFile):
             raise RuntimeError(msg)
         tile = self.tile[0]
         _coding, _k, payload_length, crc = tile.args
-        self.fp.seek(tile.offset)
-        _check_rest(self.fp, payload_length, crc)
+        try:
+            self.fp.seek(tile.offset)
+            _check_rest(self.fp, payload_length, crc)
+        except Exception:
+            if getattr(self, "_exclusive_fp", False):
+                self.fp.close()
+            self.fp = None
+            raise
         super().verify()
 
 
+def _read_up_to(fp: IO[bytes], size: int) -> bytes | bytearray:
+    """Up to ``size`` bytes: fewer only at the end of the file (a raw stream may return less)."""
+    data = fp.read(size)
+    if data is None or len(data) >= size:
+        return data or b""
+    data = bytearray(data)
+    while len(data) < size:
+        piece = fp.read(size - len(data))
+        if not piece:
+            break
+        data += piece
+    return data
+
+
 def _read_exactly(fp: IO[bytes], size: int, part: str) -> bytes:
-    data = fp.read(size) if size else b""
+    data = bytes(_read_up_to(fp, size)) if size else b""
     if len(data) != size:
         msg = f"file is truncated in the {part}: {len(data)} of {size} bytes"
         raise TruncatedError(msg)
@@ -231,7 +252,7 @@ class KpalDecoder(ImageFile.PyDecoder):
         coding_id, k, payload_length, crc = self.args
         wanted = payload_length + container.CHECKSUM_SIZE
         if self.fd is not None:
-            data: bytes | bytearray = self.fd.read(wanted + 1)  # one more reveals trailing data
+            data: bytes | bytearray = _read_up_to(self.fd, wanted + 1)  # +1: trailing data
         else:
             piece = memoryview(buffer).cast("B")  # type: ignore[arg-type]
             if self._pushed is None:
@@ -259,12 +280,16 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         keywords = dict(im.encoderinfo)
         for name in _SEQUENCE_KEYWORDS:  # see _save_all: one frame is all there is
             keywords.pop(name, None)
-        for name in GENERIC_KEYWORDS:  # what other formats' writers take: nothing to change here
+        for name in GENERIC_KEYWORDS + READER_KEYWORDS:  # nothing to change here
             keywords.pop(name, None)
+        if "transparency" in keywords:  # as PNG's writer: instead of info["transparency"]
+            im = _with_transparency(im, keywords.pop("transparency"))
         # As Pillow's PNG plugin: an icc_profile keyword, else the image's own
         # profile; icc_profile=None or b"" stores none (b"" tells the codec so).
         if "icc_profile" in keywords:
-            icc_profile = keywords.pop("icc_profile") or b""
+            icc_profile = keywords.pop("icc_profile")
+            if icc_profile is None:
+                icc_profile = b""
         else:
             icc_profile = im.info.get("icc_profile")
         options = EncodeOptions.from_keywords(keywords, aliases=SAVE_ALIASES)
@@ -289,6 +314,38 @@ _SEQUENCE_KEYWORDS = ("save_all", "append_images")
 GENERIC_KEYWORDS = ("dpi", "optimize", "compress_level", "progressive")
 
 
+#: What the reader puts in ``info`` that follows from the options and the image
+#: (``im.save(out, **im.info)`` re-encodes with the same ``k`` and ``coding``): ignored.
+READER_KEYWORDS = ("bits_per_index", "version")
+
+
+def _with_transparency(im: Image.Image, transparency: object) -> Image.Image:
+    """``im`` with ``info["transparency"]`` replaced, or removed by ``None``.
+
+    The values Pillow's PNG writer takes: a palette index or grey key (int),
+    one alpha per palette entry (bytes), an RGB colour key (a tuple of three
+    ints). Modes with an alpha channel have their alpha instead, as in PNG.
+    """
+    if transparency == im.info.get("transparency"):
+        return im
+    ok = (transparency is None
+          or (isinstance(transparency, int) and not isinstance(transparency, bool))
+          or isinstance(transparency, (bytes, bytearray))
+          or (isinstance(transparency, tuple) and len(transparency) == 3
+              and all(isinstance(c, int) for c in transparency)))
+    if not ok:
+        msg = ("transparency must be a palette index or grey key (int), one alpha per palette "
+               f"entry (bytes) or an RGB colour key (3 ints), not {transparency!r:.60}")
+        raise OptionError(msg)
+    im = im.copy()
+    if transparency is None:
+        im.info.pop("transparency", None)
+    else:
+        im.info["transparency"] = (bytes(transparency) if isinstance(transparency, bytearray)
+                                   else transparency)
+    return im
+
+
 def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """``im.save(..., save_all=True)``: one frame is saved as usual; more are refused.
 
@@ -307,11 +364,24 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
 
 def _remove_if_empty(fp: IO[bytes], filename: str | bytes) -> None:
-    if not filename:
+    """After an interrupt, close the file Pillow opened for this save, and remove it if empty.
+
+    Pillow closes the file it opened, and removes it if it created it, when
+    an ``Exception`` escapes, but not on an interrupt. Only a file object
+    opened as Pillow opens ``filename`` (``w+b``, whose mode reads ``rb+``,
+    the same name) is closed, and removed only when it is a regular file with
+    nothing written (the same file on disk, no symbolic link between): a
+    device (``/dev/null``), a pipe, or a file object the caller opened for
+    writing and passed in is left alone.
+    """
+    if not filename or getattr(fp, "mode", None) != "rb+" or getattr(fp, "name", None) != filename:
         return
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        if fp.tell() == 0 and os.path.exists(filename) and os.path.getsize(filename) == 0:
-            fp.close()
+        opened, written = os.fstat(fp.fileno()), fp.tell()
+        fp.close()
+        named = os.lstat(filename)
+        if (stat.S_ISREG(named.st_mode) and os.path.samestat(opened, named)
+                and named.st_size == 0 and written == 0):
             os.remove(filename)
 
 

@@ -148,6 +148,108 @@ def test_saving_with_a_junk_profile_warns_and_saves(tmp_path):
         assert saved.convert("RGB").getpixel((0, 0)) == (77, 77, 77)
 
 
+@pytest.mark.parametrize("profile", [123, True, "sRGB"])
+def test_a_profile_that_is_not_bytes_is_an_option_error(tmp_path, profile):
+    out = tmp_path / "p.kpal"
+    with pytest.raises(kpal.OptionError, match=f"icc_profile must be the profile's bytes, "
+                                               f"not {type(profile).__name__}"):
+        Image.new("RGB", (4, 4)).save(out, icc_profile=profile)
+    assert not out.exists()
+
+
+def test_a_pillow_profile_object_is_stored_as_its_bytes():
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 8, 7)).save(out, "KPAL", icc_profile=profile)
+    with Image.open(out) as saved:
+        assert saved.info["icc_profile"] == profile.tobytes()
+
+
+def test_saving_with_the_readers_own_info_re_encodes_the_same():
+    """``im.save(out, **im.info)``, as with PNG: the reader's keys are accepted."""
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 0] = np.arange(30) * 8
+    rgba[5:, :, 3] = 255
+    first = io.BytesIO()
+    Image.fromarray(rgba).save(first, "KPAL", k=8, coding="entropy")
+    with Image.open(first) as im:
+        assert set(im.info) == {"k", "bits_per_index", "coding", "version", "transparency"}
+        pixels, info = np.asarray(im.convert("RGBA")), dict(im.info)
+        again = io.BytesIO()
+        im.save(again, "KPAL", **im.info)
+    with Image.open(again) as saved:
+        np.testing.assert_array_equal(np.asarray(saved.convert("RGBA")), pixels)
+        assert saved.info == info
+
+
+def test_the_transparency_keyword_sets_a_transparent_index():
+    grey = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4, "L").convert("P")
+    out = io.BytesIO()
+    grey.save(out, "KPAL", transparency=12)  # palette index 12, as PNG's writer takes it
+    with Image.open(out) as saved:
+        alpha = np.asarray(saved.convert("RGBA"))[..., 3]
+    assert (alpha == 0).sum() == 1 and alpha.reshape(-1)[3] == 0  # the pixel of grey 12
+
+
+def test_transparency_none_drops_the_key_and_junk_is_refused():
+    keyed = Image.new("P", (4, 4), 2)
+    keyed.info["transparency"] = 2
+    out = io.BytesIO()
+    keyed.save(out, "KPAL", transparency=None)
+    with Image.open(out) as saved:
+        assert "transparency" not in saved.info
+    with pytest.raises(kpal.OptionError, match="transparency must be a palette index"):
+        keyed.save(io.BytesIO(), "KPAL", transparency=1.5)
+
+
+class _ShortReads(io.RawIOBase):
+    """A seekable raw stream that returns at most 100 bytes a read, as some sockets do."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._data.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._data.tell()
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - a writable buffer
+        piece = self._data.read(min(len(buffer), 100))
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+
+def test_a_stream_of_short_reads_decodes():
+    rng = np.random.default_rng(4)
+    data = kpal.encode(rng.integers(0, 256, (40, 30, 3), np.uint8), 16, seed=0)
+    assert len(data) > 300  # header, palette and payload each take several reads
+    with Image.open(io.BytesIO(data)) as whole:
+        expected = np.asarray(whole.convert("RGB"))
+    with Image.open(_ShortReads(data)) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), expected)
+
+
+def test_verify_of_a_damaged_file_closes_it(good_file, tmp_path):
+    data = bytearray(good_file)
+    data[-1] ^= 1
+    path = tmp_path / "bad.kpal"
+    path.write_bytes(data)
+    im = Image.open(path)
+    opened = im.fp
+    with pytest.raises(ChecksumError):
+        im.verify()
+    assert opened.closed and im.fp is None
+
+
 # ------------------------------------------------------------------ ImageFile.Parser
 def _parse(data: bytes, piece: int) -> Image.Image:
     parser = ImageFile.Parser()

@@ -210,6 +210,44 @@ def test_pillow_save_interrupted_leaves_no_new_file(tmp_path, monkeypatch):
     assert not out.exists()
 
 
+@pytest.fixture
+def interrupted_encode(monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kpal.plugin.codec, "encode_image", interrupted)
+
+
+def test_pillow_save_interrupted_leaves_a_device_alone(tmp_path, interrupted_encode):
+    """An empty file is removed only when it is a regular file: never /dev/null."""
+    out = tmp_path / "null"
+    out.symlink_to(os.devnull)
+    with pytest.raises(KeyboardInterrupt):
+        Image.new("RGB", (4, 4)).save(out, "KPAL")
+    assert out.is_symlink() and Path(os.devnull).exists()
+
+
+def test_pillow_save_interrupted_leaves_the_callers_file_object_alone(tmp_path,
+                                                                      interrupted_encode):
+    out = tmp_path / "t.kpal"
+    with out.open("wb") as f:
+        with pytest.raises(KeyboardInterrupt):
+            Image.new("RGB", (4, 4)).save(f, "KPAL")
+        assert not f.closed
+        f.write(b"still mine")
+    assert out.read_bytes() == b"still mine"
+
+
+def test_pillow_save_interrupted_keeps_a_symlinked_target(tmp_path, interrupted_encode):
+    target = tmp_path / "target.kpal"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.kpal"
+    link.symlink_to(target)
+    with pytest.raises(KeyboardInterrupt):
+        Image.new("RGB", (4, 4)).save(link)
+    assert link.is_symlink() and target.exists()  # emptied by Pillow's open, not removed
+
+
 # ------------------------------------------------------------------ the console script's launcher
 #: The launcher as the console script runs it, saying READY once it is imported
 #: (its handlers are installed on import): from then on every signal is kpal's.
