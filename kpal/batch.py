@@ -952,11 +952,56 @@ def _load_compiled() -> None:
             load_compiled()
 
 
-def _run_compiled(job: Job) -> Result:
-    """:func:`run_job` as a Dask task: the worker's process loads the compiled kernels once."""
+def _run_compiled(job: Job, task_threads: dict[str, int] | None = None) -> Result:
+    """:func:`run_job` as a Dask task: the worker's process loads the compiled kernels once.
+
+    ``task_threads`` gives, for each host, how many tasks its workers run at
+    once: the compiled kernels of this task take that share of the host's
+    cores (see :func:`_share_of_cores`).
+    """
     if job.kind == "encode":
         _load_compiled()
+        _share_of_cores(task_threads or {})
     return run_job(job)
+
+
+def _share_of_cores(task_threads: dict[str, int]) -> None:
+    """Run this thread's compiled kernels on its share of the host's cores.
+
+    numba runs its parallel loops on every core by default, in each of a
+    host's Dask workers at once: two single-threaded workers on two cores ran
+    four kernel threads. A process-pool worker runs one (``NUMBA_NUM_THREADS``
+    is set for it); a Dask task takes the host's cores divided by the number
+    of tasks its workers run at once (at least one). numba's setting is per
+    thread, so it is made in the task's thread, every task. The output does
+    not depend on it.
+    """
+    numba = sys.modules.get("numba")
+    if numba is None:  # the kernels failed to load: the numpy path takes no threads
+        return
+    try:
+        from distributed import get_worker
+        from distributed.comm import get_address_host
+
+        worker = get_worker()
+        sharing = task_threads.get(get_address_host(worker.address), worker.state.nthreads)
+    except (ImportError, ValueError):  # not inside a Dask worker
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with contextlib.suppress(ValueError):  # more than numba started with: it keeps its own
+        numba.set_num_threads(max(1, min((cores or 1) // max(1, sharing),
+                                         numba.config.NUMBA_NUM_THREADS)))
+
+
+def _task_threads(nthreads: dict[str, int]) -> dict[str, int]:
+    """The number of tasks each host's Dask workers run at once, from each worker's threads."""
+    from distributed.comm import get_address_host
+
+    threads: dict[str, int] = {}
+    for address, count in nthreads.items():
+        host = get_address_host(address)
+        threads[host] = threads.get(host, 0) + count
+    return threads
 
 
 def _watch_batch(batch_pid: int) -> None:
@@ -1184,11 +1229,13 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
     from distributed import as_completed
 
     token = uuid4().hex[:12]
-    threads = sum(client.nthreads().values())
+    nthreads = client.nthreads()
+    threads = sum(nthreads.values())
     if not threads:
         msg = (f"the Dask scheduler {client.scheduler.address} has no workers: start some "
                "(dask worker ADDRESS), then run the batch again")
         raise BatchError(msg)
+    task_threads = _task_threads(nthreads)
     waiting = enumerate(todo)
     in_flight: dict[Any, Job] = {}
     tracker = as_completed([])
@@ -1199,8 +1246,8 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
             return
         # Paths and options go out, a small Result comes back: no pixels through the scheduler.
         # A worker's working folder is not the caller's: local paths go out absolute.
-        future = client.submit(_run_compiled, _absolute(job), key=_task_key(job, index, token),
-                               pure=False)
+        future = client.submit(_run_compiled, _absolute(job), task_threads,
+                               key=_task_key(job, index, token), pure=False)
         in_flight[future] = job
         tracker.add(future)
 

@@ -134,3 +134,22 @@ def test_a_closed_client_or_no_client_is_refused_at_once(tree, tmp_path, client)
     with pytest.raises(batch.BatchError, match="the Dask client is closed"):
         batch.encode_many(tree, tmp_path / "out", recursive=True, client=client)
     assert not (tmp_path / "out").exists()
+
+
+def _kernel_threads_of_a_task(task_threads: dict[str, int]) -> tuple[int, int, int]:
+    """In a worker: the cores, numba's own limit, and the threads a task's kernels take."""
+    import numba
+
+    batch._share_of_cores(task_threads)
+    return len(os.sched_getaffinity(0)), numba.config.NUMBA_NUM_THREADS, numba.get_num_threads()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux's core count")
+def test_a_hosts_workers_share_its_cores_for_the_compiled_kernels(client):
+    """Two one-thread workers on a host: each task's kernels take half its cores, not all."""
+    pytest.importorskip("numba")
+    shares = batch._task_threads(client.nthreads())
+    assert shares == {"127.0.0.1": 2}
+    client.run(batch._load_compiled)  # numba imported, as before a task's encode
+    cores, limit, taken = client.submit(_kernel_threads_of_a_task, shares, pure=False).result()
+    assert taken == max(1, min(cores // 2, limit))
