@@ -55,7 +55,10 @@ candidate's palette is then exactly the one ``quantize(pixels, k)`` gives.
 with ``k``. k-means is a local search, so the PSNR curve has small wiggles
 (a few hundredths of a dB); the search guarantees that the chosen ``k``
 meets the target and that ``k - 1`` (quality) or ``k + 1`` (size), when in
-range, was measured and does not.
+range, was measured and does not. Both are measured on the search's fits: for
+a large photo those on the reduced histogram, 0.03-0.2 dB below a full fit of
+the same ``k`` (``quantize(pixels, k)``), which may then reach the target at
+``k - 1`` too.
 """
 
 from __future__ import annotations

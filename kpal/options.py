@@ -525,7 +525,7 @@ class EncodeOptions:
                             (("method", "kmeans"), ("space", "rgb"), ("sample", None))
                             if getattr(self, name) != usual]
         if chosen and chosen[0] in ("quality", "max_size") and fitted_otherwise:
-            msg = (f"{_name(chosen[0])} chooses k with k-means on every pixel (in RGB, or "
+            msg = (f"{_name(chosen[0])} chooses k with its own k-means search (in RGB, or "
                    f"premultiplied RGBA with transparency); "
                    f"{', '.join(fitted_otherwise)} cannot be combined with it")
             raise OptionError(msg)

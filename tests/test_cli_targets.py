@@ -62,7 +62,7 @@ def test_max_size_fits_the_file(runner, photo_path, tmp_path):
     (["--quality", "35", "--dither", "fs"], "--quality measures the undithered PSNR"),
     (["--quality", "35", "--dither", "ordered"],
      "--quality measures the undithered PSNR, and --dither ordered"),
-    (["--quality", "30", "--method", "gmm"], "--quality chooses k with k-means on every pixel"),
+    (["--quality", "30", "--method", "gmm"], "--quality chooses k with its own k-means search"),
     (["--quality", "40-30"], "MIN 40 is above MAX 30"),
     (["--space", "oklab", "--method", "gmm"], "--method gmm is available with --space rgb only"),
     (["--dither-strength", "0.5"], "--dither-strength 0.5 has no effect without --dither "),
