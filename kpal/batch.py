@@ -580,6 +580,13 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
                         background=background, pillow=pillow, command_line=command_line))
     if kind != "info" and out_dir is not None and not is_url(os.fspath(out_dir)):
         _check_output_folder(Path(out_dir))
+        # The mirrored sub-folders: a file in the way of one fails now, not per file.
+        for folder in sorted({Path(job.output).parent for job in jobs} - {Path(out_dir)}):
+            _check_folder_path(folder)
+    for job in jobs:
+        if job.output is not None and not is_url(job.output) and os.path.isdir(job.output):
+            msg = f"{job.output}: the output is a folder; remove it or choose another extension"
+            raise OutputFolderError(msg)
     return jobs
 
 
@@ -613,6 +620,15 @@ def ext_problem(ext: str) -> str | None:
     return None
 
 
+def _check_folder_path(folder: Path) -> Path:
+    """The nearest part of ``folder`` that exists (itself or a parent), which must be a folder."""
+    existing = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), Path("."))
+    if not existing.is_dir():
+        msg = f"{folder}: cannot create the output folder: {existing} is a file"
+        raise OutputFolderError(msg)
+    return existing
+
+
 def _check_output_folder(folder: Path) -> None:
     """Check now that ``folder`` can be created and take new files: fail once, not per file.
 
@@ -621,10 +637,7 @@ def _check_output_folder(folder: Path) -> None:
     temporary file (O_TMPFILE on Linux), which also catches read-only
     filesystems and, as root, folders that permission bits would not stop.
     """
-    existing = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), Path("."))
-    if not existing.is_dir():
-        msg = f"{folder}: cannot create the output folder: {existing} is a file"
-        raise OutputFolderError(msg)
+    existing = _check_folder_path(folder)
     try:
         with tempfile.TemporaryFile(dir=existing, prefix=".kpal-probe.", suffix=".tmp"):
             pass
@@ -690,6 +703,9 @@ def _write(job: Job, data: bytes) -> None:
     out = Path(job.output)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a file made since the batch started, where a folder goes
+        raise _Failure(f"{out.parent}: cannot create the folder: {e.strerror or e}") from None
+    try:
         write_atomic(out, data, force=job.force)
     except FileExistsError:
         if _holds(out, data):
@@ -883,6 +899,9 @@ def _worker_task(job: Job) -> Result:
     try:
         if _stopping:
             raise SystemExit(128 + _stopping)
+        if _batch_stopped is not None and _batch_stopped.value:
+            # Queued before the batch stopped: not started (nobody reads this record).
+            return Result(path=job.path, output=job.output, error="not started: stopped")
         return run_job(job)
     finally:
         _in_task = False
@@ -891,16 +910,18 @@ def _worker_task(job: Job) -> Result:
 
 
 _thread_limits: Any = None
+#: The batch's stop flag (a shared byte), set when it stops (:func:`_run_local`).
+_batch_stopped: Any = None
 
 
-def _init_worker(batch_pid: int, compiled: bool = False) -> None:
+def _init_worker(batch_pid: int, compiled: bool = False, stop: Any = None) -> None:
     """Set up a worker process: Ctrl-C is the parent's business, one thread per worker.
 
     With ``compiled`` (a batch that encodes), the compiled k-means kernels are
     loaded before the first task (see :func:`_load_compiled`).
     """
-    global _thread_limits, _stopping, _in_task
-    _stopping, _in_task = 0, False
+    global _thread_limits, _stopping, _in_task, _batch_stopped
+    _stopping, _in_task, _batch_stopped = 0, False, stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # blocked since its start (_start_fork_server)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -1167,10 +1188,13 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
     context = _context(encodes > 1)
     with _single_threaded_children():
         _start_fork_server(context)
+        # Set on Ctrl-C: the tasks the pool has already queued for its workers, which
+        # cancel() cannot reach, then return at once (shared memory, no semaphore).
+        stop = context.RawValue("b", 0)
         executor = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
                                           mp_context=context,
                                           initializer=_init_worker,
-                                          initargs=(os.getpid(), encodes > 1))
+                                          initargs=(os.getpid(), encodes > 1, stop))
         in_flight: dict[cf.Future, Job] = {}
 
         broken: list[BaseException] = []
@@ -1212,6 +1236,7 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
         except BaseException:
             # Ctrl-C, SIGTERM, or the caller stopped: start nothing more, let the images
             # in progress finish (workers ignore SIGINT), so every output is whole or absent.
+            stop.value = 1
             for future in in_flight:
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)

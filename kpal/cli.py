@@ -281,6 +281,7 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
     bar = progress.Progress(len(planned), sys.stderr) if bar_on else None
 
     def say(line: str) -> None:
+        line = printable(line)  # file names must not drive the terminal
         if bar is not None:
             bar.say(line)
         else:
@@ -317,7 +318,7 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
 
 def _print_summary(s, verb: str, seconds: float) -> None:
     for line in progress.summary_lines(s, verb, seconds):
-        click.echo(line)
+        click.echo(printable(line))
 
 
 # ------------------------------------------------------------------ encode
@@ -409,8 +410,8 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
         rows += _ssimulacra2_rows(encoded, ssim)
     rows.append(("time", f"{time.perf_counter() - start:.2f} s"))
     echo(printable(f"{name} → {out if out != STDIO else '<stdout>'}"))
-    for label, value in rows:
-        echo(f"  {label:<14} {value}")
+    for label, value in rows:  # an ICC profile's name comes from the image
+        echo(printable(f"  {label:<14} {value}"))
 
 
 def _check_kpal_name(out: str) -> None:
@@ -717,7 +718,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
     if out != STDIO:
         ext = Path(out).suffix.lower()
         by_name = Image.registered_extensions().get(ext)
-        if fmt is None and by_name is None:
+        if fmt is None and by_name is None and not _extensionless_stream(out):
             raise click.UsageError(f"{out}: unknown image extension {ext!r}; use --format")
         if fmt is not None and by_name is not None and by_name != fmt:
             raise click.UsageError(f"{out}: the extension {ext!r} means {by_name}, but "
@@ -770,6 +771,13 @@ def info(srcs, as_json, recursive, jobs, dask):
         planned = _plan("info", srcs, None, ext="", recursive=recursive,
                         wanted=batch.kpal_file)
 
+        # Files finish in any order with several jobs: they are shown in the input's.
+        places: dict[str, list[int]] = {}
+        for index, job in enumerate(planned):
+            places.setdefault(job.path, []).append(index)
+        finished: dict[int, object] = {}
+        shown = 0
+
         def show(result) -> None:
             if result.report is None:
                 return
@@ -780,8 +788,20 @@ def info(srcs, as_json, recursive, jobs, dask):
             elif "header" in result.report:
                 _print_info(result.path, result.report)
 
-        _run_batch(planned, "described", jobs=jobs, dask=dask, quiet=True, force=False,
-                   skip_existing=False, on_result=show)
+        def in_order(result) -> None:
+            nonlocal shown
+            waiting = places.get(result.path)
+            finished[waiting.pop(0) if waiting else len(planned) + len(finished)] = result
+            while shown in finished:
+                show(finished.pop(shown))
+                shown += 1
+
+        try:
+            _run_batch(planned, "described", jobs=jobs, dask=dask, quiet=True, force=False,
+                       skip_existing=False, on_result=in_order)
+        finally:  # after Ctrl-C or a lost worker, what did finish
+            for index in sorted(finished):
+                show(finished[index])
         return
     try:
         name, data = _read_input(src, kpal=True)
@@ -847,9 +867,9 @@ def _print_info(name: str, report: dict) -> None:
             rows.append(("grey", f"every palette entry is grey: "
                                  f"{_grey_ratio(h['width'] * h['height'], s['on_disk_bytes'])}"))
     rows.append(("checksum", report["checksum"]))
-    click.echo(name)
-    for label, value in rows:
-        click.echo(f"  {label:<14} {value}")
+    click.echo(printable(name))
+    for label, value in rows:  # an ICC profile's name comes from the file too
+        click.echo(printable(f"  {label:<14} {value}"))
 
 
 # ------------------------------------------------------------------ sample
@@ -979,9 +999,17 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     from kpal.palettes import fit_palette, format_of_path, save_palette
 
     opts = encode_options(values)
+    if srcs.count(STDIO) > 1:
+        raise click.UsageError("-: standard input can be read once; name it once")
+
+    def collected(named) -> list[str]:
+        return [str(path) for path, _ in batch.collect(named, recursive=recursive,
+                                                       wanted=batch.image_file)] if named else []
+
     try:
-        paths = [str(path) for path, _ in batch.collect(srcs, recursive=recursive,
-                                                       wanted=batch.image_file)]
+        paths = collected([src for src in srcs if src != STDIO])
+        if STDIO in srcs:  # standard input's image, in its place among the others (--weight)
+            paths.insert(len(collected(list(srcs[: srcs.index(STDIO)]))), STDIO)
     except batch.BatchError as e:
         raise click.UsageError(str(e)) from None
     if not paths:
@@ -1011,7 +1039,7 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
 
     def images():  # one image in memory at a time
         for path in paths:
-            name, data = _read_input(path, stdin=False)
+            name, data = _read_input(path, stdin=False)  # stdin=False: no "-" inside folders
             pixels, _, icc_profile = _pixels_for_encoding(name, data)
             if isinstance(pixels, Image.Image):  # a "P" image: its colours, alpha included
                 pixels = codec.to_rgb(pixels)[0]
@@ -1039,6 +1067,8 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
             message = str(e)
             raise click.ClickException(message if message.startswith(out)
                                        else f"{out}: {message}") from None
+        except OSError as e:  # a full disk, a failing device: named as other commands do
+            raise click.ClickException(f"{out}: cannot write: {e.strerror or e}") from None
     if not quiet:
         _echo_notes(caught)
         alpha = " with alpha" if colours.shape[1] == 4 else ""

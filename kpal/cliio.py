@@ -470,7 +470,16 @@ def _opened(name: str, data: bytes,
 
 
 class FilePath(click.Path):
-    """``click.Path`` that refuses an empty argument: ``Path("")`` would be the current folder."""
+    """``click.Path`` that refuses an empty argument: ``Path("")`` would be the current folder.
+
+    It does not check permissions: a file that cannot be read (or written) is
+    an I/O failure, reported by the command that opens it (``IN: cannot read:
+    Permission denied``, exit 1), as for a file found inside a folder.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - click.Path's
+        kwargs.setdefault("readable", False)
+        super().__init__(*args, **kwargs)
 
     def convert(self, value, param, ctx):  # noqa: ANN001, ANN201 - click's signature
         if isinstance(value, str) and not value:

@@ -563,3 +563,39 @@ def test_a_worker_killed_mid_batch_leaves_no_file_without_a_record(tmp_path):
     assert all(r.error == f"{r.path}: not encoded or not finished: a worker process died "
                "(killed, or out of memory), and the pool stopped" for r in failed)
     assert len({p.name for p in (tmp_path / "out").iterdir()}) == 24 - len(failed)
+
+
+# ------------------------------------------------------------------ Ctrl-C with queued files
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_ctrl_c_starts_none_of_the_files_the_pool_had_queued(tmp_path, photo):
+    """Each worker finishes the image it holds; files already queued inside the pool
+    (out of reach of ``cancel()``) are not started."""
+    import threading
+
+    pipes = [tmp_path / f"pipe{i}.png" for i in range(2)]
+    for pipe in pipes:
+        os.mkfifo(pipe)
+    queued = [tmp_path / f"q{i}.png" for i in range(4)]
+    for path in queued:
+        photo.save(path)
+    png = io.BytesIO()
+    photo.save(png, "PNG")
+
+    def feed() -> None:
+        # Each open waits until a worker opens that pipe to read it: both are then busy,
+        # and the pool has queued the next files. Ctrl-C; then the pipes get their image.
+        writers = [pipe.open("wb") for pipe in pipes]
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+        for writer in writers:
+            with writer:
+                writer.write(png.getvalue())
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    with pytest.raises(KeyboardInterrupt):
+        list(batch.encode_many([*map(str, pipes), *map(str, queued)], tmp_path / "out",
+                               jobs=2, k=8))
+    feeder.join(timeout=60)
+    assert not feeder.is_alive()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pipe0.kpal", "pipe1.kpal"]

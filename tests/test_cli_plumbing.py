@@ -1,0 +1,145 @@
+"""The command line's plumbing at its edges: names that would drive a terminal,
+folders in the way, devices and pipes as outputs, permissions, output order."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kpal
+from kpal.cli import cli
+
+pytestmark = pytest.mark.filterwarnings("ignore:the image has .* distinct (RGBA )?colour")
+
+
+def _run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+# ------------------------------------------------------------------ control characters
+def test_batch_lines_escape_control_characters_in_file_names(tmp_path, photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo.save(folder / "esc\x1b[31mred.png")
+    (folder / "bad\x1b]0;title\x07.png").write_bytes(b"not an image")
+    result = _run("encode", str(folder), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    shown = result.stdout + result.stderr
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert f"kpal: error: {folder}/bad\\x1b]0;title\\x07.png: not an image" in result.stderr
+    assert f"slowest        {folder}/esc\\x1b[31mred.png (" in result.stdout
+
+
+def test_info_of_several_files_escapes_their_names(tmp_path, photo):
+    kpal.save(photo, tmp_path / "two\nlines.kpal", k=4)
+    kpal.save(photo, tmp_path / "b.kpal", k=4)
+    result = _run("info", str(tmp_path))
+    assert result.exit_code == 0
+    assert f"{tmp_path}/two\\nlines.kpal" in result.stdout.splitlines()
+
+
+# ------------------------------------------------------------------ folders in the way
+def test_a_file_where_a_mirrored_folder_goes_stops_the_batch_first(tmp_path, photo):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    photo.save(tmp_path / "in" / "a.png")
+    photo.save(tmp_path / "in" / "sub" / "b.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sub").write_bytes(b"")
+    result = _run("encode", str(tmp_path / "in"), "-r", "-o", str(tmp_path / "out"), "--force")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"kpal: error: {tmp_path}/out/sub: cannot create the output "
+                                     f"folder: {tmp_path}/out/sub is a file")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sub"]  # nothing encoded
+
+
+def test_a_folder_where_an_output_file_goes_is_named_as_such(tmp_path, photo):
+    photo.save(tmp_path / "a.png")
+    photo.save(tmp_path / "b.png")
+    (tmp_path / "out" / "a.kpal").mkdir(parents=True)
+    result = _run("encode", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "-o",
+                  str(tmp_path / "out"), "--force")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"kpal: error: {tmp_path}/out/a.kpal: the output is a "
+                                     "folder; remove it or choose another extension")
+
+
+# ------------------------------------------------------------------ devices and pipes
+def test_decode_to_a_device_without_an_extension_writes_png(tmp_path, photo):
+    kpal.save(photo, tmp_path / "p.kpal", k=4)
+    result = _run("decode", str(tmp_path / "p.kpal"), "-o", os.devnull)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_decode_to_a_named_pipe_writes_png(tmp_path, photo):
+    kpal.save(photo, tmp_path / "p.kpal", k=4)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdout.buffer.write("
+                               f"open({str(pipe)!r}, 'rb').read())"], stdout=subprocess.PIPE)
+    result = _run("decode", str(tmp_path / "p.kpal"), "-o", str(pipe))
+    data = reader.communicate(timeout=60)[0]
+    assert result.exit_code == 0, result.output
+    assert data.startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="Linux's /dev/full")
+def test_palette_to_a_full_disk_names_the_file():
+    result = _run("palette", "samples/rocket.jpg", "-k", "4", "-o", "/dev/full")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "kpal: error: /dev/full: cannot write: No space left on device"
+
+
+# ------------------------------------------------------------------ palette from stdin
+def test_palette_reads_standard_input_in_its_place(tmp_path, photo):
+    photo.save(tmp_path / "a.png")
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(flat)
+    with flat.open("rb") as f:
+        piped = CliRunner().invoke(cli, ["palette", str(tmp_path / "a.png"), "-", "-w", "0",
+                                         "-w", "1", "-k", "2", "-o", "-"], input=f.read())
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout.split() == ["#c80a0a"]  # only the flat red image weighs
+    twice = CliRunner().invoke(cli, ["palette", "-", "-", "-o", "-"], input=b"")
+    assert twice.exit_code == 2
+    assert "standard input can be read once" in twice.stderr
+
+
+# ------------------------------------------------------------------ permissions
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root reads every file")
+def test_an_unreadable_input_is_an_io_error(tmp_path, photo):
+    path = tmp_path / "secret.png"
+    photo.save(path)
+    path.chmod(0)
+    try:
+        result = _run("encode", str(path), "-o", str(tmp_path / "x.kpal"))
+    finally:
+        path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"kpal: error: {path}: cannot read: Permission denied"
+
+
+def test_the_path_type_leaves_permissions_to_the_command():
+    from kpal.cliio import FilePath
+
+    assert FilePath().readable is False and FilePath(readable=True).readable is True
+
+
+# ------------------------------------------------------------------ order
+def test_info_of_many_files_with_two_jobs_keeps_the_input_order(tmp_path, photo):
+    names = [f"f{i:02d}.kpal" for i in range(12)]
+    for i, name in enumerate(names):
+        kpal.save(photo.resize((8 + 40 * (i % 3), 8 + 30 * (i % 4))), tmp_path / name,
+                  k=2 + i)
+    result = _run("info", str(tmp_path), "-j", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["file"] for line in result.stdout.splitlines()] == [
+        str(tmp_path / name) for name in names]
