@@ -144,14 +144,17 @@ def encode_options(values: dict, *, coding_flags: dict | None = None) -> options
         raise click.UsageError(str(e)) from None
 
 
-def _checked(name: str, value: object):
-    """A flag's value checked by the option's own checker (usage error when bad)."""
+def _checked(name: str, value: object, flag: str):
+    """A flag's value checked by the option's own checker (usage error when bad).
+
+    The message is worded as encode's option errors are: ``--flag: problem``.
+    """
     if value is None:
         return None
     try:
         return options.check(name, value)
     except OptionError as e:
-        raise click.BadParameter(str(e)) from None
+        raise click.UsageError(f"{flag}: {e}") from None
 
 
 # ------------------------------------------------------------------ many files
@@ -204,14 +207,26 @@ def _check_batch_output(srcs: tuple, out: str | None) -> None:
     if out == STDIO:
         raise click.UsageError("-o -: several outputs cannot all go to standard output")
     target = Path(out)
-    # A URL input runs as a batch even alone (fsspec paths): say so, not "several inputs".
-    why = ("a URL input runs as a batch" if len(srcs) == 1
-           and batch.is_url(srcs[0]) else "with several inputs")
+    why = _why_batch(srcs)
     if target.exists() and not target.is_dir():
         raise click.UsageError(f"{out}: {why}, -o names a folder; this is a file")
     if not target.exists() and target.suffix.lower() in Image.registered_extensions():
         raise click.UsageError(f"{out}: {why}, -o names a folder, and this looks "
                                f"like a file name (make the folder first to use this name)")
+
+
+def _why_batch(srcs: tuple) -> str:
+    """Why these inputs run as a batch, whose -o names a folder: said in its message."""
+    if len(srcs) > 1:
+        return "with several inputs"
+    src = srcs[0]
+    if batch.is_url(src):  # a URL input runs as a batch even alone (fsspec paths)
+        return "a URL input runs as a batch"
+    if batch.is_glob(src):
+        return "with a pattern as input"
+    if Path(src).is_dir():
+        return "with a folder as input"
+    return "with --ext"
 
 
 def _refuse_lone_folder(src: str, ext: str = ".kpal") -> None:
@@ -673,9 +688,10 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print no notes, and no progress or summary "
                                                   "for several files.")
-@click.option("--background", metavar="COLOR", callback=lambda ctx, param, value: _checked(
-    "background", value), help="Flatten transparency onto this colour (#rrggbb, a name or "
-                               "r,g,b); formats without alpha (JPEG, BMP) get white otherwise.")
+@click.option("--background", metavar="COLOR",
+              callback=lambda ctx, param, value: _checked("background", value, "--background"),
+              help="Flatten transparency onto this colour (#rrggbb, a name or r,g,b); formats "
+                   "without alpha (JPEG, BMP) get white otherwise.")
 @_batch_flags(".png or -decoded.png")
 def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, dask,
            background):
@@ -1104,6 +1120,8 @@ def _extensionless_stream(out: str) -> bool:
 def _output_format(out: str) -> str:
     if Path(out).is_dir():  # said as such, not as a name without an extension
         raise click.UsageError(f"{printable(out)}: is a directory, expected a file")
+    if out.endswith(("/", os.sep)):  # Path() drops the slash: "new/" is a folder's name
+        raise click.UsageError(f"{printable(out)}: no such folder")
     ext = Path(out).suffix.lower()
     fmt = Image.registered_extensions().get(ext)
     if fmt is None:

@@ -453,8 +453,11 @@ def _opened(name: str, data: bytes,
         im = Image.open(io.BytesIO(data))
         frames = getattr(im, "n_frames", 1)
         if frames > 1 and im.format not in codec.PRIMARY_IMAGE_FORMATS:
-            raise KpalError(f"has {frames} frames; a .kpal file holds one image "
-                            "(extract a frame first)")
+            context = click.get_current_context(silent=True)
+            command = context.info_name if context is not None else None
+            why = ("a .kpal file holds one image" if command in (None, "encode")
+                   else f"kpal {command} reads one image from each file")
+            raise KpalError(f"has {frames} frames; {why} (extract a frame first)")
         if before_load is not None:
             before_load(im)
         im.load()

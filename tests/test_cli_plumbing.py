@@ -143,3 +143,54 @@ def test_info_of_many_files_with_two_jobs_keeps_the_input_order(tmp_path, photo)
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["file"] for line in result.stdout.splitlines()] == [
         str(tmp_path / name) for name in names]
+
+
+# ------------------------------------------------------------------ why -o names a folder
+@pytest.mark.parametrize(("inputs", "flags", "why"), [
+    (["in"], [], "with a folder as input"),
+    (["in/*.png"], [], "with a pattern as input"),
+    (["in/a.png"], ["--ext", ".kpal"], "with --ext"),
+    (["in/a.png", "in/b.png"], [], "with several inputs"),
+])
+def test_a_file_name_for_a_batchs_folder_says_why_it_is_a_batch(tmp_path, photo, monkeypatch,
+                                                                  inputs, flags, why):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    photo.save(tmp_path / "in" / "a.png")
+    photo.save(tmp_path / "in" / "b.png")
+    result = _run("encode", *inputs, *flags, "-o", "all.kpal")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"kpal: error: all.kpal: {why}, -o names a folder, and "
+                                     "this looks like a file name (make the folder first to use "
+                                     "this name)")
+
+
+# ------------------------------------------------------------------ one wording
+def test_decode_background_errors_are_worded_as_encodes(tmp_path, photo):
+    kpal.save(photo, tmp_path / "p.kpal", k=4)
+    photo.save(tmp_path / "p.png")
+    decoded = _run("decode", str(tmp_path / "p.kpal"), "-o", str(tmp_path / "x.png"),
+                   "--background", "nope")
+    encoded = _run("encode", str(tmp_path / "p.png"), "-o", str(tmp_path / "x.kpal"),
+                   "--background", "nope")
+    assert decoded.exit_code == encoded.exit_code == 2
+    assert decoded.stderr.startswith("kpal: error: --background: background='nope' must be")
+    assert decoded.stderr == encoded.stderr
+
+
+def test_a_multi_frame_input_is_refused_in_the_commands_own_words(tmp_path):
+    frames = [Image.new("RGB", (8, 8), (i * 40, 2, 3)) for i in range(2)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    sampled = _run("sample", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "s.png"))
+    assert sampled.stderr.strip() == (f"kpal: error: {tmp_path}/anim.gif: has 2 frames; kpal "
+                                      "sample reads one image from each file (extract a frame "
+                                      "first)")
+    encoded = _run("encode", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "a.kpal"))
+    assert "a .kpal file holds one image" in encoded.stderr
+
+
+def test_an_output_ending_in_a_slash_that_is_no_folder_is_said_so(tmp_path, photo):
+    photo.save(tmp_path / "p.png")
+    result = _run("sample", str(tmp_path / "p.png"), "-o", str(tmp_path / "new") + "/")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"kpal: error: {tmp_path}/new/: no such folder"
