@@ -63,6 +63,13 @@ export function openBytes(name, data) {
       // and the palette (a file this reader does not decode, e.g. coding 3, still has one)
       entry.palette = data.slice(entry.header.headerSize, entry.header.metadataOffset);
     }
+    if (entry.unsupported) {
+      try { // its metadata blocks too (an ICC profile), when they are whole and valid
+        entry.metadata = kpal.readMetadata(data, entry.header);
+      } catch {
+        entry.metadata = null;
+      }
+    }
   }
   entry.millis = performance.now() - start;
   opened.push(entry);
@@ -182,8 +189,9 @@ function renderInfo(entry) {
     rows.push(row('coding', h.codingName));
     if (h.version === 2) rows.push(row('alpha', h.alpha ? 'RGBA palette (32-bit entries)' : 'none'));
   }
-  if (entry?.image?.metadata.length) {
-    rows.push(row('metadata', entry.image.metadata.map((b) => `${b.type} ${bytes(b.data.length)}${
+  const metadata = entry?.image?.metadata ?? entry?.metadata;
+  if (metadata?.length) {
+    rows.push(row('metadata', metadata.map((b) => `${b.type} ${bytes(b.data.length)}${
       b.type === 'iccp' ? ' (ICC profile; not applied here: colours shown as sRGB)' : ''}`)
       .join(', ')));
   }

@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import kpal
 from kpal import codec, container
 from kpal import coding as codings
 from kpal.errors import KpalError
@@ -636,10 +637,21 @@ def test_viewer_in_headless_chromium(tmp_path):
             assert "ICC profile; not applied here: colours shown as sRGB" in page.inner_text(
                 "#info")
             assert "its ICC profile is not applied" in page.inner_text("#status")
+            # a coding 3 file with a profile: its metadata is shown beside its header
+            with Image.open(GOLDEN / "icc_k5_7x3.kpal") as profiled, \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore", kpal.KpalWarning)  # 5 colours: lossless
+                context_icc = kpal.encode(profiled.convert("RGB"), 5, coding="context",
+                                          icc_profile=profiled.info["icc_profile"])
+            _drop(page, "context-icc.kpal", context_icc)
+            page.wait_for_function("document.querySelector('#files .file.current')"
+                                   ".textContent === 'context-icc.kpal'")
+            assert "metadata\ticcp 588 bytes (ICC profile; not applied here" in page.inner_text(
+                "#info")
             page.locator("#files .file", has_text=photo.name).click()
             page.wait_for_function(f"document.querySelector('#canvas').width === {PHOTO_SIZE[0]}")
             shot = tmp_path / "viewer.png"
-            assert page.locator("#files .file").count() == 7
+            assert page.locator("#files .file").count() == 8
             page.screenshot(path=shot)
             if os.environ.get("KPAL_UPDATE_SCREENSHOT"):  # docs/images/viewer.png, on request
                 with Image.open(shot) as im:  # 256 colours hold the 64-colour page: 40 % size
