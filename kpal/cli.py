@@ -1031,9 +1031,10 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     if not paths:
         raise click.UsageError(f"no image files in {' '.join(srcs)}")
     if weights and len(weights) != len(paths):
-        named = [Path(src).resolve() for src in srcs if src != STDIO and Path(src).is_file()]
-        twice = (" (an image named more than once counts once)"
-                 if len(set(named)) < len(named) else "")
+        # Each source's images counted apart: more than together when some image is named
+        # twice (the same file, or a file and its folder).
+        apart = sum(len(collected([src])) if src != STDIO else 1 for src in srcs)
+        twice = " (an image named more than once counts once)" if apart > len(paths) else ""
         raise click.UsageError(f"{_plural(len(weights), '--weight value')} for "
                                f"{_plural(len(paths), 'image')}{twice}: give one per image, "
                                "or none")

@@ -143,6 +143,14 @@ def test_palette_command_weights_and_errors(runner, photo_path, tmp_path):
     assert result.exit_code == 2 and not shared.exists()
     assert ("2 --weight values for 1 image (an image named more than once counts once)"
             in result.output)
+    folder = tmp_path / "photos"  # a folder and an image in it: that image counts once
+    folder.mkdir()
+    (folder / "a.png").write_bytes(photo_path.read_bytes())
+    result = runner.invoke(cli, ["palette", str(folder), str(folder / "a.png"), "-w", "1", "-w",
+                                 "2", "-o", str(shared)])
+    assert result.exit_code == 2 and not shared.exists()
+    assert ("2 --weight values for 1 image (an image named more than once counts once)"
+            in result.output)
     result = runner.invoke(cli, ["palette", str(tmp_path / "*.nothing"), "-o", str(shared)])
     assert result.exit_code != 0 and not shared.exists()
     shared.write_text("keep me")
