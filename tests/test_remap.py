@@ -673,3 +673,25 @@ def test_dither_image_refit_lowers_the_error_of_a_poor_palette():
 def test_dither_image_rejects_bad_arguments(kwargs, message):
     with pytest.raises(KpalError, match=message):
         dither_image(_image(4, 4), GREYS, **kwargs)
+
+
+def _pixel_art_on_a_palette(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An image whose every colour is an entry of a 16-colour palette with two close entries."""
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    palette[14], palette[15] = (62, 118, 104), (65, 118, 105)  # far closer than the mean spacing
+    index = (np.add.outer(np.arange(size) // 4, np.arange(size) // 4)
+             + rng.integers(0, 2, (size, size))) % 16
+    return palette[index], palette
+
+
+@pytest.mark.parametrize("size", [BAND_ROWS * 3, 300])
+def test_fs_keeps_pixels_that_are_palette_entries_in_every_band(size):
+    """No error to diffuse anywhere: every band, not only the first, keeps each colour.
+
+    (In Oklab the dithered search reads a table on a grid of 4 levels, so two
+    entries 3 levels apart can share a cell: that approximation is documented.)
+    """
+    image, palette = _pixel_art_on_a_palette(size)
+    labels = remap(image, palette, dither="fs")
+    np.testing.assert_array_equal(palette[labels], image)

@@ -273,3 +273,21 @@ def test_oklab_maps_translucent_pixels_in_premultiplied_oklab_and_refuses_dither
 def test_bad_arguments_are_rejected(pixels, palette, kwargs, message):
     with pytest.raises(KpalError, match=message):
         remap_rgba(pixels, palette, **kwargs)
+
+
+def test_fs_keeps_sprites_whose_colours_are_palette_entries_in_every_band():
+    """Pixel art with a 0/255 mask on a shared palette holding its colours stays exact."""
+    rng = np.random.default_rng(1)
+    colours = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    colours[14], colours[15] = (62, 118, 104), (65, 118, 105)  # two entries very close
+    palette = np.concatenate([np.concatenate([colours, np.full((16, 1), 255, np.uint8)], 1),
+                              np.zeros((1, 4), np.uint8)])
+    size = BAND_ROWS * 3
+    index = (np.add.outer(np.arange(size) // 4, np.arange(size) // 4)
+             + rng.integers(0, 2, (size, size))) % 16
+    sprite = palette[index].copy()
+    sprite[::7, ::5] = (9, 200, 31, 0)  # transparent, any colour hidden under it
+    result = palette[remap_rgba(sprite, palette, dither="fs")]
+    visible = sprite[..., 3] > 0
+    np.testing.assert_array_equal(result[visible], sprite[visible])
+    assert (result[~visible] == 0).all()

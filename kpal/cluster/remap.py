@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import NamedTuple
 
@@ -741,7 +741,7 @@ def _diffuse(pixels: np.ndarray, palette: np.ndarray, strength: float,
     are never reached by a kept row.
     """
     plan = _band_plan(pixels.shape[:2], strength, palette_spacing(palette), _ONE, band_rows,
-                      warmup_rows)
+                      warmup_rows, exact=lambda rows: _in_palette(pixels[rows], palette))
     limit = 0 if lut is None else _fixed_limit(palette)
     fast = _compiled(pixels.shape[0] * pixels.shape[1])
     if fast is not None:
@@ -761,17 +761,25 @@ class _BandPlan(NamedTuple):
 
 
 def _band_plan(shape: tuple[int, int], strength: float, spacing: float, unit: int,
-               band_rows: int = BAND_ROWS, warmup_rows: int = WARMUP_ROWS) -> _BandPlan:
+               band_rows: int = BAND_ROWS, warmup_rows: int = WARMUP_ROWS,
+               exact: Callable[[np.ndarray], np.ndarray] | None = None) -> _BandPlan:
     """The plan for an image of ``shape`` and a palette ``spacing`` levels apart.
 
     Errors are in ``unit``-ths of a level: 1/64ths for RGB, 1/255ths of a
-    level of premultiplied colour (``c * alpha``) for RGBA.
+    level of premultiplied colour (``c * alpha``) for RGBA. ``exact(rows)``
+    says which pixels of those rows are exactly a palette entry (shape
+    (len(rows), width)): a band's warm-up starts with no error there, as a
+    pixel with nothing to correct has none, so an image whose colours are
+    all palette entries keeps them (pixel art on a shared palette).
     """
     height, width = shape
     band_rows, warmup_rows, n_bands = _plan(height, band_rows, warmup_rows)
     cap = int(math.floor((_CAP_FRACTION * spacing * unit) ** 2))
-    warm = (_warmup_error(np.arange(1, n_bands) * band_rows - warmup_rows, width, spacing, unit)
+    starts = np.arange(1, n_bands) * band_rows - warmup_rows
+    warm = (_warmup_error(starts, width, spacing, unit)
             if n_bands > 1 else np.zeros((0, width, 3), dtype=np.int64))
+    if exact is not None and n_bands > 1:
+        warm[exact(starts)] = 0
     return _BandPlan(warm, _fixed_strength(strength), cap, band_rows, warmup_rows, n_bands)
 
 
@@ -859,6 +867,16 @@ def _shorten(error: np.ndarray, limit: int) -> np.ndarray:
         if not long.any():
             return error
         error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
+
+
+def _in_palette(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Whether each pixel (uint8, last axis the channels: 3 or 4) is exactly a palette entry."""
+    shifts = np.arange(pixels.shape[-1], dtype=np.uint32) * 8
+
+    def packed(values: np.ndarray) -> np.ndarray:
+        return (values.astype(np.uint32) << shifts).sum(axis=-1, dtype=np.uint32)
+
+    return np.isin(packed(pixels), packed(palette))
 
 
 def _warmup_error(rows: np.ndarray, width: int, spacing: float, unit: int) -> np.ndarray:
@@ -1020,7 +1038,10 @@ def remap_rgba(
             return fast.ordered_rgba(pixels_hw4, tile, (dy, dx), *entries.arguments(),
                                      int(threads))
         return _ordered_rgba_numpy(pixels_hw4, tile, dy, dx, entries)
-    plan = _band_plan((height, width), float(strength), spacing, 255)
+    transparent = bool((palette[:, 3] == 0).any())  # every alpha-0 pixel takes it, exactly
+    plan = _band_plan((height, width), float(strength), spacing, 255,
+                      exact=lambda rows: _in_palette(pixels_hw4[rows], palette)
+                      | (transparent & (pixels_hw4[rows][..., 3] == 0)))
     if fast is not None:
         return fast.diffuse_rgba(pixels_hw4, *entries.arguments(), *plan, int(threads))
     return _diffuse_rgba_numpy(pixels_hw4, entries, plan)
