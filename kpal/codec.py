@@ -499,7 +499,11 @@ def _opaque(image: Image.Image) -> bool:
 
 
 def _drop_alpha(image: Image.Image) -> Image.Image:
-    """An image whose alpha is 255 everywhere, without its alpha channel."""
+    """An image whose alpha is 255 everywhere, without its alpha channel.
+
+    A ``transparency`` key left in its ``info`` is dropped: it meant nothing
+    beside the alpha channel, and would make opaque pixels transparent.
+    """
     if image.mode in ("RGBa", "La"):
         image = image.convert("RGBA" if image.mode == "RGBa" else "LA")
     if image.mode == "PA":
@@ -507,7 +511,9 @@ def _drop_alpha(image: Image.Image) -> Image.Image:
         out = Image.frombytes("P", image.size, image.getchannel(0).tobytes())
         out.putpalette(rgb_palette)
         return out
-    return image.convert(_ALPHA_MODES[image.mode])
+    out = image.convert(_ALPHA_MODES[image.mode])
+    out.info.pop("transparency", None)
+    return out
 
 
 def _transparent_index_in_use(image: Image.Image) -> bool:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import zlib
 from typing import IO
 
@@ -322,27 +323,47 @@ READER_KEYWORDS = ("bits_per_index", "version")
 def _with_transparency(im: Image.Image, transparency: object) -> Image.Image:
     """``im`` with ``info["transparency"]`` replaced, or removed by ``None``.
 
-    The values Pillow's PNG writer takes: a palette index or grey key (int),
-    one alpha per palette entry (bytes), an RGB colour key (a tuple of three
-    ints). Modes with an alpha channel have their alpha instead, as in PNG.
+    The values Pillow's PNG writer takes, checked for the image's mode: a
+    palette index or one alpha per palette entry (bytes) for "P", a grey key
+    (int) for "L" and "1", an RGB key (three ints) for "RGB". A mode with an
+    alpha channel has its alpha instead, and is refused, as PNG refuses it.
     """
-    if transparency == im.info.get("transparency"):
-        return im
-    ok = (transparency is None
-          or (isinstance(transparency, int) and not isinstance(transparency, bool))
-          or isinstance(transparency, (bytes, bytearray))
-          or (isinstance(transparency, tuple) and len(transparency) == 3
-              and all(isinstance(c, int) for c in transparency)))
-    if not ok:
-        msg = ("transparency must be a palette index or grey key (int), one alpha per palette "
-               f"entry (bytes) or an RGB colour key (3 ints), not {transparency!r:.60}")
-        raise OptionError(msg)
-    im = im.copy()
     if transparency is None:
-        im.info.pop("transparency", None)
-    else:
-        im.info["transparency"] = (bytes(transparency) if isinstance(transparency, bytearray)
-                                   else transparency)
+        if "transparency" not in im.info:
+            return im
+        im = im.copy()
+        del im.info["transparency"]
+        return im
+    mode = im.mode
+    value: object = None
+    if isinstance(transparency, bool):
+        pass
+    elif mode == "P" and isinstance(transparency, int) and 0 <= transparency < 256:
+        value = transparency
+    elif mode == "P" and isinstance(transparency, (bytes, bytearray)):
+        value = bytes(transparency[:256])  # one alpha per entry; PNG's writer keeps 256
+    elif mode in ("L", "1") and isinstance(transparency, int) and 0 <= transparency < 256:
+        value = transparency
+    elif (mode == "RGB" and isinstance(transparency, (tuple, list)) and len(transparency) == 3
+          and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 256
+                  for c in transparency)):
+        value = tuple(transparency)
+    if value is None:
+        wanted = {"P": "a palette index 0..255 or one alpha per entry (bytes)",
+                  "L": "a grey level 0..255", "1": "a grey level 0..255",
+                  "RGB": "an RGB colour of three ints 0..255"}.get(mode)
+        if wanted:
+            msg = f"transparency={transparency!r:.60} for a mode {mode} image: it must be {wanted}"
+        elif "A" in mode or "a" in mode:
+            msg = (f"transparency= cannot be used with a mode {mode} image: its alpha channel "
+                   "says what is transparent")
+        else:
+            msg = f"transparency= cannot be used with a mode {mode} image"
+        raise OptionError(msg)
+    if value == im.info.get("transparency"):
+        return im
+    im = im.copy()
+    im.info["transparency"] = value
     return im
 
 
@@ -368,13 +389,13 @@ def _remove_if_empty(fp: IO[bytes], filename: str | bytes) -> None:
 
     Pillow closes the file it opened, and removes it if it created it, when
     an ``Exception`` escapes, but not on an interrupt. Only a file object
-    opened as Pillow opens ``filename`` (``w+b``, whose mode reads ``rb+``,
-    the same name) is closed, and removed only when it is a regular file with
-    nothing written (the same file on disk, no symbolic link between): a
-    device (``/dev/null``), a pipe, or a file object the caller opened for
-    writing and passed in is left alone.
+    Pillow itself opened from ``filename`` (:func:`_opened_by_pillow`) is
+    closed, and removed only when it is a regular file with nothing written
+    (the same file on disk, no symbolic link between): a device
+    (``/dev/null``), a pipe, or a file object the caller opened and passed in
+    is left alone, whatever its mode.
     """
-    if not filename or getattr(fp, "mode", None) != "rb+" or getattr(fp, "name", None) != filename:
+    if not filename or not _opened_by_pillow(fp):
         return
     with contextlib.suppress(OSError, ValueError, AttributeError):
         opened, written = os.fstat(fp.fileno()), fp.tell()
@@ -383,6 +404,22 @@ def _remove_if_empty(fp: IO[bytes], filename: str | bytes) -> None:
         if (stat.S_ISREG(named.st_mode) and os.path.samestat(opened, named)
                 and named.st_size == 0 and written == 0):
             os.remove(filename)
+
+
+def _opened_by_pillow(fp: IO[bytes]) -> bool:
+    """Whether ``Image.save`` opened ``fp`` itself (from a path), not its caller.
+
+    Read from ``Image.save``'s own frame (its ``open_fp``), since Pillow gives
+    a save handler no other way to know; any doubt answers no.
+    """
+    frame = sys._getframe(1)
+    for _ in range(8):
+        frame = frame.f_back
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "save" and frame.f_globals.get("__name__") == "PIL.Image":
+            return frame.f_locals.get("open_fp") is True and frame.f_locals.get("fp") is fp
+    return False
 
 
 def register() -> None:

@@ -4,6 +4,7 @@ palettes and ICC profiles through ``Image.save``."""
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -200,8 +201,43 @@ def test_transparency_none_drops_the_key_and_junk_is_refused():
     keyed.save(out, "KPAL", transparency=None)
     with Image.open(out) as saved:
         assert "transparency" not in saved.info
-    with pytest.raises(kpal.OptionError, match="transparency must be a palette index"):
+    with pytest.raises(kpal.OptionError, match="it must be a palette index"):
         keyed.save(io.BytesIO(), "KPAL", transparency=1.5)
+
+
+@pytest.mark.parametrize(("mode", "key"), [("RGBA", (255, 0, 0)), ("LA", 0)])
+def test_transparency_for_an_image_with_alpha_is_refused(mode, key):
+    opaque = Image.new(mode, (4, 4), (255, 0, 0, 255) if mode == "RGBA" else (0, 255))
+    with pytest.raises(kpal.OptionError, match=f"cannot be used with a mode {mode} image: its "
+                                               "alpha channel says what is transparent"):
+        opaque.save(io.BytesIO(), "KPAL", transparency=key)
+
+
+def test_a_stale_transparency_key_of_an_opaque_rgba_image_changes_nothing():
+    opaque = Image.new("RGBA", (4, 4), (255, 0, 0, 255))
+    opaque.info["transparency"] = (255, 0, 0)  # meaningless beside the alpha channel
+    out = io.BytesIO()
+    opaque.save(out, "KPAL")
+    with Image.open(out) as saved:
+        assert saved.convert("RGBA").getpixel((0, 0)) == (255, 0, 0, 255)
+
+
+@pytest.mark.parametrize(("mode", "key", "message"), [
+    ("RGB", 0, "it must be an RGB colour of three ints 0..255"),
+    ("L", (0, 0, 0), "it must be a grey level 0..255"),
+    ("P", 300, "it must be a palette index 0..255 or one alpha per entry"),
+    ("CMYK", 0, "transparency= cannot be used with a mode CMYK image"),
+])
+def test_a_transparency_key_of_the_wrong_kind_for_the_mode_is_refused(mode, key, message):
+    with pytest.raises(kpal.OptionError, match=re.escape(message)):
+        Image.new(mode, (4, 4)).save(io.BytesIO(), "KPAL", transparency=key)
+
+
+def test_an_rgb_key_may_be_a_list_as_in_png():
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(out, "KPAL", transparency=[1, 2, 3])
+    with Image.open(out) as saved:
+        assert saved.convert("RGBA").getpixel((0, 0))[3] == 0
 
 
 class _ShortReads(io.RawIOBase):

@@ -238,6 +238,20 @@ def test_pillow_save_interrupted_leaves_the_callers_file_object_alone(tmp_path,
     assert out.read_bytes() == b"still mine"
 
 
+@pytest.mark.parametrize("mode", ["w+b", "r+b"])
+def test_pillow_save_interrupted_leaves_the_callers_read_write_file_alone(tmp_path, mode,
+                                                                         interrupted_encode):
+    """A file object opened w+b (as Pillow opens one, and NamedTemporaryFile) is the caller's."""
+    out = tmp_path / "t.kpal"
+    out.write_bytes(b"")
+    with out.open(mode) as f:
+        with pytest.raises(KeyboardInterrupt):
+            Image.new("RGB", (4, 4)).save(f, "KPAL")
+        assert not f.closed
+        f.write(b"still mine")
+    assert out.read_bytes() == b"still mine"
+
+
 def test_pillow_save_interrupted_keeps_a_symlinked_target(tmp_path, interrupted_encode):
     target = tmp_path / "target.kpal"
     target.write_bytes(b"old")
