@@ -31,6 +31,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     _check_input,
     _check_output,
     _fail,
+    _is_terminal,
     _open_image,
     _raise_on_sigterm,
     _read_input,
@@ -1015,8 +1016,12 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
     from kpal.palettes import fit_palette, format_of_path, save_palette
 
     opts = encode_options(values)
+    out = stdout_alias(out)  # -o /dev/stdout redirected to a file: written as -o -
     if srcs.count(STDIO) > 1:
         raise click.UsageError("-: standard input can be read once; name it once")
+    if STDIO in srcs and sys.stdin is not None and _is_terminal(sys.stdin):
+        raise click.UsageError("-: standard input is a terminal; pipe or redirect a file "
+                               "into it (kpal ... - < photo.png) or give the file's name")
 
     def collected(named) -> list[str]:
         return [str(path) for path, _ in batch.collect(named, recursive=recursive,

@@ -209,11 +209,24 @@ def _restore_signals(previous: dict) -> None:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
+#: Format characters that reorder what a terminal shows (bidirectional controls):
+#: escaped. Other format characters (zero-width joiners in Persian names and
+#: emoji) are part of how a name is written, and are shown.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                           "\u2066\u2067\u2068\u2069")
+
+
 def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\x1b``): for file names in
-    messages, which must stay one line and must not drive the terminal."""
-    return "".join(c.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+    messages, which must stay one line and must not drive the terminal.
+
+    Control characters, bidirectional controls, and the surrogates Python
+    uses for a file name's bytes that are not UTF-8 (a raw ``0x9b`` is a
+    terminal's 8-bit CSI) are escaped.
+    """
+    return "".join(c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS else c
+                   for c in text)
 
 
 def _fail(message: str, code: int, *, new_line: bool = True):

@@ -194,3 +194,24 @@ def test_an_output_ending_in_a_slash_that_is_no_folder_is_said_so(tmp_path, phot
     result = _run("sample", str(tmp_path / "p.png"), "-o", str(tmp_path / "new") + "/")
     assert result.exit_code == 2
     assert result.stderr.strip() == f"kpal: error: {tmp_path}/new/: no such folder"
+
+
+def test_printable_escapes_what_drives_a_terminal_and_keeps_how_names_are_written():
+    from kpal.cliio import printable
+
+    assert printable("می\u200cخواهم.png") == "می\u200cخواهم.png"  # a zero-width non-joiner
+    assert printable("a\u202eb\x1b[31m\n\udc9bc") == "a\\u202eb\\x1b[31m\\n\\udc9bc"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="/dev/stdout")
+def test_palette_to_dev_stdout_redirected_to_a_file_writes_into_it(tmp_path):
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(flat)
+    target = tmp_path / "colours.txt"
+    target.write_text("")  # the shell made it: not an existing file to refuse
+    with target.open("w") as stdout:
+        done = subprocess.run([sys.executable, "-m", "kpal", "palette", str(flat), "-k", "2",
+                               "-o", "/dev/stdout", "-q"], stdout=stdout,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert target.read_text() == "#010203\n"
