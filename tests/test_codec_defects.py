@@ -3,6 +3,7 @@ profiles, multi-picture JPEGs, and the writer options of a decode (ICO, ICNS, IC
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 
@@ -77,7 +78,10 @@ def lab_lut(grid: list[int], inputs: int) -> bytes:
             + struct.pack(f">{len(grid)}H", *grid) + struct.pack(">6H", *[0, 65535] * 3))
 
 
+@functools.cache
 def srgb_profile() -> bytes:
+    """LittleCMS's sRGB profile, made once: its header holds the time it was made, so two
+    made a second apart differ."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
