@@ -717,14 +717,21 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         return
     src = srcs[0]
     _refuse_lone_folder(src, ".png")
+    # The extension --format means, as a batch names its files (--format jpg: .jpg;
+    # pgm: .pgm, grey levels, where the Pillow format is PPM).
+    fmt_suffix = None
     if fmt is not None:
         named = outputs.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
         if named is None:
             raise click.UsageError(f"unknown output format {fmt!r}")
+        try:
+            fmt_suffix = batch.output_format(fmt, None)[1]
+        except batch.BatchError as e:
+            raise click.UsageError(str(e)) from None
         fmt = named
     if out is None or (out != STDIO and (Path(out).is_dir() or out.endswith(("/", os.sep)))):
         try:
-            suffix = batch.output_format(fmt, None)[1]
+            suffix = fmt_suffix or batch.output_format(fmt, None)[1]
         except batch.BatchError as e:
             raise click.UsageError(str(e)) from None
         out = default_output(src, suffix) if out is None else output_in_folder(src, out, suffix)
@@ -742,7 +749,9 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
                                    f"--format says {fmt}; drop one of them")
         fmt = fmt or by_name
     fmt = fmt or "PNG"
-    problem = outputs.output_problem(fmt, None if out == STDIO else Path(out).suffix.lower())
+    # What the bytes hold: the name's extension, else (-o -, a pipe) the --format's.
+    out_suffix = (Path(out).suffix.lower() if out != STDIO else "") or fmt_suffix
+    problem = outputs.output_problem(fmt, out_suffix)
     if problem:
         raise click.UsageError(f"{out if out != STDIO else '-o -'}: {problem}")
     name, data = _read_input(src, kpal=True)
@@ -751,8 +760,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
             im = codec.decode(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
-    im, note = outputs.for_format(im, fmt, background,
-                                None if out == STDIO else Path(out).suffix.lower(),
+    im, note = outputs.for_format(im, fmt, background, out_suffix,
                                 background_option="--background")
     with _warnings_about("<stdout>" if out == STDIO else out):
         encoded = encode_image_file(im, fmt, out)

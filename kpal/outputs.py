@@ -27,8 +27,8 @@ __all__ = ["ALPHA_FORMATS", "ICO_MAX_SIZE", "for_format", "output_problem", "pil
 ALPHA_FORMATS = frozenset({"PNG", "WEBP", "TIFF", "GIF", "TGA", "ICO", "ICNS", "JPEG2000",
                            "AVIF", "QOI", "KPAL", "DDS", "SGI", "IM", "BLP"})
 #: Formats written from the "P" image as it is: their writers keep an RGBA palette
-#: (BLP takes only a palette image, and stores its alpha).
-_PALETTE_ALPHA_FORMATS = frozenset({"PNG", "KPAL", "BLP"})
+#: (BLP takes only a palette image, and stores its alpha; TGA a 32-bit colour map).
+_PALETTE_ALPHA_FORMATS = frozenset({"PNG", "KPAL", "BLP", "TGA"})
 #: ICO stores an entry's width and height in one byte each (0 meaning 256).
 ICO_MAX_SIZE = 256
 
@@ -38,8 +38,18 @@ ICO_MAX_SIZE = 256
 #: lossless mode: quality 95 without chroma subsampling, where Pillow's default
 #: (75, 4:2:0) adds about as much error as the quantization did and smears a
 #: dithered image's colours.
+#: MPO is JPEG, and AVIF has no lossless mode for palette colours either: the same
+#: quality, every chroma sample kept. Lossless writers are given their compression
+#: (Pillow writes TIFF and TGA uncompressed by default), GIF no interlacing (larger,
+#: and nothing to show progressively in a local file) and its palette as it is
+#: (Pillow's ``optimize`` would renumber the indices: a shared palette stays shared).
 _WRITER_OPTIONS = {"WEBP": {"lossless": True, "exact": True},
-                   "JPEG": {"quality": 95, "subsampling": 0}}
+                   "JPEG": {"quality": 95, "subsampling": 0},
+                   "MPO": {"quality": 95, "subsampling": 0},
+                   "AVIF": {"quality": 95, "subsampling": "4:4:4"},
+                   "TIFF": {"compression": "tiff_adobe_deflate"},
+                   "TGA": {"compression": "tga_rle"},
+                   "GIF": {"optimize": False, "interlace": False}}
 
 
 def pillow_format(name: str) -> str | None:
@@ -86,6 +96,9 @@ def output_problem(fmt: str, suffix: str | None = None) -> str | None:
     """
     if fmt.upper() == "SPIDER":
         return "SPIDER holds one channel of floating-point samples: write PNG or TIFF"
+    if fmt.upper() == "ICNS":
+        return ("ICNS holds only square icons of fixed sizes (16x16 to 1024x1024), so the "
+                "image would be resized: write PNG, or ICO up to 256x256")
     if suffix == ".pfm":
         return ("PFM holds floating-point samples (Pillow writes it from mode F only): "
                 "write .ppm or .png")
@@ -223,7 +236,7 @@ def _for_profile(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]
         return out, f"{fmt} cannot hold the ICC profile, and it cannot be applied ({e}): dropped"
     colours = np.asarray(srgb)[0]
     out = Image.fromarray(np.asarray(image), "P")
-    if "transparency" in image.info:  # kept as given (GIF's one transparent index)
+    if isinstance(image.info.get("transparency"), int):  # kept as given (GIF's one index)
         out.putpalette(colours.reshape(-1).tolist(), "RGB")
         out.info["transparency"] = image.info["transparency"]
     elif entries[:, 3].min() < 255:
@@ -237,15 +250,17 @@ def _for_profile(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]
 #: mode, whatever the extension, and its XBM writer takes bilevel images only.
 _GREY_SUFFIXES = (".pgm",)
 _BILEVEL_SUFFIXES = (".pbm",)
+#: Formats whose writers take black and white images only.
+_BILEVEL_FORMATS = frozenset({"XBM", "MSP"})
 
 
 def _for_channels(image: Image.Image, fmt: str, suffix: str | None
                   ) -> tuple[Image.Image, str | None]:
     """The image as grey or bilevel when its output holds only that; a note if pixels changed."""
-    bilevel = fmt == "XBM" or suffix in _BILEVEL_SUFFIXES
+    bilevel = fmt in _BILEVEL_FORMATS or suffix in _BILEVEL_SUFFIXES
     if not bilevel and suffix not in _GREY_SUFFIXES:
         return image, None
-    what = "XBM" if fmt == "XBM" else suffix.lstrip(".").upper()  # type: ignore[union-attr]
+    what = fmt if fmt in _BILEVEL_FORMATS else suffix.lstrip(".").upper()  # type: ignore[union-attr]
     rgb = np.asarray(image.convert("RGB"))
     is_grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1])
                    and np.array_equal(rgb[..., 1], rgb[..., 2]))
@@ -269,13 +284,17 @@ def _for_alpha(image: Image.Image, fmt: str, background: tuple[int, int, int] | 
     """The image with its transparency as ``fmt`` can hold it (see :func:`for_format`)."""
     if not has_transparency(image):
         return image, None
+    name = fmt.upper()
     if image.mode == "P" and _used_entries_opaque(image):
-        # An RGBA palette whose entries in use are all opaque: nothing to flatten.
+        # An RGBA palette whose entries in use are all opaque: nothing to flatten. A
+        # writer that keeps the palette keeps it whole (one shared by many files stays
+        # the same in each), unless a background asks for an opaque file.
+        if name in _PALETTE_ALPHA_FORMATS and background is None:
+            return image, None
         return _opaque_palette(image), None
     if background is not None:  # sRGB: in the profile's space, it shows as asked
         shown = srgb_colour_in(background, image.info.get("icc_profile"))
         return _with_profile(_flattened(image, shown), image), None
-    name = fmt.upper()
     if name in _PALETTE_ALPHA_FORMATS:
         return image, None  # a palette with alpha: PNG's tRNS chunk, a version 2 .kpal file
     if name == "GIF" and image.mode == "P":

@@ -99,3 +99,92 @@ def test_jpeg_output_is_quality_95_without_chroma_subsampling(runner, tmp_path):
     with Image.open(default) as low:
         low_error = np.mean((np.asarray(low.convert("RGB")) - want) ** 2)
     assert np.mean((got - want) ** 2) < low_error / 3
+
+
+# ------------------------------------------------------------------ palettes, sizes, names
+def _shared_palette_file(tmp_path, used: list[int]):
+    """A file on a 64-entry palette with a transparent last entry, using only ``used``."""
+    rng = np.random.default_rng(5)
+    palette = np.concatenate([rng.integers(0, 256, (64, 3), dtype=np.uint8),
+                              np.full((64, 1), 255, np.uint8)], axis=1)
+    palette[63] = 0
+    labels = np.array(used, np.uint8)[rng.integers(0, len(used), (12, 10))]
+    path = tmp_path / "tile.kpal"
+    kpal.save(Image.fromarray(palette[labels], "RGBA"), path, palette=palette)  # as given
+    return path, palette, labels
+
+
+def test_gif_and_png_keep_a_shared_palette_and_the_indices(runner, tmp_path):
+    """Pillow's GIF writer renumbered the colours a file uses, and the PNG lost the
+    palette's alpha when the used entries were opaque: a shared palette was not shared."""
+    path, palette, labels = _shared_palette_file(tmp_path, [32, 33, 35, 40, 57])
+    for ext in ("gif", "png"):
+        out = tmp_path / f"tile.{ext}"
+        result = runner.invoke(cli, ["decode", str(path), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        with Image.open(out) as back:
+            assert back.mode == "P"
+            np.testing.assert_array_equal(np.asarray(back), labels)
+            kept = np.array(back.getpalette("RGB")).reshape(-1, 3)
+            np.testing.assert_array_equal(kept[:64], palette[:, :3])
+            if ext == "png":  # the transparent entry: PNG's tRNS, read back as its index
+                assert back.info["transparency"] == 63
+
+
+def test_blp_keeps_alpha_when_the_profile_is_converted(runner, soft, tmp_path):
+    from PIL import ImageCms
+
+    p3 = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgba = _rgba(soft)
+    profiled = tmp_path / "profiled.kpal"
+    image = Image.fromarray(rgba, "RGBA")
+    image.info["icc_profile"] = p3  # not sRGB to the BLP writer, which takes no profile
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kpal.save(image, profiled, k=8)
+    out = tmp_path / "profiled.blp"
+    result = runner.invoke(cli, ["decode", str(profiled), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as back:
+        np.testing.assert_array_equal(np.asarray(back.convert("RGBA"))[..., 3], rgba[..., 3])
+
+
+def test_lossy_jpeg_kin_get_the_same_care_and_lossless_writers_compress():
+    assert outputs.writer_options("MPO") == outputs.writer_options("JPEG")
+    assert outputs.writer_options("AVIF") == {"quality": 95, "subsampling": "4:4:4"}
+    assert outputs.writer_options("TIFF") == {"compression": "tiff_adobe_deflate"}
+    assert outputs.writer_options("GIF") == {"optimize": False, "interlace": False}
+
+
+@pytest.mark.parametrize(("flag", "magic"), [("pgm", b"P5"), ("pbm", b"P4"), ("ppm", b"P6")])
+def test_the_format_flag_picks_the_netpbm_variant_on_stdout(runner, soft, flag, magic):
+    result = runner.invoke(cli, ["decode", str(soft), "-o", "-", "--format", flag])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes[:2] == magic
+
+
+def test_one_file_into_a_folder_is_named_as_a_batch_names_it(runner, soft, tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for flag, name in (("jpg", "soft.jpg"), ("tif", "soft.tif"), ("pgm", "soft.pgm")):
+        result = runner.invoke(cli, ["decode", str(soft), "-o", f"{folder}/", "--format", flag])
+        assert result.exit_code == 0, result.output
+        assert (folder / name).exists()
+    assert (folder / "soft.pgm").read_bytes()[:2] == b"P5"
+
+
+def test_msp_is_written_black_and_white_with_a_note(runner, soft, tmp_path):
+    out = tmp_path / "soft.msp"
+    result = runner.invoke(cli, ["decode", str(soft), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "MSP holds black and white only" in result.output
+    with Image.open(out) as back:
+        assert back.mode == "1"
+
+
+def test_icns_is_a_usage_error_before_any_file_is_decoded(runner, soft, tmp_path):
+    result = runner.invoke(cli, ["decode", str(soft), str(soft.with_name("other.kpal")), "-o",
+                                 str(tmp_path / "out"), "--format", "icns"])
+    assert result.exit_code == 2
+    assert "ICNS holds only square icons" in result.output
+    assert not (tmp_path / "out").exists()
