@@ -319,7 +319,8 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
                 if on_result is not None:
                     on_result(result)
                 if bar is not None:
-                    bar.add(result.bytes_in, result.bytes_out)
+                    # As the summary counts them: the files written (a failed one read no image).
+                    bar.add(result.bytes_in if result.error is None else 0, result.bytes_out)
     finally:
         if client is not None:
             client.close()

@@ -215,3 +215,29 @@ def test_palette_to_dev_stdout_redirected_to_a_file_writes_into_it(tmp_path):
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert target.read_text() == "#010203\n"
+
+
+def test_the_progress_bar_counts_the_bytes_the_summary_counts(tmp_path, photo, monkeypatch):
+    """A failed file's bytes were in the bar's total, not in the summary's."""
+    import click.testing
+
+    from kpal import progress
+
+    added: list[tuple[int, int]] = []
+
+    class Recorded(progress.Progress):
+        def add(self, bytes_in: int = 0, bytes_out: int = 0) -> None:
+            added.append((bytes_in, bytes_out))
+            super().add(bytes_in, bytes_out)
+
+    monkeypatch.setattr(progress, "Progress", Recorded)
+    monkeypatch.setattr(click.testing._NamedTextIOWrapper, "isatty", lambda self: True,
+                        raising=False)
+    photo.save(tmp_path / "a.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image, but 33 bytes long!")
+    result = _run("encode", str(tmp_path / "a.png"), str(tmp_path / "bad.png"), "-o",
+                  str(tmp_path / "out"), "-j", "1")
+    assert result.exit_code == 1
+    assert sorted(added) == [(0, 0), ((tmp_path / "a.png").stat().st_size,
+                                      (tmp_path / "out" / "a.kpal").stat().st_size)]
+    assert f"bytes in       {(tmp_path / 'a.png').stat().st_size:,} bytes" in result.stdout
