@@ -1069,9 +1069,18 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
             raise click.UsageError(str(e)) from None
 
     def images():  # one image in memory at a time
+        failed = None  # after a bad image, the rest are only checked: every bad one is named
         for path in paths:
-            name, data = _read_input(path, stdin=False)  # stdin=False: no "-" inside folders
-            pixels, _, icc_profile = _pixels_for_encoding(name, data)
+            try:
+                name, data = _read_input(path, stdin=False)  # no "-" inside folders
+                pixels, _, icc_profile = _pixels_for_encoding(name, data)
+            except click.ClickException as e:  # each named in turn, the last one raised
+                if failed is not None:
+                    click.echo(f"kpal: error: {failed.format_message()}", err=True)
+                failed = e
+                continue
+            if failed is not None:
+                continue
             if isinstance(pixels, Image.Image):  # a "P" image: its colours, alpha included
                 pixels = codec.to_rgb(pixels)[0]
             if icc_profile is not None:  # a palette's colours are sRGB
@@ -1080,6 +1089,8 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
                     warn(f"{name}: its ICC profile is not sRGB: its colours were converted "
                          "to sRGB, as a palette's are")
             yield pixels
+        if failed is not None:  # before the clustering: no palette from some of the images
+            raise failed
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

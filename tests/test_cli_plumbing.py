@@ -241,3 +241,18 @@ def test_the_progress_bar_counts_the_bytes_the_summary_counts(tmp_path, photo, m
     assert sorted(added) == [(0, 0), ((tmp_path / "a.png").stat().st_size,
                                       (tmp_path / "out" / "a.kpal").stat().st_size)]
     assert f"bytes in       {(tmp_path / 'a.png').stat().st_size:,} bytes" in result.stdout
+
+
+def test_palette_names_every_image_it_cannot_read_and_writes_nothing(tmp_path, photo):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    photo.save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"hello")
+    photo.save(folder / "c.png")
+    (folder / "d.png").write_bytes((folder / "a.png").read_bytes()[:60])
+    result = _run("palette", str(folder), "-k", "4", "-o", str(tmp_path / "p.gpl"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"kpal: error: {folder}/b.png: not an image Pillow can read",
+        f"kpal: error: {folder}/d.png: cannot decode image: image file is truncated"]
+    assert not (tmp_path / "p.gpl").exists()
