@@ -233,8 +233,10 @@ function layoutSum(image) {
 /** Raw size against the file, the right way round, as `kpal info` words it. */
 function ratioText(ratio, bits) {
   const fixed2 = (v) => v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  if (ratio >= 1) return `${fixed2(ratio)}× smaller than raw ${bits}-bit`;
-  return `${fixed2(1 / ratio)}× larger than raw ${bits}-bit (header and checksum outweigh the pixels)`;
+  // where 2 decimals would read 1.00×, a percentage, as `kpal info` says it
+  const times = (f) => (f < 1.005 ? `${((f - 1) * 100).toFixed(1)} %` : `${fixed2(f)}×`);
+  if (ratio >= 1) return `${times(ratio)} smaller than raw ${bits}-bit`;
+  return `${times(1 / ratio)} larger than raw ${bits}-bit (header and checksum outweigh the pixels)`;
 }
 
 function renderPalette(entry) {

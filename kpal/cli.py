@@ -60,11 +60,18 @@ def _bytes(n: int) -> str:
     return f"{n:,} byte" + ("" if n == 1 else "s")
 
 
+def _times(factor: float) -> str:
+    """``factor`` (at least 1) as ``2.50×``, or as a percentage where that reads 1.00×."""
+    if factor < 1.005:
+        return f"{(factor - 1) * 100:.1f} %"
+    return f"{factor:,.2f}×"
+
+
 def _ratio(ratio: float, bits: int = 24) -> str:
     """Raw 24-bit (32-bit with alpha) size against the file, the right way round."""
     if ratio >= 1:
-        return f"{ratio:,.2f}× smaller than raw {bits}-bit"
-    return (f"{1 / ratio:,.2f}× larger than raw {bits}-bit (header and checksum outweigh the "
+        return f"{_times(ratio)} smaller than raw {bits}-bit"
+    return (f"{_times(1 / ratio)} larger than raw {bits}-bit (header and checksum outweigh the "
             "pixels)")
 
 
@@ -78,8 +85,8 @@ def _layout_sum(layout: dict) -> str:
 def _grey_ratio(n_pixels: int, on_disk: int) -> str:
     """A grey image's file against its raw 8-bit grey size, the right way round."""
     if on_disk <= n_pixels:
-        return f"{n_pixels / on_disk:,.2f}× smaller than raw 8-bit grey"
-    return (f"{on_disk / n_pixels:,.2f}× larger than raw 8-bit grey (the palette and header "
+        return f"{_times(n_pixels / on_disk)} smaller than raw 8-bit grey"
+    return (f"{_times(on_disk / n_pixels)} larger than raw 8-bit grey (the palette and header "
             "outweigh what the indices save)")
 
 
@@ -345,7 +352,8 @@ def _print_summary(s, verb: str, seconds: float) -> None:
 @click.option("-o", "--output", "out", type=FilePath(allow_dash=True),
               help="Output file; default: IN with the extension .kpal (stdout when IN is -). "
                    "With several inputs, a folder or a pattern: the folder of the outputs, "
-                   "which mirror the inputs' tree (default: beside each input).")
+                   "which mirror the inputs' tree (several files or a pattern without -o: "
+                   "beside each input; a folder needs -o or --ext).")
 @option_flags("k", "method", "init", "seed", "sample", "max_iter", "tol", "coding", "dither",
               "dither_strength", "space", "palette", "quality", "max_size", "background")
 @click.option("--packing", type=click.Choice(["fixed", "radix"]),
@@ -372,7 +380,8 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     _check_palette_file(opts)
     _check_force_or_skip(force, skip_existing)
     if ssim and importlib.util.find_spec("ssimulacra2") is None:  # before any work
-        raise click.UsageError("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
+        # A missing extra is not a usage error: exit 1, as for plots and coding 3.
+        raise click.ClickException("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
     if _is_batch(srcs, out, ext):
         _check_batch_output(srcs, out)
         opts = _palette_read_once(opts, quiet)

@@ -16,7 +16,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from kpal.codec import _to_srgb, flatten, has_transparency, srgb_colour_in
+from kpal.codec import _to_srgb, flatten, has_transparency, is_srgb_profile, srgb_colour_in
 from kpal.errors import KpalError
 
 __all__ = ["ALPHA_FORMATS", "ICO_MAX_SIZE", "for_format", "output_problem", "pillow_format",
@@ -219,6 +219,10 @@ def _for_profile(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]
     profile = image.info.get("icc_profile")
     if not profile or (fmt in _ICC_FORMATS and not (fmt == "PDF" and image.mode != "RGB")):
         return image, None
+    if is_srgb_profile(profile):  # the colours are sRGB already: nothing to convert or say
+        out = image.copy()
+        del out.info["icc_profile"]
+        return out, None
     from PIL import ImageCms
 
     try:

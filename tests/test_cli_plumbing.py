@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -256,3 +257,32 @@ def test_palette_names_every_image_it_cannot_read_and_writes_nothing(tmp_path, p
         f"kpal: error: {folder}/b.png: not an image Pillow can read",
         f"kpal: error: {folder}/d.png: cannot decode image: image file is truncated"]
     assert not (tmp_path / "p.gpl").exists()
+
+
+def test_a_file_barely_larger_than_raw_grey_says_by_how_much(tmp_path):
+    """262,942 bytes against 262,144 read "1.00× larger": a percentage says it."""
+    import numpy as np
+
+    levels = (np.arange(512 * 512) % 256).astype(np.uint8).reshape(512, 512)
+    Image.fromarray(levels, "L").save(tmp_path / "grey.png")
+    result = _run("encode", str(tmp_path / "grey.png"), "-k", "256", "-o",
+                  str(tmp_path / "grey.kpal"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "grey.kpal").stat().st_size == 262_942
+    assert "0.3 % larger than raw 8-bit grey" in result.output
+    info = _run("info", str(tmp_path / "grey.kpal"))
+    assert "every palette entry is grey: 0.3 % larger than raw 8-bit grey" in info.output
+
+
+def test_decoding_an_srgb_tagged_file_to_gif_says_nothing_about_profiles(tmp_path, photo):
+    from PIL import ImageCms
+
+    image = photo.copy()
+    image.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    kpal.save(image, tmp_path / "s.kpal", k=16)
+    result = _run("decode", str(tmp_path / "s.kpal"), "-o", str(tmp_path / "s.gif"))
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    with Image.open(tmp_path / "s.gif") as gif:
+        assert (np.asarray(gif.convert("RGB")) == np.asarray(kpal.decode(
+            tmp_path / "s.kpal").convert("RGB"))).all()
