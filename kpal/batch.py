@@ -1606,6 +1606,12 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
         raise BatchError(msg)
     given, fmt = f".{fmt.lower().lstrip('.')}", named
     by_name = None if ext is None else known.get(Path(f"x{ext}").suffix.lower())
+    netpbm = (".pbm", ".pgm", ".ppm", ".pnm")  # one Pillow format, different files
+    suffix = None if ext is None else Path(f"x{ext}").suffix.lower()
+    if fmt == "PPM" and given in netpbm and suffix in netpbm and suffix != given:
+        msg = (f"the extension {ext!r} does not agree with the format {given.lstrip('.')}; "
+               "give only one of them, or ones that agree")
+        raise BatchError(msg)
     if by_name is not None and by_name != fmt:
         # A .png name holding JPEG bytes would mislead every program that opens it.
         msg = (f"the extension {ext!r} means {by_name}, but the format is {fmt}; "

@@ -223,6 +223,10 @@ def _check_batch_output(srcs: tuple, out: str | None) -> None:
                                f"like a file name (make the folder first to use this name)")
 
 
+#: Extensions Pillow writes as one format (PPM), each a different kind of netpbm file.
+_NETPBM = (".pbm", ".pgm", ".ppm", ".pnm")
+
+
 def _why_batch(srcs: tuple) -> str:
     """Why these inputs run as a batch, whose -o names a folder: said in its message."""
     if len(srcs) > 1:
@@ -729,7 +733,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
     _refuse_lone_folder(src, ".png")
     # The extension --format means, as a batch names its files (--format jpg: .jpg;
     # pgm: .pgm, grey levels, where the Pillow format is PPM).
-    fmt_suffix = None
+    fmt_suffix, fmt_as_given = None, fmt
     if fmt is not None:
         named = outputs.pillow_format(fmt)  # --format jpg is JPEG, tif is TIFF
         if named is None:
@@ -757,6 +761,10 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         if fmt is not None and by_name is not None and by_name != fmt:
             raise click.UsageError(f"{out}: the extension {ext!r} means {by_name}, but "
                                    f"--format says {fmt}; drop one of them")
+        if fmt_suffix in _NETPBM and ext in _NETPBM and ext != fmt_suffix:
+            # .pgm and .ppm are both Pillow's PPM, and still disagree (grey, colour)
+            raise click.UsageError(f"{out}: the extension {ext!r} does not agree with "
+                                   f"--format {fmt_as_given}; drop one of them")
         fmt = fmt or by_name
     fmt = fmt or "PNG"
     # What the bytes hold: the name's extension, else (-o -, a pipe) the --format's.

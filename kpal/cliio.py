@@ -209,24 +209,31 @@ def _restore_signals(previous: dict) -> None:
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
-#: Format characters that reorder what a terminal shows (bidirectional controls):
-#: escaped. Other format characters (zero-width joiners in Persian names and
-#: emoji) are part of how a name is written, and are shown.
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                           "\u2066\u2067\u2068\u2069")
+#: Format characters a name is written with: the zero-width non-joiner and joiner
+#: (Persian names, emoji sequences) and the tag characters (flag emoji). Every
+#: other format character (bidirectional controls, zero-width spaces, a byte
+#: order mark) is invisible or reorders what a terminal shows: escaped.
+_KEPT_FORMAT = frozenset("\u200c\u200d")
+
+
+def _escaped(c: str) -> bool:
+    category = unicodedata.category(c)
+    if category in ("Cc", "Cs", "Zl", "Zp"):  # controls, undecodable bytes, line breaks
+        return True
+    return category == "Cf" and c not in _KEPT_FORMAT and not "\U000e0020" <= c <= "\U000e007f"
 
 
 def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\x1b``): for file names in
     messages, which must stay one line and must not drive the terminal.
 
-    Control characters, bidirectional controls, and the surrogates Python
+    Control characters, line and paragraph separators, the surrogates Python
     uses for a file name's bytes that are not UTF-8 (a raw ``0x9b`` is a
-    terminal's 8-bit CSI) are escaped.
+    terminal's 8-bit CSI) and invisible format characters are escaped; the
+    joiners and tags names are written with are kept.
     """
     return "".join(c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                   if unicodedata.category(c) in ("Cc", "Cs") or c in _BIDI_CONTROLS else c
-                   for c in text)
+                   if _escaped(c) else c for c in text)
 
 
 def _fail(message: str, code: int, *, new_line: bool = True):

@@ -240,10 +240,11 @@ def _for_profile(image: Image.Image, fmt: str) -> tuple[Image.Image, str | None]
         return out, f"{fmt} cannot hold the ICC profile, and it cannot be applied ({e}): dropped"
     colours = np.asarray(srgb)[0]
     out = Image.fromarray(np.asarray(image), "P")
-    if isinstance(image.info.get("transparency"), int):  # kept as given (GIF's one index)
+    if isinstance(image.info.get("transparency"), int) and image.palette.mode == "RGB":
+        # GIF's one transparent index over an RGB palette (_for_gif): kept as given
         out.putpalette(colours.reshape(-1).tolist(), "RGB")
         out.info["transparency"] = image.info["transparency"]
-    elif entries[:, 3].min() < 255:
+    elif entries[:, 3].min() < 255:  # an RGBA palette: its alpha kept (TGA, BLP)
         out.putpalette(np.column_stack([colours, entries[:, 3]]).reshape(-1).tolist(), "RGBA")
     else:
         out.putpalette(colours.reshape(-1).tolist(), "RGB")

@@ -202,6 +202,8 @@ def test_printable_escapes_what_drives_a_terminal_and_keeps_how_names_are_writte
 
     assert printable("می\u200cخواهم.png") == "می\u200cخواهم.png"  # a zero-width non-joiner
     assert printable("a\u202eb\x1b[31m\n\udc9bc") == "a\\u202eb\\x1b[31m\\n\\udc9bc"
+    assert printable("a\u2028b\u200bc\ufeff") == "a\\u2028b\\u200bc\\ufeff"  # invisible
+    assert printable("\U0001f468\u200d\U0001f469") == "\U0001f468\u200d\U0001f469"  # emoji
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="/dev/stdout")

@@ -132,9 +132,9 @@ def test_gif_and_png_keep_a_shared_palette_and_the_indices(runner, tmp_path):
 
 
 def test_blp_keeps_alpha_when_the_profile_is_converted(runner, soft, tmp_path):
-    from PIL import ImageCms
+    from .test_decode_profile import swapped_primaries_profile
 
-    p3 = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    p3 = swapped_primaries_profile()  # not sRGB: the palette is converted for BLP
     rgba = _rgba(soft)
     profiled = tmp_path / "profiled.kpal"
     image = Image.fromarray(rgba, "RGBA")
@@ -188,3 +188,39 @@ def test_icns_is_a_usage_error_before_any_file_is_decoded(runner, soft, tmp_path
     assert result.exit_code == 2
     assert "ICNS holds only square icons" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("ext", ["tga", "blp", "gif", "png"])
+def test_one_transparent_entry_survives_the_profile_conversion(runner, tmp_path, ext):
+    """A file with a profile and one fully transparent entry (info["transparency"] an index
+    beside an RGBA palette): the formats without profiles kept the index, lost the alpha."""
+    from .test_decode_profile import swapped_primaries_profile
+
+    profile = swapped_primaries_profile()  # not sRGB: the palette is converted
+    rgba = np.zeros((6, 7, 4), np.uint8)
+    rgba[..., :3] = (200, 40, 10)
+    rgba[::2, :, 3] = 255  # every other row opaque, the rest fully transparent
+    image = Image.fromarray(rgba, "RGBA")
+    image.info["icc_profile"] = profile
+    path = tmp_path / "one.kpal"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kpal.save(image, path, k=4)
+    out = tmp_path / f"one.{ext}"
+    result = runner.invoke(cli, ["decode", str(path), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as back:
+        np.testing.assert_array_equal(np.asarray(back.convert("RGBA"))[..., 3], rgba[..., 3])
+
+
+def test_netpbm_extensions_that_disagree_with_the_format_are_refused(runner, soft, tmp_path):
+    """.pgm and .ppm are one Pillow format, but a grey and a colour file."""
+    one = runner.invoke(cli, ["decode", str(soft), "--format", "pgm", "-o",
+                              str(tmp_path / "r.ppm")])
+    assert one.exit_code == 2
+    assert "the extension '.ppm' does not agree with --format pgm" in one.output
+    many = runner.invoke(cli, ["decode", str(soft), str(soft.with_name("x.kpal")), "-o",
+                               str(tmp_path / "d"), "--ext", ".ppm", "--format", "pgm"])
+    assert many.exit_code == 2
+    assert "the extension '.ppm' does not agree with the format pgm" in many.output
+    assert not any(tmp_path.glob("r.*")) and not (tmp_path / "d").exists()
