@@ -342,8 +342,10 @@ def _with_transparency(im: Image.Image, transparency: object) -> Image.Image:
         value = transparency
     elif mode == "P" and isinstance(transparency, (bytes, bytearray)):
         value = bytes(transparency[:256])  # one alpha per entry; PNG's writer keeps 256
-    elif mode in ("L", "1") and isinstance(transparency, int) and 0 <= transparency < 256:
+    elif mode == "L" and isinstance(transparency, int) and 0 <= transparency < 256:
         value = transparency
+    elif mode == "1" and isinstance(transparency, int) and 0 <= transparency < 256:
+        value = 255 if transparency else 0  # as PNG's 1-bit key: 1 (or 255) is white
     elif (mode == "RGB" and isinstance(transparency, (tuple, list)) and len(transparency) == 3
           and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 256
                   for c in transparency)):

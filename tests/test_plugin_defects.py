@@ -233,6 +233,17 @@ def test_a_transparency_key_of_the_wrong_kind_for_the_mode_is_refused(mode, key,
         Image.new(mode, (4, 4)).save(io.BytesIO(), "KPAL", transparency=key)
 
 
+@pytest.mark.parametrize("key", [1, 255])
+def test_a_one_bit_key_of_1_or_255_is_white(key):
+    bits = Image.new("1", (4, 2), 0)
+    bits.putpixel((1, 1), 1)
+    out = io.BytesIO()
+    bits.save(out, "KPAL", transparency=key)
+    with Image.open(out) as saved:
+        alpha = np.asarray(saved.convert("RGBA"))[..., 3]
+    assert alpha.tolist() == [[255, 255, 255, 255], [255, 0, 255, 255]]
+
+
 def test_an_rgb_key_may_be_a_list_as_in_png():
     out = io.BytesIO()
     Image.new("RGB", (4, 4), (1, 2, 3)).save(out, "KPAL", transparency=[1, 2, 3])
