@@ -1429,9 +1429,9 @@ def _check_workers(jobs: int | None, **flags: object) -> None:
 
 
 def _as_list(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
-    if isinstance(paths, (str, os.PathLike)):
-        return [os.fspath(paths)]
-    return [os.fspath(p) for p in paths]
+    if isinstance(paths, (str, os.PathLike, bytes)):  # one path (bytes: as os.fsdecode takes it)
+        return [os.fsdecode(paths)]
+    return [os.fsdecode(p) for p in paths]
 
 
 def image_file(path: Path) -> bool:

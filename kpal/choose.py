@@ -654,9 +654,15 @@ def _checked_targets(caller: str, quality: object, max_size: object,
 def _checked_pixels(pixels: object, channels: int = 3) -> np.ndarray:
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 \
             or pixels.ndim not in (2, 3) or pixels.shape[-1] != channels or pixels.size == 0:
-        shape = getattr(pixels, "shape", None)
+        if isinstance(pixels, np.ndarray):
+            got = (str(pixels.shape) if pixels.dtype == np.uint8
+                   else f"{pixels.dtype} {pixels.shape}")
+        elif type(pixels).__module__.startswith("PIL."):
+            got = "a PIL image (pass np.asarray(image))"
+        else:
+            got = type(pixels).__name__
         msg = (f"pixels must be a uint8 array of shape (h, w, {channels}) or "
-               f"(n, {channels}), got {shape}")
+               f"(n, {channels}), got {got}")
         raise KpalError(msg)
     return pixels
 

@@ -1402,6 +1402,9 @@ def read_bytes(source: KpalSource) -> bytes:
         msg = (f"expected the bytes, path or binary file object of a .kpal file, "
                f"got {type(source).__name__}")
         raise TypeError(msg)
+    if isinstance(source, io.TextIOBase):  # before a read that would fail to decode text
+        msg = "the file object is open in text mode; open it with 'rb'"
+        raise TypeError(msg)
     head = source.read(container.MAX_HEADER_SIZE)
     if isinstance(head, str):
         msg = "the file object is open in text mode; open it with 'rb'"

@@ -135,6 +135,9 @@ def load_palette(source: PaletteSource) -> np.ndarray:
         256 colours.
     OSError
         The file cannot be read.
+    TypeError
+        ``source`` is neither a path nor a binary file object (a file open in
+        text mode, say).
 
     Examples
     --------
@@ -142,10 +145,15 @@ def load_palette(source: PaletteSource) -> np.ndarray:
     >>> load_palette(io.BytesIO(b"#ff0000\\n; comment\\n00ff80\\n")).tolist()
     [[255, 0, 0], [0, 255, 128]]
     """
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
+    if isinstance(source, (str, os.PathLike, bytes)):  # bytes: a path, as open() takes it
+        name = os.fsdecode(source)
         with open(source, "rb") as f:
             data = f.read()
+    elif isinstance(source, io.TextIOBase) or not callable(getattr(source, "read", None)):
+        what = ("a file object open in text mode; open it with 'rb'"
+                if isinstance(source, io.TextIOBase) else type(source).__name__)
+        msg = f"a palette is read from a path or a binary file object, not {what}"
+        raise TypeError(msg)
     else:
         name = str(getattr(source, "name", "<palette>"))
         data = source.read()

@@ -35,11 +35,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kpal import metrics
-from kpal.cluster import Quantization, quantize
+from kpal.cluster import Quantization, _check_pixels, quantize
 from kpal.cluster.histogram import color_histogram
 from kpal.cluster.init import kmeans_plusplus, random_init
-from kpal.cluster.kmeans import KMeans, tolerance
-from kpal.errors import KpalError, warn
+from kpal.cluster.kmeans import KMeans, tolerance, validate_params
+from kpal.errors import KpalError, OptionError, warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -704,9 +704,9 @@ def kmeans_history(
 
     Parameters
     ----------
-    pixels : ndarray of shape (n_pixels, 3), uint8
+    pixels : ndarray of shape (n_pixels, 3) or (height, width, 3), uint8
     k : int
-        Number of centroids (at most the number of distinct colours).
+        Number of centroids, 1..256 (fewer when the pixels have fewer distinct colours).
     init : {"k-means++", "random"}
     seed : int
     max_iter : int
@@ -720,7 +720,23 @@ def kmeans_history(
     list of ndarray of shape (k, 3)
         ``history[0]`` is the initialization, ``history[i]`` the centres after
         iteration ``i``; the last entry is the converged position.
+
+    Raises
+    ------
+    kpal.errors.OptionError
+        ``k``, ``init``, ``seed``, ``max_iter`` or ``tol`` out of range (the
+        messages of :class:`~kpal.cluster.kmeans.KMeans`).
+    kpal.errors.KpalError
+        ``pixels`` is not a uint8 array of shape (n_pixels, 3) or (h, w, 3).
     """
+    validate_params(k, init, seed, max_iter, tol)  # as KMeans checks them, before any work
+    if isinstance(init, np.ndarray):
+        msg = "init must be 'k-means++' or 'random' here: the history starts from a draw"
+        raise OptionError(msg)
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[2] == 3:  # an (h, w, 3) image, as elsewhere here
+        pixels = pixels.reshape(-1, 3)
+    _check_pixels(pixels)
     hist = color_histogram(pixels)
     points = hist.colors.astype(np.float64)
     weights = hist.counts.astype(np.float64)
@@ -788,6 +804,11 @@ def iterations(
     -------
     matplotlib.figure.Figure
     """
+    validate_params(k, init, seed, max_iter, 1e-4)
+    for name, value in (("n_panels", n_panels), ("n_points", n_points)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            msg = f"{name}={value!r} must be a whole number >= 1"
+            raise OptionError(msg)
     fig = _figure("iterations", size)
     pixels = _rgb_array(image).reshape(-1, 3)
     hist = color_histogram(pixels)

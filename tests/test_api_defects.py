@@ -406,3 +406,63 @@ def test_a_palette_image_with_transparency_keeps_its_colours_silently_as_an_opaq
             data = kpal.encode(path, k=64)
         assert caught == [], [str(w.message) for w in caught]
         assert kpal.codec.read_header(data)[0].k <= 30
+
+
+# ------------------------------------------------------------------ library edges
+@pytest.mark.parametrize(("keywords", "message"), [
+    ({"k": 700}, "k=700 must be an integer between 1 and 256"),
+    ({"k": 0}, "k=0 must be an integer between 1 and 256"),
+    ({"k": 4, "seed": -1}, "seed=-1 must be an integer between 0 and"),
+    ({"k": 4, "init": "foo"}, "init='foo' must be one of"),
+    ({"k": 4, "tol": -1}, "tol=-1 must be a finite number >= 0"),
+])
+def test_kmeans_history_checks_its_parameters_as_kmeans_does(keywords, message):
+    from kpal import plot
+
+    pixels = np.random.default_rng(0).integers(0, 256, (600, 3), dtype=np.uint8)
+    with pytest.raises(OptionError, match=re.escape(message)):
+        plot.kmeans_history(pixels, **keywords)
+
+
+def test_kmeans_history_takes_an_image_array_too():
+    from kpal import plot
+
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    history = plot.kmeans_history(image, 4)
+    np.testing.assert_array_equal(history[-1], plot.kmeans_history(image.reshape(-1, 3), 4)[-1])
+
+
+def test_the_iterations_figure_refuses_zero_points_or_panels():
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    for name in ("n_points", "n_panels"):
+        with pytest.raises(OptionError, match=f"{name}=0 must be a whole number >= 1"):
+            plot.iterations(image, 4, **{name: 0})
+
+
+def test_decode_of_a_text_mode_file_says_to_open_it_binary(tmp_path):
+    path = tmp_path / "x.kpal"
+    path.write_bytes(kpal.encode(np.random.default_rng(1).integers(0, 256, (4, 4, 3),
+                                                                  dtype=np.uint8), 2))
+    with path.open() as text, pytest.raises(TypeError, match="open it with 'rb'"):
+        kpal.decode(text)
+
+
+def test_load_palette_takes_a_bytes_path_and_refuses_a_text_file(tmp_path):
+    from kpal.palettes import load_palette
+
+    path = tmp_path / "p.hex"
+    path.write_text("#ff0000\n")
+    assert load_palette(bytes(path)).tolist() == [[255, 0, 0]]
+    with path.open() as text, pytest.raises(TypeError, match="open it with 'rb'"):
+        load_palette(text)
+
+
+def test_encode_many_takes_one_bytes_path(tmp_path):
+    from kpal import batch
+
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(tmp_path / "a.png")
+    results = list(batch.encode_many(bytes(tmp_path / "a.png"), tmp_path / "out", jobs=1))
+    assert [r.ok for r in results] == [True] and (tmp_path / "out" / "a.kpal").exists()

@@ -74,3 +74,13 @@ def test_size_error_gives_the_one_colour_size_and_the_coding(choose, name, chann
                 f"{smallest}-byte file with coding 'fixed'")
     with pytest.raises(SizeError, match=f"^{re.escape(expected)}$"):
         choose(image, max_size=smallest - 1)
+
+
+@pytest.mark.parametrize(("choose", "name", "channels"), CHOOSERS)
+def test_pixels_that_are_no_array_are_named(choose, name, channels):
+    from PIL import Image
+
+    with pytest.raises(KpalError, match=re.escape("got a PIL image (pass np.asarray(image))")):
+        choose(Image.new("RGBA" if channels == 4 else "RGB", (4, 4)), quality=30)
+    with pytest.raises(KpalError, match=re.escape("got float64 (5, 6, ")):
+        choose(np.zeros((5, 6, channels)), quality=30)
