@@ -233,8 +233,14 @@ def _rgb_array(image: Any) -> np.ndarray:
     to sRGB when it has an ICC profile of another space (a figure is an sRGB
     image: a Display P3 or Adobe RGB photo would look washed out), with a
     ``KpalWarning``, and transparency is flattened onto white, as the command
-    line's figures show it.
+    line's figures show it. A uint8 array of grey levels (height, width) or
+    of RGBA (height, width, 4) is taken as the PIL image it would make.
     """
+    if (isinstance(image, np.ndarray) and image.dtype == np.uint8
+            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 4))):
+        from PIL import Image
+
+        image = Image.fromarray(np.ascontiguousarray(image), "L" if image.ndim == 2 else "RGBA")
     if hasattr(image, "convert"):  # a PIL image; PIL itself need not be imported here
         from kpal import codec
 
@@ -248,12 +254,13 @@ def _rgb_array(image: Any) -> np.ndarray:
                 warn("the image has an ICC profile: the figure shows its colours converted "
                      "to sRGB")
         image = rgb
-    array = np.asarray(image)
-    if (array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8
+    array = np.asarray(image) if isinstance(image, (np.ndarray, list, tuple)) else None
+    if (array is None or array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8
             or not array.shape[0] or not array.shape[1]):
+        got = type(image).__name__ if array is None else f"{array.dtype} {array.shape}"
         msg = (
-            "image must be a PIL image or a uint8 array of shape (height, width, 3) with "
-            f"height and width >= 1, got {array.dtype} {array.shape}"
+            "image must be a PIL image or a uint8 array of shape (height, width, 3), "
+            f"(height, width, 4) or (height, width) with height and width >= 1, got {got}"
         )
         raise ValueError(msg)
     return array

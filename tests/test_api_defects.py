@@ -466,3 +466,15 @@ def test_encode_many_takes_one_bytes_path(tmp_path):
     Image.new("RGB", (4, 4), (1, 2, 3)).save(tmp_path / "a.png")
     results = list(batch.encode_many(bytes(tmp_path / "a.png"), tmp_path / "out", jobs=1))
     assert [r.ok for r in results] == [True] and (tmp_path / "out" / "a.kpal").exists()
+
+
+def test_figures_take_rgba_and_grey_arrays_as_the_images_they_make():
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    rgba = np.random.default_rng(2).integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    grey = rgba[..., 0]
+    assert plot._rgb_array(rgba).tolist() == plot._rgb_array(Image.fromarray(rgba, "RGBA")).tolist()
+    assert plot._rgb_array(grey).tolist() == plot._rgb_array(Image.fromarray(grey, "L")).tolist()
+    with pytest.raises(ValueError, match="got str"):
+        plot._rgb_array("photo.png")
