@@ -366,7 +366,13 @@ def test_flattening_for_jpeg_keeps_the_profile(transparent_kpal):
     assert flat.mode == "P" and note.startswith("JPEG has no transparency")
     assert outputs.writer_options("JPEG", flat) == {"quality": 95, "subsampling": 0,
                                                     "icc_profile": srgb_profile()}
-    # BMP cannot store a profile: the palette is converted to sRGB instead.
+    # BMP cannot store a profile: an sRGB one is dropped as it is (the colours are sRGB)...
+    flat, note = outputs.for_format(decoded, "BMP", background=(0, 0, 0))
+    assert "icc_profile" not in flat.info and note is None
+    # ... another space's palette is converted to sRGB instead.
+    from .test_decode_profile import swapped_primaries_profile
+
+    decoded.info["icc_profile"] = swapped_primaries_profile()
     flat, note = outputs.for_format(decoded, "BMP", background=(0, 0, 0))
     assert "icc_profile" not in flat.info
     assert note == "BMP cannot hold the ICC profile: the palette was converted to sRGB"
