@@ -8,6 +8,7 @@ error: ...``, with exit code 2 for usage errors and 1 for bad data or I/O.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import io
 import json
@@ -473,8 +474,10 @@ def _check_palette_file(opts: options.EncodeOptions) -> None:
         with silenced("palette file"):  # its notes come with the encode that uses it
             load_palette(opts.palette)
     except OSError as e:
-        raise click.ClickException(
-            f"palette file {opts.palette}: cannot read: {e.strerror or e}") from None
+        message = f"palette file {opts.palette}: cannot read: {e.strerror or e}"
+        if e.errno in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):  # named wrong: as for IN
+            raise click.UsageError(message) from None
+        raise click.ClickException(message) from None
     except KpalError as e:  # its message starts with the file's name
         raise click.ClickException(f"palette file {e}") from None
 

@@ -91,6 +91,11 @@ _SHORT.maxlist = _SHORT.maxtuple = 4
 _SHORT.maxstring = _SHORT.maxother = 60
 
 
+def _listed(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: items in a sentence."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def _describe(value: object) -> str:
     return _SHORT.repr(value)
 
@@ -527,7 +532,7 @@ class EncodeOptions:
         if chosen and chosen[0] in ("quality", "max_size") and fitted_otherwise:
             msg = (f"{_name(chosen[0])} chooses k with its own k-means search (in RGB, or "
                    f"premultiplied RGBA with transparency); "
-                   f"{', '.join(fitted_otherwise)} cannot be combined with it")
+                   f"{_listed(fitted_otherwise)} cannot be combined with it")
             raise OptionError(msg)
         if self.space != "rgb" and self.method != "kmeans":
             msg = (f"{_setting('method', self.method)} is available with "
@@ -549,8 +554,10 @@ class EncodeOptions:
         fitting = [_setting(name, getattr(self, name)) for name, usual in
                    (("method", "kmeans"), ("sample", None), ("init", "k-means++"),
                     ("max_iter", None), ("tol", None)) if getattr(self, name) != usual]
+        if chosen == ["palette"] and self.seed != 0 and self.dither != "ordered":
+            fitting.append(_setting("seed", self.seed))  # it only shifts an ordered pattern
         if chosen == ["palette"] and fitting:
-            msg = (f"{_name('palette')} maps onto given colours: {' and '.join(fitting)} "
+            msg = (f"{_name('palette')} maps onto given colours: {_listed(fitting)} "
                    f"{'has' if len(fitting) == 1 else 'have'} nothing to fit")
             raise OptionError(msg)
 

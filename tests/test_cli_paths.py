@@ -304,12 +304,26 @@ def test_control_characters_in_names_are_escaped_in_messages(runner, tmp_path):
 def test_a_given_palette_refuses_every_fitting_option(runner, png, tmp_path):
     palette = tmp_path / "pal.hex"
     palette.write_text("#000000\n#ffffff\n")
-    for flags in (["--max-iter", "1"], ["--tol", "100"], ["--init", "random"]):
+    for flags in (["--max-iter", "1"], ["--tol", "100"], ["--init", "random"], ["--seed", "3"]):
         result = runner.invoke(cli, ["encode", str(png), "--palette", str(palette), *flags,
                                      "-o", str(tmp_path / "x.kpal")])
         assert result.exit_code == 2, result.output
         assert f"--palette maps onto given colours: {flags[0]} {flags[1]} has nothing to fit" \
             in result.output
+    # A seed shifts an ordered pattern: with --dither ordered it is taken.
+    result = runner.invoke(cli, ["encode", str(png), "--palette", str(palette), "--seed", "3",
+                                 "--dither", "ordered", "-o", str(tmp_path / "x.kpal")])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_palette_file_named_wrong_is_a_usage_error_as_a_missing_input_is(runner, png,
+                                                                          tmp_path):
+    for where, why in ((tmp_path / "none.gpl", "No such file or directory"),
+                       (tmp_path, "Is a directory")):
+        result = runner.invoke(cli, ["encode", str(png), "--palette", str(where), "-o",
+                                     str(tmp_path / "x.kpal")])
+        assert result.exit_code == 2
+        assert f"palette file {where}: cannot read: {why}" in result.output
 
 
 def test_an_image_extension_is_refused_before_the_file_exists_check(runner, png, tmp_path):

@@ -162,7 +162,7 @@ def test_palette_command_weights_and_errors(runner, photo_path, tmp_path):
 def test_missing_palette_file_is_named(runner, photo_path, tmp_path):
     result = _encode(runner, photo_path, "--palette", tmp_path / "nope.gpl", "-o",
                      tmp_path / "x.kpal")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # named wrong, as a missing input is: a usage error
     assert f"palette file {tmp_path / 'nope.gpl'}: cannot read" in result.output
 
 
@@ -227,12 +227,13 @@ def test_plot_compare_fits_once_and_dithers_onto_that_palette(runner, photo_path
     assert np.array_equal(np.asarray(d_palette)[np.asarray(d_labels)], decoded)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "palette file {path}: cannot read: No such file or directory"),
+@pytest.mark.parametrize("content, message, code", [
+    (None, "palette file {path}: cannot read: No such file or directory", 2),
     (b"zzz\n", "palette file {path}:1: 'zzz' is not a GIMP palette header (expected "
-               "'GIMP Palette')"),
+               "'GIMP Palette')", 1),
 ])
-def test_bad_palette_file_is_reported_before_the_input_is_read(tmp_path, content, message):
+def test_bad_palette_file_is_reported_before_the_input_is_read(tmp_path, content, message,
+                                                                code):
     import os
     import subprocess
     import sys
@@ -245,7 +246,7 @@ def test_bad_palette_file_is_reported_before_the_input_is_read(tmp_path, content
     result = subprocess.run([sys.executable, "-m", "kpal.cli", "encode", str(fifo), "--palette",
                              str(path), "-o", str(tmp_path / "out.kpal")],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
+    assert result.returncode == code
     assert result.stderr == f"kpal: error: {message.format(path=path)}\n"
     assert not (tmp_path / "out.kpal").exists()
 

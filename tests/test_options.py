@@ -347,5 +347,8 @@ def test_a_given_palette_names_only_the_fitting_options_given():
         EncodeOptions(palette=[(1, 2, 3)], method="gmm")
     with pytest.raises(OptionError, match=r"method='gmm' and sample=0.5 have nothing to fit$"):
         EncodeOptions(palette=[(1, 2, 3)], method="gmm", sample=0.5)
+    with pytest.raises(OptionError, match=r"method='gmm', sample=0.5 and init='random' have "
+                                          r"nothing to fit$"):
+        EncodeOptions(palette=[(1, 2, 3)], method="gmm", sample=0.5, init="random")
     with pytest.raises(OptionError, match=r"^k, quality and palette all decide the palette"):
         EncodeOptions(k=4, quality=(30, 40), palette=[(1, 2, 3)])
