@@ -1608,7 +1608,8 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
     by_name = None if ext is None else known.get(Path(f"x{ext}").suffix.lower())
     netpbm = (".pbm", ".pgm", ".ppm", ".pnm")  # one Pillow format, different files
     suffix = None if ext is None else Path(f"x{ext}").suffix.lower()
-    if fmt == "PPM" and given in netpbm and suffix in netpbm and suffix != given:
+    # pgm and pbm name one kind of file; PPM is also Pillow's name for all of them
+    if given in (".pgm", ".pbm") and suffix in netpbm and suffix != given:
         msg = (f"the extension {ext!r} does not agree with the format {given.lstrip('.')}; "
                "give only one of them, or ones that agree")
         raise BatchError(msg)
