@@ -1005,8 +1005,9 @@ def _share_of_cores(task_threads: dict[str, int]) -> None:
         from distributed.comm import get_address_host
 
         worker = get_worker()
-        sharing = task_threads.get(get_address_host(worker.address), worker.state.nthreads)
-    except (ImportError, ValueError):  # not inside a Dask worker
+        own = getattr(getattr(worker, "state", worker), "nthreads", 1)  # older distributed
+        sharing = task_threads.get(get_address_host(worker.address), own)
+    except (ImportError, ValueError, AttributeError):  # not inside a Dask worker
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with contextlib.suppress(ValueError):  # more than numba started with: it keeps its own
