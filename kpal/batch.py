@@ -1160,7 +1160,31 @@ class _WithoutMain:
         return getattr(self._context, name)
 
 
-def _lost(job: Job, error: BaseException) -> Result:
+def _lost(job: Job, error: BaseException, since: int | None = None) -> Result:
+    """The record of a job whose worker's result never came back.
+
+    With ``since`` (the batch's start, ns), a job that was in progress when the
+    pool broke and whose output was written since is whole (outputs are
+    renamed into place): its record says so, without the figures the worker
+    took with it.
+    """
+    if (since is not None and isinstance(error, cf.process.BrokenProcessPool)
+            and job.output is not None and not is_url(job.output)):
+        with contextlib.suppress(OSError):
+            written = os.stat(job.output)
+            if written.st_mtime_ns >= since and os.path.isfile(job.output):
+                return Result(path=job.path, output=job.output,
+                              bytes_in=os.path.getsize(job.path), bytes_out=written.st_size,
+                              notes=("written whole, but its figures were lost: a worker "
+                                     "process died (killed, or out of memory) as it finished",))
+        # A worker killed while it wrote could not remove its temporary file: the pool's
+        # workers have stopped by now, so this batch's temporary file of that name goes.
+        real = Path(job.output).resolve()
+        pattern = os.path.join(glob.escape(str(real.parent)), glob.escape(temp_prefix(real.name)))
+        for leftover in glob.glob(pattern + "*.tmp"):
+            with contextlib.suppress(OSError):
+                if os.stat(leftover).st_mtime_ns >= since:
+                    os.remove(leftover)
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, cf.process.BrokenProcessPool):
         what = "not encoded or not finished" if job.kind == "encode" else "not done"
@@ -1186,6 +1210,7 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
             yield run_job(job)
         return
     waiting = iter(todo)
+    started = time.time_ns()
     context = _context(encodes > 1)
     with _single_threaded_children():
         _start_fork_server(context)
@@ -1224,8 +1249,10 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
                     try:
                         result = future.result()
                     except cf.process.BrokenProcessPool as e:
+                        if not broken:  # the other workers stop, then the files are final
+                            executor.shutdown(wait=True)
                         broken.append(e)
-                        result = _lost(job, e)
+                        result = _lost(job, e, since=started)
                     lost = submit_next()
                     yield result
                     if lost is not None:
