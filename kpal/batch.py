@@ -1606,6 +1606,16 @@ def info_many(paths, jobs: int | None = None, *, recursive: bool = False,
     return _started(planned, jobs, client)
 
 
+#: Extensions Pillow writes as one format (PPM), each a different kind of netpbm file.
+NETPBM_SUFFIXES = (".pbm", ".pgm", ".ppm", ".pnm")
+
+
+def netpbm_disagrees(given: str | None, suffix: str | None) -> bool:
+    """Whether a format given as ``.pgm`` or ``.pbm`` and a name's other netpbm ``suffix``
+    disagree (grey, bilevel, colour); PPM is also Pillow's name for all of them."""
+    return given in (".pgm", ".pbm") and suffix in NETPBM_SUFFIXES and suffix != given
+
+
 def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
     """The Pillow format and the extension of decoded images, from either or both.
 
@@ -1634,10 +1644,7 @@ def output_format(fmt: str | None, ext: str | None) -> tuple[str, str]:
         raise BatchError(msg)
     given, fmt = f".{fmt.lower().lstrip('.')}", named
     by_name = None if ext is None else known.get(Path(f"x{ext}").suffix.lower())
-    netpbm = (".pbm", ".pgm", ".ppm", ".pnm")  # one Pillow format, different files
-    suffix = None if ext is None else Path(f"x{ext}").suffix.lower()
-    # pgm and pbm name one kind of file; PPM is also Pillow's name for all of them
-    if given in (".pgm", ".pbm") and suffix in netpbm and suffix != given:
+    if netpbm_disagrees(given, None if ext is None else Path(f"x{ext}").suffix.lower()):
         msg = (f"the extension {ext!r} does not agree with the format {given.lstrip('.')}; "
                "give only one of them, or ones that agree")
         raise BatchError(msg)

@@ -224,11 +224,6 @@ def _check_batch_output(srcs: tuple, out: str | None) -> None:
                                f"like a file name (make the folder first to use this name)")
 
 
-#: Extensions Pillow writes as one format (PPM), each a different kind of netpbm file:
-#: --format pgm or pbm names one of them, and a name's other netpbm extension disagrees.
-_NETPBM = (".pbm", ".pgm", ".ppm", ".pnm")
-
-
 def _why_batch(srcs: tuple) -> str:
     """Why these inputs run as a batch, whose -o names a folder: said in its message."""
     if len(srcs) > 1:
@@ -765,7 +760,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
         if fmt is not None and by_name is not None and by_name != fmt:
             raise click.UsageError(f"{out}: the extension {ext!r} means {by_name}, but "
                                    f"--format says {fmt}; drop one of them")
-        if fmt_suffix in (".pgm", ".pbm") and ext in _NETPBM and ext != fmt_suffix:
+        if batch.netpbm_disagrees(fmt_suffix, ext):
             # .pgm and .ppm are both Pillow's PPM, and still disagree (grey, colour)
             raise click.UsageError(f"{out}: the extension {ext!r} does not agree with "
                                    f"--format {fmt_as_given}; drop one of them")
