@@ -67,7 +67,15 @@ from kpal import coding as codings
 from kpal import container, metrics
 from kpal.cluster import quantize
 from kpal.cluster.histogram import pack_rgb
-from kpal.errors import ChecksumError, FormatError, KpalError, OptionError, silenced, warn
+from kpal.errors import (
+    ChecksumError,
+    FormatError,
+    KpalError,
+    OptionError,
+    refuse_text_mode,
+    silenced,
+    warn,
+)
 from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
 
 __all__ = [
@@ -261,9 +269,8 @@ def open_image(source: str | os.PathLike | bytes | bytearray | memoryview | IO[b
         msg = (f"expected an image: a PIL image, a uint8 array, or the path, bytes or "
                f"binary file object of an image file, got {type(source).__name__}")
         raise TypeError(msg)
-    elif isinstance(source, io.TextIOBase):
-        msg = "the file object is open in text mode; open it with 'rb'"
-        raise TypeError(msg)
+    else:
+        refuse_text_mode(source)
     try:
         opened = Image.open(source)
     except UnidentifiedImageError:  # an OSError, as documented; without the object's address
@@ -1402,13 +1409,9 @@ def read_bytes(source: KpalSource) -> bytes:
         msg = (f"expected the bytes, path or binary file object of a .kpal file, "
                f"got {type(source).__name__}")
         raise TypeError(msg)
-    if isinstance(source, io.TextIOBase):  # before a read that would fail to decode text
-        msg = "the file object is open in text mode; open it with 'rb'"
-        raise TypeError(msg)
+    refuse_text_mode(source)  # before a read that would fail to decode text
     head = source.read(container.MAX_HEADER_SIZE)
-    if isinstance(head, str):
-        msg = "the file object is open in text mode; open it with 'rb'"
-        raise TypeError(msg)
+    refuse_text_mode(head)
     read_header(head)
     return head + source.read()
 

@@ -15,6 +15,7 @@ reports a short image file.
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 import threading
 import warnings
@@ -55,6 +56,19 @@ class TruncatedError(FormatError, OSError):
     ``PIL.ImageFile.Parser`` (fed a file piece by piece, as web frameworks do
     to read an upload's size) then waits for more data instead of failing.
     """
+
+
+TEXT_MODE = "the file object is open in text mode; open it with 'rb'"
+
+
+def refuse_text_mode(data: object) -> None:
+    """Raise ``TypeError`` if *data* (a file object or what it read) is text.
+
+    Called on the file object before reading (``io.TextIOBase``) and on what a
+    duck-typed reader returned (a ``str``), so every reader of bytes says the same.
+    """
+    if isinstance(data, (io.TextIOBase, str)):
+        raise TypeError(TEXT_MODE)
 
 
 class KpalWarning(UserWarning):

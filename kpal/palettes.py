@@ -62,7 +62,7 @@ import numpy as np
 
 from kpal import container, options
 from kpal.cluster.histogram import color_histogram, unpack_rgb
-from kpal.errors import FormatError, KpalError, warn
+from kpal.errors import FormatError, KpalError, refuse_text_mode, warn
 
 __all__ = [
     "FORMATS",
@@ -150,13 +150,13 @@ def load_palette(source: PaletteSource) -> np.ndarray:
         with open(source, "rb") as f:
             data = f.read()
     elif isinstance(source, io.TextIOBase) or not callable(getattr(source, "read", None)):
-        what = ("a file object open in text mode; open it with 'rb'"
-                if isinstance(source, io.TextIOBase) else type(source).__name__)
-        msg = f"a palette is read from a path or a binary file object, not {what}"
+        refuse_text_mode(source)
+        msg = f"a palette is read from a path or a binary file object, not {type(source).__name__}"
         raise TypeError(msg)
     else:
         name = str(getattr(source, "name", "<palette>"))
         data = source.read()
+        refuse_text_mode(data)
     return parse_palette(data, name=name)
 
 

@@ -412,3 +412,29 @@ def test_p_image_with_unused_transparent_entries_encodes_without_pillow_warnings
         enc = codec.encode_image(im)
     assert enc.header.k == 4
     np.testing.assert_array_equal(enc.labels, np.asarray(im))
+
+
+def test_every_byte_reader_refuses_a_text_file_object_alike(tmp_path):
+    """decode, encode and load_palette give one message for a text-mode file object."""
+    kp = tmp_path / "a.kpal"
+    png = tmp_path / "a.png"
+    gpl = tmp_path / "a.gpl"
+    Image.fromarray(np.arange(18, dtype=np.uint8).reshape(2, 3, 3)).save(png)
+    kp.write_bytes(kpal.encode(png, k=2))
+    gpl.write_text("GIMP Palette\n1 2 3 one\n")
+    readers = [(kp, kpal.decode), (png, kpal.encode), (gpl, kpal.load_palette)]
+    for path, reader in readers:
+        with open(path, encoding="latin-1") as fp:
+            with pytest.raises(TypeError, match=r"^the file object is open in text mode; "
+                                                r"open it with 'rb'$"):
+                reader(fp)
+
+    class TextReader:  # a duck-typed object whose read() returns text
+        name = "t"
+
+        def read(self, n=-1):
+            return "GIMP Palette\n"
+
+    for reader in (kpal.decode, kpal.load_palette):
+        with pytest.raises(TypeError, match="text mode"):
+            reader(TextReader())
