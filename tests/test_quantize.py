@@ -226,3 +226,14 @@ def test_the_result_is_a_pair_by_index_too():
     assert len(result) == 2
     with pytest.raises(IndexError):
         result[2]
+
+
+def test_quantize_takes_option_text_as_encode_does():
+    """Every option goes through the options module: text gives the same fit as numbers."""
+    pixels = np.random.default_rng(0).integers(0, 256, (300, 3), dtype=np.uint8)
+    for method in ("kmeans", "gmm"):
+        ref = quantize(pixels, 8, method=method, seed=3, sample=0.5, max_iter=3)
+        got = quantize(pixels, "8", method=method, seed="3", sample="0.5", max_iter="3")
+        np.testing.assert_array_equal(got.palette, ref.palette)
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        assert got.n_iter == ref.n_iter

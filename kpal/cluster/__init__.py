@@ -206,7 +206,8 @@ def quantize(
     # The options module holds every range and message, for all of kpal.
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
                                  tol=tol, sample=sample)
-    k = opts.k
+    # Normalized values from here on ("8" -> 8, as everywhere options are checked).
+    k, method, seed, sample = opts.k, opts.method, opts.seed, opts.sample
     # Compiled loops for large images when kpal[fast] is installed: the same output.
     kernels = _jit.load("kpal.cluster._kmeans_fast", pixels.shape[0],
                         min_pixels=COMPILED_WARM_PIXELS,
