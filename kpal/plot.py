@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kpal import metrics
+from kpal import metrics, options
 from kpal.cluster import Quantization, _check_pixels, quantize
 from kpal.cluster.histogram import color_histogram
 from kpal.cluster.init import kmeans_plusplus, random_init
@@ -933,15 +933,25 @@ def curve(
     matplotlib.figure.Figure
         PSNR (dB, left axis) and size (KiB, or bytes under 1 KiB, right axis)
         against k on a log2 axis.
+
+    Raises
+    ------
+    kpal.errors.OptionError
+        A value of ``ks`` is not an integer in 1..256, or ``ks`` is empty.
     """
+    given = list(ks)
+    try:
+        ks = sorted({options.check("k", k) for k in given})
+    except OptionError as error:
+        msg = f"ks={given}: {error}"
+        raise OptionError(msg) from None
+    if not ks:
+        msg = "ks=[] must hold at least one k between 1 and 256"
+        raise OptionError(msg)
     fig = _figure("curve", size)
     rgb = _rgb_array(image)
     height, width = rgb.shape[:2]
     n_pixels = height * width
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1 or ks[-1] > 256:
-        msg = f"ks={list(ks)} must be values between 1 and 256"
-        raise ValueError(msg)
     used_ks, psnrs, sizes = [], [], []
     for k, psnr, nbytes in points or ():
         used_ks.append(int(k))

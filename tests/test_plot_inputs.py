@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from kpal.cli import cli
-from kpal.errors import KpalError
+from kpal.errors import KpalError, OptionError
 
 pytest.importorskip("matplotlib")
 
@@ -125,3 +125,16 @@ def test_figures_of_a_photo_with_a_wide_gamut_profile_are_in_srgb(tmp_path, monk
             in result.output
     for rgb in seen:
         assert np.array_equal(rgb, want)
+
+
+@pytest.mark.parametrize(("ks", "match"), [
+    ((2, 300), r"^ks=\[2, 300\]: k=300 must be an integer between 1 and 256$"),
+    ((2, 8.5), r"^ks=\[2, 8.5\]: k=8.5 must be an integer"),
+    ((0,), r"^ks=\[0\]: k=0 must be"),
+    ((), r"^ks=\[\] must hold at least one k"),
+])
+def test_curve_refuses_ks_as_an_option_error(ks, match):
+    """A bad k in ks is an OptionError naming the list and the value, as -k's is."""
+    image = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(OptionError, match=match):
+        plot.curve(image, ks=ks)
