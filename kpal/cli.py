@@ -1288,7 +1288,8 @@ def plot(src, kind, out, size, force, **values):
                         extra.update(dithered=(dithered_shown, dithered.labels),
                                      dithered_title=_dither_title(opts),
                                      dithered_bytes=len(dithered.data))
-                fig = getattr(plots, kind)(rgb, quantization=shown, size=size, **extra)
+                fig = getattr(plots, kind)(rgb, quantization=shown, size=size,
+                                           fitted_by=_fitted_by(opts, keep_palette), **extra)
             elif kind == "iterations":
                 fig = plots.iterations(rgb, k, seed=opts.seed, size=size)
             else:
@@ -1308,6 +1309,17 @@ def plot(src, kind, out, size, force, **values):
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=fig.dpi)
     _write_output(out, buffer.getvalue(), force)
+
+
+def _fitted_by(opts: options.EncodeOptions, keep_palette: bool) -> str:
+    """How a figure's palette was made, as its titles say it."""
+    from kpal.plot import METHOD_NAMES
+
+    if keep_palette:
+        return "the image's own palette"
+    if opts.palette is not None:
+        return "the given palette"
+    return METHOD_NAMES[opts.method] + (" in Oklab" if opts.space == "oklab" else "")
 
 
 # ------------------------------------------------------------------ view

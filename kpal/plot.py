@@ -298,6 +298,17 @@ def _colours(k: int) -> str:
     return "1 colour" if k == 1 else f"{k} colours"
 
 
+#: How each method is named in a figure's titles.
+METHOD_NAMES = {"kmeans": "k-means", "gmm": "Gaussian mixture"}
+
+
+def _fitted(fitted_by: str | None, method: str, given: bool) -> str:
+    """``"k-means"``: how the palette was made, for a title; empty when unknown."""
+    if fitted_by is None and not given:
+        fitted_by = METHOD_NAMES.get(method, method)
+    return fitted_by or ""
+
+
 def _size_ratio(raw_bytes: int, compressed_bytes: int, raw_bits: int = 24) -> str:
     """``"4.2× smaller than raw 24-bit"``, or larger, when the header outweighs a tiny image."""
     if compressed_bytes <= raw_bytes:
@@ -329,6 +340,7 @@ def compare(
     seed: int = 0,
     sample: float | None = None,
     quantization: tuple[np.ndarray, np.ndarray] | Quantization | None = None,
+    fitted_by: str | None = None,
     original_bytes: int | None = None,
     compressed_bytes: int | None = None,
     size: tuple[int, int] | None = None,
@@ -351,6 +363,10 @@ def compare(
     quantization : (palette, labels), optional
         A palette of shape (k, 3) and labels of shape (height*width,) or
         (height, width) already computed, e.g. from the encoded file.
+    fitted_by : str, optional
+        How the palette was made, in the titles' brackets (e.g. "k-means in
+        Oklab"); default: the method's name ("k-means", "Gaussian mixture")
+        when the palette is fitted here, nothing for a given ``quantization``.
     original_bytes : int, optional
         Size of the original file; default: the raw 24-bit size ``3·N``.
     compressed_bytes : int, optional
@@ -375,8 +391,8 @@ def compare(
     Returns
     -------
     matplotlib.figure.Figure
-        Panels titled "Original" and "Compressed to K colours", the sizes and
-        the PSNR in the caption.
+        Panels titled "Original" and "Compressed to K colours (k-means)", the
+        sizes and the PSNR in the caption.
 
     Raises
     ------
@@ -396,6 +412,8 @@ def compare(
     fig = _figure("compare", size)
     scale = _scale(fig, "compare")
     fig_width = fig.get_size_inches()[0] * _DPI
+    fitted = _fitted(fitted_by, method, quantization is not None)
+    fitted = fitted and f" ({fitted})"
     if quantization is None:
         quantization = _quantize(rgb, k, method, seed, sample)
     colours, labels = quantization
@@ -415,7 +433,7 @@ def compare(
     psnr_text = _psnr_text(quality)
 
     title_font = _font(13, scale)
-    panels = [(rgb, "Original"), (compressed, f"Compressed to {_colours(k_used)}")]
+    panels = [(rgb, "Original"), (compressed, f"Compressed to {_colours(k_used)}{fitted}")]
     pieces = [
         f"Original: {original_text}",
         f"Compressed: {compressed_text}",
@@ -425,7 +443,7 @@ def compare(
     if dithered is not None:
         d_colours, d_labels = dithered
         d_image = np.asarray(d_colours)[np.asarray(d_labels).reshape(height, width)]
-        panels = [(rgb, "Original"), (compressed, f"{_colours(k_used)}, not dithered"),
+        panels = [(rgb, "Original"), (compressed, f"{_colours(k_used)}{fitted}, not dithered"),
                   (d_image, f"{len(d_colours)} colours, {dithered_title}")]
         d_text = "" if dithered_bytes is None else f"{dithered_bytes:,} bytes, "
         pieces = [f"Original: {original_text}",
@@ -479,6 +497,7 @@ def palette(
     seed: int = 0,
     sample: float | None = None,
     quantization: tuple[np.ndarray, np.ndarray] | Quantization | None = None,
+    fitted_by: str | None = None,
     size: tuple[int, int] | None = None,
 ) -> Figure:
     """The palette as swatches, most used first, with hex values and pixel shares.
@@ -496,6 +515,8 @@ def palette(
     """
     fig = _figure("palette", size)
     pixels = _palette_pixels(image)
+    fitted = _fitted(fitted_by, method, quantization is not None)
+    fitted = fitted and f" ({fitted})"
     if quantization is None:
         quantization = _palette_quantize(pixels, k, method, seed, sample)
     colours, labels = (np.asarray(part) for part in quantization)
@@ -510,7 +531,8 @@ def palette(
     fig_w, fig_h = fig.get_size_inches() * _DPI
     title_font = _font(13, scale)
     kind = ("RGBA colour" if with_alpha else "colour") + ("" if n == 1 else "s")
-    title = _suptitle(fig, f"Palette: {n} {kind}, by share of pixels".split(" "), title_font)
+    title = f"Palette: {n} {kind}{fitted}, by share of pixels"
+    title = _suptitle(fig, title.split(" "), title_font)
     # The swatch area: the figure below the title (an estimate made before layout).
     area_w = fig_w - 12
     area_h = fig_h - 12 - (title.count("\n") + 1) * 1.4 * title_font * _DPI / 72
@@ -636,6 +658,7 @@ def scatter(
     sample: float | None = None,
     n_points: int = 4000,
     quantization: tuple[np.ndarray, np.ndarray] | Quantization | None = None,
+    fitted_by: str | None = None,
     size: tuple[int, int] | None = None,
 ) -> Figure:
     """Sampled pixels as a 3D cloud in RGB space, the palette colours as large stars.
@@ -653,6 +676,7 @@ def scatter(
     """
     fig = _figure("scatter", size)
     rgb = _rgb_array(image)
+    fitted = _fitted(fitted_by, method, quantization is not None)
     if quantization is None:
         quantization = _quantize(rgb, k, method, seed, sample)
     colours = np.asarray(next(iter(quantization)))
@@ -683,7 +707,8 @@ def scatter(
     ax.tick_params(labelsize=_font(8, scale), pad=0)
     title = (
         f"{len(points):,} pixel{'' if len(points) == 1 else 's'} in RGB space and the "
-        f"{len(colours)} palette colour{'' if len(colours) == 1 else 's'} (stars)"
+        f"{len(colours)} palette colour{'' if len(colours) == 1 else 's'} "
+        f"(stars{fitted and f', {fitted}'})"
     )
     _suptitle(fig, title.split(" "), _font(12, scale))
     return fig

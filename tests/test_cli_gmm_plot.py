@@ -201,3 +201,32 @@ def test_plot_too_small_size_is_a_one_line_error(runner, photo_png, tmp_path):
     assert ("--size: figure size 100x60 is too small for the compare figure (at least "
             "240x160 pixels)") in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("kind", "args", "title"), [
+    ("palette", ["--method", "gmm"], "Palette: 4 colours (Gaussian mixture), by share of pixels"),
+    ("compare", ["--space", "oklab"], "Compressed to 4 colours (k-means in Oklab)"),
+    ("scatter", [], "the 4 palette colours (stars, k-means)"),
+])
+def test_plot_titles_say_how_the_palette_was_made(runner, photo_png, tmp_path, monkeypatch,
+                                                  kind, args, title):
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    figures = []
+    drawn = getattr(plot, kind)
+
+    def keep(*a, **kw):
+        figures.append(drawn(*a, **kw))
+        return figures[-1]
+
+    monkeypatch.setattr(plot, kind, keep)
+    out = tmp_path / "f.png"
+    result = runner.invoke(cli, ["plot", str(photo_png), "--kind", kind, "-k", "4", *args,
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    fig, = figures
+    texts = [t.get_text() for t in fig.texts] + [ax.get_title() for ax in fig.axes]
+    if fig._suptitle is not None:
+        texts.append(fig._suptitle.get_text())
+    assert any(title in " ".join(t.split()) for t in texts), texts

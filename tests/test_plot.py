@@ -103,7 +103,7 @@ def test_compare_titles_sizes_and_psnr():
     fig = plot.compare(IMAGE, 8, size=(640, 300))
     assert_rich_picture(render(fig), (640, 300), 200)
     texts = all_texts(fig)
-    assert "Original" in texts and "Compressed to 8 colours" in texts
+    assert "Original" in texts and "Compressed to 8 colours (k-means)" in texts
     palette, labels = quantize(IMAGE.reshape(-1, 3), 8)
     expected_psnr = metrics.psnr(IMAGE.reshape(-1, 3), palette[labels])
     caption = next(t for t in texts if "PSNR" in t)
