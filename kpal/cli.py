@@ -975,7 +975,7 @@ def sample(src, out, force, quiet, **values):
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     if rgb.shape[-1] == 4:  # the mixture is fitted to colours: those seen over white
-        rgb = _over_white(name, rgb, "the sample is drawn from it")
+        rgb = _over_white(name, rgb, "the sample is drawn from it", quiet)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         drawn = sample_image(rgb, k, seed=seed)
@@ -1005,11 +1005,12 @@ _LOSSY_FOR_SAMPLES = {"GIF": "GIF holds at most 256 colours", "JPEG": "JPEG is l
                       "AVIF": "AVIF is written lossy"}
 
 
-def _over_white(name: str, rgba: np.ndarray, what: str) -> np.ndarray:
+def _over_white(name: str, rgba: np.ndarray, what: str, quiet: bool) -> np.ndarray:
     """RGBA pixels composited over white, with a note saying so (``what`` over white)."""
     from kpal.cluster.alpha import flatten
 
-    click.echo(f"note: {name} has transparency; {what} over white", err=True)
+    if not quiet:
+        click.echo(f"note: {printable(name)} has transparency; {what} over white", err=True)
     return flatten(rgba, (255, 255, 255))
 
 
@@ -1185,7 +1186,8 @@ def _output_format(out: str) -> str:
 @click.option("--size", callback=_size_option, metavar="WxH",
               help="Figure size in pixels, e.g. 1200x800 (default depends on the kind).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-def plot(src, kind, out, size, force, **values):
+@click.option("-q", "--quiet", is_flag=True, help="Print no notes.")
+def plot(src, kind, out, size, force, quiet, **values):
     """Draw a figure of what kpal does to image IN (needs pip install "kpal[plot]")."""
     opts = encode_options(values)
     k = opts.k or options.DEFAULT_K
@@ -1221,6 +1223,9 @@ def plot(src, kind, out, size, force, **values):
         # A figure is an sRGB image: a Display P3 or Adobe RGB photo's colours drawn as
         # they are would look washed out, so they are converted first.
         rgb, converted = codec.srgb_array(rgb, im.info["icc_profile"])
+        if converted and not quiet:
+            click.echo(f"note: {printable(name)} has an ICC profile: the figures show its "
+                       "colours converted to sRGB", err=True)
         if converted:
             if p_image is not None:  # its palette in sRGB: the figures keep the file's k
                 entries = np.asarray(p_image.getpalette("RGB"), np.uint8).reshape(1, -1, 3)
@@ -1228,13 +1233,11 @@ def plot(src, kind, out, size, force, **values):
                 p_image.putpalette(codec.srgb_array(entries, im.info["icc_profile"])[0]
                                    .reshape(-1).tolist())
                 p_image.info.pop("icc_profile", None)
-            click.echo(f"note: {printable(name)} has an ICC profile: the figures show its "
-                       "colours converted to sRGB", err=True)
     # An opaque palette image keeps its own palette unless -k is given, as encode does.
     keep_palette = p_image is not None and rgb.shape[-1] == 3 and opts.k is None
     alpha = rgb.shape[-1] == 4
     if alpha and kind != "palette":  # the palette draws alpha on a checkerboard
-        rgb = _over_white(name, rgb, "the figures show it")
+        rgb = _over_white(name, rgb, "the figures show it", quiet)
         flattened_or_profiled = True
     source = p_image if keep_palette else rgb
 
@@ -1305,7 +1308,8 @@ def plot(src, kind, out, size, force, **values):
             raise click.ClickException(str(e)) from None
         except ValueError as e:  # KpalError, or a figure size that cannot hold the figure
             raise click.ClickException(f"{name}: {e}") from None
-    _echo_notes(w for w in caught if "distinct colour" in str(w.message))
+    if not quiet:
+        _echo_notes(w for w in caught if "distinct colour" in str(w.message))
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=fig.dpi)
     _write_output(out, buffer.getvalue(), force)
@@ -1330,7 +1334,9 @@ def _fitted_by(opts: options.EncodeOptions, keep_palette: bool) -> str:
                    "for stdout; default: a new temporary folder.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--no-open", is_flag=True, help="Write the page without opening a browser.")
-def view(src, out, force, no_open):
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (not the page's "
+                                                  "path, nor notes).")
+def view(src, out, force, no_open, quiet):
     """Show .kpal file IN (- for stdin) in the web browser.
 
     Writes one self-contained HTML page (the viewer, the decoder and the file,
@@ -1363,7 +1369,8 @@ def view(src, out, force, no_open):
             with _warnings_about(None):
                 page = viewer.view(shown if src == STDIO else src, open_browser=not no_open,
                                    output=out, data=data)
-            click.echo(page)
+            if not quiet:
+                click.echo(page)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     except OSError as e:
@@ -1374,7 +1381,7 @@ def view(src, out, force, no_open):
             report = codec.inspect(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
-    if report["reader_needs"] is not None:  # an optional coding the page's reader lacks
+    if report["reader_needs"] is not None and not quiet:  # an optional coding the page lacks
         _warn_one_line(f"{name}: the page cannot decode coding {report['header']['coding']} "
                        f"({report['coding']}), an optional one: it shows the header only "
                        "(kpal decode reads it)", UserWarning, __file__, 0)

@@ -478,3 +478,28 @@ def test_figures_take_rgba_and_grey_arrays_as_the_images_they_make():
     assert plot._rgb_array(grey).tolist() == plot._rgb_array(Image.fromarray(grey, "L")).tolist()
     with pytest.raises(ValueError, match="got str"):
         plot._rgb_array("photo.png")
+
+
+def test_quiet_view_prints_nothing_and_still_writes_the_page(tmp_path):
+    page = tmp_path / "ctx.html"
+    result = CliRunner().invoke(cli, ["view", str(GOLDEN / "context_k5_11x7.kpal"), "--no-open",
+                                      "-o", str(page), "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr == ""
+    assert "<html" in page.read_text(encoding="utf-8").lower()
+
+
+def test_quiet_plot_and_sample_of_a_transparent_image_print_no_note(tmp_path):
+    pytest.importorskip("matplotlib")
+    rgba = np.random.default_rng(2).integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    src = tmp_path / "t.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    for args in (["plot", str(src), "--kind", "compare", "-k", "4", "-o",
+                  str(tmp_path / "c.png")],
+                 ["sample", str(src), "-k", "4", "-o", str(tmp_path / "s.png")]):
+        loud = CliRunner().invoke(cli, [*args, "-f"])
+        assert loud.exit_code == 0, loud.output
+        assert "has transparency" in loud.stderr
+        quiet = CliRunner().invoke(cli, [*args, "-f", "-q"])
+        assert quiet.exit_code == 0, quiet.output
+        assert quiet.stderr == "" and quiet.stdout == ""
