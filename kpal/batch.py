@@ -825,12 +825,12 @@ def _decode(job: Job) -> dict:
 
 
 def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
-    """``im`` in Pillow format ``fmt``; as RGB when the format takes no palette image."""
+    """``im`` in Pillow format ``fmt``; without its palette when the format takes none."""
     failure = None
     for candidate in (im, None):
         buffer = io.BytesIO()
         try:
-            image = candidate or im.convert("RGB")
+            image = candidate or outputs.without_palette(im)
             image.save(buffer, format=fmt, **outputs.writer_options(fmt, image))
             return buffer.getvalue()
         except (OSError, ValueError, KeyError) as e:

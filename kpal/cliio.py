@@ -669,7 +669,8 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
         raise click.UsageError(f"unknown output format {fmt!r}")
     fmt = named
     failures = []
-    attempts = [lambda: im] if im.mode == "RGB" else [lambda: im, lambda: im.convert("RGB")]
+    attempts = ([lambda: im] if im.mode in ("RGB", "L")
+                else [lambda: im, lambda: outputs.without_palette(im)])
     for attempt in attempts:
         data, problem = _save_to_bytes(attempt, fmt)
         if data is not None:

@@ -20,7 +20,7 @@ from kpal.codec import _to_srgb, flatten, has_transparency, is_srgb_profile, srg
 from kpal.errors import KpalError
 
 __all__ = ["ALPHA_FORMATS", "ICO_MAX_SIZE", "for_format", "output_problem", "pillow_format",
-           "writer_options"]
+           "without_palette", "writer_options"]
 
 
 #: Pillow formats that keep transparency when written; others get a flattened image.
@@ -340,6 +340,28 @@ def _opaque_palette(image: Image.Image) -> Image.Image:
     out = Image.fromarray(np.asarray(image), "P")
     out.putpalette(_palette_entries(image)[:, :3].reshape(-1).tolist(), "RGB")
     return _with_profile(out, image)
+
+
+def without_palette(image: Image.Image) -> Image.Image:
+    """The image for a writer that takes no palette image (JPEG, WebP, ...).
+
+    A "P" image whose palette is all grey, with no ICC profile (an RGB profile
+    does not describe one channel), becomes "L": a grey picture stays a grey
+    file, a third of the samples. Any other image becomes "RGB".
+
+    Examples
+    --------
+    >>> grey = Image.new("P", (2, 1))
+    >>> grey.putpalette([0, 0, 0, 128, 128, 128])
+    >>> without_palette(grey).mode
+    'L'
+    """
+    if image.mode == "P" and "icc_profile" not in image.info and image.palette.mode == "RGB" \
+            and "transparency" not in image.info:
+        entries = np.asarray(image.getpalette("RGB"), np.uint8).reshape(-1, 3)
+        if (entries == entries[:, :1]).all():
+            return image.convert("L")
+    return image.convert("RGB")
 
 
 def _palette_entries(image: Image.Image) -> np.ndarray:

@@ -284,7 +284,7 @@ def test_decode_to_jpeg_still_converts_the_palette(runner, wide_kpal, tmp_path):
     result = runner.invoke(cli, ["decode", str(small), "-o", str(out)])
     assert result.exit_code == 0, result.output
     with Image.open(out) as im:
-        assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (500, 1))
+        assert (im.format, im.mode, im.size) == ("JPEG", "L", (500, 1))  # black and white: grey
 
 
 def test_unknown_format_is_still_a_usage_error(runner, wide_kpal):

@@ -224,3 +224,27 @@ def test_netpbm_extensions_that_disagree_with_the_format_are_refused(runner, sof
     assert many.exit_code == 2
     assert "the extension '.ppm' does not agree with the format pgm" in many.output
     assert not any(tmp_path.glob("r.*")) and not (tmp_path / "d").exists()
+
+
+def test_a_grey_palette_decodes_to_a_grey_jpeg_in_one_file_and_in_a_batch(runner, tmp_path):
+    """JPEG takes no palette image: a grey palette gives an "L" file, a colour one "RGB"."""
+    levels = np.random.default_rng(4).integers(0, 256, (24, 30), dtype=np.uint8)
+    Image.fromarray(levels, "L").save(tmp_path / "grey.png")
+    colour = np.random.default_rng(5).integers(0, 256, (24, 30, 3), dtype=np.uint8)
+    Image.fromarray(colour, "RGB").save(tmp_path / "colour.png")
+    for name in ("grey", "colour"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kpal.save(tmp_path / f"{name}.png", tmp_path / f"{name}.kpal", 8)
+    one = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"), "-o",
+                              str(tmp_path / "one.jpg")])
+    assert one.exit_code == 0, one.output
+    batch = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"),
+                                str(tmp_path / "colour.kpal"), "-o", str(tmp_path / "out"),
+                                "--format", "jpg", "-j", "1"])
+    assert batch.exit_code == 0, batch.output
+    assert (tmp_path / "one.jpg").read_bytes() == (tmp_path / "out" / "grey.jpg").read_bytes()
+    expected = np.asarray(kpal.decode(tmp_path / "grey.kpal").convert("L"), np.int16)
+    with Image.open(tmp_path / "one.jpg") as grey, Image.open(tmp_path / "out/colour.jpg") as c:
+        assert grey.mode == "L" and c.mode == "RGB"
+        assert np.abs(np.asarray(grey, np.int16) - expected).mean() < 3  # quality 95
