@@ -236,7 +236,7 @@ function ratioText(ratio, bits) {
   // where 2 decimals would read 1.00×, a percentage, as `kpal info` says it
   const times = (f) => (f < 1.005 ? `${((f - 1) * 100).toFixed(1)} %` : `${fixed2(f)}×`);
   if (ratio >= 1) return `${times(ratio)} smaller than raw ${bits}-bit`;
-  return `${times(1 / ratio)} larger than raw ${bits}-bit (header and checksum outweigh the pixels)`;
+  return `${times(1 / ratio)} larger than raw ${bits}-bit (the palette and header outweigh what the indices save)`;
 }
 
 function renderPalette(entry) {

@@ -72,8 +72,8 @@ def _ratio(ratio: float, bits: int = 24) -> str:
     """Raw 24-bit (32-bit with alpha) size against the file, the right way round."""
     if ratio >= 1:
         return f"{_times(ratio)} smaller than raw {bits}-bit"
-    return (f"{_times(1 / ratio)} larger than raw {bits}-bit (header and checksum outweigh the "
-            "pixels)")
+    return (f"{_times(1 / ratio)} larger than raw {bits}-bit (the palette and header "
+            "outweigh what the indices save)")
 
 
 def _layout_sum(layout: dict) -> str:
@@ -1149,10 +1149,14 @@ def _encoded_curve(pixels, icc_profile: bytes | None, opts: options.EncodeOption
     return points
 
 
-def _dither_title(opts: options.EncodeOptions) -> str:
+def _dither_name(opts: options.EncodeOptions) -> str:
+    """``Floyd-Steinberg``, ``ordered 0.5``: the dithering and a strength below 1."""
     name = {"fs": "Floyd-Steinberg", "ordered": "ordered"}[opts.dither]
-    strength = "" if opts.dither_strength == 1 else f" {opts.dither_strength:g}"
-    return f"dithered ({name}{strength})"
+    return name + ("" if opts.dither_strength == 1 else f" {opts.dither_strength:g}")
+
+
+def _dither_title(opts: options.EncodeOptions) -> str:
+    return f"dithered ({_dither_name(opts)})"
 
 
 def _extensionless_stream(out: str) -> bool:
@@ -1182,7 +1186,9 @@ def _output_format(out: str) -> str:
                    "against k.")
 @click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
               help="Output figure (.png, .svg or .pdf).")
-@option_flags("k", "method", "seed", "dither", "dither_strength", "space")
+@option_flags("k", "method", "seed", "dither", "dither_strength", "space",
+              helps={"seed": "Random seed of the fit; the same input and seed give the same "
+                             "figure."})
 @click.option("--size", callback=_size_option, metavar="WxH",
               help="Figure size in pixels, e.g. 1200x800 (default depends on the kind).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
@@ -1195,6 +1201,9 @@ def plot(src, kind, out, size, force, quiet, **values):
         raise click.UsageError("--kind curve measures k = 2, 4, 8, ..., 256: drop -k")
     if kind == "iterations" and opts.method != "kmeans":
         raise click.UsageError("--kind iterations shows k-means iterations; drop --method gmm")
+    if kind == "scatter" and opts.dither != "none":
+        raise click.UsageError("--kind scatter shows the palette, which dithering does not "
+                               "change: drop --dither (compare and palette take it)")
     if kind in ("curve", "iterations") and (opts.space != "rgb" or opts.dither != "none"):
         raise click.UsageError(f"--kind {kind} measures undithered k-means in RGB; drop "
                                "--space and --dither (compare, palette and scatter take them)")
@@ -1291,8 +1300,11 @@ def plot(src, kind, out, size, force, quiet, **values):
                         extra.update(dithered=(dithered_shown, dithered.labels),
                                      dithered_title=_dither_title(opts),
                                      dithered_bytes=len(dithered.data))
+                fitted_by = _fitted_by(opts, keep_palette)
+                if kind == "palette" and opts.dither != "none" and opts.dither_strength > 0:
+                    fitted_by += f", {_dither_name(opts)} dithering"  # the shares dithered
                 fig = getattr(plots, kind)(rgb, quantization=shown, size=size,
-                                           fitted_by=_fitted_by(opts, keep_palette), **extra)
+                                           fitted_by=fitted_by, **extra)
             elif kind == "iterations":
                 fig = plots.iterations(rgb, k, seed=opts.seed, size=size)
             else:

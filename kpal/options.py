@@ -340,7 +340,8 @@ SPECS: dict[str, Spec] = {
     spec.name: spec
     for spec in (
         Spec("k", None, "Number of colours, 1..256 (default 16; a P image keeps its own "
-             "palette unless it uses more colours than K).", ("-k", "--colors"), "K",
+             "palette unless K is given and smaller than its number of colours).",
+             ("-k", "--colors"), "K",
              _integer("k", 1, MAX_K)),
         Spec("method", "kmeans", "How the palette is chosen: kmeans or gmm (a Gaussian "
              "mixture fitted by EM).", ("--method",), "|".join(METHODS),
@@ -358,8 +359,9 @@ SPECS: dict[str, Spec] = {
              "every pixel to the nearest palette colour.", ("--sample",), "F",
              _real("sample", 0.0, 1.0, open_low=True)),
         Spec("coding", "fixed", "Index payload: fixed (ceil(log2 k) bits each), radix "
-             "(exact log2 k packing), entropy (context model + rANS) or context (context mixing, "
-             "smallest; decoded pixel by pixel, needs kpal[fast] above 16384 pixels).",
+             "(log2 k bits each, to within 1.6 %), entropy (one adaptive context model + rANS) or "
+             "context (context mixing of several models, smallest; decoded pixel by pixel, "
+             "needs kpal[fast] above 16384 pixels).",
              ("--coding",), "|".join(CODINGS), _choice("coding", CODINGS), CODINGS),
         Spec("dither", "none", "Map pixels to the palette by nearest colour (none), "
              "Floyd-Steinberg error diffusion (fs) or a blue-noise threshold map (ordered).",

@@ -167,8 +167,11 @@ def _suptitle(fig: Figure, pieces: Sequence[str], fontsize: float) -> str:
     return title
 
 
-def _psnr_text(quality: float) -> str:
-    return "lossless" if math.isinf(quality) else f"PSNR {quality:.2f} dB"
+def _psnr_text(quality: float, over_white: bool = False) -> str:
+    """``PSNR 31.00 dB``; ``over white`` when an image with alpha is compared as shown."""
+    if math.isinf(quality):
+        return "lossless"
+    return f"PSNR {quality:.2f} dB" + (" (over white)" if over_white else "")
 
 
 def _shown_ratio(height: int, width: int) -> float:
@@ -310,11 +313,11 @@ def _fitted(fitted_by: str | None, method: str, given: bool) -> str:
 
 
 def _size_ratio(raw_bytes: int, compressed_bytes: int, raw_bits: int = 24) -> str:
-    """``"4.2× smaller than raw 24-bit"``, or larger, when the header outweighs a tiny image."""
+    """``"4.2× smaller than raw 24-bit"``, or larger for a tiny image."""
     if compressed_bytes <= raw_bytes:
         return f"{raw_bytes / compressed_bytes:.1f}× smaller than raw {raw_bits}-bit"
-    return (f"{compressed_bytes / raw_bytes:.1f}× larger than raw {raw_bits}-bit (the header "
-            "outweighs the pixels)")
+    return (f"{compressed_bytes / raw_bytes:.1f}× larger than raw {raw_bits}-bit (the palette and "
+            "header outweigh what the indices save)")
 
 
 def _fixed_bytes(k: int, n_pixels: int) -> int:
@@ -386,7 +389,8 @@ def compare(
         scores when known.
     raw_bits : {24, 32}, default 24
         Bits per pixel of the raw image the caption compares the file with:
-        32 for a file with an RGBA palette (shown composited, as the original).
+        32 for a file with an RGBA palette (shown composited, as the original;
+        its PSNR is then said to be over white).
 
     Returns
     -------
@@ -430,7 +434,10 @@ def compare(
         compressed_text = f"{compressed_bytes:,} bytes (k·24 + N·b bits)"
     else:
         compressed_text = f"{compressed_bytes:,} bytes"
-    psnr_text = _psnr_text(quality)
+    # An image with alpha is shown, and compared, over white (kpal encode's PSNR
+    # averages the composites over black and white).
+    over_white = raw_bits == 32
+    psnr_text = _psnr_text(quality, over_white)
 
     title_font = _font(13, scale)
     panels = [(rgb, "Original"), (compressed, f"Compressed to {_colours(k_used)}{fitted}")]
@@ -447,8 +454,8 @@ def compare(
                   (d_image, f"{len(d_colours)} colours, {dithered_title}")]
         d_text = "" if dithered_bytes is None else f"{dithered_bytes:,} bytes, "
         pieces = [f"Original: {original_text}",
-                  f"not dithered: {compressed_text}, {_scores(rgb, compressed)}",
-                  f"{dithered_title}: {d_text}{_scores(rgb, d_image)}"]
+                  f"not dithered: {compressed_text}, {_scores(rgb, compressed, over_white)}",
+                  f"{dithered_title}: {d_text}{_scores(rgb, d_image, over_white)}"]
     title_lines = 1
     for index, (picture, title) in enumerate(panels):
         ax = fig.add_subplot(1, n_panels, index + 1)
@@ -470,10 +477,10 @@ def compare(
     return fig
 
 
-def _scores(original: np.ndarray, compressed: np.ndarray) -> str:
+def _scores(original: np.ndarray, compressed: np.ndarray, over_white: bool = False) -> str:
     """PSNR, and SSIMULACRA2 when the package is installed and the image is small enough."""
     quality = metrics.psnr(original, compressed)
-    text = _psnr_text(quality)
+    text = _psnr_text(quality, over_white)
     height, width = original.shape[:2]
     if min(height, width) >= 8 and height * width <= _SSIM_MAX_PIXELS:
         score = metrics.ssimulacra2(original, compressed)
@@ -893,7 +900,9 @@ def iterations(
         else:
             title = f"Iteration {step}"
         ax.set_title(_wrap_words(title, title_font, panel_w), fontsize=title_font)
-    _suptitle(fig, [f"k-means with k = {paths.shape[1]}: centroids after each iteration",
+    shown = ("after each iteration" if len(steps) == len(history)
+             else f"after {len(steps) - 1} of its {last} iterations (paths show every one)")
+    _suptitle(fig, [f"k-means with k = {paths.shape[1]}: centroids {shown}",
                     "(textbook Lloyd on the colour histogram; kpal encode fits coarse to fine "
                     "and may end a little elsewhere; pixels projected on their two main "
                     "directions)"], _font(12, scale))

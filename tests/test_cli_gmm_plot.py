@@ -160,6 +160,7 @@ def test_plot_without_matplotlib_says_what_to_install(runner, photo_png, tmp_pat
         (["--kind", "palette", "--size", "20x20"], "must be between 50x50 and 10000x10000"),
         (["--kind", "iterations", "--method", "gmm"], "--kind iterations shows k-means"),
         (["--kind", "palette", "-o", "fig.jpg"], "figures are written as .png, .svg or .pdf"),
+        (["--kind", "scatter", "--dither", "fs"], "dithering does not change: drop --dither"),
     ],
 )
 def test_plot_usage_errors(runner, photo_png, tmp_path, args, message):
@@ -207,6 +208,7 @@ def test_plot_too_small_size_is_a_one_line_error(runner, photo_png, tmp_path):
     ("palette", ["--method", "gmm"], "Palette: 4 colours (Gaussian mixture), by share of pixels"),
     ("compare", ["--space", "oklab"], "Compressed to 4 colours (k-means in Oklab)"),
     ("scatter", [], "the 4 palette colours (stars, k-means)"),
+    ("palette", ["--dither", "fs"], "Palette: 4 colours (k-means, Floyd-Steinberg dithering)"),
 ])
 def test_plot_titles_say_how_the_palette_was_made(runner, photo_png, tmp_path, monkeypatch,
                                                   kind, args, title):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -121,3 +122,18 @@ def test_a_colour_image_has_no_grey_comparison(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert "grey" not in result.output
     assert "grey" not in runner.invoke(cli, ["info", str(out)]).output
+
+
+def test_a_file_larger_than_raw_blames_the_palette_and_header(runner, tmp_path):
+    """7x5 pixels, 35 colours at k = 256: the palette alone outweighs raw 24-bit."""
+    src = tmp_path / "tiny.png"
+    Image.fromarray(np.arange(105, dtype=np.uint8).reshape(5, 7, 3), "RGB").save(src)
+    out = tmp_path / "tiny.kpal"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = runner.invoke(cli, ["encode", str(src), "-k", "256", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ratio = f"{out.stat().st_size / 105:.2f}× larger than raw 24-bit"
+    line = (f"{ratio} (the palette and header outweigh what the indices save)")
+    assert line in result.output
+    assert line in runner.invoke(cli, ["info", str(out)]).output

@@ -600,8 +600,8 @@ def test_viewer_in_headless_chromium(tmp_path):
             tiny = (GOLDEN / "k2_9x1.kpal").read_bytes()
             _drop(page, "tiny.kpal", tiny)
             page.wait_for_function("document.querySelector('#canvas').width === 9")
-            assert "ratio\t1.41× larger than raw 24-bit (header and checksum outweigh the " \
-                "pixels)" in page.inner_text("#info")
+            assert "ratio\t1.41× larger than raw 24-bit (the palette and header outweigh " \
+                "what the indices save)" in page.inner_text("#info")
             assert "ratio\t1.41× larger" in _info_text(GOLDEN / "k2_9x1.kpal").replace(
                 "ratio          ", "ratio\t")
             # wider than a browser's canvas: every second pixel drawn, and the page says so

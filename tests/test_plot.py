@@ -190,6 +190,22 @@ def test_iterations_panels_from_init_to_convergence():
     assert titles[-1].endswith("(converged)")
     steps = [int(t.split()[1]) for t in titles[1:]]
     assert steps == sorted(steps) and steps[0] == 1
+    # The title says which iterations the panels show, when they are not all of them.
+    last = steps[-1]
+    title = " ".join(fig._suptitle.get_text().split())
+    if len(steps) < last:
+        assert f"centroids after {len(steps)} of its {last} iterations" in title
+    else:
+        assert "centroids after each iteration" in title
+
+
+def test_compare_of_an_image_with_alpha_says_its_psnr_is_over_white():
+    fig = plot.compare(IMAGE, 8, raw_bits=32)
+    caption = next(t for t in all_texts(fig) if "PSNR" in t)
+    assert "smaller than raw 32-bit" in caption
+    assert " dB (over white)" in caption
+    assert " dB (over white)" not in next(t for t in all_texts(plot.compare(IMAGE, 8))
+                                          if "PSNR" in t)
 
 
 def test_panel_steps():
@@ -357,7 +373,8 @@ def test_compare_caption_words_tiny_images_right():
     from kpal.plot import _colours, _size_ratio
 
     assert _colours(1) == "1 colour" and _colours(16) == "16 colours"
-    assert _size_ratio(3, 33) == "11.0× larger than raw 24-bit (the header outweighs the pixels)"
+    assert _size_ratio(3, 33) == ("11.0× larger than raw 24-bit (the palette and header "
+                                  "outweigh what the indices save)")
     assert _size_ratio(3000, 330) == "9.1× smaller than raw 24-bit"
     assert _size_ratio(4000, 330, 32) == "12.1× smaller than raw 32-bit"
 
