@@ -545,7 +545,7 @@ def _db(value: float, target: float | None = None) -> str:
 
 
 def _choice_text(choice, opts: options.EncodeOptions, stored_k: int | None = None) -> str:
-    """How ``--quality`` or ``--max-size`` chose k, with the neighbours it measured.
+    """How ``--quality`` or ``--max-size`` chose k, with the nearest k it measured.
 
     ``stored_k``: the k of the file, smaller than the chosen one when the
     image has fewer colours (then kept exactly, whatever the target).
@@ -576,7 +576,9 @@ def _choice_text(choice, opts: options.EncodeOptions, stored_k: int | None = Non
         text = f"k = {choice.k}: largest k whose file fits {_bytes(opts.max_size)}"
     neighbours = [point(p) for p in choice.neighbours() if p is not None]
     measured = f"; {len(choice.curve)} k measured"
-    return text + (f" (neighbours: {', '.join(neighbours)})" if neighbours else "") + measured
+    # The nearest k measured on either side: not k - 1 and k + 1 unless the search got there.
+    nearest = f" (nearest measured: {', '.join(neighbours)})" if neighbours else ""
+    return text + nearest + measured
 
 
 def _ssimulacra2_rows(encoded: codec.Encoded, wanted: bool) -> list:

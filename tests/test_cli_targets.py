@@ -3,6 +3,8 @@ and the remap flags (--dither, --space) as the encode command wires them."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -288,3 +290,20 @@ def test_a_target_on_fewer_colours_than_k_reports_the_stored_k(runner, tmp_path,
     assert "chosen         k = 1: the image has only 1 colour, all kept (lossless)" \
         in result.output
     assert kpal.codec.read_header(out.read_bytes())[0].k == 1
+
+
+@pytest.mark.parametrize("coding", ["entropy", "context"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_a_generous_size_budget_takes_the_largest_k(tmp_path, coding, alpha):
+    """Flat images grow about a byte per doubling of k: the search must not overflow."""
+    two = np.zeros((30, 40, 4 if alpha else 3), np.uint8)
+    two[:, :20] = 255
+    if alpha:
+        two[:10, ..., 3] = 0
+    photo = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    for image in (two, photo):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = kpal.encode(image, max_size=1_000_000, coding=coding)
+            expected = kpal.encode(image, 256, coding=coding)
+        assert data == expected  # the largest k (256, or the image's own colours) fits
