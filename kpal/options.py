@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import difflib
 import math
 import numbers
@@ -202,11 +203,21 @@ def _max_size(value: object) -> int:
         digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
         unit = _SIZE_UNITS.get(text[len(digits):].strip())
         try:
-            amount = float(digits)
-            if unit is not None and math.isfinite(amount) and (amount * unit).is_integer():
-                number = int(amount * unit)
-        except ValueError:
-            pass
+            # Decimal, not float: 1.001M is 1,001,000 bytes exactly (1.001 * 1e6 is not).
+            amount = decimal.Decimal(digits.strip()) * (unit or 1)
+        except decimal.Overflow:  # 1e999999999k: a number, far out of range
+            amount = decimal.Decimal(MAX_SIZE_LIMIT + 1)
+        except decimal.InvalidOperation:
+            amount = None
+        if unit is not None and amount is not None and amount.is_finite():
+            if not 1 <= amount <= MAX_SIZE_LIMIT:  # before int(): 1e999999999 is a huge int
+                msg = f"max_size={_describe(value)} must be between 1 and {MAX_SIZE_LIMIT:,} bytes"
+                raise OptionError(msg)
+            if amount != amount.to_integral_value():
+                msg = (f"max_size={_describe(value)} is not a whole number of bytes "
+                       f"({amount.normalize():f})")
+                raise OptionError(msg)
+            number = int(amount)
     if isinstance(number, bool) or not isinstance(number, numbers.Integral):
         msg = (f"max_size={_describe(value)} must be a number of bytes, e.g. 50000, 50k or "
                "2MiB")

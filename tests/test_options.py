@@ -53,6 +53,9 @@ BAD_VALUES = [
     ("max_size", "2PB", "max_size='2PB' must be a number of bytes, e.g. 50000, 50k or 2MiB"),
     ("max_size", "12 parsecs", "max_size='12 parsecs' must be a number of bytes, e.g. 50000, "
                                "50k or 2MiB"),
+    ("max_size", "1.0001k", "max_size='1.0001k' is not a whole number of bytes (1000.1)"),
+    ("max_size", "1e999999999k", "max_size='1e999999999k' must be between 1 and "
+                                 "1,099,511,627,776 bytes"),
     ("palette", [[1, 2]], "palette=[[1, 2]] must be a palette file or 1..256 colours, each "
                           "three (RGB) or four (RGBA) integers in 0..255 " + ROUND),
     ("palette", [[0, 0, 256]], "palette=[[0, 0, 256]] must be a palette file or 1..256 colours, "
@@ -352,3 +355,12 @@ def test_a_given_palette_names_only_the_fitting_options_given():
         EncodeOptions(palette=[(1, 2, 3)], method="gmm", sample=0.5, init="random")
     with pytest.raises(OptionError, match=r"^k, quality and palette all decide the palette"):
         EncodeOptions(k=4, quality=(30, 40), palette=[(1, 2, 3)])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1.001M", 1_001_000), ("2.01k", 2010), ("4.03k", 4030), ("1.003M", 1_003_000),
+    ("1.5MiB", 1_572_864), ("1e3", 1000), (" 7 kb", 7000),
+])
+def test_max_size_decimals_are_exact(text, expected):
+    """1.001 * 1e6 is 1000999.9999999999 in floats: sizes are read as decimals."""
+    assert options.check("max_size", text) == expected
