@@ -28,9 +28,11 @@ PNG-8, GIF              the palette entries that at least one pixel uses, in
                         GIF transparent index). The image must have mode
                         "P"; a GIF gives its first frame's palette
 hex text (``.hex``,     one colour per line, ``#rrggbb``, ``#rrggbbaa`` (with
-``.txt``)               alpha) or the same without ``#``, then anything (a
-                        name); blank lines and lines starting with ``;``,
-                        ``//`` or ``#`` plus a space are comments
+``.txt``)               alpha, as CSS writes it), ``rrggbb``, or ``aarrggbb``
+                        (8 digits without ``#``: Paint.NET's ``.txt``
+                        palettes, alpha first), then anything (a name);
+                        blank lines and lines starting with ``;``, ``//`` or
+                        ``#`` plus a space are comments
 ======================  =====================================================
 
 Duplicate colours are kept, in file order, so that index ``i`` of the array is
@@ -97,7 +99,7 @@ _GPL_MAGIC = "GIMP Palette"
 _ACT_COLORS = 768
 _ACT_TRAILER = struct.Struct(">HH")
 _ACT_NO_TRANSPARENCY = 0xFFFF
-_HEX_COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
+_HEX_COLOUR = re.compile(r"(#?)([0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _GPL_LINE = re.compile(r"(\d{1,3})\s+(\d{1,3})\s+(\d{1,3})(?:\s.*)?")
 #: Weighted counts stay integers below this total, so k-means sums stay exact.
 _EXACT_TOTAL = float(1 << 50)
@@ -300,9 +302,13 @@ def _read_hex(data: bytes, name: str) -> np.ndarray:
         token = text.split()[0]
         match = _HEX_COLOUR.fullmatch(token)
         if match is None:
-            msg = f"{name}:{number}: {token!r} is not a colour (expected #rrggbb or #rrggbbaa)"
+            msg = (f"{name}:{number}: {token!r} is not a colour (expected #rrggbb, #rrggbbaa, "
+                   "or Paint.NET's aarrggbb)")
             raise KpalError(msg)
-        colours.append(bytes.fromhex(match.group(1)))
+        colour = bytes.fromhex(match.group(2))
+        if len(colour) == 4 and not match.group(1):  # Paint.NET: alpha first
+            colour = colour[1:] + colour[:1]
+        colours.append(colour)
     if all(len(colour) == 3 for colour in colours):
         return np.frombuffer(b"".join(colours), dtype=np.uint8).reshape(-1, 3)
     # Some carry alpha: the others are opaque.

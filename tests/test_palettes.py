@@ -462,7 +462,7 @@ def test_hex_with_alpha_mixes_with_opaque_lines():
     assert palettes.dump_palette([[255, 0, 0, 128], [0, 255, 0, 255]], "hex") == \
         b"#ff000080\n#00ff00ff\n"
     with pytest.raises(KpalError, match=r"<palette>:1: '#ff00008' is not a colour "
-                                        r"\(expected #rrggbb or #rrggbbaa\)"):
+                                        r"\(expected #rrggbb, #rrggbbaa, or Paint.NET's aarrggbb\)"):
         palettes.parse_palette(b"#ff00008\n", "hex")
 
 
@@ -558,3 +558,15 @@ def test_a_damaged_palette_file_is_named_as_the_palette(tmp_path):
                                       "-o", str(tmp_path / "a.kpal")])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"kpal: error: palette file {bad}: checksum mismatch")
+
+
+def test_paint_net_txt_palette_is_read_alpha_first():
+    """Paint.NET writes aarrggbb without '#': red stays opaque red, not transparent yellow."""
+    text = (b"; paint.net Palette File\r\n; Colors are written as 8-digit hexadecimal "
+            b"numbers: aarrggbb\r\nFFFF0000\r\nFF00FF00\r\nFF0000FF\r\n80000000\r\n")
+    np.testing.assert_array_equal(palettes.parse_palette(text, "hex"),
+                                  [[255, 0, 0, 255], [0, 255, 0, 255], [0, 0, 255, 255],
+                                   [0, 0, 0, 128]])
+    opaque = b"FFFF0000\nFF00FF00\n"
+    np.testing.assert_array_equal(palettes.parse_palette(opaque, "hex"),
+                                  [[255, 0, 0], [0, 255, 0]])
