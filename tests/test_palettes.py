@@ -570,3 +570,19 @@ def test_paint_net_txt_palette_is_read_alpha_first():
     opaque = b"FFFF0000\nFF00FF00\n"
     np.testing.assert_array_equal(palettes.parse_palette(opaque, "hex"),
                                   [[255, 0, 0], [0, 255, 0]])
+
+
+def test_one_entry_for_a_mask_warns_that_encode_cannot_use_it():
+    """k=1 over transparent and opaque pixels: the palette kpal encode --palette refuses."""
+    icon = np.full((6, 6, 4), 255, np.uint8)
+    icon[..., 0] = np.arange(6)  # three opaque colours, three transparent ones
+    icon[:3, ..., 3] = 0
+    with pytest.warns(kpal.KpalWarning, match=r"kpal encode --palette refuses .* \(k=2 keeps "):
+        one = palettes.fit_palette([icon], 1)
+    assert one.shape == (1, 4) and 0 < one[0, 3] < 255
+    with pytest.raises(KpalError, match="palette has no opaque entry"):
+        kpal.encode(icon, palette=one)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # k=2 keeps the mask: no note, and encode takes it
+        two = palettes.fit_palette([icon], 2)
+        kpal.encode(icon, palette=two)
