@@ -1087,11 +1087,27 @@ def _dithers(opts: EncodeOptions) -> bool:
     return opts.dither != "none" and opts.dither_strength > 0
 
 
+def _exact_on(pixels: np.ndarray, palette: np.ndarray) -> bool:
+    """Every pixel is a palette entry (alpha 0 counting as the transparent entry's)."""
+    from kpal.cluster.remap import in_palette
+
+    if pixels.shape[2] == 4:
+        if (pixels[..., 3] == 0).any() and not (palette[:, 3] == 0).any():
+            return False
+        return all(bool(in_palette(row[row[:, 3] > 0], palette).all()) for row in pixels)
+    # Row by row: a photo fails at its first row, a sprite set is read once.
+    return all(bool(in_palette(row, palette).all()) for row in pixels)
+
+
 def _remap(rgb: np.ndarray, palette: np.ndarray, opts: EncodeOptions) -> np.ndarray:
     """Labels of every pixel on a given ``palette``: nearest colour (in ``space``), or dithered.
 
     RGB or RGBA pixels (with an RGBA palette: premultiplied, alpha kept exact).
+    An image whose every pixel is a palette entry is mapped exactly, not
+    dithered, as a fitted palette that holds every colour is.
     """
+    if _dithers(opts) and palette.shape[1] == rgb.shape[2] and _exact_on(rgb, palette):
+        opts = opts.replace(dither="none")
     if rgb.shape[2] == 4:
         from kpal.cluster.remap import remap_rgba
 

@@ -377,3 +377,23 @@ def test_flattening_for_jpeg_keeps_the_profile(transparent_kpal):
     assert "icc_profile" not in flat.info
     assert note == "BMP cannot hold the ICC profile: the palette was converted to sRGB"
 
+
+
+@pytest.mark.parametrize("dither", ["ordered", "fs"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_a_given_palette_holding_every_colour_maps_exactly_when_dithered(dither, alpha):
+    """As -k with few colours is lossless: ordered dithering moved exact pixels before."""
+    rng = np.random.default_rng(1)
+    colours = rng.integers(0, 256, (5, 4 if alpha else 3), dtype=np.uint8)
+    if alpha:
+        colours[:, 3] = (255, 255, 255, 128, 0)
+        colours[4, :3] = 0
+    image = colours[rng.integers(0, 5, (40, 50))]
+    if alpha:
+        image[image[..., 3] == 0, :3] = rng.integers(0, 256, 3, dtype=np.uint8)  # hidden RGB
+    data = kpal.encode(image, palette=colours.tolist(), dither=dither)
+    got = np.asarray(kpal.decode(data).convert("RGBA" if alpha else "RGB"))
+    expected = image.copy()
+    if alpha:
+        expected[expected[..., 3] == 0] = 0
+    np.testing.assert_array_equal(got, expected)

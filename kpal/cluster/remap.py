@@ -741,7 +741,7 @@ def _diffuse(pixels: np.ndarray, palette: np.ndarray, strength: float,
     are never reached by a kept row.
     """
     plan = _band_plan(pixels.shape[:2], strength, palette_spacing(palette), _ONE, band_rows,
-                      warmup_rows, exact=lambda rows: _in_palette(pixels[rows], palette))
+                      warmup_rows, exact=lambda rows: in_palette(pixels[rows], palette))
     limit = 0 if lut is None else _fixed_limit(palette)
     fast = _compiled(pixels.shape[0] * pixels.shape[1])
     if fast is not None:
@@ -869,7 +869,7 @@ def _shorten(error: np.ndarray, limit: int) -> np.ndarray:
         error[long] = (_CAP_NUM * error[long] + _CAP_HALF) >> _CAP_BITS
 
 
-def _in_palette(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+def in_palette(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """Whether each pixel (uint8, last axis the channels: 3 or 4) is exactly a palette entry."""
     shifts = np.arange(pixels.shape[-1], dtype=np.uint32) * 8
 
@@ -1040,7 +1040,7 @@ def remap_rgba(
         return _ordered_rgba_numpy(pixels_hw4, tile, dy, dx, entries)
     transparent = bool((palette[:, 3] == 0).any())  # every alpha-0 pixel takes it, exactly
     plan = _band_plan((height, width), float(strength), spacing, 255,
-                      exact=lambda rows: _in_palette(pixels_hw4[rows], palette)
+                      exact=lambda rows: in_palette(pixels_hw4[rows], palette)
                       | (transparent & (pixels_hw4[rows][..., 3] == 0)))
     if fast is not None:
         return fast.diffuse_rgba(pixels_hw4, *entries.arguments(), *plan, int(threads))
