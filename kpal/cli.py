@@ -674,7 +674,9 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
             rows.append(("order-0", f"{h.k}×{r.entry_bits} + {h.n_pixels}×H0 = "
                                     f"{_bytes(math.ceil(r.order0_entropy_bits / 8))} (each "
                                     f"index coded alone; context models go below it)"))
-        fixed_file = r.theoretical_bytes + container.OVERHEAD
+        # The same file with a fixed-width payload: this file's header and metadata.
+        fixed_file = (r.theoretical_bytes + h.header_size + h.metadata_length
+                      + container.CHECKSUM_SIZE)
         rows += [
             ("on disk", f"{_bytes(r.on_disk_bytes)}, {r.on_disk_bytes / fixed_file:.3f}× the "
                         f"fixed-width file"),

@@ -137,3 +137,21 @@ def test_a_file_larger_than_raw_blames_the_palette_and_header(runner, tmp_path):
     line = (f"{ratio} (the palette and header outweigh what the indices save)")
     assert line in result.output
     assert line in runner.invoke(cli, ["info", str(out)]).output
+
+
+def test_the_fixed_width_comparison_counts_this_files_header(runner, tmp_path):
+    """Radix at k = 4 is the fixed-width payload bit for bit: an RGBA file (a 31-byte
+    header) compares as 1.000x, not 1.001x against a version 1 file's overhead."""
+    rgba = np.random.default_rng(6).integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    rgba[:10, :, 3] = 0
+    src = tmp_path / "rgba.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    sizes = {}
+    for coding in ("fixed", "radix"):
+        out = tmp_path / f"{coding}.kpal"
+        result = runner.invoke(cli, ["encode", str(src), "-k", "4", "--coding", coding,
+                                     "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        sizes[coding] = (out.stat().st_size, result.output)
+    assert sizes["radix"][0] == sizes["fixed"][0]
+    assert f"{sizes['radix'][0]:,} bytes, 1.000× the fixed-width file" in sizes["radix"][1]
