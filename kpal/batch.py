@@ -683,15 +683,22 @@ class _Failure(Exception):
         self.target_missed = target_missed
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, kpal: bool = False) -> bytes:
+    """The bytes of ``path``; with ``kpal``, no more than its header implies
+    (:func:`kpal.codec.read_bytes`: a file too long is refused unread)."""
     try:
         if is_url(path):
             fs, inner = _filesystem(path)
-            return fs.cat_file(inner)
+            if not kpal:
+                return fs.cat_file(inner)
+            with fs.open(inner, "rb") as f:
+                return codec.read_bytes(f)
         with open(path, "rb") as f:
-            return f.read()
+            return codec.read_bytes(f) if kpal else f.read()
     except BatchError as e:
         raise _Failure(str(e)) from None
+    except KpalError as e:
+        raise _Failure(f"{path}: {e}") from None
     except OSError as e:
         raise _Failure(f"{path}: cannot read: {e.strerror or e}") from None
 
@@ -805,7 +812,7 @@ def _strip_name(error: Exception, path: str) -> str:
 
 
 def _decode(job: Job) -> dict:
-    data = _read(job.path)
+    data = _read(job.path, kpal=True)
     size = len(data)
     with recording() as caught:  # a large image's warning: a note
         try:

@@ -850,7 +850,7 @@ def info(srcs, as_json, recursive, jobs, dask):
                 show(finished[index])
         return
     try:
-        name, data = _read_input(src, kpal=True)
+        name, data = _read_input(src, kpal=True, whole=True)
         with _warnings_about(name):
             report = codec.inspect(data)
     except click.UsageError:
@@ -1376,7 +1376,7 @@ def view(src, out, force, no_open, quiet):
         # Never the input itself, nor a file without --force; the page is text.
         _check_output(src, out, force, binary=False)
     # Read once: IN may be a pipe (a FIFO, <(...)) that gives its bytes only once.
-    name, data = _read_input(src, kpal=True)
+    name, data = _read_input(src, kpal=True, whole=True)
     shown = "image.kpal" if src == STDIO else Path(src).name
     try:
         if out == STDIO:

@@ -35,7 +35,7 @@ import click
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from kpal import codec, container, outputs
+from kpal import codec, outputs
 from kpal.errors import KpalError
 from kpal.io import check_destination, is_stream_target, write_all, write_atomic
 
@@ -344,7 +344,8 @@ def _silence_stdout() -> None:
 
 
 # ------------------------------------------------------------------ input
-def _read_input(path: str, kpal: bool = False, stdin: bool = True) -> tuple[str, bytes]:
+def _read_input(path: str, kpal: bool = False, stdin: bool = True, whole: bool = False
+                ) -> tuple[str, bytes]:
     """Return a display name and the bytes of IN (a file or - for stdin).
 
     With ``kpal``, the header is read and checked first, so a file that is
@@ -362,13 +363,14 @@ def _read_input(path: str, kpal: bool = False, stdin: bool = True) -> tuple[str,
     try:
         source = nullcontext(sys.stdin.buffer) if path == STDIO else open(path, "rb")  # noqa: SIM115
         with source as f:
-            head = f.read(container.MAX_HEADER_SIZE) if kpal else b""
-            if kpal:
-                try:
-                    codec.read_header(head)  # the one header reader, first checks first
-                except KpalError as e:
-                    raise click.ClickException(f"{name}: {e}") from None
-            return name, head + f.read()
+            if not kpal:
+                return name, f.read()
+            try:
+                # The one header reader, first checks first; then no more than the
+                # header implies, unless ``whole`` (kpal info and view show a long file).
+                return name, codec.read_bytes(f, whole=whole)
+            except KpalError as e:
+                raise click.ClickException(f"{name}: {e}") from None
     except OSError as e:
         raise click.ClickException(f"{name}: cannot read: {e.strerror or e}") from None
 

@@ -1400,12 +1400,14 @@ def bomb_message(n_pixels: int, limit: int) -> str:
             "decompression bomb DOS attack.")
 
 
-def read_bytes(source: KpalSource) -> bytes:
+def read_bytes(source: KpalSource, *, whole: bool = False) -> bytes:
     """The bytes of a ``.kpal`` file given as bytes, a path or a binary file object.
 
     The header is read and checked first (:func:`read_header`), so a file that
     is not a ``.kpal`` file, or claims an impossible size, is refused before
-    the rest of it is read.
+    the rest of it is read, and so is a file longer than the header implies
+    (without reading the rest: see :func:`read_rest`), unless ``whole``: then
+    it is read to its end, for :func:`inspect` and the viewer to report it.
 
     Raises
     ------
@@ -1420,7 +1422,7 @@ def read_bytes(source: KpalSource) -> bytes:
         return data
     if isinstance(source, (str, os.PathLike)):
         with open(Path(source), "rb") as fp:
-            return read_bytes(fp)
+            return read_bytes(fp, whole=whole)
     if not callable(getattr(source, "read", None)):
         msg = (f"expected the bytes, path or binary file object of a .kpal file, "
                f"got {type(source).__name__}")
@@ -1428,8 +1430,58 @@ def read_bytes(source: KpalSource) -> bytes:
     refuse_text_mode(source)  # before a read that would fail to decode text
     head = source.read(container.MAX_HEADER_SIZE)
     refuse_text_mode(head)
-    read_header(head)
-    return head + source.read()
+    if whole:
+        read_header(head)
+        return head + source.read()
+    return read_rest(source, head or b"")
+
+
+def read_up_to(fp: IO[bytes], size: int) -> bytes | bytearray:
+    """Up to ``size`` bytes: fewer only at the end of the file (a raw stream may return less)."""
+    data = fp.read(size)
+    if data is None or len(data) >= size:
+        return data or b""
+    data = bytearray(data)
+    while len(data) < size:
+        piece = fp.read(size - len(data))
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def length_to_end(fp: IO[bytes]) -> int | None:
+    """Bytes from ``fp``'s position to its end, when it can seek (``None`` for a pipe)."""
+    try:
+        here = fp.tell()
+        end = fp.seek(0, os.SEEK_END)
+        fp.seek(here)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return None
+    return end - here
+
+
+def read_rest(fp: IO[bytes], head: bytes) -> bytes:
+    """The whole ``.kpal`` file whose first bytes, ``head``, were just read from ``fp``.
+
+    The header is checked first; a file that can seek is then checked against
+    the length the header implies before anything more is read, and a stream
+    is read up to that length and one byte more: a 37-byte file followed by
+    gigabytes (or an endless pipe) is refused without reading them.
+
+    Raises
+    ------
+    FormatError
+        The header is not valid, or the file is longer than it implies.
+    """
+    left = length_to_end(fp)
+    header, _ = read_header(head, file_size=None if left is None else len(head) + left)
+    rest = read_up_to(fp, max(header.file_size - len(head), 0) + 1)  # +1: trailing data
+    if len(head) + len(rest) > header.file_size:
+        msg = (f"file has trailing data: more than the {header.file_size} bytes the header "
+               "implies")
+        raise FormatError(msg)
+    return head + bytes(rest)
 
 
 def decode(source: KpalSource) -> Image.Image:
@@ -1508,7 +1560,7 @@ def inspect(data: KpalSource) -> dict:
         (checked before decoding, see :func:`check_decompression_bomb`).
     """
     if not isinstance(data, bytes):  # a path, a file object, a bytearray or memoryview
-        data = read_bytes(data)
+        data = read_bytes(data, whole=True)
     header = container.read_header(data)
     chosen = codings.get(header.coding)
     start = header.header_size

@@ -71,12 +71,12 @@ class KpalImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         assert self.fp is not None
-        prefix = bytes(_read_up_to(self.fp, container.HEADER_SIZE))
+        prefix = bytes(codec.read_up_to(self.fp, container.HEADER_SIZE))
         if not _accept(prefix):
             msg = "not a .kpal file"
             raise SyntaxError(msg)
         # Version 2 has 5 more header bytes (spec §2.1).
-        prefix += _read_up_to(self.fp, container.header_size(prefix) - len(prefix))
+        prefix += codec.read_up_to(self.fp, container.header_size(prefix) - len(prefix))
         # From here on the file claims to be .kpal: bad fields raise FormatError
         # (a ValueError), which Pillow passes through instead of trying other formats.
         header, chosen = codec.read_header(prefix, file_size=_file_size(self.fp))
@@ -160,22 +160,8 @@ class KpalImageFile(ImageFile.ImageFile):
         super().verify()
 
 
-def _read_up_to(fp: IO[bytes], size: int) -> bytes | bytearray:
-    """Up to ``size`` bytes: fewer only at the end of the file (a raw stream may return less)."""
-    data = fp.read(size)
-    if data is None or len(data) >= size:
-        return data or b""
-    data = bytearray(data)
-    while len(data) < size:
-        piece = fp.read(size - len(data))
-        if not piece:
-            break
-        data += piece
-    return data
-
-
 def _read_exactly(fp: IO[bytes], size: int, part: str) -> bytes:
-    data = bytes(_read_up_to(fp, size)) if size else b""
+    data = bytes(codec.read_up_to(fp, size)) if size else b""
     if len(data) != size:
         msg = f"file is truncated in the {part}: {len(data)} of {size} bytes"
         raise TruncatedError(msg)
@@ -253,7 +239,7 @@ class KpalDecoder(ImageFile.PyDecoder):
         coding_id, k, payload_length, crc = self.args
         wanted = payload_length + container.CHECKSUM_SIZE
         if self.fd is not None:
-            data: bytes | bytearray = _read_up_to(self.fd, wanted + 1)  # +1: trailing data
+            data: bytes | bytearray = codec.read_up_to(self.fd, wanted + 1)  # +1: trailing data
         else:
             piece = memoryview(buffer).cast("B")  # type: ignore[arg-type]
             if self._pushed is None:

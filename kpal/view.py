@@ -128,7 +128,7 @@ def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[byte
     if source is not None:
         if name is None:
             name = Path(source).name if isinstance(source, (str, os.PathLike)) else "image.kpal"
-        data = codec.read_bytes(source)
+        data = codec.read_bytes(source, whole=True)  # a long file is shown, and said
     return _fill(_asset("viewer.html"), data, name or "image.kpal")
 
 

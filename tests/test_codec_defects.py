@@ -397,3 +397,37 @@ def test_a_given_palette_holding_every_colour_maps_exactly_when_dithered(dither,
     if alpha:
         expected[expected[..., 3] == 0] = 0
     np.testing.assert_array_equal(got, expected)
+
+
+class _Endless(io.RawIOBase):
+    """A pipe that gives ``head`` then zeros for ever, counting what is read."""
+
+    def __init__(self, head: bytes):
+        self.head, self.given = head, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = len(buffer)
+        part = self.head[self.given:self.given + n]
+        buffer[:len(part)] = part
+        buffer[len(part):n] = bytes(n - len(part))
+        self.given += n
+        return n
+
+
+def test_a_file_longer_than_its_header_says_is_refused_without_reading_the_rest(tmp_path):
+    data = kpal.encode(np.arange(9, dtype=np.uint8).reshape(1, 3, 3), 2)
+    sparse = tmp_path / "long.kpal"
+    with open(sparse, "wb") as f:
+        f.write(data)
+        f.truncate(1 << 31)  # 2 GiB, sparse: nothing is written
+    with pytest.raises(KpalError, match=rf"long.kpal: file has trailing data: {1 << 31} bytes, the header "
+                                        rf"implies {len(data)}$"):
+        kpal.decode(sparse)
+    endless = _Endless(data)
+    with pytest.raises(KpalError, match=rf"^file has trailing data: more than the {len(data)} "
+                                        "bytes the header implies$"):
+        kpal.decode(io.BufferedReader(endless))
+    assert endless.given < (1 << 20)  # a buffer's worth at most, not the endless rest
