@@ -873,6 +873,10 @@ def info(srcs, as_json, recursive, jobs, dask):
         raise click.ClickException(f"{name}: {report['problem']}")
 
 
+#: Metadata blocks kpal info lists one per line; the rest are counted on one.
+_METADATA_ROWS = 20
+
+
 def _print_info(name: str, report: dict) -> None:
     h, s = report["header"], report["size"]
     n = h["width"] * h["height"]
@@ -888,7 +892,13 @@ def _print_info(name: str, report: dict) -> None:
     if report.get("reader_needs"):
         rows.insert(rows.index(("coding", report["coding"])) + 1,
                     ("reader needs", report["reader_needs"]))
-    for block in report.get("metadata") or ():
+    blocks = report.get("metadata") or ()
+    for index, block in enumerate(blocks):
+        if index >= _METADATA_ROWS:  # a file of a million empty blocks: one line for the rest
+            left = blocks[index:]
+            rows.append(("metadata", f"{len(left):,} more blocks, "
+                                     f"{_bytes(sum(b['bytes'] for b in left))} in all"))
+            break
         known = "" if block.get("known", True) else ", unknown to this reader: skipped"
         named = f" ({block['description']!r})" if block.get("description") else ""
         rows.append(("metadata", f"{block['type']} {_bytes(block['bytes'])}{named}{known}"))

@@ -155,3 +155,25 @@ def test_the_fixed_width_comparison_counts_this_files_header(runner, tmp_path):
         sizes[coding] = (out.stat().st_size, result.output)
     assert sizes["radix"][0] == sizes["fixed"][0]
     assert f"{sizes['radix'][0]:,} bytes, 1.000× the fixed-width file" in sizes["radix"][1]
+
+
+def test_info_lists_twenty_metadata_blocks_and_counts_the_rest(runner, tmp_path):
+    """A file of many empty skippable blocks prints 21 metadata lines, not one a block."""
+    from kpal import coding as codings
+    from kpal import container
+
+    labels = np.zeros((1, 3), np.uint8)
+    palette = np.array([[1, 2, 3], [4, 5, 6]], np.uint8)
+    metadata = [("zzzz", b"")] * 5000
+    payload = codings.get("fixed").encode(labels, 2)
+    header = container.Header.for_image(
+        coding=0, k=2, width=3, height=1, payload_length=len(payload),
+        metadata_length=len(container.pack_metadata(metadata)))
+    path = tmp_path / "blocks.kpal"
+    path.write_bytes(container.write(header, palette, payload, metadata=metadata))
+    result = runner.invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.lstrip().startswith("metadata")]
+    assert len(lines) == 21
+    assert lines[0].split(None, 1)[1] == "zzzz 0 bytes, unknown to this reader: skipped"
+    assert lines[-1].split(None, 1)[1] == "4,980 more blocks, 0 bytes in all"
