@@ -269,10 +269,15 @@ function renderPalette(entry) {
   }));
 }
 
-/** The zoom that fits the stage: a whole step above 1×, the exact fraction below it. */
+/** Shortest side a fitted image is shown at, in CSS pixels (the stage scrolls along the other). */
+const MIN_SHOWN_SIDE = 16;
+
+/** The zoom that fits the stage: a whole step above 1×, the exact fraction below it;
+ * never so small that the short side of a very wide or tall image vanishes. */
 function fitZoom(image) {
-  const room = Math.min((els.stage.clientWidth - 32) / image.width,
-    (els.stage.clientHeight - 32) / image.height);
+  const floor = Math.min(1, MIN_SHOWN_SIDE / Math.min(image.width, image.height));
+  const room = Math.max(floor, Math.min((els.stage.clientWidth - 32) / image.width,
+    (els.stage.clientHeight - 32) / image.height));
   if (room < 1) return Math.max(ZOOMS[0], room);
   let best = 1;
   for (const z of ZOOMS) if (z <= room) best = z;

@@ -615,6 +615,11 @@ def test_viewer_in_headless_chromium(tmp_path):
             assert base64.b64decode(page.evaluate(_CANVAS_BASE64)) == _expected_rgba(
                 wide_palette, wide_labels[::2, ::2])
             assert "drawn at 1/2 scale" in page.inner_text("#status")
+            # fitted so that its short side stays visible (it was 0.02 px tall): the
+            # stage scrolls along the long side instead
+            shown = page.evaluate("document.querySelector('#canvas').getBoundingClientRect()"
+                                  ".height")
+            assert shown >= 3, shown
             # coding 3, which this reader does not decode: the error, and still the palette
             context = (GOLDEN / "context_k5_11x7.kpal").read_bytes()
             _drop(page, "context.kpal", context)
