@@ -43,8 +43,10 @@ const hexColour = (p, i, c = 3) => '#' + Array.from(p.subarray(c * i, c * i + c)
  * Decode one file's bytes and add it to the list.
  * @param {string} name
  * @param {Uint8Array} data
+ * @param {string} [problem] what the Python reader found wrong with a file in a coding
+ *   this reader does not decode (a page written by `kpal view` carries it)
  */
-export function openBytes(name, data) {
+export function openBytes(name, data, problem) {
   const entry = { name, size: data.length };
   const start = performance.now();
   try {
@@ -59,6 +61,10 @@ export function openBytes(name, data) {
     // A valid file in a coding this reader does not decode (3, context): not an error.
     entry.unsupported = Boolean(entry.header && entry.header.coding === 3
       && entry.error.includes('is not supported by this reader'));
+    if (entry.unsupported && problem) { // damaged after all: the error kpal decode gives
+      entry.unsupported = false;
+      entry.error = problem;
+    }
     if (entry.header && data.length >= entry.header.metadataOffset) {
       // and the palette (a file this reader does not decode, e.g. coding 3, still has one)
       entry.palette = data.slice(entry.header.headerSize, entry.header.metadataOffset);
@@ -354,7 +360,7 @@ if (embedded) {
   const text = atob(embedded.textContent.trim());
   const data = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) data[i] = text.charCodeAt(i);
-  openBytes(embedded.dataset.name || 'image.kpal', data);
+  openBytes(embedded.dataset.name || 'image.kpal', data, embedded.dataset.problem);
 }
 window.kpalViewer = { openBytes, kpal };
 document.documentElement.dataset.ready = 'true';

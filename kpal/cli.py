@@ -1407,7 +1407,8 @@ def view(src, out, force, no_open, quiet):
             report = codec.inspect(data)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
-    if report["reader_needs"] is not None and not quiet:  # an optional coding the page lacks
+    if report["reader_needs"] is not None and not report["problem"] and not quiet:
+        # a valid file in an optional coding the page's reader lacks
         _warn_one_line(f"{name}: the page cannot decode coding {report['header']['coding']} "
                        f"({report['coding']}), an optional one: it shows the header only "
                        "(kpal decode reads it)", UserWarning, __file__, 0)

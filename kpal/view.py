@@ -26,8 +26,10 @@ import webbrowser
 from pathlib import Path
 from typing import IO
 
+from PIL import Image
+
 from kpal import codec
-from kpal.errors import warn
+from kpal.errors import KpalError, warn
 
 __all__ = ["JS_DIR", "to_html", "to_iframe", "view", "update_viewer"]
 
@@ -80,10 +82,26 @@ def _region(name: str, data: bytes | None, file_name: str) -> str:
         # A name read from the file system may hold bytes that are not UTF-8
         # (surrogate escapes): the page shows U+FFFD for them.
         shown = file_name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        problem = _unseen_problem(data)
+        said = f' data-problem="{html.escape(problem)}"' if problem else ""
         return (f'<script type="application/octet-stream" id="kpal-embedded" '
-                f'data-name="{html.escape(shown)}">\n{_base64_lines(data)}\n</script>\n')
+                f'data-name="{html.escape(shown)}"{said}>\n{_base64_lines(data)}\n</script>\n')
     msg = f"viewer.html: unknown inline region {name!r}"
     raise ValueError(msg)
+
+
+def _unseen_problem(data: bytes) -> str | None:
+    """What is wrong with a file in a coding the page's reader does not decode (3).
+
+    The page can only say such a file is valid as far as its header goes; this
+    reader decodes it, so a damaged one is shown as damaged.
+    """
+    try:
+        if codec.read_header(data)[0].coding != 3:
+            return None
+        return codec.inspect(data)["problem"]
+    except (KpalError, Image.DecompressionBombError):
+        return None
 
 
 def _fill(template: str, data: bytes | None, file_name: str) -> str:

@@ -423,8 +423,8 @@ def test_a_file_longer_than_its_header_says_is_refused_without_reading_the_rest(
     with open(sparse, "wb") as f:
         f.write(data)
         f.truncate(1 << 31)  # 2 GiB, sparse: nothing is written
-    with pytest.raises(KpalError, match=rf"long.kpal: file has trailing data: {1 << 31} bytes, the header "
-                                        rf"implies {len(data)}$"):
+    with pytest.raises(KpalError, match=rf"long.kpal: file has trailing data: {1 << 31} "
+                                        rf"bytes, the header implies {len(data)}$"):
         kpal.decode(sparse)
     endless = _Endless(data)
     with pytest.raises(KpalError, match=rf"^file has trailing data: more than the {len(data)} "

@@ -34,7 +34,7 @@ import pytest
 from PIL import Image
 
 import kpal
-from kpal import codec, container
+from kpal import codec, container, view
 from kpal import coding as codings
 from kpal.errors import KpalError
 from tests.conftest import GOLDEN, ROOT, SAMPLES, in_ci
@@ -679,5 +679,40 @@ def test_viewer_in_headless_chromium(tmp_path):
             assert page.evaluate("document.querySelector('iframe').getBoundingClientRect()"
                                  ".height") == 300
             assert errors == []
+        finally:
+            browser.close()
+
+
+def test_a_damaged_coding_3_page_shows_the_python_readers_error(tmp_path):
+    """The page cannot decode coding 3; kpal view puts the error Python finds into it,
+    and does not say that kpal decode reads a file it then refuses."""
+    from click.testing import CliRunner
+
+    from kpal.cli import cli
+
+    damaged = CORRUPT / "context_order_repeats.kpal"
+    with pytest.raises(KpalError) as python_error:
+        codec.decode_indices(damaged.read_bytes())
+    page_path = tmp_path / "ctx.html"
+    result = CliRunner().invoke(cli, ["view", str(damaged), "--no-open", "-o", str(page_path)])
+    assert result.exit_code == 1
+    assert "kpal decode reads it" not in result.stderr
+    assert result.stderr.strip().endswith(f"{damaged.name}: {python_error.value}")
+    valid = view.to_html(GOLDEN / "context_k5_11x7.kpal")
+    assert "data-problem" not in valid
+    _need(CHROMIUM, "chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(None, "playwright (pip install playwright)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            tmp_path / "profile", executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(page_path.as_uri())
+            page.wait_for_selector("#error:not([hidden])", timeout=20000)
+            assert page.inner_text("#error") == (
+                f"kpal: error: {damaged.name}: {python_error.value}")
         finally:
             browser.close()
