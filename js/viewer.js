@@ -236,11 +236,29 @@ function layoutSum(image) {
   return parts.filter(([, v]) => v).map(([name, v]) => `${name} ${n(v)}`).join(' + ');
 }
 
+/**
+ * `v` (>= 0) to `digits` decimals, thousands separated, as Python's `:,.2f` gives it:
+ * toFixed rounds the exact binary value (2.675 is 2.67499...: 2.67), as Python does,
+ * except on an exact tie (5.625), which Python rounds to the even digit (5.62).
+ * (toLocaleString rounds the shortest decimal instead: 2.68.)
+ */
+function pyFixed(v, digits) {
+  let text = v.toFixed(digits);
+  // v * 10 ** digits may round to a tie that v is not (2.675 * 100 is 267.5): the
+  // exact expansion (100 digits hold a ratio's) says whether it is one
+  const exact = v.toFixed(100).split('.')[1];
+  if (/^50*$/.test(exact.slice(digits))) {
+    const kept = Number(`${v.toFixed(100).split('.')[0]}${exact.slice(0, digits)}`);
+    text = ((kept % 2 === 0 ? kept : kept + 1) / 10 ** digits).toFixed(digits);
+  }
+  const [whole, fraction] = text.split('.');
+  return Number(whole).toLocaleString('en-US') + (fraction ? `.${fraction}` : '');
+}
+
 /** Raw size against the file, the right way round, as `kpal info` words it. */
 function ratioText(ratio, bits) {
-  const fixed2 = (v) => v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   // where 2 decimals would read 1.00×, a percentage, as `kpal info` says it
-  const times = (f) => (f < 1.005 ? `${((f - 1) * 100).toFixed(1)} %` : `${fixed2(f)}×`);
+  const times = (f) => (f < 1.005 ? `${pyFixed((f - 1) * 100, 1)} %` : `${pyFixed(f, 2)}×`);
   if (ratio >= 1) return `${times(ratio)} smaller than raw ${bits}-bit`;
   return `${times(1 / ratio)} larger than raw ${bits}-bit (the palette and header outweigh what the indices save)`;
 }

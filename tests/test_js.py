@@ -632,6 +632,11 @@ def test_viewer_in_headless_chromium(tmp_path):
             context_info = page.inner_text("#info")
             assert "fixed width\t5×24 + 77×3 = 351 bits = 44 bytes" in context_info
             assert f"on disk\t{len(context):,} bytes" in context_info
+            # 231 / 88 = 2.625 exactly: Python's format rounds the tie to even, as the page
+            python_ratio = next(line for line in _info_text(GOLDEN / "context_k5_11x7.kpal")
+                                .splitlines() if line.strip().startswith("ratio"))
+            assert "2.62× smaller" in python_ratio
+            assert "ratio\t" + python_ratio.split("ratio", 1)[1].strip() in context_info
             _, context_palette, _ = codec.decode_indices(context)
             assert [page.locator("#palette .swatch").nth(i).get_attribute("title")
                     for i in range(5)] == [f"{i}: #{bytes(c).hex()}"
