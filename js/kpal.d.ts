@@ -40,7 +40,7 @@ export class DecompressionBombError extends KpalError {}
 
 export interface Header {
   version: number;
-  /** 0 fixed, 1 radix, 2 entropy. */
+  /** 0 fixed, 1 radix, 2 entropy, 3 context (read by readHeader; decode refuses it). */
   coding: 0 | 1 | 2 | 3;
   codingName: 'fixed' | 'radix' | 'entropy' | 'context';
   bitsPerIndex: number;
