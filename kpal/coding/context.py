@@ -56,7 +56,8 @@ READER_NEEDS = ("coding 3 (context) is optional for readers: it needs a sequenti
                 "(pip install 'kpal[fast]', numba) above "
                 "16384 pixels")
 
-#: Largest image the plain-Python kernel codes (1-4 s at 16384 pixels);
+#: Largest image the plain-Python kernel codes (at 16384 pixels, 0.5-1.5 s for a photo and
+#: 3 s for noise at k = 256 on a quiet 2-core machine; about twice that under load);
 #: above it the compiled kernel is required.
 PLAIN_MAX_PIXELS = 1 << 14
 #: From this many pixels the compiled kernel is worth importing numba (about 1 s).
