@@ -36,6 +36,7 @@ the fixed part of the pattern it was found through, under ``out_dir``; with no
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import contextlib
 import dataclasses
@@ -537,7 +538,10 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
         msg = "no input given"
         raise BatchError(msg)
     if out_dir is not None and is_url(os.fspath(out_dir)):
-        _filesystem(os.fspath(out_dir))  # an unknown protocol fails now, not per file
+        fs, inner = _filesystem(os.fspath(out_dir))  # an unknown protocol fails now
+        if _url_is_file(fs, inner):  # as for a local folder: before any file is read
+            msg = f"{os.fspath(out_dir)}: the output folder is a file"
+            raise BatchError(msg)
     elif out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         msg = f"{os.fspath(out_dir)}: the output folder is a file"
         raise BatchError(msg)
@@ -699,6 +703,8 @@ def _read(path: str, kpal: bool = False) -> bytes:
         raise _Failure(str(e)) from None
     except KpalError as e:
         raise _Failure(f"{path}: {e}") from None
+    except FileNotFoundError:  # fsspec's has no strerror: its text is the bare path
+        raise _Failure(f"{path}: cannot read: no such file") from None
     except OSError as e:
         raise _Failure(f"{path}: cannot read: {e.strerror or e}") from None
 
@@ -958,6 +964,8 @@ def _init_worker(batch_pid: int, compiled: bool = False, stop: Any = None) -> No
 #: Encodes a batch runs in its own process before it loads the compiled kernels there.
 IN_PROCESS_COMPILED_FILES = 4
 _compiled_loaded = False
+#: A threads-based Dask worker runs several tasks at once: one loads, the others wait.
+_compiled_lock = threading.Lock()
 
 
 def _load_compiled() -> None:
@@ -971,13 +979,14 @@ def _load_compiled() -> None:
     corpus). The output is the same either way.
     """
     global _compiled_loaded
-    if not _compiled_loaded:
-        _compiled_loaded = True
-        from kpal.cluster import load_compiled
+    with _compiled_lock:  # a second task must not find numba half imported
+        if not _compiled_loaded:
+            from kpal.cluster import load_compiled
 
-        # Only a speed-up: if numba fails here, every image takes the numpy path.
-        with contextlib.suppress(Exception):
-            load_compiled()
+            # Only a speed-up: if numba fails here, every image takes the numpy path.
+            with contextlib.suppress(Exception):
+                load_compiled()
+            _compiled_loaded = True
 
 
 def _run_compiled(job: Job, task_threads: dict[str, int] | None = None) -> Result:
@@ -1005,7 +1014,7 @@ def _share_of_cores(task_threads: dict[str, int]) -> None:
     not depend on it.
     """
     numba = sys.modules.get("numba")
-    if numba is None:  # the kernels failed to load: the numpy path takes no threads
+    if getattr(numba, "set_num_threads", None) is None:  # not loaded: no kernel threads
         return
     try:
         from distributed import get_worker
@@ -1199,6 +1208,26 @@ def _lost(job: Job, error: BaseException, since: int | None = None) -> Result:
     return Result(path=job.path, output=job.output, error=f"{job.path}: {text}")
 
 
+def _url_is_file(fs: Any, inner: str) -> bool:
+    """Whether an output folder's URL, or a folder above it, is a file (when it can be asked)."""
+    path = inner.rstrip("/")
+    try:
+        while path and path not in ("/", "."):
+            if fs.isfile(path):
+                return True
+            parent = path.rsplit("/", 1)[0] if "/" in path else ""
+            if parent == path:
+                break
+            path = parent
+    except Exception:  # noqa: BLE001 - a store that cannot say: the writes will
+        return False
+    return False
+
+
+def _in_memory(path: str | None) -> bool:
+    return path is not None and path.startswith("memory://")
+
+
 def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator[Result]:
     encodes = sum(job.kind == "encode" for job in todo)
     import multiprocessing
@@ -1209,6 +1238,12 @@ def _run_local(todo: list[Job], workers: int, *, asked: bool = True) -> Iterator
         if asked:
             warn(f"this process is a daemonic worker, which cannot start worker "
                  f"processes: the {len(todo)} files run here, one at a time")
+        workers = 1
+    if workers > 1 and any(_in_memory(job.path) or _in_memory(job.output) for job in todo):
+        # fsspec's memory:// holds its files in this process: a worker would find none.
+        if asked:
+            warn(f"memory:// files exist only in this process: the {len(todo)} files run "
+                 "here, one at a time")
         workers = 1
     if workers == 1 or len(todo) == 1:
         if encodes >= IN_PROCESS_COMPILED_FILES:
@@ -1286,7 +1321,7 @@ def _task_key(job: Job, index: int, token: str) -> str:
 def _run_dask(todo: list[Job], client) -> Iterator[Result]:
     from uuid import uuid4
 
-    from distributed import as_completed
+    from distributed import wait
 
     token = uuid4().hex[:12]
     nthreads = client.nthreads()
@@ -1297,10 +1332,11 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
         raise BatchError(msg)
     task_threads = _task_threads(nthreads)
     waiting = enumerate(todo)
-    in_flight: dict[Any, Job] = {}
-    tracker = as_completed([])
+    in_flight: dict[Any, Job] = {}  # in submission order
+    not_started = len(todo)
 
     def submit_next() -> None:
+        nonlocal not_started
         index, job = next(waiting, (None, None))
         if job is None:
             return
@@ -1309,23 +1345,58 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
         future = client.submit(_run_compiled, _absolute(job), task_threads,
                                key=_task_key(job, index, token), pure=False)
         in_flight[future] = job
-        tracker.add(future)
+        not_started -= 1
 
     try:
         for _ in range(threads * IN_FLIGHT_PER_WORKER):
             submit_next()
-        for future in tracker:
-            job = in_flight.pop(future)
+        while in_flight:
+            # A bounded wait, so that a client closed under the batch (its scheduler
+            # gone for good) is noticed instead of waited on for ever.
             try:
-                result = _as_named(future.result(), job)
-            except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: this file failed
-                result = _lost(job, e)
-            future.release()
-            submit_next()
-            yield result
+                done = wait(list(in_flight), timeout=_DASK_POLL_SECONDS,
+                            return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            except Exception:  # noqa: BLE001 - a client closed under the wait: said below
+                if client.status not in ("closing", "closed"):
+                    raise
+                done = set()
+            for future in [f for f in in_flight if f in done]:
+                job = in_flight.pop(future)
+                try:
+                    result = _as_named(future.result(), job)
+                except (asyncio.CancelledError, cf.CancelledError) as e:
+                    # cancelled (a BaseException): the client closed, or the scheduler lost
+                    if client.status in ("closing", "closed"):
+                        in_flight[future] = job  # not done: counted in the message
+                        break
+                    result = _lost(job, e)
+                except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: this file failed
+                    result = _lost(job, e)
+                with contextlib.suppress(Exception):  # a closing client
+                    future.release()
+                if client.status == "running":
+                    submit_next()
+                yield result
+            if client.status in ("closing", "closed"):
+                raise BatchError(_scheduler_lost(client, len(in_flight) + not_started))
     except BaseException:
-        client.cancel(list(in_flight))
+        with contextlib.suppress(Exception):  # a closed client cannot cancel: nothing runs
+            client.cancel(list(in_flight))
         raise
+
+
+#: How often a Dask batch checks that its client is still connected while it waits.
+_DASK_POLL_SECONDS = 1.0
+
+
+def _scheduler_lost(client: Any, left: int) -> str:
+    """The one line a batch ends with when its Dask client closes under it."""
+    address = getattr(getattr(client, "scheduler", None), "address", None) or "the scheduler"
+    return (f"lost the Dask scheduler {address} (the client is {client.status}): {left} "
+            f"file{'' if left == 1 else 's'} not done; run the batch again with "
+            "--skip-existing (skip_existing=True) to finish it")
 
 
 def _absolute(job: Job) -> Job:
@@ -1339,6 +1410,8 @@ def _absolute(job: Job) -> Job:
 def _as_named(result: Result, job: Job) -> Result:
     """A worker's record with the paths spelled as the caller gave them."""
     renamed = dataclasses.replace(result, path=job.path, output=job.output)
+    if renamed.report is not None and "file" in renamed.report:  # info's record names it too
+        renamed = dataclasses.replace(renamed, report={**renamed.report, "file": job.path})
     if renamed.error is not None:  # the message names the file too
         renamed = dataclasses.replace(renamed, error=renamed.error.replace(
             os.path.abspath(job.path) if not is_url(job.path) else job.path, job.path))
@@ -1433,11 +1506,38 @@ def connect(address: str, name: str = "client"):
     except ImportError:
         msg = f'{name} needs Dask: pip install "kpal[dask]"'
         raise BatchError(msg) from None
-    try:
-        return Client(address, timeout="10s")
-    except (OSError, TimeoutError, ValueError) as e:
-        msg = f"{address}: cannot reach the Dask scheduler: {e}"
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["client"] = Client(address, timeout=f"{CONNECT_SECONDS}s")
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            made["error"] = e
+
+    # Client's timeout bounds the TCP connection, not Dask's handshake: a port that
+    # answers something else (a web server) would be waited on for ever, so the
+    # client is made on a thread that is given up on.
+    maker = threading.Thread(target=make, name="kpal-dask-connect", daemon=True)
+    maker.start()
+    maker.join(CONNECT_SECONDS + 5)
+    if maker.is_alive():
+        msg = (f"{address}: cannot reach the Dask scheduler: no Dask handshake within "
+               f"{CONNECT_SECONDS + 5} s (is it a Dask scheduler's address?)")
+        raise SchedulerError(msg)
+    error = made.get("error")
+    if isinstance(error, MemoryError):  # a length read from a banner that is not Dask's
+        msg = f"{address}: cannot reach the Dask scheduler: not a Dask scheduler (bad handshake)"
         raise SchedulerError(msg) from None
+    if isinstance(error, (OSError, TimeoutError, ValueError)):
+        msg = f"{address}: cannot reach the Dask scheduler: {error}"
+        raise SchedulerError(msg) from None
+    if error is not None:
+        raise error
+    return made["client"]
+
+
+#: Seconds a connection to a Dask scheduler may take (Client's own timeout).
+CONNECT_SECONDS = 10
 
 
 @contextlib.contextmanager

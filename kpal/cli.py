@@ -180,7 +180,7 @@ def _batch_flags(ext_example: str):
                           f"-o's folder), replacing the input's, e.g. {ext_example}."),
         click.option("--skip-existing", is_flag=True,
                      help="Leave inputs whose output exists alone (resumes a batch)."),
-        click.option("--dask", metavar="ADDRESS",
+        click.option("--dask", metavar="ADDRESS", callback=_dask_address,
                      help="Run the files on this Dask scheduler (e.g. tcp://host:8786); "
                           "paths must be reachable from its workers (pip install "
                           "\"kpal[dask]\")."),
@@ -280,6 +280,13 @@ def _refuse_existing(planned: list, force: bool, skip_existing: bool) -> None:
                                f"--skip-existing to resume)")
 
 
+def _dask_address(ctx, param, value: str | None) -> str | None:
+    """``--dask ""`` (an unset variable, say) is a mistake, not a local batch."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("give the Dask scheduler's address, e.g. tcp://host:8786")
+    return value
+
+
 def _connect(address: str):
     try:
         return batch.connect(address, "--dask")
@@ -311,6 +318,7 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
         else:
             click.echo(line, err=True)
 
+    lost = None
     try:
         results = batch.run(planned, jobs, client=client, skip_existing=skip_existing)
         # Files run here (one job) record Pillow's warnings each time, as workers do.
@@ -329,12 +337,17 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
                 if bar is not None:
                     # As the summary counts them: the files written (a failed one read no image).
                     bar.add(result.bytes_in if result.error is None else 0, result.bytes_out)
+    except batch.BatchError as e:  # the Dask scheduler lost mid-batch: what finished, then why
+        lost = str(e)
     finally:
         if client is not None:
-            client.close()
+            with contextlib.suppress(Exception):  # already closed under the batch
+                client.close()
     summary = batch.summarize(seen)
     if not quiet and verb != "described":
         _print_summary(summary, verb, time.perf_counter() - started)
+    if lost is not None:
+        raise click.ClickException(lost)
     if summary.failed:
         # As for one file: 99 when no file failed but for missing its target (pngquant's).
         missed_only = all(r.target_missed for r in seen if r.error is not None)
@@ -800,7 +813,8 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
               help="Describe the .kpal files of a folder and its sub-folders.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N", default=1,
               show_default=True, help="Worker processes for several files.")
-@click.option("--dask", metavar="ADDRESS", help="Run the files on this Dask scheduler.")
+@click.option("--dask", metavar="ADDRESS", callback=_dask_address,
+              help="Run the files on this Dask scheduler.")
 def info(srcs, as_json, recursive, jobs, dask):
     """Show .kpal files' header, palette, size accounting and checksum status.
 

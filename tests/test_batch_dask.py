@@ -125,6 +125,10 @@ def test_relative_paths_mean_what_they_mean_to_the_caller(tree, tmp_path, client
     assert [r.error for r in results if not r.ok] == [
         f"{Path('photos/sub/bad.png')}: not an image Pillow can read"]
     assert len(_outputs(tmp_path / "out")) == len(NAMES)
+    # info's records name the files as given too, not as the workers read them
+    infos = list(batch.info_many("out", recursive=True, client=client))
+    assert sorted(r.report["file"] for r in infos) == sorted(
+        str(Path("out") / n).rsplit(".", 1)[0] + ".kpal" for n in NAMES)
 
 
 def test_a_closed_client_or_no_client_is_refused_at_once(tree, tmp_path, client):
@@ -153,3 +157,45 @@ def test_a_hosts_workers_share_its_cores_for_the_compiled_kernels(client):
     client.run(batch._load_compiled)  # numba imported, as before a task's encode
     cores, limit, taken = client.submit(_kernel_threads_of_a_task, shares, pure=False).result()
     assert taken == max(1, min(cores // 2, limit))
+
+
+def test_a_client_closed_mid_batch_ends_it_with_one_clear_error(tree, tmp_path, client):
+    """The records of the files done, then a BatchError: not a wait for ever, nor
+    distributed's ClosedClientError."""
+    results = batch.encode_many(tree, tmp_path / "out", recursive=True, k=8, client=client)
+    first = next(results)
+    assert first.path.startswith(str(tree))
+    client.close()
+    with pytest.raises(batch.BatchError, match=r"^lost the Dask scheduler .* \(the client is "
+                                                r"closed\): \d+ files? not done; run the batch "
+                                                r"again with --skip-existing"):
+        for _ in results:
+            pass
+    assert not list((tmp_path / "out").rglob("*.tmp*"))
+
+
+_THREADS_CLIENT = """
+import logging, sys
+import distributed
+from kpal import batch
+with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                              dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
+        distributed.Client(cluster) as client:
+    records = list(batch.encode_many(sys.argv[1], sys.argv[2], recursive=True, k=8,
+                                     client=client))
+print(sorted((r.path.rsplit("/", 1)[-1], r.error is None) for r in records))
+"""
+
+
+def test_a_threads_client_loads_the_kernels_once_for_all_its_tasks(tree, tmp_path):
+    """Two tasks at once in one process: the second waits for numba's import (it found
+    it half imported and failed its file)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _THREADS_CLIENT, str(tree),
+                           str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=300, check=True)
+    names = [n.rsplit("/", 1)[-1] for n in NAMES]
+    assert done.stdout.strip() == str(sorted([(n, True) for n in names]
+                                             + [("bad.png", False)]))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 import kpal
@@ -599,3 +600,84 @@ def test_ctrl_c_starts_none_of_the_files_the_pool_had_queued(tmp_path, photo):
     feeder.join(timeout=60)
     assert not feeder.is_alive()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pipe0.kpal", "pipe1.kpal"]
+
+
+def test_memory_urls_run_in_this_process_whatever_the_jobs(tmp_path):
+    """fsspec's memory:// lives in the caller's process: worker processes found no file."""
+    fsspec = pytest.importorskip("fsspec")
+    memory = fsspec.filesystem("memory")
+    for i in range(3):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (9, 7, 3), np.uint8)).save(
+            buffer, "PNG")
+        memory.pipe(f"/kpal_jobs_in/{i}.png", buffer.getvalue())
+    try:
+        default = list(batch.encode_many("memory://kpal_jobs_in/", "memory://kpal_jobs_a/", k=4))
+        assert [r.error for r in default] == [None] * 3
+        with pytest.warns(kpal.KpalWarning, match="memory:// files exist only in this process"):
+            asked = list(batch.encode_many("memory://kpal_jobs_in/", "memory://kpal_jobs_b/",
+                                           jobs=2, k=4))
+        assert [r.error for r in asked] == [None] * 3
+        assert memory.cat("/kpal_jobs_a/1.kpal") == memory.cat("/kpal_jobs_b/1.kpal")
+        missing = list(batch.decode_many("memory://kpal_jobs_a/", "memory://kpal_jobs_c/",
+                                         jobs=1))
+        assert [r.error for r in missing] == [None] * 3
+        memory.rm("/kpal_jobs_a/0.kpal")
+        with pytest.raises(Exception, match="no such file"):
+            list(batch.decode_many(["memory://kpal_jobs_a/0.kpal"], "memory://kpal_jobs_d/",
+                                   jobs=1))
+    finally:
+        for folder in ("kpal_jobs_in", "kpal_jobs_a", "kpal_jobs_b", "kpal_jobs_c",
+                       "kpal_jobs_d"):
+            if memory.exists(f"/{folder}"):
+                memory.rm(f"/{folder}", recursive=True)
+
+
+def test_an_output_url_that_is_a_file_is_refused_before_any_file_is_read(tmp_path):
+    pytest.importorskip("fsspec")
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src / "a.png")
+    blocker = tmp_path / "notadir"
+    blocker.touch()
+    for out in (blocker.as_uri(), blocker.as_uri() + "/sub/"):
+        result = CliRunner().invoke(cli, ["encode", str(src), "-o", out, "-k", "2", "-j", "1"])
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == f"kpal: error: {out}: the output folder is a file"
+
+
+def test_an_empty_dask_address_is_a_usage_error(tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(src)
+    for args in (["encode", str(src), str(src), "-o", str(tmp_path / "out")],
+                 ["info", str(tmp_path / "x.kpal")]):
+        result = CliRunner().invoke(cli, [*args, "--dask", " "])
+        assert result.exit_code == 2
+        assert "Invalid value for '--dask': give the Dask scheduler's address" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_port_that_speaks_something_else_is_not_a_dask_scheduler():
+    """A banner (an SSH server) read as a Dask frame length asked for exabytes."""
+    pytest.importorskip("distributed")
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def serve():
+        connection, _ = server.accept()
+        connection.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+        time.sleep(5)
+        connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pytest.raises(batch.SchedulerError, match=rf"^tcp://127.0.0.1:{port}: cannot reach "
+                                                       "the Dask scheduler: "):
+            batch.connect(f"tcp://127.0.0.1:{port}")
+    finally:
+        server.close()
