@@ -64,10 +64,11 @@ from kpal.errors import KpalError, recording, warn
 from kpal.io import temp_prefix, write_atomic
 from kpal.options import EncodeOptions
 
-__all__ = ["Result", "Job", "BatchError", "OutputFolderError", "SchedulerError", "Summary",
-           "collect", "plan", "run", "run_job", "encode_many", "decode_many", "info_many",
-           "summarize", "default_jobs", "is_glob", "image_file", "kpal_file", "skip_reason",
-           "ext_problem", "output_format", "is_url", "exists", "connect", "palette_read_once"]
+__all__ = ["Result", "Job", "BatchError", "OutputFolderError", "SchedulerError", "SchedulerLost",
+           "Summary", "collect", "plan", "run", "run_job", "encode_many", "decode_many",
+           "info_many", "summarize", "default_jobs", "is_glob", "image_file", "kpal_file",
+           "skip_reason", "ext_problem", "output_format", "is_url", "exists", "connect",
+           "palette_read_once"]
 
 #: Tasks in flight per worker: one running, one queued so the worker never waits.
 IN_FLIGHT_PER_WORKER = 2
@@ -1351,36 +1352,37 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
         for _ in range(threads * IN_FLIGHT_PER_WORKER):
             submit_next()
         while in_flight:
-            # A bounded wait, so that a client closed under the batch (its scheduler
-            # gone for good) is noticed instead of waited on for ever.
+            # A bounded wait, so that a client closed under the batch, or one whose
+            # scheduler died (then "connecting", its futures cancelled), is noticed
+            # instead of waited on for ever.
             try:
                 done = wait(list(in_flight), timeout=_DASK_POLL_SECONDS,
                             return_when="FIRST_COMPLETED").done
             except TimeoutError:
                 done = set()
-            except Exception:  # noqa: BLE001 - a client closed under the wait: said below
-                if client.status not in ("closing", "closed"):
+            except (Exception, asyncio.CancelledError):  # noqa: BLE001 - futures cancelled
+                if client.status == "running":
                     raise
                 done = set()
             for future in [f for f in in_flight if f in done]:
+                if client.status != "running" and future.status == "cancelled":
+                    continue  # cancelled with the scheduler: not done, counted below
                 job = in_flight.pop(future)
                 try:
                     result = _as_named(future.result(), job)
-                except (asyncio.CancelledError, cf.CancelledError) as e:
-                    # cancelled (a BaseException): the client closed, or the scheduler lost
-                    if client.status in ("closing", "closed"):
-                        in_flight[future] = job  # not done: counted in the message
-                        break
-                    result = _lost(job, e)
                 except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: this file failed
+                    result = _lost(job, e)
+                except (asyncio.CancelledError, cf.CancelledError) as e:  # a BaseException
                     result = _lost(job, e)
                 with contextlib.suppress(Exception):  # a closing client
                     future.release()
                 if client.status == "running":
                     submit_next()
                 yield result
-            if client.status in ("closing", "closed"):
-                raise BatchError(_scheduler_lost(client, len(in_flight) + not_started))
+            if client.status != "running":
+                raise SchedulerLost(_scheduler_lost(client, len(in_flight) + not_started))
+        if not_started:  # cannot happen while the client runs: never leave files unsaid
+            raise SchedulerLost(_scheduler_lost(client, not_started))
     except BaseException:
         with contextlib.suppress(Exception):  # a closed client cannot cancel: nothing runs
             client.cancel(list(in_flight))
@@ -1482,6 +1484,11 @@ def run(jobs: Iterable[Job], workers: int | None = None, *, client=None,
 
 class SchedulerError(BatchError):
     """The Dask scheduler cannot be reached (an I/O failure: exit code 1 on the command line)."""
+
+
+class SchedulerLost(SchedulerError):
+    """The Dask client closed, or lost its scheduler, during a batch: the records made
+    so far stand, the files not done are counted in the message."""
 
 
 def connect(address: str, name: str = "client"):

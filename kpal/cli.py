@@ -337,8 +337,10 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
                 if bar is not None:
                     # As the summary counts them: the files written (a failed one read no image).
                     bar.add(result.bytes_in if result.error is None else 0, result.bytes_out)
-    except batch.BatchError as e:  # the Dask scheduler lost mid-batch: what finished, then why
+    except batch.SchedulerLost as e:  # the Dask scheduler lost mid-batch: what finished, then why
         lost = str(e)
+    except batch.BatchError as e:  # before any file ran (a scheduler without workers, ...)
+        raise click.ClickException(str(e)) from None
     finally:
         if client is not None:
             with contextlib.suppress(Exception):  # already closed under the batch

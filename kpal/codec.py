@@ -1430,6 +1430,8 @@ def read_bytes(source: KpalSource, *, whole: bool = False) -> bytes:
     refuse_text_mode(source)  # before a read that would fail to decode text
     head = source.read(container.MAX_HEADER_SIZE)
     refuse_text_mode(head)
+    if head and len(head) < container.MAX_HEADER_SIZE:  # a raw pipe may give less
+        head = bytes(head) + bytes(read_up_to(source, container.MAX_HEADER_SIZE - len(head)))
     if whole:
         read_header(head)
         return head + source.read()
@@ -1454,11 +1456,12 @@ def length_to_end(fp: IO[bytes]) -> int | None:
     """Bytes from ``fp``'s position to its end, when it can seek (``None`` for a pipe)."""
     try:
         here = fp.tell()
-        end = fp.seek(0, os.SEEK_END)
+        fp.seek(0, os.SEEK_END)  # its return value: None for mmap and some streams
+        end = fp.tell()
         fp.seek(here)
-    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return end - here
+    except (OSError, AttributeError, ValueError, TypeError, io.UnsupportedOperation):
         return None
-    return end - here
 
 
 def read_rest(fp: IO[bytes], head: bytes) -> bytes:

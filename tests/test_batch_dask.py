@@ -166,7 +166,7 @@ def test_a_client_closed_mid_batch_ends_it_with_one_clear_error(tree, tmp_path, 
     first = next(results)
     assert first.path.startswith(str(tree))
     client.close()
-    with pytest.raises(batch.BatchError, match=r"^lost the Dask scheduler .* \(the client is "
+    with pytest.raises(batch.SchedulerLost, match=r"^lost the Dask scheduler .* \(the client is "
                                                 r"closed\): \d+ files? not done; run the batch "
                                                 r"again with --skip-existing"):
         for _ in results:
@@ -199,3 +199,22 @@ def test_a_threads_client_loads_the_kernels_once_for_all_its_tasks(tree, tmp_pat
     names = [n.rsplit("/", 1)[-1] for n in NAMES]
     assert done.stdout.strip() == str(sorted([(n, True) for n in names]
                                              + [("bad.png", False)]))
+
+
+def test_a_scheduler_gone_mid_batch_ends_it_with_one_clear_error(tree, tmp_path):
+    """The client then reconnects ("connecting") and its futures are cancelled: the batch
+    ends with SchedulerLost naming the files not done, not FuturesCancelledError."""
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0", silence_logs=logging.CRITICAL)
+    client = distributed.Client(cluster)
+    try:
+        results = batch.encode_many(tree, tmp_path / "out", recursive=True, k=8, client=client)
+        next(results)
+        cluster.close()  # the scheduler and its worker, not the client
+        with pytest.raises(batch.SchedulerLost, match=r"^lost the Dask scheduler .*: \d+ "
+                                                      r"files? not done"):
+            for _ in results:
+                pass
+    finally:
+        client.close()
+        cluster.close()

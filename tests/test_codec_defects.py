@@ -431,3 +431,34 @@ def test_a_file_longer_than_its_header_says_is_refused_without_reading_the_rest(
                                         "bytes the header implies$"):
         kpal.decode(io.BufferedReader(endless))
     assert endless.given < (1 << 20)  # a buffer's worth at most, not the endless rest
+
+
+class _Trickle(io.RawIOBase):
+    """An unbuffered pipe that gives at most 5 bytes a read."""
+
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(5, len(buffer), len(self.data) - self.at)
+        buffer[:n] = self.data[self.at:self.at + n]
+        self.at += n
+        return n
+
+
+def test_an_mmap_and_a_trickling_pipe_decode(tmp_path):
+    """mmap's seek returns None; a raw pipe's reads may be short, the header's too."""
+    import mmap
+
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    data = kpal.encode(image, 4)
+    path = tmp_path / "a.kpal"
+    path.write_bytes(data)
+    expected = np.asarray(kpal.decode(data).convert("RGB"))
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        np.testing.assert_array_equal(np.asarray(kpal.decode(mapped).convert("RGB")), expected)
+    np.testing.assert_array_equal(np.asarray(kpal.decode(_Trickle(data)).convert("RGB")),
+                                  expected)
