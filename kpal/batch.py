@@ -844,7 +844,7 @@ def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
     for candidate in (im, None):
         buffer = io.BytesIO()
         try:
-            image = candidate or outputs.without_palette(im)
+            image = candidate or outputs.without_palette(im, fmt)
             image.save(buffer, format=fmt, **outputs.writer_options(fmt, image))
             return buffer.getvalue()
         except (OSError, ValueError, KeyError) as e:

@@ -672,7 +672,7 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
     fmt = named
     failures = []
     attempts = ([lambda: im] if im.mode in ("RGB", "L")
-                else [lambda: im, lambda: outputs.without_palette(im)])
+                else [lambda: im, lambda: outputs.without_palette(im, fmt)])
     for attempt in attempts:
         data, problem = _save_to_bytes(attempt, fmt)
         if data is not None:

@@ -342,12 +342,15 @@ def _opaque_palette(image: Image.Image) -> Image.Image:
     return _with_profile(out, image)
 
 
-def without_palette(image: Image.Image) -> Image.Image:
+def without_palette(image: Image.Image, fmt: str = "") -> Image.Image:
     """The image for a writer that takes no palette image (JPEG, WebP, ...).
 
     A "P" image whose palette is all grey, with no ICC profile (an RGB profile
     does not describe one channel), becomes "L": a grey picture stays a grey
-    file, a third of the samples. Any other image becomes "RGB".
+    file, a third of the samples. Any other image becomes "RGB", and so does
+    every image for Pillow format ``fmt`` "PPM", whose writer picks its
+    variant by mode (a ``.ppm`` file holds colour; ``.pgm`` is made grey
+    before, by :func:`for_format`).
 
     Examples
     --------
@@ -357,7 +360,7 @@ def without_palette(image: Image.Image) -> Image.Image:
     'L'
     """
     if image.mode == "P" and "icc_profile" not in image.info and image.palette.mode == "RGB" \
-            and "transparency" not in image.info:
+            and "transparency" not in image.info and fmt.upper() != "PPM":
         entries = np.asarray(image.getpalette("RGB"), np.uint8).reshape(-1, 3)
         if (entries == entries[:, :1]).all():
             return image.convert("L")

@@ -28,11 +28,11 @@ PNG-8, GIF              the palette entries that at least one pixel uses, in
                         GIF transparent index). The image must have mode
                         "P"; a GIF gives its first frame's palette
 hex text (``.hex``,     one colour per line, ``#rrggbb``, ``#rrggbbaa`` (with
-``.txt``)               alpha, as CSS writes it), ``rrggbb``, or ``aarrggbb``
-                        (8 digits without ``#``: Paint.NET's ``.txt``
-                        palettes, alpha first), then anything (a name);
-                        blank lines and lines starting with ``;``, ``//`` or
-                        ``#`` plus a space are comments
+``.txt``)               alpha) or the same without ``#``, then anything (a
+                        name); blank lines and lines starting with ``;``,
+                        ``//`` or ``#`` plus a space are comments. In a
+                        Paint.NET palette (a comment naming ``paint.net``)
+                        8 digits are ``aarrggbb``, alpha first
 ======================  =====================================================
 
 Duplicate colours are kept, in file order, so that index ``i`` of the array is
@@ -295,18 +295,20 @@ def _read_gpl(data: bytes, name: str) -> np.ndarray:
 
 def _read_hex(data: bytes, name: str) -> np.ndarray:
     colours = []
-    for number, line in enumerate(_text_lines(data, name), start=1):
+    lines = _text_lines(data, name)
+    # Paint.NET writes aarrggbb, and says so in its first comment lines.
+    paint_net = any(_is_comment(line.strip()) and "paint.net" in line.lower() for line in lines)
+    for number, line in enumerate(lines, start=1):
         text = line.strip()
         if _is_comment(text):
             continue
         token = text.split()[0]
         match = _HEX_COLOUR.fullmatch(token)
         if match is None:
-            msg = (f"{name}:{number}: {token!r} is not a colour (expected #rrggbb, #rrggbbaa, "
-                   "or Paint.NET's aarrggbb)")
+            msg = f"{name}:{number}: {token!r} is not a colour (expected #rrggbb or #rrggbbaa)"
             raise KpalError(msg)
         colour = bytes.fromhex(match.group(2))
-        if len(colour) == 4 and not match.group(1):  # Paint.NET: alpha first
+        if len(colour) == 4 and paint_net and not match.group(1):  # alpha first
             colour = colour[1:] + colour[:1]
         colours.append(colour)
     if all(len(colour) == 3 for colour in colours):

@@ -248,3 +248,8 @@ def test_a_grey_palette_decodes_to_a_grey_jpeg_in_one_file_and_in_a_batch(runner
     with Image.open(tmp_path / "one.jpg") as grey, Image.open(tmp_path / "out/colour.jpg") as c:
         assert grey.mode == "L" and c.mode == "RGB"
         assert np.abs(np.asarray(grey, np.int16) - expected).mean() < 3  # quality 95
+    # .ppm holds colour whatever the palette (Pillow's PPM writer picks P5 for "L")
+    ppm = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"), "-o",
+                              str(tmp_path / "grey.ppm")])
+    assert ppm.exit_code == 0, ppm.output
+    assert (tmp_path / "grey.ppm").read_bytes()[:2] == b"P6"

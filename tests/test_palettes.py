@@ -463,8 +463,8 @@ def test_hex_with_alpha_mixes_with_opaque_lines():
     assert palettes.parse_palette(b"#ff0000ff\n#00ff00\n", "hex").shape == (2, 3)
     assert palettes.dump_palette([[255, 0, 0, 128], [0, 255, 0, 255]], "hex") == \
         b"#ff000080\n#00ff00ff\n"
-    with pytest.raises(KpalError, match=r"<palette>:1: '#ff00008' is not a colour \(expected "
-                                        r"#rrggbb, #rrggbbaa, or Paint.NET's aarrggbb\)"):
+    with pytest.raises(KpalError, match=r"<palette>:1: '#ff00008' is not a colour "
+                                        r"\(expected #rrggbb or #rrggbbaa\)"):
         palettes.parse_palette(b"#ff00008\n", "hex")
 
 
@@ -569,9 +569,12 @@ def test_paint_net_txt_palette_is_read_alpha_first():
     np.testing.assert_array_equal(palettes.parse_palette(text, "hex"),
                                   [[255, 0, 0, 255], [0, 255, 0, 255], [0, 0, 255, 255],
                                    [0, 0, 0, 128]])
-    opaque = b"FFFF0000\nFF00FF00\n"
+    opaque = b";paint.net Palette File\nFFFF0000\nFF00FF00\n"
     np.testing.assert_array_equal(palettes.parse_palette(opaque, "hex"),
                                   [[255, 0, 0], [0, 255, 0]])
+    # Without Paint.NET's comment, 8 digits are rrggbbaa, as with a '#'.
+    np.testing.assert_array_equal(palettes.parse_palette(b"ff000080\n#ff000080\n", "hex"),
+                                  [[255, 0, 0, 128], [255, 0, 0, 128]])
 
 
 def test_one_entry_for_a_mask_warns_that_encode_cannot_use_it():
