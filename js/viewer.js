@@ -208,7 +208,8 @@ function renderInfo(entry) {
     rows.push(row('log2 k', bytes(Math.ceil(s.log2BoundBits / 8))));
     rows.push(row('order-0', `${bytes(Math.ceil(s.order0EntropyBits / 8))} (each index coded alone)`));
     rows.push(row('on disk', `${bytes(s.onDiskBytes)} = ${layoutSum(entry.image)}`));
-    rows.push(row('ratio', ratioText(s.ratio, 8 * entry.image.channels)));
+    rows.push(row('ratio', ratioText(s.ratio, 8 * entry.image.channels,
+      entry.image.metadataLength > 0)));
     rows.push(row('checksum', 'ok'));
   } else if (entry?.unsupported) {
     // What needs only the header: the textbook sizes, beside the real one.
@@ -219,7 +220,8 @@ function renderInfo(entry) {
       bytes(Math.ceil(bits / 8))}`));
     rows.push(row('log2 k', bytes(Math.ceil((paletteBits + n * Math.log2(h.k)) / 8))));
     rows.push(row('on disk', `${bytes(entry.size)} (payload ${bytes(h.payloadLength)})`));
-    rows.push(row('ratio', ratioText(h.channels * n / entry.size, 8 * h.channels)));
+    rows.push(row('ratio', ratioText(h.channels * n / entry.size, 8 * h.channels,
+      h.metadataLength > 0)));
   } else if (entry) {
     rows.push(row('on disk', bytes(entry.size)));
   }
@@ -256,11 +258,11 @@ function pyFixed(v, digits) {
 }
 
 /** Raw size against the file, the right way round, as `kpal info` words it. */
-function ratioText(ratio, bits) {
+function ratioText(ratio, bits, metadata = false) {
   // where 2 decimals would read 1.00×, a percentage, as `kpal info` says it
   const times = (f) => (f < 1.005 ? `${pyFixed((f - 1) * 100, 1)} %` : `${pyFixed(f, 2)}×`);
   if (ratio >= 1) return `${times(ratio)} smaller than raw ${bits}-bit`;
-  return `${times(1 / ratio)} larger than raw ${bits}-bit (the palette and header outweigh what the indices save)`;
+  return `${times(1 / ratio)} larger than raw ${bits}-bit (the palette${metadata ? ', header and metadata' : ' and header'} outweigh what the indices save)`;
 }
 
 function renderPalette(entry) {

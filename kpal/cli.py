@@ -68,12 +68,17 @@ def _times(factor: float) -> str:
     return f"{factor:,.2f}×"
 
 
-def _ratio(ratio: float, bits: int = 24) -> str:
+def _ratio(ratio: float, bits: int = 24, metadata: bool = False) -> str:
     """Raw 24-bit (32-bit with alpha) size against the file, the right way round."""
     if ratio >= 1:
         return f"{_times(ratio)} smaller than raw {bits}-bit"
-    return (f"{_times(1 / ratio)} larger than raw {bits}-bit (the palette and header "
-            "outweigh what the indices save)")
+    return (f"{_times(1 / ratio)} larger than raw {bits}-bit ({_outweigh(metadata)})")
+
+
+def _outweigh(metadata: bool) -> str:
+    """Why a file is larger than its raw pixels: what it holds besides the indices."""
+    parts = "the palette, header and metadata" if metadata else "the palette and header"
+    return f"{parts} outweigh what the indices save"
 
 
 def _layout_sum(layout: dict) -> str:
@@ -83,12 +88,11 @@ def _layout_sum(layout: dict) -> str:
     return " + ".join(parts)
 
 
-def _grey_ratio(n_pixels: int, on_disk: int) -> str:
+def _grey_ratio(n_pixels: int, on_disk: int, metadata: bool = False) -> str:
     """A grey image's file against its raw 8-bit grey size, the right way round."""
     if on_disk <= n_pixels:
         return f"{_times(n_pixels / on_disk)} smaller than raw 8-bit grey"
-    return (f"{_times(on_disk / n_pixels)} larger than raw 8-bit grey (the palette and header "
-            "outweigh what the indices save)")
+    return f"{_times(on_disk / n_pixels)} larger than raw 8-bit grey ({_outweigh(metadata)})"
 
 
 def _is_grey(palette: np.ndarray) -> bool:
@@ -699,8 +703,10 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
         ]
     psnr = encoded.psnr()
     rows += [
-        ("ratio", f"{_ratio(r.ratio, r.entry_bits)}, {r.bits_per_pixel:.3f} bits per pixel"
-                  + (f"; {_grey_ratio(h.n_pixels, r.on_disk_bytes)}" if grey else "")),
+        ("ratio", f"{_ratio(r.ratio, r.entry_bits, h.metadata_length > 0)}, "
+                  f"{r.bits_per_pixel:.3f} bits per pixel"
+                  + (f"; {_grey_ratio(h.n_pixels, r.on_disk_bytes, h.metadata_length > 0)}"
+                     if grey else "")),
         ("PSNR", ("lossless (inf dB)" if psnr == float("inf") else f"{psnr:.2f} dB")
                  + (" (composites over black and white)" if h.alpha else "")),
     ]
@@ -932,12 +938,14 @@ def _print_info(name: str, report: dict) -> None:
                                     f"index coded alone; context models go below it)"))
         rows += [
             ("on disk", f"{_bytes(s['on_disk_bytes'])} = {_layout_sum(report['layout'])}"),
-            ("ratio", _ratio(s["ratio"], 32 if report.get("alpha") else 24)),
+            ("ratio", _ratio(s["ratio"], 32 if report.get("alpha") else 24,
+                             h.get("metadata_length", 0) > 0)),
         ]
         entries = report.get("palette") or []
         if entries and all(len(e) == 7 and e[1:3] == e[3:5] == e[5:7] for e in entries):
-            rows.append(("grey", f"every palette entry is grey: "
-                                 f"{_grey_ratio(h['width'] * h['height'], s['on_disk_bytes'])}"))
+            grey = _grey_ratio(h["width"] * h["height"], s["on_disk_bytes"],
+                               h.get("metadata_length", 0) > 0)
+            rows.append(("grey", f"every palette entry is grey: {grey}"))
     rows.append(("checksum", report["checksum"]))
     click.echo(printable(name))
     for label, value in rows:  # an ICC profile's name comes from the file too

@@ -177,3 +177,19 @@ def test_info_lists_twenty_metadata_blocks_and_counts_the_rest(runner, tmp_path)
     assert len(lines) == 21
     assert lines[0].split(None, 1)[1] == "zzzz 0 bytes, unknown to this reader: skipped"
     assert lines[-1].split(None, 1)[1] == "4,980 more blocks, 0 bytes in all"
+
+
+def test_a_file_larger_than_raw_for_its_metadata_says_so(runner, tmp_path):
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "tiny.png"
+    pixels = np.zeros((6, 5, 3), np.uint8)
+    pixels[:, 2:] = 200
+    Image.fromarray(pixels, "RGB").save(src, icc_profile=profile)
+    out = tmp_path / "tiny.kpal"
+    result = runner.invoke(cli, ["encode", str(src), "-k", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    why = "(the palette, header and metadata outweigh what the indices save)"
+    assert why in result.output
+    assert why in runner.invoke(cli, ["info", str(out)]).output

@@ -647,6 +647,10 @@ def test_viewer_in_headless_chromium(tmp_path):
             assert "ICC profile; not applied here: colours shown as sRGB" in page.inner_text(
                 "#info")
             assert "its ICC profile is not applied" in page.inner_text("#status")
+            assert "(the palette, header and metadata outweigh what the indices save)" in \
+                page.inner_text("#info")  # as kpal info says it of a file with a profile
+            assert "(the palette, header and metadata outweigh what the indices save)" in \
+                _info_text(GOLDEN / "icc_k5_7x3.kpal")
             # a coding 3 file with a profile: its metadata is shown beside its header
             with Image.open(GOLDEN / "icc_k5_7x3.kpal") as profiled, \
                     warnings.catch_warnings():
