@@ -295,7 +295,8 @@ function renderPalette(entry) {
   }));
 }
 
-/** Shortest side a fitted image is shown at, in CSS pixels (the stage scrolls along the other). */
+/** Shortest side a fitted image is shown at, in CSS pixels, or its own at 1× when shorter
+ * (the stage scrolls along the other). */
 const MIN_SHOWN_SIDE = 16;
 
 /** The zoom that fits the stage: a whole step above 1×, the exact fraction below it;

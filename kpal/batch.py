@@ -541,7 +541,7 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
     if out_dir is not None and is_url(os.fspath(out_dir)):
         fs, inner = _filesystem(os.fspath(out_dir))  # an unknown protocol fails now
         if _url_is_file(fs, inner):  # as for a local folder: before any file is read
-            msg = f"{os.fspath(out_dir)}: the output folder is a file"
+            msg = f"{os.fspath(out_dir)}: the output folder, or a folder above it, is a file"
             raise BatchError(msg)
     elif out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         msg = f"{os.fspath(out_dir)}: the output folder is a file"
@@ -1514,12 +1514,18 @@ def connect(address: str, name: str = "client"):
         msg = f'{name} needs Dask: pip install "kpal[dask]"'
         raise BatchError(msg) from None
     made: dict[str, Any] = {}
+    given_up = threading.Event()
 
     def make() -> None:
         try:
-            made["client"] = Client(address, timeout=f"{CONNECT_SECONDS}s")
+            client = Client(address, timeout=f"{CONNECT_SECONDS}s")
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             made["error"] = e
+            return
+        if given_up.is_set():  # connected after the caller gave up: nobody will close it
+            with contextlib.suppress(Exception):
+                client.close()
+        made["client"] = client
 
     # Client's timeout bounds the TCP connection, not Dask's handshake: a port that
     # answers something else (a web server) would be waited on for ever, so the
@@ -1528,6 +1534,7 @@ def connect(address: str, name: str = "client"):
     maker.start()
     maker.join(CONNECT_SECONDS + 5)
     if maker.is_alive():
+        given_up.set()
         msg = (f"{address}: cannot reach the Dask scheduler: no Dask handshake within "
                f"{CONNECT_SECONDS + 5} s (is it a Dask scheduler's address?)")
         raise SchedulerError(msg)

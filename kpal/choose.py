@@ -493,8 +493,8 @@ def _next_k(points: list[tuple[int, float]], target: float, low: int, high: int,
     slope = min(max(slope, 0.1 * default_slope), 3.0 * default_slope)
     doublings = (target - v0) / slope
     # 2.0 ** 1100 raises OverflowError (a flat image's sizes grow a byte per doubling
-    # of k, so a generous budget is thousands of doublings away): past 2**9 = 512
-    # doublings of k0 >= 1, the guess is beyond k = 256 anyway.
+    # of k, so a generous budget is thousands of doublings away): past 9 doublings
+    # (k0 >= 1 times 512), the guess is beyond k = 256 anyway.
     guess = high if doublings > 9 else round(k0 * 2.0 ** doublings)
     return int(min(max(guess, low + 1), high - 1))
 

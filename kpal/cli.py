@@ -1280,8 +1280,8 @@ def plot(src, kind, out, size, force, quiet, **values):
                 p_image.putpalette(codec.srgb_array(entries, im.info["icc_profile"])[0]
                                    .reshape(-1).tolist())
                 p_image.info.pop("icc_profile", None)
-    # An opaque palette image keeps its own palette unless -k is given, as encode does.
-    keep_palette = p_image is not None and rgb.shape[-1] == 3 and opts.k is None
+    # An opaque palette image keeps its own palette unless -k is smaller, as encode does.
+    keep_palette = p_image is not None and rgb.shape[-1] == 3
     alpha = rgb.shape[-1] == 4
     if alpha and kind != "palette":  # the palette draws alpha on a checkerboard
         rgb = _over_white(name, rgb, "the figures show it", quiet)
@@ -1338,7 +1338,7 @@ def plot(src, kind, out, size, force, quiet, **values):
                         extra.update(dithered=(dithered_shown, dithered.labels),
                                      dithered_title=_dither_title(opts),
                                      dithered_bytes=len(dithered.data))
-                fitted_by = _fitted_by(opts, keep_palette)
+                fitted_by = _fitted_by(opts, encoded.method == "palette")
                 if kind == "palette" and opts.dither != "none" and opts.dither_strength > 0:
                     fitted_by += f", {_dither_name(opts)} dithering"  # the shares dithered
                 fig = getattr(plots, kind)(rgb, quantization=shown, size=size,
@@ -1365,14 +1365,12 @@ def plot(src, kind, out, size, force, quiet, **values):
     _write_output(out, buffer.getvalue(), force)
 
 
-def _fitted_by(opts: options.EncodeOptions, keep_palette: bool) -> str:
-    """How a figure's palette was made, as its titles say it."""
+def _fitted_by(opts: options.EncodeOptions, kept: bool) -> str:
+    """How a figure's palette was made, as its titles say it (``kept``: a P image's own)."""
     from kpal.plot import METHOD_NAMES
 
-    if keep_palette:
+    if kept:
         return "the image's own palette"
-    if opts.palette is not None:
-        return "the given palette"
     return METHOD_NAMES[opts.method] + (" in Oklab" if opts.space == "oklab" else "")
 
 

@@ -779,9 +779,10 @@ def _fit_rgba(colors: np.ndarray, counts: np.ndarray, opts: options.EncodeOption
     translucent = (colors[:, 3] > 0) & (colors[:, 3] < 255)
     k = opts.k
     if k == 1 and has_t and (colors[:, 3] == 255).any():
-        warn("k=1: one palette entry cannot stand for both the fully transparent pixels and "
-             "the opaque ones: the entry is their premultiplied mean, which kpal encode "
-             "--palette refuses for images with opaque pixels (k=2 keeps the mask)")
+        warn("k=1: one palette entry cannot keep both the fully transparent pixels and the "
+             "opaque ones: the entry is their premultiplied mean, which an encode onto this "
+             "palette (--palette, palette=) refuses for images with opaque pixels (k=2 keeps "
+             "the mask)")
     if k == 1 or translucent.any():
         return fit_histogram_rgba(colors, counts, opts)
     # A 0/255 mask: the opaque colours as an RGB histogram, over k - 1 entries.

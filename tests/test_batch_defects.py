@@ -643,7 +643,8 @@ def test_an_output_url_that_is_a_file_is_refused_before_any_file_is_read(tmp_pat
     for out in (blocker.as_uri(), blocker.as_uri() + "/sub/"):
         result = CliRunner().invoke(cli, ["encode", str(src), "-o", out, "-k", "2", "-j", "1"])
         assert result.exit_code == 2, result.output
-        assert result.output.strip() == f"kpal: error: {out}: the output folder is a file"
+        assert result.output.strip() == (f"kpal: error: {out}: the output folder, or a folder "
+                                         "above it, is a file")
 
 
 def test_an_empty_dask_address_is_a_usage_error(tmp_path):

@@ -232,3 +232,29 @@ def test_plot_titles_say_how_the_palette_was_made(runner, photo_png, tmp_path, m
     if fig._suptitle is not None:
         texts.append(fig._suptitle.get_text())
     assert any(title in " ".join(t.split()) for t in texts), texts
+
+
+def test_plot_keeps_a_palette_images_own_palette_as_encode_does(runner, photo_png, tmp_path,
+                                                                monkeypatch):
+    """-k at least the image's colours keeps them (kpal encode's rule); fewer refits."""
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    src = tmp_path / "p16.png"
+    with Image.open(photo_png) as im:
+        im.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(src)
+    titles = []
+    drawn = plot.palette
+
+    def keep(*a, **kw):
+        fig = drawn(*a, **kw)
+        titles.append(" ".join(fig._suptitle.get_text().split()))
+        return fig
+
+    monkeypatch.setattr(plot, "palette", keep)
+    for k in ("64", "8"):
+        result = runner.invoke(cli, ["plot", str(src), "--kind", "palette", "-k", k, "-o",
+                                     str(tmp_path / f"p{k}.png")])
+        assert result.exit_code == 0, result.output
+    assert titles == ["Palette: 16 colours (the image's own palette), by share of pixels",
+                      "Palette: 8 colours (k-means), by share of pixels"]

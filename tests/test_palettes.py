@@ -582,7 +582,8 @@ def test_one_entry_for_a_mask_warns_that_encode_cannot_use_it():
     icon = np.full((6, 6, 4), 255, np.uint8)
     icon[..., 0] = np.arange(6)  # three opaque colours, three transparent ones
     icon[:3, ..., 3] = 0
-    with pytest.warns(kpal.KpalWarning, match=r"kpal encode --palette refuses .* \(k=2 keeps "):
+    with pytest.warns(kpal.KpalWarning, match=r"an encode onto this palette \(--palette, "
+                                              r"palette=\) refuses .* \(k=2 keeps "):
         one = palettes.fit_palette([icon], 1)
     assert one.shape == (1, 4) and 0 < one[0, 3] < 255
     with pytest.raises(KpalError, match="palette has no opaque entry"):
