@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-runs", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
     args = parser.parse_args(argv)
+    if shutil.which("pngquant") is None:  # before the corpus and the kpal rows
+        parser.error("pngquant is not on PATH (apt-get install pngquant)")
 
     from distributed import Client, LocalCluster
 

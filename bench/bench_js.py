@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import shutil
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     node = shutil.which("node")
     if node is None:
         raise SystemExit("bench_js: node is not on PATH")
+    if importlib.util.find_spec("numba") is None:  # the Python side is the compiled path
+        raise SystemExit('bench_js: numba is not installed: pip install -e ".[bench]"')
     print_machine_info()
     print(f"node {subprocess.run([node, '--version'], capture_output=True, text=True).stdout}")
     with tempfile.TemporaryDirectory(prefix="kpal-bench-js-") as tmp:

@@ -237,7 +237,10 @@ def _last_error_line(argv: list[str]) -> str:
     """Run a failed command again to show the last line it printed on stderr."""
     import subprocess
 
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as e:  # not installed: run_cmd_measured's shell said 127
+        return f"cannot run {argv[0]}: {e.strerror or e} (install it, or leave it out of --methods)"
     lines = done.stderr.strip().splitlines()
     return lines[-1][-120:] if lines else "(no message)"
 

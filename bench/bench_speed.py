@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib.util
 import os
 import pstats
 import shutil
@@ -290,6 +291,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if shutil.which("pngquant") is None:
         parser.error("pngquant is not on PATH")
+    for module, what in (("numba", "the compiled path"), ("imagequant", "libimagequant")):
+        if importlib.util.find_spec(module) is None:  # else it would time the numpy path
+            parser.error(f"{module} is not installed, so {what} cannot be timed: "
+                         "pip install -e \".[bench]\"")
     sizes = ["coffee 0.25 MP"] + ([] if args.small_only else ["mosaic 14.7 MP"])
     print_machine_info()
     rows = run(args.repeats, sizes, args.k)

@@ -24,7 +24,7 @@ name                   size (w x h)  how it is made
 astronaut              512 x 512     ``skimage.data.astronaut()``
 chelsea                451 x 300     ``skimage.data.chelsea()``
 coffee                 600 x 400     ``skimage.data.coffee()``
-rocket                 427 x 640     ``skimage.data.rocket()``
+rocket                 640 x 427     ``skimage.data.rocket()``
 ihc                    512 x 512     ``skimage.data.immunohistochemistry()``
 motorcycle             741 x 500     ``skimage.data.stereo_motorcycle()[0]``
 china                  640 x 427     ``sklearn.datasets.load_sample_images()`` 0
