@@ -841,10 +841,9 @@ def _decode(job: Job) -> dict:
 def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
     """``im`` in Pillow format ``fmt``; without its palette when the format takes none."""
     failure = None
-    for candidate in (im, None):
+    for image in outputs.save_attempts(im, fmt):
         buffer = io.BytesIO()
         try:
-            image = candidate or outputs.without_palette(im, fmt)
             image.save(buffer, format=fmt, **outputs.writer_options(fmt, image))
             return buffer.getvalue()
         except (OSError, ValueError, KeyError) as e:
@@ -1325,6 +1324,7 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
     from distributed import wait
 
     token = uuid4().hex[:12]
+    address = getattr(client.scheduler, "address", None)  # None once the client is closed
     nthreads = client.nthreads()
     threads = sum(nthreads.values())
     if not threads:
@@ -1361,9 +1361,10 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
             except TimeoutError:
                 done = set()
             except (Exception, asyncio.CancelledError):  # noqa: BLE001 - futures cancelled
-                if client.status == "running":
+                # (a scheduler restarted or lost): those are done, each its own record
+                done = {f for f in in_flight if f.done()}
+                if not done and client.status == "running":
                     raise
-                done = set()
             for future in [f for f in in_flight if f in done]:
                 if client.status != "running" and future.status == "cancelled":
                     continue  # cancelled with the scheduler: not done, counted below
@@ -1380,9 +1381,10 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
                     submit_next()
                 yield result
             if client.status != "running":
-                raise SchedulerLost(_scheduler_lost(client, len(in_flight) + not_started))
+                raise SchedulerLost(_scheduler_lost(client, address,
+                                                    len(in_flight) + not_started))
         if not_started:  # cannot happen while the client runs: never leave files unsaid
-            raise SchedulerLost(_scheduler_lost(client, not_started))
+            raise SchedulerLost(_scheduler_lost(client, address, not_started))
     except BaseException:
         with contextlib.suppress(Exception):  # a closed client cannot cancel: nothing runs
             client.cancel(list(in_flight))
@@ -1393,12 +1395,12 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
 _DASK_POLL_SECONDS = 1.0
 
 
-def _scheduler_lost(client: Any, left: int) -> str:
-    """The one line a batch ends with when its Dask client closes under it."""
-    address = getattr(getattr(client, "scheduler", None), "address", None) or "the scheduler"
-    return (f"lost the Dask scheduler {address} (the client is {client.status}): {left} "
-            f"file{'' if left == 1 else 's'} not done; run the batch again with "
-            "--skip-existing (skip_existing=True) to finish it")
+def _scheduler_lost(client: Any, address: str | None, left: int) -> str:
+    """The one line a batch ends with when its Dask client closes, or loses its scheduler."""
+    what = ("the Dask client was closed" if client.status in ("closing", "closed")
+            else f"lost the Dask scheduler {address or ''} (the client is {client.status})")
+    return (f"{' '.join(what.split())}: {left} file{'' if left == 1 else 's'} not done; run "
+            "the batch again with --skip-existing (skip_existing=True) to finish it")
 
 
 def _absolute(job: Job) -> Job:
@@ -1513,6 +1515,9 @@ def connect(address: str, name: str = "client"):
     except ImportError:
         msg = f'{name} needs Dask: pip install "kpal[dask]"'
         raise BatchError(msg) from None
+    if not isinstance(address, str) or not address.strip():
+        msg = f"{name}: give the Dask scheduler's address, e.g. tcp://host:8786"
+        raise BatchError(msg)
     made: dict[str, Any] = {}
     given_up = threading.Event()
 
@@ -1532,9 +1537,12 @@ def connect(address: str, name: str = "client"):
     # client is made on a thread that is given up on.
     maker = threading.Thread(target=make, name="kpal-dask-connect", daemon=True)
     maker.start()
-    maker.join(CONNECT_SECONDS + 5)
+    try:
+        maker.join(CONNECT_SECONDS + 5)
+    finally:  # on time, or Ctrl-C: a client that connects later closes itself
+        if maker.is_alive():
+            given_up.set()
     if maker.is_alive():
-        given_up.set()
         msg = (f"{address}: cannot reach the Dask scheduler: no Dask handshake within "
                f"{CONNECT_SECONDS + 5} s (is it a Dask scheduler's address?)")
         raise SchedulerError(msg)
@@ -1543,6 +1551,9 @@ def connect(address: str, name: str = "client"):
         msg = f"{address}: cannot reach the Dask scheduler: not a Dask scheduler (bad handshake)"
         raise SchedulerError(msg) from None
     if isinstance(error, (OSError, TimeoutError, ValueError)):
+        msg = f"{address}: cannot reach the Dask scheduler: {error}"
+        raise SchedulerError(msg) from None
+    if isinstance(error, TypeError):  # tls:// without Dask's security settings, say
         msg = f"{address}: cannot reach the Dask scheduler: {error}"
         raise SchedulerError(msg) from None
     if error is not None:

@@ -284,6 +284,23 @@ def _refuse_existing(planned: list, force: bool, skip_existing: bool) -> None:
                                f"--skip-existing to resume)")
 
 
+def _close_quietly(client) -> None:
+    """Close a Dask client; one still reconnecting to a lost scheduler logs the
+    cancelled reconnection as an ERROR with tracebacks, which the batch has said in one line."""
+    import logging
+
+    quiet = client.status != "running"
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with contextlib.suppress(Exception):  # already closed under the batch
+            client.close()
+    finally:
+        logger.setLevel(level)
+
+
 def _dask_address(ctx, param, value: str | None) -> str | None:
     """``--dask ""`` (an unset variable, say) is a mistake, not a local batch."""
     if value is not None and not value.strip():
@@ -347,10 +364,9 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
         raise click.ClickException(str(e)) from None
     finally:
         if client is not None:
-            with contextlib.suppress(Exception):  # already closed under the batch
-                client.close()
+            _close_quietly(client)
     summary = batch.summarize(seen)
-    if not quiet and verb != "described":
+    if not quiet and verb != "described" and (seen or lost is None):
         _print_summary(summary, verb, time.perf_counter() - started)
     if lost is not None:
         raise click.ClickException(lost)

@@ -671,10 +671,9 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
         raise click.UsageError(f"unknown output format {fmt!r}")
     fmt = named
     failures = []
-    attempts = ([lambda: im] if im.mode in ("RGB", "L")
-                else [lambda: im, lambda: outputs.without_palette(im, fmt)])
+    attempts = outputs.save_attempts(im, fmt)
     for attempt in attempts:
-        data, problem = _save_to_bytes(attempt, fmt)
+        data, problem = _save_to_bytes(lambda image=attempt: image, fmt)
         if data is not None:
             return data
         failures.append(problem)

@@ -12,6 +12,7 @@ into what the chosen format holds (and says in one line what changed),
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -20,7 +21,7 @@ from kpal.codec import _to_srgb, flatten, has_transparency, is_srgb_profile, srg
 from kpal.errors import KpalError
 
 __all__ = ["ALPHA_FORMATS", "ICO_MAX_SIZE", "for_format", "output_problem", "pillow_format",
-           "without_palette", "writer_options"]
+           "save_attempts", "without_palette", "writer_options"]
 
 
 #: Pillow formats that keep transparency when written; others get a flattened image.
@@ -365,6 +366,22 @@ def without_palette(image: Image.Image, fmt: str = "") -> Image.Image:
         if (entries == entries[:, :1]).all():
             return image.convert("L")
     return image.convert("RGB")
+
+
+def save_attempts(image: Image.Image, fmt: str) -> Iterator[Image.Image]:
+    """The images to hand Pillow's ``fmt`` writer, in turn, until one is written.
+
+    The image as it is; then, for a writer that takes no palette image, as
+    :func:`without_palette` gives it; then "RGB", for a writer that takes no
+    "L" either (QOI). Made lazily: a later one only when an earlier one failed.
+    """
+    yield image
+    if image.mode in ("RGB", "L"):
+        return
+    plain = without_palette(image, fmt)
+    yield plain
+    if plain.mode == "L":
+        yield image.convert("RGB")
 
 
 def _palette_entries(image: Image.Image) -> np.ndarray:

@@ -253,3 +253,17 @@ def test_a_grey_palette_decodes_to_a_grey_jpeg_in_one_file_and_in_a_batch(runner
                               str(tmp_path / "grey.ppm")])
     assert ppm.exit_code == 0, ppm.output
     assert (tmp_path / "grey.ppm").read_bytes()[:2] == b"P6"
+    # QOI takes neither "P" nor "L": RGB, in one file and in a batch
+    qoi = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"), "-o",
+                              str(tmp_path / "grey.qoi")])
+    assert qoi.exit_code == 0, qoi.output
+    batch_qoi = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"),
+                                    str(tmp_path / "colour.kpal"), "-o", str(tmp_path / "q"),
+                                    "--format", "qoi", "-j", "1"])
+    assert batch_qoi.exit_code == 0, batch_qoi.output
+    assert (tmp_path / "q" / "grey.qoi").read_bytes() == (tmp_path / "grey.qoi").read_bytes()
+    with Image.open(tmp_path / "grey.qoi") as decoded:
+        assert decoded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(decoded.convert("L")),
+                                      np.asarray(kpal.decode(tmp_path / "grey.kpal")
+                                                 .convert("L")))
