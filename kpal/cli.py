@@ -1334,7 +1334,8 @@ def plot(src, kind, out, size, force, quiet, **values):
                         written = codec.encode_image(pixels, options=plain,
                                                      icc_profile=icc_profile)
                     extra = {"original_bytes": len(data),
-                             "compressed_bytes": len(written.data)}
+                             "compressed_bytes": len(written.data),
+                             "metadata_bytes": written.header.metadata_length}
                     if written.palette.shape[1] == 4:
                         # The file's own RGBA entries over white, as the original is shown:
                         # the picture, PSNR and sizes all describe the file kpal writes.
@@ -1354,7 +1355,11 @@ def plot(src, kind, out, size, force, quiet, **values):
                         extra.update(dithered=(dithered_shown, dithered.labels),
                                      dithered_title=_dither_title(opts),
                                      dithered_bytes=len(dithered.data))
-                fitted_by = _fitted_by(opts, encoded.method == "palette")
+                # A P image's own colours kept: as its palette (opaque) or every colour
+                # of its pixels (with transparency, fitted as RGBA without iterations).
+                kept = encoded.method == "palette" or (p_image is not None
+                                                       and encoded.n_iter == 0)
+                fitted_by = _fitted_by(opts, kept)
                 if kind == "palette" and opts.dither != "none" and opts.dither_strength > 0:
                     fitted_by += f", {_dither_name(opts)} dithering"  # the shares dithered
                 fig = getattr(plots, kind)(rgb, quantization=shown, size=size,

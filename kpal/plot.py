@@ -312,12 +312,14 @@ def _fitted(fitted_by: str | None, method: str, given: bool) -> str:
     return fitted_by or ""
 
 
-def _size_ratio(raw_bytes: int, compressed_bytes: int, raw_bits: int = 24) -> str:
-    """``"4.2× smaller than raw 24-bit"``, or larger for a tiny image."""
+def _size_ratio(raw_bytes: int, compressed_bytes: int, raw_bits: int = 24,
+                metadata: bool = False) -> str:
+    """``"4.2× smaller than raw 24-bit"``, or larger for a tiny image (as kpal info says it)."""
     if compressed_bytes <= raw_bytes:
         return f"{raw_bytes / compressed_bytes:.1f}× smaller than raw {raw_bits}-bit"
-    return (f"{compressed_bytes / raw_bytes:.1f}× larger than raw {raw_bits}-bit (the palette and "
-            "header outweigh what the indices save)")
+    parts = "the palette, header and metadata" if metadata else "the palette and header"
+    return (f"{compressed_bytes / raw_bytes:.1f}× larger than raw {raw_bits}-bit ({parts} "
+            "outweigh what the indices save)")
 
 
 def _fixed_bytes(k: int, n_pixels: int) -> int:
@@ -351,6 +353,7 @@ def compare(
     dithered_title: str = "dithered",
     dithered_bytes: int | None = None,
     raw_bits: int = 24,
+    metadata_bytes: int = 0,
 ) -> Figure:
     """The original and the compressed image side by side (and a dithered one).
 
@@ -391,6 +394,9 @@ def compare(
         Bits per pixel of the raw image the caption compares the file with:
         32 for a file with an RGBA palette (shown composited, as the original;
         its PSNR is then said to be over white).
+    metadata_bytes : int, default 0
+        Bytes of metadata blocks (an ICC profile) in ``compressed_bytes``: a
+        file larger than raw then names them among what outweighs the indices.
 
     Returns
     -------
@@ -444,7 +450,7 @@ def compare(
     pieces = [
         f"Original: {original_text}",
         f"Compressed: {compressed_text}",
-        _size_ratio(raw_bits // 8 * n_pixels, compressed_bytes, raw_bits),
+        _size_ratio(raw_bits // 8 * n_pixels, compressed_bytes, raw_bits, metadata_bytes > 0),
         psnr_text,
     ]
     if dithered is not None:

@@ -258,3 +258,39 @@ def test_plot_keeps_a_palette_images_own_palette_as_encode_does(runner, photo_pn
         assert result.exit_code == 0, result.output
     assert titles == ["Palette: 16 colours (the image's own palette), by share of pixels",
                       "Palette: 8 colours (k-means), by share of pixels"]
+
+
+def test_plot_of_a_transparent_palette_image_names_its_own_palette(runner, photo_png,
+                                                                  tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    src = tmp_path / "p16t.png"
+    with Image.open(photo_png) as im:
+        im.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(
+            src, transparency=3)
+    titles = []
+    drawn = plot.compare
+
+    def keep(*a, **kw):
+        fig = drawn(*a, **kw)
+        titles.append([ax.get_title() for ax in fig.axes])
+        return fig
+
+    monkeypatch.setattr(plot, "compare", keep)
+    result = runner.invoke(cli, ["plot", str(src), "--kind", "compare", "-k", "32", "-q",
+                                 "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert "Compressed to 16 colours (the image's own palette)" in titles[0]
+
+
+def test_compare_names_metadata_when_it_outweighs_the_pixels():
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    fig = plot.compare(image, quantization=(np.zeros((1, 3), np.uint8),
+                                            np.zeros(16, np.uint8)),
+                       compressed_bytes=700, metadata_bytes=596)
+    caption = " ".join(t.get_text() for t in fig.texts)
+    assert "(the palette, header and metadata outweigh what the indices save)" in caption
