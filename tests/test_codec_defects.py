@@ -399,18 +399,21 @@ def test_a_given_palette_holding_every_colour_maps_exactly_when_dithered(dither,
     np.testing.assert_array_equal(got, expected)
 
 
-class _Endless(io.RawIOBase):
-    """A pipe that gives ``head`` then zeros for ever, counting what is read."""
+class _Pipe(io.RawIOBase):
+    """An unbuffered pipe giving ``data``, at most ``step`` bytes a read; ``endless``:
+    zeros after it for ever. ``given`` counts what was read."""
 
-    def __init__(self, head: bytes):
-        self.head, self.given = head, 0
+    def __init__(self, data: bytes, step: int | None = None, endless: bool = False):
+        self.data, self.step, self.endless, self.given = data, step, endless, 0
 
     def readable(self):
         return True
 
     def readinto(self, buffer):
-        n = len(buffer)
-        part = self.head[self.given:self.given + n]
+        n = len(buffer) if self.step is None else min(self.step, len(buffer))
+        if not self.endless:
+            n = min(n, len(self.data) - self.given)
+        part = self.data[self.given:self.given + n]
         buffer[:len(part)] = part
         buffer[len(part):n] = bytes(n - len(part))
         self.given += n
@@ -426,27 +429,11 @@ def test_a_file_longer_than_its_header_says_is_refused_without_reading_the_rest(
     with pytest.raises(KpalError, match=rf"long.kpal: file has trailing data: {1 << 31} "
                                         rf"bytes, the header implies {len(data)}$"):
         kpal.decode(sparse)
-    endless = _Endless(data)
+    endless = _Pipe(data, endless=True)
     with pytest.raises(KpalError, match=rf"^file has trailing data: more than the {len(data)} "
                                         "bytes the header implies$"):
         kpal.decode(io.BufferedReader(endless))
     assert endless.given < (1 << 20)  # a buffer's worth at most, not the endless rest
-
-
-class _Trickle(io.RawIOBase):
-    """An unbuffered pipe that gives at most 5 bytes a read."""
-
-    def __init__(self, data: bytes):
-        self.data, self.at = data, 0
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        n = min(5, len(buffer), len(self.data) - self.at)
-        buffer[:n] = self.data[self.at:self.at + n]
-        self.at += n
-        return n
 
 
 def test_an_mmap_and_a_trickling_pipe_decode(tmp_path):
@@ -460,5 +447,5 @@ def test_an_mmap_and_a_trickling_pipe_decode(tmp_path):
     expected = np.asarray(kpal.decode(data).convert("RGB"))
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         np.testing.assert_array_equal(np.asarray(kpal.decode(mapped).convert("RGB")), expected)
-    np.testing.assert_array_equal(np.asarray(kpal.decode(_Trickle(data)).convert("RGB")),
+    np.testing.assert_array_equal(np.asarray(kpal.decode(_Pipe(data, step=5)).convert("RGB")),
                                   expected)

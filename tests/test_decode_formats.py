@@ -236,34 +236,27 @@ def test_a_grey_palette_decodes_to_a_grey_jpeg_in_one_file_and_in_a_batch(runner
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             kpal.save(tmp_path / f"{name}.png", tmp_path / f"{name}.kpal", 8)
-    one = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"), "-o",
-                              str(tmp_path / "one.jpg")])
-    assert one.exit_code == 0, one.output
-    batch = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"),
-                                str(tmp_path / "colour.kpal"), "-o", str(tmp_path / "out"),
-                                "--format", "jpg", "-j", "1"])
-    assert batch.exit_code == 0, batch.output
-    assert (tmp_path / "one.jpg").read_bytes() == (tmp_path / "out" / "grey.jpg").read_bytes()
-    expected = np.asarray(kpal.decode(tmp_path / "grey.kpal").convert("L"), np.int16)
-    with Image.open(tmp_path / "one.jpg") as grey, Image.open(tmp_path / "out/colour.jpg") as c:
+    def one_and_batch(ext: str):
+        """grey.kpal decoded alone, and in a batch with colour.kpal: the same bytes."""
+        one = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"), "-o",
+                                  str(tmp_path / f"one.{ext}")])
+        assert one.exit_code == 0, one.output
+        many = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"),
+                                   str(tmp_path / "colour.kpal"), "-o", str(tmp_path / ext),
+                                   "--format", ext, "-j", "1"])
+        assert many.exit_code == 0, many.output
+        assert (tmp_path / f"one.{ext}").read_bytes() == \
+            (tmp_path / ext / f"grey.{ext}").read_bytes()
+        return tmp_path / f"one.{ext}", tmp_path / ext / f"colour.{ext}"
+
+    grey_levels = np.asarray(kpal.decode(tmp_path / "grey.kpal").convert("L"))
+    grey_jpg, colour_jpg = one_and_batch("jpg")
+    with Image.open(grey_jpg) as grey, Image.open(colour_jpg) as c:
         assert grey.mode == "L" and c.mode == "RGB"
-        assert np.abs(np.asarray(grey, np.int16) - expected).mean() < 3  # quality 95
+        assert np.abs(np.asarray(grey, np.int16) - grey_levels).mean() < 3  # quality 95
     # .ppm holds colour whatever the palette (Pillow's PPM writer picks P5 for "L")
-    ppm = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"), "-o",
-                              str(tmp_path / "grey.ppm")])
-    assert ppm.exit_code == 0, ppm.output
-    assert (tmp_path / "grey.ppm").read_bytes()[:2] == b"P6"
-    # QOI takes neither "P" nor "L": RGB, in one file and in a batch
-    qoi = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"), "-o",
-                              str(tmp_path / "grey.qoi")])
-    assert qoi.exit_code == 0, qoi.output
-    batch_qoi = runner.invoke(cli, ["decode", str(tmp_path / "grey.kpal"),
-                                    str(tmp_path / "colour.kpal"), "-o", str(tmp_path / "q"),
-                                    "--format", "qoi", "-j", "1"])
-    assert batch_qoi.exit_code == 0, batch_qoi.output
-    assert (tmp_path / "q" / "grey.qoi").read_bytes() == (tmp_path / "grey.qoi").read_bytes()
-    with Image.open(tmp_path / "grey.qoi") as decoded:
+    assert one_and_batch("ppm")[0].read_bytes()[:2] == b"P6"
+    # QOI takes neither "P" nor "L": RGB
+    with Image.open(one_and_batch("qoi")[0]) as decoded:
         assert decoded.mode == "RGB"
-        np.testing.assert_array_equal(np.asarray(decoded.convert("L")),
-                                      np.asarray(kpal.decode(tmp_path / "grey.kpal")
-                                                 .convert("L")))
+        np.testing.assert_array_equal(np.asarray(decoded.convert("L")), grey_levels)
