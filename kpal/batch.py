@@ -1210,18 +1210,12 @@ def _lost(job: Job, error: BaseException, since: int | None = None) -> Result:
 
 def _url_is_file(fs: Any, inner: str) -> bool:
     """Whether an output folder's URL, or a folder above it, is a file (when it can be asked)."""
-    path = inner.rstrip("/")
+    folder = PurePosixPath(inner.rstrip("/") or "/")
     try:
-        while path and path not in ("/", "."):
-            if fs.isfile(path):
-                return True
-            parent = path.rsplit("/", 1)[0] if "/" in path else ""
-            if parent == path:
-                break
-            path = parent
+        return any(fs.isfile(str(p)) for p in (folder, *folder.parents)
+                   if str(p) not in ("/", "."))
     except Exception:  # noqa: BLE001 - a store that cannot say: the writes will
         return False
-    return False
 
 
 def _in_memory(path: str | None) -> bool:
@@ -1371,9 +1365,8 @@ def _run_dask(todo: list[Job], client) -> Iterator[Result]:
                 job = in_flight.pop(future)
                 try:
                     result = _as_named(future.result(), job)
-                except Exception as e:  # noqa: BLE001 - e.g. KilledWorker: this file failed
-                    result = _lost(job, e)
-                except (asyncio.CancelledError, cf.CancelledError) as e:  # a BaseException
+                # e.g. KilledWorker, or cancelled (asyncio's is a BaseException): this file failed
+                except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001
                     result = _lost(job, e)
                 with contextlib.suppress(Exception):  # a closing client
                     future.release()
@@ -1550,10 +1543,8 @@ def connect(address: str, name: str = "client"):
     if isinstance(error, MemoryError):  # a length read from a banner that is not Dask's
         msg = f"{address}: cannot reach the Dask scheduler: not a Dask scheduler (bad handshake)"
         raise SchedulerError(msg) from None
-    if isinstance(error, (OSError, TimeoutError, ValueError)):
-        msg = f"{address}: cannot reach the Dask scheduler: {error}"
-        raise SchedulerError(msg) from None
-    if isinstance(error, TypeError):  # tls:// without Dask's security settings, say
+    # TypeError: tls:// without Dask's security settings, say
+    if isinstance(error, (OSError, TimeoutError, ValueError, TypeError)):
         msg = f"{address}: cannot reach the Dask scheduler: {error}"
         raise SchedulerError(msg) from None
     if error is not None:

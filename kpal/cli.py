@@ -23,7 +23,7 @@ import click
 import numpy as np
 from PIL import Image
 
-from kpal import batch, codec, container, options, outputs, progress
+from kpal import batch, codec, container, metrics, options, outputs, progress
 from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below use
     STDIO,
     FilePath,
@@ -72,13 +72,8 @@ def _ratio(ratio: float, bits: int = 24, metadata: bool = False) -> str:
     """Raw 24-bit (32-bit with alpha) size against the file, the right way round."""
     if ratio >= 1:
         return f"{_times(ratio)} smaller than raw {bits}-bit"
-    return (f"{_times(1 / ratio)} larger than raw {bits}-bit ({_outweigh(metadata)})")
+    return f"{_times(1 / ratio)} larger than raw {bits}-bit ({metrics.why_larger(metadata)})"
 
-
-def _outweigh(metadata: bool) -> str:
-    """Why a file is larger than its raw pixels: what it holds besides the indices."""
-    parts = "the palette, header and metadata" if metadata else "the palette and header"
-    return f"{parts} outweigh what the indices save"
 
 
 def _layout_sum(layout: dict) -> str:
@@ -92,7 +87,8 @@ def _grey_ratio(n_pixels: int, on_disk: int, metadata: bool = False) -> str:
     """A grey image's file against its raw 8-bit grey size, the right way round."""
     if on_disk <= n_pixels:
         return f"{_times(n_pixels / on_disk)} smaller than raw 8-bit grey"
-    return f"{_times(on_disk / n_pixels)} larger than raw 8-bit grey ({_outweigh(metadata)})"
+    return (f"{_times(on_disk / n_pixels)} larger than raw 8-bit grey "
+            f"({metrics.why_larger(metadata)})")
 
 
 def _is_grey(palette: np.ndarray) -> bool:

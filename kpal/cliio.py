@@ -671,9 +671,8 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
         raise click.UsageError(f"unknown output format {fmt!r}")
     fmt = named
     failures = []
-    attempts = outputs.save_attempts(im, fmt)
-    for attempt in attempts:
-        data, problem = _save_to_bytes(lambda image=attempt: image, fmt)
+    for attempt in outputs.save_attempts(im, fmt):
+        data, problem = _save_to_bytes(attempt, fmt)
         if data is not None:
             return data
         failures.append(problem)
@@ -686,7 +685,7 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
                                f"{fmt.upper()}: {reason}")
 
 
-def _save_to_bytes(make_image, fmt: str) -> tuple[bytes | None, str | None]:
+def _save_to_bytes(image: Image.Image, fmt: str) -> tuple[bytes | None, str | None]:
     """Run Pillow's encoder for ``fmt``; return (bytes, None) or (None, one-line reason).
 
     What C libraries print on descriptor 2 meanwhile (libjpeg: "Maximum
@@ -699,7 +698,6 @@ def _save_to_bytes(make_image, fmt: str) -> tuple[bytes | None, str | None]:
     with _c_level_stderr() as said, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            image = make_image()
             image.save(buffer, format=fmt, **outputs.writer_options(fmt, image))
         except MemoryError:
             raise

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["mse", "psnr", "psnr_from_mse", "ssimulacra2", "entropy_bits", "SizeReport",
-           "size_report"]
+           "size_report", "why_larger"]
 
 _PEAK = 255.0
 
@@ -269,3 +269,18 @@ def size_report(
         payload_bytes=payload_bytes,
         entry_bits=entry_bits,
     )
+
+
+def why_larger(metadata: bool = False) -> str:
+    """Why a file is larger than its raw pixels: what it holds besides the indices.
+
+    The one wording of ``kpal info``, the encode report and the figures
+    (``metadata``: the file has metadata blocks, an ICC profile say).
+
+    Examples
+    --------
+    >>> why_larger()
+    'the palette and header outweigh what the indices save'
+    """
+    parts = "the palette, header and metadata" if metadata else "the palette and header"
+    return f"{parts} outweigh what the indices save"

@@ -317,9 +317,8 @@ def _size_ratio(raw_bytes: int, compressed_bytes: int, raw_bits: int = 24,
     """``"4.2× smaller than raw 24-bit"``, or larger for a tiny image (as kpal info says it)."""
     if compressed_bytes <= raw_bytes:
         return f"{raw_bytes / compressed_bytes:.1f}× smaller than raw {raw_bits}-bit"
-    parts = "the palette, header and metadata" if metadata else "the palette and header"
-    return (f"{compressed_bytes / raw_bytes:.1f}× larger than raw {raw_bits}-bit ({parts} "
-            "outweigh what the indices save)")
+    return (f"{compressed_bytes / raw_bytes:.1f}× larger than raw {raw_bits}-bit "
+            f"({metrics.why_larger(metadata)})")
 
 
 def _fixed_bytes(k: int, n_pixels: int) -> int:

@@ -79,7 +79,11 @@ class KpalImageFile(ImageFile.ImageFile):
         prefix += codec.read_up_to(self.fp, container.header_size(prefix) - len(prefix))
         # From here on the file claims to be .kpal: bad fields raise FormatError
         # (a ValueError), which Pillow passes through instead of trying other formats.
-        header, chosen = codec.read_header(prefix, file_size=_file_size(self.fp))
+        # A 100000x100000 header on a 60-byte file must fail here, before load()
+        # allocates anything; a stream that cannot seek is checked as it is read.
+        left = codec.length_to_end(self.fp)
+        header, chosen = codec.read_header(
+            prefix, file_size=None if left is None else len(prefix) + left)
         palette_bytes = _read_exactly(self.fp, header.palette_size, "palette")
         # metadata_length is at most container.MAX_METADATA and, on a seekable
         # file, already checked against the file's length.
@@ -183,18 +187,6 @@ def _transparency(alpha: bytes) -> int | bytes:
     return bytes(alpha)
 
 
-def _file_size(fp: IO[bytes]) -> int | None:
-    # A 100000x100000 header on a 60-byte file must fail in _open, before load()
-    # allocates anything. Non-seekable streams are checked when read.
-    try:
-        here = fp.tell()
-        end = fp.seek(0, os.SEEK_END)
-        fp.seek(here)
-    except (OSError, AttributeError, ValueError):
-        return None
-    return end
-
-
 #: verify() reads the payload in pieces of this size: a check needs no copy of it.
 _VERIFY_CHUNK = 1 << 20
 
@@ -228,7 +220,7 @@ class KpalDecoder(ImageFile.PyDecoder):
     ``im.load()`` lets it read the file itself; ``ImageFile.Parser`` instead
     pushes the bytes as they arrive, which are kept until the payload and
     checksum are complete (the Parser opens the image only once the whole
-    file is there, :func:`_file_size` being its length; trailing data is then
+    file is there, :func:`kpal.codec.length_to_end` giving its length; trailing data is then
     found by the open).
     """
 
