@@ -43,11 +43,14 @@ const hexColour = (p, i, c = 3) => '#' + Array.from(p.subarray(c * i, c * i + c)
  * Decode one file's bytes and add it to the list.
  * @param {string} name
  * @param {Uint8Array} data
- * @param {string} [problem] what the Python reader found wrong with a file in a coding
- *   this reader does not decode (a page written by `kpal view` carries it)
+ * @param {string} [problem] what the Python reader found wrong with a file that this
+ *   reader cannot tell by itself: one in a coding it does not decode, or one longer
+ *   than its header implies of which `data` is only the start (a page written by
+ *   `kpal view` carries it)
+ * @param {number} [size] the file's length, when `data` is only its start
  */
-export function openBytes(name, data, problem) {
-  const entry = { name, size: data.length };
+export function openBytes(name, data, problem, size = data.length) {
+  const entry = { name, size };
   const start = performance.now();
   try {
     entry.image = kpal.decode(data);
@@ -61,7 +64,8 @@ export function openBytes(name, data, problem) {
     // A valid file in a coding this reader does not decode (3, context): not an error.
     entry.unsupported = Boolean(entry.header && entry.header.coding === 3
       && entry.error.includes('is not supported by this reader'));
-    if (entry.unsupported && problem) { // damaged after all: the error kpal decode gives
+    if ((entry.unsupported || size !== data.length) && problem) {
+      // damaged after all, or longer than these bytes: the error kpal decode gives
       entry.unsupported = false;
       entry.error = problem;
     }
@@ -381,7 +385,8 @@ if (embedded) {
   const text = atob(embedded.textContent.trim());
   const data = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) data[i] = text.charCodeAt(i);
-  openBytes(embedded.dataset.name || 'image.kpal', data, embedded.dataset.problem);
+  const size = embedded.dataset.bytes ? Number(embedded.dataset.bytes) : data.length;
+  openBytes(embedded.dataset.name || 'image.kpal', data, embedded.dataset.problem, size);
 }
 window.kpalViewer = { openBytes, kpal };
 document.documentElement.dataset.ready = 'true';

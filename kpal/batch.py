@@ -54,7 +54,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
@@ -69,6 +69,8 @@ __all__ = ["Result", "Job", "BatchError", "OutputFolderError", "SchedulerError",
            "info_many", "summarize", "default_jobs", "is_glob", "image_file", "kpal_file",
            "skip_reason", "ext_problem", "output_format", "is_url", "exists", "connect",
            "palette_read_once"]
+
+T = TypeVar("T")
 
 #: Tasks in flight per worker: one running, one queued so the worker never waits.
 IN_FLIGHT_PER_WORKER = 2
@@ -691,15 +693,20 @@ class _Failure(Exception):
 def _read(path: str, kpal: bool = False) -> bytes:
     """The bytes of ``path``; with ``kpal``, no more than its header implies
     (:func:`kpal.codec.read_bytes`: a file too long is refused unread)."""
+    return _read_with(path, codec.read_bytes if kpal else None)
+
+
+def _read_with(path: str, read: Callable[[IO[bytes]], T] | None) -> T | bytes:
+    """``read`` applied to ``path`` opened (a local path or a URL); None: its bytes."""
     try:
         if is_url(path):
             fs, inner = _filesystem(path)
-            if not kpal:
+            if read is None:
                 return fs.cat_file(inner)
             with fs.open(inner, "rb") as f:
-                return codec.read_bytes(f)
+                return read(f)
         with open(path, "rb") as f:
-            return codec.read_bytes(f) if kpal else f.read()
+            return f.read() if read is None else read(f)
     except BatchError as e:
         raise _Failure(str(e)) from None
     except KpalError as e:
@@ -853,16 +860,15 @@ def _save_image(im: Image.Image, fmt: str, out: str) -> bytes:
 
 
 def _info(job: Job) -> dict:
-    try:
-        data = _read(job.path)
+    try:  # a file longer than its header implies is measured, not read to its end
+        data, size = _read_with(job.path, codec.read_shown)
     except _Failure as e:  # still one JSON line for the file
         raise _InfoProblem(job.path, 0, {"file": job.path,
                                          "problem": str(e).removeprefix(f"{job.path}: ")}) \
             from None
-    size = len(data)
     with recording() as caught:  # a large image's warning: a note
         try:
-            report = codec.inspect(data)
+            report = codec.inspect(data, file_bytes=size)
         except (KpalError, Image.DecompressionBombError) as e:
             problem = str(e)
             raise _InfoProblem(job.path, size, {"file": job.path, "problem": problem}) from None

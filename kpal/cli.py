@@ -36,6 +36,7 @@ from kpal.cliio import (  # noqa: F401 - the shell plumbing the commands below u
     _open_image,
     _raise_on_sigterm,
     _read_input,
+    _read_shown,
     _rgb_array,
     _warn_one_line,
     _write_output,
@@ -884,9 +885,9 @@ def info(srcs, as_json, recursive, jobs, dask):
                 show(finished[index])
         return
     try:
-        name, data = _read_input(src, kpal=True, whole=True)
+        name, data, length = _read_shown(src)
         with _warnings_about(name):
-            report = codec.inspect(data)
+            report = codec.inspect(data, file_bytes=length)
     except click.UsageError:
         raise
     except click.ClickException as e:  # not a .kpal header: still say so in the JSON
@@ -1425,15 +1426,16 @@ def view(src, out, force, no_open, quiet):
         # Never the input itself, nor a file without --force; the page is text.
         _check_output(src, out, force, binary=False)
     # Read once: IN may be a pipe (a FIFO, <(...)) that gives its bytes only once.
-    name, data = _read_input(src, kpal=True, whole=True)
+    name, data, length = _read_shown(src)
     shown = "image.kpal" if src == STDIO else Path(src).name
     try:
         if out == STDIO:
-            _write_output(STDIO, viewer.to_html(data, name=shown).encode("utf-8"), force)
+            page = viewer.to_html(data, name=shown, file_bytes=length)
+            _write_output(STDIO, page.encode("utf-8"), force)
         else:
             with _warnings_about(None):
                 page = viewer.view(shown if src == STDIO else src, open_browser=not no_open,
-                                   output=out, data=data)
+                                   output=out, data=data, file_bytes=length)
             if not quiet:
                 click.echo(page)
     except KpalError as e:
@@ -1443,7 +1445,7 @@ def view(src, out, force, no_open, quiet):
         raise click.ClickException(f"{where}: cannot write: {e.strerror or e}") from None
     try:
         with _warnings_about(name):
-            report = codec.inspect(data)
+            report = codec.inspect(data, file_bytes=length)
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     if report["reader_needs"] is not None and not report["problem"] and not quiet:

@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import IO, TypeVar
 
 import click
 import numpy as np
@@ -38,6 +39,8 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from kpal import codec, outputs
 from kpal.errors import KpalError
 from kpal.io import check_destination, is_stream_target, write_all, write_atomic
+
+T = TypeVar("T")
 
 __all__ = ["STDIO", "FilePath", "KpalGroup", "Terminated", "encode_image_file"]
 
@@ -344,14 +347,31 @@ def _silence_stdout() -> None:
 
 
 # ------------------------------------------------------------------ input
-def _read_input(path: str, kpal: bool = False, stdin: bool = True, whole: bool = False
-                ) -> tuple[str, bytes]:
+def _read_input(path: str, kpal: bool = False, stdin: bool = True) -> tuple[str, bytes]:
     """Return a display name and the bytes of IN (a file or - for stdin).
 
     With ``kpal``, the header is read and checked first, so a file that is
     not a .kpal file (or has an impossible header) is refused before the
-    rest of it is read.
+    rest of it is read, and so is a file longer than its header implies.
     """
+    return _read_with(path, stdin, codec.read_bytes if kpal else _read_all)
+
+
+def _read_shown(path: str) -> tuple[str, bytes, int]:
+    """The display name, first bytes and length of a .kpal IN that kpal info or view shows.
+
+    A file longer than its header implies is shown, and said, without reading
+    it to its end (:func:`kpal.codec.read_shown`).
+    """
+    name, (data, length) = _read_with(path, True, codec.read_shown)
+    return name, data, length
+
+
+def _read_all(f: IO[bytes]) -> bytes:
+    return f.read()
+
+
+def _read_with(path: str, stdin: bool, read: Callable[[IO[bytes]], T]) -> tuple[str, T]:
     name = "<stdin>" if path == STDIO else path
     if path != STDIO:
         _check_input(path, stdin)
@@ -363,13 +383,9 @@ def _read_input(path: str, kpal: bool = False, stdin: bool = True, whole: bool =
     try:
         source = nullcontext(sys.stdin.buffer) if path == STDIO else open(path, "rb")  # noqa: SIM115
         with source as f:
-            if not kpal:
-                return name, f.read()
             try:
-                # The one header reader, first checks first; then no more than the
-                # header implies, unless ``whole`` (kpal info and view show a long file).
-                return name, codec.read_bytes(f, whole=whole)
-            except KpalError as e:
+                return name, read(f)
+            except KpalError as e:  # the one header reader's message, first checks first
                 raise click.ClickException(f"{name}: {e}") from None
     except OSError as e:
         raise click.ClickException(f"{name}: cannot read: {e.strerror or e}") from None

@@ -1400,14 +1400,13 @@ def bomb_message(n_pixels: int, limit: int) -> str:
             "decompression bomb DOS attack.")
 
 
-def read_bytes(source: KpalSource, *, whole: bool = False) -> bytes:
+def read_bytes(source: KpalSource) -> bytes:
     """The bytes of a ``.kpal`` file given as bytes, a path or a binary file object.
 
     The header is read and checked first (:func:`read_header`), so a file that
     is not a ``.kpal`` file, or claims an impossible size, is refused before
     the rest of it is read, and so is a file longer than the header implies
-    (without reading the rest: see :func:`read_rest`), unless ``whole``: then
-    it is read to its end, for :func:`inspect` and the viewer to report it.
+    (without reading the rest: see :func:`read_rest`).
 
     Raises
     ------
@@ -1422,20 +1421,75 @@ def read_bytes(source: KpalSource, *, whole: bool = False) -> bytes:
         return data
     if isinstance(source, (str, os.PathLike)):
         with open(Path(source), "rb") as fp:
-            return read_bytes(fp, whole=whole)
+            return read_bytes(fp)
+    fp = _binary_reader(source)
+    return read_rest(fp, _read_head(fp))
+
+
+def read_shown(source: KpalSource) -> tuple[bytes, int]:
+    """A file's bytes up to one past the length its header implies, and its real length.
+
+    For :func:`inspect` and the viewer, which describe a file that is too long
+    instead of refusing it: what lies past the implied length is measured (a
+    file that can seek) or counted in pieces (a stream), never kept, so a
+    37-byte file followed by gigabytes costs no memory. One byte past the
+    implied length is kept, so that a reader of the bytes alone still finds
+    the file too long.
+
+    Returns
+    -------
+    data : bytes
+        The file's first bytes: all of them, up to the implied length and one.
+    file_bytes : int
+        The file's length.
+
+    Raises
+    ------
+    FormatError
+        The header is not valid.
+    OSError
+        The path cannot be read.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        read_header(data)
+        return data, len(data)
+    if isinstance(source, (str, os.PathLike)):
+        with open(Path(source), "rb") as fp:
+            return read_shown(fp)
+    fp = _binary_reader(source)
+    head = _read_head(fp)
+    header, _ = read_header(head)
+    left = length_to_end(fp)
+    data = head + bytes(read_up_to(fp, max(header.file_size + 1 - len(head), 0)))
+    if left is not None:
+        return data, len(head) + left
+    length = len(data)
+    while piece := fp.read(_COUNTED_PIECE):  # a stream: count the rest, keep none of it
+        length += len(piece)
+    return data, length
+
+
+#: Bytes read at a time when a stream's trailing data is counted (:func:`read_shown`).
+_COUNTED_PIECE = 1 << 20
+
+
+def _binary_reader(source: object) -> IO[bytes]:
     if not callable(getattr(source, "read", None)):
         msg = (f"expected the bytes, path or binary file object of a .kpal file, "
                f"got {type(source).__name__}")
         raise TypeError(msg)
     refuse_text_mode(source)  # before a read that would fail to decode text
-    head = source.read(container.MAX_HEADER_SIZE)
+    return source
+
+
+def _read_head(fp: IO[bytes]) -> bytes:
+    """The first ``container.MAX_HEADER_SIZE`` bytes, fewer only at the end of the file."""
+    head = fp.read(container.MAX_HEADER_SIZE)
     refuse_text_mode(head)
     if head and len(head) < container.MAX_HEADER_SIZE:  # a raw pipe may give less
-        head = bytes(head) + bytes(read_up_to(source, container.MAX_HEADER_SIZE - len(head)))
-    if whole:
-        read_header(head)
-        return head + source.read()
-    return read_rest(source, head or b"")
+        head = bytes(head) + bytes(read_up_to(fp, container.MAX_HEADER_SIZE - len(head)))
+    return bytes(head or b"")
 
 
 def read_up_to(fp: IO[bytes], size: int) -> bytes | bytearray:
@@ -1524,11 +1578,14 @@ def decode(source: KpalSource) -> Image.Image:
     return im
 
 
-def inspect(data: KpalSource) -> dict:
+def inspect(data: KpalSource, *, file_bytes: int | None = None) -> dict:
     """Describe a file for ``kpal info``: header, palette, sizes and checksum status.
 
     ``data`` is what :func:`decode` takes: the file's bytes (or a bytearray or
-    memoryview), its path or a binary file object.
+    memoryview), its path or a binary file object. A file longer than its
+    header implies is measured, not read to its end (:func:`read_shown`);
+    ``file_bytes`` is the file's length when ``data`` holds only the first
+    bytes :func:`read_shown` gives.
 
     Unlike :func:`decode` it reports a bad length, metadata block, checksum or
     payload instead of raising, so a damaged file can still be looked at; only
@@ -1563,7 +1620,8 @@ def inspect(data: KpalSource) -> dict:
         (checked before decoding, see :func:`check_decompression_bomb`).
     """
     if not isinstance(data, bytes):  # a path, a file object, a bytearray or memoryview
-        data = read_bytes(data, whole=True)
+        data, file_bytes = read_shown(data)
+    length = len(data) if file_bytes is None else file_bytes
     header = container.read_header(data)
     chosen = codings.get(header.coding)
     start = header.header_size
@@ -1571,7 +1629,7 @@ def inspect(data: KpalSource) -> dict:
     labels = None
     checksum, problem = "ok", None
     try:  # in the order decode checks them, so both name the same problem
-        read_header(data, file_size=len(data))
+        read_header(data, file_size=length)
         container.read(data)
     except ChecksumError as e:
         checksum, problem = "mismatch", str(e)
@@ -1598,8 +1656,8 @@ def inspect(data: KpalSource) -> dict:
                            if name == container.ICC_BLOCK else {})
                         for name, body in blocks]
     size = None
-    if len(data) == header.file_size:
-        size = metrics.size_report(header.k, header.n_pixels, len(data),
+    if length == header.file_size:
+        size = metrics.size_report(header.k, header.n_pixels, length,
                                    payload_bytes=header.payload_length, labels=labels,
                                    coding=chosen.name, entry_bits=8 * header.channels).as_dict()
     step = header.channels
@@ -1616,7 +1674,7 @@ def inspect(data: KpalSource) -> dict:
                    "metadata": header.metadata_length, "payload": header.payload_length,
                    "checksum": container.CHECKSUM_SIZE},
         "size": size,
-        "file_bytes": len(data),
+        "file_bytes": length,
         "expected_bytes": header.file_size,
         "checksum": checksum,
         "problem": problem,

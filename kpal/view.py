@@ -66,7 +66,7 @@ def _base64_lines(data: bytes) -> str:
     return "\n".join(text[i : i + _BASE64_LINE] for i in range(0, len(text), _BASE64_LINE))
 
 
-def _region(name: str, data: bytes | None, file_name: str) -> str:
+def _region(name: str, data: bytes | None, file_name: str, file_bytes: int | None) -> str:
     if name == "viewer.css":
         return f"<style>\n{_script_body(_asset(name), name)}</style>\n"
     if name == "kpal.js":
@@ -82,35 +82,41 @@ def _region(name: str, data: bytes | None, file_name: str) -> str:
         # A name read from the file system may hold bytes that are not UTF-8
         # (surrogate escapes): the page shows U+FFFD for them.
         shown = file_name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        problem = _unseen_problem(data)
+        problem = _unseen_problem(data, file_bytes)
         said = f' data-problem="{html.escape(problem)}"' if problem else ""
+        if file_bytes is not None and file_bytes != len(data):  # only its first bytes are here
+            said += f' data-bytes="{file_bytes}"'
         return (f'<script type="application/octet-stream" id="kpal-embedded" '
                 f'data-name="{html.escape(shown)}"{said}>\n{_base64_lines(data)}\n</script>\n')
     msg = f"viewer.html: unknown inline region {name!r}"
     raise ValueError(msg)
 
 
-def _unseen_problem(data: bytes) -> str | None:
-    """What is wrong with a file in a coding the page's reader does not decode (3).
+def _unseen_problem(data: bytes, file_bytes: int | None) -> str | None:
+    """What is wrong with a file that the page's reader cannot tell by itself.
 
-    The page can only say such a file is valid as far as its header goes; this
-    reader decodes it, so a damaged one is shown as damaged.
+    A file in a coding the page's reader does not decode (3): the page can
+    only say it is valid as far as its header goes; this reader decodes it,
+    so a damaged one is shown as damaged. A file longer than its header
+    implies, of which the page holds only the first bytes: this reader
+    measured its length.
     """
     try:
-        if codec.read_header(data)[0].coding != 3:
+        if codec.read_header(data)[0].coding != 3 and file_bytes in (None, len(data)):
             return None
-        return codec.inspect(data)["problem"]
+        return codec.inspect(data, file_bytes=file_bytes)["problem"]
     except (KpalError, Image.DecompressionBombError):
         return None
 
 
-def _fill(template: str, data: bytes | None, file_name: str) -> str:
-    return _REGION.sub(lambda m: m.group(1) + _region(m.group("name"), data, file_name)
-                       + m.group(4), template)
+def _fill(template: str, data: bytes | None, file_name: str,
+          file_bytes: int | None = None) -> str:
+    return _REGION.sub(lambda m: m.group(1) + _region(m.group("name"), data, file_name,
+                                                      file_bytes) + m.group(4), template)
 
 
 def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[bytes] | None = None,
-            *, name: str | None = None) -> str:
+            *, name: str | None = None, file_bytes: int | None = None) -> str:
     """Build one self-contained HTML page that shows a ``.kpal`` file.
 
     The page needs no network and no other file: the viewer, the decoder and the
@@ -123,6 +129,10 @@ def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[byte
         The ``.kpal`` file; None for the empty viewer (``js/viewer.html``).
     name : str, optional
         The name the page shows; default the path's name, else ``"image.kpal"``.
+    file_bytes : int, optional
+        The file's length, when ``source`` is only the first bytes
+        :func:`kpal.codec.read_shown` gave of a file longer than its header
+        implies. Such a file's page holds those bytes, not the rest.
 
     Returns
     -------
@@ -146,8 +156,9 @@ def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[byte
     if source is not None:
         if name is None:
             name = Path(source).name if isinstance(source, (str, os.PathLike)) else "image.kpal"
-        data = codec.read_bytes(source, whole=True)  # a long file is shown, and said
-    return _fill(_asset("viewer.html"), data, name or "image.kpal")
+        data, found = codec.read_shown(source)  # a long file is shown, and said, not read whole
+        file_bytes = found if file_bytes is None else file_bytes
+    return _fill(_asset("viewer.html"), data, name or "image.kpal", file_bytes)
 
 
 def to_iframe(source: bytes | bytearray | memoryview | str | os.PathLike | IO[bytes] | None = None,
@@ -185,7 +196,8 @@ def to_iframe(source: bytes | bytearray | memoryview | str | os.PathLike | IO[by
 
 
 def view(path: str | os.PathLike, open_browser: bool = True,
-         output: str | os.PathLike | None = None, data: bytes | None = None) -> Path:
+         output: str | os.PathLike | None = None, data: bytes | None = None,
+         file_bytes: int | None = None) -> Path:
     """Write the page of :func:`to_html` for a file and open it in the web browser.
 
     Parameters
@@ -199,6 +211,9 @@ def view(path: str | os.PathLike, open_browser: bool = True,
         folder, ``NAME.html`` inside it.
     data : bytes, optional
         The file's bytes, already read (``path`` then only names it).
+    file_bytes : int, optional
+        The file's length, when ``data`` holds only its first bytes (as for
+        :func:`to_html`).
 
     Returns
     -------
@@ -215,7 +230,8 @@ def view(path: str | os.PathLike, open_browser: bool = True,
     from kpal.io import write_atomic
 
     source = Path(path)
-    page = to_html(source if data is None else data, name=source.name).encode("utf-8")
+    page = to_html(source if data is None else data, name=source.name,
+                   file_bytes=None if data is None else file_bytes).encode("utf-8")
     if output is None:
         target = Path(tempfile.mkdtemp(prefix="kpal-view-")) / f"{source.stem}.html"
     else:

@@ -436,6 +436,46 @@ def test_a_file_longer_than_its_header_says_is_refused_without_reading_the_rest(
     assert endless.given < (1 << 20)  # a buffer's worth at most, not the endless rest
 
 
+def test_info_and_view_measure_a_long_file_without_reading_it_whole(tmp_path):
+    """kpal info and view show a file longer than its header implies, with its real
+    length: measured when it can seek, counted in pieces from a stream, never held."""
+    from click.testing import CliRunner
+
+    from kpal import view
+    from kpal.cli import cli
+
+    data = kpal.encode(np.arange(9, dtype=np.uint8).reshape(1, 3, 3), 2)
+    sparse = tmp_path / "long.kpal"
+    with open(sparse, "wb") as f:
+        f.write(data)
+        f.truncate(1 << 31)  # 2 GiB, sparse
+    problem = f"file has trailing data: {1 << 31} bytes, the header implies {len(data)}"
+    shown, length = codec.read_shown(sparse)
+    assert (shown, length) == (data + bytes(1), 1 << 31)  # one byte past: still too long
+    report = codec.inspect(sparse)
+    assert (report["file_bytes"], report["problem"], report["size"]) == (1 << 31, problem, None)
+    stream = _Pipe(data + bytes(5 << 20), step=1 << 16)
+    report = codec.inspect(io.BufferedReader(stream))
+    assert report["file_bytes"] == len(data) + (5 << 20) == stream.given
+    assert report["problem"] == problem.replace(str(1 << 31), str(len(data) + (5 << 20)))
+    result = CliRunner().invoke(cli, ["info", str(sparse)])
+    assert result.exit_code == 1
+    assert (f"on disk        {1 << 31:,} bytes, but the header implies {len(data)} bytes "
+            "(the file is too long)") in result.stdout
+    assert result.stderr == f"kpal: error: {sparse}: {problem}\n"
+    page = view.to_html(sparse)
+    assert f'data-problem="{problem}" data-bytes="{1 << 31}"' in page
+    assert _embedded(page) == data + bytes(1)
+    assert 'data-bytes' not in view.to_html(data + bytes(3))  # all of it is on the page
+
+
+def _embedded(page: str) -> bytes:
+    import base64
+    import re
+
+    return base64.b64decode(re.search(r'id="kpal-embedded"[^>]*>([^<]*)<', page)[1])
+
+
 def test_an_mmap_and_a_trickling_pipe_decode(tmp_path):
     """mmap's seek returns None; a raw pipe's reads may be short, the header's too."""
     import mmap

@@ -725,3 +725,34 @@ def test_a_damaged_coding_3_page_shows_the_python_readers_error(tmp_path):
                 f"kpal: error: {damaged.name}: {python_error.value}")
         finally:
             browser.close()
+
+
+def test_a_long_files_page_holds_its_start_and_says_its_length(tmp_path):
+    """A file gigabytes longer than its header implies: the page holds its first bytes
+    and one more, and shows the length and the error kpal info gives."""
+    data = (GOLDEN / "k5_7x3.kpal").read_bytes()
+    sparse = tmp_path / "long.kpal"
+    with open(sparse, "wb") as f:
+        f.write(data)
+        f.truncate(1 << 31)
+    page_path = tmp_path / "long.html"
+    page_path.write_text(view.to_html(sparse), encoding="utf-8")
+    assert page_path.stat().st_size < 200_000  # the viewer, and 43 bytes of the file
+    _need(CHROMIUM, "chromium (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _need(None, "playwright (pip install playwright)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            tmp_path / "profile", executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(page_path.as_uri())
+            page.wait_for_selector("#error:not([hidden])", timeout=20000)
+            assert page.inner_text("#error") == (
+                f"kpal: error: long.kpal: file has trailing data: {1 << 31} bytes, "
+                f"the header implies {len(data)}")
+            assert f"on disk\t{1 << 31:,} bytes" in page.inner_text("#info")
+        finally:
+            browser.close()
