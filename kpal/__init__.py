@@ -48,7 +48,6 @@ __all__ = [
     "LimitError",
     "QualityError",
     "KpalWarning",
-    "__version__",
 ]
 
 

@@ -580,7 +580,9 @@ def plan(kind: str, paths: Iterable[str], out_dir: str | os.PathLike | None, *,
                 raise BatchError(msg)
             other = outputs.get(_identity(out))
             if other is not None:
-                msg = f"{other} and {src} would both be written to {out}"
+                msg = (f"{other} and {src} would both be written to {out}; nothing was "
+                       "written: rename one of them, or give them separately with "
+                       "different output folders")
                 raise BatchError(msg)
             outputs[_identity(out)] = src
         jobs.append(Job(kind, src, out, options=options, fmt=fmt, force=force,

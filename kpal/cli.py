@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 import numpy as np
@@ -379,7 +380,7 @@ def _print_summary(s, verb: str, seconds: float) -> None:
 
 
 # ------------------------------------------------------------------ encode
-@cli.command()
+@cli.command(short_help="Compress images to .kpal files, reporting the size.")
 @click.argument("srcs", metavar="IN...", nargs=-1, required=True,
                 type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", type=FilePath(allow_dash=True),
@@ -439,8 +440,8 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     _check_output(src, out, force)
     name, data = _read_input(src)
     original_bytes = len(data)
-    image, orientation, icc_profile = _pixels_for_encoding(name, data, opts.background,
-                                                           prefetch=opts)
+    image, source, icc_profile = _pixels_for_encoding(name, data, opts.background,
+                                                      prefetch=opts)
     del data  # the encoded input is no longer needed: keep the peak memory down
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -454,7 +455,7 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     del image
     # The report first: then the pixels and labels it reads go before the write, which
     # was the encode's peak memory (a 14.7 MP photo's 44 MB of pixels, 15 MB of labels).
-    rows = [] if quiet else _report_rows(encoded, original_bytes, orientation)
+    rows = [] if quiet else _report_rows(encoded, original_bytes, source)
     file_bytes = encoded.data
     if not ssim:  # the perceptual score compares the pixels after the write, as before
         del encoded
@@ -462,9 +463,9 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
     if quiet:
         return
     echo = _reporter(out)
-    for w in caught:
+    for w in caught:  # on stderr, naming the file, as a batch says them
         if issubclass(w.category, UserWarning):
-            echo(f"note: {w.message}")
+            _warn_one_line(f"{name}: {w.message}", w.category, w.filename, w.lineno)
     if ssim:
         rows += _ssimulacra2_rows(encoded, ssim)
     rows.append(("time", f"{time.perf_counter() - start:.2f} s"))
@@ -512,7 +513,8 @@ def _check_palette_file(opts: options.EncodeOptions) -> None:
 
 def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None,
                          prefetch: options.EncodeOptions | None = None):
-    """IN's pixels as the codec takes them, the EXIF orientation applied, and its ICC profile.
+    """IN's pixels as the codec takes them, the EXIF orientation applied, what the
+    report says of IN (:class:`_Source`) and its ICC profile.
 
     The pixels are an RGB or RGBA array, or the palette image itself; with
     ``background``, transparency flattened onto it. With ``prefetch`` (the
@@ -521,31 +523,58 @@ def _pixels_for_encoding(name: str, data: bytes, background: tuple | None = None
     """
     im = _open_image(name, data,
                      None if prefetch is None else lambda im: codec.prefetch_kernels(im, prefetch))
+    dropped = _not_stored(im)
     try:
         with _warnings_about(name):
             im, icc_profile = codec.colour_managed(im)
-        im, orientation = codec.upright(im)
+        im, turned = codec.upright(im)
+        source = _Source(turned, dropped)
         if background is not None and codec.has_transparency(im):
             # #rrggbb is sRGB: in the profile's space, so that it shows as that colour
             with _warnings_about(name):
                 shown = codec.srgb_colour_in(background, icc_profile)
-            return np.asarray(codec.flatten(im, shown)), orientation, icc_profile
+            return np.asarray(codec.flatten(im, shown)), source, icc_profile
         if im.mode in ("P", "PA"):
             # The codec applies the mode rules and keeps the palette; converting
             # here too would expand the pixels to RGB twice.
-            return im, orientation, icc_profile
+            return im, source, icc_profile
         if im.mode == "RGB" and "transparency" not in im.info and im.width and im.height:
             # No mode rule applies: the codec takes the array as it is.
             rgb = _rgb_array(im)
             im.close()
-            return rgb, orientation, icc_profile
+            return rgb, source, icc_profile
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
     if p_image is not None:
-        return p_image, orientation, icc_profile
+        return p_image, source, icc_profile
     im.close()  # np.asarray copied the pixels: release Pillow's copy
-    return rgb, orientation, icc_profile
+    return rgb, source, icc_profile
+
+
+class _Source(NamedTuple):
+    """What the encode report says of IN beyond its pixels."""
+
+    orientation: int
+    #: Metadata IN holds that a .kpal file does not: (name, bytes).
+    not_stored: tuple[tuple[str, int], ...]
+
+
+#: Pillow's ``info`` keys of metadata a .kpal file does not hold, and their names.
+_UNSTORED_METADATA = {"exif": "EXIF", "xmp": "XMP", "XML:com.adobe.xmp": "XMP",
+                      "photoshop": "IPTC/Photoshop", "comment": "comment"}
+
+
+def _not_stored(im: Image.Image) -> tuple[tuple[str, int], ...]:
+    found: dict[str, int] = {}
+    for key, label in _UNSTORED_METADATA.items():
+        value = im.info.get(key)
+        parts = value.values() if isinstance(value, dict) else [value]  # IPTC: by resource
+        size = sum(len(v.encode() if isinstance(v, str) else v) for v in parts
+                   if isinstance(v, (bytes, str)))
+        if size and label not in found:
+            found[label] = size
+    return tuple(found.items())
 
 
 def _reporter(out: str):
@@ -629,9 +658,10 @@ def _ssimulacra2_rows(encoded: codec.Encoded, wanted: bool) -> list:
                             "lossless)")]
 
 
-def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) -> list:
+def _report_rows(encoded: codec.Encoded, original_bytes: int, source: _Source) -> list:
     """The encode report, as (label, value) rows."""
     h, opts = encoded.header, encoded.options
+    orientation = source.orientation
     r = encoded.size_report()
     how = {"palette": "own palette kept (lossless)"}.get(encoded.method, encoded.method)
     asked = "" if opts.k in (None, h.k) else f" (asked {opts.k})"
@@ -654,6 +684,10 @@ def _report_rows(encoded: codec.Encoded, original_bytes: int, orientation: int) 
                  else "; palette values in its space")
         rows.append(("metadata", f"ICC profile {f'{named!r} ' if named else ''}kept "
                                  f"({_bytes(h.metadata_length)} with its block header{space})"))
+    if source.not_stored:
+        what = ", ".join(f"{label} ({_bytes(size)})" for label, size in source.not_stored)
+        rows.append(("not stored", f"{what}: a .kpal file holds an ICC profile, no other "
+                                   "metadata"))
     if encoded.choice is not None:
         rows.append(("chosen", _choice_text(encoded.choice, opts, h.k)))
     if encoded.n_iter is not None and encoded.method != "palette":  # kept: nothing fitted
@@ -825,7 +859,7 @@ def decode(srcs, out, fmt, force, quiet, recursive, jobs, ext, skip_existing, da
 
 
 # ------------------------------------------------------------------ info
-@cli.command()
+@cli.command(short_help="Show .kpal files' header, palette and size accounting.")
 @click.argument("srcs", metavar="IN...", nargs=-1, required=True,
                 type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True,
@@ -1016,6 +1050,7 @@ def sample(src, out, force, quiet, **values):
 
     opts = encode_options(values)
     k, seed = opts.k or options.DEFAULT_K, opts.seed
+    out = stdout_alias(out)  # -o /dev/stdout redirected to a file: written as -o -
     fmt = "PNG" if out == STDIO or _extensionless_stream(out) else _output_format(out)
     _check_output(src, out, force)
     name, data = _read_input(src)
@@ -1065,7 +1100,7 @@ def _over_white(name: str, rgba: np.ndarray, what: str, quiet: bool) -> np.ndarr
     return flatten(rgba, (255, 255, 255))
 
 
-@cli.command(name="palette")
+@cli.command(name="palette", short_help="Fit one palette of K colours to many images.")
 @click.argument("srcs", metavar="IMAGES...", nargs=-1, required=True,
                 type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("-o", "--output", "out", required=True, type=FilePath(allow_dash=True),
@@ -1228,7 +1263,7 @@ def _output_format(out: str) -> str:
 
 
 # ------------------------------------------------------------------ plot
-@cli.command()
+@cli.command(short_help="Draw a figure of what kpal does to an image.")
 @click.argument("src", metavar="IN", type=FilePath(dir_okay=True, allow_dash=True))
 @click.option("--kind", required=True,
               type=click.Choice(["compare", "palette", "scatter", "iterations", "curve"]),
@@ -1264,6 +1299,7 @@ def plot(src, kind, out, size, force, quiet, **values):
         check_size(kind, size)  # before the fit, which can take seconds
     except KpalError as e:
         raise click.UsageError(f"--size: {e}") from None
+    out = stdout_alias(out)
     if out != STDIO and Path(out).is_dir():
         raise click.UsageError(f"{printable(out)}: is a directory, expected a file")
     fmt = "png" if out == STDIO else (Path(out).suffix.lower().lstrip(".") or "png")
@@ -1272,13 +1308,22 @@ def plot(src, kind, out, size, force, quiet, **values):
     _check_output(src, out, force)
     name, data = _read_input(src)
     im = _open_image(name, data)
+    # A grey or CMYK profile is applied as kpal encode applies it; an RGB one below.
+    converted = False
+    if im.info.get("icc_profile"):
+        with silenced("the image's ICC profile"):  # encode's words are about the file
+            managed, _ = codec.colour_managed(im)
+        converted = managed is not im
+        im = managed
     try:
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
+    if converted and not quiet:
+        click.echo(f"note: {printable(name)} has an ICC profile: the figures show its "
+                   "colours converted to sRGB", err=True)
     # What kpal encode writes keeps the alpha and the ICC profile the figure leaves out.
     flattened_or_profiled = im.info.get("icc_profile") is not None
-    converted = False
     if flattened_or_profiled:
         # A figure is an sRGB image: a Display P3 or Adobe RGB photo's colours drawn as
         # they are would look washed out, so they are converted first.
@@ -1412,8 +1457,13 @@ def view(src, out, force, no_open, quiet):
     """
     from kpal import view as viewer
 
+    if no_open and quiet and out is None:  # the page would go where nobody is told
+        raise click.UsageError("--no-open -q without -o writes a page and says nothing of "
+                               "where; give -o PAGE.html (or drop -q to see its path)")
     if src != STDIO:
         _check_input(src)  # "x.kpal: no such file", as every command says it
+    if out is not None:
+        out = stdout_alias(out)
     if out is not None and out != STDIO and not _extensionless_stream(out):
         if Path(out).is_dir() or out.endswith(("/", os.sep)):  # a folder, as cp takes one
             if not Path(out).is_dir():

@@ -76,7 +76,7 @@ from kpal.errors import (
     silenced,
     warn,
 )
-from kpal.options import DEFAULT_K, MAX_K, EncodeOptions, _describe
+from kpal.options import DEFAULT_K, MAX_K, PALETTE_DECIDERS, EncodeOptions, _describe
 
 __all__ = [
     "encode", "encode_image", "decode", "decode_indices", "inspect", "save", "to_rgb", "Encoded",
@@ -224,6 +224,8 @@ def encode_options(k: object = None, options: EncodeOptions | None = None,
     if options is None:
         return EncodeOptions.from_keywords(keywords)
     given = {name: value for name, value in keywords.items() if value is not None}
+    if any(name in given for name in PALETTE_DECIDERS):  # k=4 overrides a preset's quality
+        given = {name: None for name in PALETTE_DECIDERS} | given
     return options.replace(**given) if given else options
 
 
@@ -365,6 +367,8 @@ def _pixels(image: ImageSource, background: tuple[int, int, int] | None = None
     With ``background``, transparency is flattened onto that colour first.
     """
     if isinstance(image, np.ndarray):
+        if image.ndim in (2, 3) and image.size:
+            container.check_size(image.shape[1], image.shape[0])  # before any work
         if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and image.size:
             return np.ascontiguousarray(image), None, 1  # already RGB: no Pillow copies
         if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8 and image.size \
@@ -381,6 +385,7 @@ def _pixels(image: ImageSource, background: tuple[int, int, int] | None = None
     if image.width == 0 or image.height == 0:
         msg = f"image is {image.width}x{image.height}: nothing to encode"
         raise KpalError(msg)
+    container.check_size(image.width, image.height)  # before any pixel is converted
     image, orientation = upright(image)
     if background is not None and has_transparency(image):
         return np.asarray(flatten(image, background)), None, orientation
@@ -483,6 +488,12 @@ def _rgba(image: Image.Image) -> np.ndarray:
         return np.asarray(image)  # one copy, not two
     if image.mode in ("RGBa", "La"):  # premultiplied: Pillow converts to straight alpha
         image = image.convert("RGBA" if image.mode == "RGBa" else "LA")
+    key = image.info.get("transparency")
+    if image.mode == "P" and isinstance(key, bytes) and len(key) > 256:
+        # A PNG's tRNS may run past the palette (PNG's reader keeps it, its writer
+        # takes it); Pillow's convert refuses it: only 256 entries can be in use.
+        image = image.copy()
+        image.info["transparency"] = key[:256]
     return np.asarray(image.convert("RGBA"))  # Pillow warns on RGB only, not on this
 
 
@@ -748,6 +759,11 @@ def colour_managed(image: Image.Image | np.ndarray, icc_profile: bytes | None = 
     if space == "RGB":  # an RGB profile the format cannot store as it is: say so
         warn(f"the image's ICC profile cannot be stored ({problem}): its pixels "
              "were converted to sRGB with it")
+    else:  # a grey or CMYK photo's colours changed: say so, as for an RGB profile
+        name = profile_description(icc_profile)
+        warn(f"the image's ICC profile ({f'{name!r}, ' if name else ''}a {space} profile) "
+             "was applied: its pixels were converted to sRGB and no profile is stored, "
+             "because a .kpal file holds RGB profiles only")
     return converted, None
 
 
@@ -1023,10 +1039,7 @@ def given_palette(value: str | tuple) -> np.ndarray:
         from kpal.palettes import load_palette
 
         try:
-            colours = load_palette(value)
-        except OSError as e:
-            msg = f"palette file {value}: cannot read: {e.strerror or e}"
-            raise KpalError(msg) from None
+            colours = load_palette(value)  # an OSError (no such file) is raised as it is
         except KpalError as e:
             raise KpalError(f"palette file {e}") from None  # its message starts with the name
         where = f"palette file {value}"
@@ -1181,7 +1194,8 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
         Flatten transparency onto this colour (``"white"``, ``"#rrggbb"``, a triple).
     options : EncodeOptions, optional
         All of the above at once (:class:`kpal.options.EncodeOptions`); keywords
-        given as well override its fields.
+        given as well override its fields, and one of ``k``, ``quality``,
+        ``max_size`` and ``palette`` replaces whichever of them it holds.
 
     Returns
     -------
@@ -1200,7 +1214,7 @@ def encode(image: ImageSource, k: int | None = None, **options) -> bytes:
     kpal.choose.SizeError
         ``max_size``: not even k = 1 fits (a ``QualityError``).
     OSError
-        The image cannot be read.
+        The image, or the ``palette`` file, cannot be read.
 
     Examples
     --------
@@ -1267,9 +1281,6 @@ def save(image: ImageSource, path: str | os.PathLike, k: int | None = None, *,
     """
     from kpal.io import check_destination, write_atomic
 
-    if not isinstance(force, bool):
-        msg = f"force={force!r} must be True or False"
-        raise TypeError(msg)
     opts = encode_options(k, options.pop("options", None), options)
     problem = kpal_name_problem(os.fspath(path))
     if problem:

@@ -34,6 +34,7 @@ __all__ = [
     "OVERHEAD_V2",
     "MAX_SIDE",
     "MAX_PIXELS",
+    "check_size",
     "MAX_METADATA",
     "FLAG_ALPHA",
     "ICC_BLOCK",
@@ -264,14 +265,7 @@ class Header:
             msg = (f"bits_per_index={self.bits_per_index} does not match k={self.k} "
                    f"(expected {bits_for(self.k)})")
             raise FormatError(msg)
-        for name, value in (("width", self.width), ("height", self.height)):
-            if not 1 <= value <= MAX_SIDE:
-                msg = f"{name}={value} is outside 1..{MAX_SIDE}"
-                raise LimitError(msg)
-        # Division form, as the spec says, so a C port cannot overflow here.
-        if self.height > MAX_PIXELS // self.width:
-            msg = f"{self.width}x{self.height} is more than {MAX_PIXELS} pixels"
-            raise LimitError(msg)
+        check_size(self.width, self.height)
         if self.version == VERSION:
             if self.flags or self.metadata_length:  # only reachable when writing
                 msg = (f"version 1 has no flags or metadata (flags=0x{self.flags:02x}, "
@@ -285,6 +279,18 @@ class Header:
         if not 0 <= self.metadata_length <= MAX_METADATA:
             msg = f"metadata_length={self.metadata_length} is over the limit of {MAX_METADATA}"
             raise LimitError(msg)
+
+
+def check_size(width: int, height: int) -> None:
+    """Raise :class:`LimitError` unless a ``width`` x ``height`` image fits the format (§2)."""
+    for name, value in (("width", width), ("height", height)):
+        if not 1 <= value <= MAX_SIDE:
+            msg = f"{name}={value} is outside 1..{MAX_SIDE}"
+            raise LimitError(msg)
+    # Division form, as the spec says, so a C port cannot overflow here.
+    if height > MAX_PIXELS // width:
+        msg = f"{width}x{height} is more than {MAX_PIXELS} pixels"
+        raise LimitError(msg)
 
 
 def read_header(data: bytes) -> Header:

@@ -61,14 +61,15 @@ class TruncatedError(FormatError, OSError):
 TEXT_MODE = "the file object is open in text mode; open it with 'rb'"
 
 
-def refuse_text_mode(data: object) -> None:
+def refuse_text_mode(data: object, mode: str = "rb") -> None:
     """Raise ``TypeError`` if *data* (a file object or what it read) is text.
 
     Called on the file object before reading (``io.TextIOBase``) and on what a
-    duck-typed reader returned (a ``str``), so every reader of bytes says the same.
+    duck-typed reader returned (a ``str``), so every reader of bytes says the
+    same; a writer passes ``mode="wb"``.
     """
     if isinstance(data, (io.TextIOBase, str)):
-        raise TypeError(TEXT_MODE)
+        raise TypeError(TEXT_MODE.replace("'rb'", repr(mode)))
 
 
 class KpalWarning(UserWarning):

@@ -133,7 +133,10 @@ def check_destination(path: str | os.PathLike, *, force: bool = False) -> None:
         The folder does not exist.
     OSError
         The folder does not take new files (permission, read-only, full, ...).
+    TypeError
+        ``force`` is not True or False.
     """
+    _check_force(force)
     target = Path(path)
     if is_stream_target(target):
         return
@@ -154,8 +157,24 @@ def check_destination(path: str | os.PathLike, *, force: bool = False) -> None:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
         raise FileNotFoundError(errno.ENOENT, f"folder {str(folder)!r} does not exist")
     # An unnamed file (O_TMPFILE on Linux): a signal during the probe leaves nothing behind.
-    with tempfile.TemporaryFile(dir=folder, prefix=temp_prefix(real.name), suffix=".tmp"):
-        pass
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=temp_prefix(real.name), suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise _naming(e, target) from None
+
+
+def _naming(error: OSError, target: Path) -> OSError:
+    """``error`` about a temporary file beside ``target``, said of ``target`` itself."""
+    if error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror, str(target))
+
+
+def _check_force(force: object) -> None:
+    if not isinstance(force, bool):  # "no" is truthy: it would overwrite
+        msg = f"force={force!r} must be True or False"
+        raise TypeError(msg)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -> None:
@@ -180,6 +199,8 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
     OSError
         The folder is missing or not writable, the disk is full, ...; the
         destination is then unchanged.
+    TypeError
+        ``force`` is not True or False.
 
     Examples
     --------
@@ -189,6 +210,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
     >>> out.read_bytes()
     b'abc'
     """
+    _check_force(force)
     target = Path(path)
     try:
         existing = os.stat(target)  # follows symbolic links: the file that will change
@@ -204,8 +226,11 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
     # A link (even a dangling one) is written through: the temporary file goes
     # beside the file it points to, so the final rename stays on one filesystem.
     real = Path(os.path.realpath(target)) if os.path.islink(target) else target
-    fd, tmp_name = tempfile.mkstemp(dir=real.parent, prefix=temp_prefix(real.name),
-                                    suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=real.parent, prefix=temp_prefix(real.name),
+                                        suffix=".tmp")
+    except OSError as e:
+        raise _naming(e, target) from None
     try:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)

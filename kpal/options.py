@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import decimal
 import difflib
+import functools
 import math
 import numbers
 import operator
@@ -55,6 +56,7 @@ __all__ = [
     "METHOD_DEFAULTS",
     "DEFAULT_K",
     "MAX_K",
+    "PALETTE_DECIDERS",
     "check",
     "check_number",
     "flag_names",
@@ -78,6 +80,8 @@ MAX_QUALITY = 100.0
 MAX_SIZE_LIMIT = 1 << 40
 #: (max_iter, tol) when none is given: EM converges in far fewer, costlier steps.
 METHOD_DEFAULTS = {"kmeans": (300, 1e-4), "gmm": (100, 1e-3)}
+#: The options that decide the palette: one at most is given (k, a target or a palette).
+PALETTE_DECIDERS = ("k", "quality", "max_size", "palette")
 #: Seeds are drawn into numpy's generators, which take any non-negative integer;
 #: the bound keeps them printable and storable as u64.
 MAX_SEED = (1 << 64) - 1
@@ -531,8 +535,7 @@ class EncodeOptions:
             value = SPECS[field.name].check(getattr(self, field.name))
             object.__setattr__(self, field.name, value)
         # What decides the palette: k, a target (quality or max_size) or a given palette.
-        chosen = [name for name in ("k", "quality", "max_size", "palette")
-                  if getattr(self, name) is not None]
+        chosen = [name for name in PALETTE_DECIDERS if getattr(self, name) is not None]
         if len(chosen) > 1:
             names = [_name(name) for name in chosen]
             which = (f"{names[0]} and {names[1]} both" if len(names) == 2
@@ -625,6 +628,12 @@ class EncodeOptions:
                 raise OptionError(msg)
             values[name] = value
             given_as[name] = key
+        for name, key in given_as.items():
+            if key != name:  # the message names the keyword the caller wrote
+                try:
+                    SPECS[name].check(values[name])
+                except OptionError as e:
+                    raise OptionError(str(e).replace(f"{name}=", f"{key}=", 1)) from None
         return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
@@ -635,6 +644,7 @@ class EncodeOptions:
 _dataclass_init = EncodeOptions.__init__
 
 
+@functools.wraps(_dataclass_init)  # help() and IDEs show the fields and their defaults
 def _checked_init(self, *args: Any, **kwargs: Any) -> None:
     """The dataclass constructor, an unknown option name raising OptionError as everywhere."""
     _reject_unknown(kwargs, names())

@@ -103,6 +103,9 @@ _HEX_COLOUR = re.compile(r"(#?)([0-9a-fA-F]{6}|[0-9a-fA-F]{8})")
 _GPL_LINE = re.compile(r"(\d{1,3})\s+(\d{1,3})\s+(\d{1,3})(?:\s.*)?")
 #: Weighted counts stay integers below this total, so k-means sums stay exact.
 _EXACT_TOTAL = float(1 << 50)
+#: Weights up to this multiply counts as they are (an image's count is below 2**32);
+#: larger ones are divided by the largest first.
+_LARGEST_WEIGHT = float(1 << 20)
 #: Formats without alpha, as messages name them.
 _FORMAT_NAMES = {"gpl": "a GIMP (.gpl)", "act": "an Adobe (.act)"}
 
@@ -599,6 +602,9 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
     counts = np.empty(0, dtype=np.float64)
     weight_list = None if weights is None else [_check_weight(i, w) for i, w in
                                                 enumerate(weights)]
+    if weight_list and max(weight_list) > _LARGEST_WEIGHT:  # only their ratios matter
+        largest = max(weight_list)
+        weight_list = [w / largest for w in weight_list]  # no count times 1e308 overflows
     n_images = 0
     for index, image in enumerate(images):
         n_images += 1
@@ -629,7 +635,7 @@ def merge_histograms(images: Iterable[object], weights: Sequence[float] | None =
         raise KpalError(msg)
     total = float(counts.sum())
     if not np.array_equal(counts, np.rint(counts)) or total > _EXACT_TOTAL:
-        counts = np.rint(counts * (_EXACT_TOTAL / total))
+        counts = np.rint(counts / total * _EXACT_TOTAL)  # / first: a total of 1e-300 too
         keep = counts > 0
         packed, counts = packed[keep], counts[keep]
     if np.all(packed & 0xFF == 0xFF):
@@ -742,6 +748,7 @@ def fit_palette(
     >>> fit_palette([red, blue, clear], 3).tolist()
     [[0, 0, 0, 0], [200, 0, 0, 255], [0, 0, 91, 255]]
     """
+    options.SPECS["k"].checker(k)  # required here: None is not "the default"
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
                                  tol=tol)
     k = opts.k

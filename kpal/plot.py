@@ -408,6 +408,7 @@ def compare(
     KpalError
         If ``size`` is below ``MIN_SIZES["compare"]`` (every kind does the same).
     """
+    _check_raw_bits(raw_bits)
     rgb = _rgb_array(image)
     height, width = rgb.shape[:2]
     n_panels = 2 if dithered is None else 3
@@ -661,6 +662,19 @@ def _rectangle(xy, width, height, face, edge):
 # ------------------------------------------------------------------ scatter
 
 
+def _check_raw_bits(raw_bits: object) -> None:
+    if raw_bits not in (24, 32) or isinstance(raw_bits, bool):
+        msg = f"raw_bits={raw_bits!r} must be 24 (RGB) or 32 (RGBA)"
+        raise OptionError(msg)
+
+
+def _check_counts(**counts: object) -> None:
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            msg = f"{name}={value!r} must be a whole number >= 1"
+            raise OptionError(msg)
+
+
 def scatter(
     image: Any,
     k: int = 16,
@@ -679,13 +693,14 @@ def scatter(
     ----------
     n_points : int, default 4000
         Pixels drawn at random (without replacement) for the cloud.
-
-    Other parameters are as in :func:`compare`.
+    image, k, method, seed, sample, quantization, fitted_by, size
+        As for :func:`compare`.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
+    _check_counts(n_points=n_points)
     fig = _figure("scatter", size)
     rgb = _rgb_array(image)
     fitted = _fitted(fitted_by, method, quantization is not None)
@@ -837,22 +852,22 @@ def iterations(
     Parameters
     ----------
     init : {"k-means++", "random"}, default "k-means++"
+        How k-means starts.
     max_iter : int, default 100
+        Iterations at most.
     n_panels : int, default 9
+        Panels in the grid.
     n_points : int, default 3000
         Pixels drawn for the background cloud.
-
-    Other parameters are as in :func:`compare`.
+    image, k, seed, size
+        As for :func:`compare`.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     validate_params(k, init, seed, max_iter, 1e-4)
-    for name, value in (("n_panels", n_panels), ("n_points", n_points)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            msg = f"{name}={value!r} must be a whole number >= 1"
-            raise OptionError(msg)
+    _check_counts(n_panels=n_panels, n_points=n_points)
     fig = _figure("iterations", size)
     pixels = _rgb_array(image).reshape(-1, 3)
     hist = color_histogram(pixels)
@@ -976,8 +991,10 @@ def curve(
     Raises
     ------
     kpal.errors.OptionError
-        A value of ``ks`` is not an integer in 1..256, or ``ks`` is empty.
+        A value of ``ks`` is not an integer in 1..256, or ``ks`` is empty;
+        ``raw_bits`` is not 24 or 32.
     """
+    _check_raw_bits(raw_bits)
     given = list(ks)
     try:
         ks = sorted({options.check("k", k) for k in given})

@@ -49,7 +49,7 @@ from PIL import Image, ImageFile, ImagePalette
 
 from kpal import codec, container
 from kpal import coding as codings
-from kpal.errors import KpalError, OptionError, TruncatedError
+from kpal.errors import KpalError, OptionError, TruncatedError, refuse_text_mode
 from kpal.options import EncodeOptions
 
 __all__ = ["KpalImageFile", "KpalDecoder", "register", "FORMAT", "EXTENSION", "MIME"]
@@ -255,6 +255,7 @@ SAVE_ALIASES = {"colors": "k"}
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     # Every option is checked, and all the slow work done, before the first
     # byte is written; an error leaves Pillow to remove the file it created.
+    refuse_text_mode(fp, "wb")  # at once, not after the encode
     try:
         keywords = dict(im.encoderinfo)
         for name in _SEQUENCE_KEYWORDS:  # see _save_all: one frame is all there is

@@ -176,7 +176,7 @@ def test_batch_api_checks_its_flags_and_palette_file_before_any_work(tmp_path):
         encode_many(paths, tmp_path / "out", force="false")
     with pytest.raises(TypeError, match=r"recursive=1 must be True or False"):
         decode_many(paths, tmp_path / "out", recursive=1)
-    with pytest.raises(KpalError, match=r"palette file .*missing.gpl: cannot read"):
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: .*missing.gpl"):
         encode_many(paths, tmp_path / "out", palette=str(tmp_path / "missing.gpl"))
     assert not (tmp_path / "out").exists()
 
@@ -503,3 +503,92 @@ def test_quiet_plot_and_sample_of_a_transparent_image_print_no_note(tmp_path):
         quiet = CliRunner().invoke(cli, [*args, "-f", "-q"])
         assert quiet.exit_code == 0, quiet.output
         assert quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_required_k_and_aliases_are_named_in_the_message():
+    pixels = np.zeros((3, 3), np.uint8)
+    for call in (lambda: kpal.quantize(pixels, None),
+                 lambda: fit_palette([np.zeros((2, 2, 3), np.uint8)], None)):
+        with pytest.raises(OptionError, match=r"^k=None must be an integer between 1 and 256$"):
+            call()
+    import io
+
+    with pytest.raises(OptionError, match=r"^colors=0 must be an integer between 1 and 256$"):
+        Image.new("RGB", (4, 4)).save(io.BytesIO(), "KPAL", colors=0)
+    from kpal.choose import measure_curve
+
+    with pytest.raises(OptionError, match=r"^ks=4 must be an iterable of k values"):
+        measure_curve(np.zeros((2, 2, 3), np.uint8), 4)
+
+
+def test_a_keyword_k_overrides_the_target_or_palette_of_given_options():
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    for preset in (kpal.EncodeOptions(quality=30), kpal.EncodeOptions(max_size=10_000),
+                   kpal.EncodeOptions(palette=((0, 0, 0), (255, 255, 255)))):
+        data = kpal.encode(image, options=preset, k=4)
+        assert read_header(data)[0].k == 4
+    data = kpal.encode(image, options=kpal.EncodeOptions(k=8), palette=((0, 0, 0), (9, 9, 9)))
+    assert read_header(data)[0].k == 2
+    with pytest.raises(OptionError, match="k and quality both decide the palette"):
+        kpal.encode(image, options=kpal.EncodeOptions(k=8), k=4, quality=30)
+
+
+def test_writers_name_the_destination_and_take_only_a_bool_force(tmp_path):
+    target = tmp_path / "p.gpl"
+    kpal.save_palette([[1, 2, 3]], target)
+    with pytest.raises(TypeError, match=r"^force='no' must be True or False$"):
+        kpal.save_palette([[9, 9, 9]], target, force="no")
+    assert kpal.load_palette(target).tolist() == [[1, 2, 3]]
+    image = Image.new("RGB", (2, 2))
+    with pytest.raises(TypeError, match=r"^force=1 must be True or False$"):
+        kpal.save(image, tmp_path / "x.kpal", k=2, force=1)
+    # /proc takes no new file: the error names the destination, not a temporary file
+    with pytest.raises(OSError) as error:
+        kpal.save(image, "/proc/x.kpal", k=2)
+    assert error.value.filename == "/proc/x.kpal" and ".tmp" not in str(error.value)
+    from kpal.io import write_atomic
+
+    with pytest.raises(OSError) as error:
+        write_atomic("/proc/y.kpal", b"abc")
+    assert error.value.filename == "/proc/y.kpal"
+
+
+def test_an_unreadable_palette_file_is_an_os_error():
+    with pytest.raises(FileNotFoundError, match=r"No such file or directory: '/nonexistent/p.gpl'"):
+        kpal.encode(np.zeros((2, 2, 3), np.uint8), palette="/nonexistent/p.gpl")
+
+
+def test_signatures_and_exports_as_help_shows_them():
+    import inspect as inspection
+
+    assert list(inspection.signature(kpal.EncodeOptions).parameters)[:3] == ["k", "method",
+                                                                              "init"]
+    assert "__version__" not in kpal.__all__ and kpal.__version__
+    from kpal import plot
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(OptionError, match=r"^n_points=-1 must be a whole number >= 1$"):
+        plot.scatter(image, k=2, n_points=-1)
+    with pytest.raises(OptionError, match=r"^raw_bits=8 must be 24 \(RGB\) or 32 \(RGBA\)$"):
+        plot.compare(image, k=2, raw_bits=8)
+
+
+def test_view_refuses_to_write_a_page_it_would_not_name(tmp_path):
+    result = CliRunner().invoke(cli, ["view", str(GOLDEN / "k5_7x3.kpal"), "--no-open", "-q"])
+    assert result.exit_code == 2
+    assert "--no-open -q without -o writes a page and says nothing of where" in result.stderr
+
+
+def test_palette_weights_far_from_one_give_the_palette_of_weight_one():
+    image = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    plain = fit_palette([image], 16)
+    for weight in (1e-300, 5e-324, 1e300, 1e308):
+        np.testing.assert_array_equal(fit_palette([image], 16, weights=[weight]), plain)
+    np.testing.assert_array_equal(fit_palette([image, image[:5]], 16, weights=[1e308, 1e-300]),
+                                  plain)
+
+
+def test_the_command_list_shows_each_summary_whole():
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=80)
+    commands = result.output.split("Commands:")[1]
+    assert "..." not in commands and "Compress images to .kpal files" in commands

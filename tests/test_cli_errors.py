@@ -190,7 +190,8 @@ def test_one_by_one_image_is_fine(runner, tmp_path):
     Image.new("RGB", (1, 1), (12, 34, 56)).save(path)
     result = runner.invoke(cli, ["encode", str(path), "-k", "2"])
     assert result.exit_code == 0, result.output
-    assert "note: the image has 1 distinct colour, no more" in result.output
+    assert f"kpal: warning: {path}: the image has 1 distinct colour, no more" in result.stderr
+    assert "distinct" not in result.stdout  # the report is on stdout, warnings on stderr
     out = tmp_path / "dot.kpal"
     assert out.stat().st_size == 33
     assert kpal.decode(out).convert("RGB").getpixel((0, 0)) == (12, 34, 56)

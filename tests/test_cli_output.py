@@ -310,7 +310,7 @@ def test_sample_to_webp_too_wide(runner, tmp_path):
 def test_each_warning_is_shown_once(runner, wide_kpal, monkeypatch):
     real_inspect = kpal.codec.inspect
 
-    def inspect_warning_twice(data):
+    def inspect_warning_twice(data, **keywords):
         for _ in range(2):
             warnings.warn("the same thing, twice", UserWarning, stacklevel=1)
         # kpal's and Pillow's bomb warnings: one fact, two wordings
@@ -318,7 +318,7 @@ def test_each_warning_is_shown_once(runner, wide_kpal, monkeypatch):
                       stacklevel=1)
         warnings.warn("Image size (9 pixels) exceeds limit.", Image.DecompressionBombWarning,
                       stacklevel=1)
-        return real_inspect(data)
+        return real_inspect(data, **keywords)
 
     monkeypatch.setattr(kpal.codec, "inspect", inspect_warning_twice)
     with warnings.catch_warnings():
@@ -333,9 +333,9 @@ def test_each_warning_is_shown_once(runner, wide_kpal, monkeypatch):
 def test_warning_text_is_one_line(runner, wide_kpal, monkeypatch):
     real_inspect = kpal.codec.inspect
 
-    def inspect(data):
+    def inspect(data, **keywords):
         warnings.warn("first line\n  second line", UserWarning, stacklevel=1)
-        return real_inspect(data)
+        return real_inspect(data, **keywords)
 
     monkeypatch.setattr(kpal.codec, "inspect", inspect)
     with warnings.catch_warnings():

@@ -270,6 +270,27 @@ def test_dev_stdout_as_output_is_standard_output(png, tmp_path):
     assert quiet.stderr == b""
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="no /dev/stdout here")
+@pytest.mark.parametrize(("command", "starts"), [
+    (["sample", "{png}"], b"\x89PNG"),
+    (["plot", "{png}", "--kind", "palette", "-k", "2"], b"\x89PNG"),
+    (["view", "{kpal}"], b"<!doctype html>"),
+])
+def test_every_command_takes_dev_stdout_redirected_to_a_file(png, kpal_file, tmp_path,
+                                                             command, starts):
+    """-o /dev/stdout with stdout sent to a file is -o -, in every command that writes one."""
+    if command[0] == "plot":
+        pytest.importorskip("matplotlib")
+    args = [a.format(png=png, kpal=kpal_file) for a in command]
+    redirected = tmp_path / "redirected.out"
+    with open(redirected, "wb") as f:
+        done = subprocess.run([*KPAL, *args, "-o", "/dev/stdout"], stdout=f,
+                              stderr=subprocess.PIPE, check=False)
+    assert done.returncode == 0, done.stderr
+    assert redirected.read_bytes().startswith(starts)
+    assert b"web browser" not in done.stderr  # view: -o - opens none
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/stdin"), reason="no /dev/stdin here")
 def test_an_input_that_is_not_a_regular_file_needs_an_output_name(png, tmp_path):
     for command in ("encode", "decode"):

@@ -13,7 +13,7 @@ from PIL import Image, ImageCms, features
 
 import kpal
 from kpal import codec, outputs
-from kpal.errors import KpalError
+from kpal.errors import KpalError, KpalWarning
 
 #: Small pictures hold fewer colours than k: stored exactly, which the tests rely on.
 pytestmark = pytest.mark.filterwarnings("ignore:the image has .* distinct (RGBA )?colour")
@@ -168,13 +168,19 @@ def test_grey_profile_pixels_are_converted_to_srgb_and_no_profile_stored():
     grey = Image.fromarray(np.repeat(np.array([[0, 64, 128, 255]], np.uint8), 2, 0), "L")
     buffer = io.BytesIO()
     grey.save(buffer, format="PNG", icc_profile=gray_profile())
-    encoded = codec.encode_image(buffer.getvalue())
+    with pytest.warns(KpalWarning) as caught:  # the colours changed: said, as for RGB
+        encoded = codec.encode_image(buffer.getvalue())
+    assert [str(w.message) for w in caught if "ICC" in str(w.message)] == [
+        "the image's ICC profile ('linear grey', a GRAY profile) was applied: its pixels "
+        "were converted to sRGB and no profile is stored, because a .kpal file holds RGB "
+        "profiles only"]
     expected = managed(grey, gray_profile())
     np.testing.assert_array_equal(encoded.palette[encoded.labels], expected)
     assert expected[0, 2, 0] == 188  # linear 50% grey is sRGB 188, not 128
     assert _decoded_profile(encoded.data) is None
 
 
+@pytest.mark.filterwarnings("ignore:the image's ICC profile .* was applied")
 def test_cmyk_jpeg_with_profile_is_converted_with_it():
     cmyk = np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 255, 0, 0], [0, 0, 0, 255]]] * 2,
                     np.uint8)
@@ -189,6 +195,7 @@ def test_cmyk_jpeg_with_profile_is_converted_with_it():
     assert _decoded_profile(data) is None
 
 
+@pytest.mark.filterwarnings("ignore:the image's ICC profile .* was applied")
 def test_lab_tiff_is_converted_with_its_profile():
     g = _ramp(8, 2)
     lab = Image.fromarray(np.dstack([g, g, g])).convert("LAB")
@@ -203,6 +210,7 @@ def test_lab_tiff_is_converted_with_its_profile():
     assert _decoded_profile(data) is None
 
 
+@pytest.mark.filterwarnings("ignore:the image's ICC profile .* was applied")
 def test_grey_profile_with_transparency_keeps_alpha():
     la = np.dstack([np.array([[0, 128], [255, 64]], np.uint8),
                     np.array([[255, 100], [0, 255]], np.uint8)])
@@ -216,6 +224,7 @@ def test_grey_profile_with_transparency_keeps_alpha():
     assert np.abs(out[..., :3][visible].astype(int) - colour[visible]).max() <= 2
 
 
+@pytest.mark.filterwarnings("ignore:the image's ICC profile .* was applied")
 def test_profile_conversion_keeps_the_exif_orientation():
     grey = Image.fromarray(np.arange(6, dtype=np.uint8).reshape(2, 3) * 40, "L")
     exif = Image.Exif()

@@ -193,3 +193,70 @@ def test_a_file_larger_than_raw_for_its_metadata_says_so(runner, tmp_path):
     why = "(the palette, header and metadata outweigh what the indices save)"
     assert why in result.output
     assert why in runner.invoke(cli, ["info", str(out)]).output
+
+
+def test_the_report_lists_the_metadata_a_kpal_file_does_not_hold(runner, tmp_path):
+    exif = Image.Exif()
+    exif[0x8298] = "© a photographer"  # Copyright
+    exif[0x0110] = "a camera"  # Model
+    source = tmp_path / "photo.jpg"
+    Image.new("RGB", (8, 6), (40, 90, 200)).save(source, exif=exif.tobytes(),
+                                                  comment=b"shot at dawn")
+    result = runner.invoke(cli, ["encode", str(source), "-k", "2", "-o",
+                                 str(tmp_path / "p.kpal")])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "not stored" in line]
+    assert rows == [f"  not stored     EXIF ({len(exif.tobytes())} bytes), comment (12 bytes): "
+                    "a .kpal file holds an ICC profile, no other metadata"]
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 6)).save(plain)
+    result = runner.invoke(cli, ["encode", str(plain), "-o", str(tmp_path / "q.kpal")])
+    assert "not stored" not in result.output
+
+
+def _grey_with_profile(tmp_path):
+    from tests.test_codec_defects import gray_profile
+
+    ramp = np.tile(np.arange(0, 256, 8, dtype=np.uint8), (4, 1))
+    source = tmp_path / "grey.png"
+    Image.fromarray(ramp, "L").save(source, icc_profile=gray_profile())
+    return source
+
+
+def test_a_grey_profile_converted_is_said_even_when_quiet(runner, tmp_path):
+    source = _grey_with_profile(tmp_path)
+    result = runner.invoke(cli, ["encode", str(source), "-k", "4", "-o",
+                                 str(tmp_path / "g.kpal")])
+    assert result.exit_code == 0, result.output
+    assert (f"kpal: warning: {source}: the image's ICC profile ('linear grey', a GRAY "
+            "profile) was applied: its pixels were converted to sRGB") in result.stderr
+    result = runner.invoke(cli, ["encode", str(source), "-k", "4", "-q", "-f", "-o",
+                                 str(tmp_path / "g.kpal")])
+    assert result.exit_code == 0 and result.stdout == ""
+    # -q drops the report, not what happened to the colours (as for a dropped profile)
+    assert "a GRAY profile) was applied" in result.stderr
+
+
+def test_the_palette_figure_shows_the_colours_encode_stores_for_a_grey_profile(runner,
+                                                                               tmp_path):
+    pytest.importorskip("matplotlib")
+    from kpal import plot
+
+    source = _grey_with_profile(tmp_path)
+    seen = {}
+    real = plot.palette
+
+    def spy(image, *args, **kwargs):
+        seen["pixels"] = np.asarray(image)
+        return real(image, *args, **kwargs)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(plot, "palette", spy):
+        result = runner.invoke(cli, ["plot", str(source), "--kind", "palette", "-k", "256",
+                                     "-o", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    assert "the figures show its colours converted to sRGB" in result.stderr
+    with pytest.warns(UserWarning):
+        stored = kpal.decode(kpal.encode(source, 256)).convert("RGB")
+    np.testing.assert_array_equal(seen["pixels"], np.asarray(stored))

@@ -93,7 +93,7 @@ def test_keywords_every_writer_gets_are_ignored(photo):
     ({"lossless": True}, r"unknown option 'lossless'; accepted: .*colors"),
     ({"coding": "nope"}, r"coding='nope' must be one of 'fixed', 'radix', 'entropy', 'context'"),
     ({"colors": 4, "k": 8}, r"colors=4 and k=8 both set k: give one"),
-    ({"colors": 300}, r"k=300 must be an integer between 1 and 256"),
+    ({"colors": 300}, r"colors=300 must be an integer between 1 and 256"),
 ])
 def test_bad_save_options_are_option_errors_and_leave_no_file(photo, tmp_path, keywords,
                                                               match):

@@ -134,7 +134,9 @@ def test_saving_a_cmyk_jpeg_converts_it_with_its_profile(tmp_path):
     Image.fromarray(cmyk, "CMYK").save(jpeg, quality=100, icc_profile=cmyk_profile())
     with Image.open(jpeg) as im:
         expected = managed(im, cmyk_profile())
-        im.save(tmp_path / "print.kpal", colors=256)
+        with pytest.warns(UserWarning, match=r"ICC profile \('toy cmyk', a CMYK profile\) was "
+                                             "applied"):
+            im.save(tmp_path / "print.kpal", colors=256)
     with Image.open(tmp_path / "print.kpal") as saved:
         assert "icc_profile" not in saved.info
         np.testing.assert_array_equal(np.asarray(saved.convert("RGB")), expected)
@@ -381,3 +383,36 @@ def test_a_failed_load_closes_the_file_and_fails_again(tmp_path):
         with pytest.raises(kpal.ChecksumError):
             im.load()
         assert not f.closed
+
+
+def test_saving_to_a_text_file_is_refused_before_the_encode(tmp_path, monkeypatch):
+    from kpal import codec
+
+    def never(*args, **kwargs):
+        raise AssertionError("encoded")
+
+    monkeypatch.setattr(codec, "encode_image", never)
+    with open(tmp_path / "x.kpal", "w") as text, \
+            pytest.raises(TypeError, match=r"^the file object is open in text mode; open it "
+                                           r"with 'wb'$"):
+        Image.new("RGB", (4, 4)).save(text, format="KPAL")
+
+
+def test_a_trns_chunk_longer_than_the_palette_saves(tmp_path):
+    """PNG's reader keeps a tRNS of 300 bytes and its writer takes it; so does kpal."""
+    image = Image.fromarray(np.arange(6, dtype=np.uint8).reshape(2, 3), "P")
+    image.putpalette(list(range(18)))
+    image.info["transparency"] = bytes([0, 128]) + bytes([255]) * 298
+    image.save(tmp_path / "t.kpal")
+    with Image.open(tmp_path / "t.kpal") as saved:
+        alpha = np.asarray(saved.convert("RGBA"))[..., 3]
+    np.testing.assert_array_equal(alpha, [[0, 128, 255], [255, 255, 255]])
+
+
+def test_an_image_over_the_formats_limits_is_refused_before_any_work():
+    from kpal.errors import LimitError
+
+    with pytest.raises(LimitError, match=r"^width=16777216 is outside 1\.\.16777215$"):
+        Image.new("1", (1 << 24, 1)).save(io.BytesIO(), format="KPAL")
+    with pytest.raises(LimitError, match=r"^width=16777216 is outside"):
+        kpal.encode(np.zeros((1, 1 << 24), np.uint8))

@@ -203,6 +203,7 @@ def quantize(
     [[0, 0, 1], [0, 0, 1], [250, 250, 250]]
     """
     _check_pixels(pixels)
+    options.SPECS["k"].checker(k)  # required here: None is not "the default"
     # The options module holds every range and message, for all of kpal.
     opts = options.EncodeOptions(k=k, method=method, init=init, seed=seed, max_iter=max_iter,
                                  tol=tol, sample=sample)

@@ -657,7 +657,7 @@ def fit_histogram(
         state = lloyd(points, weights, centres, trial_iter, tol, point_sums=point_sums,
                       kernels=kernels)
         inertia = _dot(weights, _distance(points, state.centres[state.labels], squared=True))
-        if inertia < best_inertia:
+        if best is None or inertia < best_inertia:  # the first draw, whatever its inertia
             best, best_inertia = state, inertia
     state, n_iter = best, best.n_iter
     if restarts > 1 and n_iter < max_iter:
