@@ -222,6 +222,7 @@ export function readHeader(source, { fileSize } = {}) {
 function readHeaderChecked(data, fileSize) {
   let magicOk = data.length >= MAGIC.length;
   for (let i = 0; magicOk && i < MAGIC.length; i++) magicOk = data[i] === MAGIC[i];
+  if (data.length === 0) throw new FormatError('not a .kpal file: the file is empty');
   if (!magicOk) {
     throw new FormatError(`not a .kpal file (magic is ${pyBytes(data.subarray(0, MAGIC.length))
     }, expected ${pyBytes(MAGIC)})`);
@@ -673,7 +674,7 @@ function entropyHeader(payload, width, height) {
     throw new FormatError(`entropy payload tile_log2=${tileLog2} ${range}`);
   }
   const lanes = (payload[1] << 8) | payload[2];
-  if (lanes === 0) throw new FormatError('entropy payload n_lanes=0 must be at least 1');
+  if (lanes === 0) throw new FormatError('entropy payload lanes=0 must be at least 1');
   const steps = nSteps(width, height, tileLog2);
   if (steps > MAX_STEPS) {
     throw new FormatError(`entropy payload tile_log2=${tileLog2} gives ${steps} wavefront steps on a ${
@@ -681,7 +682,7 @@ function entropyHeader(payload, width, height) {
   }
   const least = minLanes(width * height);
   if (lanes < least) {
-    throw new FormatError(`entropy payload n_lanes=${lanes} must be at least ${least} for ${
+    throw new FormatError(`entropy payload lanes=${lanes} must be at least ${least} for ${
       width * height} pixels (one per 1024, at most 4096)`);
   }
   const body = payload.length - 3 - 4 * lanes;

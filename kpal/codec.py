@@ -941,7 +941,8 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
         palette, labels = choice.palette, choice.labels.reshape(height, width)
         inertia, payload = 3 * choice.mse, choice.payload
         if _dithers(opts) and choice.psnr != float("inf"):
-            labels, inertia, payload = _remap(pixels, palette, opts), None, None
+            palette, labels = _used_only(palette, _remap(pixels, palette, opts))
+            inertia = payload = None
         _warn_if_mask_lost(pixels, palette)
         return _Fit(palette, labels, "kmeans", None, inertia, choice.n_colors, choice, payload)
     # A palette image keeps all its colours unless told otherwise (it has at most 256).
@@ -958,7 +959,8 @@ def _fit_rgba(pixels: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
     palette, labels = result.palette, result.labels.reshape(height, width)
     inertia = result.inertia
     if _dithers(opts) and result.n_iter > 0:  # n_iter 0: every colour kept, nothing to dither
-        labels, inertia = _remap(pixels, palette, opts), None
+        palette, labels = _used_only(palette, _remap(pixels, palette, opts))
+        inertia = None
     return _Fit(palette, labels, method, result.n_iter, inertia, result.n_colors)
 
 
@@ -1078,7 +1080,7 @@ def _fit(rgb: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
         palette, labels = choice.palette, choice.labels.reshape(height, width)
         inertia, payload = 3 * choice.mse, choice.payload
         if _dithers(opts) and choice.psnr != float("inf"):
-            palette, labels = _dither(rgb, palette, opts)
+            palette, labels = _used_only(*_dither(rgb, palette, opts))
             inertia = payload = None
         return _Fit(palette, labels, "kmeans", None, inertia, choice.n_colors, choice, payload)
     k = DEFAULT_K if opts.k is None else opts.k
@@ -1091,9 +1093,22 @@ def _fit(rgb: np.ndarray, opts: EncodeOptions, given: np.ndarray | None,
     palette, labels = result.palette, result.labels.reshape(height, width)
     inertia = result.inertia
     if _dithers(opts) and result.n_iter > 0:  # n_iter 0: every colour kept, nothing to dither
-        palette, labels = _dither(rgb, palette, opts)
+        palette, labels = _used_only(*_dither(rgb, palette, opts))
         inertia = None
     return _Fit(palette, labels, result.method, result.n_iter, inertia, result.n_colors)
+
+
+def _used_only(palette: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted palette without the entries dithering left unused, the labels renumbered.
+
+    The spec's "store only entries that are used" (§3): an ordered dither may
+    pass over an entry that nearest-colour mapping gave pixels to.
+    """
+    used = np.bincount(labels.ravel(), minlength=palette.shape[0]) > 0
+    if used.all():
+        return palette, labels
+    renumbered = (np.cumsum(used) - 1).astype(labels.dtype)
+    return np.ascontiguousarray(palette[used]), renumbered[labels]
 
 
 def _dithers(opts: EncodeOptions) -> bool:

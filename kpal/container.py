@@ -229,6 +229,9 @@ class Header:
             (:class:`~kpal.errors.TruncatedError`), or any field value the
             specification does not allow (the message names the field and the value).
         """
+        if not data:
+            msg = "not a .kpal file: the file is empty"
+            raise FormatError(msg)
         if len(data) < len(MAGIC) or not data.startswith(MAGIC):
             msg = f"not a .kpal file (magic is {bytes(data[:len(MAGIC)])!r}, expected {MAGIC!r})"
             raise FormatError(msg)

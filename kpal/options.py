@@ -118,6 +118,10 @@ def _integer(name: str, low: int, high: int) -> Callable[[object], int]:
     return check_int
 
 
+#: A number as text: ASCII digits, a point and an exponent (as -k takes its digits).
+_ASCII_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _real(name: str, low: float, high: float, *, open_low: bool) -> Callable[[object], float]:
     interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
     if math.isinf(high):
@@ -125,7 +129,7 @@ def _real(name: str, low: float, high: float, *, open_low: bool) -> Callable[[ob
 
     def check_real(value: object) -> float:
         number = value
-        if isinstance(value, str):
+        if isinstance(value, str) and _ASCII_NUMBER.fullmatch(value.strip()):
             try:
                 number = float(value.strip())
                 if number.is_integer() and "." not in value and "e" not in value.lower():
@@ -207,6 +211,8 @@ def _max_size(value: object) -> int:
         digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
         unit = _SIZE_UNITS.get(text[len(digits):].strip())
         try:
+            if not _ASCII_NUMBER.fullmatch(digits.strip()):  # not "1_000", nor other scripts
+                raise decimal.InvalidOperation
             # Decimal, not float: 1.001M is 1,001,000 bytes exactly (1.001 * 1e6 is not).
             amount = decimal.Decimal(digits.strip()) * (unit or 1)
         except decimal.Overflow:  # 1e999999999k: a number, far out of range

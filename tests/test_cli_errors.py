@@ -137,8 +137,11 @@ def test_empty_file(runner, tmp_path):
     path.write_bytes(b"")
     _fails(runner.invoke(cli, ["encode", str(path)]), 1, f"kpal: error: {path}: file is empty")
     _fails(runner.invoke(cli, ["decode", str(path), "-o", str(tmp_path / "x.png")]), 1,
-           f"kpal: error: {path}: not a .kpal file (magic is b'', expected "
-           f"b'\\x89KPAL\\r\\n\\x1a\\n')")
+           f"kpal: error: {path}: not a .kpal file: the file is empty")
+    for command in ("info", "view"):
+        _fails(runner.invoke(cli, [command, str(path), "-o", str(tmp_path / "x.html")]
+                             if command == "view" else [command, str(path)]), 1,
+               f"kpal: error: {path}: not a .kpal file: the file is empty")
     _no_kpal_written(tmp_path)
 
 

@@ -137,7 +137,7 @@ def test_extra_words_raise(sample):
     [
         ({0: 1}, "tile_log2=1 must be between 2 and 15"),
         ({0: 16}, "tile_log2=16 must be between 2 and 15"),
-        ({1: 0, 2: 0}, "n_lanes=0 must be at least 1"),
+        ({1: 0, 2: 0}, "lanes=0 must be at least 1"),
         ({1: 0, 2: 200}, "not 3 \\+ 4\\*200"),
         ({3: 0, 4: 0}, "lane state below 65536"),
     ],

@@ -105,9 +105,9 @@ REJECTED = [
     # 16 KB, over 120 s even compiled
     (1, 16777215, 15, 4096, "tile_log2=15 gives 65535 wavefront steps on a 1x16777215"),
     # 121 bytes, 28 s: one lane decodes one decision per numpy round
-    (1023, 1024, 6, 1, r"n_lanes=1 must be at least 1023 for 1047552 pixels \(one per 1024, "
+    (1023, 1024, 6, 1, r"lanes=1 must be at least 1023 for 1047552 pixels \(one per 1024, "
                        r"at most 4096\)"),
-    (2048, 1, 6, 1, "n_lanes=1 must be at least 2 for 2048 pixels"),
+    (2048, 1, 6, 1, "lanes=1 must be at least 2 for 2048 pixels"),
     (128, 33, 7, 4, "tile_log2=7 gives 192 wavefront steps on a 128x33 image, more than 190"),
 ]
 
@@ -142,7 +142,7 @@ def test_encoder_never_writes_a_file_the_decoder_rejects(monkeypatch):
     np.testing.assert_array_equal(entropy.decode(payload, 5, 40, 3), small)
     monkeypatch.setattr(entropy, "TILE_LOG2", 6)
     monkeypatch.setattr(entropy, "_PIXELS_PER_LANE", 1 << 20)
-    with pytest.raises(ValueError, match="n_lanes=1 must be at least 4"):
+    with pytest.raises(ValueError, match="lanes=1 must be at least 4"):
         entropy.encode(np.zeros((64, 64), np.uint8), 2)
 
 

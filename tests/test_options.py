@@ -364,3 +364,12 @@ def test_a_given_palette_names_only_the_fitting_options_given():
 def test_max_size_decimals_are_exact(text, expected):
     """1.001 * 1e6 is 1000999.9999999999 in floats: sizes are read as decimals."""
     assert options.check("max_size", text) == expected
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("max_size", "1_000k"), ("max_size", "١k"), ("sample", "0.١"), ("tol", "1_0"),
+    ("dither_strength", "٠.5"),
+])
+def test_numbers_as_text_take_ascii_digits_only_as_k_does(name, value):
+    with pytest.raises(OptionError, match=rf"^{name}={value!r} must be"):
+        EncodeOptions(**{name: value})

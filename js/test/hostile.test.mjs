@@ -88,7 +88,7 @@ test('more than 190 wavefront steps are refused at once (1x65536, tile_log2 15)'
 
 test('fewer lanes than one per 1024 pixels are refused', () => {
   const data = file({ coding: 2, k: 2, width: 100, height: 100 }, entropyPayload(6, 8, 0));
-  assert.throws(() => kpal.decode(data), /n_lanes=8 must be at least 9 for 10000 pixels/);
+  assert.throws(() => kpal.decode(data), /lanes=8 must be at least 9 for 10000 pixels/);
 });
 
 test('random words over many pixels cost time and memory in proportion to the pixels', () => {

@@ -512,7 +512,7 @@ def _check_layout(tile_log2: int, n_lanes: int, width: int, height: int,
         raise error(msg)
     least = min_lanes(width * height)
     if n_lanes < least:
-        msg = (f"entropy payload n_lanes={n_lanes} must be at least {least} for "
+        msg = (f"entropy payload lanes={n_lanes} must be at least {least} for "
                f"{width * height} pixels (one per {_MIN_LANES_PIXELS}, at most "
                f"{_MIN_LANES_CAP})")
         raise error(msg)
@@ -527,7 +527,7 @@ def _read_header(payload: memoryview, width: int,
     require_between("entropy payload tile_log2", tile_log2, _MIN_TILE_LOG2, _MAX_TILE_LOG2)
     n_lanes = int.from_bytes(payload[1:3], "big")
     if n_lanes == 0:
-        msg = "entropy payload n_lanes=0 must be at least 1"
+        msg = "entropy payload lanes=0 must be at least 1"
         raise FormatError(msg)
     _check_layout(tile_log2, n_lanes, width, height, FormatError)
     body = len(payload) - _HEADER - 4 * n_lanes
