@@ -996,6 +996,13 @@ def _print_info(name: str, report: dict) -> None:
     rows.append(("checksum", report["checksum"]))
     click.echo(printable(name))
     for label, value in rows:  # an ICC profile's name comes from the file too
+        if label == "palette":  # 256 entries: lines of 8 (6 with alpha), not 2,000 columns
+            entries = value.split()
+            per_line = 6 if report.get("alpha") else 8
+            lines = [" ".join(entries[i : i + per_line])
+                     for i in range(0, len(entries), per_line)] or [""]
+            click.echo(f"  {label:<14} " + ("\n" + " " * 17).join(lines))  # hex digits only
+            continue
         click.echo(printable(f"  {label:<14} {value}"))
 
 

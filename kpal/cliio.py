@@ -683,8 +683,10 @@ def encode_image_file(im: Image.Image, fmt: str, out: str) -> bytes:
         The format's encoder failed on this image.
     """
     named = outputs.pillow_format(fmt)
-    if named is None:
-        raise click.UsageError(f"unknown output format {fmt!r}")
+    if named is None:  # from the name's extension: --format was checked before
+        where = "<stdout>" if out == STDIO else out
+        raise click.UsageError(f"{where}: unknown output format {fmt!r} (Pillow cannot "
+                               "write it)")
     fmt = named
     failures = []
     for attempt in outputs.save_attempts(im, fmt):

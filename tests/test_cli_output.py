@@ -359,3 +359,28 @@ def test_python_dash_m_kpal_is_the_same_command_line(tmp_path):
     assert missing[0].stderr == missing[1].stderr
     assert missing[0].stderr.endswith("none.kpal: no such file\n")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_an_extension_pillow_cannot_write_names_the_output(runner, wide_kpal, tmp_path):
+    out = tmp_path / "a.fits"
+    result = runner.invoke(cli, ["decode", str(wide_kpal), "-o", str(out)])
+    assert result.exit_code == 2
+    assert result.stderr == (f"kpal: error: {out}: unknown output format 'FITS' (Pillow "
+                             "cannot write it)\n")
+    assert not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore:the image has 256 distinct")
+def test_info_wraps_a_256_colour_palette(runner, tmp_path):
+    image = np.arange(256 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    path = tmp_path / "k256.kpal"
+    path.write_bytes(kpal.encode(image, 256))
+    result = runner.invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  palette "))
+    shown = lines[first:first + 32]
+    assert all(len(line) <= 80 for line in shown)
+    entries = " ".join(line[17:] for line in shown).split()
+    assert entries == kpal.codec.inspect(path)["palette"] and len(entries) == 256
+    assert lines[first + 32].startswith("  fixed width")
