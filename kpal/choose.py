@@ -609,13 +609,7 @@ def measure_curve(
     """
     opts = options.EncodeOptions(k=2, init=init, seed=seed, max_iter=max_iter, tol=tol,
                                  coding=coding)
-    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
-        msg = f"ks={ks!r} must be an iterable of k values, e.g. [4, 16, 64]"
-        raise OptionError(msg)
-    wanted = sorted({options.check("k", k) for k in ks})
-    if not wanted:
-        msg = "ks must hold at least one k"
-        raise OptionError(msg)
+    wanted = options.check_ks(ks)
     search = _Search(_checked_pixels(pixels).reshape(-1, 3), _shape(pixels), opts.coding,
                      opts)
     points = []

@@ -348,9 +348,10 @@ def _run_batch(planned: list, verb: str, *, jobs, dask, quiet: bool, force: bool
                 seen.append(result)
                 if result.error is not None:
                     say(f"kpal: error: {result.error}")
-                elif not quiet:
+                else:  # -q: only what changed the colours (a profile applied or dropped)
                     for note in result.notes:
-                        say(f"kpal: warning: {result.path}: {note}")
+                        if not quiet or "ICC profile" in note:
+                            say(f"kpal: warning: {result.path}: {note}")
                 if on_result is not None:
                     on_result(result)
                 if bar is not None:
@@ -394,7 +395,9 @@ def _print_summary(s, verb: str, seconds: float) -> None:
               help="Shorthand for --coding fixed|radix.")
 @click.option("--entropy", is_flag=True, default=None, help="Shorthand for --coding entropy.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print no report, progress or notes; what changed the input's colours "
+                   "(an ICC profile applied or dropped) is still said.")
 @click.option("--ssimulacra2", "ssim", is_flag=True,
               help="Report the perceptual SSIMULACRA2 score beside PSNR (needs kpal[metrics]; "
                    "about 3 s and 0.5 GB per megapixel).")
@@ -574,6 +577,12 @@ def _not_stored(im: Image.Image) -> tuple[tuple[str, int], ...]:
                    if isinstance(v, (bytes, str)))
         if size and label not in found:
             found[label] = size
+    text = getattr(im, "text", None) if im.format == "PNG" else None  # tEXt, zTXt, iTXt
+    if isinstance(text, dict):
+        keys = [key for key in text if key not in _UNSTORED_METADATA]  # XMP counted above
+        size = sum(len(str(text[key]).encode()) for key in keys)
+        if size:
+            found[f"PNG text {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}"] = size
     return tuple(found.items())
 
 
@@ -1031,10 +1040,12 @@ def _warnings_about(name: str | None):
         _warn_one_line(text, w.category, w.filename, w.lineno)
 
 
-def _echo_notes(caught) -> None:
+def _echo_notes(caught, name: str | None = None) -> None:
+    """kpal's warnings caught during a command, as ``kpal: warning: NAME:`` lines."""
     for w in caught:
         if issubclass(w.category, UserWarning):
-            click.echo(f"note: {w.message}", err=True)
+            text = str(w.message) if name is None else f"{name}: {w.message}"
+            _warn_one_line(text, w.category, w.filename, w.lineno)
 
 
 @cli.command()
@@ -1085,7 +1096,7 @@ def sample(src, out, force, quiet, **values):
                 warnings.warn(note, KpalWarning, stacklevel=1)
             written = encode_image_file(image, fmt, out)
     if not quiet:
-        _echo_notes(caught)
+        _echo_notes(caught, name)
         if fmt in _LOSSY_FOR_SAMPLES:
             click.echo(f"note: {printable(out)}: {_LOSSY_FOR_SAMPLES[fmt]}: the drawn colours "
                        "are not kept exactly (.png keeps them)", err=True)
@@ -1316,21 +1327,22 @@ def plot(src, kind, out, size, force, quiet, **values):
     name, data = _read_input(src)
     im = _open_image(name, data)
     # A grey or CMYK profile is applied as kpal encode applies it; an RGB one below.
-    converted = False
+    applied = False
     if im.info.get("icc_profile"):
         with silenced("the image's ICC profile"):  # encode's words are about the file
             managed, _ = codec.colour_managed(im)
-        converted = managed is not im
+        applied = managed is not im
         im = managed
     try:
         rgb, p_image = codec.to_rgb(im)
     except KpalError as e:
         raise click.ClickException(f"{name}: {e}") from None
-    if converted and not quiet:
+    if applied and not quiet:
         click.echo(f"note: {printable(name)} has an ICC profile: the figures show its "
                    "colours converted to sRGB", err=True)
     # What kpal encode writes keeps the alpha and the ICC profile the figure leaves out.
     flattened_or_profiled = im.info.get("icc_profile") is not None
+    converted = False  # an RGB profile's colours, converted for the figure only
     if flattened_or_profiled:
         # A figure is an sRGB image: a Display P3 or Adobe RGB photo's colours drawn as
         # they are would look washed out, so they are converted first.
@@ -1378,8 +1390,9 @@ def plot(src, kind, out, size, force, quiet, **values):
                 if kind == "compare":
                     written, pixels, icc_profile = encoded, rgb, None
                     if flattened_or_profiled:  # the size of the real file, not the figure's
-                        pixels, _, icc_profile = _pixels_for_encoding(name, data,
-                                                                      opts.background)
+                        with silenced("the image's ICC profile"):  # said once, above
+                            pixels, _, icc_profile = _pixels_for_encoding(name, data,
+                                                                          opts.background)
                         written = codec.encode_image(pixels, options=plain,
                                                      icc_profile=icc_profile)
                     extra = {"original_bytes": len(data),
@@ -1419,7 +1432,8 @@ def plot(src, kind, out, size, force, quiet, **values):
                 # Each k fitted as encode -k fits it: the curve shows the files encode writes.
                 points = None
                 if flattened_or_profiled:  # alpha or a profile: measured on the real files
-                    pixels, _, icc_profile = _pixels_for_encoding(name, data)
+                    with silenced("the image's ICC profile"):  # said once, above
+                        pixels, _, icc_profile = _pixels_for_encoding(name, data)
                     points = _encoded_curve(pixels, icc_profile, opts, plots.CURVE_KS)
                 fig = plots.curve(rgb, method=opts.method, seed=opts.seed,
                                   overhead_bytes=container.OVERHEAD, size=size, points=points,
@@ -1429,7 +1443,7 @@ def plot(src, kind, out, size, force, quiet, **values):
         except ValueError as e:  # KpalError, or a figure size that cannot hold the figure
             raise click.ClickException(f"{name}: {e}") from None
     if not quiet:
-        _echo_notes(w for w in caught if "distinct colour" in str(w.message))
+        _echo_notes((w for w in caught if "distinct colour" in str(w.message)), name)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=fig.dpi)
     _write_output(out, buffer.getvalue(), force)
@@ -1471,6 +1485,8 @@ def view(src, out, force, no_open, quiet):
         _check_input(src)  # "x.kpal: no such file", as every command says it
     if out is not None:
         out = stdout_alias(out)
+        if out != STDIO and is_stream_target(Path(out)):  # a device or a pipe: no browser
+            no_open = True
     if out is not None and out != STDIO and not _extensionless_stream(out):
         if Path(out).is_dir() or out.endswith(("/", os.sep)):  # a folder, as cp takes one
             if not Path(out).is_dir():

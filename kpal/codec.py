@@ -51,6 +51,7 @@ from __future__ import annotations
 import errno
 import functools
 import io
+import numbers
 import os
 import re
 import warnings
@@ -1487,17 +1488,41 @@ def read_shown(source: KpalSource) -> tuple[bytes, int]:
     head = _read_head(fp)
     header, _ = read_header(head)
     left = length_to_end(fp)
-    data = head + bytes(read_up_to(fp, max(header.file_size + 1 - len(head), 0)))
-    if left is not None:
-        return data, len(head) + left
+    wanted = max(header.file_size + 1 - len(head), 0)
+    if left is not None:  # what is there, not what a damaged header claims
+        return head + bytes(read_up_to(fp, min(wanted, left))), len(head) + left
+    data = head + bytes(read_up_to(fp, wanted))
     length = len(data)
-    while piece := fp.read(_COUNTED_PIECE):  # a stream: count the rest, keep none of it
+    # A stream: count the rest, keeping none of it, up to a bound (an endless pipe).
+    while length - header.file_size <= _COUNTED_LIMIT and (piece := fp.read(_COUNTED_PIECE)):
         length += len(piece)
+    if length - header.file_size > _COUNTED_LIMIT:
+        msg = (f"file has trailing data: more than {_COUNTED_LIMIT:,} bytes past the "
+               f"{header.file_size} bytes the header implies (counting stopped there)")
+        raise FormatError(msg)
     return data, length
 
 
-#: Bytes read at a time when a stream's trailing data is counted (:func:`read_shown`).
+def checked_file_bytes(file_bytes: object, data: bytes) -> int:
+    """``file_bytes``, the length of a file of which ``data`` is the start, checked.
+
+    Raises
+    ------
+    ValueError
+        Not a whole number at least ``len(data)``.
+    """
+    if isinstance(file_bytes, bool) or not isinstance(file_bytes, numbers.Integral) \
+            or file_bytes < len(data):
+        msg = (f"file_bytes={file_bytes!r} must be a whole number of bytes, at least the "
+               f"{len(data)} given")
+        raise ValueError(msg)
+    return int(file_bytes)
+
+
+#: Bytes read at a time when a stream's trailing data is counted (:func:`read_shown`),
+#: and how many past the implied length are counted before the stream is given up.
 _COUNTED_PIECE = 1 << 20
+_COUNTED_LIMIT = 1 << 30
 
 
 def _binary_reader(source: object) -> IO[bytes]:
@@ -1519,17 +1544,25 @@ def _read_head(fp: IO[bytes]) -> bytes:
 
 
 def read_up_to(fp: IO[bytes], size: int) -> bytes | bytearray:
-    """Up to ``size`` bytes: fewer only at the end of the file (a raw stream may return less)."""
-    data = fp.read(size)
+    """Up to ``size`` bytes: fewer only at the end of the file (a raw stream may return less).
+
+    Read in pieces of at most ``_READ_PIECE`` bytes: ``fp.read(n)`` sets aside
+    ``n`` bytes first, and ``size`` may be what a damaged header claims.
+    """
+    data = fp.read(min(size, _READ_PIECE))
     if data is None or len(data) >= size:
         return data or b""
     data = bytearray(data)
     while len(data) < size:
-        piece = fp.read(size - len(data))
+        piece = fp.read(min(size - len(data), _READ_PIECE))
         if not piece:
             break
         data += piece
     return data
+
+
+#: The most :func:`read_up_to` asks of a file at once.
+_READ_PIECE = 1 << 24
 
 
 def length_to_end(fp: IO[bytes]) -> int | None:
@@ -1607,15 +1640,19 @@ def decode(source: KpalSource) -> Image.Image:
 def inspect(data: KpalSource, *, file_bytes: int | None = None) -> dict:
     """Describe a file for ``kpal info``: header, palette, sizes and checksum status.
 
-    ``data`` is what :func:`decode` takes: the file's bytes (or a bytearray or
-    memoryview), its path or a binary file object. A file longer than its
-    header implies is measured, not read to its end (:func:`read_shown`);
-    ``file_bytes`` is the file's length when ``data`` holds only the first
-    bytes :func:`read_shown` gives.
-
     Unlike :func:`decode` it reports a bad length, metadata block, checksum or
     payload instead of raising, so a damaged file can still be looked at; only
     a header that cannot be parsed raises.
+
+    Parameters
+    ----------
+    data : bytes, path or binary file object
+        What :func:`decode` takes: the file's bytes (or a bytearray or
+        memoryview), its path or a binary file object. A file longer than its
+        header implies is measured, not read to its end (:func:`read_shown`).
+    file_bytes : int, optional
+        The file's length, when ``data`` is bytes holding only its first bytes,
+        as :func:`read_shown` gives them; at least ``len(data)``.
 
     Returns
     -------
@@ -1645,9 +1682,14 @@ def inspect(data: KpalSource, *, file_bytes: int | None = None) -> dict:
         The header claims more than twice ``Image.MAX_IMAGE_PIXELS`` pixels
         (checked before decoding, see :func:`check_decompression_bomb`).
     """
-    if not isinstance(data, bytes):  # a path, a file object, a bytearray or memoryview
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):  # a path or a file object: measured here
+        if file_bytes is not None:
+            msg = "file_bytes is for the first bytes of a file given as bytes, not a path or file"
+            raise TypeError(msg)
         data, file_bytes = read_shown(data)
-    length = len(data) if file_bytes is None else file_bytes
+    length = len(data) if file_bytes is None else checked_file_bytes(file_bytes, data)
     header = container.read_header(data)
     chosen = codings.get(header.coding)
     start = header.header_size

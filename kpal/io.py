@@ -27,6 +27,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["write_atomic", "write_all", "is_stream_target", "check_destination", "temp_prefix"]
 
 #: Bytes of a file's name kept in its temporary file's name: ``.NAME.`` plus 8
@@ -172,7 +174,7 @@ def _naming(error: OSError, target: Path) -> OSError:
 
 
 def _check_force(force: object) -> None:
-    if not isinstance(force, bool):  # "no" is truthy: it would overwrite
+    if not isinstance(force, (bool, np.bool_)):  # "no" is truthy: it would overwrite
         msg = f"force={force!r} must be True or False"
         raise TypeError(msg)
 
@@ -220,6 +222,9 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
             and not stat.S_ISDIR(existing.st_mode):
         _write_through(target, data)
         return
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        msg = f"{target}: is a directory"
+        raise IsADirectoryError(errno.EISDIR, msg)
     if not force and existing is not None:
         msg = f"{target}: file exists (pass force=True to overwrite)"
         raise FileExistsError(msg)
@@ -237,10 +242,15 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, force: bool = False) -
             tmp.flush()
             os.fsync(tmp.fileno())
         _copy_mode_and_owner(tmp_name, existing)
-        if force:
-            os.replace(tmp_name, real)
-        else:
-            _link_no_clobber(tmp_name, real, shown=target)
+        try:
+            if force:
+                os.replace(tmp_name, real)
+            else:
+                _link_no_clobber(tmp_name, real, shown=target)
+        except FileExistsError:
+            raise
+        except OSError as e:  # said of the destination, not of the temporary file
+            raise _naming(e, target) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)

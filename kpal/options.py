@@ -58,6 +58,7 @@ __all__ = [
     "MAX_K",
     "PALETTE_DECIDERS",
     "check",
+    "check_ks",
     "check_number",
     "flag_names",
 ]
@@ -146,6 +147,31 @@ def _real(name: str, low: float, high: float, *, open_low: bool) -> Callable[[ob
         return float(number)
 
     return check_real
+
+
+def check_ks(ks: object) -> list[int]:
+    """The distinct ``k`` values of ``ks`` (an iterable of integers 1..256), ascending.
+
+    Raises
+    ------
+    OptionError
+        ``ks`` is not an iterable of k values (a string, a number, a 0-d
+        array), holds a value that is not a k, or is empty.
+    """
+    if (isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable)
+            or getattr(ks, "ndim", 1) == 0):
+        msg = f"ks={_describe(ks)} must be an iterable of k values, e.g. [4, 16, 64]"
+        raise OptionError(msg)
+    given = list(ks)
+    try:
+        wanted = sorted({check("k", k) for k in given})
+    except OptionError as error:
+        msg = f"ks={_describe(given)}: {error}"
+        raise OptionError(msg) from None
+    if not wanted:
+        msg = f"ks={_describe(given)} must hold at least one k between 1 and {MAX_K}"
+        raise OptionError(msg)
+    return wanted
 
 
 def check_number(name: str, value: object) -> int | float:

@@ -995,15 +995,7 @@ def curve(
         ``raw_bits`` is not 24 or 32.
     """
     _check_raw_bits(raw_bits)
-    given = list(ks)
-    try:
-        ks = sorted({options.check("k", k) for k in given})
-    except OptionError as error:
-        msg = f"ks={given}: {error}"
-        raise OptionError(msg) from None
-    if not ks:
-        msg = "ks=[] must hold at least one k between 1 and 256"
-        raise OptionError(msg)
+    ks = options.check_ks(ks)
     fig = _figure("curve", size)
     rgb = _rgb_array(image)
     height, width = rgb.shape[:2]

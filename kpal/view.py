@@ -157,7 +157,12 @@ def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[byte
         if name is None:
             name = Path(source).name if isinstance(source, (str, os.PathLike)) else "image.kpal"
         data, found = codec.read_shown(source)  # a long file is shown, and said, not read whole
-        file_bytes = found if file_bytes is None else file_bytes
+        if file_bytes is None or not isinstance(source, (bytes, bytearray, memoryview)):
+            if file_bytes is not None:
+                msg = "file_bytes is for the first bytes of a file given as bytes"
+                raise TypeError(msg)
+            file_bytes = found
+        file_bytes = codec.checked_file_bytes(file_bytes, data)
     return _fill(_asset("viewer.html"), data, name or "image.kpal", file_bytes)
 
 

@@ -592,3 +592,39 @@ def test_the_command_list_shows_each_summary_whole():
     result = CliRunner().invoke(cli, ["--help"], terminal_width=80)
     commands = result.output.split("Commands:")[1]
     assert "..." not in commands and "Compress images to .kpal files" in commands
+
+
+def test_writers_refuse_a_folder_and_name_it(tmp_path):
+    from kpal.io import write_atomic
+
+    (tmp_path / "d.gpl").mkdir()
+    for force in (False, True):
+        with pytest.raises(IsADirectoryError, match=r"d.gpl: is a directory"):
+            kpal.save_palette([[1, 2, 3]], tmp_path / "d.gpl", force=force)
+    write_atomic(tmp_path / "w.bin", b"x", force=np.True_)  # numpy's bool is a bool
+    assert (tmp_path / "w.bin").read_bytes() == b"x"
+
+
+def test_curve_and_measure_curve_check_ks_alike():
+    from kpal import plot
+    from kpal.choose import measure_curve
+
+    pytest.importorskip("matplotlib")
+    image = np.zeros((4, 4, 3), np.uint8)
+    for ks in ("48", 4, np.array(4)):
+        with pytest.raises(OptionError, match=r"must be an iterable of k values"):
+            plot.curve(image, ks=ks)
+        with pytest.raises(OptionError, match=r"must be an iterable of k values"):
+            measure_curve(image, ks)
+    with pytest.raises(OptionError, match=r"^ks=\[\] must hold at least one k"):
+        plot.curve(image, ks=[])
+
+
+def test_view_to_a_device_opens_no_browser(tmp_path, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda *a, **k: opened.append(a) or True)
+    result = CliRunner().invoke(cli, ["view", str(GOLDEN / "k5_7x3.kpal"), "-o", "/dev/null"])
+    assert result.exit_code == 0, result.output
+    assert opened == []

@@ -56,7 +56,7 @@ def test_sample_single_colour_notes_it(runner, tmp_path):
     out = tmp_path / "out.png"
     result = runner.invoke(cli, ["sample", str(src), "-k", "4", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "note: only 1 distinct colour for k=4" in result.output
+    assert f"kpal: warning: {src}: only 1 distinct colour for k=4" in result.stderr
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.full((7, 9, 3), [10, 120, 250]))
 
 

@@ -498,3 +498,65 @@ def test_an_mmap_and_a_trickling_pipe_decode(tmp_path):
         np.testing.assert_array_equal(np.asarray(kpal.decode(mapped).convert("RGB")), expected)
     np.testing.assert_array_equal(np.asarray(kpal.decode(_Pipe(data, step=5)).convert("RGB")),
                                   expected)
+
+
+class _Asking(io.RawIOBase):
+    """A stream of ``data`` that records how much each read asked for."""
+
+    def __init__(self, data: bytes):
+        self.data, self.given, self.asked = data, 0, []
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self.asked.append(len(buffer))
+        part = self.data[self.given:self.given + len(buffer)]
+        buffer[:len(part)] = part
+        self.given += len(part)
+        return len(part)
+
+    def read(self, size=-1):
+        self.asked.append(size)
+        part = self.data[self.given:self.given + size]
+        self.given += len(part)
+        return part
+
+
+def test_a_header_claiming_gigabytes_costs_no_more_than_the_file(tmp_path):
+    """A 41-byte file whose header claims 4 GB: read in bounded pieces, not set aside
+    whole (that was 'out of memory' for kpal info, view and decode from a pipe)."""
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[:, :15] = 200
+    data = bytearray(kpal.encode(image, 2, coding="entropy"))
+    data[22:26] = (2**32 - 1000).to_bytes(4, "big")  # payload_length, which coding 2 does not fix
+    data = bytes(data[:41])
+    path = tmp_path / "claim.kpal"
+    path.write_bytes(data)
+    for reader in (codec.read_shown, codec.read_bytes, codec.inspect):
+        stream = _Asking(data)
+        try:
+            reader(stream)
+        except KpalError:
+            pass
+        assert max(stream.asked) <= 1 << 24, (reader.__name__, max(stream.asked))
+    report = codec.inspect(path)
+    assert report["file_bytes"] == 41 and "file is truncated: 41 bytes" in report["problem"]
+
+
+def test_an_endless_stream_is_counted_up_to_a_bound(monkeypatch):
+    monkeypatch.setattr(codec, "_COUNTED_LIMIT", 1 << 20)
+    data = kpal.encode(np.arange(9, dtype=np.uint8).reshape(1, 3, 3), 2)
+    with pytest.raises(KpalError, match=rf"^file has trailing data: more than 1,048,576 bytes "
+                                        rf"past the {len(data)} bytes the header implies"):
+        codec.inspect(io.BufferedReader(_Pipe(data, endless=True)))
+
+
+def test_inspect_keeps_the_length_given_with_any_bytes_and_checks_it():
+    data = kpal.encode(np.arange(9, dtype=np.uint8).reshape(1, 3, 3), 2)
+    for given in (data + b"x", bytearray(data + b"x"), memoryview(data + b"x")):
+        report = codec.inspect(given, file_bytes=5000)
+        assert report["file_bytes"] == 5000 and "5000 bytes" in report["problem"]
+    for wrong in (-5, True, 192.0, len(data) - 1):
+        with pytest.raises(ValueError, match=r"^file_bytes=.* must be a whole number of bytes"):
+            codec.inspect(data, file_bytes=wrong)

@@ -260,3 +260,47 @@ def test_the_palette_figure_shows_the_colours_encode_stores_for_a_grey_profile(r
     with pytest.warns(UserWarning):
         stored = kpal.decode(kpal.encode(source, 256)).convert("RGB")
     np.testing.assert_array_equal(seen["pixels"], np.asarray(stored))
+
+
+def test_png_text_chunks_are_listed_as_not_stored(runner, tmp_path):
+    from PIL import PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "hello there")
+    text.add_itxt("Author", "Ann")
+    source = tmp_path / "t.png"
+    Image.new("RGB", (8, 6), (9, 9, 9)).save(source, pnginfo=text)
+    result = runner.invoke(cli, ["encode", str(source), "-k", "2", "-o", str(tmp_path / "t.kpal")])
+    assert result.exit_code == 0, result.output
+    assert ("  not stored     PNG text Comment, Author (14 bytes): a .kpal file holds an ICC "
+            "profile, no other metadata") in result.stdout.splitlines()
+
+
+def test_plot_of_a_transparent_grey_profiled_image_says_each_thing_once(runner, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tests.test_codec_defects import gray_profile
+
+    pixels = np.zeros((16, 32, 2), np.uint8)
+    pixels[..., 0] = np.arange(32) * 8
+    pixels[..., 1] = np.linspace(0, 255, 16)[:, None].astype(np.uint8)
+    source = tmp_path / "greyA.png"
+    Image.fromarray(pixels, "LA").save(source, icc_profile=gray_profile())
+    for kind, k in (("compare", ["-k", "4"]), ("curve", [])):
+        result = runner.invoke(cli, ["plot", str(source), "--kind", kind, *k, "-o",
+                                     str(tmp_path / f"{kind}.png")])
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("ICC profile") == 1, result.stderr
+
+
+def test_a_quiet_batch_still_says_a_profile_was_dropped(runner, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (6, 4), (10, 20, 30)).save(folder / "junk.png", icc_profile=b"not a profile")
+    Image.new("RGB", (6, 4), (10, 20, 30)).save(folder / "plain.png")
+    result = runner.invoke(cli, ["encode", str(folder), "-o", str(tmp_path / "out"), "-q",
+                                 "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"kpal: warning: {folder / 'junk.png'}: the image's ICC profile is dropped")
