@@ -64,8 +64,9 @@ from kpal.errors import KpalError, recording, warn
 from kpal.io import temp_prefix, write_atomic
 from kpal.options import EncodeOptions
 
-__all__ = ["Result", "Job", "BatchError", "OutputFolderError", "SchedulerError", "SchedulerLost",
-           "Summary", "collect", "plan", "run", "run_job", "encode_many", "decode_many",
+__all__ = ["Result", "Job", "BatchError", "MissingExtraError", "OutputFolderError",
+           "SchedulerError", "SchedulerLost", "Summary", "collect", "plan", "run", "run_job",
+           "encode_many", "decode_many",
            "info_many", "summarize", "default_jobs", "is_glob", "image_file", "kpal_file",
            "skip_reason", "ext_problem", "output_format", "is_url", "exists", "connect",
            "palette_read_once"]
@@ -86,6 +87,13 @@ class BatchError(ValueError):
     """The batch cannot start: no input matched, two inputs map to one output, ...
 
     Raised before any file is read or written.
+    """
+
+
+class MissingExtraError(BatchError, ImportError):
+    """The batch needs an optional package that is not installed (Dask, fsspec).
+
+    Also an ``ImportError``, as a missing extra is everywhere else in kpal.
     """
 
 
@@ -253,11 +261,14 @@ def _filesystem(url: str):
     try:
         import fsspec
     except ImportError:
-        msg = f"{url}: URLs need fsspec (pip install fsspec)"
-        raise BatchError(msg) from None
+        msg = f"{url}: URLs need fsspec: pip install fsspec"
+        raise MissingExtraError(msg) from None
     try:
         return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as e:  # an unknown protocol, or its package missing
+    except ImportError as e:  # the protocol's package is missing (s3fs, gcsfs, ...)
+        msg = f"{url}: {e}"
+        raise MissingExtraError(msg) from None
+    except ValueError as e:  # an unknown protocol
         msg = f"{url}: {e}"
         raise BatchError(msg) from None
 
@@ -1515,7 +1526,7 @@ def connect(address: str, name: str = "client"):
         from distributed import Client
     except ImportError:
         msg = f'{name} needs Dask: pip install "kpal[dask]"'
-        raise BatchError(msg) from None
+        raise MissingExtraError(msg) from None
     if not isinstance(address, str) or not address.strip():
         msg = f"{name}: give the Dask scheduler's address, e.g. tcp://host:8786"
         raise BatchError(msg)

@@ -251,7 +251,7 @@ def _refuse_lone_folder(src: str, ext: str = ".kpal") -> None:
 def _plan(kind: str, srcs: tuple, out: str | None, **how) -> list:
     try:
         return batch.plan(kind, srcs, out, command_line=True, **how)
-    except batch.OutputFolderError as e:  # an I/O failure, as for one file: exit 1
+    except (batch.OutputFolderError, batch.MissingExtraError) as e:  # not usage: exit 1
         raise click.ClickException(str(e)) from None
     except batch.BatchError as e:
         raise click.UsageError(str(e)) from None
@@ -309,7 +309,7 @@ def _dask_address(ctx, param, value: str | None) -> str | None:
 def _connect(address: str):
     try:
         return batch.connect(address, "--dask")
-    except batch.SchedulerError as e:
+    except (batch.SchedulerError, batch.MissingExtraError) as e:  # not usage: exit 1
         raise click.ClickException(str(e)) from None
     except batch.BatchError as e:
         raise click.UsageError(str(e)) from None
@@ -416,9 +416,12 @@ def encode(srcs, out, packing, entropy, force, quiet, recursive, jobs, ext, skip
                                                 "--entropy": "entropy" if entropy else None})
     _check_palette_file(opts)
     _check_force_or_skip(force, skip_existing)
+    if ssim and _is_batch(srcs, out, ext):  # the report's row: one file's
+        raise click.UsageError("--ssimulacra2 scores one file in its report: give one input "
+                               "and an output file (a batch prints a summary instead)")
     if ssim and importlib.util.find_spec("ssimulacra2") is None:  # before any work
         # A missing extra is not a usage error: exit 1, as for plots and coding 3.
-        raise click.ClickException("--ssimulacra2 needs the metric: pip install 'kpal[metrics]'")
+        raise click.ClickException('--ssimulacra2 needs the metric: pip install "kpal[metrics]"')
     if _is_batch(srcs, out, ext):
         _check_batch_output(srcs, out)
         opts = _palette_read_once(opts, quiet)
@@ -1147,6 +1150,10 @@ def palette_command(srcs, out, weights, recursive, force, quiet, **values):
 
     opts = encode_options(values)
     out = stdout_alias(out)  # -o /dev/stdout redirected to a file: written as -o -
+    for src in srcs:
+        if batch.is_url(src):
+            raise click.UsageError(f"{src}: kpal palette reads local files and - (copy "
+                                   "the images here first)")
     if srcs.count(STDIO) > 1:
         raise click.UsageError("-: standard input can be read once; name it once")
     if STDIO in srcs and sys.stdin is not None and _is_terminal(sys.stdin):
@@ -1478,6 +1485,9 @@ def view(src, out, force, no_open, quiet):
     """
     from kpal import view as viewer
 
+    if batch.is_url(src):
+        raise click.UsageError(f"{src}: kpal view shows a local file or - (kpal decode and "
+                               "info read URLs)")
     if no_open and quiet and out is None:  # the page would go where nobody is told
         raise click.UsageError("--no-open -q without -o writes a page and says nothing of "
                                "where; give -o PAGE.html (or drop -q to see its path)")
@@ -1522,10 +1532,13 @@ def view(src, out, force, no_open, quiet):
     except (KpalError, Image.DecompressionBombError) as e:
         raise click.ClickException(f"{name}: {e}") from None
     if report["reader_needs"] is not None and not report["problem"] and not quiet:
-        # a valid file in an optional coding the page's reader lacks
+        # a valid file in an optional coding the page's reader lacks; this installation
+        # decoded it (its indices were counted), or needs what reader_needs says
+        decoded = (report["size"] or {}).get("order0_entropy_bits") is not None
         _warn_one_line(f"{name}: the page cannot decode coding {report['header']['coding']} "
                        f"({report['coding']}), an optional one: it shows the header only "
-                       "(kpal decode reads it)", UserWarning, __file__, 0)
+                       f"({'kpal decode reads it' if decoded else report['reader_needs']})",
+                       UserWarning, __file__, 0)
     if report["problem"]:
         raise click.ClickException(f"{name}: {report['problem']}")
 

@@ -153,16 +153,48 @@ def load_palette(source: PaletteSource) -> np.ndarray:
     if isinstance(source, (str, os.PathLike, bytes)):  # bytes: a path, as open() takes it
         name = os.fsdecode(source)
         with open(source, "rb") as f:
-            data = f.read()
+            data = _read_bounded(f, name)
     elif isinstance(source, io.TextIOBase) or not callable(getattr(source, "read", None)):
         refuse_text_mode(source)
         msg = f"a palette is read from a path or a binary file object, not {type(source).__name__}"
         raise TypeError(msg)
     else:
         name = str(getattr(source, "name", "<palette>"))
-        data = source.read()
-        refuse_text_mode(data)
+        data = _read_bounded(source, name)
     return parse_palette(data, name=name)
+
+
+#: A text palette (GIMP, hex) of 256 colours is a few kilobytes: past this it is not one.
+_MAX_TEXT_PALETTE = 1 << 20
+#: The most read of any palette file (a .kpal, PNG or GIF palette image).
+_MAX_PALETTE_FILE = 1 << 28
+
+
+def _read_up_to(f: IO[bytes], size: int) -> bytes:
+    chunks, got = [], 0
+    while got < size:
+        piece = f.read(min(size - got, 1 << 20))
+        refuse_text_mode(piece)
+        if not piece:
+            break
+        chunks.append(piece)
+        got += len(piece)
+    return b"".join(chunks)
+
+
+def _read_bounded(f: IO[bytes], name: str) -> bytes:
+    """A palette file's bytes; one far larger than any palette (``/dev/zero``) refused."""
+    data = _read_up_to(f, _MAX_TEXT_PALETTE + 1)
+    if len(data) > _MAX_TEXT_PALETTE:
+        if _detect(data, name) in ("gpl", "hex"):
+            msg = (f"{name}: more than {_MAX_TEXT_PALETTE:,} bytes, not a text palette (256 "
+                   "colours take a few kilobytes)")
+            raise KpalError(msg)
+        data += _read_up_to(f, _MAX_PALETTE_FILE + 1 - len(data))
+        if len(data) > _MAX_PALETTE_FILE:
+            msg = f"{name}: more than {_MAX_PALETTE_FILE:,} bytes, too large for a palette file"
+            raise KpalError(msg)
+    return data
 
 
 def parse_palette(data: bytes, format: str | None = None, *, name: str = "<palette>"
@@ -187,6 +219,10 @@ def parse_palette(data: bytes, format: str | None = None, *, name: str = "<palet
         format = _detect(data, name)
     elif format not in FORMATS:
         msg = f"{name}: unknown palette format {format!r} (known: {', '.join(FORMATS)})"
+        raise KpalError(msg)
+    if format in ("gpl", "hex") and len(data) > _MAX_TEXT_PALETTE:
+        msg = (f"{name}: more than {_MAX_TEXT_PALETTE:,} bytes, not a text palette (256 "
+               "colours take a few kilobytes)")
         raise KpalError(msg)
     reader = {"kpal": _read_kpal, "gpl": _read_gpl, "act": _read_act, "png": _read_image,
               "gif": _read_image, "hex": _read_hex}[format]
@@ -343,11 +379,11 @@ def _read_image(data: bytes, name: str) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode != "P":
+            if im.mode != "P":  # before the pixels are decoded
                 msg = (f"{name}: a {im.format} palette must be a palette image (mode P), "
                        f"this one has mode {im.mode}")
                 raise KpalError(msg)
+            im.load()
             indices = np.asarray(im)
             entries = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
             entries = _with_transparency(entries, im.info.get("transparency"))
@@ -355,6 +391,8 @@ def _read_image(data: bytes, name: str) -> np.ndarray:
     except UnidentifiedImageError:
         msg = f"{name}: not a PNG or GIF image (a palette image was expected)"
         raise KpalError(msg) from None
+    except Image.DecompressionBombError as error:  # which file: the palette, not the image
+        raise KpalError(f"{name}: {error}") from None
     except (OSError, SyntaxError) as error:
         msg = f"{name}: cannot read the image palette: {error}"
         raise KpalError(msg) from None

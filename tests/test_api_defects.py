@@ -628,3 +628,21 @@ def test_view_to_a_device_opens_no_browser(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["view", str(GOLDEN / "k5_7x3.kpal"), "-o", "/dev/null"])
     assert result.exit_code == 0, result.output
     assert opened == []
+
+
+def test_commands_that_read_local_files_say_so_for_a_url(tmp_path, small_png):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["palette", f"file://{small_png}", "-o", str(tmp_path / "p.gpl")])
+    assert result.exit_code == 2
+    assert "kpal palette reads local files and -" in result.stderr
+    result = runner.invoke(cli, ["view", f"file://{GOLDEN / 'k5_7x3.kpal'}", "--no-open"])
+    assert result.exit_code == 2
+    assert "kpal view shows a local file or -" in result.stderr
+
+
+def test_ssimulacra2_is_refused_for_a_batch_it_would_not_score(tmp_path, small_png):
+    result = CliRunner().invoke(cli, ["encode", str(small_png), str(small_png), "-o",
+                                      str(tmp_path / "out") + "/", "--ssimulacra2"])
+    assert result.exit_code == 2
+    assert "--ssimulacra2 scores one file in its report" in result.stderr
+    assert not (tmp_path / "out").exists()

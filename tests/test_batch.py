@@ -440,9 +440,15 @@ def test_dask_flag_without_dask_installed_is_a_clear_error(runner, tree, tmp_pat
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     result = runner.invoke(cli, ["encode", str(tree), "-o", str(tmp_path / "o"), "--dask",
                                  "tcp://127.0.0.1:1"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # a missing extra is not a usage error
     assert result.stderr == 'kpal: error: --dask needs Dask: pip install "kpal[dask]"\n'
     assert not (tmp_path / "o").exists()
+    with pytest.raises(ImportError, match=r'needs Dask: pip install "kpal\[dask\]"'):
+        list(batch.encode_many(str(tree), tmp_path / "o", client="tcp://127.0.0.1:1"))
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    result = runner.invoke(cli, ["encode", f"file://{tree}", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.stderr == f"kpal: error: file://{tree}: URLs need fsspec: pip install fsspec\n"
 
 
 def test_warnings_become_one_line_per_file(runner, tmp_path):

@@ -276,7 +276,7 @@ def test_ssimulacra2_without_the_package_is_a_usage_error_before_any_work(
                         lambda name, *a: None if name == "ssimulacra2" else real(name, *a))
     result = _encode(runner, photo_path, "-o", tmp_path / "x.kpal", "--ssimulacra2")
     assert result.exit_code == 1  # a missing extra, as for plots: not a usage error
-    assert "--ssimulacra2 needs the metric: pip install 'kpal[metrics]'" in result.output
+    assert '--ssimulacra2 needs the metric: pip install "kpal[metrics]"' in result.output
     assert not (tmp_path / "x.kpal").exists()
 
 

@@ -592,3 +592,48 @@ def test_one_entry_for_a_mask_warns_that_encode_cannot_use_it():
         warnings.simplefilter("error")  # k=2 keeps the mask: no note, and encode takes it
         two = palettes.fit_palette([icon], 2)
         kpal.encode(icon, palette=two)
+
+
+class _Endless(io.RawIOBase):
+    """Zeros for ever, as /dev/zero gives them; ``given`` counts them."""
+
+    given = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        buffer[:] = bytes(len(buffer))
+        self.given += len(buffer)
+        return len(buffer)
+
+
+def test_a_palette_file_far_larger_than_any_palette_is_refused_early(tmp_path):
+    endless = _Endless()
+    with pytest.raises(KpalError, match=r"^<palette>: more than 1,048,576 bytes, not a text "
+                                        r"palette"):
+        palettes.load_palette(io.BufferedReader(endless))
+    assert endless.given < 4 << 20
+    big = tmp_path / "big.gpl"
+    big.write_bytes(b"GIMP Palette\n" + b"1 2 3\n" * 300_000)
+    with pytest.raises(KpalError, match=r"big.gpl: more than 1,048,576 bytes"):
+        palettes.load_palette(big)
+
+
+def test_a_bomb_or_rgb_image_as_a_palette_is_named_before_its_pixels_are_read(tmp_path,
+                                                                               monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("P", (64, 64)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 4096 pixels: over twice the limit
+    with pytest.raises(KpalError, match=r"bomb.png: Image size \(4096 pixels\) exceeds limit"):
+        palettes.load_palette(path)
+    monkeypatch.undo()
+    rgb = tmp_path / "rgb.png"
+    Image.new("RGB", (64, 64)).save(rgb)
+    loads = []
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(self) or None)
+    with pytest.raises(KpalError, match=r"rgb.png: a PNG palette must be a palette image"):
+        palettes.load_palette(rgb)
+    assert loads == []
