@@ -59,7 +59,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -92,6 +92,7 @@ ImageSource = (Image.Image | str | os.PathLike | bytes | bytearray | memoryview 
                | np.ndarray)
 #: What the decoders take: a file's bytes, its path or a binary file object.
 KpalSource = bytes | bytearray | memoryview | str | os.PathLike | IO[bytes]
+T = TypeVar("T")
 
 _GREY_MODES = {"L", "1"}
 _ALPHA_MODES = {"RGBA": "RGB", "LA": "L", "PA": "P", "RGBa": None, "La": None}
@@ -1446,11 +1447,15 @@ def read_bytes(source: KpalSource) -> bytes:
         data = bytes(source)
         read_header(data)
         return data
+    return _from_file(source, lambda fp: read_rest(fp, _read_head(fp)))
+
+
+def _from_file(source: str | os.PathLike | IO[bytes], read: Callable[[IO[bytes]], T]) -> T:
+    """``read`` of a path, opened, or of a binary file object."""
     if isinstance(source, (str, os.PathLike)):
         with open(Path(source), "rb") as fp:
-            return read_bytes(fp)
-    fp = _binary_reader(source)
-    return read_rest(fp, _read_head(fp))
+            return read(fp)
+    return read(_binary_reader(source))
 
 
 def read_shown(source: KpalSource) -> tuple[bytes, int]:
@@ -1473,18 +1478,17 @@ def read_shown(source: KpalSource) -> tuple[bytes, int]:
     Raises
     ------
     FormatError
-        The header is not valid.
+        The header is not valid, or a stream runs on more than 1 GiB past the
+        length it implies (counting stops there).
     OSError
         The path cannot be read.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        read_header(data)
-        return data, len(data)
-    if isinstance(source, (str, os.PathLike)):
-        with open(Path(source), "rb") as fp:
-            return read_shown(fp)
-    fp = _binary_reader(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):  # all of it is here already
+        return (data := read_bytes(source)), len(data)
+    return _from_file(source, _read_shown_file)
+
+
+def _read_shown_file(fp: IO[bytes]) -> tuple[bytes, int]:
     head = _read_head(fp)
     header, _ = read_header(head)
     left = length_to_end(fp)

@@ -709,6 +709,12 @@ def test_a_damaged_coding_3_page_shows_the_python_readers_error(tmp_path):
     assert result.stderr.strip().endswith(f"{damaged.name}: {python_error.value}")
     valid = view.to_html(GOLDEN / "context_k5_11x7.kpal")
     assert "data-problem" not in valid
+    error, _ = _shown_error(page_path, tmp_path)
+    assert error == f"kpal: error: {damaged.name}: {python_error.value}"
+
+
+def _shown_error(page_path, tmp_path) -> tuple[str, str]:
+    """The error and the info panel a page shows in headless Chromium."""
     _need(CHROMIUM, "chromium (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
@@ -721,8 +727,7 @@ def test_a_damaged_coding_3_page_shows_the_python_readers_error(tmp_path):
             page = browser.new_page()
             page.goto(page_path.as_uri())
             page.wait_for_selector("#error:not([hidden])", timeout=20000)
-            assert page.inner_text("#error") == (
-                f"kpal: error: {damaged.name}: {python_error.value}")
+            return page.inner_text("#error"), page.inner_text("#info")
         finally:
             browser.close()
 
@@ -738,21 +743,7 @@ def test_a_long_files_page_holds_its_start_and_says_its_length(tmp_path):
     page_path = tmp_path / "long.html"
     page_path.write_text(view.to_html(sparse), encoding="utf-8")
     assert page_path.stat().st_size < 200_000  # the viewer, and 43 bytes of the file
-    _need(CHROMIUM, "chromium (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need(None, "playwright (pip install playwright)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            tmp_path / "profile", executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(page_path.as_uri())
-            page.wait_for_selector("#error:not([hidden])", timeout=20000)
-            assert page.inner_text("#error") == (
-                f"kpal: error: long.kpal: file has trailing data: {1 << 31} bytes, "
-                f"the header implies {len(data)}")
-            assert f"on disk\t{1 << 31:,} bytes" in page.inner_text("#info")
-        finally:
-            browser.close()
+    error, info = _shown_error(page_path, tmp_path)
+    assert error == (f"kpal: error: long.kpal: file has trailing data: {1 << 31} bytes, "
+                     f"the header implies {len(data)}")
+    assert f"on disk\t{1 << 31:,} bytes" in info
