@@ -77,6 +77,7 @@ from kpal.errors import (
     silenced,
     warn,
 )
+from kpal.io import read_up_to
 from kpal.options import DEFAULT_K, MAX_K, PALETTE_DECIDERS, EncodeOptions, _describe
 
 __all__ = [
@@ -1458,7 +1459,7 @@ def _from_file(source: str | os.PathLike | IO[bytes], read: Callable[[IO[bytes]]
     return read(_binary_reader(source))
 
 
-def read_shown(source: KpalSource) -> tuple[bytes, int]:
+def read_shown(source: KpalSource, file_bytes: int | None = None) -> tuple[bytes, int]:
     """A file's bytes up to one past the length its header implies, and its real length.
 
     For :func:`inspect` and the viewer, which describe a file that is too long
@@ -1467,6 +1468,13 @@ def read_shown(source: KpalSource) -> tuple[bytes, int]:
     37-byte file followed by gigabytes costs no memory. One byte past the
     implied length is kept, so that a reader of the bytes alone still finds
     the file too long.
+
+    Parameters
+    ----------
+    source : bytes, path or binary file object
+        The file, or (bytes) its first bytes as this function gave them.
+    file_bytes : int, optional
+        With bytes only: the length of the file they start, at least theirs.
 
     Returns
     -------
@@ -1483,8 +1491,13 @@ def read_shown(source: KpalSource) -> tuple[bytes, int]:
     OSError
         The path cannot be read.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):  # all of it is here already
-        return (data := read_bytes(source)), len(data)
+    if isinstance(source, (bytes, bytearray, memoryview)):  # measured before, or all here
+        data = bytes(source)
+        container.read_header(data)  # the fields; the lengths are inspect's to report
+        return data, len(data) if file_bytes is None else _checked_file_bytes(file_bytes, data)
+    if file_bytes is not None:
+        msg = "file_bytes is for the first bytes of a file given as bytes, not a path or file"
+        raise TypeError(msg)
     return _from_file(source, _read_shown_file)
 
 
@@ -1507,7 +1520,7 @@ def _read_shown_file(fp: IO[bytes]) -> tuple[bytes, int]:
     return data, length
 
 
-def checked_file_bytes(file_bytes: object, data: bytes) -> int:
+def _checked_file_bytes(file_bytes: object, data: bytes) -> int:
     """``file_bytes``, the length of a file of which ``data`` is the start, checked.
 
     Raises
@@ -1545,28 +1558,6 @@ def _read_head(fp: IO[bytes]) -> bytes:
     if head and len(head) < container.MAX_HEADER_SIZE:  # a raw pipe may give less
         head = bytes(head) + bytes(read_up_to(fp, container.MAX_HEADER_SIZE - len(head)))
     return bytes(head or b"")
-
-
-def read_up_to(fp: IO[bytes], size: int) -> bytes | bytearray:
-    """Up to ``size`` bytes: fewer only at the end of the file (a raw stream may return less).
-
-    Read in pieces of at most ``_READ_PIECE`` bytes: ``fp.read(n)`` sets aside
-    ``n`` bytes first, and ``size`` may be what a damaged header claims.
-    """
-    data = fp.read(min(size, _READ_PIECE))
-    if data is None or len(data) >= size:
-        return data or b""
-    data = bytearray(data)
-    while len(data) < size:
-        piece = fp.read(min(size - len(data), _READ_PIECE))
-        if not piece:
-            break
-        data += piece
-    return data
-
-
-#: The most :func:`read_up_to` asks of a file at once.
-_READ_PIECE = 1 << 24
 
 
 def length_to_end(fp: IO[bytes]) -> int | None:
@@ -1686,14 +1677,7 @@ def inspect(data: KpalSource, *, file_bytes: int | None = None) -> dict:
         The header claims more than twice ``Image.MAX_IMAGE_PIXELS`` pixels
         (checked before decoding, see :func:`check_decompression_bomb`).
     """
-    if isinstance(data, (bytearray, memoryview)):
-        data = bytes(data)
-    if not isinstance(data, bytes):  # a path or a file object: measured here
-        if file_bytes is not None:
-            msg = "file_bytes is for the first bytes of a file given as bytes, not a path or file"
-            raise TypeError(msg)
-        data, file_bytes = read_shown(data)
-    length = len(data) if file_bytes is None else checked_file_bytes(file_bytes, data)
+    data, length = read_shown(data, file_bytes)
     header = container.read_header(data)
     chosen = codings.get(header.coding)
     start = header.header_size

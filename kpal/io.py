@@ -26,10 +26,14 @@ import select
 import stat
 import tempfile
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-__all__ = ["write_atomic", "write_all", "is_stream_target", "check_destination", "temp_prefix"]
+from kpal.errors import refuse_text_mode
+
+__all__ = ["write_atomic", "write_all", "is_stream_target", "check_destination", "temp_prefix",
+           "read_up_to"]
 
 #: Bytes of a file's name kept in its temporary file's name: ``.NAME.`` plus 8
 #: random characters and ``.tmp`` must fit in 255 bytes, most file systems' limit.
@@ -294,3 +298,26 @@ def _link_no_clobber(tmp_name: str, target: Path, shown: Path) -> None:
         os.replace(tmp_name, target)
         return
     os.unlink(tmp_name)
+
+
+def read_up_to(fp: IO[bytes], size: int) -> bytes | bytearray:
+    """Up to ``size`` bytes: fewer only at the end of the file (a raw stream may return less).
+
+    Read in pieces of at most ``_READ_PIECE`` bytes: ``fp.read(n)`` sets aside
+    ``n`` bytes first, and ``size`` may be what a damaged header claims.
+    """
+    data = fp.read(min(size, _READ_PIECE))
+    refuse_text_mode(data)  # a duck-typed reader that gives text
+    if data is None or len(data) >= size:
+        return data or b""
+    data = bytearray(data)
+    while len(data) < size:
+        piece = fp.read(min(size - len(data), _READ_PIECE))
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+#: The most :func:`read_up_to` asks of a file at once.
+_READ_PIECE = 1 << 24

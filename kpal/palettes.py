@@ -65,6 +65,7 @@ import numpy as np
 from kpal import container, options
 from kpal.cluster.histogram import color_histogram, unpack_rgb
 from kpal.errors import FormatError, KpalError, refuse_text_mode, warn
+from kpal.io import read_up_to
 
 __all__ = [
     "FORMATS",
@@ -170,31 +171,24 @@ _MAX_TEXT_PALETTE = 1 << 20
 _MAX_PALETTE_FILE = 1 << 28
 
 
-def _read_up_to(f: IO[bytes], size: int) -> bytes:
-    chunks, got = [], 0
-    while got < size:
-        piece = f.read(min(size - got, 1 << 20))
-        refuse_text_mode(piece)
-        if not piece:
-            break
-        chunks.append(piece)
-        got += len(piece)
-    return b"".join(chunks)
-
-
 def _read_bounded(f: IO[bytes], name: str) -> bytes:
     """A palette file's bytes; one far larger than any palette (``/dev/zero``) refused."""
-    data = _read_up_to(f, _MAX_TEXT_PALETTE + 1)
+    data = read_up_to(f, _MAX_TEXT_PALETTE + 1)
+    refuse_text_mode(data)
     if len(data) > _MAX_TEXT_PALETTE:
-        if _detect(data, name) in ("gpl", "hex"):
-            msg = (f"{name}: more than {_MAX_TEXT_PALETTE:,} bytes, not a text palette (256 "
-                   "colours take a few kilobytes)")
-            raise KpalError(msg)
-        data += _read_up_to(f, _MAX_PALETTE_FILE + 1 - len(data))
+        _refuse_long_text(data, _detect(data, name), name)  # before reading any more
+        data = bytes(data) + bytes(read_up_to(f, _MAX_PALETTE_FILE + 1 - len(data)))
         if len(data) > _MAX_PALETTE_FILE:
             msg = f"{name}: more than {_MAX_PALETTE_FILE:,} bytes, too large for a palette file"
             raise KpalError(msg)
-    return data
+    return bytes(data)
+
+
+def _refuse_long_text(data: bytes, format: str, name: str) -> None:
+    if format in ("gpl", "hex") and len(data) > _MAX_TEXT_PALETTE:
+        msg = (f"{name}: more than {_MAX_TEXT_PALETTE:,} bytes, not a text palette (256 "
+               "colours take a few kilobytes)")
+        raise KpalError(msg)
 
 
 def parse_palette(data: bytes, format: str | None = None, *, name: str = "<palette>"
@@ -220,10 +214,7 @@ def parse_palette(data: bytes, format: str | None = None, *, name: str = "<palet
     elif format not in FORMATS:
         msg = f"{name}: unknown palette format {format!r} (known: {', '.join(FORMATS)})"
         raise KpalError(msg)
-    if format in ("gpl", "hex") and len(data) > _MAX_TEXT_PALETTE:
-        msg = (f"{name}: more than {_MAX_TEXT_PALETTE:,} bytes, not a text palette (256 "
-               "colours take a few kilobytes)")
-        raise KpalError(msg)
+    _refuse_long_text(data, format, name)
     reader = {"kpal": _read_kpal, "gpl": _read_gpl, "act": _read_act, "png": _read_image,
               "gif": _read_image, "hex": _read_hex}[format]
     palette = reader(data, name)

@@ -156,13 +156,8 @@ def to_html(source: bytes | bytearray | memoryview | str | os.PathLike | IO[byte
     if source is not None:
         if name is None:
             name = Path(source).name if isinstance(source, (str, os.PathLike)) else "image.kpal"
-        data, found = codec.read_shown(source)  # a long file is shown, and said, not read whole
-        if file_bytes is None or not isinstance(source, (bytes, bytearray, memoryview)):
-            if file_bytes is not None:
-                msg = "file_bytes is for the first bytes of a file given as bytes"
-                raise TypeError(msg)
-            file_bytes = found
-        file_bytes = codec.checked_file_bytes(file_bytes, data)
+        # a long file is shown, and said, not read whole
+        data, file_bytes = codec.read_shown(source, file_bytes)
     return _fill(_asset("viewer.html"), data, name or "image.kpal", file_bytes)
 
 
